@@ -1,0 +1,263 @@
+#include "voxwire/g711.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// The encoders are written branch-free over 32-bit lanes so that the compiler vectorises them;
+// on x86-64 Linux an AVX2 clone is built next to the baseline and picked at load time. The
+// decoders use a 256-entry table on baseline CPUs and an AVX2 kernel (below) where available.
+// Every path computes the same integers, so results never depend on the CPU.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define VOXWIRE_X86_DISPATCH 1
+#define VOXWIRE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VOXWIRE_X86_DISPATCH 0
+#define VOXWIRE_CLONES
+#endif
+
+namespace voxwire::g711 {
+namespace {
+
+void require_even(std::size_t bytes, const char* fn) {
+  if (bytes % 2 != 0) {
+    throw std::invalid_argument(std::string(fn) + ": PCM16 byte length must be even, got " +
+                                std::to_string(bytes));
+  }
+}
+
+void require(bool ok, const char* what, std::size_t need, std::size_t have) {
+  if (!ok) {
+    throw std::invalid_argument(std::string(what) + ": need " + std::to_string(need) + ", got " +
+                                std::to_string(have));
+  }
+}
+
+// Index of the highest set bit of v (v >= 1, v < 2^24): read off the float exponent, which
+// vectorises where a count-leading-zeros instruction does not exist for SIMD lanes.
+inline std::int32_t top_bit(std::int32_t v) noexcept {
+  const auto bits = std::bit_cast<std::uint32_t>(static_cast<float>(v));
+  return static_cast<std::int32_t>(bits >> 23) - 127;
+}
+
+inline std::int16_t load_pcm(const std::byte* p) noexcept {
+  std::int16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store_pcm(std::byte* p, std::int32_t v) noexcept {
+  const auto s = static_cast<std::int16_t>(v);
+  std::memcpy(p, &s, sizeof s);
+}
+
+// mu-law encoder (G.711 Table 2a, G.191 ulaw_compress): magnitude of the 14-bit sample plus
+// the bias 33, clamped to 8191; segment = position of its top bit above bit 5; the code is the
+// one's complement of (segment, 4 mantissa bits), sign bit set for x >= 0. `neg_bias` is 0 for
+// G.191 (magnitude ~x >> 2) and 4 for audioop (magnitude -(x >> 2) = (~x + 4) >> 2).
+inline std::uint8_t ulaw_code(std::int32_t x, std::int32_t neg_bias) noexcept {
+  const std::int32_t neg = x >> 31;
+  const std::int32_t a = std::min((((x ^ neg) + (neg & neg_bias)) >> 2) + 33, 0x1FFF);
+  const std::int32_t seg = top_bit(a) - 5;
+  const std::int32_t mant = (a >> (seg + 1)) & 0xF;
+  return static_cast<std::uint8_t>(((seg << 4) | mant | (neg & 0x80)) ^ 0xFF);
+}
+
+// A-law encoder (G.711 Table 1a, G.191 alaw_compress): 12-bit magnitude (one's complement for
+// negatives); segment 0 is linear, segment e >= 1 keeps the 4 bits below the top bit; even
+// bits toggled with 0x55, sign bit set for x >= 0.
+inline std::uint8_t alaw_code(std::int32_t x) noexcept {
+  const std::int32_t neg = x >> 31;
+  const std::int32_t ix = (x ^ neg) >> 4;
+  const std::int32_t top = top_bit(ix | 1);
+  const std::int32_t seg = std::max(top - 3, 0);
+  const std::int32_t mant = (ix >> std::max(top - 4, 0)) & 0xF;
+  return static_cast<std::uint8_t>(((seg << 4) | mant | (~neg & 0x80)) ^ 0x55);
+}
+
+// mu-law decoder (G.191 ulaw_expand): ((mantissa * 8 + 132) << segment) - 132, signed.
+constexpr std::int32_t ulaw_value(std::uint32_t code) noexcept {
+  const std::uint32_t u = ~code & 0xFF;
+  const std::uint32_t e = (u >> 4) & 7;
+  const auto mag = static_cast<std::int32_t>((((u & 0xF) << 3) + 0x84) << e) - 0x84;
+  const std::int32_t neg = -static_cast<std::int32_t>(u >> 7);
+  return (mag ^ neg) - neg;
+}
+
+// A-law decoder (G.191 alaw_expand): mantissa with its implied leading one above segment 0,
+// plus half a step, shifted by segment - 1; sign bit set means positive.
+constexpr std::int32_t alaw_value(std::uint32_t code) noexcept {
+  const std::uint32_t ix = (code ^ 0x55) & 0x7F;
+  const std::uint32_t e = ix >> 4;
+  const std::uint32_t m = (ix & 0xF) | (e > 0 ? 0x10u : 0u);
+  const std::uint32_t shift = e > 0 ? e - 1 : 0;
+  const auto mag = static_cast<std::int32_t>(((m << 4) + 8) << shift);
+  const std::int32_t neg = static_cast<std::int32_t>(code >> 7) - 1;
+  return (mag ^ neg) - neg;
+}
+
+VOXWIRE_CLONES void ulaw_encode_loop(const std::byte* in, std::uint8_t* out, std::size_t n,
+                                     std::int32_t neg_bias) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = ulaw_code(load_pcm(in + 2 * i), neg_bias);
+}
+
+VOXWIRE_CLONES void alaw_encode_loop(const std::byte* in, std::uint8_t* out,
+                                     std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) out[i] = alaw_code(load_pcm(in + 2 * i));
+}
+
+template <std::int32_t (*value)(std::uint32_t) noexcept>
+struct DecodeTable {
+  std::array<std::int16_t, 256> v{};
+  constexpr DecodeTable() {
+    for (std::uint32_t c = 0; c < 256; ++c) v[c] = static_cast<std::int16_t>(value(c));
+  }
+};
+constexpr DecodeTable<ulaw_value> kUlawTable{};
+constexpr DecodeTable<alaw_value> kAlawTable{};
+
+void decode_table_loop(const std::array<std::int16_t, 256>& table, const std::uint8_t* in,
+                       std::byte* out, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) store_pcm(out + 2 * i, table[in[i]]);
+}
+
+#if VOXWIRE_X86_DISPATCH
+// Both laws decode, 16 codes at a time in 16-bit lanes, as
+//   x = code ^ flip;  seg = (x >> 4) & 7;  mag = (x & 15) * step[seg] + bias[seg];
+//   value = (x & 0x80) ? -mag : mag
+// with flip = 0xFF for mu-law (all bits inverted on the line) and 0xD5 for A-law (even bits
+// inverted, sign bit meaning positive). step and bias are 8-entry int16 tables read with
+// vpshufb, which AVX2 has, where it lacks a variable shift for 16-bit lanes.
+struct SegmentTables {
+  std::uint8_t flip;
+  std::array<std::int16_t, 8> step;
+  std::array<std::int16_t, 8> bias;
+};
+// mu-law: ((m * 8 + 132) << e) - 132  =  m * (8 << e) + ((132 << e) - 132).
+constexpr SegmentTables kUlawSegments{
+    0xFF, {8, 16, 32, 64, 128, 256, 512, 1024}, {0, 132, 396, 924, 1980, 4092, 8316, 16764}};
+// A-law: segment 0 is m * 16 + 8; segment e >= 1 is ((m + 16) * 16 + 8) << (e - 1).
+constexpr SegmentTables kAlawSegments{
+    0xD5, {16, 16, 32, 64, 128, 256, 512, 1024}, {8, 264, 528, 1056, 2112, 4224, 8448, 16896}};
+
+__attribute__((target("avx2"))) void decode_avx2(const SegmentTables& t, const std::uint8_t* in,
+                                                 std::byte* out, std::size_t n) noexcept {
+  const __m128i step128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.step.data()));
+  const __m128i bias128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.bias.data()));
+  const __m256i step = _mm256_broadcastsi128_si256(step128);
+  const __m256i bias = _mm256_broadcastsi128_si256(bias128);
+  const __m256i flip = _mm256_set1_epi16(t.flip);
+  const __m256i seven = _mm256_set1_epi16(7);
+  const __m256i fifteen = _mm256_set1_epi16(15);
+  const __m256i sign = _mm256_set1_epi16(0x80);
+  const __m256i pair = _mm256_set1_epi16(0x0100);  // byte index 2e in the low byte, 2e+1 high
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i c8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    const __m256i x = _mm256_xor_si256(_mm256_cvtepu8_epi16(c8), flip);
+    const __m256i e = _mm256_and_si256(_mm256_srli_epi16(x, 4), seven);
+    const __m256i e2 = _mm256_add_epi16(e, e);
+    const __m256i idx = _mm256_or_si256(_mm256_or_si256(e2, _mm256_slli_epi16(e2, 8)), pair);
+    const __m256i mag = _mm256_add_epi16(
+        _mm256_mullo_epi16(_mm256_and_si256(x, fifteen), _mm256_shuffle_epi8(step, idx)),
+        _mm256_shuffle_epi8(bias, idx));
+    const __m256i neg = _mm256_cmpeq_epi16(_mm256_and_si256(x, sign), sign);
+    const __m256i v = _mm256_sub_epi16(_mm256_xor_si256(mag, neg), neg);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i), v);
+  }
+  const auto& table = t.flip == kUlawSegments.flip ? kUlawTable.v : kAlawTable.v;
+  decode_table_loop(table, in + i, out + 2 * i, n - i);
+}
+
+bool has_avx2() noexcept {
+  static const bool yes = __builtin_cpu_supports("avx2") != 0;
+  return yes;
+}
+#endif
+
+void decode_loop(bool ulaw, const std::uint8_t* in, std::byte* out, std::size_t n) noexcept {
+#if VOXWIRE_X86_DISPATCH
+  if (has_avx2()) {
+    decode_avx2(ulaw ? kUlawSegments : kAlawSegments, in, out, n);
+    return;
+  }
+#endif
+  decode_table_loop(ulaw ? kUlawTable.v : kAlawTable.v, in, out, n);
+}
+
+std::int32_t neg_bias_of(EncodeMode mode) noexcept { return mode == EncodeMode::audioop ? 4 : 0; }
+
+}  // namespace
+
+std::uint8_t encode_ulaw_sample(std::int16_t x, EncodeMode mode) noexcept {
+  return ulaw_code(x, neg_bias_of(mode));
+}
+
+std::uint8_t encode_alaw_sample(std::int16_t x, EncodeMode /*mode*/) noexcept {
+  return alaw_code(x);
+}
+
+std::int16_t decode_ulaw_sample(std::uint8_t code) noexcept { return kUlawTable.v[code]; }
+
+std::int16_t decode_alaw_sample(std::uint8_t code) noexcept { return kAlawTable.v[code]; }
+
+std::size_t encode_ulaw(std::span<const std::byte> pcm, std::span<std::uint8_t> out,
+                        EncodeMode mode) {
+  require_even(pcm.size(), "encode_ulaw");
+  const std::size_t n = pcm.size() / 2;
+  require(out.size() >= n, "encode_ulaw: output too short", n, out.size());
+  ulaw_encode_loop(pcm.data(), out.data(), n, neg_bias_of(mode));
+  return n;
+}
+
+std::size_t encode_ulaw(std::span<const std::int16_t> in, std::span<std::uint8_t> out,
+                        EncodeMode mode) {
+  return encode_ulaw(std::as_bytes(in), out, mode);
+}
+
+std::size_t encode_alaw(std::span<const std::byte> pcm, std::span<std::uint8_t> out,
+                        EncodeMode /*mode*/) {
+  require_even(pcm.size(), "encode_alaw");
+  const std::size_t n = pcm.size() / 2;
+  require(out.size() >= n, "encode_alaw: output too short", n, out.size());
+  alaw_encode_loop(pcm.data(), out.data(), n);
+  return n;
+}
+
+std::size_t encode_alaw(std::span<const std::int16_t> in, std::span<std::uint8_t> out,
+                        EncodeMode mode) {
+  return encode_alaw(std::as_bytes(in), out, mode);
+}
+
+std::size_t decode_ulaw(std::span<const std::uint8_t> codes, std::span<std::byte> pcm) {
+  require(pcm.size() >= 2 * codes.size(), "decode_ulaw: output bytes too short",
+          2 * codes.size(), pcm.size());
+  decode_loop(true, codes.data(), pcm.data(), codes.size());
+  return codes.size();
+}
+
+std::size_t decode_ulaw(std::span<const std::uint8_t> codes, std::span<std::int16_t> out) {
+  require(out.size() >= codes.size(), "decode_ulaw: output too short", codes.size(), out.size());
+  return decode_ulaw(codes, std::as_writable_bytes(out));
+}
+
+std::size_t decode_alaw(std::span<const std::uint8_t> codes, std::span<std::byte> pcm) {
+  require(pcm.size() >= 2 * codes.size(), "decode_alaw: output bytes too short",
+          2 * codes.size(), pcm.size());
+  decode_loop(false, codes.data(), pcm.data(), codes.size());
+  return codes.size();
+}
+
+std::size_t decode_alaw(std::span<const std::uint8_t> codes, std::span<std::int16_t> out) {
+  require(out.size() >= codes.size(), "decode_alaw: output too short", codes.size(), out.size());
+  return decode_alaw(codes, std::as_writable_bytes(out));
+}
+
+}  // namespace voxwire::g711

@@ -1,0 +1,55 @@
+"""voxwire's exception hierarchy.
+
+Normal network conditions (late, lost, duplicate or reordered packets) are results and
+counters, never exceptions. Exceptions are for malformed input and misuse, and their
+messages name the expected and the received value.
+
+Argument errors at the API boundary are the built-in ``TypeError`` (wrong type or dtype)
+and ``ValueError`` (wrong length, shape or value); the classes below add the cases that
+belong to voxwire's own layers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodecError",
+    "ConnectionClosed",
+    "LocalProtocolError",
+    "ProtocolError",
+    "ProviderError",
+    "RemoteProtocolError",
+    "VoxwireError",
+]
+
+
+class VoxwireError(Exception):
+    """Root of every exception voxwire defines."""
+
+
+class ProtocolError(VoxwireError, ValueError):
+    """A media-stream message that breaks its protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side was asked to send something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+
+class CodecError(VoxwireError, ValueError):
+    """Encoded audio that cannot be decoded (a malformed payload, not a lost packet)."""
+
+
+class ProviderError(VoxwireError):
+    """A speech or language provider failed or answered outside its contract."""
+
+
+class ConnectionClosed(VoxwireError):
+    """The transport closed; ``code`` and ``reason`` say how, when the protocol tells."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed (code={code}, reason={reason!r})")
