@@ -36,7 +36,7 @@ constexpr double kHighestHz = 8000.0;
 // the spread of short frames, short enough not to smear speech into the noise estimate).
 constexpr double kSmoothingS = 0.06;
 // Minimum statistics window: four sub-windows of 0.2 s. A floor that rose is followed
-// after 0.8-1 s, a floor that fell at once.
+// after 0.8-1 s, a floor that fell as fast as the smoothing allows.
 constexpr double kSubwindowS = 0.2;
 
 // The band SNR that noise alone exceeds rarely, in standard deviations of its dB spread.
@@ -46,8 +46,8 @@ constexpr double kMarginSigmas = 1.5;
 constexpr double kBiasSigmas = 1.5;
 
 // Logistic from the combined band SNR (dB) to a probability.
-constexpr double kThetaDb0 = 6.0;  // sensitivity 0
-constexpr double kThetaSpanDb = 6.0;
+constexpr double kThetaDb0 = 3.2;  // sensitivity 0
+constexpr double kThetaSpanDb = 4.0;
 constexpr double kSlopeDb = 1.0;
 constexpr double kMaxBandSnrDb = 30.0;
 
@@ -303,7 +303,7 @@ double Detector::score_frame() noexcept {
     floor = std::max(floor * b.bias, b.eps);
     double snr = 10.0 * std::log10(std::max(e, 1e-3) / floor) - b.margin_db;
     snr = std::clamp(snr, 0.0, kMaxBandSnrDb);
-    if (k < 2) snr *= discount;
+    snr *= discount;
     sum += b.weight * snr;
     weights += b.weight;
     if (snr > best) {
@@ -323,7 +323,7 @@ double Detector::score_frame() noexcept {
     subwindow_pos_ = (subwindow_pos_ + 1) % kSubwindows;
     subwindow_fill_ = std::min(subwindow_fill_ + 1, kSubwindows);
   }
-  const double z = 0.25 * (sum / weights) + 0.75 * (0.5 * (best + second));
+  const double z = 0.5 * (best + second);
   return 1.0 / (1.0 + std::exp(-(z - theta_db_) / kSlopeDb));
 }
 

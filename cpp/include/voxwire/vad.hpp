@@ -6,12 +6,13 @@
 /// its own noise floor by minimum statistics (R. Martin, "Noise power spectral density
 /// estimation based on optimal smoothing and minimum statistics", IEEE Trans. Speech and
 /// Audio Processing 9(5), 2001): the floor is the smallest smoothed band energy seen over the
-/// last 0.8-1 s, so it follows falling noise at once and rising noise within about a second,
+/// last 0.8-1 s, so it follows falling noise within half a second and rising noise within
+/// about a second,
 /// while the energy dips that speech always leaves in some band keep it from climbing onto
 /// the speech itself. The per-band SNRs, less the spread that noise alone would show in that
-/// band, are averaged over the bands that carry speech (about 200 Hz to 8 kHz) into a score,
-/// which a logistic maps to a speech probability. A frame whose high-band energy sits in one
-/// short burst (a click or a key press) has that band discounted.
+/// band, of the two strongest bands among those that carry speech (about 200 Hz to 8 kHz)
+/// are averaged into a score, which a logistic maps to a speech probability. A frame whose
+/// top-band energy sits in one short burst (a click or a key press) is discounted.
 ///
 /// On top of the per-frame decision a Segmenter turns frames into utterances: a start after
 /// a minimum run of speech frames, an end after a hangover of non-speech frames, both with
@@ -44,9 +45,9 @@ struct Config {
   int sample_rate = 16000;
   /// Frame length in ms: one of kFrameMs.
   int frame_ms = 20;
-  /// The one knob: 0 (only clear, loud speech) to 1 (anything above the noise floor).
-  /// It moves the SNR at which the score reaches 0.5 from about 10.5 dB (0) through 6.5 dB
-  /// (0.5, the default) to 2.5 dB (1).
+  /// The one knob: 0 (only clear speech) to 1 (anything above the noise floor). It moves
+  /// the combined band SNR (above the spread of noise alone) at which the score reaches 0.5
+  /// from 3.2 dB (0) through 1.2 dB (0.5, the default) to -0.8 dB (1).
   double sensitivity = 0.5;
   /// A non-speech frame turns into a speech frame when its score is at least this.
   double start_threshold = 0.5;
