@@ -8,23 +8,27 @@ from typing_extensions import Buffer
 _Mode = Literal["g191", "audioop"]
 
 @overload
-def encode_ulaw(  # type: ignore[overload-overlap]
+def encode_ulaw(
     pcm: npt.NDArray[np.int16], /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint8]: ...
 @overload
 def encode_ulaw(pcm: Buffer, /, *, mode: _Mode = "g191", out: None = None) -> bytes: ...
 @overload
-def encode_ulaw(pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]: ...
+def encode_ulaw(
+    pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]: ...
 @overload
-def encode_alaw(  # type: ignore[overload-overlap]
+def encode_alaw(
     pcm: npt.NDArray[np.int16], /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint8]: ...
 @overload
 def encode_alaw(pcm: Buffer, /, *, mode: _Mode = "g191", out: None = None) -> bytes: ...
 @overload
-def encode_alaw(pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]: ...
+def encode_alaw(
+    pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]: ...
 @overload
-def decode_ulaw(  # type: ignore[overload-overlap]
+def decode_ulaw(
     codes: npt.NDArray[np.uint8], /, *, out: npt.NDArray[np.int16] | None = None
 ) -> npt.NDArray[np.int16]: ...
 @overload
@@ -32,7 +36,7 @@ def decode_ulaw(codes: Buffer, /, *, out: None = None) -> bytes: ...
 @overload
 def decode_ulaw(codes: Buffer, /, *, out: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
 @overload
-def decode_alaw(  # type: ignore[overload-overlap]
+def decode_alaw(
     codes: npt.NDArray[np.uint8], /, *, out: npt.NDArray[np.int16] | None = None
 ) -> npt.NDArray[np.int16]: ...
 @overload
