@@ -95,22 +95,30 @@ void bind_vad(py::module_& m) {
   m.attr("VAD_START") = static_cast<int>(vad::kStart);
   m.attr("VAD_END") = static_cast<int>(vad::kEnd);
 
-  py::class_<vad::Detector>(m, "VadDetector", "Streaming voice activity detector (see voxwire.Vad).")
+  // Plain `type` as the metaclass (the classes have no static properties, which is what
+  // pybind11's own metaclass is for), so the hand-kept stub describes them exactly.
+  const auto plain_type = py::metaclass(py::reinterpret_borrow<py::object>(
+      reinterpret_cast<PyObject*>(&PyType_Type)));
+
+  py::class_<vad::Detector>(m, "VadDetector", plain_type,
+                            "Streaming voice activity detector (see voxwire.Vad).")
       .def(py::init([](int rate, int frame_ms, double sensitivity, double start_threshold,
-                       double stop_threshold, int min_speech_ms, int hangover_ms) {
+                       double stop_threshold, int hold_ms, int min_speech_ms,
+                       int hangover_ms) {
              vad::Config c;
              c.sample_rate = rate;
              c.frame_ms = frame_ms;
              c.sensitivity = sensitivity;
              c.start_threshold = start_threshold;
              c.stop_threshold = stop_threshold;
+             c.hold_ms = hold_ms;
              c.min_speech_ms = min_speech_ms;
              c.hangover_ms = hangover_ms;
              return vad::Detector(c);
            }),
            py::arg("rate"), py::arg("frame_ms"), py::kw_only(), py::arg("sensitivity"),
-           py::arg("start_threshold"), py::arg("stop_threshold"), py::arg("min_speech_ms"),
-           py::arg("hangover_ms"))
+           py::arg("start_threshold"), py::arg("stop_threshold"), py::arg("hold_ms"),
+           py::arg("min_speech_ms"), py::arg("hangover_ms"))
       .def("process", &process, py::arg("frame").noconvert(),
            "Analyse one frame; return (score, flags, event_sample).")
       .def("process_batch", &process_batch, py::arg("samples").noconvert(),
@@ -122,7 +130,7 @@ void bind_vad(py::module_& m) {
       .def_property_readonly("active", &vad::Detector::active)
       .def_property_readonly("noise_floor_db", &vad::Detector::noise_floor_db);
 
-  py::class_<vad::Segmenter>(m, "VadSegmenter",
+  py::class_<vad::Segmenter>(m, "VadSegmenter", plain_type,
                              "Utterance segmentation of per-frame decisions from any detector.")
       .def(py::init<std::int64_t, int, int>(), py::arg("frame_samples"),
            py::arg("min_speech_frames"), py::arg("hangover_frames"))

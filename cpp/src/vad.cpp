@@ -40,16 +40,17 @@ constexpr double kSmoothingS = 0.06;
 constexpr double kSubwindowS = 0.2;
 
 // The band SNR that noise alone exceeds rarely, in standard deviations of its dB spread.
-constexpr double kMarginSigmas = 1.5;
+constexpr double kMarginSigmas = 2.5;
 // Minimum-statistics bias: the expected minimum of a smoothed chi-square power with
 // `dof` degrees of freedom over the window, as a multiple of sqrt(2 / dof) below the mean.
-constexpr double kBiasSigmas = 1.5;
+constexpr double kBiasSigmas = 2.5;
 
 // Logistic from the combined band SNR (dB) to a probability.
-constexpr double kThetaDb0 = 3.2;  // sensitivity 0
+constexpr double kThetaDb0 = 2.4;  // sensitivity 0
 constexpr double kThetaSpanDb = 4.0;
-constexpr double kSlopeDb = 1.0;
+constexpr double kSlopeDb = 0.7;
 constexpr double kMaxBandSnrDb = 30.0;
+constexpr double kMinBandSnrDb = -6.0;
 
 // Lowest noise floor: white noise of 4 LSB rms (about -78 dBFS), below G.711's idle noise.
 constexpr double kFloorPower = 16.0;
@@ -88,6 +89,10 @@ void validate(const Config& c) {
     throw std::invalid_argument("vad: min_speech_ms must be in [0, " +
                                 std::to_string(kMaxMinSpeechMs) + "], got " +
                                 std::to_string(c.min_speech_ms));
+  }
+  if (c.hold_ms < 0 || c.hold_ms > kMaxHoldMs) {
+    throw std::invalid_argument("vad: hold_ms must be in [0, " + std::to_string(kMaxHoldMs) +
+                                "], got " + std::to_string(c.hold_ms));
   }
   if (c.hangover_ms < 0 || c.hangover_ms > kMaxHangoverMs) {
     throw std::invalid_argument("vad: hangover_ms must be in [0, " +
@@ -160,6 +165,7 @@ Detector::Detector(const Config& config)
   frame_samples_ = static_cast<std::size_t>(rate / 1000 * config.frame_ms);
   const double frame_s = config.frame_ms / 1000.0;
 
+  hold_frames_ = frames_for(config.hold_ms, config.frame_ms);
   alpha_ = std::exp(-frame_s / kSmoothingS);
   subwindow_frames_ = std::max(1, static_cast<int>(std::lround(kSubwindowS / frame_s)));
   theta_db_ = kThetaDb0 - kThetaSpanDb * config.sensitivity;
@@ -193,11 +199,13 @@ Detector::Detector(const Config& config)
 void Detector::reset() noexcept {
   segmenter_.reset();
   speech_ = false;
+  held_ = 0;
   primed_ = false;
   subwindow_pos_ = 0;
   subwindow_fill_ = 0;
   smooth_.fill(0.0);
   current_min_.fill(0.0);
+  warmup_.fill(0.0);
   for (auto& w : window_min_) w.fill(0.0);
   energy_.fill(0.0);
   burst_.fill(0.0);
@@ -282,8 +290,8 @@ double Detector::score_frame() noexcept {
   }
   double sum = 0.0;
   double weights = 0.0;
-  double best = 0.0;
-  double second = 0.0;
+  double best = kMinBandSnrDb;
+  double second = kMinBandSnrDb;
   const double total_burst = burst_[0] + burst_[1] + burst_[2] + burst_[3];
   double discount = 1.0;
   if (total_burst > 0.0) {
@@ -296,14 +304,23 @@ double Detector::score_frame() noexcept {
     const double e = energy_[static_cast<std::size_t>(b.level)];
     smooth_[uk] = alpha_ * smooth_[uk] + (1.0 - alpha_) * e;
     current_min_[uk] = std::min(current_min_[uk], smooth_[uk]);
-    double floor = current_min_[uk];
-    for (int w = 0; w < subwindow_fill_; ++w) {
-      floor = std::min(floor, window_min_[uk][static_cast<std::size_t>(w)]);
+    double floor = 0.0;
+    if (subwindow_fill_ == 0) {
+      // Until the first sub-window closes there is no minimum worth the name: take the
+      // stream's opening as noise and use its mean power.
+      warmup_[uk] += e;
+      floor = warmup_[uk] / static_cast<double>(segmenter_.frames() + 1);
+    } else {
+      floor = current_min_[uk];
+      for (int w = 0; w < subwindow_fill_; ++w) {
+        floor = std::min(floor, window_min_[uk][static_cast<std::size_t>(w)]);
+      }
+      floor *= b.bias;
     }
-    floor = std::max(floor * b.bias, b.eps);
+    floor = std::max(floor, b.eps);
     double snr = 10.0 * std::log10(std::max(e, 1e-3) / floor) - b.margin_db;
-    snr = std::clamp(snr, 0.0, kMaxBandSnrDb);
-    snr *= discount;
+    snr = std::clamp(snr, kMinBandSnrDb, kMaxBandSnrDb);
+    if (snr > 0.0) snr *= discount;
     sum += b.weight * snr;
     weights += b.weight;
     if (snr > best) {
@@ -337,10 +354,16 @@ FrameResult Detector::process(std::span<const std::int16_t> frame) {
   analyse(frame);
   FrameResult r;
   const double p = score_frame();
-  speech_ = p >= (speech_ ? config_.stop_threshold : config_.start_threshold);
+  // Hysteresis on the score, then a short hold: speech frames bridge the dips of stop
+  // closures and weak consonants inside a word.
+  const bool above = p >= (speech_ ? config_.stop_threshold : config_.start_threshold);
+  held_ = above ? 0 : held_ + 1;
+  speech_ = above || (speech_ && held_ <= hold_frames_);
   r.score = static_cast<float>(p);
   r.speech = speech_;
-  segmenter_.step(speech_, r);
+  // Utterances follow the score decision without the hold: the hangover does that job,
+  // counted from the last frame that really scored as speech.
+  segmenter_.step(above, r);
   return r;
 }
 

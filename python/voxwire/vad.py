@@ -30,9 +30,10 @@ In asyncio code, feed whatever the transport delivers and act on the events:
 
 Defaults
 --------
-``frame_ms=20``, ``sensitivity=0.5`` (the score reaches 0.5 about 6.5 dB above the noise
-floor in the bands that carry speech), ``start_threshold=0.5``, ``stop_threshold=0.35``,
-``min_speech_ms=0`` (an utterance starts on its first speech frame), ``hangover_ms=200``.
+``frame_ms=20``, ``sensitivity=0.5`` (the score reaches 0.5 when the two strongest speech
+bands stand 0.4 dB above the spread that noise alone shows there), ``start_threshold=0.5``,
+``stop_threshold=0.35``, ``hold_ms=80``, ``min_speech_ms=20`` (an utterance starts on
+its first 20 ms of speech), ``hangover_ms=200``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class VadFrame(NamedTuple):
     score: float
     """Speech probability in [0, 1]."""
     speech: bool
-    """The frame decision (score against the start/stop thresholds, with hysteresis)."""
+    """The frame decision (score against the start/stop thresholds, then the hold)."""
     active: bool
     """Inside an utterance after this frame."""
     event: VadEvent | None
@@ -140,16 +141,22 @@ class Vad:
         Frame length: 10, 20 (default) or 30 ms.
     sensitivity : float
         The one knob, 0 to 1 (default 0.5). Higher detects quieter speech and lets more
-        noise through: it moves the SNR at which the score reaches 0.5 from about 10.5 dB
-        (0) through 6.5 dB (0.5) to 2.5 dB (1).
+        noise through: it moves the SNR of the two strongest speech bands (above the spread
+        noise alone shows) at which the score reaches 0.5 from 2.4 dB (0) through 0.4 dB
+        (0.5) to -1.6 dB (1, which takes nearly every frame of a noisy stream).
     start_threshold : float
         Score at which a non-speech frame becomes speech (default 0.5).
     stop_threshold : float
         Score below which a speech frame becomes non-speech (default 0.35); at most
         ``start_threshold``.
+    hold_ms : int
+        How long a speech frame decision holds after the score drops, 0 to 200 ms (default
+        80), so the dips of stop closures and weak consonants inside a word stay speech.
+        Only the per-frame decision is held: utterances end ``hangover_ms`` after the
+        last frame that scored as speech.
     min_speech_ms : int
-        Speech needed before an utterance starts, 0 to 1000 ms (default 0: the first
-        speech frame starts it). Rounded to whole frames.
+        Speech needed before an utterance starts, 0 to 1000 ms (default 20: one 20 ms
+        frame, two 10 ms frames). Rounded to whole frames, at least one.
     hangover_ms : int
         Non-speech needed before an utterance ends, 0 to 500 ms (default 200). Rounded to
         whole frames.
@@ -179,25 +186,38 @@ class Vad:
         sensitivity: float = 0.5,
         start_threshold: float = 0.5,
         stop_threshold: float = 0.35,
-        min_speech_ms: int = 0,
+        hold_ms: int = 80,
+        min_speech_ms: int = 20,
         hangover_ms: int = 200,
     ) -> None:
-        for name, value in (("rate", rate), ("frame_ms", frame_ms),
-                            ("min_speech_ms", min_speech_ms), ("hangover_ms", hangover_ms)):
+        for name, value in (
+            ("rate", rate),
+            ("frame_ms", frame_ms),
+            ("hold_ms", hold_ms),
+            ("min_speech_ms", min_speech_ms),
+            ("hangover_ms", hangover_ms),
+        ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Vad: {name} must be an int, got {type(value).__name__}")
         if rate not in RATES:
-            raise ValueError(f"Vad: rate must be one of {', '.join(map(str, RATES))} Hz, "
-                             f"got {rate}")
+            raise ValueError(
+                f"Vad: rate must be one of {', '.join(map(str, RATES))} Hz, got {rate}"
+            )
         if frame_ms not in FRAME_MS:
-            raise ValueError(f"Vad: frame_ms must be one of {', '.join(map(str, FRAME_MS))}, "
-                             f"got {frame_ms}")
+            raise ValueError(
+                f"Vad: frame_ms must be one of {', '.join(map(str, FRAME_MS))}, got {frame_ms}"
+            )
         self._rate = rate
         self._frame_ms = frame_ms
         self._native = _core.VadDetector(
-            rate, frame_ms, sensitivity=float(sensitivity),
-            start_threshold=float(start_threshold), stop_threshold=float(stop_threshold),
-            min_speech_ms=min_speech_ms, hangover_ms=hangover_ms,
+            rate,
+            frame_ms,
+            sensitivity=float(sensitivity),
+            start_threshold=float(start_threshold),
+            stop_threshold=float(stop_threshold),
+            hold_ms=hold_ms,
+            min_speech_ms=min_speech_ms,
+            hangover_ms=hangover_ms,
         )
         self._pending = np.zeros(0, dtype=np.int16)
 
@@ -273,8 +293,9 @@ class Vad:
             sample = int(at[i])
             kind = SpeechStart if flags[i] & _START else SpeechEnd
             events.append(kind(sample, sample / rate, start + i))
-        return VadBatch(scores, (flags & _SPEECH).astype(bool), (flags & _ACTIVE).astype(bool),
-                        tuple(events))
+        return VadBatch(
+            scores, (flags & _SPEECH).astype(bool), (flags & _ACTIVE).astype(bool), tuple(events)
+        )
 
     def feed(self, pcm: npt.NDArray[np.int16] | bytes | bytearray | memoryview) -> list[VadEvent]:
         """Take any number of samples, analyse every whole frame, keep the rest for the next
@@ -308,8 +329,9 @@ class Vad:
                 f"{type(data).__name__}"
             ) from None
         if view.nbytes % 2:
-            raise ValueError(f"Vad: PCM16 input must have an even number of bytes, got "
-                             f"{view.nbytes}")
+            raise ValueError(
+                f"Vad: PCM16 input must have an even number of bytes, got {view.nbytes}"
+            )
         return np.frombuffer(view.cast("B"), dtype=np.int16)
 
     def __repr__(self) -> str:

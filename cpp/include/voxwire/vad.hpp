@@ -7,9 +7,10 @@
 /// estimation based on optimal smoothing and minimum statistics", IEEE Trans. Speech and
 /// Audio Processing 9(5), 2001): the floor is the smallest smoothed band energy seen over the
 /// last 0.8-1 s, so it follows falling noise within half a second and rising noise within
-/// about a second,
-/// while the energy dips that speech always leaves in some band keep it from climbing onto
-/// the speech itself. The per-band SNRs, less the spread that noise alone would show in that
+/// about a second (in the first 0.2 s of a stream, before any minimum exists, the floor is
+/// the mean band power so far: a stream is taken to open on non-speech), while the energy
+/// dips that speech always leaves in some band keep it from climbing onto the speech
+/// itself. The per-band SNRs, less the spread that noise alone would show in that
 /// band, of the two strongest bands among those that carry speech (about 200 Hz to 8 kHz)
 /// are averaged into a score, which a logistic maps to a speech probability. A frame whose
 /// top-band energy sits in one short burst (a click or a key press) is discounted.
@@ -36,6 +37,8 @@ inline constexpr int kFrameMs[] = {10, 20, 30};
 inline constexpr int kRates[] = {8000, 16000, 24000, 32000, 48000};
 /// The largest hangover accepted, in milliseconds.
 inline constexpr int kMaxHangoverMs = 500;
+/// The largest frame-decision hold accepted, in milliseconds.
+inline constexpr int kMaxHoldMs = 200;
 /// The largest minimum speech duration accepted, in milliseconds.
 inline constexpr int kMaxMinSpeechMs = 1000;
 
@@ -47,16 +50,23 @@ struct Config {
   int frame_ms = 20;
   /// The one knob: 0 (only clear speech) to 1 (anything above the noise floor). It moves
   /// the combined band SNR (above the spread of noise alone) at which the score reaches 0.5
-  /// from 3.2 dB (0) through 1.2 dB (0.5, the default) to -0.8 dB (1).
+  /// from 2.4 dB (0) through 0.4 dB (0.5, the default) to -1.6 dB (1, where noisy streams
+  /// read as speech nearly throughout).
   double sensitivity = 0.5;
   /// A non-speech frame turns into a speech frame when its score is at least this.
   double start_threshold = 0.5;
   /// A speech frame stays speech while its score is at least this (hysteresis); must not
   /// exceed start_threshold.
   double stop_threshold = 0.35;
+  /// After its score falls below stop_threshold a speech frame decision holds for this many
+  /// ms (0..kMaxHoldMs), so the dips of stop closures and weak consonants inside a word stay
+  /// speech. Frames held this way still carry their own low score. Utterance events ignore
+  /// the hold: an utterance ends hangover_ms after the last frame that scored as speech.
+  int hold_ms = 80;
   /// An utterance starts once this many ms of consecutive speech frames have been seen
-  /// (0 or anything up to one frame: on the first speech frame). 0..kMaxMinSpeechMs.
-  int min_speech_ms = 0;
+  /// (anything up to one frame: on the first speech frame). 0..kMaxMinSpeechMs. The default
+  /// is one 20 ms frame, or two 10 ms frames, which keeps single-frame noise out.
+  int min_speech_ms = 20;
   /// An utterance ends after this many ms of consecutive non-speech frames. 0..kMaxHangoverMs.
   int hangover_ms = 200;
 };
@@ -78,7 +88,7 @@ enum class EventKind : std::uint8_t {
 struct FrameResult {
   /// Speech probability in [0, 1].
   float score = 0.0F;
-  /// The frame decision (score against the start/stop thresholds).
+  /// The frame decision (score against the start/stop thresholds, then the hold).
   bool speech = false;
   /// Inside an utterance after this frame (from a start event up to its end event).
   bool active = false;
@@ -189,6 +199,8 @@ class Detector {
   int subwindow_frames_ = 0;
   Segmenter segmenter_;
   bool speech_ = false;
+  int held_ = 0;         // frames since the score last reached the thresholds
+  int hold_frames_ = 0;
 
   // Per-frame analysis results (indexed by Haar level, 1-based).
   std::array<double, kMaxBands + 1> energy_{};
@@ -198,6 +210,7 @@ class Detector {
   static constexpr int kSubwindows = 4;
   std::array<double, kMaxBands> smooth_{};
   std::array<double, kMaxBands> current_min_{};
+  std::array<double, kMaxBands> warmup_{};  // band power summed over the first sub-window
   std::array<std::array<double, kSubwindows>, kMaxBands> window_min_{};
   int subwindow_pos_ = 0;
   int subwindow_fill_ = 0;
