@@ -6,6 +6,14 @@
 #include <stdexcept>
 #include <string>
 
+// The band analysis is integer-only, so an AVX2 clone built next to the baseline (picked at
+// load time on x86-64 Linux) gives bit-identical results, only faster.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define VOXWIRE_VAD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VOXWIRE_VAD_CLONES
+#endif
+
 namespace voxwire::vad {
 namespace {
 
@@ -49,8 +57,9 @@ constexpr double kBiasSigmas = 2.5;
 constexpr double kThetaDb0 = 2.4;  // sensitivity 0
 constexpr double kThetaSpanDb = 4.0;
 constexpr double kSlopeDb = 0.7;
-constexpr double kMaxBandSnrDb = 30.0;
-constexpr double kMinBandSnrDb = -6.0;
+// Band SNRs are clamped to [-6, 30] dB (as power ratios).
+constexpr double kMinRatio = 0.25118864315095796;  // 10^(-6/10)
+constexpr double kMaxRatio = 1000.0;
 
 // Lowest noise floor: white noise of 4 LSB rms (about -78 dBFS), below G.711's idle noise.
 constexpr double kFloorPower = 16.0;
@@ -182,9 +191,9 @@ Detector::Detector(const Config& config)
     if (n < 2) break;
     Band& b = band_[static_cast<std::size_t>(bands_++)];
     b.level = level;
-    b.weight = 1.0;
     const double dof = static_cast<double>(n);
-    b.margin_db = kMarginSigmas * 10.0 / std::log(10.0) * std::sqrt(2.0 / dof);
+    // Noise alone spreads over about 4.34 * sqrt(2 / dof) dB in a band of `dof` coefficients.
+    b.margin = std::pow(10.0, kMarginSigmas * std::sqrt(2.0 / dof) / std::log(10.0));
     const double dof_smoothed = dof * (1.0 + alpha_) / (1.0 - alpha_);
     b.bias = 1.0 / (1.0 - std::min(0.6, kBiasSigmas * std::sqrt(2.0 / dof_smoothed)));
     b.eps = kFloorPower;
@@ -205,6 +214,7 @@ void Detector::reset() noexcept {
   subwindow_fill_ = 0;
   smooth_.fill(0.0);
   current_min_.fill(0.0);
+  window_floor_.fill(0.0);
   warmup_.fill(0.0);
   for (auto& w : window_min_) w.fill(0.0);
   energy_.fill(0.0);
@@ -233,8 +243,8 @@ namespace {
 // For the top scored band the energy is also split into the frame's four quarters (a tail
 // that does not divide goes to the last one).
 template <class T>
-std::int64_t haar_level(const T* in, std::int32_t* out, std::size_t m,
-                        std::array<double, 4>* quarters) noexcept {
+VOXWIRE_VAD_CLONES std::int64_t haar_level(const T* in, std::int32_t* out, std::size_t m,
+                                           std::array<double, 4>* quarters) noexcept {
   const auto run = [&](std::size_t from, std::size_t to) {
     std::int64_t e = 0;
     for (std::size_t i = from; i < to; ++i) {
@@ -288,16 +298,10 @@ double Detector::score_frame() noexcept {
     }
     primed_ = true;
   }
-  double sum = 0.0;
-  double weights = 0.0;
-  double best = kMinBandSnrDb;
-  double second = kMinBandSnrDb;
-  const double total_burst = burst_[0] + burst_[1] + burst_[2] + burst_[3];
-  double discount = 1.0;
-  if (total_burst > 0.0) {
-    const double peak = std::max(std::max(burst_[0], burst_[1]), std::max(burst_[2], burst_[3]));
-    discount = std::clamp(1.0 - (peak / total_burst - kBurstStart) / kBurstSpan, 0.0, 1.0);
-  }
+  // Band SNRs stay linear power ratios (already divided by the band's noise-spread margin)
+  // until the two strongest are known, so one logarithm per frame does.
+  double best = kMinRatio;
+  double second = kMinRatio;
   for (int k = 0; k < bands_; ++k) {
     const auto uk = static_cast<std::size_t>(k);
     const Band& b = band_[uk];
@@ -311,36 +315,43 @@ double Detector::score_frame() noexcept {
       warmup_[uk] += e;
       floor = warmup_[uk] / static_cast<double>(segmenter_.frames() + 1);
     } else {
-      floor = current_min_[uk];
-      for (int w = 0; w < subwindow_fill_; ++w) {
-        floor = std::min(floor, window_min_[uk][static_cast<std::size_t>(w)]);
-      }
-      floor *= b.bias;
+      floor = std::min(current_min_[uk], window_floor_[uk]) * b.bias;
     }
-    floor = std::max(floor, b.eps);
-    double snr = 10.0 * std::log10(std::max(e, 1e-3) / floor) - b.margin_db;
-    snr = std::clamp(snr, kMinBandSnrDb, kMaxBandSnrDb);
-    if (snr > 0.0) snr *= discount;
-    sum += b.weight * snr;
-    weights += b.weight;
-    if (snr > best) {
+    floor = std::max(floor, b.eps) * b.margin;
+    const double ratio = std::clamp(e / floor, kMinRatio, kMaxRatio);
+    if (ratio > best) {
       second = best;
-      best = snr;
-    } else if (snr > second) {
-      second = snr;
+      best = ratio;
+    } else if (ratio > second) {
+      second = ratio;
     }
   }
   // Close a minimum-statistics sub-window.
   if ((segmenter_.frames() + 1) % subwindow_frames_ == 0) {
     for (int k = 0; k < bands_; ++k) {
       const auto uk = static_cast<std::size_t>(k);
-      window_min_[uk][static_cast<std::size_t>(subwindow_pos_)] = current_min_[uk];
+      auto& ring = window_min_[uk];
+      ring[static_cast<std::size_t>(subwindow_pos_)] = current_min_[uk];
       current_min_[uk] = smooth_[uk];
+      double m = ring[0];
+      for (int w = 1; w <= subwindow_fill_ && w < kSubwindows; ++w) {
+        m = std::min(m, ring[static_cast<std::size_t>(w)]);
+      }
+      window_floor_[uk] = m;
     }
     subwindow_pos_ = (subwindow_pos_ + 1) % kSubwindows;
     subwindow_fill_ = std::min(subwindow_fill_ + 1, kSubwindows);
   }
-  const double z = 0.5 * (best + second);
+  // Mean of the two strongest band SNRs in dB.
+  double z = 5.0 * std::log10(best * second);
+  if (z > 0.0) {
+    // A click puts most of the top band's energy of the frame into one quarter of it.
+    const double total = burst_[0] + burst_[1] + burst_[2] + burst_[3];
+    if (total > 0.0) {
+      const double peak = std::max(std::max(burst_[0], burst_[1]), std::max(burst_[2], burst_[3]));
+      z *= std::clamp(1.0 - (peak / total - kBurstStart) / kBurstSpan, 0.0, 1.0);
+    }
+  }
   return 1.0 / (1.0 + std::exp(-(z - theta_db_) / kSlopeDb));
 }
 

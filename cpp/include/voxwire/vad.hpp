@@ -178,9 +178,8 @@ class Detector {
 
  private:
   struct Band {
-    int level = 0;           // Haar level whose detail coefficients form the band
-    double weight = 0.0;     // share in the score
-    double margin_db = 0.0;  // SNR that noise alone reaches in this band about 2% of the time
+    int level = 0;        // Haar level whose detail coefficients form the band
+    double margin = 1.0;  // power ratio that noise alone exceeds in this band ~1% of the time
     double bias = 1.0;       // minimum-statistics bias compensation (power ratio)
     double eps = 0.0;        // lowest floor (power), so digital silence is not a 0 floor
     double scale = 1.0;      // band power -> per-sample power of a full-scale signal
@@ -210,7 +209,8 @@ class Detector {
   static constexpr int kSubwindows = 4;
   std::array<double, kMaxBands> smooth_{};
   std::array<double, kMaxBands> current_min_{};
-  std::array<double, kMaxBands> warmup_{};  // band power summed over the first sub-window
+  std::array<double, kMaxBands> warmup_{};
+  std::array<double, kMaxBands> window_floor_{};  // minimum over the closed sub-windows  // band power summed over the first sub-window
   std::array<std::array<double, kSubwindows>, kMaxBands> window_min_{};
   int subwindow_pos_ = 0;
   int subwindow_fill_ = 0;
