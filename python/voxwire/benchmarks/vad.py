@@ -53,7 +53,7 @@ __all__ = [
 _GRID = corpus_mod.BLOCK_S
 _IGNORE_CELLS = 2  # 20 ms on each side of a label change
 _HANGOVER_MS = 200
-_QUICK = {"seed": 0, "clips": 1, "clip_s": 45.0}
+_QUICK = {"seed": 0, "clips": 1, "clip_s": 30.0}
 _FULL = {"seed": 0, "clips": 6, "clip_s": 30.0}
 
 
