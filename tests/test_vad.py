@@ -5,6 +5,7 @@ slice of the labelled corpus."""
 from __future__ import annotations
 
 import itertools
+import pathlib
 
 import numpy as np
 import numpy.typing as npt
@@ -296,3 +297,39 @@ def test_corpus_slice_f1_floor() -> None:
         )
     assert total.f1 >= F1_FLOOR, total.f1
     assert total.missed == 0
+
+
+def test_corpus_is_reproducible_from_its_seed(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not corpus.espeak_available():
+        pytest.skip("the VAD corpus needs the espeakng-loader wheel (pip install espeakng-loader)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a"))
+    a = corpus.build(seed=5, clips=1, clip_s=4.0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "b"))
+    b = corpus.build(seed=5, clips=1, clip_s=4.0)  # built again, not read from a's cache
+    cached = corpus.build(seed=5, clips=1, clip_s=4.0)  # read back from b's cache
+    for c in (b, cached):
+        np.testing.assert_array_equal(a.clips[0].audio, c.clips[0].audio)
+        np.testing.assert_array_equal(a.clips[0].labels, c.clips[0].labels)
+    x = corpus.mix(a, 0, "babble", 5, 8000)
+    y = corpus.mix(b, 0, "babble", 5, 8000)
+    np.testing.assert_array_equal(x.audio, y.audio)
+    assert x.rate == 8000
+    assert len(x.audio) == len(a.clips[0].audio) // 2
+
+
+def test_segmenter_on_foreign_decisions() -> None:
+    # The segmenter the benchmark applies to other detectors' decisions: start after 2
+    # speech frames (timestamped at the first), end after 3 silent frames.
+    seg = voxwire._core.VadSegmenter(160, 2, 3)
+    speech = np.array([0, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0], dtype=np.uint8)
+    flags, at = seg.run(speech)
+    starts = np.flatnonzero(flags & voxwire._core.VAD_START)
+    ends = np.flatnonzero(flags & voxwire._core.VAD_END)
+    assert starts.tolist() == [4]
+    assert at[4] == 3 * 160
+    assert ends.tolist() == [11]
+    assert at[11] == 9 * 160
+    active = (flags & voxwire._core.VAD_ACTIVE).astype(bool)
+    assert active.tolist() == [False] * 4 + [True] * 7 + [False] * 2

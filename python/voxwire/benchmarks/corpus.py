@@ -29,6 +29,10 @@ import hashlib
 import importlib.util
 import itertools
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +59,7 @@ __all__ = [
     "mix",
 ]
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 """Bumped whenever the generated audio or labels change; part of the cache key."""
 
 BLOCK_S = 0.01
@@ -242,13 +246,30 @@ class _Espeak:
         self._callback = self._CALLBACK(self._collect)  # kept alive as long as self
         lib.espeak_SetSynthCallback(self._callback)
         self._lib = lib
+        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
+            self._set_seed.restype = None
+        self._srand: Any = None
+        try:
+            self._srand = ctypes.CDLL(None).srand  # the C runtime's rand(), process-wide
+            self._srand.argtypes = [ctypes.c_uint]
+            self._srand.restype = None
+        except (OSError, AttributeError, TypeError):
+            self._srand = None
 
     def _collect(self, wav: Any, count: int, _events: Any) -> int:
         if count > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
         return 0
 
-    def say(self, text: str, voice: str, wpm: int, pitch: int) -> npt.NDArray[np.int16]:
+    def say(self, text: str, voice: str, wpm: int, pitch: int, seed: int) -> npt.NDArray[np.int16]:
+        # Some voices mix in random noise (breath): seed both generators the library draws
+        # from, so an utterance depends on its arguments, not on the process it runs in.
+        if self._srand is not None:
+            self._srand(seed)
+        if self._set_seed is not None:
+            self._set_seed(seed)
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise CorpusUnavailable(f"espeak-ng has no voice {voice!r}")
         self._lib.espeak_SetParameter(self._PARAM_RATE, wpm, 0)
@@ -336,7 +357,7 @@ def _synth_utterance(tts: _Espeak, rng: np.random.Generator, text: str) -> npt.N
     voice = f"{_LANGUAGES[rng.integers(len(_LANGUAGES))]}+{_VARIANTS[rng.integers(len(_VARIANTS))]}"
     wpm = int(rng.integers(130, 221))
     pitch = int(rng.integers(25, 76))
-    raw = tts.say(text, voice, wpm, pitch).astype(np.float64)
+    raw = tts.say(text, voice, wpm, pitch, int(rng.integers(1, 2**31))).astype(np.float64)
     x = _resample(raw, tts.rate, _RATE)
     # Trim the synthesizer's own leading/trailing silence so the clip controls the gaps.
     nz = np.flatnonzero(np.abs(x) > 8.0)
@@ -399,29 +420,60 @@ def _load_or_build(seed: int, clips: int, clip_s: float) -> Corpus:
     path = _cache_dir() / f"vad-corpus-{key}.npz"
     if path.exists():
         try:
-            with np.load(path) as z:
-                n = int(z["clips"])
-                return Corpus(
-                    seed,
-                    tuple(
-                        LabelledAudio(z[f"a{i}"], _RATE, z[f"l{i}"], z[f"u{i}"]) for i in range(n)
-                    ),
-                    z["babble"],
-                )
+            return _read(path, seed)
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache entry is rebuilt below
-    clean = _build_clean(seed, clips, clip_s)
-    arrays: dict[str, Any] = {"clips": np.int64(len(clean.clips)), "babble": clean.babble}
-    for i, c in enumerate(clean.clips):
-        arrays[f"a{i}"], arrays[f"l{i}"], arrays[f"u{i}"] = c.audio, c.labels, c.utterances
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
-    except OSError:
-        pass  # caching is an optimisation
+    if not espeak_available():
+        raise CorpusUnavailable(
+            "the VAD corpus needs espeak-ng from the espeakng-loader wheel: "
+            "pip install espeakng-loader"
+        )
+    # espeak-ng keeps state from one utterance to the next inside a process, so the same
+    # seed gives the same audio only from a fresh library: build in a new interpreter.
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "corpus.npz"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "voxwire.benchmarks.corpus",
+                str(seed),
+                str(clips),
+                repr(clip_s),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not out.exists():
+            raise CorpusUnavailable(f"building the VAD corpus failed: {proc.stderr.strip()}")
+        clean = _read(out, seed)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            shutil.copyfile(out, staged)
+            staged.replace(path)
+        except OSError:
+            pass  # caching is an optimisation
     return clean
+
+
+def _read(path: Path, seed: int) -> Corpus:
+    with np.load(path) as z:
+        n = int(z["clips"])
+        return Corpus(
+            seed,
+            tuple(LabelledAudio(z[f"a{i}"], _RATE, z[f"l{i}"], z[f"u{i}"]) for i in range(n)),
+            z["babble"],
+        )
+
+
+def _write(path: Path, corpus: Corpus) -> None:
+    arrays: dict[str, Any] = {"clips": np.int64(len(corpus.clips)), "babble": corpus.babble}
+    for i, c in enumerate(corpus.clips):
+        arrays[f"a{i}"], arrays[f"l{i}"], arrays[f"u{i}"] = c.audio, c.labels, c.utterances
+    np.savez_compressed(path, **arrays)
 
 
 def build(seed: int = 0, clips: int = 6, clip_s: float = 30.0) -> Corpus:
@@ -526,3 +578,10 @@ def iter_conditions(
             for snr in snrs_db:
                 mixed = [mix(corpus, i, noise, snr, rate) for i in range(len(corpus.clips))]
                 yield Condition(noise, snr, rate), mixed
+
+
+if __name__ == "__main__":
+    # The builder process behind _load_or_build: python -m voxwire.benchmarks.corpus
+    # SEED CLIPS CLIP_S OUT.npz
+    _seed, _clips, _clip_s, _out = sys.argv[1:5]
+    _write(Path(_out), _build_clean(int(_seed), int(_clips), float(_clip_s)))
