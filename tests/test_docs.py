@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["voxwire.g711", "voxwire.rtp", "voxwire.plc", "voxwire.audioop"]
+MODULES = ["voxwire.g711", "voxwire.rtp", "voxwire.plc", "voxwire.audioop", "voxwire.opus"]
 
 
 @pytest.mark.parametrize("name", MODULES)
