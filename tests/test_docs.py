@@ -7,7 +7,14 @@ import importlib
 
 import pytest
 
-MODULES = ["voxwire.g711", "voxwire.rtp", "voxwire.plc", "voxwire.audioop", "voxwire.opus"]
+MODULES = [
+    "voxwire.g711",
+    "voxwire.rtp",
+    "voxwire.plc",
+    "voxwire.audioop",
+    "voxwire.opus",
+    "voxwire.netsim",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
