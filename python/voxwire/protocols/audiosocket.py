@@ -24,8 +24,9 @@ Asterisk sends the UUID first; :class:`CallStarted` then announces ``sample_rate
 is announced once more if the first audio message comes at another rate (newer Asterisk
 sends 16/24/48 kHz types). ``receive`` takes any chunk of the TCP byte stream and
 returns the events of every complete message in it; a partial message waits for the next
-chunk. Audio at another rate than the first audio message's is counted and skipped. Outbound audio is sent with the type of the stream's rate; there are
-no marks or clear on the wire, so playback is tracked locally and ``send_clear`` only
+chunk. Audio at another rate than the first audio message's is counted and skipped.
+Outbound audio is sent with the type of the stream's rate; there are no marks or clear
+on the wire, so playback is tracked locally and ``send_clear`` only
 empties the local queue (it returns no message).
 """
 
