@@ -21,7 +21,9 @@ the protocol cannot carry it in the start message), and runs each connection thr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -76,7 +78,25 @@ class WebSocketsTransport:
             raise ConnectionClosed(None, str(exc)) from None
 
     async def close(self, code: int, reason: str) -> None:
-        await self.connection.close(code, reason[:120])
+        # Keep reading (and discarding) while closing: messages the peer sent before it
+        # saw our close frame would otherwise fill the receive queue, pause reading, and
+        # hold the closing handshake until close_timeout.
+        async def drain() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    await self.connection.recv()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        try:
+            await self.connection.close(code, reason[:120])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    """Accept jambonz's subprotocol when offered; connect without one otherwise."""
+    return JAMBONZ_SUBPROTOCOL if JAMBONZ_SUBPROTOCOL in offered else None
 
 
 def serve(
@@ -126,6 +146,7 @@ def serve(
 
     kwargs.setdefault("max_size", limits.max_message_bytes)
     kwargs.setdefault("compression", None)
-    kwargs.setdefault("subprotocols", [JAMBONZ_SUBPROTOCOL])
+    kwargs.setdefault("close_timeout", 2.0)
+    kwargs.setdefault("select_subprotocol", _select_subprotocol)
     server: Server = ws.serve(on_connection, host, port, process_request=process_request, **kwargs)
     return server
