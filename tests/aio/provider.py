@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from peers import Peer
 
-from voxwire.protocols import Audio, CallStarted, Cleared, Event, MarkPlayed, Stopped
 from voxwire.aio import Call
+from voxwire.protocols import Audio, CallStarted, Cleared, Event, MarkPlayed, Stopped
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Recv = Callable[[], Awaitable[str | bytes | None]]
