@@ -718,6 +718,7 @@ class AudioSocketPeer(Peer):
     )
     kinds: ClassVar[dict[int, int]] = {8000: 0x10, 16000: 0x12, 24000: 0x13, 48000: 0x16}
     pending: bytearray = field(default_factory=bytearray)
+    hung_up: bool = False
 
     def opening(self) -> list[str | bytes]:
         return [tlv(0x01, self.ident.bytes)]
@@ -742,6 +743,9 @@ class AudioSocketPeer(Peer):
                 break
             payload = bytes(self.pending[3 : 3 + length])
             del self.pending[: 3 + length]
+            if kind == 0x00 and not payload:
+                self.hung_up = True
+                continue
             if kind != self.kinds[self.rate]:
                 raise ConformanceError(
                     f"expected audio type 0x{self.kinds[self.rate]:02x}, got 0x{kind:02x}"
