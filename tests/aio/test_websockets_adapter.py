@@ -148,6 +148,7 @@ def test_paced_output_and_barge_in_clear() -> None:
             for message in peer.opening():
                 await send(message)
             await asyncio.sleep(0.6)
+            pressed = loop.time() - t0
             await send(peer.dtmf("1"))
             await asyncio.sleep(0.4)
             await send(peer.stop()[0])
@@ -156,6 +157,8 @@ def test_paced_output_and_barge_in_clear() -> None:
         media = [(t, m) for t, m in arrivals if m["event"] == "media"]
         clear = [t for t, m in arrivals if m["event"] == "clear"]
         assert len(clear) == 1
+        # barge-in: the clear reaches the provider within 100 ms of the key press
+        assert clear[0] - pressed < 0.1
         start = media[0][0]
         for k, (t, _) in enumerate(media):
             # never more than the 60 ms lead ahead of real time (10 ms scheduling slack)

@@ -311,3 +311,48 @@ def test_audiosocket_higher_rate_reannounces_the_format() -> None:
     assert codec.stats.bad_frame_size == 1
     out = codec.send_audio(tone(16000, 320, 3))
     assert out[0][:3] == bytes([0x12, 0x02, 0x80])
+
+
+# --- the resampler hook -----------------------------------------------------------------
+
+
+class Repeat:
+    """A test double standing in for a resampler: integer-ratio sample repetition/decimation."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        if self.out_rate >= self.in_rate:
+            return np.repeat(pcm, self.out_rate // self.in_rate)
+        return pcm[:: self.in_rate // self.out_rate].copy()
+
+
+def test_resampler_hook_converts_both_directions() -> None:
+    made: list[tuple[int, int]] = []
+
+    def factory(in_rate: int, out_rate: int) -> Repeat:
+        made.append((in_rate, out_rate))
+        return Repeat(in_rate, out_rate)
+
+    peer = TwilioPeer()
+    codec = TwilioCodec(pipeline_rate=16000, resampler=factory)
+    feed(codec, peer.opening())
+    assert made == [(8000, 16000)]
+    chunk = tone(8000, 160, 5)
+    (audio,) = codec.receive(peer.caller(chunk), 0.0)
+    assert isinstance(audio, Audio)
+    assert (audio.sample_rate, audio.line_rate, len(audio.pcm)) == (16000, 8000, 320)
+    np.testing.assert_array_equal(audio.pcm[::2], line(CASES[0], chunk))
+    # TTS audio at 24 kHz goes out at the line rate through a second resampler
+    for message in codec.send_audio(np.repeat(chunk, 3), sample_rate=24000):
+        peer.deliver(message)
+    assert made == [(8000, 16000), (24000, 8000)]
+    peer.advance(1.0)
+    np.testing.assert_array_equal(peer.heard(), line(CASES[0], chunk))
+
+
+def test_pipeline_rate_without_a_resampler_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="needs a resampler"):
+        TwilioCodec(pipeline_rate=16000)

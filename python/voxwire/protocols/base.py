@@ -280,6 +280,10 @@ class MediaStreamCodec(ABC):
     ) -> None:
         if pipeline_rate is not None and pipeline_rate <= 0:
             raise ValueError(f"pipeline_rate must be positive, got {pipeline_rate}")
+        if pipeline_rate is not None and resampler is None:
+            raise ValueError(
+                "pipeline_rate needs a resampler: pass resampler=<factory(in_rate, out_rate)>"
+            )
         self.stats = SessionStats()
         self.started: CallStarted | None = None
         self.stopped = False
