@@ -54,6 +54,15 @@ class Pacer:
         self.scheduler.remove(stream)
         self._wake.set()
 
+    async def aclose(self) -> None:
+        """Stop pacing every stream and end the task."""
+        for stream in list(self._sinks):
+            self.close(stream)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
     def _on_wake(self) -> None:
         self._wake.set()
 
