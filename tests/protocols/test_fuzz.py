@@ -144,7 +144,7 @@ shapes = st.recursive(
         st.lists(inner, max_size=4),
         st.dictionaries(st.sampled_from(KEYS), inner, max_size=6),
     ),
-    max_leaves=20,
+    max_leaves=12,
 )
 
 
@@ -176,8 +176,8 @@ def run(codec: MediaStreamCodec, inputs: list[str | bytes]) -> None:
 
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), CASES, ids=[c.name for _, c in CASES])
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(inputs=st.lists(messages, max_size=8), after_start=st.booleans())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=st.lists(messages, max_size=6), after_start=st.booleans())
 def test_parsers_raise_only_protocol_errors(
     peer_cls: type[Peer],
     codec_cls: type[MediaStreamCodec],
