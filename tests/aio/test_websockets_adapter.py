@@ -280,3 +280,41 @@ def test_path_filter() -> None:
                 await ws.send(TwilioPeer().opening()[0])
 
     run(main())
+
+
+def test_a_handler_that_raises_closes_with_1011() -> None:
+    async def handler(call: Call) -> None:
+        async for event in call:
+            if isinstance(event, Audio):
+                raise RuntimeError("agent bug")
+
+    async def main() -> None:
+        async with server(handler, "twilio") as url, connect(url) as ws:
+            peer = TwilioPeer()
+            for message in peer.opening():
+                await ws.send(message)
+            await ws.send(peer.caller(speech(0.02)))
+            assert (await close_code(ws)) == (1011, "handler error")
+
+    run(main())
+
+
+def test_audio_queued_when_the_stream_stops_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(call: Call) -> None:
+        async for event in call:
+            if event.__class__.__name__ == "CallStarted":
+                call.play(speech(5.0))
+
+    async def main() -> None:
+        async with server(handler, "twilio") as url, connect(url) as ws:
+            peer = TwilioPeer()
+            for message in peer.opening():
+                await ws.send(message)
+            await asyncio.sleep(0.1)
+            await ws.send(peer.stop()[0])
+            assert (await close_code(ws))[0] == 1000
+
+    run(main())
+    assert "failed" not in caplog.text

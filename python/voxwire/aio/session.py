@@ -215,6 +215,8 @@ class Call:
         self._events.put_nowait(event)
 
     def _sink(self, item: PacedItem) -> None:
+        if self.codec.stopped or self.close_code is not None:
+            return  # the stream ended with audio still queued: nothing more goes out
         if isinstance(item, MarkOut):
             messages = self.codec.send_mark(item.name)
         elif isinstance(item, MarkDue):

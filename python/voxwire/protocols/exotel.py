@@ -20,7 +20,7 @@ events; the stored copy of the page shows their field names only through the inb
 examples, so the outbound messages mirror those (``stream_sid`` at the top level, the
 body under the event's name). Exotel asks for outbound chunks in multiples of 320 bytes
 (20 ms at 8 kHz) and recommends at least 100 ms per message; the pacer's 20 ms frames
-satisfy the first rule, set ``frame_ms=100`` on the pacer stream to follow the second.
+satisfy the first rule; a subclass with ``frame_ms = 100`` follows the second.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ From Plivo: ``start`` (first message, no ``connected``: ``start.callId``, ``stre
 ``audio/x-l16`` and ``sampleRate`` 8000/16000; ``extra_headers`` beside it), ``media``
 (``streamId``, ``media.track``, ``timestamp``, ``chunk``, base64 ``payload``), ``dtmf``,
 ``playedStream`` (``name``: every ``playAudio`` before the checkpoint of that name has
-played), ``clearedAudio`` (the buffer was flushed) and ``stop``.
+played; Plivo's support article on checkpoints calls the reply ``played``, which is
+accepted too), ``clearedAudio`` (the buffer was flushed) and ``stop``.
 
 To Plivo: ``{"event": "playAudio", "media": {"contentType": "audio/x-mulaw",
 "sampleRate": 8000, "payload": <base64>}}`` (``sampleRate`` a number),
