@@ -11,7 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import JambonzPeer, Peer, PlivoPeer, TelnyxPeer, TwilioPeer, VonagePeer
+from peers import (
+    ExotelPeer,
+    JambonzPeer,
+    Peer,
+    PlivoPeer,
+    RawPcmPeer,
+    TelerPeer,
+    TelnyxPeer,
+    TwilioPeer,
+    VonagePeer,
+)
 from provider import EchoLog, echo_handler, kinds, play_call
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -85,6 +95,9 @@ def through_line(peer: Peer, pcm: np.ndarray) -> np.ndarray:
         ("plivo", PlivoPeer),
         ("vonage", VonagePeer),
         ("jambonz", lambda: JambonzPeer(rate=16000)),
+        ("exotel", ExotelPeer),
+        ("teler", TelerPeer),
+        ("rawpcm", RawPcmPeer),
     ],
 )
 def test_echo_round_trip(protocol: str, peer_factory: Callable[[], Peer]) -> None:
@@ -92,12 +105,12 @@ def test_echo_round_trip(protocol: str, peer_factory: Callable[[], Peer]) -> Non
 
     async def main() -> None:
         peer = peer_factory()
-        audio = speech(0.5, peer.rate)
+        audio = speech(0.42, peer.rate)
         async with server(echo_handler(log), protocol) as url:
             subprotocols = ["audio.jambonz.org"] if protocol == "jambonz" else None
             async with connect(url, subprotocols=subprotocols) as ws:  # type: ignore[arg-type]
                 send, recv = io(ws)
-                report = await play_call(peer, send, recv, audio, tail=0.3)
+                report = await play_call(peer, send, recv, audio, tail=0.25)
         heard = peer.heard()
         np.testing.assert_array_equal(heard, through_line(peer, audio))
         assert report.arrivals

@@ -210,7 +210,10 @@ def str_mapping(value: object, key: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise Skip("malformed", f"field {key!r}: expected an object, got {type(value).__name__}")
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    try:
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    except (ValueError, RecursionError) as exc:
+        raise Skip("malformed", f"field {key!r}: {exc}") from None
 
 
 def b64decode(payload: str) -> bytes:
