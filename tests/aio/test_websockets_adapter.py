@@ -118,6 +118,7 @@ def test_echo_round_trip(protocol: str, peer_factory: Callable[[], Peer]) -> Non
         assert marks == [MarkPlayed("m10"), MarkPlayed("m20")]
         call = log.calls[0]
         assert call.played_samples == 20 * peer.frame
+        assert call.played_seconds == pytest.approx(0.4)
         assert call.stats.skipped == 0
 
     run(main())

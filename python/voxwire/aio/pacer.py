@@ -84,13 +84,16 @@ class Pacer:
             if deadline is None:
                 await self._wake.wait()
                 continue
-            delay = deadline - loop.time()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    if self.record_lateness:
-                        self.lateness.append(loop.time() - deadline)
+            if deadline <= loop.time():
+                continue
+            # one timer handle per sleep, not a task: cheap at thousands of wake-ups a second
+            timer = loop.call_at(deadline, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+            if self.record_lateness and loop.time() >= deadline:
+                self.lateness.append(loop.time() - deadline)
 
 
 _default: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = weakref.WeakKeyDictionary()

@@ -188,6 +188,11 @@ class Call:
         return self.stream.played_samples if self.stream else 0
 
     @property
+    def played_seconds(self) -> float:
+        """:attr:`played_samples` in seconds of line-rate audio."""
+        return self.stream.played_seconds if self.stream else 0.0
+
+    @property
     def queued_samples(self) -> int:
         """Line-rate samples waiting in the pacer."""
         return self.stream.queued_samples if self.stream else 0
