@@ -93,3 +93,19 @@ def test_token_auth_places() -> None:
     assert not only_query.deferred
     with pytest.raises(ValueError, match="non-empty"):
         TokenAuth("")
+
+
+def test_connect_stream_twiml_escapes_and_carries_the_token() -> None:
+    import xml.etree.ElementTree as ET
+
+    from voxwire.protocols.twilio import connect_stream_twiml
+
+    twiml = connect_stream_twiml("wss://voice.example.com/media?a=1&b=2", {"token": 'x"<&'})
+    root = ET.fromstring(twiml)
+    stream = root.find("./Connect/Stream")
+    assert stream is not None
+    assert stream.get("url") == "wss://voice.example.com/media?a=1&b=2"
+    (param,) = stream.findall("Parameter")
+    assert (param.get("name"), param.get("value")) == ("token", 'x"<&')
+    with pytest.raises(ValueError, match="wss://"):
+        connect_stream_twiml("http://voice.example.com/media")

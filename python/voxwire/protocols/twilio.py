@@ -22,7 +22,9 @@ To Twilio: ``{"event": "media", "streamSid": ..., "media": {"payload": <base64 m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
+from xml.sax.saxutils import quoteattr
 
 from voxwire.errors import RemoteProtocolError
 from voxwire.protocols.base import (
@@ -51,7 +53,7 @@ from voxwire.protocols.events import (
     Stopped,
 )
 
-__all__ = ["TwilioCodec"]
+__all__ = ["TwilioCodec", "connect_stream_twiml"]
 
 _ENCODINGS: dict[str, Encoding] = {"audio/x-mulaw": "mulaw"}
 
@@ -143,3 +145,21 @@ class TwilioCodec(MediaStreamCodec):
 
     def _clear_messages(self) -> list[Outbound]:
         return [dumps({"event": "clear", "streamSid": self._sid()})]
+
+
+def connect_stream_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
+    """TwiML answering a call with a bidirectional stream to ``url``.
+
+    ``parameters`` become ``<Parameter name=... value=.../>`` nouns, which Twilio passes in
+    the start message's ``customParameters`` (https://www.twilio.com/docs/voice/twiml/stream).
+    """
+    if not url.startswith("wss://"):
+        raise ValueError(f"Twilio streams to a wss:// URL, got {url!r}")
+    params = "".join(
+        f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>"
+        for k, v in (parameters or {}).items()
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Connect><Stream url={quoteattr(url)}>{params}</Stream></Connect></Response>"
+    )
