@@ -135,7 +135,7 @@ class PacedStream:
         if len(pcm) == 0:
             return
         self.queued_total += len(pcm)
-        self._partial.append(pcm)
+        self._partial.append(pcm.copy())  # frames must not change if the caller reuses it
         self._partial_len += len(pcm)
         if self._partial_len < self.frame_samples:
             return

@@ -179,8 +179,9 @@ class Call:
         stream = self._require_stream()
         for event in stream.clear():
             self._deliver(event)
-        for message in self.codec.send_clear():
-            self._out.put_nowait(message)
+        if not self.codec.stopped and self.close_code is None:
+            for message in self.codec.send_clear():
+                self._out.put_nowait(message)
 
     @property
     def played_samples(self) -> int:
