@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voxwire.pacing import MarkDue, MarkOut, PacedStream, PacingScheduler
 from voxwire.protocols import MarkPlayed
@@ -192,3 +194,50 @@ def test_stream_argument_checks() -> None:
     stream.mark("x")
     with pytest.raises(ValueError, match="already pending"):
         stream.mark("x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(st.integers(1, 700), st.just("mark"), st.just("flush")), min_size=1, max_size=25
+    )
+)
+def test_frames_out_are_the_audio_in_and_marks_sit_at_their_positions(ops: list[object]) -> None:
+    sched = PacingScheduler(lead=0.06)
+    stream = sched.add(PacedStream(8000))
+    expected: list[np.ndarray] = []
+    pending = 0  # samples pushed since the last frame boundary
+    positions: dict[str, int] = {}
+    total = 0
+    counter = 0
+    for op in ops:
+        if op == "mark" or op == "flush":
+            if pending % 160:
+                pad = 160 - pending % 160
+                expected.append(np.zeros(pad, np.int16))
+                total += pad
+            pending = 0
+            if op == "mark":
+                counter += 1
+                stream.mark(f"m{counter}")
+                positions[f"m{counter}"] = total
+            else:
+                stream.flush()
+        else:
+            assert isinstance(op, int)
+            chunk = (np.arange(op) % 1000 + counter * 1000).astype(np.int16)
+            stream.push(chunk)
+            expected.append(chunk)
+            pending += op
+            total += op
+    stream.flush()
+    out = drive(sched, until=1e6)
+    audio = [item for _, _, item in out if isinstance(item, np.ndarray)]
+    assert all(len(a) == 160 for a in audio)
+    sent = np.concatenate(audio) if audio else np.zeros(0, np.int16)
+    want = np.concatenate(expected) if expected else np.zeros(0, np.int16)
+    np.testing.assert_array_equal(sent[: len(want)], want)
+    assert not sent[len(want) :].any()  # only the final padding follows
+    for name, position in positions.items():
+        stream.resolve_mark(name)
+        assert stream.played_samples == position

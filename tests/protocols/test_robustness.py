@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from peers import (
     ExotelPeer,
     JambonzPeer,
@@ -224,3 +227,32 @@ def test_audiosocket_framing_survives_any_chunking_and_bad_messages() -> None:
     assert codec.stats.unknown_event == 1
     assert events[3].detail == "caller hung up"  # type: ignore[union-attr]
     assert list(events[2].pcm) == [1, 2]  # type: ignore[union-attr]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    payloads=st.lists(
+        st.binary(min_size=0, max_size=40).map(lambda b: b[: len(b) // 2 * 2]), max_size=12
+    ),
+    cuts=st.lists(st.integers(0, 2000), max_size=20),
+)
+def test_audiosocket_streaming_equals_one_shot_for_any_chunking(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    stream = bytes([0x01, 0, 16]) + bytes(16)
+    for payload in payloads:
+        stream += bytes([0x10]) + len(payload).to_bytes(2, "big") + payload
+        stream += bytes([0x03, 0, 1]) + b"#"
+    one_shot = AudioSocketCodec()
+    expected = one_shot.receive(stream, 0.0)
+    chunked = AudioSocketCodec()
+    got = []
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    for a, b in itertools.pairwise(bounds):
+        got += chunked.receive(stream[a:b], 0.0)
+    assert [repr(e) for e in got] == [repr(e) for e in expected]
+    assert chunked.stats.as_dict() == {
+        **one_shot.stats.as_dict(),
+        "messages_in": chunked.stats.messages_in,
+    }
+    assert chunked.buffered == 0
