@@ -15,14 +15,16 @@ With ``bidirectionalAudio: {enabled: true, streaming: true, sampleRate: N}`` the
 application sends binary frames of L16 PCM at ``N`` back (the codec sends at the line
 rate, so set ``N`` to the verb's ``sampleRate``).
 
-Control messages. The stored copies of these pages describe the streaming mode and the
-first frame; the shapes of the control messages are taken from the listen page's
-bidirectional-audio section as published for release 0.9: to jambonz
-``{"type": "killAudio"}`` (stop playback and drop queued audio),
+Control messages. The stored copies of the pages above describe the first frame and the
+streaming mode but not the control messages, so their shapes are less certain than the
+rest of this codec. ``{"type": "killAudio"}`` (stop playback and drop queued audio) is
+corroborated by public implementations of the FreeSWITCH module jambonz streams through
+(mod_audio_fork). The marks follow jambonz's description of the listen verb's
+bidirectional audio as we read it, not verified against a stored copy: to jambonz
 ``{"type": "mark", "data": {"name": ...}}`` and ``{"type": "clearMarks"}``; from jambonz
-``{"type": "mark", "data": {"name": ..., "event": "playout" | "cleared"}}`` and DTMF as
-``{"event": "dtmf", "dtmf": "5", "duration": ...}``. ``send_clear`` sends ``killAudio``
-then ``clearMarks``.
+``{"type": "mark", "data": {"name": ..., "event": "playout" | "cleared"}}``; DTMF (with
+``passDtmf``) as ``{"event": "dtmf", "dtmf": "5", "duration": ...}``. ``send_clear``
+sends ``killAudio`` then ``clearMarks``.
 """
 
 from __future__ import annotations
