@@ -22,6 +22,9 @@ To Plivo: ``{"event": "playAudio", "media": {"contentType": "audio/x-mulaw",
 ``{"event": "checkpoint", "streamId": ..., "name": ...}`` and
 ``{"event": "clearAudio", "streamId": ...}``.
 
+The page lists ``dtmf`` without its fields; the digit is read from ``dtmf.digit``, or
+from a top-level ``digit``.
+
 L16 is taken as little-endian 16-bit PCM; Plivo's pages call it raw 16-bit linear audio
 without stating the byte order.
 """

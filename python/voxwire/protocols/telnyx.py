@@ -12,6 +12,8 @@ From Telnyx: ``connected`` (``version``), ``start`` (``sequence_number``, ``stre
 ``channels``), ``media`` (``media.track``, ``chunk``, ``timestamp``, base64 RTP
 ``payload`` without the RTP header), ``dtmf`` (``dtmf.digit``), ``mark`` (``mark.name``:
 the audio before the mark played, or a ``clear`` returned it), ``error`` and ``stop``.
+The stored page names the error frame without its fields; the codec reads ``code`` and
+``detail`` (or ``title``) from an object under ``payload`` or ``error``.
 
 Telnyx states that media frame order is not guaranteed and that ``media.chunk``,
 ``media.timestamp`` and ``sequence_number`` order them, so media goes through a

@@ -16,6 +16,11 @@ Text frames from Vonage after the first: ``websocket:dtmf`` (``digit``, ``durati
 To Vonage: binary 20 ms frames, ``{"action": "clear"}`` and
 ``{"action": "notify", "payload": {"name": ...}}`` as the mark.
 
+The stored copy of the page confirms these commands and events and the binary audio
+format; the field carrying the notify payload (``payload``) and the top-level ``digit``
+and ``duration`` of ``websocket:dtmf`` are read from Vonage's examples as published and
+from third-party integrations, not from a stored copy.
+
 Vonage has no stream identifier; ``CallStarted.stream_id`` and ``call_id`` come from a
 ``uuid`` header when the NCCO passes one, else they are empty.
 """
