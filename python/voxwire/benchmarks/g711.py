@@ -14,6 +14,7 @@ which is how voxwire chose its entry point for per-frame calls.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -38,10 +39,13 @@ BLOCK_DECODE_MIN = 2.0
 
 
 def _load_audioop() -> ModuleType | None:
-    try:
-        return importlib.import_module("audioop")  # stdlib <= 3.12, audioop-lts on 3.13+
-    except ImportError:
-        return None
+    # The stdlib module (<= 3.12) warns that it is deprecated; audioop-lts (3.13+) does not.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return importlib.import_module("audioop")
+        except ImportError:
+            return None
 
 
 def speech_like(rng: np.random.Generator, n_buffers: int, length: int) -> list[bytes]:
