@@ -12,5 +12,6 @@ namespace py = pybind11;
 
 void bind_g711(py::module_& m);
 void bind_rtp(py::module_& m);
+void bind_jitter(py::module_& m);
 
 }  // namespace voxwire::bindings

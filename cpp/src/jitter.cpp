@@ -140,6 +140,7 @@ void Buffer::reset() noexcept {
       0, (config_.initial_delay_ms + kBinMs - 1) / kBinMs - 1);
   hist_[std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(initial_bin))] = 1.0;
   hist_total_ = 1.0;
+  observed_ = 0;
   quantile_ms_ = config_.initial_delay_ms;
   reorder_ms_ = 0;
   last_reorder_ms_ = 0;
@@ -251,7 +252,11 @@ void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexce
 
   const std::int64_t rel = v - base;  // >= 0: base includes v
   const auto bin = std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(rel / kBinMs));
-  const double f = config_.forget;
+  // Warm-up: while few packets have been seen, the histogram is a plain running average
+  // (factor 1 - 1/(n + 2)), so the initial guess is forgotten within a second; then the
+  // configured forgetting factor takes over.
+  ++observed_;
+  const double f = std::min(config_.forget, 1.0 - 1.0 / static_cast<double>(observed_ + 1));
   for (double& h : hist_) h *= f;
   hist_[bin] += 1.0 - f;
   hist_total_ = hist_total_ * f + (1.0 - f);

@@ -263,6 +263,7 @@ class Buffer {
   std::int64_t base_ms_ = 0;           // arrival reference: fastest arrival - frame * frame_ms
   std::array<double, kBins> hist_{};
   double hist_total_ = 0.0;
+  std::uint64_t observed_ = 0;         // packets fed to the histogram
   std::int64_t quantile_ms_ = 0;
   std::int64_t reorder_ms_ = 0;        // decaying recent reordering depth, ms
   std::int64_t last_reorder_ms_ = 0;   // arrival time of the last reordered packet
