@@ -9,9 +9,7 @@
 namespace voxwire::jitter {
 namespace {
 
-// A packet that arrived out of order keeps the target at least as deep as its reordering for
-// this long; recent loss (with FEC in the stream) keeps the look-ahead frame for this long.
-constexpr std::int64_t kReorderHoldMs = 10000;
+// Recent loss (with FEC in the stream) keeps the look-ahead frame for this long.
 constexpr std::int64_t kLossHoldMs = 10000;
 // A stream that sent a low-energy hint within this time is one whose hints we wait for
 // before adjusting the delay in the middle of speech.
@@ -19,6 +17,9 @@ constexpr std::int64_t kHintMemoryMs = 20000;
 // Without a hint, a stream this many frames behind its target accelerates anyway, and one
 // this many frames ahead expands anyway: the delay must stay bounded during long talk.
 constexpr std::int64_t kForceFrames = 4;
+// Less than two frames behind, the buffer accelerates only after being behind for this many
+// pulls in a row: a target that wobbles by a few ms must not cost a frame each time.
+constexpr std::uint32_t kBehindPulls = 5;
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
   const std::int64_t q = a / b;
@@ -99,6 +100,9 @@ const Config& validated(const Config& c) {
     fail("initial_delay_ms must be 0..max_delay_ms, got " + std::to_string(c.initial_delay_ms));
   }
   if (!(c.quantile >= 0.5 && c.quantile <= 1.0)) fail("quantile must be 0.5..1");
+  if (!(c.reorder_quantile >= 0.5 && c.reorder_quantile <= 1.0)) {
+    fail("reorder_quantile must be 0.5..1");
+  }
   if (!(c.forget >= 0.9 && c.forget <= 1.0)) fail("forget must be 0.9..1");
   return c;
 }
@@ -130,6 +134,7 @@ void Buffer::reset() noexcept {
   last_played_seq_ = -1;
   waited_for_ = -1;
   in_concealment_ = false;
+  behind_pulls_ = 0;
   rebuffering_ = true;
   last_low_energy_ = false;
   window_.fill(Bucket{});
@@ -142,8 +147,11 @@ void Buffer::reset() noexcept {
   hist_total_ = 1.0;
   observed_ = 0;
   quantile_ms_ = config_.initial_delay_ms;
+  reorder_hist_.fill(0.0);
+  reorder_hist_[0] = 1.0;
+  reorder_total_ = 1.0;
+  reorder_depth_ = 0;
   reorder_ms_ = 0;
-  last_reorder_ms_ = 0;
   last_loss_ms_ = -1;
   last_fec_ms_ = -1;
   last_hint_ms_ = -1;
@@ -260,6 +268,9 @@ void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexce
   for (double& h : hist_) h *= f;
   hist_[bin] += 1.0 - f;
   hist_total_ = hist_total_ * f + (1.0 - f);
+  for (double& h : reorder_hist_) h *= f;
+  reorder_hist_[reorder_depth_] += 1.0 - f;
+  reorder_total_ = reorder_total_ * f + (1.0 - f);
   update_target();
 }
 
@@ -272,8 +283,16 @@ void Buffer::update_target() noexcept {
     if (acc >= want) break;
   }
   quantile_ms_ = static_cast<std::int64_t>(i + 1) * kBinMs;
-  std::int64_t t = quantile_ms_;
-  if (last_arrival_ms_ - last_reorder_ms_ < kReorderHoldMs) t = std::max(t, reorder_ms_);
+  const double want_depth = config_.reorder_quantile * reorder_total_;
+  double seen = 0.0;
+  std::size_t d = 0;
+  for (; d + 1 < kReorderBins; ++d) {
+    seen += reorder_hist_[d];
+    if (seen >= want_depth) break;
+  }
+  reorder_ms_ = static_cast<std::int64_t>(d) * config_.frame_ms;
+  const std::int64_t t0 = std::max(quantile_ms_, reorder_ms_);
+  std::int64_t t = t0;
   if (config_.fec_lookahead && last_loss_ms_ >= 0 && last_fec_ms_ >= 0 &&
       last_arrival_ms_ - last_loss_ms_ < kLossHoldMs &&
       last_arrival_ms_ - last_fec_ms_ < kLossHoldMs) {
@@ -323,12 +342,12 @@ InsertResult Buffer::insert(const Packet& p, std::int64_t arrival_ms) {
     max_frame_seen_ = frame;
     next_ = frame;
   }
-  if (frame < max_frame_seen_) {
-    reorder_ms_ = (last_arrival_ms_ - last_reorder_ms_ < kReorderHoldMs) ? reorder_ms_ : 0;
-    reorder_ms_ = std::max(reorder_ms_, (max_frame_seen_ - frame) *
-                                            static_cast<std::int64_t>(config_.frame_ms));
-    last_reorder_ms_ = arrival_ms;
-  }
+  // The reordering term: each packet's reordering depth (frames behind the newest seen; 0
+  // in order) goes into a second forgetting histogram, whose quantile becomes a floor of the
+  // target. Rare reordering adds nothing; frequent reordering keeps room for its depth.
+  const std::int64_t depth = std::max<std::int64_t>(0, max_frame_seen_ - frame);
+  reorder_depth_ = static_cast<std::size_t>(
+      std::min<std::int64_t>(depth, static_cast<std::int64_t>(kReorderBins) - 1));
   max_frame_seen_ = std::max(max_frame_seen_, frame);
   observe_arrival(frame, arrival_ms);
 
@@ -517,9 +536,14 @@ Unit Buffer::pull(std::int64_t now_ms) {
     if (s != nullptr && s->state == SlotState::primary) {
       const bool hinted = s->low_energy || !hints_recent(now_ms);
       const Slot* after = find(next_ + 1);
-      if (!accelerated && lag > F && after != nullptr && after->state == SlotState::primary &&
-          (hinted || lag > kForceFrames * F)) {
-        // Accelerate: skip this frame, play the next one now.
+      // Accelerate: skip this frame and play the next one now. Once per pull, or as many
+      // as it takes when more than two frames behind (after a stall: one jump instead of
+      // many small cuts).
+      const bool behind = lag > std::max(F / 2, target_ms_ / 4);
+      behind_pulls_ = behind ? behind_pulls_ + (accelerated ? 0 : 1) : 0;
+      if ((!accelerated || lag > 2 * F) && behind &&
+          (behind_pulls_ >= kBehindPulls || lag > 2 * F) && after != nullptr &&
+          after->state == SlotState::primary && (hinted || lag > kForceFrames * F)) {
         last_played_seq_ = s->ext_sequence;
         drop(next_);
         ++next_;

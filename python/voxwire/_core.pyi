@@ -89,6 +89,7 @@ class JitterBuffer:
         max_delay_ms: int,
         initial_delay_ms: int,
         quantile: float,
+        reorder_quantile: float,
         forget: float,
         fec_lookahead: bool,
     ) -> None: ...

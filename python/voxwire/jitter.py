@@ -137,6 +137,9 @@ class JitterBuffer:
         Target delay before arrival statistics exist, seconds.
     quantile : float
         Quantile of the relative arrival delay the target covers (0.5..1).
+    reorder_quantile : float
+        Quantile of the reordering depth (frames a packet arrives behind the newest) the
+        target covers at least (0.5..1).
     forget : float
         Forgetting factor of the delay histogram per packet (0.9..1): closer to 1 adapts
         down more slowly.
@@ -162,8 +165,9 @@ class JitterBuffer:
         min_delay: float = 0.0,
         max_delay: float = 1.0,
         initial_delay: float = 0.06,
-        quantile: float = 0.97,
-        forget: float = 0.996,
+        quantile: float = 0.95,
+        reorder_quantile: float = 0.995,
+        forget: float = 0.998,
         fec_lookahead: bool = True,
     ) -> None:
         self._jb = _core.JitterBuffer(
@@ -175,6 +179,7 @@ class JitterBuffer:
             _ms(max_delay),
             _ms(initial_delay),
             quantile,
+            reorder_quantile,
             forget,
             fec_lookahead,
         )

@@ -86,8 +86,9 @@ struct Config {
   std::int64_t max_delay_ms = 1000;    ///< Upper bound of target and playout delay; at most
                                        ///< (capacity - 1) * frame_ms.
   std::int64_t initial_delay_ms = 60;  ///< Target before any arrival statistics exist.
-  double quantile = 0.97;              ///< Quantile of relative delay taken as target (0.5..1).
-  double forget = 0.996;               ///< Histogram forgetting factor per packet (0.9..1).
+  double quantile = 0.95;              ///< Quantile of relative delay taken as target (0.5..1).
+  double reorder_quantile = 0.995;     ///< Quantile of reordering depth kept as a floor (0.5..1).
+  double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
   bool fec_lookahead = true;           ///< Keep one frame more while loss happens and the
                                        ///< stream carries FEC.
 };
@@ -165,6 +166,8 @@ class Buffer {
   static constexpr std::int64_t kBucketMs = 1000;
   /// See kBucketMs.
   static constexpr std::size_t kWindowBuckets = 8;
+  /// Reordering depths are tracked up to this many frames.
+  static constexpr std::size_t kReorderBins = 64;
 
   /// Throws std::invalid_argument for a configuration outside the documented ranges.
   explicit Buffer(const Config& config = {});
@@ -257,6 +260,7 @@ class Buffer {
   std::int64_t last_played_seq_ = -1;  // extended sequence of the last normal unit
   std::int64_t waited_for_ = -1;       // frame a wait (expand) unit was emitted for
   bool in_concealment_ = false;
+  std::uint32_t behind_pulls_ = 0;     // consecutive pulls spent behind the target
   bool rebuffering_ = true;            // waiting for the next frame's deadline (start, pause)
   bool last_low_energy_ = false;       // hint of the last frame played
   std::array<Bucket, kWindowBuckets> window_{};
@@ -265,8 +269,10 @@ class Buffer {
   double hist_total_ = 0.0;
   std::uint64_t observed_ = 0;         // packets fed to the histogram
   std::int64_t quantile_ms_ = 0;
-  std::int64_t reorder_ms_ = 0;        // decaying recent reordering depth, ms
-  std::int64_t last_reorder_ms_ = 0;   // arrival time of the last reordered packet
+  std::array<double, kReorderBins> reorder_hist_{};  // reordering depth in frames
+  double reorder_total_ = 0.0;
+  std::size_t reorder_depth_ = 0;      // depth of the packet being observed
+  std::int64_t reorder_ms_ = 0;        // the reordering term, ms
   std::int64_t last_loss_ms_ = -1;     // last time a frame was missing at its turn
   std::int64_t last_fec_ms_ = -1;      // last arrival of a packet carrying FEC
   std::int64_t last_hint_ms_ = -1;     // last arrival of a low-energy hint
