@@ -38,7 +38,7 @@ py::dict stats_dict(const jb::Stats& s) {
   d["jitter_buffer_delay"] = s.jitter_buffer_delay;
   d["jitter_buffer_target_delay"] = s.jitter_buffer_target_delay;
   d["jitter_buffer_emitted_count"] = s.jitter_buffer_emitted_count;
-  d["total_samples_duration"] = s.total_samples_duration;
+  d["total_samples"] = s.total_samples;
   d["concealed_samples"] = s.concealed_samples;
   d["silent_concealed_samples"] = s.silent_concealed_samples;
   d["concealment_events"] = s.concealment_events;

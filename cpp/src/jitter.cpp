@@ -444,7 +444,7 @@ Unit Buffer::emit(Kind kind, Adjustment adj, std::int64_t frame, const Slot* slo
   u.frame = frame;
   u.timestamp = timestamp_of(frame);
   u.samples = spf_;
-  stats_.total_samples_duration += spf_;
+  stats_.total_samples += spf_;
   if (slot != nullptr) {
     const std::size_t at = static_cast<std::size_t>(slot - slots_.data()) * config_.max_payload;
     if (slot->size != 0) std::memcpy(out_.data(), pool_.data() + at, slot->size);

@@ -105,7 +105,7 @@ class JitterStats:
     jitter_buffer_delay: float
     jitter_buffer_target_delay: float
     jitter_buffer_emitted_count: int
-    total_samples_duration: int
+    total_samples: int
     concealed_samples: int
     silent_concealed_samples: int
     concealment_events: int

@@ -143,7 +143,7 @@ struct Stats {
   double jitter_buffer_delay = 0.0;      ///< Sum over emitted samples of time held, s.
   double jitter_buffer_target_delay = 0.0;  ///< Sum over emitted samples of the target, s.
   std::uint64_t jitter_buffer_emitted_count = 0;  ///< Samples emitted from packets.
-  std::uint64_t total_samples_duration = 0;  ///< Samples of all units handed out.
+  std::uint64_t total_samples = 0;  ///< Samples of all units handed out.
   std::uint64_t concealed_samples = 0;   ///< Samples of Kind::concealed units.
   std::uint64_t silent_concealed_samples = 0;  ///< Samples of Kind::silence units after start.
   std::uint64_t concealment_events = 0;  ///< Runs of concealed units.

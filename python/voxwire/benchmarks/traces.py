@@ -97,6 +97,11 @@ class Trace:
         return out
 
     @property
+    def unrecoverable(self) -> float:
+        """Fraction of frames with neither their packet nor (with FEC) the next one."""
+        return float(np.isinf(self.effective_arrival()).mean())
+
+    @property
     def raw_loss(self) -> float:
         """Fraction of packets lost in the network."""
         return float(np.isnan(self.arrival_ms).mean())
