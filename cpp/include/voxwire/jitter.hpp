@@ -4,8 +4,9 @@
 /// The buffer stores encoded payloads keyed by their RTP timestamp and hands out one playout
 /// unit (one frame of `frame_ms`, 10 or 20 ms) per pull(). Each unit says what the caller must
 /// do: decode a payload normally, decode the next packet's in-band FEC for a missing frame
-/// (Opus LBRR, RFC 6716 2.1.7 / RFC 7587 3.3; decode_fec with frame_size = the unit's
-/// duration), conceal (the caller runs its packet-loss concealment), or play silence. It also
+/// (Opus LBRR frames, RFC 6716, negotiated with useinbandfec, RFC 7587; decode_fec with
+/// frame_size = the unit's duration), conceal (the caller runs its packet-loss concealment),
+/// or play silence. It also
 /// reports the delay adjustment it made: `accelerate` (a frame was skipped to reduce delay) or
 /// `expand` (a concealment frame was inserted to add delay or to wait for a late packet).
 ///
@@ -21,10 +22,21 @@
 /// Target delay (see docs/jitter.md): the relative arrival delay of each packet (its arrival
 /// minus the earliest arrival its timestamp allows, the reference being the fastest packet of
 /// a sliding window of about 8 s, so sender clock drift cannot grow the buffer) goes into a
-/// forgetting histogram; the target is a high quantile of it, at least as long as recent
-/// reordering depth requires, plus one frame of look-ahead while packets are being lost and
-/// the stream carries FEC (so that packet N+1, holding N's FEC, is usually there when N is
-/// due). The quantile rises at once on a spike and falls as the histogram forgets.
+/// forgetting histogram; the target is a high quantile of it, at least the reordering depth
+/// that a second histogram's quantile asks for, plus one frame of look-ahead while packets are
+/// being lost and the stream carries FEC (so that packet N+1, holding N's FEC, is usually there
+/// when N is due). The quantile rises within a fraction of a second when the delay gets worse
+/// and falls over tens of seconds as the histograms forget; a single stall of an in-order
+/// stream is waited out (expand) rather than learnt.
+///
+/// Playout control: frame k is due at reference + k * frame_ms + target. A pull more than
+/// half a frame early for a present frame expands; one behind by more than max(frame/2,
+/// target/4) for five pulls in a row accelerates (skips one frame), or at once, as many frames
+/// as needed, when more than two frames behind. When the stream carries low-energy hints,
+/// adjustments wait for a hinted frame unless the error exceeds four frames. A missing frame
+/// is rebuilt from FEC when possible, concealed when a later frame is present, and waited for
+/// (an expand unit) when nothing later has arrived. A gap with no missing sequence number is a
+/// sender pause: it plays as silence and the next talkspurt restarts on its own deadline.
 ///
 /// Memory: `capacity` slots of `max_payload` bytes, allocated in the constructor, plus a
 /// fixed-size histogram and window. Overflow policy: a packet more than `capacity` frames
