@@ -507,3 +507,28 @@ TEST(Jitter, ResetForgetsTheStream) {
   EXPECT_EQ(jb::to_string(jb::Adjustment::expand), "expand");
   EXPECT_EQ(jb::to_string(jb::InsertResult::late), "late");
 }
+
+TEST(Jitter, InsertsParsedRtpPackets) {
+  jb::Buffer buf;
+  const std::vector<std::byte> body = payload_of(42);
+  voxwire::rtp::BuildSpec spec;
+  spec.sequence = 65535;
+  spec.timestamp = 0xFFFFFF60u;
+  spec.payload_type = 8;
+  spec.padding = 3;
+  std::vector<std::byte> wire(voxwire::rtp::built_size(spec, body.size()));
+  voxwire::rtp::build(spec, body, wire);
+  voxwire::rtp::Header h;
+  ASSERT_EQ(voxwire::rtp::parse(wire, h), voxwire::rtp::ParseError::ok);
+  EXPECT_EQ(buf.insert(h, wire, 0, false, true), jb::InsertResult::stored);
+  const auto u = buf.pull(60);
+  EXPECT_EQ(u.kind, jb::Kind::normal);
+  EXPECT_EQ(u.payload_type, 8);
+  EXPECT_EQ(u.sequence, 65535);
+  EXPECT_TRUE(u.low_energy);
+  EXPECT_EQ(id_of(u.payload), 42);  // padding stripped
+  EXPECT_EQ(u.payload.size(), 4u);
+  voxwire::rtp::Header wrong = h;
+  wrong.payload_size = wire.size();
+  EXPECT_THROW((void)buf.insert(wrong, wire, 1), std::invalid_argument);
+}
