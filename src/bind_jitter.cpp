@@ -58,7 +58,8 @@ void bind_jitter(py::module_& m) {
       .def(py::init([](std::uint32_t clock_rate, std::uint32_t frame_ms, std::uint32_t capacity,
                        std::size_t max_payload, std::int64_t min_delay_ms,
                        std::int64_t max_delay_ms, std::int64_t initial_delay_ms, double quantile,
-                       double reorder_quantile, double forget, bool fec_lookahead) {
+                       double reorder_quantile, double forget, bool fec_lookahead,
+                       std::int32_t g711_quiet_level) {
              jb::Config c;
              c.clock_rate = clock_rate;
              c.frame_ms = frame_ms;
@@ -71,13 +72,13 @@ void bind_jitter(py::module_& m) {
              c.reorder_quantile = reorder_quantile;
              c.forget = forget;
              c.fec_lookahead = fec_lookahead;
+             c.g711_quiet_level = g711_quiet_level;
              return jb::Buffer(c);
            }),
            py::arg("clock_rate"), py::arg("frame_ms"), py::arg("capacity"),
            py::arg("max_payload"), py::arg("min_delay_ms"), py::arg("max_delay_ms"),
            py::arg("initial_delay_ms"), py::arg("quantile"), py::arg("reorder_quantile"),
-           py::arg("forget"),
-           py::arg("fec_lookahead"))
+           py::arg("forget"), py::arg("fec_lookahead"), py::arg("g711_quiet_level"))
       .def(
           "insert",
           [](jb::Buffer& self, std::uint16_t sequence, std::uint32_t timestamp,

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voxwire import JitterBuffer as TopLevel
+from voxwire.g711 import encode_ulaw
 from voxwire.jitter import JitterBuffer, PlayoutUnit
 from voxwire.rtp import RtpPacket
 
@@ -170,3 +171,16 @@ def test_invariants_on_arbitrary_insert_pull_sequences(
         assert 0 <= jb.target_delay <= max_delay + 1e-9
     stats = jb.stats()
     assert stats.jitter_buffer_emitted_count == 160 * len(played)
+
+
+@pytest.mark.parametrize(("level", "expected"), [(64, True), (0, False)])
+def test_g711_silence_is_marked_low_energy(level: int, expected: bool) -> None:
+    jb = JitterBuffer(8000, g711_quiet_level=level)
+    silence = encode_ulaw(bytes(320))  # 160 zero samples
+    loud = encode_ulaw(b"\x00\x40" * 160)
+    jb.insert(1, 0, silence, 0.0)
+    jb.insert(2, 160, loud, 0.02)
+    first, second = jb.pull(0.06), jb.pull(0.08)
+    assert first.kind == second.kind == "normal"
+    assert first.low_energy is expected
+    assert second.low_energy is False

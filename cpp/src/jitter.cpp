@@ -1,5 +1,7 @@
 #include "voxwire/jitter.hpp"
 
+#include "voxwire/g711.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -104,6 +106,9 @@ const Config& validated(const Config& c) {
     fail("reorder_quantile must be 0.5..1");
   }
   if (!(c.forget >= 0.9 && c.forget <= 1.0)) fail("forget must be 0.9..1");
+  if (c.g711_quiet_level < 0 || c.g711_quiet_level > 32767) {
+    fail("g711_quiet_level must be 0..32767, got " + std::to_string(c.g711_quiet_level));
+  }
   return c;
 }
 
@@ -301,7 +306,25 @@ void Buffer::update_target() noexcept {
   target_ms_ = std::clamp(t, config_.min_delay_ms, config_.max_delay_ms);
 }
 
-InsertResult Buffer::insert(const Packet& p, std::int64_t arrival_ms) {
+// The buffer's own low-energy hint for G.711: the mean absolute value of the decoded frame.
+bool Buffer::quiet_g711(const Packet& p) const noexcept {
+  if (config_.g711_quiet_level == 0 || config_.clock_rate != 8000 ||
+      (p.payload_type != 0 && p.payload_type != 8) || p.payload.size() != spf_) {
+    return false;
+  }
+  std::int64_t sum = 0;
+  for (const std::byte b : p.payload) {
+    const auto code = std::to_integer<std::uint8_t>(b);
+    const std::int16_t x =
+        p.payload_type == 0 ? g711::decode_ulaw_sample(code) : g711::decode_alaw_sample(code);
+    sum += x < 0 ? -static_cast<std::int64_t>(x) : x;
+  }
+  return sum <= static_cast<std::int64_t>(config_.g711_quiet_level) * spf_;
+}
+
+InsertResult Buffer::insert(const Packet& packet, std::int64_t arrival_ms) {
+  Packet p = packet;
+  p.low_energy = p.low_energy || quiet_g711(p);
   if (p.payload.size() > config_.max_payload) {
     ++stats_.packets_rejected;
     return InsertResult::too_large;

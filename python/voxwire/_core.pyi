@@ -92,6 +92,7 @@ class JitterBuffer:
         reorder_quantile: float,
         forget: float,
         fec_lookahead: bool,
+        g711_quiet_level: int,
     ) -> None: ...
     def insert(
         self,

@@ -146,6 +146,10 @@ class JitterBuffer:
     fec_lookahead : bool
         Keep one frame more while packets are being lost and the stream carries FEC, so that
         the packet holding a lost frame's FEC is there in time.
+    g711_quiet_level : int
+        For G.711 (payload type 0 or 8, 20 ms at 8 kHz) the buffer marks a frame
+        low-energy itself when its mean absolute sample is at most this (64: about
+        -54 dBFS); 0 turns this off.
 
     Raises
     ------
@@ -169,6 +173,7 @@ class JitterBuffer:
         reorder_quantile: float = 0.995,
         forget: float = 0.998,
         fec_lookahead: bool = True,
+        g711_quiet_level: int = 64,
     ) -> None:
         self._jb = _core.JitterBuffer(
             clock_rate,
@@ -182,6 +187,7 @@ class JitterBuffer:
             reorder_quantile,
             forget,
             fec_lookahead,
+            g711_quiet_level,
         )
 
     def insert(

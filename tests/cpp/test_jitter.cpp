@@ -6,9 +6,11 @@
 #include <map>
 #include <random>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
+#include "voxwire/g711.hpp"
 #include "voxwire/jitter.hpp"
 
 namespace jb = voxwire::jitter;
@@ -531,4 +533,47 @@ TEST(Jitter, InsertsParsedRtpPackets) {
   voxwire::rtp::Header wrong = h;
   wrong.payload_size = wire.size();
   EXPECT_THROW((void)buf.insert(wrong, wire, 1), std::invalid_argument);
+}
+
+TEST(Jitter, G711SilenceIsDetectedAndAdjustmentsWaitForIt) {
+  for (const std::uint8_t pt : {std::uint8_t{0}, std::uint8_t{8}}) {
+    jb::Buffer buf;
+    std::vector<std::int16_t> loud(160);
+    std::vector<std::int16_t> quiet(160);
+    for (std::size_t n = 0; n < 160; ++n) {
+      loud[n] = static_cast<std::int16_t>(n % 2 == 0 ? 8000 : -8000);
+      quiet[n] = static_cast<std::int16_t>(n % 2 == 0 ? 20 : -20);
+    }
+    std::vector<std::uint8_t> loud_codes(160);
+    std::vector<std::uint8_t> quiet_codes(160);
+    if (pt == 0) {
+      voxwire::g711::encode_ulaw(std::span<const std::int16_t>(loud), loud_codes);
+      voxwire::g711::encode_ulaw(std::span<const std::int16_t>(quiet), quiet_codes);
+    } else {
+      voxwire::g711::encode_alaw(std::span<const std::int16_t>(loud), loud_codes);
+      voxwire::g711::encode_alaw(std::span<const std::int16_t>(quiet), quiet_codes);
+    }
+    std::vector<jb::Unit> units;
+    for (int i = 0; i < 1500; ++i) {
+      const auto& codes = i % 25 == 0 ? quiet_codes : loud_codes;
+      jb::Packet p;
+      p.sequence = static_cast<std::uint16_t>(i);
+      p.timestamp = static_cast<std::uint32_t>(160 * i);
+      p.payload_type = pt;
+      p.payload = std::as_bytes(std::span<const std::uint8_t>(codes));
+      ASSERT_EQ(buf.insert(p, 20 * i), jb::InsertResult::stored);
+      units.push_back(buf.pull(20 * i + 5));
+    }
+    int accelerations = 0;
+    for (const auto& u : units) {
+      if (u.kind == jb::Kind::normal) {
+        EXPECT_EQ(u.low_energy, u.frame % 25 == 0) << u.frame;
+      }
+      if (u.adjustment == jb::Adjustment::accelerate) {
+        ++accelerations;
+        EXPECT_EQ((u.frame - 1) % 25, 0) << "skipped a loud frame " << u.frame - 1;
+      }
+    }
+    EXPECT_GT(accelerations, 0);
+  }
 }

@@ -103,6 +103,11 @@ struct Config {
   double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
   bool fec_lookahead = true;           ///< Keep one frame more while loss happens and the
                                        ///< stream carries FEC.
+  std::int32_t g711_quiet_level = 64;  ///< The buffer's own low-energy hint for G.711 (payload
+                                       ///< type 0 or 8, RFC 3551, one byte per sample at
+                                       ///< 8 kHz): a frame whose mean absolute decoded sample
+                                       ///< is at most this (64: about -54 dBFS) counts as
+                                       ///< low-energy. 0 turns the detection off (0..32767).
 };
 
 /// One packet for insert().
@@ -114,7 +119,8 @@ struct Packet {
   bool marker = false;
   bool has_fec = false;     ///< The payload carries in-band FEC of the previous frame.
   bool low_energy = false;  ///< Hint: a quiet frame (VAD off, comfort noise): adjusting the
-                            ///< delay here is inaudible.
+                            ///< delay here is inaudible. For G.711 the buffer also measures
+                            ///< it (Config::g711_quiet_level).
   std::span<const std::byte> payload{};
 };
 
@@ -247,6 +253,7 @@ class Buffer {
   void observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexcept;
   void update_target() noexcept;
   [[nodiscard]] bool hints_recent(std::int64_t now_ms) const noexcept;
+  [[nodiscard]] bool quiet_g711(const Packet& p) const noexcept;
   [[nodiscard]] std::int64_t next_present_after(std::int64_t frame) const noexcept;
   Unit emit(Kind kind, Adjustment adj, std::int64_t frame, const Slot* slot, bool decode_fec,
             std::int64_t now_ms);
