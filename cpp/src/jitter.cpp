@@ -545,6 +545,11 @@ Unit Buffer::pull(std::int64_t now_ms) {
   }
 
   if (rebuffering_) {
+    if (!playing_ && find(next_) == nullptr && stored_ > 0) {
+      // Before the first frame (say after an overflow moved the start onto a hole), start
+      // at the oldest frame stored.
+      next_ = next_present_after(next_ - 1);
+    }
     if (find(next_) == nullptr || now_ms - deadline(next_) < -F / 2) {
       return emit(Kind::silence, Adjustment::none, next_, nullptr, false, now_ms);
     }

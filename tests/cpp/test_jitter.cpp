@@ -577,3 +577,17 @@ TEST(Jitter, G711SilenceIsDetectedAndAdjustmentsWaitForIt) {
     EXPECT_GT(accelerations, 0);
   }
 }
+
+TEST(Jitter, OverflowBeforeTheStartSkipsToTheOldestStoredFrame) {
+  jb::Config c;
+  c.capacity = 16;
+  c.max_delay_ms = 300;
+  jb::Buffer buf(c);
+  Feeder f{buf, {}};
+  for (int i = 0; i < 40; ++i) {
+    if (i != 24) f.put(i, 20 * i);  // no pull yet: frames 24.. fit, and 24 is missing
+  }
+  const auto u = buf.pull(800);  // plays at once instead of waiting on the hole
+  ASSERT_EQ(u.kind, jb::Kind::normal);
+  EXPECT_GE(id_of(u.payload), 25);
+}
