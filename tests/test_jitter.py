@@ -184,3 +184,14 @@ def test_g711_silence_is_marked_low_energy(level: int, expected: bool) -> None:
     assert first.kind == second.kind == "normal"
     assert first.low_energy is expected
     assert second.low_energy is False
+
+
+def test_min_and_max_delay_bound_the_target() -> None:
+    low = JitterBuffer(8000, min_delay=0.1)
+    high = JitterBuffer(8000, max_delay=0.2, capacity=16)
+    for i in range(300):
+        low.insert(i, 160 * i, payload(i), i * FRAME)  # a clean stream wants ~0 ms
+        # every other packet 400 ms late: a stream that wants far more than 200 ms
+        high.insert(i, 160 * i, payload(i), i * FRAME + (0.4 if i % 2 else 0.0))
+    assert low.target_delay == pytest.approx(0.1)
+    assert high.target_delay == pytest.approx(0.2)
