@@ -23,5 +23,6 @@ void bind_vad(py::module_& m);
 void bind_rtp(py::module_& m);
 void bind_plc(py::module_& m);
 void bind_opus(py::module_& m);
+void bind_jitter(py::module_& m);
 
 }  // namespace voxwire::bindings

@@ -243,8 +243,9 @@ namespace {
 // For the top scored band the energy is also split into the frame's four quarters (a tail
 // that does not divide goes to the last one).
 template <class T>
-VOXWIRE_VAD_CLONES std::int64_t haar_level(const T* in, std::int32_t* out, std::size_t m,
-                                           std::array<double, 4>* quarters) noexcept {
+[[gnu::always_inline]] inline std::int64_t haar_level_body(const T* in, std::int32_t* out,
+                                                           std::size_t m,
+                                                           std::array<double, 4>* quarters) noexcept {
   const auto run = [&](std::size_t from, std::size_t to) {
     std::int64_t e = 0;
     for (std::size_t i = from; i < to; ++i) {
@@ -265,6 +266,20 @@ VOXWIRE_VAD_CLONES std::int64_t haar_level(const T* in, std::int32_t* out, std::
     total += e;
   }
   return total;
+}
+
+// One multiversioned entry per input type (clang cannot multiversion templates); the body
+// is inlined into each, so every clone is compiled for its own target.
+VOXWIRE_VAD_CLONES std::int64_t haar_level(const std::int16_t* in, std::int32_t* out,
+                                           std::size_t m,
+                                           std::array<double, 4>* quarters) noexcept {
+  return haar_level_body(in, out, m, quarters);
+}
+
+VOXWIRE_VAD_CLONES std::int64_t haar_level(const std::int32_t* in, std::int32_t* out,
+                                           std::size_t m,
+                                           std::array<double, 4>* quarters) noexcept {
+  return haar_level_body(in, out, m, quarters);
 }
 
 }  // namespace

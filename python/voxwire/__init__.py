@@ -1,9 +1,12 @@
 """voxwire: the media layer for real-time voice AI.
 
 Native kernels (C++ through pybind11) for the per-packet audio path of a phone or browser
-call, wrapped in a small typed Python API. This release provides G.711 companding (see
-:mod:`voxwire.g711`, and :mod:`voxwire.audioop` for code migrating off the removed stdlib
-module) and voice activity detection (:mod:`voxwire.vad`).
+call, wrapped in a small typed Python API: G.711 companding (:mod:`voxwire.g711`, and
+:mod:`voxwire.audioop` for code migrating off the removed stdlib module), voice activity
+detection (:mod:`voxwire.vad`), RTP (:mod:`voxwire.rtp`), an adaptive FEC-aware jitter
+buffer (:mod:`voxwire.jitter`), packet-loss concealment (:mod:`voxwire.plc`), Opus with
+in-band FEC (:mod:`voxwire.opus`), and the telephony transports (:mod:`voxwire.protocols`,
+:mod:`voxwire.aio`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from voxwire import errors
 from voxwire.errors import VoxwireError
 from voxwire.g711 import EncodeMode, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
+from voxwire.jitter import JitterBuffer
 from voxwire.vad import SpeechEnd, SpeechStart, Vad, VadBatch, VadEvent, VadFrame
 
 try:
@@ -22,6 +26,7 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled t
 
 __all__ = [
     "EncodeMode",
+    "JitterBuffer",
     "SpeechEnd",
     "SpeechStart",
     "Vad",

@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "g711": "voxwire.benchmarks.g711",
     "vad": "voxwire.benchmarks.vad",
     "plc": "voxwire.benchmarks.plc",
+    "jitter": "voxwire.benchmarks.jitter",
 }
 """Benchmark name -> module, in the order ``voxwire bench`` runs them."""
 

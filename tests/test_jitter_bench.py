@@ -1,0 +1,70 @@
+"""The trace generator, the replay harness and the jitter benchmark's tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voxwire.benchmarks import jitter as bench
+from voxwire.benchmarks.traces import SCENARIOS, SEQ0, TS0, make_trace, oracle, replay
+from voxwire.cli import main
+
+
+def test_traces_are_seeded_and_wrap() -> None:
+    a, b = make_trace("S5", 10, 1), make_trace("S5", 10, 1)
+    assert np.array_equal(a.arrival_ms, b.arrival_ms, equal_nan=True)
+    assert not np.array_equal(a.arrival_ms, make_trace("S5", 10, 2).arrival_ms, equal_nan=True)
+    assert SEQ0 + a.frames > 0xFFFF  # sequence numbers wrap within 10 s
+    assert TS0 + 160 * a.frames > 0xFFFFFFFF  # and so do timestamps
+    assert (~np.isnan(a.dup_ms)).any()  # S5 duplicates
+    events = a.events()
+    assert [t for t, _ in events] == sorted(t for t, _ in events)
+    with pytest.raises(ValueError, match="unknown scenario"):
+        make_trace("S9", 1, 1)
+
+
+def test_oracle_on_a_known_trace() -> None:
+    t = make_trace("S1", 10, 3)
+    d, late = oracle(t, 0.0)
+    assert d == pytest.approx(float(np.max(t.arrival_ms - t.send_ms)))
+    assert late == 0.0
+    d1, late1 = oracle(t, 0.5)
+    assert d1 < d
+    assert late1 <= 0.5
+    s3 = make_trace("S3", 30, 3)
+    assert 0 < s3.unrecoverable < s3.raw_loss  # FEC rebuilds isolated losses only
+
+
+def test_replay_scores_a_fixed_buffer_exactly() -> None:
+    t = make_trace("S1", 10, 4)  # 1-3 ms transit, no loss: a 60 ms buffer plays everything
+    s = replay(t, lambda: bench.FixedPlayer(60))
+    assert s.disorder == 0
+    assert s.late_loss == 0.0
+    assert s.heard_loss == 0.0
+    assert 60 <= s.mean_delay <= 64
+    assert s.interruptions == 0
+
+
+def test_ring_model_stalls_and_keeps_the_latency() -> None:
+    t = make_trace("S2", 20, 5)  # a few losses: each one holds the ring until it skips
+    s = replay(t, bench.RingPlayer)
+    assert s.disorder == 0
+    assert s.mean_delay > 200
+
+
+@pytest.mark.skipif(bench._SPEEX is None, reason="libspeexdsp not installed")
+def test_speexdsp_baseline_plays_a_clean_trace() -> None:
+    s = replay(make_trace("S1", 10, 6), bench.SpeexPlayer)
+    assert s.heard_loss < 0.01
+    assert s.mean_delay < 60
+
+
+def test_bench_jitter_quick_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--only", "jitter"]) == 0
+    out = capsys.readouterr().out
+    assert "Jitter buffers on network traces" in out
+    for name in SCENARIOS:
+        assert f"\n{name}  " in out or f"\n{name} " in out
+    goals = out[out.index("Jitter buffer goals") :]
+    assert goals.count("PASS") + goals.count("MISS") == 5
+    assert "zero out-of-order or repeated frames (voxwire)             PASS" in goals
