@@ -1,0 +1,381 @@
+#include "voxwire/resample.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <numbers>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+// The inner loops are written so that the compiler vectorises them without reassociating
+// anything: eight explicit partial sums, a fixed reduction tree, and this file is compiled with
+// floating-point contraction off (cpp/CMakeLists.txt). An AVX2 clone is built next to the
+// baseline on x86-64 Linux; both perform the same IEEE operations in the same order, so results
+// never depend on the CPU or on where a chunk boundary fell.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define VOXWIRE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VOXWIRE_CLONES
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define VOXWIRE_INLINE inline __attribute__((always_inline))
+#else
+#define VOXWIRE_INLINE inline
+#endif
+
+namespace voxwire::resample {
+namespace {
+
+struct Preset {
+  double passband;     // fraction of the lower Nyquist frequency
+  double stopband;     // fraction of the lower Nyquist frequency
+  double attenuation;  // Kaiser design target in dB (a few dB above the promise)
+};
+
+Preset preset_of(Quality q) {
+  switch (q) {
+    case Quality::voice:
+      return {0.85, 1.15, 86.0};
+    case Quality::high:
+      return {0.90, 1.10, 104.0};
+  }
+  throw std::invalid_argument("resample: unknown quality preset");
+}
+
+// Modified Bessel function of the first kind, order 0, by its power series (converges for
+// all x; beta <= 12 here needs about 30 terms).
+double bessel_i0(double x) {
+  const double q = x * x / 4.0;
+  double term = 1.0;
+  double sum = 1.0;
+  for (int k = 1; k < 1000; ++k) {
+    term *= q / (static_cast<double>(k) * static_cast<double>(k));
+    sum += term;
+    if (term < sum * 1e-17) break;
+  }
+  return sum;
+}
+
+// sin(pi x) / (pi x), exactly 0 at the nonzero integers (std::sin(pi * n) is not), so that an
+// integer-factor interpolator passes its input samples through unchanged.
+double sinc(double x) {
+  if (x == 0.0) return 1.0;
+  if (x == std::round(x)) return 0.0;
+  const double px = std::numbers::pi * x;
+  return std::sin(px) / px;
+}
+
+void check_rate(const char* name, std::uint32_t rate) {
+  if (rate < kMinRate || rate > kMaxRate) {
+    throw std::invalid_argument(std::string("resample: ") + name + " must be between " +
+                                std::to_string(kMinRate) + " and " + std::to_string(kMaxRate) +
+                                " Hz, got " + std::to_string(rate));
+  }
+}
+
+VOXWIRE_INLINE float dot(const float* c, const float* x, std::size_t taps) noexcept {
+  float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  std::size_t r = 0;
+  for (; r + 8 <= taps; r += 8) {
+    for (std::size_t l = 0; l < 8; ++l) a[l] += c[r + l] * x[r + l];
+  }
+  for (std::size_t l = 0; r + l < taps; ++l) a[l] += c[r + l] * x[r + l];
+  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+// The read-only part of a stream's step through its filter.
+struct Walk {
+  const float* coefficients;
+  std::size_t taps;
+  std::size_t up;
+  std::size_t step_whole;  // M / L: whole input samples per output
+  std::size_t step_phase;  // M % L: branches per output beyond that
+};
+
+// Output k of a block: window buffer[next, next + taps) through branch `phase`; then the window
+// moves by M / L input samples. Stops at the first window that is not complete.
+struct Cursor {
+  std::size_t next;
+  std::size_t phase;
+};
+
+VOXWIRE_INLINE void advance(const Walk& w, Cursor& c) noexcept {
+  c.next += w.step_whole;
+  c.phase += w.step_phase;
+  if (c.phase >= w.up) {
+    c.phase -= w.up;
+    c.next += 1;
+  }
+}
+
+VOXWIRE_CLONES std::size_t produce_f32(const Walk& w, const float* buffer, std::size_t fill,
+                                       Cursor& c, float* out) noexcept {
+  std::size_t n = 0;
+  while (c.next + w.taps <= fill) {
+    out[n++] = dot(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
+    advance(w, c);
+  }
+  return n;
+}
+
+VOXWIRE_CLONES std::size_t produce_i16(const Walk& w, const float* buffer, std::size_t fill,
+                                       Cursor& c, std::int16_t* out,
+                                       std::uint64_t& clipped) noexcept {
+  // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to the nearest
+  // integer, ties to even, in the default rounding mode. |v| <= 2^15 * sum |h| < 2^17.
+  constexpr float kRound = 12582912.0f;
+  std::size_t n = 0;
+  std::uint64_t clips = 0;
+  while (c.next + w.taps <= fill) {
+    const float v = dot(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps) * 32768.0f;
+    const auto r = static_cast<std::int32_t>((v + kRound) - kRound);
+    const std::int32_t s = std::clamp(r, std::int32_t{-32768}, std::int32_t{32767});
+    clips += static_cast<std::uint64_t>(s != r);
+    out[n++] = static_cast<std::int16_t>(s);
+    advance(w, c);
+  }
+  clipped += clips;
+  return n;
+}
+
+void load(const std::int16_t* in, float* to, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) to[i] = static_cast<float>(in[i]) * (1.0f / 32768.0f);
+}
+
+void load(const float* in, float* to, std::size_t n) noexcept {
+  std::memcpy(to, in, n * sizeof(float));
+}
+
+void require_room(const char* fn, std::size_t need, std::size_t have) {
+  if (have < need) {
+    throw std::invalid_argument(std::string("resample: ") + fn + ": output too short: need " +
+                                std::to_string(need) + " samples, got " + std::to_string(have));
+  }
+}
+
+}  // namespace
+
+std::string_view quality_name(Quality q) noexcept {
+  return q == Quality::high ? "high" : "voice";
+}
+
+Quality parse_quality(std::string_view name) {
+  if (name == "voice") return Quality::voice;
+  if (name == "high") return Quality::high;
+  throw std::invalid_argument("resample: quality must be 'voice' or 'high', got '" +
+                              std::string(name) + "'");
+}
+
+Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
+    : quality_(quality) {
+  check_rate("in_rate", in_rate);
+  check_rate("out_rate", out_rate);
+  const Preset preset = preset_of(quality);
+  const std::uint32_t g = std::gcd(in_rate, out_rate);
+  up_ = out_rate / g;
+  down_ = in_rate / g;
+  if (up_ > kMaxPhases) {
+    throw std::invalid_argument(
+        "resample: " + std::to_string(in_rate) + " -> " + std::to_string(out_rate) +
+        " Hz reduces to L/M = " + std::to_string(up_) + "/" + std::to_string(down_) +
+        ", more than " + std::to_string(kMaxPhases) + " polyphase branches");
+  }
+  const double L = up_;
+  const double M = down_;
+  if (up_ == down_) {
+    // Equal rates: the identity, with no delay.
+    taps_ = 1;
+    lookahead_ = 0;
+    cutoff_ = 0.5;
+    coefficients_ = std::make_unique<float[]>(1);
+    coefficients_[0] = 1.0f;
+    return;
+  }
+  // All frequencies in cycles per input sample. The lower rate's Nyquist frequency, relative
+  // to the input rate, is min(L, M) / (2 M).
+  const double nyquist = std::min(L, M) / (2.0 * M);
+  const double transition = (preset.stopband - preset.passband) * nyquist;
+  cutoff_ = nyquist;
+  const double a = preset.attenuation;
+  beta_ = a > 50.0 ? 0.1102 * (a - 8.7) : 0.5842 * std::pow(a - 21.0, 0.4) + 0.07886 * (a - 21.0);
+  // Kaiser's length estimate: order = (A - 7.95) / (2.285 * 2 pi df); one branch spans
+  // order / L samples of the prototype, i.e. (A - 7.95) / (14.36 df) input samples. Even, so
+  // the window is centred between the taps and the branches are mirror images.
+  auto taps = static_cast<std::size_t>(std::ceil((a - 7.95) / (14.36 * transition)));
+  taps += taps % 2;
+  // The window must move by at most its own length per output (M / L <= taps), which keeps the
+  // next window inside the buffer; any filter that meets the presets is far longer.
+  const auto min_taps = static_cast<std::size_t>((down_ + up_ - 1) / up_);
+  taps = std::max(taps, min_taps + min_taps % 2);
+  if (taps > kMaxTaps) {
+    throw std::invalid_argument("resample: " + std::to_string(in_rate) + " -> " +
+                                std::to_string(out_rate) + " Hz at quality '" +
+                                std::string(quality_name(quality)) + "' needs " +
+                                std::to_string(taps) + " taps per branch, more than " +
+                                std::to_string(kMaxTaps) + "; convert in two steps");
+  }
+  taps_ = taps;
+  lookahead_ = taps / 2;
+  coefficients_ = std::make_unique<float[]>(up_ * taps_);
+  const double half = static_cast<double>(lookahead_);
+  const double i0_beta = bessel_i0(beta_);
+  std::vector<double> branch(taps_);
+  for (std::size_t p = 0; p < up_; ++p) {
+    // Coefficient r weights input i - (lookahead - 1) + r for an output at i + p / L, a time
+    // offset t = p / L + lookahead - 1 - r in [-half, half).
+    double sum = 0.0;
+    for (std::size_t r = 0; r < taps_; ++r) {
+      const double t = static_cast<double>(p) / L + half - 1.0 - static_cast<double>(r);
+      const double u = t / half;
+      const double w = bessel_i0(beta_ * std::sqrt(std::max(0.0, 1.0 - u * u))) / i0_beta;
+      branch[r] = 2.0 * cutoff_ * sinc(2.0 * cutoff_ * t) * w;
+      sum += branch[r];
+    }
+    // Unit DC gain in every branch: a constant input gives a constant output with no ripple
+    // at the branch rate.
+    for (std::size_t r = 0; r < taps_; ++r) {
+      coefficients_[p * taps_ + r] = static_cast<float>(branch[r] / sum);
+    }
+  }
+}
+
+std::shared_ptr<const Filter> Filter::get(std::uint32_t in_rate, std::uint32_t out_rate,
+                                          Quality quality) {
+  check_rate("in_rate", in_rate);
+  check_rate("out_rate", out_rate);
+  const std::uint32_t g = std::gcd(in_rate, out_rate);
+  const auto key = std::make_tuple(out_rate / g, in_rate / g, static_cast<int>(quality));
+  // Leaked on purpose: streams may outlive static destruction at interpreter exit.
+  struct Registry {
+    std::mutex mutex;
+    std::map<std::tuple<std::uint32_t, std::uint32_t, int>, std::shared_ptr<const Filter>> filters;
+  };
+  static auto* const registry = new Registry;
+  const std::lock_guard<std::mutex> lock(registry->mutex);
+  auto it = registry->filters.find(key);
+  if (it == registry->filters.end()) {
+    it = registry->filters.emplace(key, std::make_shared<const Filter>(in_rate, out_rate, quality))
+             .first;
+  }
+  return it->second;
+}
+
+Resampler::Resampler(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
+    : filter_(Filter::get(in_rate, out_rate, quality)), in_rate_(in_rate), out_rate_(out_rate) {
+  reset();
+}
+
+double Resampler::latency() const noexcept {
+  return static_cast<double>(filter_->lookahead()) / static_cast<double>(in_rate_);
+}
+
+void Resampler::reset() noexcept {
+  // The first output's window starts lookahead - 1 samples before input 0 (taps - 1 - lookahead
+  // in general): those are zeros.
+  fill_ = filter_->taps() - 1 - filter_->lookahead();
+  std::fill(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(fill_), 0.0f);
+  next_ = 0;
+  phase_ = 0;
+  samples_in_ = 0;
+  samples_out_ = 0;
+  clipped_ = 0;
+}
+
+std::size_t Resampler::output_size(std::size_t n) const {
+  if (n > kMaxBlock) {
+    throw std::length_error("resample: input block of " + std::to_string(n) +
+                            " samples is longer than " + std::to_string(kMaxBlock));
+  }
+  // Output j (j >= 0) of this call ends its window at next_ + taps - 1 + floor((phase_ + j M)
+  // / L); it is produced if that is below fill_ + n.
+  const std::size_t end = next_ + filter_->taps();
+  const std::size_t avail = fill_ + n;
+  if (avail < end) return 0;
+  const std::size_t up = filter_->up();
+  const std::size_t down = filter_->down();
+  return ((avail - end + 1) * up - phase_ + down - 1) / down;
+}
+
+std::size_t Resampler::flush_size() const noexcept {
+  return output_size(filter_->lookahead());
+}
+
+template <class Out>
+std::size_t Resampler::produce(Out* out) {
+  const Filter& f = *filter_;
+  const Walk walk{f.branch(0).data(), f.taps(), f.up(), f.down() / f.up(), f.down() % f.up()};
+  Cursor cursor{next_, phase_};
+  std::size_t n;
+  if constexpr (std::is_same_v<Out, float>) {
+    n = produce_f32(walk, buffer_.data(), fill_, cursor, out);
+  } else {
+    n = produce_i16(walk, buffer_.data(), fill_, cursor, out, clipped_);
+  }
+  next_ = cursor.next;
+  phase_ = cursor.phase;
+  return n;
+}
+
+template <class In, class Out>
+std::size_t Resampler::run(std::span<const In> in, Out* out) {
+  std::size_t produced = 0;
+  std::size_t pos = 0;
+  while (pos < in.size()) {
+    const std::size_t take = std::min(in.size() - pos, kBufferSize - fill_);
+    load(in.data() + pos, buffer_.data() + fill_, take);
+    fill_ += take;
+    pos += take;
+    produced += produce(out + produced);
+    // Keep only what later windows need. The window moves by at most `taps` per output, so
+    // next_ <= fill_, and what stays (fill_ - next_ < taps <= kMaxTaps) leaves room to load.
+    if (next_ > 0) {
+      std::memmove(buffer_.data(), buffer_.data() + next_, (fill_ - next_) * sizeof(float));
+      fill_ -= next_;
+      next_ = 0;
+    }
+  }
+  samples_in_ += in.size();
+  samples_out_ += produced;
+  return produced;
+}
+
+std::size_t Resampler::process(std::span<const std::int16_t> in, std::span<std::int16_t> out) {
+  require_room("process", output_size(in.size()), out.size());
+  return run(in, out.data());
+}
+
+std::size_t Resampler::process(std::span<const float> in, std::span<float> out) {
+  require_room("process", output_size(in.size()), out.size());
+  return run(in, out.data());
+}
+
+template <class Out>
+std::size_t Resampler::flush_into(std::span<Out> out) {
+  require_room("flush", flush_size(), out.size());
+  static constexpr std::array<float, 64> kZeros{};
+  std::size_t produced = 0;
+  for (std::size_t left = filter_->lookahead(); left > 0;) {
+    const std::size_t n = std::min(left, kZeros.size());
+    produced += run(std::span<const float>(kZeros.data(), n), out.data() + produced);
+    left -= n;
+  }
+  const std::uint64_t clipped = clipped_;
+  reset();
+  clipped_ = clipped;
+  return produced;
+}
+
+std::size_t Resampler::flush(std::span<std::int16_t> out) { return flush_into(out); }
+
+std::size_t Resampler::flush(std::span<float> out) { return flush_into(out); }
+
+static_assert(sizeof(Resampler) <= 4096, "a stream's state must stay within 4 KB");
+
+}  // namespace voxwire::resample
