@@ -13,15 +13,19 @@
 #include <type_traits>
 #include <vector>
 
-// The inner loops are written so that the compiler vectorises them without reassociating
-// anything: eight explicit partial sums, a fixed reduction tree, and this file is compiled with
-// floating-point contraction off (cpp/CMakeLists.txt). An AVX2 clone is built next to the
-// baseline on x86-64 Linux; both perform the same IEEE operations in the same order, so results
-// never depend on the CPU or on where a chunk boundary fell.
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define VOXWIRE_CLONES __attribute__((target_clones("avx2", "default")))
+// Every output sample is one dot product over whole 8-float blocks: block b is multiplied
+// lane by lane and fused-added (one rounding) into accumulator b % 4 (four independent chains
+// keep the FMA units busy), the accumulators are summed as (a0 + a2) + (a1 + a3), and the eight
+// lanes as ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). The portable loop (std::fma) and
+// the AVX2+FMA loop perform exactly these IEEE operations in this order (this file is compiled
+// without implicit contraction, cpp/CMakeLists.txt), so the result never depends on the CPU or
+// on where a chunk boundary fell. A branch that is a unit pulse (branch 0 of an integer-factor
+// interpolator) copies its input sample instead.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define VOXWIRE_RESAMPLE_AVX2 1
+#include <immintrin.h>
 #else
-#define VOXWIRE_CLONES
+#define VOXWIRE_RESAMPLE_AVX2 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -80,23 +84,14 @@ void check_rate(const char* name, std::uint32_t rate) {
   }
 }
 
-VOXWIRE_INLINE float dot(const float* c, const float* x, std::size_t taps) noexcept {
-  float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-  std::size_t r = 0;
-  for (; r + 8 <= taps; r += 8) {
-    for (std::size_t l = 0; l < 8; ++l) a[l] += c[r + l] * x[r + l];
-  }
-  for (std::size_t l = 0; r + l < taps; ++l) a[l] += c[r + l] * x[r + l];
-  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
 // The read-only part of a stream's step through its filter.
 struct Walk {
   const float* coefficients;
-  std::size_t taps;
+  std::size_t taps;  // stride: a multiple of 8
   std::size_t up;
   std::size_t step_whole;  // M / L: whole input samples per output
   std::size_t step_phase;  // M % L: branches per output beyond that
+  std::size_t pulse;       // branch 0 is a unit pulse at this tap; >= taps if it is not
 };
 
 // Output k of a block: window buffer[next, next + taps) through branch `phase`; then the window
@@ -115,34 +110,114 @@ VOXWIRE_INLINE void advance(const Walk& w, Cursor& c) noexcept {
   }
 }
 
-VOXWIRE_CLONES std::size_t produce_f32(const Walk& w, const float* buffer, std::size_t fill,
-                                       Cursor& c, float* out) noexcept {
+// Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to the nearest
+// integer, ties to even, in the default rounding mode. |v| <= 2^15 * sum |h| < 2^17.
+VOXWIRE_INLINE std::int16_t to_int16(float acc, std::uint64_t& clips) noexcept {
+  constexpr float kRound = 12582912.0f;
+  const float v = acc * 32768.0f;
+  const auto r = static_cast<std::int32_t>((v + kRound) - kRound);
+  const std::int32_t s = std::clamp(r, std::int32_t{-32768}, std::int32_t{32767});
+  clips += static_cast<std::uint64_t>(s != r);
+  return static_cast<std::int16_t>(s);
+}
+
+VOXWIRE_INLINE float dot(const float* c, const float* x, std::size_t taps) noexcept {
+  float a[4][8] = {};
+  for (std::size_t r = 0; r < taps; r += 8) {
+    float* acc = a[(r / 8) % 4];
+    for (std::size_t l = 0; l < 8; ++l) acc[l] = std::fma(c[r + l], x[r + l], acc[l]);
+  }
+  float v[8];
+  for (std::size_t l = 0; l < 8; ++l) v[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+template <class Out>
+std::size_t produce_portable(const Walk& w, const float* buffer, std::size_t fill,
+                             Cursor& cursor, Out* out, std::uint64_t& clipped) noexcept {
   std::size_t n = 0;
+  std::uint64_t clips = 0;
+  Cursor c = cursor;
   while (c.next + w.taps <= fill) {
-    out[n++] = dot(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
+    const float acc = c.phase == 0 && w.pulse < w.taps
+                          ? buffer[c.next + w.pulse]
+                          : dot(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
+    if constexpr (std::is_same_v<Out, float>) {
+      out[n++] = acc;
+    } else {
+      out[n++] = to_int16(acc, clips);
+    }
     advance(w, c);
   }
+  cursor = c;
+  clipped += clips;
   return n;
 }
 
-VOXWIRE_CLONES std::size_t produce_i16(const Walk& w, const float* buffer, std::size_t fill,
-                                       Cursor& c, std::int16_t* out,
-                                       std::uint64_t& clipped) noexcept {
-  // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to the nearest
-  // integer, ties to even, in the default rounding mode. |v| <= 2^15 * sum |h| < 2^17.
-  constexpr float kRound = 12582912.0f;
+#if VOXWIRE_RESAMPLE_AVX2
+#define VOXWIRE_AVX2 __attribute__((target("avx2,fma")))
+
+VOXWIRE_AVX2 inline float dot_avx2(const float* c, const float* x, std::size_t taps) noexcept {
+#define VOXWIRE_BLOCK(acc, r) \
+  _mm256_fmadd_ps(_mm256_loadu_ps(c + (r)), _mm256_loadu_ps(x + (r)), acc)
+  __m256 a0 = _mm256_setzero_ps();
+  __m256 a1 = a0;
+  __m256 a2 = a0;
+  __m256 a3 = a0;
+  std::size_t r = 0;
+  for (; r + 32 <= taps; r += 32) {
+    a0 = VOXWIRE_BLOCK(a0, r);
+    a1 = VOXWIRE_BLOCK(a1, r + 8);
+    a2 = VOXWIRE_BLOCK(a2, r + 16);
+    a3 = VOXWIRE_BLOCK(a3, r + 24);
+  }
+  if (r < taps) a0 = VOXWIRE_BLOCK(a0, r);
+  if (r + 8 < taps) a1 = VOXWIRE_BLOCK(a1, r + 8);
+  if (r + 16 < taps) a2 = VOXWIRE_BLOCK(a2, r + 16);
+#undef VOXWIRE_BLOCK
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 h = _mm_hadd_ps(s, s);  // (v0 + v4) + (v1 + v5), (v2 + v6) + (v3 + v7), ...
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+template <class Out>
+VOXWIRE_AVX2 std::size_t produce_avx2(const Walk& w, const float* buffer, std::size_t fill,
+                                      Cursor& cursor, Out* out,
+                                      std::uint64_t& clipped) noexcept {
   std::size_t n = 0;
   std::uint64_t clips = 0;
+  Cursor c = cursor;
   while (c.next + w.taps <= fill) {
-    const float v = dot(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps) * 32768.0f;
-    const auto r = static_cast<std::int32_t>((v + kRound) - kRound);
-    const std::int32_t s = std::clamp(r, std::int32_t{-32768}, std::int32_t{32767});
-    clips += static_cast<std::uint64_t>(s != r);
-    out[n++] = static_cast<std::int16_t>(s);
+    const float acc = c.phase == 0 && w.pulse < w.taps
+                          ? buffer[c.next + w.pulse]
+                          : dot_avx2(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
+    if constexpr (std::is_same_v<Out, float>) {
+      out[n++] = acc;
+    } else {
+      out[n++] = to_int16(acc, clips);
+    }
     advance(w, c);
   }
+  cursor = c;
   clipped += clips;
   return n;
+}
+
+bool has_avx2() noexcept {
+  static const bool yes =
+      __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+  return yes;
+}
+#endif
+
+template <class Out>
+std::size_t produce_block(const Walk& w, const float* buffer, std::size_t fill, Cursor& c,
+                          Out* out, std::uint64_t& clipped) noexcept {
+#if VOXWIRE_RESAMPLE_AVX2
+  if (has_avx2()) return produce_avx2(w, buffer, fill, c, out, clipped);
+#endif
+  return produce_portable(w, buffer, fill, c, out, clipped);
 }
 
 void load(const std::int16_t* in, float* to, std::size_t n) noexcept {
@@ -192,10 +267,12 @@ Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
   if (up_ == down_) {
     // Equal rates: the identity, with no delay.
     taps_ = 1;
+    stride_ = 8;
     lookahead_ = 0;
     cutoff_ = 0.5;
-    coefficients_ = std::make_unique<float[]>(1);
-    coefficients_[0] = 1.0f;
+    coefficients_ = std::make_unique<float[]>(stride_);  // zeros
+    coefficients_[stride_ - 1] = 1.0f;
+    pulse_ = stride_ - 1;
     return;
   }
   // All frequencies in cycles per input sample. The lower rate's Nyquist frequency, relative
@@ -222,8 +299,11 @@ Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
                                 std::to_string(kMaxTaps) + "; convert in two steps");
   }
   taps_ = taps;
+  stride_ = (taps + 7) / 8 * 8;
+  pulse_ = stride_;
   lookahead_ = taps / 2;
-  coefficients_ = std::make_unique<float[]>(up_ * taps_);
+  coefficients_ = std::make_unique<float[]>(up_ * stride_);  // zeros
+  const std::size_t pad = stride_ - taps_;
   const double half = static_cast<double>(lookahead_);
   const double i0_beta = bessel_i0(beta_);
   std::vector<double> branch(taps_);
@@ -241,8 +321,14 @@ Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
     // Unit DC gain in every branch: a constant input gives a constant output with no ripple
     // at the branch rate.
     for (std::size_t r = 0; r < taps_; ++r) {
-      coefficients_[p * taps_ + r] = static_cast<float>(branch[r] / sum);
+      coefficients_[p * stride_ + pad + r] = static_cast<float>(branch[r] / sum);
     }
+  }
+  const std::span<const float> b0 = Filter::branch(0);
+  const auto ones = std::count(b0.begin(), b0.end(), 1.0f);
+  const auto zeros = std::count(b0.begin(), b0.end(), 0.0f);
+  if (ones == 1 && static_cast<std::size_t>(zeros) == stride_ - 1) {
+    pulse_ = static_cast<std::size_t>(std::find(b0.begin(), b0.end(), 1.0f) - b0.begin());
   }
 }
 
@@ -277,9 +363,9 @@ double Resampler::latency() const noexcept {
 }
 
 void Resampler::reset() noexcept {
-  // The first output's window starts lookahead - 1 samples before input 0 (taps - 1 - lookahead
-  // in general): those are zeros.
-  fill_ = filter_->taps() - 1 - filter_->lookahead();
+  // The first output's (padded) window starts stride - 1 - lookahead samples before input 0:
+  // those are zeros.
+  fill_ = filter_->stride() - 1 - filter_->lookahead();
   std::fill(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(fill_), 0.0f);
   next_ = 0;
   phase_ = 0;
@@ -293,9 +379,9 @@ std::size_t Resampler::output_size(std::size_t n) const {
     throw std::length_error("resample: input block of " + std::to_string(n) +
                             " samples is longer than " + std::to_string(kMaxBlock));
   }
-  // Output j (j >= 0) of this call ends its window at next_ + taps - 1 + floor((phase_ + j M)
+  // Output j (j >= 0) of this call ends its window at next_ + stride - 1 + floor((phase_ + j M)
   // / L); it is produced if that is below fill_ + n.
-  const std::size_t end = next_ + filter_->taps();
+  const std::size_t end = next_ + filter_->stride();
   const std::size_t avail = fill_ + n;
   if (avail < end) return 0;
   const std::size_t up = filter_->up();
@@ -310,14 +396,10 @@ std::size_t Resampler::flush_size() const noexcept {
 template <class Out>
 std::size_t Resampler::produce(Out* out) {
   const Filter& f = *filter_;
-  const Walk walk{f.branch(0).data(), f.taps(), f.up(), f.down() / f.up(), f.down() % f.up()};
+  const Walk walk{f.branch(0).data(), f.stride(),           f.up(),
+                  f.down() / f.up(),  f.down() % f.up(), f.pulse()};
   Cursor cursor{next_, phase_};
-  std::size_t n;
-  if constexpr (std::is_same_v<Out, float>) {
-    n = produce_f32(walk, buffer_.data(), fill_, cursor, out);
-  } else {
-    n = produce_i16(walk, buffer_.data(), fill_, cursor, out, clipped_);
-  }
+  const std::size_t n = produce_block(walk, buffer_.data(), fill_, cursor, out, clipped_);
   next_ = cursor.next;
   phase_ = cursor.phase;
   return n;
@@ -334,7 +416,8 @@ std::size_t Resampler::run(std::span<const In> in, Out* out) {
     pos += take;
     produced += produce(out + produced);
     // Keep only what later windows need. The window moves by at most `taps` per output, so
-    // next_ <= fill_, and what stays (fill_ - next_ < taps <= kMaxTaps) leaves room to load.
+    // next_ <= fill_, and what stays (fill_ - next_ < stride <= kMaxTaps + 7) leaves room to
+    // load.
     if (next_ > 0) {
       std::memmove(buffer_.data(), buffer_.data() + next_, (fill_ - next_) * sizeof(float));
       fill_ -= next_;

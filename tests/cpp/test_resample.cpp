@@ -26,11 +26,11 @@ namespace {
 
 constexpr std::uint32_t kRates[] = {8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000};
 
-// |H(f)| of the polyphase prototype relative to its DC gain, f in Hz. The prototype's taps sit
-// at times t = (m - L * lookahead) / (L * in_rate), m = 0 .. L * taps - 1.
+// |H(f)| of the polyphase prototype relative to its DC gain, f in Hz. Its taps sit L per input
+// sample, the last of branch p first; a constant time shift does not change |H|.
 double response(const rs::Filter& f, std::uint32_t in_rate, double hz) {
   const std::size_t L = f.up();
-  const std::size_t K = f.taps();
+  const std::size_t K = f.stride();
   const double w = -2.0 * std::numbers::pi * hz / (static_cast<double>(L) * in_rate);
   const std::complex<double> step(std::cos(w), std::sin(w));
   std::complex<double> rot(1.0, 0.0);
@@ -133,7 +133,7 @@ TEST(ResampleFilter, IntegerUpsamplingKeepsTheInputSamples) {
   const auto f = rs::Filter::get(8000, 24000, Quality::voice);
   const auto b = f->branch(0);
   for (std::size_t r = 0; r < b.size(); ++r) {
-    EXPECT_EQ(b[r], r + 1 == f->lookahead() ? 1.0f : 0.0f) << r;
+    EXPECT_EQ(b[r], r + 1 + f->lookahead() == f->stride() ? 1.0f : 0.0f) << r;
   }
 }
 

@@ -80,12 +80,20 @@ class Filter {
   [[nodiscard]] std::size_t lookahead() const noexcept { return lookahead_; }
   /// The preset the filter was designed for.
   [[nodiscard]] Quality quality() const noexcept { return quality_; }
-  /// Coefficients of branch `phase` (0 <= phase < up()); coefficient r weights input sample
-  /// i - (taps - 1 - lookahead) + r for an output at input position i + phase / up.
-  /// Each branch sums to 1 (unity gain at DC in every branch).
+  /// Taps per branch as stored: taps() rounded up to a multiple of 8 with leading zeros, so
+  /// that every dot product is whole SIMD vectors. The zeros multiply (finite) samples that
+  /// precede the window.
+  [[nodiscard]] std::size_t stride() const noexcept { return stride_; }
+  /// Coefficients of branch `phase` (0 <= phase < up()), stride() of them; coefficient r
+  /// weights input sample i - (stride - 1 - lookahead) + r for an output at input position
+  /// i + phase / up. The first stride() - taps() are zero. Each branch sums to 1 (unity gain at
+  /// DC in every branch).
   [[nodiscard]] std::span<const float> branch(std::size_t phase) const noexcept {
-    return {coefficients_.get() + phase * taps_, taps_};
+    return {coefficients_.get() + phase * stride_, stride_};
   }
+  /// The tap at which branch 0 is a unit pulse (it is for integer-factor interpolation and equal
+  /// rates: those outputs are input samples, copied), or stride() if it is not.
+  [[nodiscard]] std::size_t pulse() const noexcept { return pulse_; }
   /// Cutoff (-6 dB point) in cycles per input sample.
   [[nodiscard]] double cutoff() const noexcept { return cutoff_; }
   /// Kaiser window shape parameter beta.
@@ -95,7 +103,9 @@ class Filter {
   std::uint32_t up_ = 1;
   std::uint32_t down_ = 1;
   std::size_t taps_ = 1;
+  std::size_t stride_ = 8;
   std::size_t lookahead_ = 0;
+  std::size_t pulse_ = 8;
   Quality quality_ = Quality::voice;
   double cutoff_ = 0.5;
   double beta_ = 0.0;
@@ -104,8 +114,9 @@ class Filter {
 
 /// Floats in a stream's history buffer: the filter window plus room to convert input in blocks.
 inline constexpr std::size_t kBufferSize = 976;
-/// Longest accepted filter (taps per branch): leaves at least 256 samples per block.
-inline constexpr std::size_t kMaxTaps = kBufferSize - 256;
+/// Longest accepted filter (taps per branch, before padding to a multiple of 8): leaves at
+/// least 256 samples per block.
+inline constexpr std::size_t kMaxTaps = kBufferSize - 256 - 8;
 
 /// One mono stream being converted from in_rate to out_rate.
 ///
