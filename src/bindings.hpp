@@ -10,5 +10,6 @@ namespace voxwire::bindings {
 namespace py = pybind11;
 
 void bind_g711(py::module_& m);
+void bind_resample(py::module_& m);
 
 }  // namespace voxwire::bindings
