@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <stdexcept>
@@ -11,20 +12,33 @@
 #include <immintrin.h>
 #endif
 
-// The encoders are written branch-free over 32-bit lanes so that the compiler vectorises them;
-// on x86-64 Linux an AVX2 clone is built next to the baseline and picked at load time. The
-// decoders use a 256-entry table on baseline CPUs and an AVX2 kernel (below) where available.
-// Every path computes the same integers, so results never depend on the CPU.
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+// Portable paths: the encoders are written branch-free over 32-bit lanes so that the compiler
+// vectorises them for the baseline ISA, and the decoders read a 256-entry table. On x86-64
+// Linux, hand-written AVX2 kernels (below) take over when the CPU has AVX2. Every path
+// computes the same integers, so results never depend on the CPU; the tests compare them.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VOXWIRE_X86_DISPATCH 1
-#define VOXWIRE_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VOXWIRE_X86_DISPATCH 0
-#define VOXWIRE_CLONES
 #endif
 
 namespace voxwire::g711 {
 namespace {
+
+bool cpu_has_avx2() noexcept {
+#if VOXWIRE_X86_DISPATCH
+  return __builtin_cpu_supports("avx2") != 0;
+#else
+  return false;
+#endif
+}
+
+Isa best_isa() noexcept { return cpu_has_avx2() ? Isa::avx2 : Isa::portable; }
+
+// Chosen once from the CPU; set_isa may restrict it (tests and benchmarks).
+std::atomic<Isa> g_isa{best_isa()};
+
+Isa active_isa() noexcept { return g_isa.load(std::memory_order_relaxed); }
 
 void require_even(std::size_t bytes, const char* fn) {
   if (bytes % 2 != 0) {
@@ -103,13 +117,12 @@ constexpr std::int32_t alaw_value(std::uint32_t code) noexcept {
   return (mag ^ neg) - neg;
 }
 
-VOXWIRE_CLONES void ulaw_encode_loop(const std::byte* in, std::uint8_t* out, std::size_t n,
-                                     std::int32_t neg_bias) noexcept {
+void ulaw_encode_portable(const std::byte* in, std::uint8_t* out, std::size_t n,
+                          std::int32_t neg_bias) noexcept {
   for (std::size_t i = 0; i < n; ++i) out[i] = ulaw_code(load_pcm(in + 2 * i), neg_bias);
 }
 
-VOXWIRE_CLONES void alaw_encode_loop(const std::byte* in, std::uint8_t* out,
-                                     std::size_t n) noexcept {
+void alaw_encode_portable(const std::byte* in, std::uint8_t* out, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) out[i] = alaw_code(load_pcm(in + 2 * i));
 }
 
@@ -176,15 +189,107 @@ __attribute__((target("avx2"))) void decode_avx2(const SegmentTables& t, const s
   decode_table_loop(table, in + i, out + 2 * i, n - i);
 }
 
-bool has_avx2() noexcept {
-  static const bool yes = __builtin_cpu_supports("avx2") != 0;
-  return yes;
+// Both laws encode 32 samples at a time in 16-bit lanes. With v the magnitude above the
+// linear segment (mu-law: biased 13-bit magnitude a >> 6; A-law: 11-bit magnitude >> 4, both
+// 0..127), the segment is the bit length of v, read with two vpshufb lookups on its nibbles.
+// The mantissa is a right shift by a per-lane amount, done as vpmulhuw by a power of two
+// picked with vpshufb (AVX2 has no variable shift for 16-bit lanes).
+//   mu-law: seg = bitlen(a >> 6), mant = (a >> (seg + 1)) & 15, code = (seg, mant, sign) ^ 0xFF
+//   A-law:  seg = bitlen(ix >> 4), mant = (ix >> max(seg - 1, 0)) & 15,
+//           code = (seg, mant, sign) ^ 0xD5  (the A-law sign bit means positive)
+struct EncodeTables {
+  bool ulaw;
+  std::uint8_t flip;
+  std::array<std::uint16_t, 8> mult;  // 2^(15 - shift) for each segment
+};
+constexpr EncodeTables kUlawEncode{true, 0xFF,
+                                   {0x8000, 0x4000, 0x2000, 0x1000, 0x800, 0x400, 0x200, 0x100}};
+// A-law multiplies 2 * ix so that segments 0 and 1 (shift 0) fit the same scheme.
+constexpr EncodeTables kAlawEncode{false, 0xD5,
+                                   {0x8000, 0x8000, 0x4000, 0x2000, 0x1000, 0x800, 0x400, 0x200}};
+
+__attribute__((target("avx2"))) inline __m256i encode16_avx2(const EncodeTables& t,
+                                                              __m256i x, __m256i neg_bias,
+                                                              __m256i mult) noexcept {
+  const __m256i bitlen_lo = _mm256_setr_epi8(0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4,
+                                             0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4);
+  const __m256i bitlen_hi = _mm256_setr_epi8(0, 5, 6, 6, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             0, 5, 6, 6, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i fifteen = _mm256_set1_epi16(15);
+  const __m256i neg = _mm256_srai_epi16(x, 15);
+  __m256i m = _mm256_xor_si256(x, neg);  // ~x for negative samples, as G.191
+  __m256i v;
+  __m256i val;
+  if (t.ulaw) {
+    m = _mm256_add_epi16(m, _mm256_and_si256(neg, neg_bias));  // audioop: -(x >> 2)
+    val = _mm256_min_epu16(_mm256_add_epi16(_mm256_srli_epi16(m, 2), _mm256_set1_epi16(33)),
+                           _mm256_set1_epi16(0x1FFF));
+    v = _mm256_srli_epi16(val, 6);
+  } else {
+    const __m256i ix = _mm256_srli_epi16(m, 4);
+    v = _mm256_srli_epi16(ix, 4);
+    val = _mm256_add_epi16(ix, ix);
+  }
+  const __m256i seg =
+      _mm256_max_epu8(_mm256_shuffle_epi8(bitlen_lo, _mm256_and_si256(v, fifteen)),
+                      _mm256_shuffle_epi8(bitlen_hi, _mm256_srli_epi16(v, 4)));
+  // Byte indices 2*seg (low byte) and 2*seg + 1 (high byte) pick the 16-bit multiplier.
+  const __m256i idx = _mm256_add_epi16(_mm256_mullo_epi16(seg, _mm256_set1_epi16(0x0202)),
+                                       _mm256_set1_epi16(0x0100));
+  const __m256i mant =
+      _mm256_and_si256(_mm256_mulhi_epu16(val, _mm256_shuffle_epi8(mult, idx)), fifteen);
+  const __m256i code = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi16(seg, 4), mant),
+                                       _mm256_and_si256(neg, _mm256_set1_epi16(0x80)));
+  return _mm256_xor_si256(code, _mm256_set1_epi16(t.flip));
+}
+
+__attribute__((target("avx2"))) void encode_avx2(const EncodeTables& t, std::int32_t neg_bias,
+                                                 const std::byte* in, std::uint8_t* out,
+                                                 std::size_t n) noexcept {
+  const __m256i mult = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.mult.data())));
+  const __m256i bias = _mm256_set1_epi16(static_cast<std::int16_t>(neg_bias));
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 2 * i));
+    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 2 * i + 32));
+    const __m256i packed = _mm256_packus_epi16(encode16_avx2(t, x0, bias, mult),
+                                               encode16_avx2(t, x1, bias, mult));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_permute4x64_epi64(packed, 0xD8));
+  }
+  if (t.ulaw) {
+    ulaw_encode_portable(in + 2 * i, out + i, n - i, neg_bias);
+  } else {
+    alaw_encode_portable(in + 2 * i, out + i, n - i);
+  }
 }
 #endif
 
+void ulaw_encode_loop(const std::byte* in, std::uint8_t* out, std::size_t n,
+                      std::int32_t neg_bias) noexcept {
+#if VOXWIRE_X86_DISPATCH
+  if (active_isa() == Isa::avx2) {
+    encode_avx2(kUlawEncode, neg_bias, in, out, n);
+    return;
+  }
+#endif
+  ulaw_encode_portable(in, out, n, neg_bias);
+}
+
+void alaw_encode_loop(const std::byte* in, std::uint8_t* out, std::size_t n) noexcept {
+#if VOXWIRE_X86_DISPATCH
+  if (active_isa() == Isa::avx2) {
+    encode_avx2(kAlawEncode, 0, in, out, n);
+    return;
+  }
+#endif
+  alaw_encode_portable(in, out, n);
+}
+
 void decode_loop(bool ulaw, const std::uint8_t* in, std::byte* out, std::size_t n) noexcept {
 #if VOXWIRE_X86_DISPATCH
-  if (has_avx2()) {
+  if (active_isa() == Isa::avx2) {
     decode_avx2(ulaw ? kUlawSegments : kAlawSegments, in, out, n);
     return;
   }
@@ -195,6 +300,15 @@ void decode_loop(bool ulaw, const std::uint8_t* in, std::byte* out, std::size_t 
 std::int32_t neg_bias_of(EncodeMode mode) noexcept { return mode == EncodeMode::audioop ? 4 : 0; }
 
 }  // namespace
+
+bool set_isa(Isa isa) noexcept {
+  if (isa == Isa::best) isa = best_isa();
+  if (isa == Isa::avx2 && !cpu_has_avx2()) return false;
+  g_isa.store(isa, std::memory_order_relaxed);
+  return true;
+}
+
+Isa current_isa() noexcept { return active_isa(); }
 
 std::uint8_t encode_ulaw_sample(std::int16_t x, EncodeMode mode) noexcept {
   return ulaw_code(x, neg_bias_of(mode));

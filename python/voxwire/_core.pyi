@@ -8,7 +8,7 @@ from typing_extensions import Buffer
 _Mode = Literal["g191", "audioop"]
 
 @overload
-def encode_ulaw(  # type: ignore[overload-overlap, unused-ignore]
+def encode_ulaw(
     pcm: npt.NDArray[np.int16], /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint8]: ...
 @overload
@@ -18,7 +18,7 @@ def encode_ulaw(
     pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint8]: ...
 @overload
-def encode_alaw(  # type: ignore[overload-overlap, unused-ignore]
+def encode_alaw(
     pcm: npt.NDArray[np.int16], /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8] | None = None
 ) -> npt.NDArray[np.uint8]: ...
 @overload
@@ -28,7 +28,7 @@ def encode_alaw(
     pcm: Buffer, /, *, mode: _Mode = "g191", out: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint8]: ...
 @overload
-def decode_ulaw(  # type: ignore[overload-overlap, unused-ignore]
+def decode_ulaw(
     codes: npt.NDArray[np.uint8], /, *, out: npt.NDArray[np.int16] | None = None
 ) -> npt.NDArray[np.int16]: ...
 @overload
@@ -36,7 +36,7 @@ def decode_ulaw(codes: Buffer, /, *, out: None = None) -> bytes: ...
 @overload
 def decode_ulaw(codes: Buffer, /, *, out: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
 @overload
-def decode_alaw(  # type: ignore[overload-overlap, unused-ignore]
+def decode_alaw(
     codes: npt.NDArray[np.uint8], /, *, out: npt.NDArray[np.int16] | None = None
 ) -> npt.NDArray[np.int16]: ...
 @overload
@@ -45,10 +45,43 @@ def decode_alaw(codes: Buffer, /, *, out: None = None) -> bytes: ...
 def decode_alaw(codes: Buffer, /, *, out: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
 def _pybind11_encode_ulaw(pcm: bytes) -> bytes: ...
 def _pybind11_decode_ulaw(codes: bytes) -> bytes: ...
+def rtp_parse(
+    data: Buffer,
+) -> tuple[bool, int, int, int, int, tuple[int, ...], tuple[int, bytes] | None, bytes, int]: ...
+def rtp_build(
+    marker: bool,
+    payload_type: int,
+    sequence: int,
+    timestamp: int,
+    ssrc: int,
+    csrcs: list[int],
+    extension_profile: int | None,
+    extension: Buffer,
+    payload: Buffer,
+    padding: int,
+) -> bytes: ...
+
+class _pybind11_type(type): ...  # the runtime metaclass of pybind11 classes
+
+class RtpSource(metaclass=_pybind11_type):
+    def __init__(
+        self, clock_rate: int, min_sequential: int, max_dropout: int, max_misorder: int
+    ) -> None: ...
+    def receive(
+        self, sequence: int, timestamp: int, ssrc: int, arrival_ms: int
+    ) -> tuple[str, bool, int, int]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def interval_report(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def ssrc(self) -> int: ...
+    @property
+    def highest_sequence(self) -> int: ...
 
 def _resample_release_gil_samples(samples: int | None = None) -> int: ...
 
-class _pybind11_type(type): ...  # the runtime metaclass of pybind11 classes
 
 class Resampler(metaclass=_pybind11_type):
     def __init__(

@@ -18,6 +18,7 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RemoteProtocolError",
+    "RtpError",
     "VoxwireError",
 ]
 
@@ -36,6 +37,21 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol does not allow."""
+
+
+class RtpError(RemoteProtocolError):
+    """A malformed RTP packet; ``reason`` names the rule it breaks.
+
+    Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
+    ``bad_padding``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[RtpError], tuple[str, str]]:
+        return (type(self), (self.reason, str(self)))
 
 
 class CodecError(VoxwireError, ValueError):

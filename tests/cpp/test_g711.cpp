@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "voxwire/g711.hpp"
@@ -99,7 +100,28 @@ TEST(G711Reference, AllInputsEncode) {
   EXPECT_EQ(audioop_differs, 508);
 }
 
-TEST(G711Reference, BulkDecodeCoversEveryCodeInEveryLane) {
+class G711Isa : public ::testing::TestWithParam<g711::Isa> {
+ protected:
+  void SetUp() override {
+    if (!g711::set_isa(GetParam())) GTEST_SKIP() << "this CPU lacks the instruction set";
+  }
+  void TearDown() override { g711::set_isa(g711::Isa::best); }
+};
+
+TEST_P(G711Isa, BulkEncodeIsExactForAllInputs) {
+  std::vector<std::int16_t> all(65536);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::int16_t>(static_cast<int>(i) - 32768);
+  std::vector<std::uint8_t> codes(all.size());
+  for (const bool audioop : {false, true}) {
+    const auto mode = audioop ? EncodeMode::audioop : EncodeMode::g191;
+    g711::encode_ulaw(std::span<const std::int16_t>(all), codes, mode);
+    for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(codes[i], ref_ulaw(all[i], audioop)) << all[i];
+    g711::encode_alaw(std::span<const std::int16_t>(all), codes, mode);
+    for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(codes[i], ref_alaw(all[i])) << all[i];
+  }
+}
+
+TEST_P(G711Isa, BulkDecodeCoversEveryCodeInEveryLane) {
   // Each of the 256 codes in each position of a 16-lane vector, plus a scalar tail.
   std::vector<std::uint8_t> codes(256 * 17 + 7);
   for (std::size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<std::uint8_t>(i % 256);
@@ -116,6 +138,18 @@ TEST(G711Reference, BulkDecodeCoversEveryCodeInEveryLane) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Isas, G711Isa, ::testing::Values(g711::Isa::portable, g711::Isa::avx2),
+                         [](const ::testing::TestParamInfo<g711::Isa>& p) {
+                           return std::string(p.param == g711::Isa::avx2 ? "avx2" : "portable");
+                         });
+
+TEST(G711Isa, SelectionReportsWhatRuns) {
+  ASSERT_TRUE(g711::set_isa(g711::Isa::portable));
+  EXPECT_EQ(g711::current_isa(), g711::Isa::portable);
+  ASSERT_TRUE(g711::set_isa(g711::Isa::best));
+  EXPECT_NE(g711::current_isa(), g711::Isa::best);
+}
+
 TEST(G711Reference, EncodeDecodeIsIdempotent) {
   // Decoding a code and encoding the result gives the code back (except mu-law's two zeros).
   for (int c = 0; c < 256; ++c) {
@@ -127,10 +161,21 @@ TEST(G711Reference, EncodeDecodeIsIdempotent) {
   }
 }
 
-class G711Bulk : public ::testing::TestWithParam<EncodeMode> {};
+struct BulkCase {
+  EncodeMode mode;
+  g711::Isa isa;
+};
+
+class G711Bulk : public ::testing::TestWithParam<BulkCase> {
+ protected:
+  void SetUp() override {
+    if (!g711::set_isa(GetParam().isa)) GTEST_SKIP() << "this CPU lacks the instruction set";
+  }
+  void TearDown() override { g711::set_isa(g711::Isa::best); }
+};
 
 TEST_P(G711Bulk, EqualsScalarAtEveryLengthAndAlignment) {
-  const EncodeMode mode = GetParam();
+  const EncodeMode mode = GetParam().mode;
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int> dist(-32768, 32767);
   constexpr std::size_t kMax = 1024;
@@ -177,10 +222,16 @@ TEST_P(G711Bulk, EqualsScalarAtEveryLengthAndAlignment) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, G711Bulk, ::testing::Values(EncodeMode::g191, EncodeMode::audioop),
-                         [](const ::testing::TestParamInfo<EncodeMode>& p) {
-                           return p.param == EncodeMode::g191 ? "g191" : "audioop";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    ModesAndIsas, G711Bulk,
+    ::testing::Values(BulkCase{EncodeMode::g191, g711::Isa::portable},
+                      BulkCase{EncodeMode::audioop, g711::Isa::portable},
+                      BulkCase{EncodeMode::g191, g711::Isa::avx2},
+                      BulkCase{EncodeMode::audioop, g711::Isa::avx2}),
+    [](const ::testing::TestParamInfo<BulkCase>& p) {
+      return std::string(p.param.mode == EncodeMode::g191 ? "g191" : "audioop") +
+             (p.param.isa == g711::Isa::avx2 ? "_avx2" : "_portable");
+    });
 
 TEST(G711Contract, TypedSpansAndErrors) {
   std::array<std::int16_t, 4> in{0, -1, 32767, -32768};

@@ -23,6 +23,19 @@ enum class EncodeMode : std::uint8_t {
   audioop = 1,
 };
 
+/// Instruction sets the bulk functions can run on. All give identical results.
+enum class Isa : std::uint8_t {
+  portable = 0,  ///< Plain C++ (compiler-vectorised for the baseline ISA, tables for decode).
+  avx2 = 1,      ///< Hand-written AVX2 kernels (x86-64).
+  best = 2,      ///< The fastest the CPU supports (the default).
+};
+
+/// Restricts the bulk functions to `isa` for the whole process (for tests and benchmarks).
+/// Returns false, changing nothing, if the CPU does not support it. Thread-safe.
+bool set_isa(Isa isa) noexcept;
+/// The instruction set the bulk functions use now (never Isa::best).
+[[nodiscard]] Isa current_isa() noexcept;
+
 /// Encodes one sample to a mu-law code.
 [[nodiscard]] std::uint8_t encode_ulaw_sample(std::int16_t x, EncodeMode mode = EncodeMode::g191) noexcept;
 /// Encodes one sample to an A-law code (both modes give the same code).

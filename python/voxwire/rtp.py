@@ -1,0 +1,211 @@
+"""RTP packets and receive-side stream tracking (IETF RFC 3550).
+
+>>> from voxwire.rtp import RtpPacket, parse_rtp
+>>> wire = RtpPacket(payload_type=0, sequence=65535, timestamp=160, ssrc=7,
+...                  payload=bytes(160)).to_bytes()
+>>> parse_rtp(wire).sequence
+65535
+
+:func:`parse_rtp` validates strictly: a truncated packet, a version other than 2, CSRCs,
+an extension or padding that run past the end raise :class:`voxwire.errors.RtpError` with
+a ``reason``; nothing is ever read outside the packet. Padding is stripped; a header
+extension is skipped correctly and exposed as :class:`RtpExtension`.
+
+:class:`RtpSource` follows one incoming stream as RFC 3550 Appendix A.1 describes
+(validation of a new source, restart after a confirmed jump in numbering or a change of
+SSRC), extends sequence numbers and timestamps past their wraparound, estimates
+interarrival jitter (A.8) and keeps receiver statistics (A.3). Loss, reordering,
+duplicates and jumps are verdicts and counters, never exceptions. Time is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from voxwire import _core
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "Arrival",
+    "RtpExtension",
+    "RtpPacket",
+    "RtpSource",
+    "RtpStats",
+    "Verdict",
+    "parse_rtp",
+]
+
+Verdict = Literal[
+    "accepted", "reordered", "duplicate", "too_old", "probation", "bad_jump", "foreign_ssrc"
+]
+"""What :meth:`RtpSource.receive` made of a packet (see :class:`Arrival`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpExtension:
+    """A header extension (RFC 3550 5.3.1): the profile-defined 16 bits and the data."""
+
+    profile: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    """One RTP packet, padding stripped."""
+
+    payload_type: int
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+    marker: bool = False
+    csrcs: tuple[int, ...] = ()
+    extension: RtpExtension | None = None
+    padding: int = 0
+    """Padding bytes the packet carried (or is to carry, for :meth:`to_bytes`)."""
+
+    def to_bytes(self) -> bytes:
+        """Serialise the packet; raise ``ValueError`` for a field out of its range."""
+        ext = self.extension
+        return _core.rtp_build(
+            self.marker,
+            self.payload_type,
+            self.sequence,
+            self.timestamp,
+            self.ssrc,
+            list(self.csrcs),
+            None if ext is None else ext.profile,
+            b"" if ext is None else ext.data,
+            self.payload,
+            self.padding,
+        )
+
+
+def parse_rtp(data: Buffer) -> RtpPacket:
+    """Parse one RTP packet.
+
+    Raises
+    ------
+    voxwire.errors.RtpError
+        The packet is malformed; ``.reason`` says how.
+    """
+    marker, pt, seq, ts, ssrc, csrcs, ext, payload, padding = _core.rtp_parse(data)
+    extension = None if ext is None else RtpExtension(ext[0], ext[1])
+    return RtpPacket(pt, seq, ts, ssrc, payload, marker, csrcs, extension, padding)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """The verdict on one received packet.
+
+    ``extended_sequence`` and ``extended_timestamp`` (for ``accepted`` and ``reordered``
+    packets; 0 otherwise) count on past the 16- and 32-bit wraparounds. The first packet
+    keeps its own values; after a restart they continue from the highest so far, so they
+    never run backwards or collide.
+    """
+
+    verdict: Verdict
+    restarted: bool
+    extended_sequence: int
+    extended_timestamp: int
+
+    @property
+    def usable(self) -> bool:
+        """True if the packet's media should be played (accepted or a reordered gap-filler)."""
+        return self.verdict in ("accepted", "reordered")
+
+
+@dataclass(frozen=True, slots=True)
+class RtpStats:
+    """Receiver statistics, cumulative (RFC 3550 A.3, W3C RTCInboundRtpStreamStats)."""
+
+    received: int
+    expected: int
+    lost: int
+    duplicates: int
+    reordered: int
+    too_old: int
+    bad_jumps: int
+    foreign_ssrc: int
+    probation: int
+    restarts: int
+    jitter: float
+    """Interarrival jitter (A.8) in timestamp units."""
+    jitter_seconds: float
+    fraction_lost: int
+    """Loss in the last closed reporting interval, in 1/256 (A.3)."""
+
+
+class RtpSource:
+    """Follows one incoming RTP stream.
+
+    Parameters
+    ----------
+    clock_rate : int
+        RTP timestamp units per second (8000 for G.711, 48000 for Opus).
+    min_sequential : int
+        Packets in sequence before a new source counts. RFC 3550 suggests 2; the default 1
+        keeps the first packet of a call.
+    max_dropout, max_misorder : int
+        A forward step of at most ``max_dropout`` is loss; a backward step of at most
+        ``max_misorder`` is reordering; anything else needs confirmation by the next packet
+        (RFC 3550 A.1 defaults 3000 and 100; ``max_misorder`` must be below 1024).
+    """
+
+    __slots__ = ("_src",)
+
+    def __init__(
+        self,
+        clock_rate: int = 8000,
+        *,
+        min_sequential: int = 1,
+        max_dropout: int = 3000,
+        max_misorder: int = 100,
+    ) -> None:
+        for name, value in (
+            ("clock_rate", clock_rate),
+            ("min_sequential", min_sequential),
+            ("max_dropout", max_dropout),
+        ):
+            if value < 1:
+                raise ValueError(f"RtpSource: {name} must be >= 1, got {value}")
+        if not 0 <= max_misorder < 1024:
+            raise ValueError(f"RtpSource: max_misorder must be 0..1023, got {max_misorder}")
+        self._src = _core.RtpSource(clock_rate, min_sequential, max_dropout, max_misorder)
+
+    def receive(self, packet: RtpPacket, now: float) -> Arrival:
+        """Take one packet that arrived at ``now`` (seconds, any monotonic clock)."""
+        verdict, restarted, ext_seq, ext_ts = self._src.receive(
+            packet.sequence, packet.timestamp, packet.ssrc, round(now * 1000.0)
+        )
+        return Arrival(verdict, restarted, ext_seq, ext_ts)  # type: ignore[arg-type]
+
+    def stats(self) -> RtpStats:
+        """Cumulative statistics (``fraction_lost`` is the last closed interval's)."""
+        return RtpStats(**self._src.stats())
+
+    def interval_report(self) -> RtpStats:
+        """Close a reporting interval and return the statistics with its fraction lost."""
+        return RtpStats(**self._src.interval_report())
+
+    def reset(self) -> None:
+        """Forget the stream: the next packet starts a new source."""
+        self._src.reset()
+
+    @property
+    def valid(self) -> bool:
+        """True once a packet has been accepted."""
+        return self._src.valid
+
+    @property
+    def ssrc(self) -> int:
+        """The SSRC being followed."""
+        return self._src.ssrc
+
+    @property
+    def highest_sequence(self) -> int:
+        """The highest extended sequence number accepted so far."""
+        return self._src.highest_sequence

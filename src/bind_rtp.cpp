@@ -1,0 +1,172 @@
+// RTP bindings: parse/build as plain functions over bytes-like objects, Source as a class.
+// A malformed packet raises voxwire.errors.RtpError with its reason; network conditions
+// (loss, reordering, duplicates, jumps) are verdicts and counters, never exceptions.
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "voxwire/rtp.hpp"
+
+namespace voxwire::bindings {
+namespace {
+
+namespace rtp = voxwire::rtp;
+
+// A read-only, C-contiguous view of any bytes-like object.
+std::span<const std::byte> bytes_of(const py::buffer& b, py::buffer_info& keep) {
+  keep = b.request();
+  if (keep.ndim > 1 || (keep.ndim == 1 && keep.strides[0] != keep.itemsize)) {
+    throw py::value_error("expected a C-contiguous bytes-like object");
+  }
+  return {static_cast<const std::byte*>(keep.ptr),
+          static_cast<std::size_t>(keep.size * keep.itemsize)};
+}
+
+[[noreturn]] void raise_rtp_error(rtp::ParseError e, std::size_t size) {
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> cls;
+  const py::object& error = cls.call_once_and_store_result([] {
+    return py::module_::import("voxwire.errors").attr("RtpError");
+  }).get_stored();
+  const std::string reason(rtp::to_string(e));
+  PyErr_SetObject(error.ptr(),
+                  py::make_tuple(reason, "malformed RTP packet (" + reason + ", " +
+                                             std::to_string(size) + " bytes)")
+                      .ptr());
+  throw py::error_already_set();
+}
+
+py::tuple parse(const py::buffer& data) {
+  py::buffer_info keep;
+  const auto packet = bytes_of(data, keep);
+  rtp::Header h;
+  const auto err = rtp::parse(packet, h);
+  if (err != rtp::ParseError::ok) raise_rtp_error(err, packet.size());
+  py::tuple csrcs(h.csrc_count);
+  for (std::size_t i = 0; i < h.csrc_count; ++i) csrcs[i] = py::int_(h.csrcs[i]);
+  const auto* base = reinterpret_cast<const char*>(packet.data());
+  py::object extension = py::none();
+  if (h.has_extension) {
+    extension = py::make_tuple(h.extension_profile,
+                               py::bytes(base + h.extension_offset, h.extension_size));
+  }
+  return py::make_tuple(h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc, csrcs,
+                        extension, py::bytes(base + h.payload_offset, h.payload_size),
+                        h.padding_size);
+}
+
+py::bytes build(bool marker, int payload_type, int sequence, std::int64_t timestamp,
+                std::int64_t ssrc, const std::vector<std::int64_t>& csrcs,
+                std::optional<int> extension_profile, const py::buffer& extension,
+                const py::buffer& payload, int padding) {
+  auto in_range = [](const char* name, std::int64_t v, std::int64_t hi) {
+    if (v < 0 || v > hi) {
+      throw py::value_error(std::string("rtp build: ") + name + " must be 0.." +
+                            std::to_string(hi) + ", got " + std::to_string(v));
+    }
+  };
+  in_range("payload_type", payload_type, 127);
+  in_range("sequence", sequence, 0xFFFF);
+  in_range("timestamp", timestamp, 0xFFFFFFFFLL);
+  in_range("ssrc", ssrc, 0xFFFFFFFFLL);
+  in_range("padding", padding, 255);
+  if (csrcs.size() > 15) {
+    throw py::value_error("rtp build: at most 15 CSRCs, got " + std::to_string(csrcs.size()));
+  }
+  std::vector<std::uint32_t> ids;
+  for (const auto c : csrcs) {
+    in_range("csrc", c, 0xFFFFFFFFLL);
+    ids.push_back(static_cast<std::uint32_t>(c));
+  }
+  py::buffer_info keep_ext;
+  py::buffer_info keep_payload;
+  rtp::BuildSpec spec;
+  spec.marker = marker;
+  spec.payload_type = static_cast<std::uint8_t>(payload_type);
+  spec.sequence = static_cast<std::uint16_t>(sequence);
+  spec.timestamp = static_cast<std::uint32_t>(timestamp);
+  spec.ssrc = static_cast<std::uint32_t>(ssrc);
+  spec.csrcs = ids;
+  if (extension_profile) in_range("extension profile", *extension_profile, 0xFFFF);
+  spec.has_extension = extension_profile.has_value();
+  spec.extension_profile = static_cast<std::uint16_t>(extension_profile.value_or(0));
+  spec.extension = bytes_of(extension, keep_ext);
+  spec.padding = static_cast<std::uint8_t>(padding);
+  const auto body = bytes_of(payload, keep_payload);
+  const std::size_t size = rtp::built_size(spec, body.size());
+  auto out = py::reinterpret_steal<py::bytes>(
+      PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size)));
+  if (!out) throw py::error_already_set();
+  rtp::build(spec, body,
+             std::span<std::byte>(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out.ptr())), size));
+  return out;
+}
+
+py::dict stats_dict(const rtp::SourceStats& s) {
+  py::dict d;
+  d["received"] = s.received;
+  d["expected"] = s.expected;
+  d["lost"] = s.lost;
+  d["duplicates"] = s.duplicates;
+  d["reordered"] = s.reordered;
+  d["too_old"] = s.too_old;
+  d["bad_jumps"] = s.bad_jumps;
+  d["foreign_ssrc"] = s.foreign_ssrc;
+  d["probation"] = s.probation;
+  d["restarts"] = s.restarts;
+  d["jitter"] = s.jitter;
+  d["jitter_seconds"] = s.jitter_seconds;
+  d["fraction_lost"] = s.fraction_lost;
+  return d;
+}
+
+}  // namespace
+
+void bind_rtp(py::module_& m) {
+  m.def("rtp_parse", &parse, py::arg("data"),
+        "Parse one RTP packet into (marker, payload_type, sequence, timestamp, ssrc, csrcs, "
+        "extension, payload, padding); raise voxwire.errors.RtpError if malformed.");
+  m.def("rtp_build", &build, py::arg("marker"), py::arg("payload_type"), py::arg("sequence"),
+        py::arg("timestamp"), py::arg("ssrc"), py::arg("csrcs"), py::arg("extension_profile"),
+        py::arg("extension"), py::arg("payload"), py::arg("padding"),
+        "Build one RTP packet and return its bytes.");
+
+  py::class_<rtp::Source>(m, "RtpSource")
+      .def(py::init([](std::uint32_t clock_rate, std::uint32_t min_sequential,
+                       std::uint32_t max_dropout, std::uint32_t max_misorder) {
+             rtp::SourceConfig cfg;
+             cfg.clock_rate = clock_rate;
+             cfg.min_sequential = min_sequential;
+             cfg.max_dropout = max_dropout;
+             cfg.max_misorder = max_misorder;
+             return rtp::Source(cfg);
+           }),
+           py::arg("clock_rate"), py::arg("min_sequential"), py::arg("max_dropout"),
+           py::arg("max_misorder"))
+      .def(
+          "receive",
+          [](rtp::Source& self, std::uint16_t sequence, std::uint32_t timestamp,
+             std::uint32_t ssrc, std::int64_t arrival_ms) {
+            rtp::Header h;
+            h.sequence = sequence;
+            h.timestamp = timestamp;
+            h.ssrc = ssrc;
+            const auto r = self.receive(h, arrival_ms);
+            return py::make_tuple(std::string(rtp::to_string(r.verdict)), r.restarted,
+                                  r.extended_sequence, r.extended_timestamp);
+          },
+          py::arg("sequence"), py::arg("timestamp"), py::arg("ssrc"), py::arg("arrival_ms"))
+      .def("stats", [](const rtp::Source& self) { return stats_dict(self.stats()); })
+      .def("interval_report",
+           [](rtp::Source& self) { return stats_dict(self.interval_report()); })
+      .def("reset", &rtp::Source::reset)
+      .def_property_readonly("valid", &rtp::Source::valid)
+      .def_property_readonly("ssrc", &rtp::Source::ssrc)
+      .def_property_readonly("highest_sequence", &rtp::Source::highest_sequence);
+}
+
+}  // namespace voxwire::bindings

@@ -1,0 +1,217 @@
+"""RTP: parse/build round trips, strict validation, and stream tracking invariants."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import re
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voxwire.errors import RemoteProtocolError, RtpError
+from voxwire.rtp import RtpExtension, RtpPacket, RtpSource, parse_rtp
+
+packets = st.builds(
+    RtpPacket,
+    payload_type=st.integers(0, 127),
+    sequence=st.integers(0, 0xFFFF),
+    timestamp=st.integers(0, 0xFFFFFFFF),
+    ssrc=st.integers(0, 0xFFFFFFFF),
+    payload=st.binary(max_size=300),
+    marker=st.booleans(),
+    csrcs=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
+    extension=st.none()
+    | st.builds(
+        RtpExtension,
+        st.integers(0, 0xFFFF),
+        st.integers(0, 20).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
+    ),
+    padding=st.integers(0, 255),
+)
+
+
+@given(packets)
+def test_build_then_parse_round_trips(packet: RtpPacket) -> None:
+    wire = packet.to_bytes()
+    assert parse_rtp(wire) == packet
+    assert parse_rtp(bytearray(wire)) == packet
+    assert parse_rtp(memoryview(wire)) == packet
+
+
+def test_wire_format_of_a_known_packet() -> None:
+    packet = RtpPacket(
+        payload_type=0,
+        sequence=0x1234,
+        timestamp=320,
+        ssrc=0xDEADBEEF,
+        payload=b"\x01\x02",
+        marker=True,
+    )
+    assert packet.to_bytes() == bytes.fromhex("80 80 1234 00000140 deadbeef 0102")
+    padded = RtpPacket(8, 1, 2, 3, b"\xff", padding=3).to_bytes()
+    assert padded == bytes.fromhex("a0 08 0001 00000002 00000003 ff 0000 03")
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "reason"),
+    [
+        ("", "too_short"),
+        ("80 00 0000 00000000 000000", "too_short"),
+        ("40 00 0000 00000000 00000000", "bad_version"),
+        ("8f 00 0000 00000000 00000000 01020304", "csrc_past_end"),
+        ("90 00 0000 00000000 00000000 bede", "extension_past_end"),
+        ("90 00 0000 00000000 00000000 bede ffff 01020304", "extension_past_end"),
+        ("a0 00 0000 00000000 00000000 09 00", "bad_padding"),
+        ("a0 00 0000 00000000 00000000 09 03", "bad_padding"),
+    ],
+)
+def test_malformed_packets_raise_rtp_error_with_reason(hexdata: str, reason: str) -> None:
+    data = bytes.fromhex(hexdata)
+    with pytest.raises(RtpError, match=f"{reason}, {len(data)} bytes") as exc:
+        parse_rtp(data)
+    assert exc.value.reason == reason
+    assert isinstance(exc.value, RemoteProtocolError)
+    assert isinstance(exc.value, ValueError)
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert again.reason == reason
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=120))
+def test_arbitrary_bytes_parse_or_raise_rtp_error(data: bytes) -> None:
+    reasons = {"too_short", "bad_version", "csrc_past_end", "extension_past_end", "bad_padding"}
+    try:
+        packet = parse_rtp(data)
+    except RtpError as e:
+        reason = e.reason
+    else:
+        reason = "ok"
+    assert reason in reasons | {"ok"}
+    if reason != "ok":
+        return
+    assert packet.to_bytes()[:12] == data[:12]
+    assert len(packet.to_bytes()) == len(data)
+
+
+def test_build_rejects_out_of_range_fields() -> None:
+    with pytest.raises(ValueError, match=re.escape("payload_type must be 0..127, got 128")):
+        RtpPacket(128, 0, 0, 0, b"").to_bytes()
+    with pytest.raises(ValueError, match=re.escape("sequence must be 0..65535, got 65536")):
+        RtpPacket(0, 65536, 0, 0, b"").to_bytes()
+    with pytest.raises(ValueError, match="at most 15 CSRCs, got 16"):
+        RtpPacket(0, 0, 0, 0, b"", csrcs=tuple(range(16))).to_bytes()
+    with pytest.raises(ValueError, match="multiple of 4"):
+        RtpPacket(0, 0, 0, 0, b"", extension=RtpExtension(1, b"abc")).to_bytes()
+    with pytest.raises(ValueError, match=re.escape("padding must be 0..255")):
+        RtpPacket(0, 0, 0, 0, b"", padding=256).to_bytes()
+    with pytest.raises(TypeError):
+        parse_rtp("not bytes")  # type: ignore[arg-type]
+
+
+def stream(first_seq: int, first_ts: int, n: int, ssrc: int = 99) -> list[RtpPacket]:
+    return [
+        RtpPacket(
+            0,
+            (first_seq + i) & 0xFFFF,
+            (first_ts + 160 * i) & 0xFFFFFFFF,
+            ssrc,
+            struct.pack("!I", i),
+        )
+        for i in range(n)
+    ]
+
+
+def test_in_order_stream_across_both_wraparounds() -> None:
+    src = RtpSource(8000)
+    for i, p in enumerate(stream(65500, 0xFFFFF000, 200)):
+        arrival = src.receive(p, 10.0 + 0.020 * i)
+        assert arrival.verdict == "accepted"
+        assert arrival.usable
+        assert arrival.extended_sequence == 65500 + i
+        assert arrival.extended_timestamp == 0xFFFFF000 + 160 * i
+    stats = src.stats()
+    assert (stats.received, stats.expected, stats.lost) == (200, 200, 0)
+    assert stats.jitter == 0.0
+    assert src.highest_sequence == 65699
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+def test_loss_reordering_duplication_invariants(first_seq: int, first_ts: int, seed: int) -> None:
+    rng = random.Random(seed)
+    sent = stream(first_seq, first_ts, 300)
+    kept = [p for p in sent[1:] if rng.random() > 0.1]  # the first packet always arrives
+    dups = [p for p in kept if rng.random() < 0.05]
+    # Each packet (and each copy) arrives up to 8 packet times late: bounded reordering.
+    timed = [(i + rng.uniform(0, 8), p) for i, p in enumerate(kept, start=1)]
+    by_seq = {p.sequence: i for i, p in enumerate(sent)}
+    timed += [(by_seq[p.sequence] + rng.uniform(0, 8), p) for p in dups]
+    arrivals = [p for _, p in sorted(timed, key=lambda tp: tp[0])]
+    src = RtpSource(8000)
+    ext_of = {}
+    for k, p in enumerate([sent[0], *arrivals]):
+        a = src.receive(p, 0.02 * k)
+        assert a.verdict in ("accepted", "reordered", "duplicate")
+        if a.usable:
+            assert p.sequence not in ext_of, "the same packet was used twice"
+            ext_of[p.sequence] = a.extended_sequence
+            index = struct.unpack("!I", p.payload)[0]
+            assert a.extended_sequence == first_seq + index
+            assert a.extended_timestamp == first_ts + 160 * index
+    stats = src.stats()
+    unique = {p.sequence for p in [sent[0], *kept]}
+    assert stats.received == len(unique) == len(ext_of)
+    assert stats.duplicates == len(dups)
+    highest = max(struct.unpack("!I", p.payload)[0] for p in [sent[0], *kept])
+    assert stats.expected == highest + 1
+    assert stats.lost == stats.expected - stats.received
+
+
+def test_restart_and_ssrc_switch_keep_extended_numbers_monotonic() -> None:
+    src = RtpSource(8000)
+    for i, p in enumerate(stream(10, 0, 5)):
+        src.receive(p, 0.02 * i)
+    jump = stream(30000, 5000, 3)
+    assert src.receive(jump[0], 0.2).verdict == "bad_jump"
+    second = src.receive(jump[1], 0.22)
+    assert second.restarted
+    assert second.extended_sequence == 15
+    other = stream(7, 0, 3, ssrc=1234)
+    assert src.receive(other[0], 0.24).verdict == "foreign_ssrc"
+    switched = src.receive(other[1], 0.26)
+    assert switched.verdict == "accepted"
+    assert switched.restarted
+    assert switched.extended_sequence == 16
+    assert src.ssrc == 1234
+    stats = src.stats()
+    assert (stats.restarts, stats.bad_jumps, stats.foreign_ssrc) == (2, 1, 1)
+
+
+def test_probation_jitter_interval_and_reset() -> None:
+    src = RtpSource(8000, min_sequential=2)
+    s = stream(0, 0, 10)
+    assert src.receive(s[0], 0.0).verdict == "probation"
+    assert not src.valid
+    assert src.receive(s[1], 0.02).verdict == "accepted"
+    for i in range(2, 10):
+        if i != 5:
+            src.receive(s[i], 0.02 * i + (0.010 if i % 2 else 0.0))
+    report = src.interval_report()
+    assert report.fraction_lost == (1 << 8) // 9
+    assert report.jitter > 0
+    assert report.jitter_seconds == pytest.approx(report.jitter / 8000)
+    src.reset()
+    assert not src.valid
+    assert src.stats().received == 0
+
+
+def test_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="clock_rate must be >= 1, got 0"):
+        RtpSource(0)
+    with pytest.raises(ValueError, match=re.escape("max_misorder must be 0..1023, got 1024")):
+        RtpSource(8000, max_misorder=1024)
+    with pytest.raises(ValueError, match="min_sequential must be >= 1"):
+        RtpSource(8000, min_sequential=0)
