@@ -82,7 +82,6 @@ class RtpSource(metaclass=_pybind11_type):
 
 def _resample_release_gil_samples(samples: int | None = None) -> int: ...
 
-
 class Resampler(metaclass=_pybind11_type):
     def __init__(
         self,
