@@ -40,7 +40,7 @@ namespace {
 struct Preset {
   double passband;     // fraction of the lower Nyquist frequency
   double stopband;     // fraction of the lower Nyquist frequency
-  double attenuation;  // Kaiser design target in dB (a few dB above the promise)
+  double attenuation;  // minimum Kaiser design attenuation in dB (a margin above the promise)
 };
 
 Preset preset_of(Quality q) {
@@ -92,6 +92,7 @@ struct Walk {
   std::size_t step_whole;  // M / L: whole input samples per output
   std::size_t step_phase;  // M % L: branches per output beyond that
   std::size_t pulse;       // branch 0 is a unit pulse at this tap; >= taps if it is not
+  std::size_t first;       // taps before this one are the zero padding
 };
 
 // Output k of a block: window buffer[next, next + taps) through branch `phase`; then the window
@@ -154,6 +155,52 @@ std::size_t produce_portable(const Walk& w, const float* buffer, std::size_t fil
   return n;
 }
 
+template <class Out>
+std::size_t produce_up_portable(const Walk& w, const float* buffer, std::size_t fill,
+                                Cursor& cursor, Out* out, std::uint64_t& clipped) noexcept {
+  std::size_t n = 0;
+  std::uint64_t clips = 0;
+  for (; cursor.next + w.taps <= fill; ++cursor.next) {
+    const float* x = buffer + cursor.next;
+    for (std::size_t p = 0; p < w.up; ++p) {
+      float acc;
+      if (p == 0 && w.pulse < w.taps) {
+        acc = x[w.pulse];
+      } else {
+        const float* c = w.coefficients + p * w.taps;
+        acc = 0.0f;
+        for (std::size_t r = w.first; r < w.taps; ++r) acc = std::fma(c[r], x[r], acc);
+      }
+      if constexpr (std::is_same_v<Out, float>) {
+        out[n++] = acc;
+      } else {
+        out[n++] = to_int16(acc, clips);
+      }
+    }
+  }
+  clipped += clips;
+  return n;
+}
+
+template <class Out>
+std::size_t produce_down_portable(const Walk& w, const float* buffer, std::size_t fill,
+                                  Cursor& cursor, Out* out, std::uint64_t& clipped) noexcept {
+  std::size_t n = 0;
+  std::uint64_t clips = 0;
+  for (; cursor.next + w.taps <= fill; cursor.next += w.step_whole) {
+    const float* x = buffer + cursor.next;
+    float acc = 0.0f;
+    for (std::size_t r = w.first; r < w.taps; ++r) acc = std::fma(w.coefficients[r], x[r], acc);
+    if constexpr (std::is_same_v<Out, float>) {
+      out[n++] = acc;
+    } else {
+      out[n++] = to_int16(acc, clips);
+    }
+  }
+  clipped += clips;
+  return n;
+}
+
 #if VOXWIRE_RESAMPLE_AVX2
 #define VOXWIRE_AVX2 __attribute__((target("avx2,fma")))
 
@@ -204,6 +251,191 @@ VOXWIRE_AVX2 std::size_t produce_avx2(const Walk& w, const float* buffer, std::s
   return n;
 }
 
+// Integer-factor interpolation (M = 1): all L branches read the same window, and output
+// n * L + p is branch p's dot product at input position n. Here the products are taken the
+// other way round, eight consecutive positions per vector lane set: lane j accumulates
+// c[r] * x[n + j + r] over r = 0 .. taps - 1 in order, one fused multiply-add per tap, with no
+// horizontal sum. produce_up_portable defines the same arithmetic one output at a time.
+template <class Out>
+VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std::size_t fill,
+                                         Cursor& cursor, Out* out,
+                                         std::uint64_t& clipped) noexcept {
+  const std::size_t taps = w.taps;
+  const std::size_t L = w.up;
+  if (cursor.next + taps > fill) return 0;
+  const std::size_t positions = fill - taps + 1 - cursor.next;
+  const float* x0 = buffer + cursor.next;
+  std::size_t n = 0;
+  std::size_t j = 0;
+  std::uint64_t clips = 0;
+  alignas(32) float lanes[8];
+  // Four blocks of eight positions at once: four independent FMA chains per branch.
+  alignas(32) float quad[4][8];
+  for (; j + 32 <= positions; j += 32) {
+    for (std::size_t p = 0; p < L; ++p) {
+      const float* x = x0 + j;
+      if (p == 0 && w.pulse < taps) {
+        for (std::size_t b = 0; b < 4; ++b) {
+          _mm256_store_ps(quad[b], _mm256_loadu_ps(x + 8 * b + w.pulse));
+        }
+      } else {
+        const float* c = w.coefficients + p * taps;
+        __m256 a0 = _mm256_setzero_ps();
+        __m256 a1 = a0;
+        __m256 a2 = a0;
+        __m256 a3 = a0;
+        for (std::size_t r = w.first; r < taps; ++r) {
+          const __m256 k = _mm256_broadcast_ss(c + r);
+          a0 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r), a0);
+          a1 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r + 8), a1);
+          a2 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r + 16), a2);
+          a3 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r + 24), a3);
+        }
+        _mm256_store_ps(quad[0], a0);
+        _mm256_store_ps(quad[1], a1);
+        _mm256_store_ps(quad[2], a2);
+        _mm256_store_ps(quad[3], a3);
+      }
+      for (std::size_t l = 0; l < 32; ++l) {
+        const float v = quad[l / 8][l % 8];
+        if constexpr (std::is_same_v<Out, float>) {
+          out[n + l * L + p] = v;
+        } else {
+          out[n + l * L + p] = to_int16(v, clips);
+        }
+      }
+    }
+    n += 32 * L;
+  }
+  for (; j + 8 <= positions; j += 8) {
+    for (std::size_t p = 0; p < L; ++p) {
+      const float* x = x0 + j;
+      __m256 acc;
+      if (p == 0 && w.pulse < taps) {
+        acc = _mm256_loadu_ps(x + w.pulse);
+      } else {
+        const float* c = w.coefficients + p * taps;
+        __m256 a = _mm256_setzero_ps();
+        for (std::size_t r = w.first; r < taps; ++r) {
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(c + r), _mm256_loadu_ps(x + r), a);
+        }
+        acc = a;
+      }
+      _mm256_store_ps(lanes, acc);
+      for (std::size_t l = 0; l < 8; ++l) {
+        if constexpr (std::is_same_v<Out, float>) {
+          out[n + l * L + p] = lanes[l];
+        } else {
+          out[n + l * L + p] = to_int16(lanes[l], clips);
+        }
+      }
+    }
+    n += 8 * L;
+  }
+  for (; j < positions; ++j) {
+    for (std::size_t p = 0; p < L; ++p) {
+      float acc;
+      if (p == 0 && w.pulse < taps) {
+        acc = x0[j + w.pulse];
+      } else {
+        const float* c = w.coefficients + p * taps;
+        acc = 0.0f;
+        for (std::size_t r = w.first; r < taps; ++r) acc = std::fma(c[r], x0[j + r], acc);
+      }
+      if constexpr (std::is_same_v<Out, float>) {
+        out[n++] = acc;
+      } else {
+        out[n++] = to_int16(acc, clips);
+      }
+    }
+  }
+  cursor.next += positions;
+  clipped += clips;
+  return n;
+}
+
+// Decimation by an integer factor (L = 1): output j is c . x[next + j M, + taps). The window
+// is first split into its M phases (d_q[m] = x[next + m M + q]), so that eight consecutive
+// outputs read eight consecutive floats of one phase for every tap; lane j accumulates
+// c[r] * x[next + j M + r] over r in order, one fused multiply-add per tap, as
+// produce_down_portable does one output at a time.
+template <class Out>
+VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, std::size_t fill,
+                                           Cursor& cursor, Out* out,
+                                           std::uint64_t& clipped) noexcept {
+  const std::size_t taps = w.taps;
+  const std::size_t M = w.step_whole;
+  if (cursor.next + taps > fill) return 0;
+  const std::size_t count = (fill - taps - cursor.next) / M + 1;
+  const std::size_t span = fill - cursor.next;
+  const std::size_t per_phase = (span + M - 1) / M;
+  alignas(32) float split[kBufferSize + 64];
+  for (std::size_t q = 0; q < M; ++q) {
+    float* d = split + q * per_phase;
+    for (std::size_t i = q, m = 0; i < span; i += M, ++m) d[m] = buffer[cursor.next + i];
+  }
+  // Where tap r reads: phase r % M, offset r / M; stepped instead of divided.
+  const auto tap_start = [&](std::size_t r) { return split + (r % M) * per_phase + r / M; };
+  const auto next_tap = [&](const float*& d, std::size_t& q) {
+    if (++q == M) {
+      q = 0;
+      d -= (M - 1) * per_phase - 1;
+    } else {
+      d += per_phase;
+    }
+  };
+  const float* c = w.coefficients;
+  std::size_t j = 0;
+  std::uint64_t clips = 0;
+  const auto emit = [&](std::size_t at, float v) {
+    if constexpr (std::is_same_v<Out, float>) {
+      out[at] = v;
+    } else {
+      out[at] = to_int16(v, clips);
+    }
+  };
+  alignas(32) float lanes[32];
+  for (; j + 32 <= count; j += 32) {
+    __m256 a0 = _mm256_setzero_ps();
+    __m256 a1 = a0;
+    __m256 a2 = a0;
+    __m256 a3 = a0;
+    const float* d = tap_start(w.first) + j;
+    std::size_t q = w.first % M;
+    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+      const __m256 k = _mm256_broadcast_ss(c + r);
+      a0 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d), a0);
+      a1 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8), a1);
+      a2 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 16), a2);
+      a3 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 24), a3);
+    }
+    _mm256_store_ps(lanes, a0);
+    _mm256_store_ps(lanes + 8, a1);
+    _mm256_store_ps(lanes + 16, a2);
+    _mm256_store_ps(lanes + 24, a3);
+    for (std::size_t l = 0; l < 32; ++l) emit(j + l, lanes[l]);
+  }
+  for (; j + 8 <= count; j += 8) {
+    __m256 a = _mm256_setzero_ps();
+    const float* d = tap_start(w.first) + j;
+    std::size_t q = w.first % M;
+    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+      a = _mm256_fmadd_ps(_mm256_broadcast_ss(c + r), _mm256_loadu_ps(d), a);
+    }
+    _mm256_store_ps(lanes, a);
+    for (std::size_t l = 0; l < 8; ++l) emit(j + l, lanes[l]);
+  }
+  for (; j < count; ++j) {
+    const float* x = buffer + cursor.next + j * M;
+    float acc = 0.0f;
+    for (std::size_t r = w.first; r < taps; ++r) acc = std::fma(c[r], x[r], acc);
+    emit(j, acc);
+  }
+  cursor.next += count * M;
+  clipped += clips;
+  return count;
+}
+
 bool has_avx2() noexcept {
   static const bool yes =
       __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
@@ -214,9 +446,20 @@ bool has_avx2() noexcept {
 template <class Out>
 std::size_t produce_block(const Walk& w, const float* buffer, std::size_t fill, Cursor& c,
                           Out* out, std::uint64_t& clipped) noexcept {
+  // Interpolation by an integer factor always stops between positions (all L branches of a
+  // position need the same input), so phase is 0 here and the position-major kernels apply.
+  // Decimation by an integer factor has a single branch.
+  const bool up = w.step_whole == 0 && w.step_phase == 1 && w.up > 1;
+  const bool down = w.up == 1 && w.step_whole > 1;
 #if VOXWIRE_RESAMPLE_AVX2
-  if (has_avx2()) return produce_avx2(w, buffer, fill, c, out, clipped);
+  if (has_avx2()) {
+    if (up) return produce_up_avx2(w, buffer, fill, c, out, clipped);
+    if (down) return produce_down_avx2(w, buffer, fill, c, out, clipped);
+    return produce_avx2(w, buffer, fill, c, out, clipped);
+  }
 #endif
+  if (up) return produce_up_portable(w, buffer, fill, c, out, clipped);
+  if (down) return produce_down_portable(w, buffer, fill, c, out, clipped);
   return produce_portable(w, buffer, fill, c, out, clipped);
 }
 
@@ -280,17 +523,17 @@ Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
   const double nyquist = std::min(L, M) / (2.0 * M);
   const double transition = (preset.stopband - preset.passband) * nyquist;
   cutoff_ = nyquist;
-  const double a = preset.attenuation;
-  beta_ = a > 50.0 ? 0.1102 * (a - 8.7) : 0.5842 * std::pow(a - 21.0, 0.4) + 0.07886 * (a - 21.0);
   // Kaiser's length estimate: order = (A - 7.95) / (2.285 * 2 pi df); one branch spans
-  // order / L samples of the prototype, i.e. (A - 7.95) / (14.36 df) input samples. Even, so
-  // the window is centred between the taps and the branches are mirror images.
-  auto taps = static_cast<std::size_t>(std::ceil((a - 7.95) / (14.36 * transition)));
-  taps += taps % 2;
+  // order / L samples of the prototype, i.e. (A - 7.95) / (14.36 df) input samples. Rounded up
+  // to whole 8-float vectors (the dot products cost the same either way), and the window shape
+  // is then chosen for the attenuation that length reaches, not the minimum asked for.
+  auto taps = static_cast<std::size_t>(std::ceil((preset.attenuation - 7.95) / (14.36 * transition)));
   // The window must move by at most its own length per output (M / L <= taps), which keeps the
   // next window inside the buffer; any filter that meets the presets is far longer.
-  const auto min_taps = static_cast<std::size_t>((down_ + up_ - 1) / up_);
-  taps = std::max(taps, min_taps + min_taps % 2);
+  taps = std::max(taps, static_cast<std::size_t>((down_ + up_ - 1) / up_));
+  taps = (taps + 7) / 8 * 8;
+  const double a = 7.95 + 14.36 * transition * static_cast<double>(taps);
+  beta_ = a > 50.0 ? 0.1102 * (a - 8.7) : 0.5842 * std::pow(a - 21.0, 0.4) + 0.07886 * (a - 21.0);
   if (taps > kMaxTaps) {
     throw std::invalid_argument("resample: " + std::to_string(in_rate) + " -> " +
                                 std::to_string(out_rate) + " Hz at quality '" +
@@ -396,8 +639,8 @@ std::size_t Resampler::flush_size() const noexcept {
 template <class Out>
 std::size_t Resampler::produce(Out* out) {
   const Filter& f = *filter_;
-  const Walk walk{f.branch(0).data(), f.stride(),           f.up(),
-                  f.down() / f.up(),  f.down() % f.up(), f.pulse()};
+  const Walk walk{f.branch(0).data(), f.stride(), f.up(), f.down() / f.up(), f.down() % f.up(),
+                  f.pulse(), f.stride() - f.taps()};
   Cursor cursor{next_, phase_};
   const std::size_t n = produce_block(walk, buffer_.data(), fill_, cursor, out, clipped_);
   next_ = cursor.next;

@@ -35,11 +35,11 @@ namespace voxwire::resample {
 /// Quality presets. Edges are fractions of the lower Nyquist frequency min(in, out) / 2.
 enum class Quality : std::uint8_t {
   /// Passband flat within +-0.1 dB (designed: +-0.001 dB) to 0.85, aliasing and imaging at
-  /// least 80 dB down (designed: 86 dB Kaiser) beyond 1.15. Latency 19 / 8000 s = 2.375 ms
-  /// when 8 kHz is the lower rate, less at higher rates.
+  /// least 80 dB down (designed: at least 86 dB, 94 dB when 8 kHz is the lower rate) beyond
+  /// 1.15. Latency 20 / 8000 s = 2.5 ms when 8 kHz is the lower rate, less at higher rates.
   voice = 0,
-  /// Passband to 0.9, rejection at least 100 dB (designed: 104 dB Kaiser) beyond 1.1.
-  /// Latency 34 / 8000 s = 4.25 ms when 8 kHz is the lower rate.
+  /// Passband to 0.9, rejection at least 100 dB (designed: at least 104 dB) beyond 1.1.
+  /// Latency 36 / 8000 s = 4.5 ms when 8 kHz is the lower rate.
   high = 1,
 };
 
