@@ -46,7 +46,7 @@ struct Preset {
 Preset preset_of(Quality q) {
   switch (q) {
     case Quality::voice:
-      return {0.85, 1.15, 86.0};
+      return {0.85, 1.15, 94.0};
     case Quality::high:
       return {0.90, 1.10, 104.0};
   }
@@ -228,6 +228,27 @@ VOXWIRE_AVX2 inline float dot_avx2(const float* c, const float* x, std::size_t t
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
+// Eight outputs to dst[0, 8): as float, or through to_int16's exact steps (scale, round to
+// nearest even with 1.5 * 2^23, truncate the integer, saturate) with the clip count.
+template <class Out>
+VOXWIRE_AVX2 inline void store8(Out* dst, __m256 acc, std::uint64_t& clips) noexcept {
+  if constexpr (std::is_same_v<Out, float>) {
+    _mm256_storeu_ps(dst, acc);
+  } else {
+    const __m256 round = _mm256_set1_ps(12582912.0f);
+    const __m256 v = _mm256_mul_ps(acc, _mm256_set1_ps(32768.0f));
+    const __m256i r = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, round), round));
+    const __m256i out_of_range =
+        _mm256_or_si256(_mm256_cmpgt_epi32(r, _mm256_set1_epi32(32767)),
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32(-32768), r));
+    clips += static_cast<std::uint64_t>(
+        __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(out_of_range)))));
+    const __m128i packed =
+        _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
+  }
+}
+
 template <class Out>
 VOXWIRE_AVX2 std::size_t produce_avx2(const Walk& w, const float* buffer, std::size_t fill,
                                       Cursor& cursor, Out* out,
@@ -235,16 +256,30 @@ VOXWIRE_AVX2 std::size_t produce_avx2(const Walk& w, const float* buffer, std::s
   std::size_t n = 0;
   std::uint64_t clips = 0;
   Cursor c = cursor;
-  while (c.next + w.taps <= fill) {
+  const auto one = [&]() {
     const float acc = c.phase == 0 && w.pulse < w.taps
                           ? buffer[c.next + w.pulse]
                           : dot_avx2(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
+    advance(w, c);
+    return acc;
+  };
+  // Eight at a time so that int16 conversion is one vector operation.
+  alignas(32) float eight[8];
+  for (;;) {
+    Cursor last = c;
+    for (std::size_t k = 0; k < 7; ++k) advance(w, last);
+    if (last.next + w.taps > fill) break;
+    for (float& v : eight) v = one();
+    store8(out + n, _mm256_load_ps(eight), clips);
+    n += 8;
+  }
+  while (c.next + w.taps <= fill) {
+    const float acc = one();
     if constexpr (std::is_same_v<Out, float>) {
       out[n++] = acc;
     } else {
       out[n++] = to_int16(acc, clips);
     }
-    advance(w, c);
   }
   cursor = c;
   clipped += clips;
@@ -268,15 +303,14 @@ VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std
   std::size_t n = 0;
   std::size_t j = 0;
   std::uint64_t clips = 0;
-  alignas(32) float lanes[8];
+  Out lanes[32];
   // Four blocks of eight positions at once: four independent FMA chains per branch.
-  alignas(32) float quad[4][8];
   for (; j + 32 <= positions; j += 32) {
     for (std::size_t p = 0; p < L; ++p) {
       const float* x = x0 + j;
       if (p == 0 && w.pulse < taps) {
         for (std::size_t b = 0; b < 4; ++b) {
-          _mm256_store_ps(quad[b], _mm256_loadu_ps(x + 8 * b + w.pulse));
+          store8(lanes + 8 * b, _mm256_loadu_ps(x + 8 * b + w.pulse), clips);
         }
       } else {
         const float* c = w.coefficients + p * taps;
@@ -291,19 +325,12 @@ VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std
           a2 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r + 16), a2);
           a3 = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + r + 24), a3);
         }
-        _mm256_store_ps(quad[0], a0);
-        _mm256_store_ps(quad[1], a1);
-        _mm256_store_ps(quad[2], a2);
-        _mm256_store_ps(quad[3], a3);
+        store8(lanes, a0, clips);
+        store8(lanes + 8, a1, clips);
+        store8(lanes + 16, a2, clips);
+        store8(lanes + 24, a3, clips);
       }
-      for (std::size_t l = 0; l < 32; ++l) {
-        const float v = quad[l / 8][l % 8];
-        if constexpr (std::is_same_v<Out, float>) {
-          out[n + l * L + p] = v;
-        } else {
-          out[n + l * L + p] = to_int16(v, clips);
-        }
-      }
+      for (std::size_t l = 0; l < 32; ++l) out[n + l * L + p] = lanes[l];
     }
     n += 32 * L;
   }
@@ -321,14 +348,8 @@ VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std
         }
         acc = a;
       }
-      _mm256_store_ps(lanes, acc);
-      for (std::size_t l = 0; l < 8; ++l) {
-        if constexpr (std::is_same_v<Out, float>) {
-          out[n + l * L + p] = lanes[l];
-        } else {
-          out[n + l * L + p] = to_int16(lanes[l], clips);
-        }
-      }
+      store8(lanes, acc, clips);
+      for (std::size_t l = 0; l < 8; ++l) out[n + l * L + p] = lanes[l];
     }
     n += 8 * L;
   }
@@ -394,7 +415,19 @@ VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, s
       out[at] = to_int16(v, clips);
     }
   };
-  alignas(32) float lanes[32];
+  for (; j + 64 <= count; j += 64) {
+    __m256 a[8];
+    for (auto& v : a) v = _mm256_setzero_ps();
+    const float* d = tap_start(w.first) + j;
+    std::size_t q = w.first % M;
+    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+      const __m256 k = _mm256_broadcast_ss(c + r);
+      for (std::size_t b = 0; b < 8; ++b) {
+        a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
+      }
+    }
+    for (std::size_t b = 0; b < 8; ++b) store8(out + j + 8 * b, a[b], clips);
+  }
   for (; j + 32 <= count; j += 32) {
     __m256 a0 = _mm256_setzero_ps();
     __m256 a1 = a0;
@@ -409,11 +442,10 @@ VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, s
       a2 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 16), a2);
       a3 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 24), a3);
     }
-    _mm256_store_ps(lanes, a0);
-    _mm256_store_ps(lanes + 8, a1);
-    _mm256_store_ps(lanes + 16, a2);
-    _mm256_store_ps(lanes + 24, a3);
-    for (std::size_t l = 0; l < 32; ++l) emit(j + l, lanes[l]);
+    store8(out + j, a0, clips);
+    store8(out + j + 8, a1, clips);
+    store8(out + j + 16, a2, clips);
+    store8(out + j + 24, a3, clips);
   }
   for (; j + 8 <= count; j += 8) {
     __m256 a = _mm256_setzero_ps();
@@ -422,8 +454,7 @@ VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, s
     for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
       a = _mm256_fmadd_ps(_mm256_broadcast_ss(c + r), _mm256_loadu_ps(d), a);
     }
-    _mm256_store_ps(lanes, a);
-    for (std::size_t l = 0; l < 8; ++l) emit(j + l, lanes[l]);
+    store8(out + j, a, clips);
   }
   for (; j < count; ++j) {
     const float* x = buffer + cursor.next + j * M;

@@ -34,9 +34,10 @@ namespace voxwire::resample {
 
 /// Quality presets. Edges are fractions of the lower Nyquist frequency min(in, out) / 2.
 enum class Quality : std::uint8_t {
-  /// Passband flat within +-0.1 dB (designed: +-0.001 dB) to 0.85, aliasing and imaging at
-  /// least 80 dB down (designed: at least 86 dB, 94 dB when 8 kHz is the lower rate) beyond
-  /// 1.15. Latency 20 / 8000 s = 2.5 ms when 8 kHz is the lower rate, less at higher rates.
+  /// Passband flat within +-0.1 dB (designed: +-0.0002 dB) to 0.85, aliasing and imaging at
+  /// least 80 dB down (designed: at least 94 dB, the int16 noise floor) beyond 1.15. Latency
+  /// at most 2.55 ms when 8 kHz is the lower rate (20 / 8000 s for 8 kHz in), 1.25 ms at
+  /// 16 kHz.
   voice = 0,
   /// Passband to 0.9, rejection at least 100 dB (designed: at least 104 dB) beyond 1.1.
   /// Latency 36 / 8000 s = 4.5 ms when 8 kHz is the lower rate.
