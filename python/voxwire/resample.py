@@ -1,19 +1,19 @@
 """Streaming sample-rate conversion for voice: 8, 11.025, 16, 22.05, 24, 32, 44.1, 48 kHz.
 
 One :class:`Resampler` per stream converts chunk by chunk with a polyphase Kaiser-windowed-sinc
-filter whose only delay is its own half length (2.4 ms at 8 kHz for ``"voice"``), starting
+filter whose only delay is its own half length (2.5 ms at 8 kHz for ``"voice"``), starting
 with the first chunk:
 
 >>> import numpy as np
 >>> import voxwire
 >>> r = voxwire.Resampler(8000, 16000)           # int16 in, int16 out, "voice" quality
 >>> chunk = np.zeros(160, dtype=np.int16)        # 20 ms at 8 kHz
->>> r.process(chunk).shape                       # 20 ms less the 2.375 ms latency, at 16 kHz
-(282,)
+>>> r.process(chunk).shape                       # 20 ms less the 2.5 ms latency, at 16 kHz
+(280,)
 >>> r.latency
-0.002375
+0.0025
 >>> r.flush().shape                              # the owed tail: 320 samples in total
-(38,)
+(40,)
 
 For a whole signal, :func:`resample` returns exactly ``ceil(len(x) * out_rate / in_rate)``
 samples, time-aligned with the input (no delay to trim).
@@ -21,10 +21,12 @@ samples, time-aligned with the input (no delay to trim).
 Quality presets (edges relative to the lower Nyquist frequency ``min(in, out) / 2``):
 
 ``"voice"`` (default)
-    passband flat within +-0.1 dB to 0.85, aliasing and imaging >= 80 dB down beyond 1.15;
-    latency 2.375 ms when 8 kHz is involved, 1.7 ms at 11.025 kHz, 1.2 ms at 16 kHz.
+    passband flat within +-0.1 dB to 0.85, aliasing and imaging >= 80 dB down beyond 1.15
+    (designed for 94 dB); latency at most 2.54 ms when 8 kHz is involved, 1.8 ms at
+    11.025 kHz, 1.33 ms from 16 kHz up.
 ``"high"``
-    passband to 0.9, >= 100 dB down beyond 1.1; latency 4.25 ms when 8 kHz is involved.
+    passband to 0.9, >= 100 dB down beyond 1.1 (designed for 104 dB); latency at most
+    4.5 ms when 8 kHz is involved, 3.3 ms at 11.025 kHz, 2.25 ms from 16 kHz up.
 
 Exactness: the output does not depend on how the input is split into chunks, to the bit;
 digital silence gives exact zeros; int16 output is rounded to nearest and saturated, and
@@ -106,7 +108,7 @@ class Resampler(_core.Resampler, Generic[_S]):
     >>> t = np.arange(160) / 8000
     >>> y = up.process(np.sin(2 * np.pi * 440 * t).astype(np.float32))
     >>> len(y), up.latency
-    (282, 0.002375)
+    (280, 0.0025)
     """
 
     __slots__ = ()
