@@ -18,9 +18,9 @@ namespace {
 namespace rs = voxwire::resample;
 
 // Blocks of at least this many input samples are converted with the GIL released. Measured
-// per 20 ms chunk (voxwire bench --only resample, "GIL" table): releasing costs about as
-// much as a quarter of the smallest chunks' work and buys nothing at that size, so 20 ms
-// chunks keep the GIL; from 4096 samples (a quarter second at 16 kHz) other threads run.
+// per 20 ms chunk ("voice", voxwire bench --only resample, GIL table): releasing adds 2-10%
+// (0.1-0.2 us) to every call and a 1-5 us call gives other threads nothing worth having, so
+// 20 ms chunks keep the GIL; from 4096 samples (a quarter second at 16 kHz) they run.
 // Safe: the input and output arrays are referenced for the duration of the call, and a
 // stream object is not shared between threads (documented).
 std::atomic<py::ssize_t> release_gil_samples{4096};

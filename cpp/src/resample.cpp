@@ -13,14 +13,17 @@
 #include <type_traits>
 #include <vector>
 
-// Every output sample is one dot product over whole 8-float blocks: block b is multiplied
-// lane by lane and fused-added (one rounding) into accumulator b % 4 (four independent chains
-// keep the FMA units busy), the accumulators are summed as (a0 + a2) + (a1 + a3), and the eight
-// lanes as ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). The portable loop (std::fma) and
-// the AVX2+FMA loop perform exactly these IEEE operations in this order (this file is compiled
-// without implicit contraction, cpp/CMakeLists.txt), so the result never depends on the CPU or
-// on where a chunk boundary fell. A branch that is a unit pulse (branch 0 of an integer-factor
-// interpolator) copies its input sample instead.
+// Two exact definitions of an output sample, each computed the same way by the portable loops
+// (std::fma) and the AVX2+FMA kernels, so results depend neither on the CPU nor on where a
+// chunk boundary fell (this file is compiled without implicit contraction, cpp/CMakeLists.txt):
+//  * chain: integer-factor interpolation (M = 1) and ratios with few branches (L <= 8, M >= 2):
+//    acc = fma(c[r], x[r], acc) over the taps in order. The kernels run eight or more outputs
+//    side by side, one per vector lane.
+//  * blocked: every other ratio: block b of eight taps is fused-multiply-added lane by lane into
+//    accumulator b % 4, the accumulators are summed as (a0 + a2) + (a1 + a3), and the eight lanes
+//    as ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
+// A branch that is a unit pulse (branch 0 of an interpolator by an integer factor, and the
+// identity) copies its input sample.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VOXWIRE_RESAMPLE_AVX2 1
 #include <immintrin.h>
@@ -83,6 +86,9 @@ void check_rate(const char* name, std::uint32_t rate) {
                                 " Hz, got " + std::to_string(rate));
   }
 }
+
+// Ratios with at most this many branches and M >= 2 use the per-branch decimator kernels.
+constexpr std::size_t kFewBranches = 8;
 
 // The read-only part of a stream's step through its filter.
 struct Walk {
@@ -183,20 +189,28 @@ std::size_t produce_up_portable(const Walk& w, const float* buffer, std::size_t 
 }
 
 template <class Out>
-std::size_t produce_down_portable(const Walk& w, const float* buffer, std::size_t fill,
-                                  Cursor& cursor, Out* out, std::uint64_t& clipped) noexcept {
+std::size_t produce_chain_portable(const Walk& w, const float* buffer, std::size_t fill,
+                                   Cursor& cursor, Out* out, std::uint64_t& clipped) noexcept {
   std::size_t n = 0;
   std::uint64_t clips = 0;
-  for (; cursor.next + w.taps <= fill; cursor.next += w.step_whole) {
-    const float* x = buffer + cursor.next;
+  Cursor c = cursor;
+  while (c.next + w.taps <= fill) {
+    const float* x = buffer + c.next;
     float acc = 0.0f;
-    for (std::size_t r = w.first; r < w.taps; ++r) acc = std::fma(w.coefficients[r], x[r], acc);
+    if (c.phase == 0 && w.pulse < w.taps) {
+      acc = x[w.pulse];
+    } else {
+      const float* coef = w.coefficients + c.phase * w.taps;
+      for (std::size_t r = w.first; r < w.taps; ++r) acc = std::fma(coef[r], x[r], acc);
+    }
     if constexpr (std::is_same_v<Out, float>) {
       out[n++] = acc;
     } else {
       out[n++] = to_int16(acc, clips);
     }
+    advance(w, c);
   }
+  cursor = c;
   clipped += clips;
   return n;
 }
@@ -375,19 +389,22 @@ VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std
   return n;
 }
 
-// Decimation by an integer factor (L = 1): output j is c . x[next + j M, + taps). The window
-// is first split into its M phases (d_q[m] = x[next + m M + q]), so that eight consecutive
-// outputs read eight consecutive floats of one phase for every tap; lane j accumulates
-// c[r] * x[next + j M + r] over r in order, one fused multiply-add per tap, as
-// produce_down_portable does one output at a time.
+// Ratios with few branches (L <= kFewBranches, M >= 2; e.g. 48k -> 16k, 24k -> 16k): outputs
+// k, k + L, k + 2L, ... use one branch and windows M inputs apart. The window is first split
+// into its M phases (d_q[m] = x[next + m M + q]) so that, for each of the L residues, eight
+// outputs read eight consecutive floats per tap; lane j accumulates c[r] * x[start_j + r] over
+// r in order, one fused multiply-add per tap, as produce_chain_portable does one output at a
+// time.
 template <class Out>
-VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, std::size_t fill,
-                                           Cursor& cursor, Out* out,
-                                           std::uint64_t& clipped) noexcept {
+VOXWIRE_AVX2 std::size_t produce_few_avx2(const Walk& w, const float* buffer, std::size_t fill,
+                                          Cursor& cursor, Out* out,
+                                          std::uint64_t& clipped) noexcept {
   const std::size_t taps = w.taps;
-  const std::size_t M = w.step_whole;
+  const std::size_t L = w.up;
+  const std::size_t M = w.step_whole * L + w.step_phase;
   if (cursor.next + taps > fill) return 0;
-  const std::size_t count = (fill - taps - cursor.next) / M + 1;
+  // Outputs whose window is complete (as Resampler::output_size).
+  const std::size_t total = ((fill - cursor.next - taps + 1) * L - cursor.phase + M - 1) / M;
   const std::size_t span = fill - cursor.next;
   const std::size_t per_phase = (span + M - 1) / M;
   alignas(32) float split[kBufferSize + 64];
@@ -395,8 +412,8 @@ VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, s
     float* d = split + q * per_phase;
     for (std::size_t i = q, m = 0; i < span; i += M, ++m) d[m] = buffer[cursor.next + i];
   }
-  // Where tap r reads: phase r % M, offset r / M; stepped instead of divided.
-  const auto tap_start = [&](std::size_t r) { return split + (r % M) * per_phase + r / M; };
+  // Tap r of an output whose window starts at offset o reads phase (o + r) % M at
+  // (o + r) / M; stepped instead of divided.
   const auto next_tap = [&](const float*& d, std::size_t& q) {
     if (++q == M) {
       q = 0;
@@ -405,66 +422,100 @@ VOXWIRE_AVX2 std::size_t produce_down_avx2(const Walk& w, const float* buffer, s
       d += per_phase;
     }
   };
-  const float* c = w.coefficients;
-  std::size_t j = 0;
   std::uint64_t clips = 0;
-  const auto emit = [&](std::size_t at, float v) {
-    if constexpr (std::is_same_v<Out, float>) {
-      out[at] = v;
-    } else {
-      out[at] = to_int16(v, clips);
-    }
-  };
-  for (; j + 64 <= count; j += 64) {
-    __m256 a[8];
-    for (auto& v : a) v = _mm256_setzero_ps();
-    const float* d = tap_start(w.first) + j;
-    std::size_t q = w.first % M;
-    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-      const __m256 k = _mm256_broadcast_ss(c + r);
-      for (std::size_t b = 0; b < 8; ++b) {
-        a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
+  Cursor c{0, cursor.phase};  // window offsets relative to cursor.next
+  Out lanes[64];
+  for (std::size_t res = 0; res < L && res < total; ++res, advance(w, c)) {
+    const std::size_t count = (total - res + L - 1) / L;
+    const float* coef = w.coefficients + c.phase * taps;
+    const bool pulse = c.phase == 0 && w.pulse < taps;
+    const std::size_t o = c.next + (pulse ? w.pulse : w.first);
+    const float* start = split + (o % M) * per_phase + o / M;
+    const std::size_t q0 = o % M;
+    Out* dst = out + res;
+    const auto put = [&](std::size_t m0, std::size_t k) {
+      for (std::size_t l = 0; l < k; ++l) dst[(m0 + l) * L] = lanes[l];
+    };
+    std::size_t m = 0;
+    for (; m + 64 <= count; m += 64) {
+      __m256 a[8];
+      if (pulse) {
+        for (std::size_t b = 0; b < 8; ++b) a[b] = _mm256_loadu_ps(start + m + 8 * b);
+      } else {
+        for (auto& v : a) v = _mm256_setzero_ps();
+        const float* d = start + m;
+        std::size_t q = q0;
+        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+          const __m256 k = _mm256_broadcast_ss(coef + r);
+          for (std::size_t b = 0; b < 8; ++b) {
+            a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
+          }
+        }
+      }
+      if (L == 1) {
+        for (std::size_t b = 0; b < 8; ++b) store8(dst + m + 8 * b, a[b], clips);
+      } else {
+        for (std::size_t b = 0; b < 8; ++b) store8(lanes + 8 * b, a[b], clips);
+        put(m, 64);
       }
     }
-    for (std::size_t b = 0; b < 8; ++b) store8(out + j + 8 * b, a[b], clips);
-  }
-  for (; j + 32 <= count; j += 32) {
-    __m256 a0 = _mm256_setzero_ps();
-    __m256 a1 = a0;
-    __m256 a2 = a0;
-    __m256 a3 = a0;
-    const float* d = tap_start(w.first) + j;
-    std::size_t q = w.first % M;
-    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-      const __m256 k = _mm256_broadcast_ss(c + r);
-      a0 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d), a0);
-      a1 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8), a1);
-      a2 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 16), a2);
-      a3 = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 24), a3);
+    for (; m + 32 <= count; m += 32) {
+      __m256 a[4];
+      if (pulse) {
+        for (std::size_t b = 0; b < 4; ++b) a[b] = _mm256_loadu_ps(start + m + 8 * b);
+      } else {
+        for (auto& v : a) v = _mm256_setzero_ps();
+        const float* d = start + m;
+        std::size_t q = q0;
+        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+          const __m256 k = _mm256_broadcast_ss(coef + r);
+          for (std::size_t b = 0; b < 4; ++b) {
+            a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
+          }
+        }
+      }
+      for (std::size_t b = 0; b < 4; ++b) store8(lanes + 8 * b, a[b], clips);
+      put(m, 32);
     }
-    store8(out + j, a0, clips);
-    store8(out + j + 8, a1, clips);
-    store8(out + j + 16, a2, clips);
-    store8(out + j + 24, a3, clips);
-  }
-  for (; j + 8 <= count; j += 8) {
-    __m256 a = _mm256_setzero_ps();
-    const float* d = tap_start(w.first) + j;
-    std::size_t q = w.first % M;
-    for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-      a = _mm256_fmadd_ps(_mm256_broadcast_ss(c + r), _mm256_loadu_ps(d), a);
+    for (; m + 8 <= count; m += 8) {
+      __m256 a = _mm256_setzero_ps();
+      if (pulse) {
+        a = _mm256_loadu_ps(start + m);
+      } else {
+        const float* d = start + m;
+        std::size_t q = q0;
+        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + r), _mm256_loadu_ps(d), a);
+        }
+      }
+      if (L == 1) {
+        store8(dst + m, a, clips);
+      } else {
+        store8(lanes, a, clips);
+        put(m, 8);
+      }
     }
-    store8(out + j, a, clips);
+    for (; m < count; ++m) {
+      const float* x = buffer + cursor.next + c.next + m * M;
+      float acc = 0.0f;
+      if (pulse) {
+        acc = x[w.pulse];
+      } else {
+        for (std::size_t r = w.first; r < taps; ++r) acc = std::fma(coef[r], x[r], acc);
+      }
+      if constexpr (std::is_same_v<Out, float>) {
+        dst[m * L] = acc;
+      } else {
+        dst[m * L] = to_int16(acc, clips);
+      }
+    }
   }
-  for (; j < count; ++j) {
-    const float* x = buffer + cursor.next + j * M;
-    float acc = 0.0f;
-    for (std::size_t r = w.first; r < taps; ++r) acc = std::fma(c[r], x[r], acc);
-    emit(j, acc);
-  }
-  cursor.next += count * M;
+  // Move the cursor past `total` outputs.
+  const std::size_t steps = cursor.phase + total * M;
+  cursor.next += steps / L;
+  cursor.phase = steps % L;
   clipped += clips;
-  return count;
+  return total;
 }
 
 bool has_avx2() noexcept {
@@ -479,18 +530,18 @@ std::size_t produce_block(const Walk& w, const float* buffer, std::size_t fill, 
                           Out* out, std::uint64_t& clipped) noexcept {
   // Interpolation by an integer factor always stops between positions (all L branches of a
   // position need the same input), so phase is 0 here and the position-major kernels apply.
-  // Decimation by an integer factor has a single branch.
   const bool up = w.step_whole == 0 && w.step_phase == 1 && w.up > 1;
-  const bool down = w.up == 1 && w.step_whole > 1;
+  // Few branches, M >= 2: each branch's outputs are a decimator by M.
+  const bool few = w.up <= kFewBranches && w.step_whole * w.up + w.step_phase >= 2;
 #if VOXWIRE_RESAMPLE_AVX2
   if (has_avx2()) {
     if (up) return produce_up_avx2(w, buffer, fill, c, out, clipped);
-    if (down) return produce_down_avx2(w, buffer, fill, c, out, clipped);
+    if (few) return produce_few_avx2(w, buffer, fill, c, out, clipped);
     return produce_avx2(w, buffer, fill, c, out, clipped);
   }
 #endif
   if (up) return produce_up_portable(w, buffer, fill, c, out, clipped);
-  if (down) return produce_down_portable(w, buffer, fill, c, out, clipped);
+  if (few) return produce_chain_portable(w, buffer, fill, c, out, clipped);
   return produce_portable(w, buffer, fill, c, out, clipped);
 }
 
