@@ -24,7 +24,10 @@
 //    as ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
 // A branch that is a unit pulse (branch 0 of an interpolator by an integer factor, and the
 // identity) copies its input sample.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// Define VOXWIRE_RESAMPLE_PORTABLE to build the portable loops only (to test them on a CPU
+// that would otherwise take the AVX2 kernels).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(VOXWIRE_RESAMPLE_PORTABLE)
 #define VOXWIRE_RESAMPLE_AVX2 1
 #include <immintrin.h>
 #else
