@@ -392,6 +392,46 @@ VOXWIRE_AVX2 std::size_t produce_up_avx2(const Walk& w, const float* buffer, std
   return n;
 }
 
+// d[q * per_phase + m] = x[m * M + q] for m * M + q < n: the window split into its M phases.
+// Vector deinterleaving for M = 2 and 3 (the common decimations), scalar otherwise.
+VOXWIRE_AVX2 inline void split_phases(const float* x, std::size_t n, std::size_t M,
+                                      std::size_t per_phase, float* d) noexcept {
+  std::size_t m = 0;  // groups of 8 per phase done
+  if (M == 2) {
+    for (; (m + 8) * 2 <= n; m += 8) {
+      const __m256 a = _mm256_loadu_ps(x + 2 * m);
+      const __m256 b = _mm256_loadu_ps(x + 2 * m + 8);
+      // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], likewise the odd ones.
+      const __m256 even = _mm256_shuffle_ps(a, b, 0x88);
+      const __m256 odd = _mm256_shuffle_ps(a, b, 0xDD);
+      _mm256_storeu_ps(d + m, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8)));
+      _mm256_storeu_ps(d + per_phase + m,
+                       _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xD8)));
+    }
+  } else if (M == 3) {
+    // Phase q takes lane l from a, b or c by (l * 3 + q) / 8, then a fixed permutation.
+    const __m256i p0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
+    const __m256i p1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
+    const __m256i p2 = _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
+    for (; (m + 8) * 3 <= n; m += 8) {
+      const __m256 a = _mm256_loadu_ps(x + 3 * m);
+      const __m256 b = _mm256_loadu_ps(x + 3 * m + 8);
+      const __m256 c = _mm256_loadu_ps(x + 3 * m + 16);
+      // t0 = [a0 b1 c2 a3 b4 c5 a6 b7], t1 = [c0 a1 b2 c3 a4 b5 c6 a7],
+      // t2 = [b0 c1 a2 b3 c4 a5 b6 c7]
+      const __m256 t0 = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24);
+      const __m256 t1 = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49);
+      const __m256 t2 = _mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92);
+      _mm256_storeu_ps(d + m, _mm256_permutevar8x32_ps(t0, p0));
+      _mm256_storeu_ps(d + per_phase + m, _mm256_permutevar8x32_ps(t1, p1));
+      _mm256_storeu_ps(d + 2 * per_phase + m, _mm256_permutevar8x32_ps(t2, p2));
+    }
+  }
+  for (std::size_t q = 0; q < M; ++q) {
+    for (std::size_t i = m * M + q, k = m; i < n; i += M, ++k) d[q * per_phase + k] = x[i];
+  }
+}
+
 // Ratios with few branches (L <= kFewBranches, M >= 2; e.g. 48k -> 16k, 24k -> 16k): outputs
 // k, k + L, k + 2L, ... use one branch and windows M inputs apart. The window is first split
 // into its M phases (d_q[m] = x[next + m M + q]) so that, for each of the L residues, eight
@@ -411,10 +451,7 @@ VOXWIRE_AVX2 std::size_t produce_few_avx2(const Walk& w, const float* buffer, st
   const std::size_t span = fill - cursor.next;
   const std::size_t per_phase = (span + M - 1) / M;
   alignas(32) float split[kBufferSize + 64];
-  for (std::size_t q = 0; q < M; ++q) {
-    float* d = split + q * per_phase;
-    for (std::size_t i = q, m = 0; i < span; i += M, ++m) d[m] = buffer[cursor.next + i];
-  }
+  split_phases(buffer + cursor.next, span, M, per_phase, split);
   // Tap r of an output whose window starts at offset o reads phase (o + r) % M at
   // (o + r) / M; stepped instead of divided.
   const auto next_tap = [&](const float*& d, std::size_t& q) {
