@@ -3,13 +3,13 @@
 /// FIR filter.
 ///
 /// Method: the ideal band-limited interpolator (Shannon; Crochiere & Rabiner, "Multirate
-/// Digital Signal Processing", 1983, ch. 2-4, polyphase structure) truncated by a Kaiser window
-/// (Kaiser, "Nonrecursive digital filter design using the I0-sinh window function", 1974; the
-/// length and shape formulas are eqs. 7.100-7.102 of Oppenheim & Schafer, "Discrete-Time Signal
-/// Processing", 3rd ed.). The cutoff sits at the lower of the two Nyquist frequencies and the
-/// transition band is centred on it, so both presets trade a little aliasing inside the
-/// transition band for a short filter: the filter is linear-phase and its half length is the
-/// only delay.
+/// Digital Signal Processing", 1983, for the polyphase structure) truncated by a Kaiser window
+/// (Kaiser, "Nonrecursive digital filter design using the I0-sinh window function", 1974, whose
+/// empirical length and shape formulas are also given with the Kaiser window design method in
+/// Oppenheim & Schafer, "Discrete-Time Signal Processing"). The cutoff sits at the lower of the
+/// two Nyquist frequencies and the transition band is centred on it, so both presets trade a
+/// little aliasing inside the transition band for a short filter: the filter is linear-phase
+/// and its half length is the only delay.
 ///
 /// Time alignment: output sample k is the input signal evaluated at time k / out_rate, the same
 /// instant as input sample k * in_rate / out_rate (no phase offset). Computing it needs the input
@@ -36,8 +36,8 @@ namespace voxwire::resample {
 enum class Quality : std::uint8_t {
   /// Passband flat within +-0.1 dB (designed: +-0.0002 dB) to 0.85, aliasing and imaging at
   /// least 80 dB down (designed: at least 94 dB, the int16 noise floor) beyond 1.15. Latency
-  /// at most 2.55 ms when 8 kHz is the lower rate (20 / 8000 s for 8 kHz in), 1.25 ms at
-  /// 16 kHz.
+  /// at most 2.55 ms when 8 kHz is the lower rate (20 / 8000 s for 8 kHz in), about 1.3 ms
+  /// when 16 kHz is.
   voice = 0,
   /// Passband to 0.9, rejection at least 100 dB (designed: at least 104 dB) beyond 1.1.
   /// Latency 36 / 8000 s = 4.5 ms when 8 kHz is the lower rate.
