@@ -27,25 +27,16 @@ std::span<const std::byte> bytes_of(const py::buffer& b, py::buffer_info& keep) 
           static_cast<std::size_t>(keep.size * keep.itemsize)};
 }
 
-[[noreturn]] void raise_rtp_error(rtp::ParseError e, std::size_t size) {
-  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> cls;
-  const py::object& error = cls.call_once_and_store_result([] {
-    return py::module_::import("voxwire.errors").attr("RtpError");
-  }).get_stored();
-  const std::string reason(rtp::to_string(e));
-  PyErr_SetObject(error.ptr(),
-                  py::make_tuple(reason, "malformed RTP packet (" + reason + ", " +
-                                             std::to_string(size) + " bytes)")
-                      .ptr());
-  throw py::error_already_set();
-}
-
 py::tuple parse(const py::buffer& data) {
   py::buffer_info keep;
   const auto packet = bytes_of(data, keep);
   rtp::Header h;
   const auto err = rtp::parse(packet, h);
-  if (err != rtp::ParseError::ok) raise_rtp_error(err, packet.size());
+  if (err != rtp::ParseError::ok) {
+    const std::string reason(rtp::to_string(err));
+    raise_reasoned("RtpError", reason, "malformed RTP packet (" + reason + ", " +
+                                           std::to_string(packet.size()) + " bytes)");
+  }
   py::tuple csrcs(h.csrc_count);
   for (std::size_t i = 0; i < h.csrc_count; ++i) csrcs[i] = py::int_(h.csrcs[i]);
   const auto* base = reinterpret_cast<const char*>(packet.data());

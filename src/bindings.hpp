@@ -6,12 +6,22 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <string_view>
+
 namespace voxwire::bindings {
 
 namespace py = pybind11;
 
+/// Raises voxwire.errors.<class_name>(reason, message): the errors that name the rule an
+/// input broke (RtpError, OpusPacketError).
+[[noreturn]] void raise_reasoned(const char* class_name, std::string_view reason,
+                                 const std::string& message);
+
 void bind_g711(py::module_& m);
 void bind_rtp(py::module_& m);
 void bind_resample(py::module_& m);
+void bind_plc(py::module_& m);
+void bind_opus(py::module_& m);
 
 }  // namespace voxwire::bindings

@@ -64,3 +64,19 @@ def test_time_interleaved_visits_every_implementation() -> None:
     assert all(y == 9 for _, y in seen["b"])
     with pytest.raises(ValueError, match="empty"):
         time_interleaved(impls, [], batch=1, rounds=1)
+
+
+def test_every_registered_benchmark_has_a_run_function() -> None:
+    import importlib
+
+    from voxwire.benchmarks import BENCHMARKS
+
+    for name, module in BENCHMARKS.items():
+        assert callable(importlib.import_module(module).run), name
+
+
+def test_bench_plc_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--only", "plc"]) == 0
+    out = capsys.readouterr().out
+    assert "Packet-loss concealment" in out
+    assert out.count("bursts of") == 4

@@ -215,3 +215,49 @@ def test_bad_configuration() -> None:
         RtpSource(8000, max_misorder=1024)
     with pytest.raises(ValueError, match="min_sequential must be >= 1"):
         RtpSource(8000, min_sequential=0)
+
+
+def test_sender_numbers_stamps_and_marks() -> None:
+    from voxwire.rtp import RtpSender
+
+    tx = RtpSender(0, ssrc=5, first_sequence=65534, first_timestamp=0xFFFFFF00)
+    first = parse_rtp(tx.packet(b"a" * 160, 160))
+    second = parse_rtp(tx.packet(b"b" * 160, 160))
+    third = parse_rtp(tx.packet(b"c" * 160, 160))
+    assert [p.sequence for p in (first, second, third)] == [65534, 65535, 0]
+    assert [p.timestamp for p in (first, second, third)] == [0xFFFFFF00, 0xFFFFFFA0, 0x40]
+    assert [p.marker for p in (first, second, third)] == [True, False, False]
+    assert {p.ssrc for p in (first, second, third)} == {5}
+    tx.skip(800)  # 100 ms of silence not sent
+    resumed = parse_rtp(tx.packet(b"d" * 160, 160))
+    assert (resumed.sequence, resumed.timestamp, resumed.marker) == (1, 0x40 + 160 + 800, True)
+    assert not parse_rtp(tx.packet(b"e", 160)).marker
+    tx.skip(0)
+    assert not parse_rtp(tx.packet(b"f", 160)).marker
+
+
+def test_sender_stream_is_accepted_in_order_by_a_source() -> None:
+    from voxwire.rtp import RtpSender
+
+    tx = RtpSender(8)
+    assert tx.sequence < 65536
+    assert tx.timestamp < 2**32
+    rx = RtpSource(8000)
+    for i in range(70000):  # past a sequence wrap whatever the random start
+        arrival = rx.receive(parse_rtp(tx.packet(b"", 160)), 0.02 * i)
+        assert arrival.verdict == "accepted"
+    assert rx.stats().lost == 0
+    assert len({RtpSender(0).ssrc for _ in range(8)}) > 1  # random starts (RFC 3550 5.1)
+
+
+def test_sender_arguments() -> None:
+    from voxwire.rtp import RtpSender
+
+    with pytest.raises(ValueError, match=re.escape("payload_type must be 0..127, got 200")):
+        RtpSender(200)
+    with pytest.raises(ValueError, match=re.escape("first_sequence must be 0..65535, got 65536")):
+        RtpSender(0, first_sequence=65536)
+    with pytest.raises(ValueError, match="samples must be >= 0"):
+        RtpSender(0).packet(b"", -1)
+    with pytest.raises(ValueError, match="samples must be >= 0"):
+        RtpSender(0).skip(-5)

@@ -15,6 +15,8 @@ __all__ = [
     "CodecError",
     "ConnectionClosed",
     "LocalProtocolError",
+    "OpusPacketError",
+    "OpusUnavailable",
     "ProtocolError",
     "ProviderError",
     "RemoteProtocolError",
@@ -39,23 +41,39 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol does not allow."""
 
 
-class RtpError(RemoteProtocolError):
+class _Reasoned(Exception):
+    """An error that names, in ``reason``, the rule the input broke (stable, for counters)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[_Reasoned], tuple[str, str]]:
+        return (type(self), (self.reason, str(self)))
+
+
+class RtpError(_Reasoned, RemoteProtocolError):
     """A malformed RTP packet; ``reason`` names the rule it breaks.
 
     Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
     ``bad_padding``.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[type[RtpError], tuple[str, str]]:
-        return (type(self), (self.reason, str(self)))
-
 
 class CodecError(VoxwireError, ValueError):
     """Encoded audio that cannot be decoded (a malformed payload, not a lost packet)."""
+
+
+class OpusPacketError(_Reasoned, CodecError):
+    """A malformed Opus packet (RFC 6716 3.4); ``reason`` names the rule it breaks.
+
+    Reasons: ``empty``, ``odd_cbr_pair``, ``bad_length``, ``no_frame_count``,
+    ``zero_frames``, ``too_long``, ``bad_padding``, ``uneven_cbr``.
+    """
+
+
+class OpusUnavailable(VoxwireError, ImportError):
+    """Opus support needs the opuslib package and the system libopus library."""
 
 
 class ProviderError(VoxwireError):

@@ -20,6 +20,7 @@ duplicates and jumps are verdicts and counters, never exceptions. Time is passed
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "Arrival",
     "RtpExtension",
     "RtpPacket",
+    "RtpSender",
     "RtpSource",
     "RtpStats",
     "Verdict",
@@ -209,3 +211,73 @@ class RtpSource:
     def highest_sequence(self) -> int:
         """The highest extended sequence number accepted so far."""
         return self._src.highest_sequence
+
+
+class RtpSender:
+    """Numbers and stamps an outgoing RTP stream (sans-I/O: returns packets as bytes).
+
+    Sequence numbers, timestamps and the SSRC start at random values, as RFC 3550 section
+    5.1 asks. Each packet advances the timestamp by the samples it carries; :meth:`skip`
+    advances it over a pause in which nothing is sent (silence suppression, a paused
+    reply), and the next packet then carries the marker bit, which RFC 3551 section 4.1
+    uses to flag the first packet of a talkspurt. The first packet of the stream is marked
+    too.
+
+    Parameters
+    ----------
+    payload_type : int
+        0..127 (0 is PCMU, 8 PCMA; dynamic types such as Opus are negotiated).
+    ssrc, first_sequence, first_timestamp : int, optional
+        Fixed starting values (for tests or to continue a stream); random by default.
+    """
+
+    __slots__ = ("_marker_next", "payload_type", "sequence", "ssrc", "timestamp")
+
+    def __init__(
+        self,
+        payload_type: int,
+        *,
+        ssrc: int | None = None,
+        first_sequence: int | None = None,
+        first_timestamp: int | None = None,
+    ) -> None:
+        if not 0 <= payload_type <= 127:
+            raise ValueError(f"RtpSender: payload_type must be 0..127, got {payload_type}")
+        self.payload_type = payload_type
+        self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
+        self.sequence = secrets.randbits(16) if first_sequence is None else first_sequence
+        self.timestamp = secrets.randbits(32) if first_timestamp is None else first_timestamp
+        """Sequence number and timestamp of the next packet."""
+        self._marker_next = True
+        for name, value, bits in (
+            ("ssrc", self.ssrc, 32),
+            ("first_sequence", self.sequence, 16),
+            ("first_timestamp", self.timestamp, 32),
+        ):
+            if not 0 <= value < 1 << bits:
+                raise ValueError(f"RtpSender: {name} must be 0..{(1 << bits) - 1}, got {value}")
+
+    def packet(self, payload: bytes, samples: int) -> bytes:
+        """Return the next packet carrying ``payload`` (``samples`` samples of media)."""
+        if samples < 0:
+            raise ValueError(f"RtpSender.packet: samples must be >= 0, got {samples}")
+        wire = RtpPacket(
+            self.payload_type,
+            self.sequence,
+            self.timestamp,
+            self.ssrc,
+            payload,
+            marker=self._marker_next,
+        ).to_bytes()
+        self._marker_next = False
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
+        return wire
+
+    def skip(self, samples: int) -> None:
+        """Advance the timestamp over ``samples`` samples that are not sent; mark the next."""
+        if samples < 0:
+            raise ValueError(f"RtpSender.skip: samples must be >= 0, got {samples}")
+        if samples:
+            self.timestamp = (self.timestamp + samples) & 0xFFFFFFFF
+            self._marker_next = True

@@ -1,0 +1,47 @@
+"""asyncio adapters: they move bytes and time; the protocol logic lives in the codecs.
+
+* :func:`voxwire.aio.websockets_server.serve`: a standalone server on the ``websockets``
+  package (``pip install "voxwire[websockets]"``);
+* :class:`voxwire.aio.asgi.MediaStreamApp`: an ASGI application for Starlette, FastAPI or
+  any ASGI server (no extra dependency);
+* :func:`voxwire.aio.aiohttp_adapter.media_stream_handler`: an aiohttp request handler
+  (``pip install "voxwire[aiohttp]"``);
+* :func:`voxwire.aio.tcp.serve_audiosocket`: a TCP server for Asterisk AudioSocket.
+
+All of them run each call through :func:`voxwire.aio.session.run_call`, pace outbound
+audio with the process's one :class:`~voxwire.aio.pacer.Pacer`, and hand the application
+a :class:`~voxwire.aio.session.Call`.
+"""
+
+from __future__ import annotations
+
+from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.aio.session import (
+    CLOSE_IDLE,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    Call,
+    Handler,
+    Limits,
+    Transport,
+    run_call,
+)
+
+__all__ = [
+    "CLOSE_IDLE",
+    "CLOSE_INTERNAL",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "Call",
+    "Handler",
+    "Limits",
+    "Pacer",
+    "Transport",
+    "get_pacer",
+    "run_call",
+]

@@ -1,0 +1,130 @@
+"""An ASGI application serving one media-stream protocol (Starlette, FastAPI, uvicorn...).
+
+No dependency beyond an ASGI server. Mount it where the provider connects::
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from voxwire.aio.asgi import MediaStreamApp
+
+    app = Starlette(routes=[WebSocketRoute("/media", MediaStreamApp(handler, "twilio"))])
+
+or, in FastAPI, ``app.mount("/media", MediaStreamApp(handler, "twilio"))``. It speaks the
+ASGI WebSocket protocol (https://asgi.readthedocs.io/en/latest/specs/www.html): a failed
+token check closes before ``websocket.accept``, which servers answer with HTTP 403;
+other scopes get a 404 (HTTP) or are ignored (lifespan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from voxwire.aio.pacer import Pacer
+from voxwire.aio.session import CLOSE_POLICY, Handler, Limits, run_call
+from voxwire.errors import ConnectionClosed
+from voxwire.protocols import CODECS
+from voxwire.protocols.base import MediaStreamCodec, Outbound
+from voxwire.protocols.jambonz import SUBPROTOCOL as JAMBONZ_SUBPROTOCOL
+from voxwire.security import TokenAuth
+
+__all__ = ["ASGITransport", "MediaStreamApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ASGITransport:
+    """A :class:`~voxwire.aio.session.Transport` over an accepted ASGI WebSocket."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.closed = False
+
+    async def recv(self) -> str | bytes:
+        while True:
+            message = await self._receive()
+            kind = message.get("type")
+            if kind == "websocket.receive":
+                if message.get("bytes") is not None:
+                    return bytes(message["bytes"])
+                if message.get("text") is not None:
+                    return str(message["text"])
+                continue
+            if kind == "websocket.disconnect":
+                self.closed = True
+                raise ConnectionClosed(message.get("code"), str(message.get("reason") or ""))
+
+    async def send(self, message: Outbound) -> None:
+        if self.closed:
+            raise ConnectionClosed(None, "closed")
+        key = "text" if isinstance(message, str) else "bytes"
+        try:
+            await self._send({"type": "websocket.send", key: message})
+        except OSError as exc:  # the server's way to say the client went away
+            self.closed = True
+            raise ConnectionClosed(None, str(exc)) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+
+class MediaStreamApp:
+    """ASGI app running ``handler`` for each media WebSocket of ``protocol``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        protocol: str | Callable[[], MediaStreamCodec],
+        *,
+        auth: TokenAuth | None = None,
+        limits: Limits | None = None,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.handler = handler
+        self.factory = CODECS[protocol] if isinstance(protocol, str) else protocol
+        self.auth = auth
+        self.limits = limits or Limits()
+        self.pacer = pacer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"media streams only\n"})
+            return
+        if scope["type"] != "websocket":
+            return
+        first = await receive()
+        if first.get("type") != "websocket.connect":
+            return
+        authenticated = True
+        if self.auth is not None:
+            headers = {
+                k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+            }
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            authenticated = self.auth.check_request(headers, query)
+            if not authenticated and not self.auth.deferred:
+                await send({"type": "websocket.close", "code": CLOSE_POLICY})
+                return
+        accept: Message = {"type": "websocket.accept"}
+        if JAMBONZ_SUBPROTOCOL in scope.get("subprotocols", []):
+            accept["subprotocol"] = JAMBONZ_SUBPROTOCOL
+        await send(accept)
+        await run_call(
+            self.factory(),
+            ASGITransport(receive, send),
+            self.handler,
+            pacer=self.pacer,
+            limits=self.limits,
+            auth=self.auth,
+            authenticated=authenticated,
+        )

@@ -1,0 +1,426 @@
+"""One call over any transport: the glue every asyncio adapter shares.
+
+An adapter wraps its connection in a :class:`Transport` (receive one message, send one,
+close with a code) and calls :func:`run_call`. Everything else is here, once: the read
+loop feeding the codec, limits, deferred token authentication, the codec's timer, the
+write loop, the pacer registration, and the :class:`Call` object handed to the
+application's handler.
+
+The handler is ``async def handler(call: Call) -> None``. It iterates the call's events
+and plays audio::
+
+    async def echo(call: Call) -> None:
+        async for event in call:
+            if isinstance(event, Audio):
+                call.play(event.pcm, event.sample_rate)
+
+When the handler returns the connection is closed normally; when the peer ends the stream
+the iteration ends and the handler has ``Limits.handler_grace`` seconds to return.
+
+Close codes
+-----------
+==========================  =====  =================================================
+constant                    code   when
+==========================  =====  =================================================
+``CLOSE_NORMAL``            1000   the handler returned, or the stream stopped
+``CLOSE_PROTOCOL_ERROR``    1002   the peer broke the protocol beyond recovery
+``CLOSE_POLICY``            1008   authentication failed, or the message rate limit
+``CLOSE_TOO_BIG``           1009   a message larger than ``Limits.max_message_bytes``
+``CLOSE_INTERNAL``          1011   the handler raised
+``CLOSE_IDLE``              4000   nothing received for ``Limits.idle_timeout`` seconds
+==========================  =====  =================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.errors import ConnectionClosed, RemoteProtocolError
+from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
+from voxwire.protocols.base import MediaStreamCodec, Outbound, SessionStats
+from voxwire.protocols.events import Audio, CallStarted, Event, MarkPlayed, Stopped
+from voxwire.security import TokenAuth
+
+__all__ = [
+    "CLOSE_IDLE",
+    "CLOSE_INTERNAL",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "Call",
+    "Handler",
+    "Limits",
+    "Transport",
+    "run_call",
+]
+
+log = logging.getLogger("voxwire.aio")
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_IDLE = 4000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits, enforced with the close codes of the module docstring."""
+
+    #: largest message accepted, in bytes (text frames counted as UTF-8 characters)
+    max_message_bytes: int = 64 * 1024
+    #: sustained message rate allowed, messages per second, with one second of burst
+    max_messages_per_second: float = 250.0
+    #: seconds without any message before the connection is closed
+    idle_timeout: float = 15.0
+    #: seconds the handler may run on after the stream ended
+    handler_grace: float = 2.0
+    #: inbound events queued for a slow handler before audio is dropped (and counted)
+    max_pending_events: int = 1000
+
+
+class Transport(Protocol):
+    """What an adapter provides: one connection, message by message."""
+
+    async def recv(self) -> str | bytes:
+        """The next message; raise :class:`~voxwire.errors.ConnectionClosed` at the end."""
+        ...
+
+    async def send(self, message: Outbound) -> None:
+        """Send one message (``str`` as text, ``bytes`` as binary)."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with a code and a reason."""
+        ...
+
+
+Handler = Callable[["Call"], Awaitable[None]]
+
+_END = object()
+
+
+class Call:
+    """One call as the application sees it: events in, paced audio out."""
+
+    def __init__(
+        self,
+        codec: MediaStreamCodec,
+        transport: Transport,
+        *,
+        pacer: Pacer,
+        limits: Limits,
+        auth: TokenAuth | None = None,
+        authenticated: bool = True,
+    ) -> None:
+        self.codec = codec
+        self.transport = transport
+        self.limits = limits
+        self._pacer = pacer
+        self._auth = auth
+        self._authenticated = authenticated
+        self._events: asyncio.Queue[object] = asyncio.Queue()
+        self._out: asyncio.Queue[Outbound | None] = asyncio.Queue()
+        self.stream: PacedStream | None = None
+        #: inbound audio events dropped because the handler fell behind
+        self.events_dropped = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._closed = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- application API -------------------------------------------------------------
+
+    @property
+    def started(self) -> CallStarted | None:
+        """The start message, once received."""
+        return self.codec.started
+
+    @property
+    def stats(self) -> SessionStats:
+        """The codec's :class:`~voxwire.protocols.base.SessionStats`."""
+        return self.codec.stats
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                self._events.put_nowait(_END)
+                return
+            yield item  # type: ignore[misc]
+
+    def play(self, pcm: object, sample_rate: int | None = None) -> None:
+        """Queue audio for paced playback (at ``sample_rate``, default the line rate)."""
+        stream = self._require_stream()
+        stream.push(self.codec.line_pcm(pcm, sample_rate))
+
+    def flush(self) -> None:
+        """Pad and queue the last partial frame (call at the end of an utterance)."""
+        self._require_stream().flush()
+
+    def mark(self, name: str) -> None:
+        """Queue a mark after the audio queued so far; a :class:`MarkPlayed` follows."""
+        self._require_stream().mark(name)
+
+    def clear(self) -> None:
+        """Barge-in: drop queued audio here and at the provider, now."""
+        stream = self._require_stream()
+        for event in stream.clear():
+            self._deliver(event)
+        if not self.codec.stopped and self.close_code is None:
+            for message in self.codec.send_clear():
+                self._out.put_nowait(message)
+
+    @property
+    def played_samples(self) -> int:
+        """Line-rate samples the caller is known to have heard (from marks)."""
+        return self.stream.played_samples if self.stream else 0
+
+    @property
+    def played_seconds(self) -> float:
+        """:attr:`played_samples` in seconds of line-rate audio."""
+        return self.stream.played_seconds if self.stream else 0.0
+
+    @property
+    def queued_samples(self) -> int:
+        """Line-rate samples waiting in the pacer."""
+        return self.stream.queued_samples if self.stream else 0
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the connection (idempotent)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self._out.put_nowait(None)
+        self._closed.set()
+
+    def _require_stream(self) -> PacedStream:
+        if self.stream is None:
+            raise RuntimeError("the call has not started yet: wait for CallStarted")
+        return self.stream
+
+    # --- internals -------------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> None:
+        if isinstance(event, Audio) and self._events.qsize() >= self.limits.max_pending_events:
+            self.events_dropped += 1
+            return
+        self._events.put_nowait(event)
+
+    def _sink(self, item: PacedItem) -> None:
+        if self.codec.stopped or self.close_code is not None:
+            return  # the stream ended with audio still queued: nothing more goes out
+        if isinstance(item, MarkOut):
+            messages = self.codec.send_mark(item.name)
+        elif isinstance(item, MarkDue):
+            self._deliver(MarkPlayed(item.name))
+            return
+        else:
+            messages = self.codec.send_audio(item)
+        for message in messages:
+            self._out.put_nowait(message)
+
+    def _on_started(self, started: CallStarted) -> bool:
+        if not self._authenticated:
+            if self._auth is None or not self._auth.check_start(started):
+                return False
+            self._authenticated = True
+        fmt = started.media_format
+        self.stream = PacedStream(
+            fmt.sample_rate,
+            frame_ms=self.codec.frame_ms,
+            local_marks=not self.codec.supports_marks,
+            name=started.stream_id,
+        )
+        self._pacer.open(self.stream, self._sink)
+        return True
+
+    def _dispatch(self, events: list[Event]) -> bool:
+        """Route codec events; False when the call must end."""
+        for event in events:
+            if isinstance(event, CallStarted):
+                if self.stream is not None:
+                    # AudioSocket re-announces the rate: restart the paced stream
+                    self._pacer.close(self.stream)
+                    self.stream = None
+                    self._authenticated = True
+                if not self._on_started(event):
+                    self._close_soon(CLOSE_POLICY, "authentication failed")
+                    return False
+            elif not self._authenticated:
+                continue
+            if isinstance(event, MarkPlayed) and self.stream is not None:
+                resolved = self.stream.resolve_mark(event.name)
+                if resolved is None:
+                    continue
+                event = resolved
+            self._deliver(event)
+            if isinstance(event, Stopped):
+                return False
+        return True
+
+    def _close_soon(self, code: int, reason: str) -> None:
+        log.info("closing %s call %r: %d %s", self.codec.name, self._ident(), code, reason)
+        self._events.put_nowait(_END)
+        asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    def _ident(self) -> str:
+        return self.codec.started.stream_id if self.codec.started else "(not started)"
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self.codec.get_timer()
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(when, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        events = self.codec.handle_timer(asyncio.get_running_loop().time())
+        if self._dispatch(events):
+            self._arm_timer()
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        window: deque[float] = deque()
+        logged: set[str] = set()
+        try:
+            while self.close_code is None:
+                try:
+                    message = await asyncio.wait_for(self.transport.recv(), limits.idle_timeout)
+                except asyncio.TimeoutError:
+                    self._close_soon(CLOSE_IDLE, f"idle for {limits.idle_timeout:g} s")
+                    return
+                except ConnectionClosed:
+                    return
+                now = loop.time()
+                if len(message) > limits.max_message_bytes:
+                    self._close_soon(
+                        CLOSE_TOO_BIG,
+                        f"message of {len(message)} bytes, limit {limits.max_message_bytes}",
+                    )
+                    return
+                window.append(now)
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+                if len(window) > limits.max_messages_per_second:
+                    self._close_soon(
+                        CLOSE_POLICY, f"more than {limits.max_messages_per_second:g} messages/s"
+                    )
+                    return
+                try:
+                    events = self.codec.receive(message, now)
+                except RemoteProtocolError as exc:
+                    self._close_soon(CLOSE_PROTOCOL_ERROR, str(exc)[:120])
+                    return
+                for kind, reason in self.codec.stats.first_reason.items():
+                    if kind not in logged:
+                        logged.add(kind)
+                        log.warning(
+                            "%s call %r: skipped %s input (logged once): %s",
+                            self.codec.name,
+                            self._ident(),
+                            kind,
+                            reason,
+                        )
+                if not self._dispatch(events):
+                    return
+                self._arm_timer()
+        finally:
+            self._events.put_nowait(_END)
+
+    async def _write_loop(self) -> None:
+        while True:
+            message = await self._out.get()
+            if message is None:
+                return
+            try:
+                await self.transport.send(message)
+            except ConnectionClosed:
+                return
+
+    def _shutdown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.stream is not None:
+            self._pacer.close(self.stream)
+
+
+async def run_call(
+    codec: MediaStreamCodec,
+    transport: Transport,
+    handler: Handler,
+    *,
+    pacer: Pacer | None = None,
+    limits: Limits | None = None,
+    auth: TokenAuth | None = None,
+    authenticated: bool = True,
+) -> Call:
+    """Run one call to its end; return the finished :class:`Call` (for its stats).
+
+    ``authenticated=False`` means the upgrade request did not carry the token and the
+    start message must (``auth.custom_parameter``); until it does, nothing reaches the
+    handler.
+    """
+    limits = limits or Limits()
+    call = Call(
+        codec,
+        transport,
+        pacer=pacer if pacer is not None else get_pacer(),
+        limits=limits,
+        auth=auth,
+        authenticated=authenticated,
+    )
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(call._read_loop())
+    writer = loop.create_task(call._write_loop())
+    user = loop.create_task(_guarded(handler, call))
+    closed = loop.create_task(call._closed.wait())
+    try:
+        await asyncio.wait({reader, user, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if user.done() and call.close_code is None:
+            await call.close(CLOSE_NORMAL, "")
+        if not user.done():
+            # the stream ended or the connection is closing: let the handler finish
+            call._events.put_nowait(_END)
+            done, _ = await asyncio.wait({user}, timeout=limits.handler_grace)
+            if not done:
+                user.cancel()
+        await call.close(CLOSE_NORMAL, "")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer), 1.0)
+    finally:
+        call._shutdown()
+        for task in (reader, writer, user, closed):
+            task.cancel()
+        await asyncio.gather(reader, writer, user, closed, return_exceptions=True)
+        code = call.close_code if call.close_code is not None else CLOSE_NORMAL
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(transport.close(code, call.close_reason), 1.0)
+    return call
+
+
+async def _guarded(handler: Handler, call: Call) -> None:
+    try:
+        await handler(call)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("handler of %s call %r raised", call.codec.name, call._ident())
+        await call.close(CLOSE_INTERNAL, "handler error")

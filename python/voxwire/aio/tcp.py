@@ -1,0 +1,101 @@
+"""A TCP server for Asterisk AudioSocket (asyncio streams, no dependency).
+
+::
+
+    from voxwire.aio.tcp import serve_audiosocket
+
+    server = await serve_audiosocket(handler, "0.0.0.0", 9092)
+    async with server:
+        await server.serve_forever()
+
+and in the dialplan ``AudioSocket(<uuid>,server.example.com:9092)`` or
+``Dial(AudioSocket/server.example.com:9092/<uuid>)``. When the handler returns, the server
+sends the hangup message and closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from voxwire.aio.pacer import Pacer
+from voxwire.aio.session import Handler, Limits, run_call
+from voxwire.errors import ConnectionClosed
+from voxwire.protocols.audiosocket import AudioSocketCodec, Kind, pack
+from voxwire.protocols.base import Outbound
+
+__all__ = ["StreamTransport", "serve_audiosocket"]
+
+
+class StreamTransport:
+    """A :class:`~voxwire.aio.session.Transport` over an asyncio stream pair."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        read_size: int = 4096,
+        hangup: bytes = b"",
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.read_size = read_size
+        self.hangup = hangup
+        self.closed = False
+
+    async def recv(self) -> bytes:
+        try:
+            data = await self.reader.read(self.read_size)
+        except ConnectionError as exc:
+            raise ConnectionClosed(None, str(exc)) from None
+        if not data:
+            raise ConnectionClosed(None, "end of stream")
+        return data
+
+    async def send(self, message: Outbound) -> None:
+        if self.closed or self.writer.is_closing():
+            raise ConnectionClosed(None, "closed")
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise ConnectionClosed(None, str(exc)) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if self.hangup and not self.writer.is_closing():
+                self.writer.write(self.hangup)
+                await self.writer.drain()
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def serve_audiosocket(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 9092,
+    *,
+    sample_rate: int = 8000,
+    limits: Limits | None = None,
+    pacer: Pacer | None = None,
+) -> asyncio.Server:
+    """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`."""
+    lim = limits or Limits()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = StreamTransport(reader, writer, hangup=pack(Kind.HANGUP))
+        await run_call(
+            AudioSocketCodec(sample_rate=sample_rate),
+            transport,
+            handler,
+            pacer=pacer,
+            limits=lim,
+        )
+
+    return await asyncio.start_server(on_connection, host, port)

@@ -1,0 +1,152 @@
+"""A standalone media-stream server on the ``websockets`` package.
+
+``pip install "voxwire[websockets]"``, then::
+
+    import asyncio
+    from voxwire.aio.websockets_server import serve
+
+    async def handler(call):
+        async for event in call:
+            ...
+
+    async def main():
+        async with serve(handler, "twilio", "0.0.0.0", 8080, path="/media"):
+            await asyncio.Future()
+
+The server accepts the media WebSocket on ``path`` (any path when ``None``), checks the
+optional :class:`~voxwire.security.TokenAuth` on the upgrade request (401 when absent and
+the protocol cannot carry it in the start message), and runs each connection through
+:func:`~voxwire.aio.session.run_call` with a new codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from voxwire.aio.pacer import Pacer
+from voxwire.aio.session import Handler, Limits, run_call
+from voxwire.errors import ConnectionClosed
+from voxwire.protocols import CODECS
+from voxwire.protocols.base import MediaStreamCodec, Outbound
+from voxwire.protocols.jambonz import SUBPROTOCOL as JAMBONZ_SUBPROTOCOL
+from voxwire.security import TokenAuth
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import Server, ServerConnection
+    from websockets.http11 import Request, Response
+
+__all__ = ["WebSocketsTransport", "serve"]
+
+
+def _import_websockets() -> Any:
+    try:
+        import websockets.asyncio.server as server
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            'the websockets adapter needs the "websockets" package: '
+            'pip install "voxwire[websockets]"'
+        ) from exc
+    return server
+
+
+class WebSocketsTransport:
+    """A :class:`~voxwire.aio.session.Transport` over a ``websockets`` connection."""
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+
+    async def recv(self) -> str | bytes:
+        from websockets.exceptions import ConnectionClosed as WsClosed
+
+        try:
+            return await self.connection.recv()
+        except WsClosed as exc:
+            code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+            raise ConnectionClosed(code, reason) from None
+
+    async def send(self, message: Outbound) -> None:
+        from websockets.exceptions import ConnectionClosed as WsClosed
+
+        try:
+            await self.connection.send(message)
+        except WsClosed as exc:
+            raise ConnectionClosed(None, str(exc)) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        # Keep reading (and discarding) while closing: messages the peer sent before it
+        # saw our close frame would otherwise fill the receive queue, pause reading, and
+        # hold the closing handshake until close_timeout.
+        async def drain() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    await self.connection.recv()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        try:
+            await self.connection.close(code, reason[:120])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    """Accept jambonz's subprotocol when offered; connect without one otherwise."""
+    return JAMBONZ_SUBPROTOCOL if JAMBONZ_SUBPROTOCOL in offered else None
+
+
+def serve(
+    handler: Handler,
+    protocol: str | Callable[[], MediaStreamCodec],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    path: str | None = None,
+    auth: TokenAuth | None = None,
+    limits: Limits | None = None,
+    pacer: Pacer | None = None,
+    **kwargs: Any,
+) -> Server:
+    """Serve media streams of ``protocol`` (a name from ``voxwire.protocols.CODECS`` or a
+    codec factory) on ``host:port``; use as ``async with serve(...) as server``.
+
+    Extra keyword arguments go to :func:`websockets.asyncio.server.serve`.
+    """
+    ws = _import_websockets()
+    factory = CODECS[protocol] if isinstance(protocol, str) else protocol
+    limits = limits or Limits()
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if path is not None and url.path != path:
+            return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
+        if auth is not None:
+            headers = {k: v for k, v in request.headers.raw_items()}
+            ok = auth.check_request(headers, dict(parse_qsl(url.query)))
+            connection.voxwire_authenticated = ok  # type: ignore[attr-defined]
+            if not ok and not auth.deferred:
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        return None
+
+    async def on_connection(connection: ServerConnection) -> None:
+        authenticated = getattr(connection, "voxwire_authenticated", True)
+        await run_call(
+            factory(),
+            WebSocketsTransport(connection),
+            handler,
+            pacer=pacer,
+            limits=limits,
+            auth=auth,
+            authenticated=authenticated,
+        )
+
+    kwargs.setdefault("max_size", limits.max_message_bytes)
+    kwargs.setdefault("compression", None)
+    kwargs.setdefault("close_timeout", 2.0)
+    kwargs.setdefault("select_subprotocol", _select_subprotocol)
+    server: Server = ws.serve(on_connection, host, port, process_request=process_request, **kwargs)
+    return server

@@ -1,0 +1,89 @@
+"""Sans-I/O codecs for telephony and browser media streams.
+
+One codec object per call: bytes/str in, typed events out; audio, marks and clear in,
+messages out. Time is a parameter; nothing here touches a socket or a clock. See
+:mod:`voxwire.protocols.base` for the contract and :mod:`voxwire.protocols.events` for
+the events.
+
+>>> from voxwire.protocols import TwilioCodec
+>>> codec = TwilioCodec()
+>>> codec.receive('{"event": "connected", "protocol": "Call", "version": "1.0.0"}', now=0.0)
+[Connected(protocol='Call', version='1.0.0')]
+"""
+
+from __future__ import annotations
+
+from voxwire.protocols.audiosocket import AudioSocketCodec
+from voxwire.protocols.base import (
+    MediaStreamCodec,
+    Outbound,
+    Resampler,
+    ResamplerFactory,
+    SessionStats,
+)
+from voxwire.protocols.events import (
+    Audio,
+    CallStarted,
+    Cleared,
+    Connected,
+    Dtmf,
+    Event,
+    MarkPlayed,
+    MediaFormat,
+    RemoteError,
+    Stopped,
+)
+from voxwire.protocols.exotel import ExotelCodec
+from voxwire.protocols.jambonz import JambonzCodec
+from voxwire.protocols.plivo import PlivoCodec
+from voxwire.protocols.rawpcm import RawPcmCodec
+from voxwire.protocols.reorder import ReorderBuffer
+from voxwire.protocols.teler import TelerCodec
+from voxwire.protocols.telnyx import TelnyxCodec
+from voxwire.protocols.twilio import TwilioCodec
+from voxwire.protocols.vonage import VonageCodec
+
+CODECS: dict[str, type[MediaStreamCodec]] = {
+    cls.name: cls
+    for cls in (
+        TwilioCodec,
+        TelnyxCodec,
+        PlivoCodec,
+        VonageCodec,
+        ExotelCodec,
+        TelerCodec,
+        JambonzCodec,
+        RawPcmCodec,
+        AudioSocketCodec,
+    )
+}
+"""Codec classes by protocol name (``"twilio"``, ``"telnyx"``, ...)."""
+
+__all__ = [
+    "CODECS",
+    "Audio",
+    "AudioSocketCodec",
+    "CallStarted",
+    "Cleared",
+    "Connected",
+    "Dtmf",
+    "Event",
+    "ExotelCodec",
+    "JambonzCodec",
+    "MarkPlayed",
+    "MediaFormat",
+    "MediaStreamCodec",
+    "Outbound",
+    "PlivoCodec",
+    "RawPcmCodec",
+    "RemoteError",
+    "ReorderBuffer",
+    "Resampler",
+    "ResamplerFactory",
+    "SessionStats",
+    "Stopped",
+    "TelerCodec",
+    "TelnyxCodec",
+    "TwilioCodec",
+    "VonageCodec",
+]

@@ -1,0 +1,464 @@
+"""The shared machinery of the sans-I/O media-stream codecs.
+
+A codec is one object per call. It never touches a socket or a clock:
+
+* ``receive(data, now)`` takes one WebSocket message (``str`` for a text frame, ``bytes``
+  for a binary frame; for AudioSocket, any chunk of the TCP byte stream) and returns the
+  :mod:`~voxwire.protocols.events` it carries;
+* ``send_audio(pcm)``, ``send_mark(name)`` and ``send_clear()`` return the messages to
+  write, ``str`` to go out as a text frame and ``bytes`` as a binary frame;
+* ``get_timer()`` / ``handle_timer(now)`` release audio a codec holds back (only the
+  Telnyx reorder buffer does).
+
+Bad input
+---------
+Input that breaks the protocol in a way the session survives (malformed JSON, bad base64,
+a wrong frame size, an unknown event, media before the start message, a text frame where
+binary was expected) is *skipped*: the message yields no event and is counted in
+:class:`SessionStats` under its kind, with the first reason of each kind kept for one log
+line. Input after which the session cannot go on (a second start for another stream, a
+corrupt AudioSocket byte stream, more than ``max_skipped`` skipped messages) raises
+:class:`~voxwire.errors.RemoteProtocolError`. Asking a codec to send what its protocol
+does not allow raises :class:`~voxwire.errors.LocalProtocolError`. Nothing else escapes.
+
+Resampling
+----------
+Codecs decode to PCM16 at the line rate. The one place a resampler plugs in is the
+``resampler`` argument, a :data:`ResamplerFactory`: given it and a ``pipeline_rate``, the
+codec creates one stateful resampler per direction when the stream's line rate becomes
+known, and :class:`~voxwire.protocols.events.Audio` events then carry pipeline-rate PCM;
+``send_audio(pcm, sample_rate=...)`` converts the other way. voxwire's native resampler is
+meant to be passed here; without one, a rate mismatch is a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from voxwire.errors import LocalProtocolError, RemoteProtocolError
+from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
+from voxwire.protocols.events import Audio, CallStarted, Event, MediaFormat
+
+__all__ = [
+    "MediaStreamCodec",
+    "Outbound",
+    "Resampler",
+    "ResamplerFactory",
+    "SessionStats",
+]
+
+Outbound = str | bytes
+"""One message to send: ``str`` as a WebSocket text frame, ``bytes`` as a binary frame."""
+
+PCM = npt.NDArray[np.int16]
+
+
+class Resampler(Protocol):
+    """A stateful mono PCM16 rate converter for one stream and one direction."""
+
+    def process(self, pcm: PCM) -> PCM:
+        """Convert the next chunk; state carries over between calls."""
+        ...
+
+
+ResamplerFactory = Callable[[int, int], Resampler]
+"""``factory(in_rate, out_rate)`` returns a new :class:`Resampler`: the resampler hook."""
+
+
+_SKIP_KINDS = (
+    "malformed",
+    "bad_base64",
+    "bad_frame_size",
+    "unknown_event",
+    "media_before_start",
+    "duplicate_start",
+    "after_stop",
+    "wrong_frame_type",
+)
+
+
+@dataclass
+class SessionStats:
+    """Per-call counters. Skipped input is counted by kind; see :meth:`note`."""
+
+    messages_in: int = 0
+    bytes_in: int = 0
+    audio_chunks_in: int = 0
+    audio_samples_in: int = 0
+    messages_out: int = 0
+    audio_samples_out: int = 0
+    marks_out: int = 0
+    clears_out: int = 0
+    # input skipped, by kind (the session went on)
+    malformed: int = 0
+    bad_base64: int = 0
+    bad_frame_size: int = 0
+    unknown_event: int = 0
+    media_before_start: int = 0
+    duplicate_start: int = 0
+    after_stop: int = 0
+    wrong_frame_type: int = 0
+    # network conditions, not errors: reordering of Telnyx media
+    reordered: int = 0
+    late_dropped: int = 0
+    duplicates_dropped: int = 0
+    gaps: int = 0
+    first_reason: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        """Messages skipped as bad input, all kinds together."""
+        return sum(getattr(self, kind) for kind in _SKIP_KINDS)
+
+    def note(self, kind: str, reason: str) -> bool:
+        """Count one skipped message of ``kind``; return True the first time (log it once)."""
+        if kind not in _SKIP_KINDS:
+            raise ValueError(f"unknown skip kind {kind!r}; expected one of {_SKIP_KINDS}")
+        setattr(self, kind, getattr(self, kind) + 1)
+        if kind in self.first_reason:
+            return False
+        self.first_reason[kind] = reason
+        return True
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (for logs and metrics)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "first_reason"}
+
+
+class Skip(Exception):
+    """Raised inside a codec to drop one message; ``receive`` counts it and goes on."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+# --- parsing helpers: each raises Skip with the expected and the received value -------
+
+
+def parse_json_object(data: str | bytes, *, binary_ok: bool = False) -> dict[str, object]:
+    """Parse one JSON text message into a dict, or raise :class:`Skip`."""
+    if isinstance(data, bytes):
+        if not binary_ok:
+            raise Skip("wrong_frame_type", f"expected a JSON text frame, got {len(data)} bytes")
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Skip("malformed", f"binary frame is not UTF-8 JSON: {exc}") from None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise Skip("malformed", f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise Skip("malformed", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def get_str(obj: Mapping[str, object], key: str, default: str | None = None) -> str:
+    """``obj[key]`` as a string; a missing key gives ``default`` or skips."""
+    value = obj.get(key)
+    if value is None:
+        if default is not None:
+            return default
+        raise Skip("malformed", f"missing string field {key!r}")
+    if not isinstance(value, str):
+        raise Skip("malformed", f"field {key!r}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def get_obj(obj: Mapping[str, object], key: str, *, required: bool = True) -> dict[str, object]:
+    """``obj[key]`` as a JSON object; a missing optional key gives ``{}``."""
+    value = obj.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise Skip("malformed", f"field {key!r}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def get_int(obj: Mapping[str, object], key: str, *, required: bool = False) -> int | None:
+    """``obj[key]`` as an int, accepting the decimal strings many providers send."""
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise Skip("malformed", f"missing integer field {key!r}")
+        return None
+    if isinstance(value, bool):
+        raise Skip("malformed", f"field {key!r}: expected an integer, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
+        if len(value) > 20:
+            raise Skip("malformed", f"field {key!r}: integer string too long ({len(value)})")
+        return int(value)
+    raise Skip("malformed", f"field {key!r}: expected an integer, got {value!r:.40}")
+
+
+def str_mapping(value: object, key: str) -> dict[str, str]:
+    """A JSON object of custom parameters, values converted to strings."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Skip("malformed", f"field {key!r}: expected an object, got {type(value).__name__}")
+    try:
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    except (ValueError, RecursionError) as exc:
+        raise Skip("malformed", f"field {key!r}: {exc}") from None
+
+
+def b64decode(payload: str) -> bytes:
+    """Strict base64 (RFC 4648 alphabet, padding required), or skip as ``bad_base64``."""
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Skip("bad_base64", f"payload is not valid base64: {exc}") from None
+
+
+def b64encode(data: bytes) -> str:
+    """Base64 text of ``data``."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_payload(raw: bytes, fmt: MediaFormat) -> PCM:
+    """Wire bytes to mono PCM16 in native byte order, or skip as ``bad_frame_size``."""
+    if not raw:
+        raise Skip("bad_frame_size", "empty audio payload")
+    if fmt.encoding == "mulaw":
+        return decode_ulaw(np.frombuffer(raw, dtype=np.uint8))
+    if fmt.encoding == "alaw":
+        return decode_alaw(np.frombuffer(raw, dtype=np.uint8))
+    if len(raw) % 2:
+        raise Skip("bad_frame_size", f"L16 payload of {len(raw)} bytes is not whole samples")
+    dtype = ">i2" if fmt.big_endian else "<i2"
+    return np.frombuffer(raw, dtype=dtype).astype(np.int16)
+
+
+def encode_payload(pcm: PCM, fmt: MediaFormat) -> bytes:
+    """Mono PCM16 to wire bytes in ``fmt``."""
+    if fmt.encoding == "mulaw":
+        return bytes(encode_ulaw(pcm))
+    if fmt.encoding == "alaw":
+        return bytes(encode_alaw(pcm))
+    return pcm.astype(">i2" if fmt.big_endian else "<i2", copy=False).tobytes()
+
+
+def as_pcm(pcm: object) -> PCM:
+    """Validate outbound audio: a 1-D numpy int16 array, or bytes of native PCM16."""
+    if isinstance(pcm, (bytes, bytearray, memoryview)):
+        raw = bytes(pcm)
+        if len(raw) % 2:
+            raise ValueError(f"PCM16 bytes must have an even length, got {len(raw)}")
+        return np.frombuffer(raw, dtype=np.int16)
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise TypeError(f"expected a 1-D numpy int16 array or bytes, got {pcm!r:.60}")
+    return pcm
+
+
+class MediaStreamCodec(ABC):
+    """Base class of the per-call protocol objects; see the module docstring."""
+
+    #: Short protocol name, as used by adapters and the command line.
+    name: ClassVar[str]
+    #: Whether the provider echoes marks/checkpoints (else playback is tracked locally).
+    supports_marks: ClassVar[bool] = True
+    #: Duration in ms of one outbound audio message as the pacer should cut it.
+    frame_ms: ClassVar[int] = 20
+
+    def __init__(
+        self,
+        *,
+        pipeline_rate: int | None = None,
+        resampler: ResamplerFactory | None = None,
+        max_skipped: int = 1000,
+    ) -> None:
+        if pipeline_rate is not None and pipeline_rate <= 0:
+            raise ValueError(f"pipeline_rate must be positive, got {pipeline_rate}")
+        if pipeline_rate is not None and resampler is None:
+            raise ValueError(
+                "pipeline_rate needs a resampler: pass resampler=<factory(in_rate, out_rate)>"
+            )
+        self.stats = SessionStats()
+        self.started: CallStarted | None = None
+        self.stopped = False
+        self.pipeline_rate = pipeline_rate
+        self.max_skipped = max_skipped
+        self._resampler_factory = resampler
+        self._inbound: Resampler | None = None
+        self._outbound: dict[int, Resampler] = {}
+
+    # --- inbound ---------------------------------------------------------------------
+
+    @property
+    def media_format(self) -> MediaFormat | None:
+        """The line format, once the stream started."""
+        return self.started.media_format if self.started else None
+
+    def receive(self, data: str | bytes, now: float) -> list[Event]:
+        """Parse one message (or byte-stream chunk) received at time ``now`` (seconds)."""
+        if not isinstance(data, (str, bytes)):
+            raise TypeError(f"expected str or bytes, got {type(data).__name__}")
+        self.stats.messages_in += 1
+        self.stats.bytes_in += len(data)
+        try:
+            if self.stopped:
+                raise Skip("after_stop", "message after the stream stopped")
+            return self._receive(data, now)
+        except Skip as skip:
+            self.skip(skip.kind, skip.reason)
+            return []
+
+    def skip(self, kind: str, reason: str) -> None:
+        """Count one skipped message; raise once more than ``max_skipped`` were skipped."""
+        self.stats.note(kind, reason)
+        if self.stats.skipped > self.max_skipped:
+            raise RemoteProtocolError(
+                f"{self.stats.skipped} bad messages, more than the {self.max_skipped} "
+                f"allowed; first of each kind: {self.stats.first_reason}"
+            )
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` should next be called, or None."""
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Release events that were waiting for time to pass."""
+        return []
+
+    @abstractmethod
+    def _receive(self, data: str | bytes, now: float) -> list[Event]:
+        """Parse one message; raise :class:`Skip` to drop it."""
+
+    def _start(self, started: CallStarted) -> list[Event]:
+        """Record the start message (once) and set up the inbound resampler."""
+        if self.started is not None:
+            if started.stream_id == self.started.stream_id:
+                raise Skip("duplicate_start", f"start repeated for stream {started.stream_id!r}")
+            raise RemoteProtocolError(
+                f"second start for stream {started.stream_id!r} while stream "
+                f"{self.started.stream_id!r} is running"
+            )
+        fmt = started.media_format
+        if fmt.channels != 1:
+            raise RemoteProtocolError(f"expected mono audio, got {fmt.channels} channels")
+        if fmt.sample_rate <= 0:
+            raise RemoteProtocolError(f"expected a positive sample rate, got {fmt.sample_rate}")
+        self.started = started
+        if self.pipeline_rate is not None and self.pipeline_rate != fmt.sample_rate:
+            self._inbound = self._new_resampler(fmt.sample_rate, self.pipeline_rate)
+        return [started]
+
+    def _audio_pcm(self, raw: bytes) -> tuple[PCM, PCM, int]:
+        """Decode wire bytes: (line-rate PCM, PCM at the delivered rate, delivered rate)."""
+        if self.started is None:
+            raise Skip("media_before_start", "audio before the start message")
+        fmt = self.started.media_format
+        pcm = decode_payload(raw, fmt)
+        self.stats.audio_chunks_in += 1
+        self.stats.audio_samples_in += len(pcm)
+        if self._inbound is not None:
+            assert self.pipeline_rate is not None
+            return pcm, self._inbound.process(pcm), self.pipeline_rate
+        return pcm, pcm, fmt.sample_rate
+
+    def _audio_event(
+        self,
+        raw: bytes,
+        *,
+        track: str = "inbound",
+        sequence: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Audio:
+        """Decode wire bytes into an :class:`Audio` event (the inbound resampler hook)."""
+        _, pcm, rate = self._audio_pcm(raw)
+        assert self.started is not None
+        line_rate = self.started.media_format.sample_rate
+        return Audio(pcm, rate, line_rate, track, sequence, timestamp_ms)
+
+    def _new_resampler(self, in_rate: int, out_rate: int) -> Resampler:
+        if self._resampler_factory is None:
+            raise ValueError(
+                f"converting {in_rate} Hz to {out_rate} Hz needs a resampler: pass "
+                "resampler=<factory(in_rate, out_rate)> to the codec"
+            )
+        return self._resampler_factory(in_rate, out_rate)
+
+    # --- outbound --------------------------------------------------------------------
+
+    def _require_started(self, what: str) -> CallStarted:
+        if self.stopped:
+            raise LocalProtocolError(f"cannot send {what}: the stream has stopped")
+        if self.started is None:
+            raise LocalProtocolError(f"cannot send {what} before the stream has started")
+        return self.started
+
+    def line_pcm(self, pcm: object, sample_rate: int | None = None) -> PCM:
+        """Validate outbound PCM and bring it to the line rate through the resampler hook."""
+        started = self._require_started("audio")
+        data = as_pcm(pcm)
+        line_rate = started.media_format.sample_rate
+        if sample_rate is None or sample_rate == line_rate:
+            return data
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        resampler = self._outbound.get(sample_rate)
+        if resampler is None:
+            resampler = self._outbound[sample_rate] = self._new_resampler(sample_rate, line_rate)
+        return resampler.process(data)
+
+    def send_audio(self, pcm: object, sample_rate: int | None = None) -> list[Outbound]:
+        """Messages carrying ``pcm`` (int16, mono, at ``sample_rate`` or the line rate)."""
+        line = self.line_pcm(pcm, sample_rate)
+        if len(line) == 0:
+            return []
+        out = self._audio_messages(line)
+        self.stats.audio_samples_out += len(line)
+        self.stats.messages_out += len(out)
+        return out
+
+    def send_mark(self, name: str) -> list[Outbound]:
+        """Messages asking the provider to echo ``name`` once the audio before it played."""
+        self._require_started("a mark")
+        if not isinstance(name, str) or not name:
+            raise LocalProtocolError(f"a mark needs a non-empty string name, got {name!r}")
+        if not self.supports_marks:
+            raise LocalProtocolError(f"the {self.name} protocol has no marks")
+        out = self._mark_messages(name)
+        self.stats.marks_out += 1
+        self.stats.messages_out += len(out)
+        return out
+
+    def send_clear(self) -> list[Outbound]:
+        """Messages asking the provider to drop the audio it has queued (barge-in)."""
+        self._require_started("clear")
+        out = self._clear_messages()
+        self.stats.clears_out += 1
+        self.stats.messages_out += len(out)
+        return out
+
+    def send_hangup(self) -> list[Outbound]:
+        """Messages ending the stream from this side, where the protocol has them."""
+        return []
+
+    @abstractmethod
+    def _audio_messages(self, pcm: PCM) -> list[Outbound]: ...
+
+    def _mark_messages(self, name: str) -> list[Outbound]:  # pragma: no cover - per codec
+        raise LocalProtocolError(f"the {self.name} protocol has no marks")
+
+    @abstractmethod
+    def _clear_messages(self) -> list[Outbound]: ...
+
+
+def dumps(obj: Mapping[str, object]) -> str:
+    """Compact JSON text, as the providers' examples are sent."""
+    return json.dumps(obj, separators=(",", ":"))

@@ -1,0 +1,120 @@
+"""The seeded impairment model and the UDP proxy that applies it."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import pytest
+
+from voxwire.netsim import Impairment, UdpImpairmentProxy
+
+
+def run(net: Impairment, n: int = 20000, step: float = 0.02) -> list[list[float]]:
+    return [net.schedule(step * i) for i in range(n)]
+
+
+def test_same_seed_same_schedule_and_different_seed_differs() -> None:
+    kw = {"delay": 0.05, "jitter": 0.02, "loss": 0.1, "duplicate": 0.02, "reorder": 0.05}
+    assert run(Impairment(seed=4, **kw), 2000) == run(Impairment(seed=4, **kw), 2000)
+    assert run(Impairment(seed=4, **kw), 2000) != run(Impairment(seed=5, **kw), 2000)
+
+
+def test_independent_loss_and_duplication_rates() -> None:
+    net = Impairment(seed=1, loss=0.1, duplicate=0.05)
+    out = run(net)
+    lost = sum(not a for a in out)
+    assert lost == net.stats.lost
+    assert 0.09 < lost / len(out) < 0.11
+    assert 0.04 < net.stats.duplicated / len(out) < 0.06
+    assert sum(len(a) for a in out) == net.stats.delivered
+
+
+def test_gilbert_elliott_bursts_have_the_configured_mean_length() -> None:
+    # Enter the bad state with 2 %, leave with 25 %: mean burst 4 packets, all lost.
+    net = Impairment(seed=2, burst_enter=0.02, burst_exit=0.25, burst_loss=1.0)
+    out = run(net, 100000)
+    bursts, current = [], 0
+    for arrivals in out:
+        if not arrivals:
+            current += 1
+        elif current:
+            bursts.append(current)
+            current = 0
+    assert 3.5 < statistics.mean(bursts) < 4.5
+    assert net.stats.burst_losses == net.stats.lost
+    # Stationary bad-state share: 0.02 / (0.02 + 0.25) = 7.4 %.
+    assert 0.065 < net.stats.lost / len(out) < 0.085
+
+
+def test_delay_jitter_and_fifo_order() -> None:
+    net = Impairment(seed=3, delay=0.080, jitter=0.015, correlation=0.5)
+    out = run(net, 20000)
+    delays = [a[0] - 0.02 * i for i, a in enumerate(out)]
+    assert all(d >= 0 for d in delays)
+    arrivals = [a[0] for a in out]
+    assert arrivals == sorted(arrivals)  # one queue: no overtaking
+    assert 0.080 < statistics.mean(delays) < 0.090  # queueing only adds delay
+
+
+def test_reordering_lets_later_packets_overtake() -> None:
+    net = Impairment(seed=6, delay=0.02, reorder=0.1, reorder_delay=0.05)
+    out = run(net, 5000)
+    arrivals = [a[0] for a in out]
+    overtaken = sum(1 for i in range(len(arrivals) - 1) if arrivals[i] > arrivals[i + 1])
+    assert overtaken > 0
+    assert 0.08 < net.stats.reordered / len(out) < 0.12
+
+
+def test_heavy_tail_has_rare_large_delays() -> None:
+    net = Impairment(seed=7, delay=0.05, jitter=0.01, heavy_tail=True, fifo=False)
+    delays = sorted(a[0] - 0.02 * i for i, a in enumerate(run(net, 50000)))
+    p50, p999 = delays[len(delays) // 2], delays[int(len(delays) * 0.999)]
+    assert p999 - p50 > 6 * 0.01  # far beyond a normal tail (about 3 sigma)
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError, match=r"loss must be a probability in \[0, 1\], got 1.5"):
+        Impairment(loss=1.5)
+    with pytest.raises(ValueError, match="correlation must be in"):
+        Impairment(correlation=1.0)
+    with pytest.raises(ValueError, match="jitter must be >= 0"):
+        Impairment(jitter=-1)
+    net = Impairment()
+    net.schedule(1.0)
+    with pytest.raises(ValueError, match="must not decrease"):
+        net.schedule(0.5)
+
+
+def test_udp_proxy_delivers_what_the_model_says() -> None:
+    async def main() -> tuple[list[bytes], int, int]:
+        loop = asyncio.get_running_loop()
+        received: list[bytes] = []
+        done = loop.create_future()
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                received.append(data)
+
+        sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        target = sink.get_extra_info("sockname")[:2]
+        net = Impairment(seed=9, delay=0.005, jitter=0.002, loss=0.1, duplicate=0.05)
+        proxy = UdpImpairmentProxy(target, net)
+        address = await proxy.start()
+        src, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=address)
+        for i in range(300):
+            src.sendto(i.to_bytes(4, "big"))
+            if i % 20 == 0:
+                await asyncio.sleep(0.001)
+        loop.call_later(0.3, done.set_result, None)
+        await asyncio.wait_for(done, 5)
+        src.close()
+        proxy.close()
+        sink.close()
+        assert not proxy._handles  # nothing left in flight
+        return received, net.stats.delivered, proxy.forwarded
+
+    received, expected, forwarded = asyncio.run(main())
+    assert len(received) == expected == forwarded
+    assert 240 < len(received) < 300
+    assert {int.from_bytes(d, "big") for d in received} <= set(range(300))
