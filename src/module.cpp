@@ -13,6 +13,7 @@ void raise_reasoned(const char* class_name, std::string_view reason, const std::
 PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   m.doc() = "voxwire's native kernels (private: use the voxwire package)";
   voxwire::bindings::bind_g711(m);
+  voxwire::bindings::bind_vad(m);
   voxwire::bindings::bind_rtp(m);
   voxwire::bindings::bind_resample(m);
   voxwire::bindings::bind_plc(m);

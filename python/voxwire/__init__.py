@@ -3,8 +3,8 @@
 Native kernels (C++ through pybind11) for the per-packet audio path of a phone or browser
 call, wrapped in a small typed Python API. This release provides G.711 companding (see
 :mod:`voxwire.g711`, and :mod:`voxwire.audioop` for code migrating off the removed stdlib
-module) and streaming sample-rate conversion (:class:`Resampler`, :func:`resample`; see
-:mod:`voxwire.resample`).
+module), streaming sample-rate conversion (:class:`Resampler`, :func:`resample`; see
+:mod:`voxwire.resample`) and voice activity detection (:mod:`voxwire.vad`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from voxwire import errors
 from voxwire.errors import VoxwireError
 from voxwire.g711 import EncodeMode, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.resample import Resampler, resample
+from voxwire.vad import SpeechEnd, SpeechStart, Vad, VadBatch, VadEvent, VadFrame
 
 try:
     __version__ = version("voxwire")
@@ -24,6 +25,12 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled t
 __all__ = [
     "EncodeMode",
     "Resampler",
+    "SpeechEnd",
+    "SpeechStart",
+    "Vad",
+    "VadBatch",
+    "VadEvent",
+    "VadFrame",
     "VoxwireError",
     "__version__",
     "decode_alaw",
