@@ -21,6 +21,7 @@ namespace py = pybind11;
 void bind_g711(py::module_& m);
 void bind_vad(py::module_& m);
 void bind_rtp(py::module_& m);
+void bind_resample(py::module_& m);
 void bind_plc(py::module_& m);
 void bind_opus(py::module_& m);
 void bind_jitter(py::module_& m);

@@ -2,10 +2,11 @@
 
 Native kernels (C++ through pybind11) for the per-packet audio path of a phone or browser
 call, wrapped in a small typed Python API: G.711 companding (:mod:`voxwire.g711`, and
-:mod:`voxwire.audioop` for code migrating off the removed stdlib module), voice activity
-detection (:mod:`voxwire.vad`), RTP (:mod:`voxwire.rtp`), an adaptive FEC-aware jitter
-buffer (:mod:`voxwire.jitter`), packet-loss concealment (:mod:`voxwire.plc`), Opus with
-in-band FEC (:mod:`voxwire.opus`), and the telephony transports (:mod:`voxwire.protocols`,
+:mod:`voxwire.audioop` for code migrating off the removed stdlib module), streaming
+sample-rate conversion (:class:`Resampler`, :func:`resample`), voice activity detection
+(:mod:`voxwire.vad`), RTP (:mod:`voxwire.rtp`), an adaptive FEC-aware jitter buffer
+(:mod:`voxwire.jitter`), packet-loss concealment (:mod:`voxwire.plc`), Opus with in-band
+FEC (:mod:`voxwire.opus`), and the telephony transports (:mod:`voxwire.protocols`,
 :mod:`voxwire.aio`).
 """
 
@@ -17,6 +18,7 @@ from voxwire import errors
 from voxwire.errors import VoxwireError
 from voxwire.g711 import EncodeMode, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.jitter import JitterBuffer
+from voxwire.resample import Resampler, resample
 from voxwire.vad import SpeechEnd, SpeechStart, Vad, VadBatch, VadEvent, VadFrame
 
 try:
@@ -27,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled t
 __all__ = [
     "EncodeMode",
     "JitterBuffer",
+    "Resampler",
     "SpeechEnd",
     "SpeechStart",
     "Vad",
@@ -40,4 +43,5 @@ __all__ = [
     "encode_alaw",
     "encode_ulaw",
     "errors",
+    "resample",
 ]

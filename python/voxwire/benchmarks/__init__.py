@@ -11,6 +11,7 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, str] = {
     "g711": "voxwire.benchmarks.g711",
+    "resample": "voxwire.benchmarks.resample",
     "vad": "voxwire.benchmarks.vad",
     "plc": "voxwire.benchmarks.plc",
     "jitter": "voxwire.benchmarks.jitter",
