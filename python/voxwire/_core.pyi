@@ -94,3 +94,43 @@ class Concealer:
 
 def opus_packet_info(data: Buffer) -> tuple[int, str, bool, int, int, int]: ...
 def opus_has_lbrr(data: Buffer) -> bool: ...
+class JitterBuffer:
+    def __init__(
+        self,
+        clock_rate: int,
+        frame_ms: int,
+        capacity: int,
+        max_payload: int,
+        min_delay_ms: int,
+        max_delay_ms: int,
+        initial_delay_ms: int,
+        quantile: float,
+        forget: float,
+        fec_lookahead: bool,
+    ) -> None: ...
+    def insert(
+        self,
+        sequence: int,
+        timestamp: int,
+        payload: Buffer,
+        arrival_ms: int,
+        ssrc: int,
+        payload_type: int,
+        marker: bool,
+        has_fec: bool,
+        low_energy: bool,
+    ) -> str: ...
+    def insert_redundant(
+        self, timestamp: int, payload_type: int, payload: Buffer, arrival_ms: int
+    ) -> str: ...
+    def pull(
+        self, now_ms: int
+    ) -> tuple[str, str, bool, bool, int, int, int, int, int, int, bytes]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+    @property
+    def target_delay_ms(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def samples_per_frame(self) -> int: ...

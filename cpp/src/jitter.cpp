@@ -1,0 +1,598 @@
+#include "voxwire/jitter.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace voxwire::jitter {
+namespace {
+
+// A packet that arrived out of order keeps the target at least as deep as its reordering for
+// this long; recent loss (with FEC in the stream) keeps the look-ahead frame for this long.
+constexpr std::int64_t kReorderHoldMs = 10000;
+constexpr std::int64_t kLossHoldMs = 10000;
+// A stream that sent a low-energy hint within this time is one whose hints we wait for
+// before adjusting the delay in the middle of speech.
+constexpr std::int64_t kHintMemoryMs = 20000;
+// Without a hint, a stream this many frames behind its target accelerates anyway, and one
+// this many frames ahead expands anyway: the delay must stay bounded during long talk.
+constexpr std::int64_t kForceFrames = 4;
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) noexcept { return -floor_div(-a, b); }
+
+}  // namespace
+
+std::string_view to_string(Kind k) noexcept {
+  switch (k) {
+    case Kind::normal: return "normal";
+    case Kind::fec: return "fec";
+    case Kind::concealed: return "concealed";
+    case Kind::silence: return "silence";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Adjustment a) noexcept {
+  switch (a) {
+    case Adjustment::none: return "none";
+    case Adjustment::accelerate: return "accelerate";
+    case Adjustment::expand: return "expand";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(InsertResult r) noexcept {
+  switch (r) {
+    case InsertResult::stored: return "stored";
+    case InsertResult::duplicate: return "duplicate";
+    case InsertResult::late: return "late";
+    case InsertResult::too_large: return "too_large";
+    case InsertResult::rejected: return "rejected";
+  }
+  return "unknown";
+}
+
+namespace {
+
+rtp::SourceConfig source_config(const Config& c) {
+  rtp::SourceConfig s;
+  s.clock_rate = c.clock_rate;
+  return s;
+}
+
+const Config& validated(const Config& c) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("jitter::Buffer: " + what);
+  };
+  if (c.clock_rate == 0 || c.clock_rate > 384000) {
+    fail("clock_rate must be 1..384000, got " + std::to_string(c.clock_rate));
+  }
+  if (c.frame_ms != 10 && c.frame_ms != 20) {
+    fail("frame_ms must be 10 or 20, got " + std::to_string(c.frame_ms));
+  }
+  if (std::uint64_t{c.clock_rate} * c.frame_ms % 1000 != 0) {
+    fail("clock_rate * frame_ms must be a whole number of samples");
+  }
+  if (c.capacity < 2 || c.capacity > 4096) {
+    fail("capacity must be 2..4096, got " + std::to_string(c.capacity));
+  }
+  if (c.max_payload == 0 || c.max_payload > 65536) {
+    fail("max_payload must be 1..65536, got " + std::to_string(c.max_payload));
+  }
+  const std::int64_t span = static_cast<std::int64_t>(c.capacity - 1) * c.frame_ms;
+  const std::int64_t hist_span = static_cast<std::int64_t>(Buffer::kBins) * Buffer::kBinMs;
+  if (c.min_delay_ms < 0 || c.min_delay_ms > c.max_delay_ms) {
+    fail("min_delay_ms must be 0..max_delay_ms, got " + std::to_string(c.min_delay_ms));
+  }
+  if (c.max_delay_ms < c.frame_ms || c.max_delay_ms > span || c.max_delay_ms > hist_span) {
+    fail("max_delay_ms must be frame_ms..min((capacity - 1) * frame_ms, " +
+         std::to_string(hist_span) + "), got " + std::to_string(c.max_delay_ms));
+  }
+  if (c.initial_delay_ms < 0 || c.initial_delay_ms > c.max_delay_ms) {
+    fail("initial_delay_ms must be 0..max_delay_ms, got " + std::to_string(c.initial_delay_ms));
+  }
+  if (!(c.quantile >= 0.5 && c.quantile <= 1.0)) fail("quantile must be 0.5..1");
+  if (!(c.forget >= 0.9 && c.forget <= 1.0)) fail("forget must be 0.9..1");
+  return c;
+}
+
+}  // namespace
+
+Buffer::Buffer(const Config& config)
+    : config_(validated(config)),
+      spf_(config.clock_rate * config.frame_ms / 1000),
+      slots_(config.capacity),
+      pool_(std::size_t{config.capacity} * config.max_payload),
+      out_(config.max_payload),
+      source_(source_config(config)) {
+  reset();
+}
+
+void Buffer::reset() noexcept {
+  std::fill(slots_.begin(), slots_.end(), Slot{});
+  source_.reset();
+  started_ = false;
+  playing_ = false;
+  ts_anchor_ = 0;
+  last_ts_ = 0;
+  last_ext_ts_ = 0;
+  next_ = 0;
+  newest_ = 0;
+  max_frame_seen_ = 0;
+  stored_ = 0;
+  last_played_seq_ = -1;
+  waited_for_ = -1;
+  in_concealment_ = false;
+  rebuffering_ = true;
+  last_low_energy_ = false;
+  window_.fill(Bucket{});
+  base_ms_ = 0;
+  hist_.fill(0.0);
+  // The histogram starts with all its weight at the initial delay; arrivals forget it.
+  const std::int64_t initial_bin = std::max<std::int64_t>(
+      0, (config_.initial_delay_ms + kBinMs - 1) / kBinMs - 1);
+  hist_[std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(initial_bin))] = 1.0;
+  hist_total_ = 1.0;
+  observed_ = 0;
+  quantile_ms_ = config_.initial_delay_ms;
+  reorder_ms_ = 0;
+  last_reorder_ms_ = 0;
+  last_loss_ms_ = -1;
+  last_fec_ms_ = -1;
+  last_hint_ms_ = -1;
+  last_arrival_ms_ = std::numeric_limits<std::int64_t>::min();
+  target_ms_ = std::clamp(config_.initial_delay_ms, config_.min_delay_ms, config_.max_delay_ms);
+  stats_ = Stats{};
+}
+
+std::size_t Buffer::index(std::int64_t frame) const noexcept {
+  return static_cast<std::size_t>(static_cast<std::uint64_t>(frame) % config_.capacity);
+}
+
+const Buffer::Slot* Buffer::find(std::int64_t frame) const noexcept {
+  const Slot& s = slots_[index(frame)];
+  return (s.state != SlotState::empty && s.frame == frame) ? &s : nullptr;
+}
+
+// Timestamps are rounded to the nearest frame: a sender whose timestamps are not exact
+// multiples of the frame still maps each packet to one frame.
+std::int64_t Buffer::frame_of(std::int64_t ext_ts) const noexcept {
+  const auto spf = static_cast<std::int64_t>(spf_);
+  return floor_div(ext_ts - ts_anchor_ + spf / 2, spf);
+}
+
+std::int64_t Buffer::deadline(std::int64_t frame) const noexcept {
+  return base_ms_ + frame * static_cast<std::int64_t>(config_.frame_ms) + target_ms_;
+}
+
+std::uint32_t Buffer::timestamp_of(std::int64_t frame) const noexcept {
+  const std::int64_t ts = ts_anchor_ + frame * static_cast<std::int64_t>(spf_);
+  return static_cast<std::uint32_t>(static_cast<std::uint64_t>(ts) & 0xFFFFFFFFu);
+}
+
+void Buffer::store(std::int64_t frame, SlotState state, const Packet& p, std::int64_t ext_seq,
+                   std::int64_t arrival_ms) {
+  Slot& s = slots_[index(frame)];
+  if (s.state == SlotState::empty) ++stored_;
+  s.state = state;
+  s.frame = frame;
+  s.arrival_ms = arrival_ms;
+  s.timestamp = p.timestamp;
+  s.sequence = p.sequence;
+  s.ext_sequence = ext_seq;
+  s.payload_type = p.payload_type;
+  s.has_fec = p.has_fec;
+  s.low_energy = p.low_energy;
+  s.size = static_cast<std::uint32_t>(p.payload.size());
+  if (!p.payload.empty()) {
+    std::memcpy(pool_.data() + index(frame) * config_.max_payload, p.payload.data(),
+                p.payload.size());
+  }
+  newest_ = stored_ == 1 ? frame : std::max(newest_, frame);
+}
+
+void Buffer::drop(std::int64_t frame) noexcept {
+  Slot& s = slots_[index(frame)];
+  if (s.state != SlotState::empty && s.frame == frame) {
+    s.state = SlotState::empty;
+    --stored_;
+  }
+}
+
+// Overflow policy: the newest audio wins. Frames older than the capacity allows are dropped
+// and counted as discarded.
+void Buffer::make_room(std::int64_t frame) noexcept {
+  const std::int64_t new_next = frame - static_cast<std::int64_t>(config_.capacity) + 1;
+  if (new_next <= next_) return;
+  if (new_next - next_ >= static_cast<std::int64_t>(config_.capacity)) {
+    stats_.packets_discarded += stored_;
+    std::fill(slots_.begin(), slots_.end(), Slot{});
+    stored_ = 0;
+  } else {
+    for (std::int64_t f = next_; f < new_next; ++f) {
+      if (find(f) != nullptr) {
+        drop(f);
+        ++stats_.packets_discarded;
+      }
+    }
+  }
+  next_ = new_next;
+  last_played_seq_ = -1;
+}
+
+// The arrival reference (base_ms_) is the earliest "arrival - frame * frame_ms" over a window
+// of kWindowBuckets buckets of kBucketMs: the transit of the fastest recent packet. A window
+// rather than an all-time minimum lets the reference follow sender clock drift and route
+// changes; relative delays (arrival - reference) then feed the histogram, as in the
+// relative-delay estimators of NetEq-style buffers.
+void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexcept {
+  last_arrival_ms_ = std::max(last_arrival_ms_, arrival_ms);
+  const std::int64_t v = arrival_ms - frame * static_cast<std::int64_t>(config_.frame_ms);
+  const std::int64_t id = floor_div(last_arrival_ms_, kBucketMs);
+  Bucket& b = window_[static_cast<std::size_t>(static_cast<std::uint64_t>(id) % kWindowBuckets)];
+  if (!b.used || b.id != id) {
+    b = Bucket{id, v, true};
+  } else {
+    b.min = std::min(b.min, v);
+  }
+  std::int64_t base = v;
+  for (const Bucket& w : window_) {
+    if (w.used && id - w.id < static_cast<std::int64_t>(kWindowBuckets) && w.id <= id) {
+      base = std::min(base, w.min);
+    }
+  }
+  base_ms_ = base;
+
+  const std::int64_t rel = v - base;  // >= 0: base includes v
+  const auto bin = std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(rel / kBinMs));
+  // Warm-up: while few packets have been seen, the histogram is a plain running average
+  // (factor 1 - 1/(n + 2)), so the initial guess is forgotten within a second; then the
+  // configured forgetting factor takes over.
+  ++observed_;
+  const double f = std::min(config_.forget, 1.0 - 1.0 / static_cast<double>(observed_ + 1));
+  for (double& h : hist_) h *= f;
+  hist_[bin] += 1.0 - f;
+  hist_total_ = hist_total_ * f + (1.0 - f);
+  update_target();
+}
+
+void Buffer::update_target() noexcept {
+  const double want = config_.quantile * hist_total_;
+  double acc = 0.0;
+  std::size_t i = 0;
+  for (; i + 1 < kBins; ++i) {
+    acc += hist_[i];
+    if (acc >= want) break;
+  }
+  quantile_ms_ = static_cast<std::int64_t>(i + 1) * kBinMs;
+  std::int64_t t = quantile_ms_;
+  if (last_arrival_ms_ - last_reorder_ms_ < kReorderHoldMs) t = std::max(t, reorder_ms_);
+  if (config_.fec_lookahead && last_loss_ms_ >= 0 && last_fec_ms_ >= 0 &&
+      last_arrival_ms_ - last_loss_ms_ < kLossHoldMs &&
+      last_arrival_ms_ - last_fec_ms_ < kLossHoldMs) {
+    t += config_.frame_ms;
+  }
+  target_ms_ = std::clamp(t, config_.min_delay_ms, config_.max_delay_ms);
+}
+
+InsertResult Buffer::insert(const Packet& p, std::int64_t arrival_ms) {
+  if (p.payload.size() > config_.max_payload) {
+    ++stats_.packets_rejected;
+    return InsertResult::too_large;
+  }
+  rtp::Header h;
+  h.sequence = p.sequence;
+  h.timestamp = p.timestamp;
+  h.ssrc = p.ssrc;
+  const std::int64_t lost_before = source_.stats().lost;
+  const rtp::Source::Result r = source_.receive(h, arrival_ms);
+  if (r.verdict == rtp::Verdict::duplicate) {
+    ++stats_.packets_duplicated;
+    return InsertResult::duplicate;
+  }
+  if (r.verdict != rtp::Verdict::accepted && r.verdict != rtp::Verdict::reordered) {
+    ++stats_.packets_rejected;
+    return InsertResult::rejected;
+  }
+  ++stats_.packets_received;
+  const bool first = !started_;
+  if (first) {
+    ts_anchor_ = r.extended_timestamp;
+    started_ = true;
+  }
+  if (r.verdict == rtp::Verdict::accepted) {
+    last_ts_ = p.timestamp;
+    last_ext_ts_ = r.extended_timestamp;
+  }
+  if (p.has_fec) {
+    ++stats_.fec_packets_received;
+    last_fec_ms_ = arrival_ms;
+  }
+  if (p.low_energy) last_hint_ms_ = arrival_ms;
+  if (source_.stats().lost > lost_before) last_loss_ms_ = arrival_ms;
+
+  const std::int64_t frame = frame_of(r.extended_timestamp);
+  if (first) {
+    max_frame_seen_ = frame;
+    next_ = frame;
+  }
+  if (frame < max_frame_seen_) {
+    reorder_ms_ = (last_arrival_ms_ - last_reorder_ms_ < kReorderHoldMs) ? reorder_ms_ : 0;
+    reorder_ms_ = std::max(reorder_ms_, (max_frame_seen_ - frame) *
+                                            static_cast<std::int64_t>(config_.frame_ms));
+    last_reorder_ms_ = arrival_ms;
+  }
+  max_frame_seen_ = std::max(max_frame_seen_, frame);
+  observe_arrival(frame, arrival_ms);
+
+  // Before the first frame is played, a packet reordered ahead of the first one still plays.
+  if (!playing_ && frame < next_ && (stored_ == 0 || newest_ - frame < config_.capacity)) {
+    next_ = frame;
+  }
+  if (frame < next_) {
+    ++stats_.packets_late;
+    ++stats_.packets_discarded;
+    return InsertResult::late;
+  }
+  if (const Slot* s = find(frame); s != nullptr) {
+    if (s->state == SlotState::primary) {
+      ++stats_.packets_duplicated;
+      return InsertResult::duplicate;
+    }
+    ++stats_.fec_packets_discarded;  // the redundant copy gives way to the primary
+  }
+  make_room(frame);
+  store(frame, SlotState::primary, p, r.extended_sequence, arrival_ms);
+  return InsertResult::stored;
+}
+
+InsertResult Buffer::insert(const rtp::Header& header, std::span<const std::byte> datagram,
+                            std::int64_t arrival_ms, bool has_fec, bool low_energy) {
+  if (header.payload_offset > datagram.size() ||
+      header.payload_size > datagram.size() - header.payload_offset) {
+    throw std::invalid_argument("jitter::Buffer::insert: header does not match the datagram");
+  }
+  Packet p;
+  p.sequence = header.sequence;
+  p.timestamp = header.timestamp;
+  p.ssrc = header.ssrc;
+  p.payload_type = header.payload_type;
+  p.marker = header.marker;
+  p.has_fec = has_fec;
+  p.low_energy = low_energy;
+  p.payload = datagram.subspan(header.payload_offset, header.payload_size);
+  return insert(p, arrival_ms);
+}
+
+InsertResult Buffer::insert_redundant(std::uint32_t timestamp, std::uint8_t payload_type,
+                                      std::span<const std::byte> payload,
+                                      std::int64_t arrival_ms) {
+  if (payload.size() > config_.max_payload) {
+    ++stats_.packets_rejected;
+    return InsertResult::too_large;
+  }
+  ++stats_.fec_packets_received;
+  last_fec_ms_ = arrival_ms;
+  if (!started_) {
+    // Without a primary packet there is no timeline to place the copy on.
+    ++stats_.fec_packets_discarded;
+    return InsertResult::rejected;
+  }
+  const std::int64_t ext_ts = last_ext_ts_ + static_cast<std::int32_t>(timestamp - last_ts_);
+  const std::int64_t frame = frame_of(ext_ts);
+  if (frame < next_) {
+    ++stats_.fec_packets_discarded;
+    return InsertResult::late;
+  }
+  if (find(frame) != nullptr || frame >= next_ + static_cast<std::int64_t>(config_.capacity)) {
+    // Already covered, or beyond the store: a copy never pushes older frames out.
+    ++stats_.fec_packets_discarded;
+    return InsertResult::duplicate;
+  }
+  Packet p;
+  p.timestamp = timestamp;
+  p.payload_type = payload_type;
+  p.payload = payload;
+  store(frame, SlotState::redundant, p, -1, arrival_ms);
+  return InsertResult::stored;
+}
+
+bool Buffer::hints_recent(std::int64_t now_ms) const noexcept {
+  return last_hint_ms_ >= 0 && now_ms - last_hint_ms_ < kHintMemoryMs;
+}
+
+std::int64_t Buffer::next_present_after(std::int64_t frame) const noexcept {
+  if (stored_ == 0) return -1;
+  for (std::int64_t f = frame + 1; f <= newest_; ++f) {
+    if (find(f) != nullptr) return f;
+  }
+  return -1;
+}
+
+Unit Buffer::emit(Kind kind, Adjustment adj, std::int64_t frame, const Slot* slot,
+                  bool decode_fec, std::int64_t now_ms) {
+  Unit u;
+  u.kind = kind;
+  u.adjustment = adj;
+  u.decode_fec = decode_fec;
+  u.frame = frame;
+  u.timestamp = timestamp_of(frame);
+  u.samples = spf_;
+  stats_.total_samples_duration += spf_;
+  if (slot != nullptr) {
+    const std::size_t at = static_cast<std::size_t>(slot - slots_.data()) * config_.max_payload;
+    if (slot->size != 0) std::memcpy(out_.data(), pool_.data() + at, slot->size);
+    u.payload = std::span<const std::byte>(out_.data(), slot->size);
+    u.sequence = slot->sequence;
+    u.payload_type = slot->payload_type;
+    u.low_energy = slot->low_energy;
+    u.delay_ms = now_ms - slot->arrival_ms;
+  }
+  switch (kind) {
+    case Kind::normal:
+    case Kind::fec: {
+      stats_.jitter_buffer_emitted_count += spf_;
+      stats_.jitter_buffer_delay += static_cast<double>(u.delay_ms) / 1000.0 * spf_;
+      stats_.jitter_buffer_target_delay += static_cast<double>(target_ms_) / 1000.0 * spf_;
+      in_concealment_ = false;
+      if (kind == Kind::normal) {
+        last_played_seq_ = slot->ext_sequence;
+        last_low_energy_ = slot->low_energy;
+      } else {
+        ++stats_.fec_frames_used;
+        last_played_seq_ = decode_fec ? slot->ext_sequence - 1 : -1;
+        last_loss_ms_ = now_ms;
+      }
+      break;
+    }
+    case Kind::concealed:
+      stats_.concealed_samples += spf_;
+      if (!in_concealment_) ++stats_.concealment_events;
+      in_concealment_ = true;
+      break;
+    case Kind::silence:
+      if (playing_) stats_.silent_concealed_samples += spf_;
+      break;
+  }
+  if (adj == Adjustment::expand) stats_.inserted_samples_for_deceleration += spf_;
+  if (kind != Kind::silence && adj != Adjustment::expand) {
+    // The stream advances past this frame; it can never be played again.
+    if (kind == Kind::normal || (kind == Kind::fec && !decode_fec)) drop(frame);
+    next_ = frame + 1;
+    playing_ = true;
+  }
+  return u;
+}
+
+Unit Buffer::pull(std::int64_t now_ms) {
+  const auto F = static_cast<std::int64_t>(config_.frame_ms);
+  if (!started_) {
+    Unit u;
+    u.samples = spf_;
+    return u;
+  }
+
+  // Delay cap: a frame whose playout delay would exceed max_delay_ms + one frame is skipped.
+  const std::int64_t min_frame = ceil_div(now_ms - base_ms_ - config_.max_delay_ms - F, F);
+  if (next_ < min_frame) {
+    if (min_frame - next_ >= static_cast<std::int64_t>(config_.capacity)) {
+      if (stored_ > 0) last_played_seq_ = -1;
+      stats_.packets_discarded += stored_;
+      stats_.removed_samples_for_acceleration += std::uint64_t{stored_} * spf_;
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      stored_ = 0;
+    } else {
+      for (std::int64_t f = next_; f < min_frame; ++f) {
+        if (const Slot* s = find(f); s != nullptr) {
+          last_played_seq_ = s->state == SlotState::primary ? s->ext_sequence : -1;
+          drop(f);
+          ++stats_.packets_discarded;
+          stats_.removed_samples_for_acceleration += spf_;
+        }
+      }
+    }
+    next_ = min_frame;
+    waited_for_ = -1;
+  }
+
+  if (rebuffering_) {
+    if (find(next_) == nullptr || now_ms - deadline(next_) < -F / 2) {
+      return emit(Kind::silence, Adjustment::none, next_, nullptr, false, now_ms);
+    }
+    rebuffering_ = false;
+  }
+
+  bool accelerated = false;
+  for (std::uint32_t guard = 0; guard <= config_.capacity + 1; ++guard) {
+    const std::int64_t lag = now_ms - deadline(next_);
+    const Slot* s = find(next_);
+    const Adjustment adj = accelerated ? Adjustment::accelerate : Adjustment::none;
+    if (s != nullptr && s->state == SlotState::primary) {
+      const bool hinted = s->low_energy || !hints_recent(now_ms);
+      const Slot* after = find(next_ + 1);
+      if (!accelerated && lag > F && after != nullptr && after->state == SlotState::primary &&
+          (hinted || lag > kForceFrames * F)) {
+        // Accelerate: skip this frame, play the next one now.
+        last_played_seq_ = s->ext_sequence;
+        drop(next_);
+        ++next_;
+        stats_.removed_samples_for_acceleration += spf_;
+        accelerated = true;
+        continue;
+      }
+      if (!accelerated && lag < -F / 2 && (hinted || lag < -kForceFrames * F)) {
+        return emit(s->low_energy ? Kind::silence : Kind::concealed, Adjustment::expand, next_,
+                    nullptr, false, now_ms);
+      }
+      return emit(Kind::normal, adj, next_, s, false, now_ms);
+    }
+    if (s != nullptr) {  // a redundant copy of this frame
+      return emit(Kind::fec, adj, next_, s, false, now_ms);
+    }
+    // The frame is missing.
+    if (const Slot* n = find(next_ + 1);
+        n != nullptr && n->state == SlotState::primary && n->has_fec) {
+      return emit(Kind::fec, adj, next_, n, true, now_ms);
+    }
+    const std::int64_t k1 = next_present_after(next_);
+    if (k1 >= 0) {
+      const Slot* s1 = find(k1);
+      if (last_played_seq_ >= 0 && s1->state == SlotState::primary &&
+          s1->ext_sequence == last_played_seq_ + 1) {
+        // No sequence number is missing: the sender paused (discontinuous transmission).
+        // Resume at the next talkspurt on its own deadline, with silence until then.
+        next_ = k1;
+        waited_for_ = -1;
+        if (now_ms - deadline(k1) < -F / 2) {
+          rebuffering_ = true;
+          return emit(Kind::silence, adj, k1, nullptr, false, now_ms);
+        }
+        continue;
+      }
+      if (waited_for_ == next_) {
+        // A wait unit already stood in for this frame: do not conceal it a second time.
+        waited_for_ = -1;
+        ++next_;
+        continue;
+      }
+      if (!accelerated && lag > F) {
+        // Far behind with a hole: jump over the missing frames instead of concealing each.
+        const std::int64_t to = std::min(k1, next_ + lag / F);
+        stats_.removed_samples_for_acceleration +=
+            static_cast<std::uint64_t>(to - next_) * spf_;
+        next_ = to;
+        last_loss_ms_ = now_ms;
+        accelerated = true;
+        continue;
+      }
+      last_loss_ms_ = now_ms;
+      return emit(Kind::concealed, adj, next_, nullptr, false, now_ms);
+    }
+    // Nothing stored ahead: the packet is late or lost, or the sender is quiet. Wait for it
+    // (an expand unit) - the delay cap above bounds the wait.
+    waited_for_ = next_;
+    return emit(last_low_energy_ ? Kind::silence : Kind::concealed, Adjustment::expand, next_,
+                nullptr, false, now_ms);
+  }
+  // Unreachable: every iteration returns or advances next_ towards a stored frame.
+  return emit(Kind::concealed, Adjustment::none, next_, nullptr, false, now_ms);
+}
+
+Stats Buffer::stats() const noexcept {
+  Stats out = stats_;
+  const rtp::SourceStats s = source_.stats();
+  out.packets_lost = s.lost;
+  out.packets_reordered = s.reordered;
+  out.jitter = s.jitter_seconds;
+  out.restarts = s.restarts;
+  return out;
+}
+
+}  // namespace voxwire::jitter
