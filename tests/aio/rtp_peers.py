@@ -4,6 +4,7 @@ a capture socket, test signals and the figures the tests compare."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,25 @@ class Fates:
     lost: set[int] = field(default_factory=set)
     duplicated: set[int] = field(default_factory=set)
     reordered: set[int] = field(default_factory=set)
+    delivered: list[int] = field(default_factory=list)
+    """Sequence numbers in the order the proxy sent them on."""
     other: int = 0
+
+    def reordered_on_delivery(self) -> int:
+        """Copies that came after a newer packet and were not duplicates: what a receiver
+        counts as reordered (sequence numbers compared across the 16-bit wrap)."""
+        seen: set[int] = set()
+        count = 0
+        highest: int | None = None
+        for seq in self.delivered:
+            if seq in seen:
+                continue
+            seen.add(seq)
+            if highest is not None and 0 < (highest - seq) & 0xFFFF < 0x8000:
+                count += 1
+            elif highest is None or (seq - highest) & 0xFFFF < 0x8000:
+                highest = seq
+        return count
 
 
 class RecordingProxy(UdpImpairmentProxy):
@@ -45,9 +64,20 @@ class RecordingProxy(UdpImpairmentProxy):
 
     fates: Fates
 
+    async def start(self, port: int = 0) -> tuple[str, int]:
+        self.fates = Fates()
+        address = await super().start(port)
+        send = self._send.sendto  # type: ignore[union-attr]
+
+        def record(data: bytes, addr: object = None) -> None:
+            with contextlib.suppress(RtpError):
+                self.fates.delivered.append(parse_rtp(data).sequence)
+            send(data)
+
+        self._send.sendto = record  # type: ignore[union-attr,method-assign,assignment]
+        return address
+
     def _forward(self, data: bytes) -> None:
-        if not hasattr(self, "fates"):
-            self.fates = Fates()
         stats = self.impairment.stats
         before = (stats.lost, stats.duplicated, stats.reordered)
         super()._forward(data)
