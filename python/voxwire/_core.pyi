@@ -94,6 +94,7 @@ class Concealer:
 
 def opus_packet_info(data: Buffer) -> tuple[int, str, bool, int, int, int]: ...
 def opus_has_lbrr(data: Buffer) -> bool: ...
+
 class JitterBuffer:
     def __init__(
         self,
