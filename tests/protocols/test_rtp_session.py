@@ -309,3 +309,32 @@ def test_opus_send_side_uses_48k_timestamps_and_the_negotiated_type() -> None:
     played = [f for f in frames if f.kind != "silence"][:20]
     assert [f.kind for f in played] == ["normal"] * 20
     assert all(len(f.pcm) == 320 for f in played)
+
+
+def stall(packets: list[bytes], rx: RtpSession, held: range) -> list[ReceivedFrame]:
+    """Deliver packets 30 ms after sending, except that ``held`` arrive together at the end."""
+    release = held.stop * F + 0.030
+    frames = []
+    for k in range(len(packets) + 10):
+        now = k * F
+        for i, wire in enumerate(packets):
+            t = release if i in held else i * F + 0.030
+            if now - F < t <= now:
+                rx.receive(wire, t)
+        frames.append(rx.pull(now))
+    return frames
+
+
+def test_g711_quiet_frames_are_flagged_so_waits_are_silent_not_concealed() -> None:
+    voice = voiced(8000, 40)
+    quiet = (voice // 200).astype(np.int16)  # about -60 dBFS: room tone
+    kinds = {}
+    for name, signal in (("voice", voice), ("quiet", quiet)):
+        tx = RtpSession("pcmu", first_sequence=9, first_timestamp=0)
+        rx = RtpSession("pcmu")
+        frames = stall(encode(tx, signal), rx, range(20, 26))
+        waits = [f for f in frames if f.adjustment == "expand"]
+        assert waits, name
+        kinds[name] = {f.kind for f in waits if index_of(f, 0, 160) < 40}
+    assert kinds["voice"] == {"concealed"}
+    assert kinds["quiet"] == {"silence"}

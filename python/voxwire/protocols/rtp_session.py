@@ -17,9 +17,10 @@ One :class:`RtpSession` per call and direction pair. It never touches a socket o
   receiver statistics (RFC 3550 A.1, A.3, A.8), and stored in a
   :class:`~voxwire.jitter.JitterBuffer`, which reorders it and decides when it plays. An
   Opus payload is inspected for in-band FEC (RFC 6716 4.2.3) so that the buffer can use it
-  for the frame before. A malformed packet, an RTCP packet on the same port (RFC 5761
-  section 4) or a payload type other than the session's is counted by reason and
-  dropped; nothing here raises for what the network sends.
+  for the frame before; a G.711 frame below ``quiet_level`` is flagged low-energy, where
+  the buffer prefers to make its delay adjustments. A malformed packet, an RTCP packet
+  on the same port (RFC 5761 section 4) or a payload type other than the session's is
+  counted by reason and dropped; nothing here raises for what the network sends.
 * :meth:`RtpSession.pull` is called once per frame on the playout clock and returns a
   :class:`ReceivedFrame`: exactly one frame of mono PCM16 at the decoder rate, labelled
   ``normal``, ``fec`` (rebuilt from the next packet's in-band FEC, or from a redundant
@@ -146,6 +147,11 @@ class RtpSession:
         Frame and packet duration, 10 or 20 ms.
     jitter : dict, optional
         Keyword arguments for :class:`~voxwire.jitter.JitterBuffer` (delays, capacity...).
+    quiet_level : float
+        G.711 frames whose RMS level is below this many dBFS are flagged to the jitter
+        buffer as low-energy: it then makes its delay adjustments (a skipped or inserted
+        frame) at those frames, where they are inaudible, and waits on them with silence
+        rather than concealment.
     opus_bitrate, opus_loss_percent : int
         For sending Opus: bit rate and the loss the encoder's in-band FEC plans for.
     ssrc, first_sequence, first_timestamp : int, optional
@@ -167,6 +173,7 @@ class RtpSession:
         sample_rate: int | None = None,
         frame_ms: int = 20,
         jitter: dict[str, float | int | bool] | None = None,
+        quiet_level: float = -45.0,
         opus_bitrate: int = 32000,
         opus_loss_percent: int = 10,
         ssrc: int | None = None,
@@ -198,6 +205,8 @@ class RtpSession:
         """Samples of PCM per frame at :attr:`sample_rate`."""
         self.frame_ticks = self.clock_rate * frame_ms // 1000
         """RTP timestamp units per frame."""
+        # 0 dBFS is the mean square of a full-scale square wave
+        self._quiet_power = float(32768.0**2 * 10.0 ** (quiet_level / 10.0))
         self._jb = JitterBuffer(self.clock_rate, frame_ms=frame_ms, **(jitter or {}))  # type: ignore[arg-type]
         self._source: RtpSource | None = None
         self._sender = RtpSender(
@@ -239,6 +248,7 @@ class RtpSession:
             self._n.other_payload_types[packet.payload_type] += 1
             return "other_payload"
         fec = False
+        quiet = False
         if self.codec == "opus":
             from voxwire.opus import has_fec, packet_info
 
@@ -248,13 +258,23 @@ class RtpSession:
             except OpusPacketError as e:
                 self._n.malformed[f"opus_{e.reason}"] += 1
                 return "malformed"
+        else:
+            quiet = self._quiet(packet.payload)
         if self._source is None:
             self._source = RtpSource(self.clock_rate)
         # RtpSource gives the RFC 3550 receiver report; the jitter buffer makes its own
         # decisions on duplicates, lateness and restarts, so every packet goes to both.
         self._source.receive(packet, now)
-        result: InsertResult = self._jb.insert_packet(packet, now, has_fec=fec)
+        result: InsertResult = self._jb.insert_packet(packet, now, has_fec=fec, low_energy=quiet)
         return result
+
+    def _quiet(self, payload: bytes) -> bool:
+        if not payload:
+            return False
+        codes = np.frombuffer(payload, dtype=np.uint8)
+        pcm = decode_ulaw(codes) if self.codec == "pcmu" else decode_alaw(codes)
+        power = float(np.dot(pcm, pcm.astype(np.float64))) / len(pcm)
+        return power < self._quiet_power
 
     def pull(self, now: float) -> ReceivedFrame:
         """Return the frame to play at ``now``; call once per frame (every ``frame_ms``)."""
