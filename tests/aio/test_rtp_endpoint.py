@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import numpy as np
+import pytest
 from rtp_peers import Capture, RecordingProxy, by_index, snr_db, voiced
 
 from voxwire.aio.rtp import RtpEndpoint
@@ -216,3 +217,25 @@ def test_iterator_ends_when_closed_and_drops_for_a_slow_reader() -> None:
     seen, dropped = run(main())
     assert dropped >= 5
     assert 5 <= seen <= 20
+
+
+def test_a_failing_callback_does_not_stop_the_playout_clock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def explode(frame: ReceivedFrame) -> None:
+        raise RuntimeError("boom")
+
+    async def main() -> tuple[int, int]:
+        rx = await RtpEndpoint.open(RtpSession("pcmu"), LOCAL, on_frame=explode)
+        got = 0
+        async for _ in rx:
+            got += 1
+            if got == 10:
+                break
+        await rx.aclose()
+        return got, rx.callback_errors
+
+    got, errors = run(main())
+    assert got == 10
+    assert errors >= 10
+    assert "on_frame callback failed" in caplog.text

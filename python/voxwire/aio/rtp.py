@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -54,6 +55,8 @@ from voxwire.pacing import MarkDue, PacedItem, PacedStream
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
 
 __all__ = ["RtpEndpoint"]
+
+log = logging.getLogger("voxwire.aio")
 
 PCM = npt.NDArray[np.int16]
 Address = tuple[str, int]
@@ -148,6 +151,8 @@ class RtpEndpoint:
         self.unsent_frames = 0
         #: ICMP errors reported by the socket
         self.socket_errors = 0
+        #: exceptions raised by ``on_frame`` (logged; the clock goes on)
+        self.callback_errors = 0
 
     @classmethod
     async def open(
@@ -155,13 +160,26 @@ class RtpEndpoint:
         session: RtpSession,
         local_addr: Address = ("127.0.0.1", 0),
         remote_addr: Address | None = None,
-        **kwargs: object,
+        *,
+        on_frame: Callable[[ReceivedFrame], None] | None = None,
+        lead: float = 0.04,
+        max_queue: int = 50,
+        max_catch_up: float = 0.2,
+        pacer: Pacer | None = None,
     ) -> RtpEndpoint:
         """Bind ``local_addr``, start the playout clock and return the endpoint.
 
-        ``kwargs`` are the other parameters of :class:`RtpEndpoint`.
+        The other parameters are those of :class:`RtpEndpoint`.
         """
-        endpoint = cls(session, remote_addr=remote_addr, **kwargs)  # type: ignore[arg-type]
+        endpoint = cls(
+            session,
+            remote_addr=remote_addr,
+            on_frame=on_frame,
+            lead=lead,
+            max_queue=max_queue,
+            max_catch_up=max_catch_up,
+            pacer=pacer,
+        )
         loop = asyncio.get_running_loop()
         endpoint._loop = loop
         endpoint._readable = asyncio.Event()
@@ -226,7 +244,12 @@ class RtpEndpoint:
         assert self._readable is not None
         self._readable.set()
         if self.on_frame is not None:
-            self.on_frame(frame)
+            try:
+                self.on_frame(frame)
+            except Exception:
+                # the playout clock must keep running for the iterator and the stream
+                log.exception("RtpEndpoint on_frame callback failed")
+                self.callback_errors += 1
 
     async def recv(self) -> ReceivedFrame:
         """The next frame of playout; raise ``StopAsyncIteration`` once closed."""
