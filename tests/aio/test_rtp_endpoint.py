@@ -239,3 +239,31 @@ def test_a_failing_callback_does_not_stop_the_playout_clock(
     assert got == 10
     assert errors >= 10
     assert "on_frame callback failed" in caplog.text
+
+
+def test_playout_clock_catches_up_short_stalls_and_rebases_after_long_ones() -> None:
+    async def main() -> tuple[RtpEndpoint, list[int]]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+        rx = await RtpEndpoint.open(
+            RtpSession("pcmu"),
+            LOCAL,
+            max_catch_up=0.15,
+            on_frame=lambda f: times.append(loop.time()),
+        )
+        await asyncio.sleep(0.1)
+        bursts = []
+        for blocked in (0.1, 0.5):  # within max_catch_up, then beyond it
+            time.sleep(blocked)
+            mark = len(times)
+            await asyncio.sleep(0.005)
+            bursts.append(len(times) - mark)
+            await asyncio.sleep(0.1)
+        await rx.aclose()
+        return rx, bursts
+
+    rx, bursts = run(main())
+    short, long = bursts
+    assert short >= 4  # the ~5 frames that fell due were all pulled
+    assert long <= 3  # not the ~25 of the long stall ...
+    assert rx.stalls >= 15  # ... which were skipped and counted

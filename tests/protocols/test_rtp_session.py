@@ -338,3 +338,23 @@ def test_g711_quiet_frames_are_flagged_so_waits_are_silent_not_concealed() -> No
         kinds[name] = {f.kind for f in waits if index_of(f, 0, 160) < 40}
     assert kinds["voice"] == {"concealed"}
     assert kinds["quiet"] == {"silence"}
+
+
+def test_a_new_ssrc_restarts_the_stream_and_plays_on() -> None:
+    # a call transfer: another sender, its own random numbering
+    first = RtpSession("pcmu", ssrc=1, first_sequence=100, first_timestamp=0)
+    second = RtpSession("pcmu", ssrc=2, first_sequence=40000, first_timestamp=123456789)
+    signal = voiced(8000, 60)
+    packets = encode(first, signal[: 160 * 30]) + encode(second, signal[160 * 30 :])
+    rx = RtpSession("pcmu")
+    frames = [f for f in deliver(rx, packets) if f.kind == "normal"]
+    old = [f.sequence for f in frames if f.sequence < 1000]
+    new = [f.sequence for f in frames if f.sequence >= 40000]
+    assert old == list(range(100, 130))
+    assert new == sorted(new)
+    assert len(new) >= 26  # the switch costs a few frames: RFC 3550 A.1 confirms it first
+    assert frames[-1].sequence == 40029
+    stats = rx.stats()
+    assert stats.rtp is not None
+    assert stats.rtp.restarts == 1
+    assert stats.jitter.restarts == 1
