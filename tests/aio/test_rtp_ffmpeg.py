@@ -53,6 +53,7 @@ class Codec:
     payload_type: int
     ffmpeg_args: list[str]
     packet_size: int
+    input_args: tuple[str, ...] = ()
 
 
 PCMU = Codec(
@@ -62,6 +63,9 @@ PCMU = Codec(
     # 160-sample input frames, 12 + 160 byte packets: one 20 ms frame per packet
     ["-af", "asetnsamples=n=160", "-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1"],
     172,
+    # -re paces by input packet: the WAV demuxer's default 4096 bytes would send 256 ms
+    # bursts; 1024 (its minimum) makes them 64 ms
+    ("-max_size", "1024"),
 )
 OPUS = Codec(
     "opus",
@@ -106,7 +110,8 @@ async def stream_through_proxy(codec: Codec, wav: Path, net: Impairment) -> Run:
     assert FFMPEG is not None
     command = [
         FFMPEG,
-        *("-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-i", str(wav)),
+        *("-hide_banner", "-nostdin", "-loglevel", "error", "-re", *codec.input_args),
+        *("-i", str(wav)),
         *codec.ffmpeg_args,
         *("-f", "rtp", "-payload_type", str(codec.payload_type)),
         *("-seq", str(FIRST_SEQUENCE), "-rtpflags", "skip_rtcp"),
