@@ -104,8 +104,10 @@ class RtpSessionStats:
     ``rtp`` is the RFC 3550 receiver view of the stream (``None`` before the first valid
     packet), ``jitter`` the jitter buffer's W3C-style view. ``malformed`` counts dropped
     datagrams by reason: the :class:`~voxwire.errors.RtpError` reasons, ``opus_<reason>``
-    for an Opus payload that breaks RFC 6716 section 3.4, and ``decode_error`` for a
-    payload the decoder refused (that frame is concealed instead).
+    for an Opus payload that breaks RFC 6716 section 3.4, ``decode_error`` for a payload
+    the decoder refused (that frame is concealed instead), and ``wrong_duration`` for a
+    packet holding another duration than ``frame_ms`` (played cut or padded to one
+    frame; the jitter buffer assumes one frame per packet).
     """
 
     rtp: RtpStats | None
