@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -13,6 +14,7 @@ import pytest
 from rtp_peers import Capture, RecordingProxy, by_index, snr_db, voiced
 
 from voxwire.aio.rtp import RtpEndpoint
+from voxwire.errors import OpusUnavailable
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.netsim import Impairment
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
@@ -21,6 +23,14 @@ from voxwire.rtp import RtpPacket
 T = TypeVar("T")
 F = 0.020
 LOCAL = ("127.0.0.1", 0)
+
+
+def opus_available() -> bool:
+    try:
+        RtpSession("opus")
+    except OpusUnavailable:
+        return False
+    return True
 
 
 def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
@@ -267,3 +277,50 @@ def test_playout_clock_catches_up_short_stalls_and_rebases_after_long_ones() -> 
     assert short >= 4  # the ~5 frames that fell due were all pulled
     assert long <= 3  # not the ~25 of the long stall ...
     assert rx.stalls >= 15  # ... which were skipped and counted
+
+
+def test_opus_stream_between_endpoints_recovers_losses_from_fec() -> None:
+    if not opus_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI installs opuslib and libopus")
+        pytest.skip("opuslib or libopus missing")
+    from voxwire.opus import OpusDecoder
+
+    signal = voiced(16000, 2.0, seed=4)
+    net = Impairment(seed=5, delay=0.020, jitter=0.003, loss=0.08)
+
+    async def main() -> tuple[list[ReceivedFrame], RecordingProxy, RtpEndpoint]:
+        frames: list[ReceivedFrame] = []
+        rx_session = RtpSession("opus", payload_type=96, sample_rate=16000)
+        rx = await RtpEndpoint.open(rx_session, LOCAL, on_frame=frames.append)
+        proxy = RecordingProxy(rx.local_addr, net)
+        tx_session = RtpSession(
+            "opus", payload_type=96, sample_rate=16000, first_timestamp=0, opus_loss_percent=20
+        )
+        tx = await RtpEndpoint.open(tx_session, LOCAL, remote_addr=await proxy.start())
+        tx.send(signal)
+        await tx.drain()
+        await asyncio.sleep(0.3)
+        await tx.aclose()
+        await rx.aclose()
+        proxy.close()
+        return frames, proxy, rx
+
+    frames, proxy, rx = run(main())
+    sent = proxy.fates.sent
+    assert len(sent) == 100
+    assert [p.timestamp for p in sent] == [960 * i for i in range(100)]  # 48 kHz clock
+    assert {p.payload_type for p in sent} == {96}
+    decoder = OpusDecoder(16000)
+    reference = [decoder.decode(p.payload) for p in sent]
+    played = {i: f for i, f in by_index(frames, 0, 960).items() if i < 100}
+    index = {p.sequence: i for i, p in enumerate(sent)}
+    lost = {index[s] for s in proxy.fates.lost}
+    assert lost
+    stats = rx.session.stats()
+    assert stats.jitter.fec_frames_used > 0
+    assert {played[i].kind for i in lost if i in played} <= {"fec", "concealed"}
+    order = sorted(played)
+    got = np.concatenate([played[i].pcm for i in order])
+    ref = np.concatenate([reference[i] for i in order])
+    assert snr_db(ref, got) > 8.0
