@@ -118,3 +118,35 @@ def test_udp_proxy_delivers_what_the_model_says() -> None:
     assert len(received) == expected == forwarded
     assert 240 < len(received) < 300
     assert {int.from_bytes(d, "big") for d in received} <= set(range(300))
+
+
+def test_udp_proxy_keeps_the_queue_order_when_delivery_times_tie() -> None:
+    # A burst into a FIFO queue with large jitter: many packets leave the queue at the
+    # same instant, and asyncio alone does not order timers that share a deadline.
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        received: list[int] = []
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                received.append(int.from_bytes(data, "big"))
+
+        sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        net = Impairment(seed=3, delay=0.01, jitter=0.03)
+        proxy = UdpImpairmentProxy(sink.get_extra_info("sockname")[:2], net)
+        src, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=await proxy.start()
+        )
+        for i in range(200):
+            src.sendto(i.to_bytes(4, "big"))
+            if i % 25 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.4)
+        src.close()
+        proxy.close()
+        sink.close()
+        return received
+
+    received = asyncio.run(main())
+    assert len(received) == 200
+    assert received == sorted(received)

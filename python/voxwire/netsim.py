@@ -30,6 +30,8 @@ Model
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -169,6 +171,8 @@ class UdpImpairmentProxy:
 
     Delivery times come from the model relative to the moment each datagram arrives (the
     event loop's clock), and are kept with ``loop.call_at``; nothing sleeps per packet.
+    Datagrams whose delivery times tie (packets leaving the model's queue together) go out
+    in the order they came in.
     """
 
     def __init__(
@@ -180,6 +184,8 @@ class UdpImpairmentProxy:
         self._listen: asyncio.DatagramTransport | None = None
         self._send: asyncio.DatagramTransport | None = None
         self._handles: set[asyncio.TimerHandle] = set()
+        self._pending: list[tuple[float, int, bytes]] = []
+        self._order = itertools.count()
         self.forwarded = 0
 
     async def start(self, port: int = 0) -> tuple[str, int]:
@@ -198,22 +204,29 @@ class UdpImpairmentProxy:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for when in self.impairment.schedule(now):
-            handle = loop.call_at(when, self._deliver, data)
+            # asyncio runs timers with equal deadlines in no set order, so each timer
+            # sends everything up to its own (time, arrival order) key from one heap
+            key = (when, next(self._order))
+            heapq.heappush(self._pending, (*key, data))
+            handle = loop.call_at(when, self._deliver, key)
             self._handles.add(handle)
 
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, key: tuple[float, int]) -> None:
         # Forget the timers that have fired (this one included); the rest are in flight.
         now = asyncio.get_running_loop().time()
         self._handles = {h for h in self._handles if h.when() > now}
-        if self._send is not None and not self._send.is_closing():
-            self._send.sendto(data)
-            self.forwarded += 1
+        while self._pending and self._pending[0][:2] <= key:
+            data = heapq.heappop(self._pending)[2]
+            if self._send is not None and not self._send.is_closing():
+                self._send.sendto(data)
+                self.forwarded += 1
 
     def close(self) -> None:
         """Stop listening and drop what is still in flight."""
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
+        self._pending.clear()
         for transport in (self._listen, self._send):
             if transport is not None:
                 transport.close()

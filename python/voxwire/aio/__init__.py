@@ -6,16 +6,20 @@
   any ASGI server (no extra dependency);
 * :func:`voxwire.aio.aiohttp_adapter.media_stream_handler`: an aiohttp request handler
   (``pip install "voxwire[aiohttp]"``);
-* :func:`voxwire.aio.tcp.serve_audiosocket`: a TCP server for Asterisk AudioSocket.
+* :func:`voxwire.aio.tcp.serve_audiosocket`: a TCP server for Asterisk AudioSocket;
+* :class:`voxwire.aio.rtp.RtpEndpoint`: a UDP endpoint for one RTP stream (its own
+  playout clock; see :mod:`voxwire.aio.rtp`).
 
-All of them run each call through :func:`voxwire.aio.session.run_call`, pace outbound
-audio with the process's one :class:`~voxwire.aio.pacer.Pacer`, and hand the application
-a :class:`~voxwire.aio.session.Call`.
+The WebSocket and TCP adapters run each call through
+:func:`voxwire.aio.session.run_call`, and hand the application a
+:class:`~voxwire.aio.session.Call`. All of them pace outbound audio with the process's one
+:class:`~voxwire.aio.pacer.Pacer`.
 """
 
 from __future__ import annotations
 
 from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.aio.rtp import RtpEndpoint
 from voxwire.aio.session import (
     CLOSE_IDLE,
     CLOSE_INTERNAL,
@@ -41,6 +45,7 @@ __all__ = [
     "Handler",
     "Limits",
     "Pacer",
+    "RtpEndpoint",
     "Transport",
     "get_pacer",
     "run_call",

@@ -38,6 +38,7 @@ from voxwire.protocols.jambonz import JambonzCodec
 from voxwire.protocols.plivo import PlivoCodec
 from voxwire.protocols.rawpcm import RawPcmCodec
 from voxwire.protocols.reorder import ReorderBuffer
+from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession, RtpSessionStats
 from voxwire.protocols.teler import TelerCodec
 from voxwire.protocols.telnyx import TelnyxCodec
 from voxwire.protocols.twilio import TwilioCodec
@@ -76,10 +77,13 @@ __all__ = [
     "Outbound",
     "PlivoCodec",
     "RawPcmCodec",
+    "ReceivedFrame",
     "RemoteError",
     "ReorderBuffer",
     "Resampler",
     "ResamplerFactory",
+    "RtpSession",
+    "RtpSessionStats",
     "SessionStats",
     "Stopped",
     "TelerCodec",

@@ -1,0 +1,377 @@
+"""An asyncio UDP endpoint for one RTP audio stream over an :class:`RtpSession`.
+
+>>> async def main():                                                  # doctest: +SKIP
+...     session = RtpSession("pcmu")
+...     async with await RtpEndpoint.open(session, ("127.0.0.1", 40000)) as ep:
+...         async for frame in ep:              # one ReceivedFrame every 20 ms
+...             ep.send(reply_for(frame.pcm))   # paced out in real time
+
+The endpoint only moves datagrams and time; the session does the rest.
+
+Receiving
+---------
+Every datagram goes to :meth:`RtpSession.receive` with the loop's clock as its arrival
+time. A playout clock started when the endpoint opens calls :meth:`RtpSession.pull` once
+per frame: tick ``k`` is armed with ``loop.call_at(start + k * frame)``, computed from the
+start time and never accumulated, so the clock does not drift over a long call. When the
+loop was held up past one or more ticks, the frames that fell due are pulled at once (no
+audio is lost); after a stall longer than ``max_catch_up`` the clock is re-based to now
+and the skipped ticks are counted in :attr:`RtpEndpoint.stalls`. Frames go to the
+``on_frame`` callback and to the async iterator, whose queue holds ``max_queue`` frames
+and drops the oldest (counted in :attr:`RtpEndpoint.frames_dropped`) when nobody reads.
+
+Without a ``remote_addr``, the endpoint answers where the stream comes from: it latches
+onto the source of the first valid RTP packet of the session's payload type (symmetric
+RTP, as NAT traversal needs) and ignores datagrams from anyone else afterwards.
+
+Sending
+-------
+:meth:`RtpEndpoint.send` queues PCM of any length on a
+:class:`~voxwire.pacing.PacedStream` driven by the process's one
+:class:`~voxwire.aio.pacer.Pacer`: one frame leaves per frame duration, computed from an
+epoch, at most ``lead`` ahead of real time, with no burst after a stall. Each frame is
+encoded into one RTP packet when it leaves. When the queued audio ran out (a pause
+between replies, or a stall) the RTP timestamp skips over the gap in whole frames and the
+next packet carries the marker bit, so the peer sees a new talkspurt instead of loss
+(RFC 3551 section 4.1). :meth:`clear` drops the queued audio (barge-in); :meth:`drain`
+waits until the queued audio has been sent and its time has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+
+from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.pacing import MarkDue, PacedItem, PacedStream
+from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
+
+__all__ = ["RtpEndpoint"]
+
+log = logging.getLogger("voxwire.aio")
+
+PCM = npt.NDArray[np.int16]
+Address = tuple[str, int]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: RtpEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.endpoint._datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable while the peer is not up yet): UDP goes on.
+        self.endpoint.socket_errors += 1
+
+
+class RtpEndpoint:
+    """One RTP stream over UDP; create it with :meth:`open`.
+
+    Parameters
+    ----------
+    session : RtpSession
+        The sans-I/O session (codec, payload type, jitter buffer settings).
+    remote_addr : (host, port), optional
+        Where to send; by default the source of the first valid packet received.
+    on_frame : callable, optional
+        Called with every :class:`ReceivedFrame` on the playout clock.
+    lead : float
+        How far ahead of real time sent audio may run, seconds (at least one frame). The
+        default two frames send each packet one frame early, so that a timer firing up to
+        a frame late still finds the peer with audio to play rather than restarting the
+        stream as a new talkspurt.
+    max_queue : int
+        Frames the async iterator keeps for a slow reader.
+    max_catch_up : float
+        Longest stall of the loop, seconds, after which missed ticks are pulled at once;
+        after a longer one the playout clock is re-based.
+    pacer : Pacer, optional
+        The pacer for outbound audio; the loop's default one by default.
+    """
+
+    def __init__(
+        self,
+        session: RtpSession,
+        *,
+        remote_addr: Address | None = None,
+        on_frame: Callable[[ReceivedFrame], None] | None = None,
+        lead: float = 0.04,
+        max_queue: int = 50,
+        max_catch_up: float = 0.2,
+        pacer: Pacer | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError(f"RtpEndpoint: max_queue must be >= 1, got {max_queue}")
+        self.session = session
+        self.remote_addr = remote_addr
+        self.on_frame = on_frame
+        self.frame_duration = session.frame_ms / 1000
+        self.max_catch_up = max_catch_up
+        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._latched = remote_addr is not None
+        # playout clock
+        self._start = 0.0
+        self._tick_index = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._frames: deque[ReceivedFrame] = deque(maxlen=max_queue)
+        self._readable: asyncio.Event | None = None
+        self._closed = False
+        # send side
+        self._pacer = pacer
+        self._stream = PacedStream(
+            session.sample_rate,
+            frame_ms=session.frame_ms,
+            lead=max(lead, self.frame_duration),
+            local_marks=True,
+            name="rtp",
+        )
+        self._tx_end: float | None = None
+        self._tx_underruns = 0
+        self._tx_restart = False
+        self._drains: dict[str, asyncio.Future[None]] = {}
+        self._mark_names = itertools.count()
+        #: frames the async iterator dropped because nobody read them
+        self.frames_dropped = 0
+        #: playout ticks skipped after stalls longer than ``max_catch_up``
+        self.stalls = 0
+        #: datagrams ignored because they came from another address than the latched one
+        self.foreign_datagrams = 0
+        #: frames sent before any remote address was known (encoded, not sent)
+        self.unsent_frames = 0
+        #: ICMP errors reported by the socket
+        self.socket_errors = 0
+        #: exceptions raised by ``on_frame`` (logged; the clock goes on)
+        self.callback_errors = 0
+
+    @classmethod
+    async def open(
+        cls,
+        session: RtpSession,
+        local_addr: Address = ("127.0.0.1", 0),
+        remote_addr: Address | None = None,
+        *,
+        on_frame: Callable[[ReceivedFrame], None] | None = None,
+        lead: float = 0.04,
+        max_queue: int = 50,
+        max_catch_up: float = 0.2,
+        pacer: Pacer | None = None,
+    ) -> RtpEndpoint:
+        """Bind ``local_addr``, start the playout clock and return the endpoint.
+
+        The other parameters are those of :class:`RtpEndpoint`.
+        """
+        endpoint = cls(
+            session,
+            remote_addr=remote_addr,
+            on_frame=on_frame,
+            lead=lead,
+            max_queue=max_queue,
+            max_catch_up=max_catch_up,
+            pacer=pacer,
+        )
+        loop = asyncio.get_running_loop()
+        endpoint._loop = loop
+        endpoint._readable = asyncio.Event()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(endpoint), local_addr=local_addr
+        )
+        endpoint._transport = transport
+        if endpoint._pacer is None:
+            endpoint._pacer = get_pacer()
+        endpoint._pacer.open(endpoint._stream, endpoint._sent)
+        endpoint._start = loop.time()
+        endpoint._arm()
+        return endpoint
+
+    @property
+    def local_addr(self) -> Address:
+        """The bound (host, port)."""
+        if self._transport is None:
+            raise RuntimeError("RtpEndpoint is not open")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    # --- receive side ----------------------------------------------------------------
+
+    def _datagram(self, data: bytes, addr: Address) -> None:
+        if self._closed or self._loop is None:
+            return
+        if self._latched and addr != self.remote_addr:
+            self.foreign_datagrams += 1
+            return
+        result = self.session.receive(data, self._loop.time())
+        if not self._latched and result in ("stored", "duplicate", "late"):
+            self.remote_addr = addr
+            self._latched = True
+
+    def _arm(self) -> None:
+        assert self._loop is not None
+        when = self._start + self._tick_index * self.frame_duration
+        self._timer = self._loop.call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        f = self.frame_duration
+        behind = now - (self._start + self._tick_index * f)
+        if behind > self.max_catch_up:
+            # re-base: skip the ticks of the stall instead of pulling them all at once
+            skipped = math.floor(behind / f)
+            self.stalls += skipped
+            self._tick_index += skipped
+        while self._start + self._tick_index * f <= now + 1e-6:
+            self._deliver(self.session.pull(now))
+            self._tick_index += 1
+            if self._closed:
+                return
+        self._arm()
+
+    def _deliver(self, frame: ReceivedFrame) -> None:
+        if len(self._frames) == self._frames.maxlen:
+            self.frames_dropped += 1
+        self._frames.append(frame)
+        assert self._readable is not None
+        self._readable.set()
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception:
+                # the playout clock must keep running for the iterator and the stream
+                log.exception("RtpEndpoint on_frame callback failed")
+                self.callback_errors += 1
+
+    async def recv(self) -> ReceivedFrame:
+        """The next frame of playout; raise ``StopAsyncIteration`` once closed."""
+        assert self._readable is not None
+        while not self._frames:
+            if self._closed:
+                raise StopAsyncIteration
+            self._readable.clear()
+            await self._readable.wait()
+        return self._frames.popleft()
+
+    def __aiter__(self) -> AsyncIterator[ReceivedFrame]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ReceivedFrame]:
+        while True:
+            try:
+                frame = await self.recv()
+            except StopAsyncIteration:
+                return
+            yield frame
+
+    # --- send side -------------------------------------------------------------------
+
+    def send(self, pcm: PCM) -> None:
+        """Queue mono PCM16 at the session's rate; it leaves frame by frame, paced."""
+        self._stream.push(pcm)
+
+    def flush(self) -> None:
+        """Pad a partial frame with silence and queue it (the end of an utterance)."""
+        self._stream.flush()
+
+    def clear(self) -> None:
+        """Drop the audio not sent yet (barge-in); the next audio starts a talkspurt."""
+        for _ in self._stream.clear():
+            pass
+        for future in self._drains.values():
+            if not future.done():
+                future.set_result(None)
+        self._drains.clear()
+        self._tx_restart = True
+
+    async def drain(self) -> None:
+        """Wait until the audio queued so far has been sent and its time has passed."""
+        assert self._loop is not None
+        name = f"drain-{next(self._mark_names)}"
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._drains[name] = future
+        self._stream.mark(name)
+        await future
+
+    @property
+    def queued_seconds(self) -> float:
+        """Audio waiting to be sent, seconds."""
+        return self._stream.queued_samples / self.session.sample_rate
+
+    def _sent(self, item: PacedItem) -> None:
+        # The pacer's sink: one frame is due now, or a drain mark's audio has played.
+        if isinstance(item, MarkDue):
+            future = self._drains.pop(item.name, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if not isinstance(item, np.ndarray):
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        f = self.frame_duration
+        restarted = self._tx_restart or self._stream.underruns != self._tx_underruns
+        self._tx_restart = False
+        self._tx_underruns = self._stream.underruns
+        if self._tx_end is None or restarted:
+            # The stream (re)started at `now`: skip the timestamp over the time nothing was
+            # sent, in whole frames, so the peer plays a pause rather than a loss.
+            if self._tx_end is not None:
+                gap = round((now - self._tx_end) / f)
+                if gap > 0:
+                    self.session.pause(gap)
+            start = now
+        else:
+            start = self._tx_end
+        self._tx_end = start + f
+        wire = self.session.send(item)
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self.remote_addr is None:
+            self.unsent_frames += 1
+            return
+        self._transport.sendto(wire, self.remote_addr)
+
+    # --- life cycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the playout clock and the paced stream, close the socket, end iteration."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._pacer is not None:
+            self._pacer.close(self._stream)
+        for future in self._drains.values():
+            if not future.done():
+                future.cancel()
+        self._drains.clear()
+        if self._transport is not None:
+            self._transport.close()
+        if self._readable is not None:
+            self._readable.set()
+
+    async def aclose(self) -> None:
+        """Close, then let the loop run the socket's closing callbacks."""
+        self.close()
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> RtpEndpoint:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

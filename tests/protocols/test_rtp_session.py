@@ -1,0 +1,362 @@
+"""RtpSession in memory on a virtual clock: two peers wired back to back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from voxwire.errors import OpusUnavailable
+from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
+from voxwire.opus import has_fec
+from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
+from voxwire.rtp import RtpPacket, parse_rtp
+
+F = 0.020
+PCM = npt.NDArray[np.int16]
+# A constant network delay lets the adaptive target fall and the buffer skip frames to
+# follow it; a floor above the delay keeps the frame-by-frame comparisons exact.
+STEADY: dict[str, float | int | bool] = {"min_delay": 0.06}
+
+
+def opus_available() -> bool:
+    try:
+        RtpSession("opus")
+    except OpusUnavailable:
+        return False
+    return True
+
+
+needs_opus = pytest.mark.skipif(
+    not opus_available() and not os.environ.get("CI"), reason="opuslib or libopus missing"
+)
+
+
+def voiced(rate: int, frames: int, seed: int = 0) -> PCM:
+    """A harmonic signal with a gliding pitch and a slow envelope, ``frames`` 20 ms long."""
+    rng = np.random.default_rng(seed)
+    n = rate * frames // 50
+    t = np.arange(n) / rate
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = sum(np.sin(h * phase) / h for h in range(1, 9)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    return np.asarray(np.round(5000 * x), dtype=np.int16)
+
+
+def encode(tx: RtpSession, signal: PCM) -> list[bytes]:
+    n = tx.frame_samples
+    return [tx.send(signal[i * n : (i + 1) * n]) for i in range(len(signal) // n)]
+
+
+def deliver(
+    rx: RtpSession,
+    packets: list[bytes],
+    *,
+    drop: Collection[int] = (),
+    delay: float = 0.030,
+    swap: Collection[int] = (),
+    duplicate: Collection[int] = (),
+) -> list[ReceivedFrame]:
+    """Packet i leaves at i*F and arrives ``delay`` later; pull one frame per F.
+
+    Packets in ``swap`` trade places with the next one; ``duplicate`` ones arrive twice.
+    Returns every frame pulled, through 20 frames after the last packet.
+    """
+    arrivals: list[tuple[float, bytes]] = []
+    for i, wire in enumerate(packets):
+        if i in drop:
+            continue
+        t = i * F + delay + (F + 0.002 if i in swap else 0.0)
+        arrivals.append((t, wire))
+        if i in duplicate:
+            arrivals.append((t + 0.002, wire))
+    arrivals.sort(key=lambda a: a[0])
+    frames: list[ReceivedFrame] = []
+    j = 0
+    for k in range(len(packets) + 20):
+        now = k * F
+        while j < len(arrivals) and arrivals[j][0] <= now:
+            assert rx.receive(arrivals[j][1], arrivals[j][0]) != "malformed"
+            j += 1
+        frames.append(rx.pull(now))
+    return frames
+
+
+def run(
+    tx: RtpSession, rx: RtpSession, signal: PCM, **kw: Collection[int]
+) -> tuple[list[bytes], list[ReceivedFrame]]:
+    packets = encode(tx, signal)
+    return packets, deliver(rx, packets, **kw)  # type: ignore[arg-type]
+
+
+def index_of(frame: ReceivedFrame, first_ts: int, ticks: int) -> int:
+    return ((frame.timestamp - first_ts) & 0xFFFFFFFF) // ticks
+
+
+@pytest.mark.parametrize("codec", ["pcmu", "pcma"])
+def test_g711_round_trip_across_sequence_and_timestamp_wrap(codec: str) -> None:
+    tx = RtpSession(codec, ssrc=5, first_sequence=65520, first_timestamp=2**32 - 160 * 12)  # type: ignore[arg-type]
+    rx = RtpSession(codec, jitter=STEADY)  # type: ignore[arg-type]
+    signal = voiced(8000, 50)
+    packets, frames = run(tx, rx, signal)
+    seqs = [parse_rtp(p).sequence for p in packets]
+    assert seqs[15] == 65535
+    assert seqs[16] == 0
+    assert parse_rtp(packets[12]).timestamp == 0
+    played = [f for f in frames if f.kind != "silence"][:50]
+    assert [f.kind for f in played] == ["normal"] * 50
+    assert all(f.adjustment == "none" for f in played)
+    indexes = [index_of(f, 2**32 - 160 * 12, 160) for f in played]
+    assert indexes == list(range(50))
+    encode, decode = (encode_ulaw, decode_ulaw) if codec == "pcmu" else (encode_alaw, decode_alaw)
+    expected = decode(encode(signal))
+    got = np.concatenate([f.pcm for f in played])
+    np.testing.assert_array_equal(got, expected)
+    stats = rx.stats()
+    assert stats.rtp is not None
+    assert (stats.rtp.received, stats.rtp.lost, stats.rtp.expected) == (50, 0, 50)
+    assert stats.jitter.packets_received == 50
+    assert stats.frames["normal"] == 50
+
+
+def test_g711_loss_is_concealed_and_counted() -> None:
+    tx = RtpSession("pcmu", first_sequence=100, first_timestamp=0)
+    rx = RtpSession("pcmu", jitter=STEADY)
+    signal = voiced(8000, 40)
+    drop = {10, 20, 21}
+    _, frames = run(tx, rx, signal, drop=drop)
+    played = [f for f in frames if f.kind != "silence"][:40]
+    by_index = {index_of(f, 0, 160): f for f in played}
+    assert sorted(by_index) == list(range(40))
+    for i in range(40):
+        assert by_index[i].kind == ("concealed" if i in drop else "normal"), i
+    # concealment continues the voice rather than leaving a hole
+    first_gap = by_index[10].pcm.astype(np.float64)
+    assert np.sqrt(np.mean(first_gap**2)) > 500
+    stats = rx.stats()
+    assert stats.rtp is not None
+    assert stats.rtp.lost == 3
+    assert stats.jitter.packets_lost == 3
+    assert stats.jitter.concealed_samples >= 3 * 160  # the frames after the stream count too
+
+
+def test_reordered_and_duplicated_packets_play_once_in_order() -> None:
+    tx = RtpSession("pcma", first_sequence=65530, first_timestamp=7)
+    rx = RtpSession("pcma", jitter=STEADY)
+    signal = voiced(8000, 30, seed=2)
+    _, frames = run(tx, rx, signal, swap={5, 17}, duplicate={3, 9, 17})
+    played = [f for f in frames if f.kind != "silence"][:30]
+    assert [index_of(f, 7, 160) for f in played] == list(range(30))
+    assert all(f.kind == "normal" for f in played)
+    np.testing.assert_array_equal(
+        np.concatenate([f.pcm for f in played]), decode_alaw(encode_alaw(signal))
+    )
+    stats = rx.stats()
+    assert stats.rtp is not None
+    assert stats.rtp.duplicates == 3
+    assert stats.rtp.reordered == 2
+    assert stats.rtp.lost == 0
+    assert stats.jitter.packets_duplicated == 3
+
+
+def snr(reference: PCM, test: PCM) -> float:
+    ref = reference.astype(np.float64)
+    err = ref - test.astype(np.float64)
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-9)))
+
+
+@needs_opus
+def test_opus_loss_with_fec_is_recovered_and_better_than_concealment() -> None:
+    signal = voiced(48000, 100, seed=3)
+    drop = set(range(20, 95, 6))  # single losses: the next packet is always there
+    with_fec = RtpSession("opus", first_sequence=65500, first_timestamp=0, opus_loss_percent=20)
+    packets = encode(with_fec, signal)
+    # libopus adds LBRR data where it judges the frame worth it, not to every packet
+    recoverable = {i for i in drop if has_fec(parse_rtp(packets[i + 1]).payload)}
+    assert len(recoverable) >= len(drop) // 2
+    results = {}
+    for loss_percent in (20, 0):  # the encoder adds LBRR data only when it expects loss
+        tx = RtpSession(
+            "opus", first_sequence=65500, first_timestamp=0, opus_loss_percent=loss_percent
+        )
+        packets = encode(tx, signal)
+        clean = deliver(RtpSession("opus", jitter=STEADY), packets)
+        rx = RtpSession("opus", jitter=STEADY)
+        lossy = deliver(rx, packets, drop=drop)
+        clean_by = {index_of(f, 0, 960): f for f in clean if f.kind != "silence"}
+        lossy_by = {index_of(f, 0, 960): f for f in lossy if f.kind != "silence"}
+        lossy_by = {i: f for i, f in lossy_by.items() if i < 100}
+        assert sorted(lossy_by) == list(range(100))
+        kinds = {i: lossy_by[i].kind for i in drop}
+        ref = np.concatenate([clean_by[i].pcm for i in sorted(recoverable)])
+        got = np.concatenate([lossy_by[i].pcm for i in sorted(recoverable)])
+        results[loss_percent] = (kinds, snr(ref, got), rx.stats())
+    fec_kinds, fec_snr, fec_stats = results[20]
+    plc_kinds, plc_snr, plc_stats = results[0]
+    assert fec_kinds == {i: "fec" if i in recoverable else "concealed" for i in drop}
+    assert fec_stats.jitter.fec_frames_used == len(recoverable) == fec_stats.frames["fec"]
+    assert set(plc_kinds.values()) == {"concealed"}
+    assert plc_stats.jitter.fec_frames_used == 0
+    assert fec_snr > plc_snr + 3.0, (fec_snr, plc_snr)
+
+
+def test_malformed_datagrams_are_counted_never_raised() -> None:
+    tx = RtpSession("pcmu", first_sequence=1, first_timestamp=0)
+    rx = RtpSession("pcmu")
+    good = tx.send(voiced(8000, 1))
+    bad_version = bytes([0x40]) + good[1:]
+    csrc_past_end = bytes([0x8F]) + good[1:12]  # 15 CSRCs announced, none there
+    padding_past_end = bytes([0xA0]) + good[1:-1] + bytes([200])
+    rtcp_receiver_report = bytes([0x80, 201, 0, 1]) + bytes(4)
+    comfort_noise = RtpPacket(13, 2, 160, 1, bytes(1)).to_bytes()
+    results = [
+        rx.receive(d, 0.0)
+        for d in (
+            b"",
+            good[:5],
+            bad_version,
+            csrc_past_end,
+            padding_past_end,
+            rtcp_receiver_report,
+            comfort_noise,
+        )
+    ]
+    assert results == [
+        "malformed",
+        "malformed",
+        "malformed",
+        "malformed",
+        "malformed",
+        "rtcp",
+        "other_payload",
+    ]
+    assert rx.receive(good, 0.001) == "stored"  # the session goes on
+    stats = rx.stats()
+    assert stats.malformed == {
+        "too_short": 2,
+        "bad_version": 1,
+        "csrc_past_end": 1,
+        "bad_padding": 1,
+    }
+    assert stats.rtcp_packets == 1
+    assert stats.other_payload_types == {13: 1}
+    assert stats.rtp is not None
+    assert stats.rtp.received == 1
+
+
+@needs_opus
+def test_malformed_opus_payload_is_counted() -> None:
+    rx = RtpSession("opus", payload_type=96)
+    empty = RtpPacket(96, 1, 0, 1, b"").to_bytes()
+    bad_code3 = RtpPacket(96, 2, 960, 1, bytes([(9 << 3) | 3, 0])).to_bytes()  # zero frames
+    assert rx.receive(empty, 0.0) == "malformed"
+    assert rx.receive(bad_code3, 0.0) == "malformed"
+    assert set(rx.stats().malformed) == {"opus_empty", "opus_zero_frames"}
+
+
+def test_wrong_duration_payload_is_fitted_and_counted() -> None:
+    rx = RtpSession("pcmu")
+    half = RtpPacket(0, 1, 0, 1, encode_ulaw(voiced(8000, 1)[:80]).tobytes()).to_bytes()
+    assert rx.receive(half, 0.0) == "stored"
+    frame = next(f for f in (rx.pull(k * F) for k in range(10)) if f.kind == "normal")
+    assert len(frame.pcm) == 160
+    assert rx.stats().malformed == {"wrong_duration": 1}
+
+
+def test_send_side_numbering_marker_and_pause() -> None:
+    tx = RtpSession("pcma", ssrc=0xDEADBEEF, first_sequence=65535, first_timestamp=2**32 - 160)
+    frame = voiced(8000, 1)
+    a, b = parse_rtp(tx.send(frame)), parse_rtp(tx.send(frame))
+    tx.pause(3)
+    c, d = parse_rtp(tx.send(frame)), parse_rtp(tx.send(frame))
+    assert [p.payload_type for p in (a, b, c, d)] == [8] * 4
+    assert [p.sequence for p in (a, b, c, d)] == [65535, 0, 1, 2]
+    assert [p.timestamp for p in (a, b, c, d)] == [2**32 - 160, 0, 160 * 4, 160 * 5]
+    assert [p.marker for p in (a, b, c, d)] == [True, False, True, False]
+    assert {p.ssrc for p in (a, b, c, d)} == {0xDEADBEEF}
+    assert a.payload == encode_alaw(frame).tobytes()
+    stats = tx.stats()
+    assert (stats.packets_sent, stats.bytes_sent) == (4, 4 * 172)
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(ValueError, match="codec"):
+        RtpSession("g722")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="payload_type"):
+        RtpSession("pcmu", payload_type=72)  # collides with RTCP when muxed
+    with pytest.raises(ValueError, match="8000"):
+        RtpSession("pcmu", sample_rate=16000)
+    tx = RtpSession("pcmu")
+    with pytest.raises(ValueError, match="160 samples"):
+        tx.send(np.zeros(80, dtype=np.int16))
+    with pytest.raises(TypeError, match="int16"):
+        tx.send(np.zeros(160, dtype=np.float32))  # type: ignore[arg-type]
+
+
+@needs_opus
+def test_opus_send_side_uses_48k_timestamps_and_the_negotiated_type() -> None:
+    tx = RtpSession("opus", payload_type=96, sample_rate=16000, first_timestamp=0)
+    # A steady delay floor: this test is about numbering, not the buffer's own adaptation
+    # (which may skip a frame early on to come down from its initial target).
+    rx = RtpSession("opus", payload_type=96, sample_rate=16000, jitter=STEADY)
+    assert tx.frame_samples == 320
+    assert tx.frame_ticks == 960
+    signal = voiced(16000, 20)
+    packets, frames = run(tx, rx, signal)
+    assert [parse_rtp(p).timestamp for p in packets[:3]] == [0, 960, 1920]
+    assert {parse_rtp(p).payload_type for p in packets} == {96}
+    played = [f for f in frames if f.kind != "silence"][:20]
+    assert [f.kind for f in played] == ["normal"] * 20
+    assert all(len(f.pcm) == 320 for f in played)
+
+
+def stall(packets: list[bytes], rx: RtpSession, held: range) -> list[ReceivedFrame]:
+    """Deliver packets 30 ms after sending, except that ``held`` arrive together at the end."""
+    release = held.stop * F + 0.030
+    frames = []
+    for k in range(len(packets) + 10):
+        now = k * F
+        for i, wire in enumerate(packets):
+            t = release if i in held else i * F + 0.030
+            if now - F < t <= now:
+                rx.receive(wire, t)
+        frames.append(rx.pull(now))
+    return frames
+
+
+def test_g711_quiet_frames_are_flagged_so_waits_are_silent_not_concealed() -> None:
+    voice = voiced(8000, 40)
+    quiet = (voice // 200).astype(np.int16)  # about -60 dBFS: room tone
+    kinds = {}
+    for name, signal in (("voice", voice), ("quiet", quiet)):
+        tx = RtpSession("pcmu", first_sequence=9, first_timestamp=0)
+        rx = RtpSession("pcmu")
+        frames = stall(encode(tx, signal), rx, range(20, 26))
+        waits = [f for f in frames if f.adjustment == "expand"]
+        assert waits, name
+        kinds[name] = {f.kind for f in waits if index_of(f, 0, 160) < 40}
+    assert kinds["voice"] == {"concealed"}
+    assert kinds["quiet"] == {"silence"}
+
+
+def test_a_new_ssrc_restarts_the_stream_and_plays_on() -> None:
+    # a call transfer: another sender, its own random numbering
+    first = RtpSession("pcmu", ssrc=1, first_sequence=100, first_timestamp=0)
+    second = RtpSession("pcmu", ssrc=2, first_sequence=40000, first_timestamp=123456789)
+    signal = voiced(8000, 60)
+    packets = encode(first, signal[: 160 * 30]) + encode(second, signal[160 * 30 :])
+    rx = RtpSession("pcmu", jitter=STEADY)  # no early delay adjustment in the numbering check
+    frames = [f for f in deliver(rx, packets) if f.kind == "normal"]
+    old = [f.sequence for f in frames if f.sequence < 1000]
+    new = [f.sequence for f in frames if f.sequence >= 40000]
+    assert old == list(range(100, 130))
+    assert new == sorted(new)
+    assert len(new) >= 26  # the switch costs a few frames: RFC 3550 A.1 confirms it first
+    assert frames[-1].sequence == 40029
+    stats = rx.stats()
+    assert stats.rtp is not None
+    assert stats.rtp.restarts == 1
+    assert stats.jitter.restarts == 1
