@@ -12,6 +12,7 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "g711": "voxwire.benchmarks.g711",
     "plc": "voxwire.benchmarks.plc",
+    "resample": "voxwire.benchmarks.resample",
 }
 """Benchmark name -> module, in the order ``voxwire bench`` runs them."""
 
