@@ -23,5 +23,6 @@ void bind_rtp(py::module_& m);
 void bind_plc(py::module_& m);
 void bind_opus(py::module_& m);
 void bind_resample(py::module_& m);
+void bind_vad(py::module_& m);
 
 }  // namespace voxwire::bindings

@@ -17,4 +17,5 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   voxwire::bindings::bind_plc(m);
   voxwire::bindings::bind_opus(m);
   voxwire::bindings::bind_resample(m);
+  voxwire::bindings::bind_vad(m);
 }

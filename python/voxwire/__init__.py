@@ -1,10 +1,12 @@
 """voxwire: the media layer for real-time voice AI.
 
 Native kernels (C++ through pybind11) for the per-packet audio path of a phone or browser
-call, wrapped in a small typed Python API. This release provides G.711 companding (see
-:mod:`voxwire.g711`, and :mod:`voxwire.audioop` for code migrating off the removed stdlib
-module) and streaming sample-rate conversion (:class:`Resampler`, :func:`resample`; see
-:mod:`voxwire.resample`).
+call, wrapped in a small typed Python API: G.711 companding (:mod:`voxwire.g711`, and
+:mod:`voxwire.audioop` for code migrating off the removed stdlib module), streaming
+sample-rate conversion (:class:`Resampler`, :func:`resample`), voice activity detection
+(:mod:`voxwire.vad`), RTP (:mod:`voxwire.rtp`), packet-loss concealment (:mod:`voxwire.plc`),
+Opus with in-band FEC (:mod:`voxwire.opus`), and the telephony transports
+(:mod:`voxwire.protocols`, :mod:`voxwire.aio`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from voxwire import errors
 from voxwire.errors import VoxwireError
 from voxwire.g711 import EncodeMode, decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.resample import Resampler, resample
+from voxwire.vad import SpeechEnd, SpeechStart, Vad, VadBatch, VadEvent, VadFrame
 
 try:
     __version__ = version("voxwire")
@@ -24,6 +27,12 @@ except PackageNotFoundError:  # pragma: no cover - running from an uninstalled t
 __all__ = [
     "EncodeMode",
     "Resampler",
+    "SpeechEnd",
+    "SpeechStart",
+    "Vad",
+    "VadBatch",
+    "VadEvent",
+    "VadFrame",
     "VoxwireError",
     "__version__",
     "decode_alaw",

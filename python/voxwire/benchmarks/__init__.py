@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "g711": "voxwire.benchmarks.g711",
     "plc": "voxwire.benchmarks.plc",
     "resample": "voxwire.benchmarks.resample",
+    "vad": "voxwire.benchmarks.vad",
 }
 """Benchmark name -> module, in the order ``voxwire bench`` runs them."""
 
