@@ -19,12 +19,12 @@ FRAME = RATE // 50
 
 @pytest.fixture(scope="module")
 def phrase() -> np.ndarray:
-    return synthesize("Hello, this is the voxwire echo test.", RATE)
+    return synthesize("Testing the voxwire echo line.", RATE)
 
 
 @pytest.fixture(scope="module")
 def other() -> np.ndarray:
-    return synthesize("Wait, stop, I have a question.", RATE, seed=2)
+    return synthesize("Sorry to interrupt you there.", RATE, seed=2)
 
 
 def silence(seconds: float) -> np.ndarray:

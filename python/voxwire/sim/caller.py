@@ -270,6 +270,8 @@ class CallReport:
     media_lost: int = 0
     said: PCM = field(default_factory=lambda: np.zeros(0, np.int16))
     heard: PCM = field(default_factory=lambda: np.zeros(0, np.int16))
+    #: (first sample, samples) of each audio message as it played (cut short by a clear)
+    played: list[tuple[int, int]] = field(default_factory=list)
     closed_by_server: bool = False
     #: how much of the reply the caller heard after starting to talk over it (seconds)
     heard_after_barge_in: float | None = None
@@ -644,6 +646,7 @@ class _Caller:
         said = np.concatenate(self._mouth) if self._mouth else np.zeros(0, np.int16)
         report.said = said
         report.heard = heard = self.playout.track(len(said))
+        report.played = [(start, len(pcm)) for start, pcm, _ in self.playout.segments]
         rate = self.rate
         for i, u in enumerate(report.utterances):
             start = self._reply_start(u)

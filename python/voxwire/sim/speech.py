@@ -26,7 +26,7 @@ __all__ = [
 
 PCM = npt.NDArray[np.int16]
 
-DEFAULT_PHRASE = "Hello, this is the voxwire echo test, speaking over the phone line."
+DEFAULT_PHRASE = "This is the voxwire echo test on a telephone line."
 """What the simulated caller says when given neither a WAV file nor a text."""
 
 _BLOCK_S = 0.01
