@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -115,6 +116,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="MS",
         help="silence that ends the caller's turn, 0-500 (default 200)",
     )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("VOXWIRE_TOKEN"),
+        help="require this shared token (query ?token=, header X-Voxwire-Token, or the "
+        "start message's custom parameter 'token'); default $VOXWIRE_TOKEN",
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
 
 
@@ -177,6 +184,11 @@ def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import serve_echo
+    from voxwire.security import TokenAuth
+
+    if args.token and args.protocol == "audiosocket":
+        print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
+        return 2
 
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -201,6 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
             path=args.path,
             lead=args.lead,
             hangover_ms=args.hangover_ms,
+            auth=TokenAuth(args.token) if args.token else None,
             stop=stop,
             ready=ready,
         )

@@ -25,6 +25,7 @@ pytest.importorskip("websockets", reason="the WebSocket server needs websockets"
 from voxwire.agents.echo import EchoStats
 from voxwire.agents.server import serve_echo
 from voxwire.aio import Call
+from voxwire.security import TokenAuth
 from voxwire.sim import PROVIDERS, CallPlan, CallReport, Network, place_call, synthesize
 
 #: Floor of the aligned normalized correlation between what the caller said and what it
@@ -50,7 +51,14 @@ def speech(protocol: str, text: str = SAY, seed: int = 1) -> np.ndarray:
 Outcome = tuple[CallReport, list[EchoStats]]
 
 
-async def echo_call(protocol: str, plan: CallPlan, network: Network | None = None) -> Outcome:
+async def echo_call(
+    protocol: str,
+    plan: CallPlan,
+    network: Network | None = None,
+    *,
+    auth: TokenAuth | None = None,
+    query: str = "",
+) -> Outcome:
     """One call to a fresh echo server; the caller's report and the server's stats."""
     stop = asyncio.Event()
     urls: list[str] = []
@@ -60,7 +68,7 @@ async def echo_call(protocol: str, plan: CallPlan, network: Network | None = Non
         stats.append(s)
 
     server = asyncio.create_task(
-        serve_echo(protocol, "127.0.0.1", 0, stop=stop, ready=urls.append, on_end=on_end)
+        serve_echo(protocol, "127.0.0.1", 0, auth=auth, stop=stop, ready=urls.append, on_end=on_end)
     )
     try:
         for _ in range(500):
@@ -68,7 +76,7 @@ async def echo_call(protocol: str, plan: CallPlan, network: Network | None = Non
                 break
             await asyncio.sleep(0.01)
         assert urls, f"the {protocol} echo server did not start"
-        report = await place_call(urls[0], protocol, plan, network=network)
+        report = await place_call(urls[0] + query, protocol, plan, network=network)
         for _ in range(100):  # the server logs the call's stats as it ends
             if stats:
                 break
@@ -156,6 +164,26 @@ def test_impaired_network_does_not_break_the_call() -> None:
         assert stats[0].utterances >= 1, protocol
         assert report.unexpected == []
         assert report.closed_by_server is False
+
+
+def test_a_server_with_a_token_hangs_up_on_callers_without_it() -> None:
+    auth = TokenAuth("s3cret")
+    plan = CallPlan(speech("vonage"))
+    outcome = run_all(
+        {
+            "wrong": echo_call("vonage", plan, auth=auth, query="?token=nope"),
+            "right": echo_call("vonage", plan, auth=auth, query="?token=s3cret"),
+        }
+    )
+    report, stats = outcome["wrong"]
+    # the token is checked at the upgrade and then in the start message (Vonage's
+    # headers): neither has it, so the call ends before the agent hears anything
+    assert report.closed_by_server
+    assert report.utterances == [] or report.utterances[0].reply_start is None
+    assert [s.utterances for s in stats] in ([], [0])
+    report, stats = outcome["right"]
+    assert report.utterances[0].correlation >= CORRELATION_FLOOR
+    assert stats[0].utterances == 1
 
 
 def _voxwire(*args: str) -> list[str]:

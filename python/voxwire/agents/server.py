@@ -19,6 +19,7 @@ from voxwire.aio.session import Call
 from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec
 from voxwire.resample import Resampler
+from voxwire.security import TokenAuth
 
 __all__ = ["CLOSE_GOING_AWAY", "PIPELINE_RATE", "codec_factory", "serve_echo"]
 
@@ -65,6 +66,7 @@ async def serve_echo(
     path: str | None = None,
     lead: float = 0.06,
     hangover_ms: int = 200,
+    auth: TokenAuth | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
     on_end: Callable[[Call, EchoStats], None] | None = None,
@@ -74,7 +76,8 @@ async def serve_echo(
     ``ready`` is called with the server's URL once it listens (``port=0`` picks a free
     port). WebSocket protocols accept the media stream on ``path``, or on any path when
     it is None; AudioSocket listens for TCP connections. ``lead`` is the pacer's lead,
-    ``hangover_ms`` the silence that ends a caller's turn. ``on_end`` receives each call
+    ``hangover_ms`` the silence that ends a caller's turn. ``auth`` checks a shared token
+    on every WebSocket connection (AudioSocket carries none). ``on_end`` receives each call
     and its :class:`~voxwire.agents.echo.EchoStats` when the call ends (by default they
     are logged).
     """
@@ -104,6 +107,8 @@ async def serve_echo(
         await pacer.aclose()
 
     if protocol == "audiosocket":
+        if auth is not None:
+            raise ValueError("AudioSocket carries no token: protect it at the network level")
         from voxwire.aio.tcp import serve_audiosocket
 
         tcp = await serve_audiosocket(handler, host, port, pacer=pacer)
@@ -118,7 +123,9 @@ async def serve_echo(
 
     from voxwire.aio.websockets_server import serve
 
-    async with serve(handler, codec_factory(protocol), host, port, path=path, pacer=pacer) as ws:
+    async with serve(
+        handler, codec_factory(protocol), host, port, path=path, auth=auth, pacer=pacer
+    ) as ws:
         bound = next(iter(ws.sockets)).getsockname()
         if ready is not None:
             ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
