@@ -334,10 +334,7 @@ class CallReport:
                     f"reply after {u.reply_latency * 1000:.0f} ms, "
                     f"echo correlation {u.correlation:.4f}"
                 )
-            lines.append(
-                f"  said {u.kind} {u.onset:.2f}-{u.end:.2f} s: {reply}"
-                + (f", echo delay {u.echo_delay * 1000:.0f} ms" if u.echo_delay else "")
-            )
+            lines.append(f"  said {u.kind} {u.onset:.2f}-{u.end:.2f} s: {reply}")
         if self.clear_latency is not None:
             lines.append(
                 f"  barge-in: clear arrived {self.clear_latency * 1000:.0f} ms after onset"
