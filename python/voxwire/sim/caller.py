@@ -36,7 +36,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -373,7 +373,7 @@ Recv = Callable[[], Awaitable[Message | None]]
 
 
 @contextlib.asynccontextmanager
-async def _connect(side: ProviderSide, url: str) -> Any:
+async def _connect(side: ProviderSide, url: str) -> AsyncIterator[tuple[Send, Recv]]:
     if side.raw_tcp:
         target = url.split("://", 1)[-1].rstrip("/")
         host, _, port = target.rpartition(":")
@@ -446,6 +446,7 @@ class _Caller:
         self._out: list[tuple[float, int, Message]] = []
         self._order = itertools.count()
         self._last_arrival = -math.inf
+        self._last_down = -math.inf
         self._wake = asyncio.Event()
         self._mouth: list[PCM] = []
         self._marks: dict[str, MarkRecord] = {}
@@ -494,8 +495,6 @@ class _Caller:
                 self.loop.call_at(when, self._handle_later, message)
         self.report.closed_by_server = not self.done
 
-    _last_down = -math.inf
-
     def _handle_later(self, message: Message) -> None:
         self._handle(message, self.loop.time())
 
@@ -531,13 +530,13 @@ class _Caller:
                 self._put(reply, now)
 
     # the caller's mouth
-    def _script(self) -> Any:
-        """Yield the caller's frames; ``None`` asks for silence, the generator decides."""
+    def _script(self) -> Iterator[PCM]:
+        """Yield the caller's frames, one per 20 ms, deciding from what the phone heard."""
         plan = self.plan
         frame = self.side.frame
         silence = np.zeros(frame, np.int16)
 
-        def frames(pcm: PCM) -> Any:
+        def frames(pcm: PCM) -> Iterator[PCM]:
             padded = np.concatenate([pcm, np.zeros(-len(pcm) % frame, np.int16)])
             for i in range(0, len(padded), frame):
                 yield padded[i : i + frame]
@@ -571,7 +570,7 @@ class _Caller:
         for _ in range(round(plan.tail / self.FRAME)):
             yield silence
 
-    def _say(self, kind: str, pcm: PCM, frames: Any) -> Any:
+    def _say(self, kind: str, pcm: PCM, frames: Callable[[PCM], Iterator[PCM]]) -> Iterator[PCM]:
         first, last = speech_bounds(pcm, self.rate)
         at = self._position()
         self.report.utterances.append(
@@ -621,13 +620,14 @@ class _Caller:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, wake - loop.time()))
-            for message in self.side.closing():
+            closing = self.side.closing()
+            for message in closing:
                 self._put(message, loop.time())
             self.done = True
             self._wake.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sender), 2.0)
-            if self.side.closing():
+            if closing:
                 # the server ends the call after the stop message
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), 1.0)
