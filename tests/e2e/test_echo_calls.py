@@ -186,6 +186,28 @@ def test_a_server_with_a_token_hangs_up_on_callers_without_it() -> None:
     assert stats[0].utterances == 1
 
 
+def test_shutdown_ends_live_calls() -> None:
+    async def cut_short(protocol: str) -> CallReport:
+        stop = asyncio.Event()
+        urls: list[str] = []
+        server = asyncio.create_task(
+            serve_echo(protocol, "127.0.0.1", 0, stop=stop, ready=urls.append)
+        )
+        while not urls:
+            await asyncio.sleep(0.01)
+        call = asyncio.create_task(place_call(urls[0], protocol, CallPlan(speech(protocol))))
+        await asyncio.sleep(0.8)
+        stop.set()
+        await asyncio.wait_for(server, 5)  # the server returns with the call still going
+        return await asyncio.wait_for(call, 5)
+
+    async def main() -> list[CallReport]:
+        return await asyncio.gather(cut_short("vonage"), cut_short("audiosocket"))
+
+    for report in asyncio.run(main()):
+        assert report.closed_by_server, report.protocol
+
+
 def _voxwire(*args: str) -> list[str]:
     return [sys.executable, "-m", "voxwire", *args]
 
