@@ -447,7 +447,9 @@ class _Caller:
         self._order = itertools.count()
         self._last_arrival = -math.inf
         self._last_down = -math.inf
-        self._wake = asyncio.Event()
+        self._send_wake = asyncio.Event()  # a message was queued
+        self._tick_wake = asyncio.Event()  # the phone's state changed: marks may be due
+        self._later: set[asyncio.TimerHandle] = set()
         self._mouth: list[PCM] = []
         self._marks: dict[str, MarkRecord] = {}
         self.done = False
@@ -466,7 +468,7 @@ class _Caller:
             when = max(when, self._last_arrival)
             self._last_arrival = when
             heapq.heappush(self._out, (when, next(self._order), message))
-        self._wake.set()
+        self._send_wake.set()
 
     async def _sender(self, send: Send) -> None:
         while True:
@@ -477,10 +479,10 @@ class _Caller:
                 await send(message)
             if self.done and not self._out:
                 return
-            self._wake.clear()
+            self._send_wake.clear()
             timeout = self._out[0][0] - self.loop.time() if self._out else None
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._send_wake.wait(), timeout)
 
     # downlink
     async def _reader(self, recv: Recv) -> None:
@@ -492,11 +494,13 @@ class _Caller:
             else:
                 when = max(self.downlink.schedule(now)[0], self._last_down)
                 self._last_down = when
-                self.loop.call_at(when, self._handle_later, message)
+                self._later.add(self.loop.call_at(when, self._handle_later, message))
         self.report.closed_by_server = not self.done
 
     def _handle_later(self, message: Message) -> None:
-        self._handle(message, self.loop.time())
+        now = self.loop.time()
+        self._later = {h for h in self._later if h.when() > now}
+        self._handle(message, now)
 
     def _handle(self, message: Message, now: float) -> None:
         t = now - self.playout.t0
@@ -518,7 +522,7 @@ class _Caller:
                     self._put(reply, now)
             elif isinstance(event, Unexpected):
                 self.report.unexpected.append(event.reason)
-        self._wake.set()
+        self._tick_wake.set()
 
     def _echo_due_marks(self, now: float) -> None:
         for name in self.playout.due(now):
@@ -617,14 +621,14 @@ class _Caller:
                 due = self.playout.next_due()
                 if due is not None:
                     wake = min(wake, due)
-                self._wake.clear()
+                self._tick_wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake - loop.time()))
+                    await asyncio.wait_for(self._tick_wake.wait(), max(0.0, wake - loop.time()))
             closing = self.side.closing()
             for message in closing:
                 self._put(message, loop.time())
             self.done = True
-            self._wake.set()
+            self._send_wake.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sender), 2.0)
             if closing:
@@ -633,6 +637,8 @@ class _Caller:
                     await asyncio.wait_for(asyncio.shield(reader), 1.0)
         finally:
             self.done = True
+            for handle in self._later:
+                handle.cancel()
             for task in (sender, reader):
                 task.cancel()
             await asyncio.gather(sender, reader, return_exceptions=True)
