@@ -122,6 +122,18 @@ def test_chunking_does_not_matter(phrase: np.ndarray) -> None:
     np.testing.assert_array_equal(a[0].pcm, b[0].pcm)  # type: ignore[union-attr]
 
 
+def test_a_reused_input_buffer_does_not_change_the_reply(phrase: np.ndarray) -> None:
+    agent = EchoAgent(RATE)
+    audio = np.concatenate([silence(0.5), phrase, silence(0.6)])
+    buffer = np.empty(FRAME, np.int16)
+    replies = []
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        buffer[:] = audio[i : i + FRAME]
+        replies += [a for a in agent.feed(buffer) if isinstance(a, Play)]
+    (reply,) = replies
+    assert aligned_correlation(phrase, reply.pcm)[0] > 0.9999
+
+
 def test_bad_input() -> None:
     agent = EchoAgent(RATE)
     with pytest.raises(TypeError, match="int16"):

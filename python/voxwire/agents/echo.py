@@ -139,7 +139,7 @@ class EchoAgent:
             raise TypeError(f"expected a 1-D numpy int16 array, got {pcm!r:.60}")
         if len(pcm) == 0:
             return []
-        self._chunks.append(pcm)
+        self._chunks.append(pcm.copy())  # the caller may reuse its buffer
         self._held += len(pcm)
         actions: list[Action] = []
         for event in self.vad.feed(pcm):
