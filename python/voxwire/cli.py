@@ -159,6 +159,9 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     call.add_argument(
         "--loss", type=float, default=0.0, metavar="PCT", help="caller media lost, percent"
     )
+    call.add_argument(
+        "--reorder", type=float, default=0.0, metavar="PCT", help="caller media reordered, percent"
+    )
     call.add_argument("--seed", type=int, default=0, help="seed of the impairment model")
     call.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S")
     call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
@@ -253,7 +256,9 @@ def _call(args: argparse.Namespace) -> int:
         print(f"voxwire call: {exc}", file=sys.stderr)
         return 2
     plan = CallPlan(speech, barge_in=barge, barge_in_after=args.barge_in_after)
-    network = Network(args.delay / 1000, args.jitter / 1000, args.loss / 100, args.seed)
+    network = Network(
+        args.delay / 1000, args.jitter / 1000, args.loss / 100, args.reorder / 100, args.seed
+    )
 
     async def run() -> CallReport:
         return await asyncio.wait_for(

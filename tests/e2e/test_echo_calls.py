@@ -58,6 +58,7 @@ async def echo_call(
     *,
     auth: TokenAuth | None = None,
     query: str = "",
+    calls: list[Call] | None = None,
 ) -> Outcome:
     """One call to a fresh echo server; the caller's report and the server's stats."""
     stop = asyncio.Event()
@@ -66,6 +67,8 @@ async def echo_call(
 
     def on_end(call: Call, s: EchoStats) -> None:
         stats.append(s)
+        if calls is not None:
+            calls.append(call)
 
     server = asyncio.create_task(
         serve_echo(protocol, "127.0.0.1", 0, auth=auth, stop=stop, ready=urls.append, on_end=on_end)
@@ -153,7 +156,7 @@ def test_barge_in_clears_the_reply_within_100_ms() -> None:
 
 
 def test_impaired_network_does_not_break_the_call() -> None:
-    network = Network(delay=0.04, jitter=0.015, loss=0.05, seed=7)
+    network = Network(delay=0.04, jitter=0.015, loss=0.05, reorder=0.05, seed=7)
     outcomes = run_all(
         {p: echo_call(p, CallPlan(speech(p)), network) for p in ("twilio", "telnyx", "vonage")}
     )
@@ -164,6 +167,22 @@ def test_impaired_network_does_not_break_the_call() -> None:
         assert stats[0].utterances >= 1, protocol
         assert report.unexpected == []
         assert report.closed_by_server is False
+
+
+def test_telnyx_media_out_of_order_is_put_back_in_order() -> None:
+    network = Network(reorder=0.1, seed=3)
+    calls: list[Call] = []
+
+    async def main() -> Outcome:
+        return await echo_call("telnyx", CallPlan(speech("telnyx")), network, calls=calls)
+
+    report, stats = asyncio.run(asyncio.wait_for(main(), 30))
+    (call,) = calls
+    assert call.stats.reordered > 0, call.stats.as_dict()
+    assert call.stats.late_dropped == 0
+    # back in order, the echo is the utterance again
+    assert report.utterances[0].correlation >= CORRELATION_FLOOR, report.summary()
+    assert stats[0].utterances == 1
 
 
 def test_a_server_with_a_token_hangs_up_on_callers_without_it() -> None:

@@ -199,19 +199,28 @@ class Network:
     """Impairment of the call's path, both ways (seeded, reproducible).
 
     The caller's media messages are delayed by ``delay`` plus jitter (deviation ``jitter``,
-    kept in order) and lost with probability ``loss`` (the provider's leg from the phone
-    lost the packet, so no message is sent); control messages and everything sent to the
-    caller are delayed the same way but never lost.
+    kept in order), lost with probability ``loss`` (the provider's leg from the phone lost
+    the packet, so no message is sent), and with probability ``reorder`` held back 50 ms
+    so later ones overtake them (Telnyx says its media order is not guaranteed). Control
+    messages and everything sent to the caller are delayed the same way, in order, never
+    lost.
     """
 
     delay: float = 0.0
     jitter: float = 0.0
     loss: float = 0.0
+    reorder: float = 0.0
     seed: int = 0
 
     def uplink(self) -> Impairment:
         """The model for the caller's media."""
-        return Impairment(seed=self.seed, delay=self.delay, jitter=self.jitter, loss=self.loss)
+        return Impairment(
+            seed=self.seed,
+            delay=self.delay,
+            jitter=self.jitter,
+            loss=self.loss,
+            reorder=self.reorder,
+        )
 
     def downlink(self) -> Impairment:
         """The model for what the application sends."""
@@ -220,7 +229,7 @@ class Network:
     @property
     def active(self) -> bool:
         """Whether anything is impaired."""
-        return self.delay > 0 or self.jitter > 0 or self.loss > 0
+        return self.delay > 0 or self.jitter > 0 or self.loss > 0 or self.reorder > 0
 
 
 # --- the report -------------------------------------------------------------------------
@@ -463,10 +472,10 @@ class _Caller:
             if not arrivals:
                 self.report.media_lost += 1
         else:
-            arrivals = [now + self.network.delay]
+            # control messages keep their place behind everything sent before them
+            arrivals = [max(now + self.network.delay, self._last_arrival)]
         for when in arrivals:
-            when = max(when, self._last_arrival)
-            self._last_arrival = when
+            self._last_arrival = max(when, self._last_arrival)
             heapq.heappush(self._out, (when, next(self._order), message))
         self._send_wake.set()
 
