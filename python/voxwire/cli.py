@@ -2,13 +2,22 @@
 
 ``voxwire bench`` runs the side-by-side microbenchmarks against whichever peers are
 installed (audioop, soxr, ...) and prints one table per benchmark.
+
+``voxwire serve --protocol twilio --echo`` runs a media-stream server whose agent echoes
+each utterance back (:mod:`voxwire.agents`); ``voxwire call --protocol twilio URL`` calls
+it as the provider would, with a simulated caller that speaks, listens, barges in, and
+reports what it heard and the timings (:mod:`voxwire.sim`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
+import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +65,107 @@ def _build_parser() -> argparse.ArgumentParser:
         help="fewer rounds: a smoke run of a few seconds, noisier figures",
     )
     bench.add_argument("--json", action="store_true", help="print the tables as JSON")
+    _add_serve(sub)
+    _add_call(sub)
     return parser
+
+
+_PROTOCOLS = (
+    "twilio",
+    "telnyx",
+    "plivo",
+    "vonage",
+    "exotel",
+    "teler",
+    "jambonz",
+    "rawpcm",
+    "audiosocket",
+)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run a media-stream server with the echo agent",
+        description="Accept a provider's media stream and run the echo agent: it listens "
+        "with voxwire's VAD, plays each utterance back when the caller stops speaking, and "
+        "stops the playback at once when the caller talks over it. Stops cleanly on "
+        "SIGINT/SIGTERM.",
+    )
+    serve.add_argument("--protocol", required=True, choices=_PROTOCOLS)
+    serve.add_argument(
+        "--echo", action="store_true", required=True, help="run the echo agent (required)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default 8080; 9092 for audiosocket)"
+    )
+    serve.add_argument(
+        "--path", default=None, help="accept the media WebSocket only on this path (default: any)"
+    )
+    serve.add_argument(
+        "--lead",
+        type=float,
+        default=0.06,
+        help="seconds of audio the pacer may send ahead of real time (default 0.06)",
+    )
+    serve.add_argument(
+        "--hangover-ms",
+        type=int,
+        default=200,
+        metavar="MS",
+        help="silence that ends the caller's turn, 0-500 (default 200)",
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("VOXWIRE_TOKEN"),
+        help="require this shared token (query ?token=, header X-Voxwire-Token, or the "
+        "start message's custom parameter 'token'); default $VOXWIRE_TOKEN",
+    )
+    serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+
+
+def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    call = sub.add_parser(
+        "call",
+        help="call a media-stream server as a simulated phone",
+        description="Play the provider's side of a call: open the stream, say a phrase in "
+        "real time, play what comes back, echo marks once played, honour clear, and report "
+        "what was heard with the reply and barge-in timings.",
+    )
+    call.add_argument("url", help="ws://host:port/path, or host:port for audiosocket")
+    call.add_argument("--protocol", required=True, choices=_PROTOCOLS)
+    what = call.add_mutually_exclusive_group()
+    what.add_argument("--say", metavar="WAV", help="16-bit PCM WAV file to say")
+    what.add_argument(
+        "--say-text", metavar="TEXT", help="text to say, spoken by espeak-ng (espeakng-loader)"
+    )
+    call.add_argument(
+        "--barge-in",
+        action="store_true",
+        help="talk over the reply once it has played for --barge-in-after seconds",
+    )
+    call.add_argument(
+        "--barge-in-text",
+        default="Sorry to interrupt you there.",
+        metavar="TEXT",
+        help="what to say over the reply (default: a short phrase; the --say file without "
+        "espeak-ng)",
+    )
+    call.add_argument("--barge-in-after", type=float, default=0.4, metavar="S")
+    call.add_argument("--rate", type=int, default=None, help="line rate, where the protocol allows")
+    call.add_argument("--delay", type=float, default=0.0, metavar="MS", help="one-way delay")
+    call.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="delay deviation")
+    call.add_argument(
+        "--loss", type=float, default=0.0, metavar="PCT", help="caller media lost, percent"
+    )
+    call.add_argument(
+        "--reorder", type=float, default=0.0, metavar="PCT", help="caller media reordered, percent"
+    )
+    call.add_argument("--seed", type=int, default=0, help="seed of the impairment model")
+    call.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S")
+    call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
+    call.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
@@ -76,11 +185,107 @@ def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from voxwire.agents.server import serve_echo
+    from voxwire.security import TokenAuth
+
+    if args.token and args.protocol == "audiosocket":
+        print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
+        return 2
+
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    port = args.port if args.port is not None else 9092 if args.protocol == "audiosocket" else 8080
+
+    def ready(url: str) -> None:
+        where = "" if args.protocol == "audiosocket" or args.path else " (any path)"
+        print(f"voxwire serve: {args.protocol} echo agent on {url}{where}", flush=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_echo(
+            args.protocol,
+            args.host,
+            port,
+            path=args.path,
+            lead=args.lead,
+            hangover_ms=args.hangover_ms,
+            auth=TokenAuth(args.token) if args.token else None,
+            stop=stop,
+            ready=ready,
+        )
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 1
+    print("voxwire serve: stopped", flush=True)
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from voxwire.sim import PROVIDERS, CallPlan, CallReport, Network, place_call
+    from voxwire.sim.speech import (
+        DEFAULT_PHRASE,
+        SpeechUnavailable,
+        read_wav,
+        synthesize,
+        write_wav,
+    )
+
+    rate = args.rate or PROVIDERS[args.protocol].default_rate
+    try:
+        if args.say:
+            speech = read_wav(args.say, rate)
+        else:
+            speech = synthesize(args.say_text or DEFAULT_PHRASE, rate)
+        barge = None
+        if args.barge_in:
+            try:
+                barge = synthesize(args.barge_in_text, rate, seed=2)
+            except SpeechUnavailable:
+                barge = speech
+    except (SpeechUnavailable, OSError, ValueError) as exc:
+        print(f"voxwire call: {exc}", file=sys.stderr)
+        return 2
+    plan = CallPlan(speech, barge_in=barge, barge_in_after=args.barge_in_after)
+    network = Network(
+        args.delay / 1000, args.jitter / 1000, args.loss / 100, args.reorder / 100, args.seed
+    )
+
+    async def run() -> CallReport:
+        return await asyncio.wait_for(
+            place_call(args.url, args.protocol, plan, rate=rate, network=network), args.timeout
+        )
+
+    try:
+        report = asyncio.run(run())
+    except Exception as exc:  # a refused connection or handshake, the timeout
+        print(f"voxwire call: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.save_heard:
+        write_wav(args.save_heard, report.heard, report.rate)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    replied = all(u.reply_start is not None for u in report.utterances)
+    return 0 if replied and report.utterances else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``voxwire`` command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args.only, args.quick, args.json)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "call":
+        return _call(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 

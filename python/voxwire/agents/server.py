@@ -1,0 +1,136 @@
+"""Run the echo agent as a server: what ``voxwire serve --echo`` does.
+
+:func:`serve_echo` serves one protocol, on the ``websockets`` adapter (or the AudioSocket
+TCP server), with the process's pacer, until ``stop`` is set; then it closes every call
+(WebSocket close code 1001, or the AudioSocket hangup) and the listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+
+from voxwire.agents.echo import EchoStats, echo_handler
+from voxwire.aio.pacer import Pacer
+from voxwire.aio.session import Call
+from voxwire.protocols import CODECS
+from voxwire.protocols.base import MediaStreamCodec
+from voxwire.resample import Resampler
+from voxwire.security import TokenAuth
+
+__all__ = ["CLOSE_GOING_AWAY", "PIPELINE_RATE", "codec_factory", "serve_echo"]
+
+log = logging.getLogger("voxwire.agents")
+
+PIPELINE_RATE = 16000
+"""The rate the echo agent listens at (Hz)."""
+
+CLOSE_GOING_AWAY = 1001
+"""WebSocket close code sent to every call when the server shuts down."""
+
+
+def codec_factory(
+    protocol: str, pipeline_rate: int = PIPELINE_RATE
+) -> Callable[[], MediaStreamCodec]:
+    """A codec per call for ``protocol``, decoding to ``pipeline_rate`` with voxwire's
+    resampler (the codecs' ``resampler`` hook)."""
+    if protocol not in CODECS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
+    cls = CODECS[protocol]
+    return functools.partial(cls, pipeline_rate=pipeline_rate, resampler=Resampler)
+
+
+def _log_call(call: Call, stats: EchoStats) -> None:
+    started = call.started
+    log.info(
+        "%s call %r ended: %d utterance(s) echoed (%.1f s), %d played out, %d barge-in(s), "
+        "%d bad message(s) skipped",
+        call.codec.name,
+        started.stream_id if started else "(not started)",
+        stats.utterances,
+        stats.reply_seconds,
+        stats.replies_played,
+        stats.barge_ins,
+        call.stats.skipped,
+    )
+
+
+async def serve_echo(
+    protocol: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    path: str | None = None,
+    lead: float = 0.06,
+    hangover_ms: int = 200,
+    auth: TokenAuth | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[str], None] | None = None,
+    on_end: Callable[[Call, EchoStats], None] | None = None,
+) -> None:
+    """Serve the echo agent for ``protocol`` until ``stop`` is set (forever without one).
+
+    ``ready`` is called with the server's URL once it listens (``port=0`` picks a free
+    port). WebSocket protocols accept the media stream on ``path``, or on any path when
+    it is None; AudioSocket listens for TCP connections. ``lead`` is the pacer's lead,
+    ``hangover_ms`` the silence that ends a caller's turn. ``auth`` checks a shared token
+    on every WebSocket connection (AudioSocket carries none). ``on_end`` receives each call
+    and its :class:`~voxwire.agents.echo.EchoStats` when the call ends (by default they
+    are logged).
+    """
+    if protocol not in CODECS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
+    stop = stop or asyncio.Event()
+    pacer = Pacer(lead)
+    calls: set[Call] = set()
+
+    async def handler(call: Call) -> None:
+        calls.add(call)
+        try:
+            await echo_handler(
+                call, rate=PIPELINE_RATE, hangover_ms=hangover_ms, on_end=on_end or _log_call
+            )
+        finally:
+            calls.discard(call)
+
+    async def shut_down() -> None:
+        for call in list(calls):
+            await call.close(CLOSE_GOING_AWAY, "server shutting down")
+        # let each call's writer close its connection
+        for _ in range(100):
+            if not calls:
+                break
+            await asyncio.sleep(0.02)
+        await pacer.aclose()
+
+    if protocol == "audiosocket":
+        if auth is not None:
+            raise ValueError("AudioSocket carries no token: protect it at the network level")
+        from voxwire.aio.tcp import serve_audiosocket
+
+        tcp = await serve_audiosocket(handler, host, port, pacer=pacer)
+        async with tcp:
+            bound = tcp.sockets[0].getsockname()
+            if ready is not None:
+                ready(f"tcp://{bound[0]}:{bound[1]}")
+            await stop.wait()
+            tcp.close()
+            await shut_down()
+        return
+
+    from voxwire.aio.websockets_server import serve
+
+    async with serve(
+        handler, codec_factory(protocol), host, port, path=path, auth=auth, pacer=pacer
+    ) as ws:
+        bound = next(iter(ws.sockets)).getsockname()
+        if ready is not None:
+            ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
+        await stop.wait()
+        ws.close(close_connections=False)
+        await shut_down()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 3.0)

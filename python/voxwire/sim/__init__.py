@@ -1,0 +1,25 @@
+"""The phone side of a call, simulated: what ``voxwire call`` runs.
+
+* :mod:`voxwire.sim.provider`: each protocol as the provider speaks it;
+* :mod:`voxwire.sim.caller`: a caller that speaks in real time, plays the replies, echoes
+  marks once played, honours clear, and reports what it heard and the timings;
+* :mod:`voxwire.sim.speech`: espeak-ng phrases and WAV files for it to say.
+"""
+
+from __future__ import annotations
+
+from voxwire.sim.caller import CallPlan, CallReport, Network, place_call
+from voxwire.sim.provider import PROVIDERS, ProviderSide
+from voxwire.sim.speech import DEFAULT_PHRASE, read_wav, synthesize
+
+__all__ = [
+    "DEFAULT_PHRASE",
+    "PROVIDERS",
+    "CallPlan",
+    "CallReport",
+    "Network",
+    "ProviderSide",
+    "place_call",
+    "read_wav",
+    "synthesize",
+]
