@@ -19,6 +19,7 @@ __all__ = [
     "OpusUnavailable",
     "ProtocolError",
     "ProviderError",
+    "QueueFull",
     "RemoteProtocolError",
     "RtpError",
     "VoxwireError",
@@ -74,6 +75,10 @@ class OpusPacketError(_Reasoned, CodecError):
 
 class OpusUnavailable(VoxwireError, ImportError):
     """Opus support needs the opuslib package and the system libopus library."""
+
+
+class QueueFull(VoxwireError, BufferError):
+    """Audio was pushed faster than it can be sent, past the stream's bound."""
 
 
 class ProviderError(VoxwireError):

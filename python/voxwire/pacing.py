@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from voxwire.errors import QueueFull
 from voxwire.protocols.events import MarkPlayed
 
 __all__ = ["MarkDue", "MarkOut", "PacedItem", "PacedStream", "PacingScheduler"]
@@ -79,6 +80,9 @@ class PacedStream:
 
     ``sample_rate`` is the line rate, ``frame_ms`` the frame length; ``local_marks`` makes
     the stream time marks itself (for protocols whose peer never echoes them).
+    ``max_queued`` bounds the audio waiting to be sent, in seconds (default 5 minutes: far
+    more than any reply, so only a runaway producer meets it); :meth:`push` past it raises
+    :class:`voxwire.errors.QueueFull` and queues nothing.
     """
 
     def __init__(
@@ -89,7 +93,10 @@ class PacedStream:
         lead: float | None = None,
         local_marks: bool = False,
         name: str = "",
+        max_queued: float = 300.0,
     ) -> None:
+        if not max_queued > 0:
+            raise ValueError(f"max_queued must be positive, got {max_queued}")
         if sample_rate <= 0 or frame_ms <= 0:
             raise ValueError(
                 f"sample_rate and frame_ms must be positive: {sample_rate}, {frame_ms}"
@@ -102,6 +109,7 @@ class PacedStream:
         self.frame_duration = frame_ms / 1000
         self.lead = lead
         self.local_marks = local_marks
+        self.max_queued_samples = int(max_queued * sample_rate)
         self._queue: deque[PCM | _QueuedMark] = deque()
         self._partial: list[PCM] = []
         self._partial_len = 0
@@ -125,8 +133,7 @@ class PacedStream:
     @property
     def queued_samples(self) -> int:
         """Samples waiting to be sent (whole frames and the partial one)."""
-        frames = sum(1 for item in self._queue if not isinstance(item, _QueuedMark))
-        return frames * self.frame_samples + self._partial_len
+        return self.queued_total - self.sent_samples
 
     def push(self, pcm: PCM) -> None:
         """Queue line-rate PCM16; it is cut into frames, a remainder waits for more."""
@@ -134,6 +141,12 @@ class PacedStream:
             raise TypeError(f"expected a 1-D numpy int16 array, got {pcm!r:.60}")
         if len(pcm) == 0:
             return
+        if self.queued_samples + len(pcm) > self.max_queued_samples:
+            raise QueueFull(
+                f"stream {self.name!r}: {self.queued_samples} samples queued + {len(pcm)} "
+                f"pushed would exceed max_queued = {self.max_queued_samples} samples "
+                f"({self.max_queued_samples / self.sample_rate:g} s)"
+            )
         self.queued_total += len(pcm)
         self._partial.append(pcm.copy())  # frames must not change if the caller reuses it
         self._partial_len += len(pcm)

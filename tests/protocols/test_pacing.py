@@ -64,7 +64,7 @@ def test_audio_sent_never_runs_more_than_the_lead_ahead(lead: float) -> None:
 def test_no_drift_over_a_long_call_with_late_wakeups() -> None:
     # ten minutes of audio, the event loop waking up to 5 ms late each time
     sched = PacingScheduler(lead=0.06)
-    stream = sched.add(PacedStream(8000))
+    stream = sched.add(PacedStream(8000, max_queued=3600))  # ten minutes pushed at once
     n = 30_000
     stream.push(frames(n))
     sent = drive(sched, until=1e9, jitter=0.005, seed=1)
@@ -241,3 +241,21 @@ def test_frames_out_are_the_audio_in_and_marks_sit_at_their_positions(ops: list[
     for name, position in positions.items():
         stream.resolve_mark(name)
         assert stream.played_samples == position
+
+
+def test_queue_is_bounded_and_refuses_past_the_bound() -> None:
+    from voxwire.errors import QueueFull
+    from voxwire.pacing import PacedStream
+
+    stream = PacedStream(8000, max_queued=1.0)  # one second of audio
+    stream.push(np.zeros(7990, dtype=np.int16))
+    assert stream.queued_samples == 7990
+    with pytest.raises(QueueFull, match="7990 samples queued \\+ 20 pushed would exceed"):
+        stream.push(np.zeros(20, dtype=np.int16))
+    assert stream.queued_samples == 7990  # nothing of the refused push was kept
+    stream.push(np.zeros(10, dtype=np.int16))  # exactly at the bound is fine
+    stream.clear()
+    assert stream.queued_samples == 0
+    stream.push(np.zeros(8000, dtype=np.int16))
+    with pytest.raises(ValueError, match="max_queued must be positive"):
+        PacedStream(8000, max_queued=0)
