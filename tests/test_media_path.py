@@ -162,6 +162,9 @@ def test_odd_l16_and_hostile_sizes() -> None:
     with pytest.raises(PayloadError) as info:
         l16.decode("Zm9v")  # three bytes
     assert info.value.reason == "odd_length"
+    with pytest.raises(PayloadError) as info:
+        l16.decode("@@@@")  # not base64 at all: reported before the sample count
+    assert info.value.reason == "bad_character"
     assert l16.decode("").shape == (0,)
     huge = "A" * (4 * (MAX_PAYLOAD_BYTES // 3 + 2))
     with pytest.raises(PayloadError) as info:

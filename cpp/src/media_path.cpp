@@ -238,9 +238,7 @@ std::size_t Inbound::output_size(std::string_view payload) const {
   if (n % 4 != 0) throw_fault(PayloadFault::bad_length, n);
   const std::size_t bytes = base64_decoded_size(payload);
   if (bytes > kMaxPayloadBytes) throw_fault(PayloadFault::too_long, bytes);
-  const std::size_t width = bytes_per_sample(encoding_);
-  if (bytes % width != 0) throw_fault(PayloadFault::odd_length, bytes);
-  const std::size_t samples = bytes / width;
+  const std::size_t samples = bytes / bytes_per_sample(encoding_);
   return resampler_ ? resampler_->output_size(samples) : samples;
 }
 
@@ -281,10 +279,14 @@ std::size_t Inbound::decode(std::string_view payload, std::span<std::int16_t> ou
   if (n == 0) return 0;
   // A payload of one block is checked as it is decoded, before the stream is touched; a
   // longer one is checked whole first, so a fault near its end cannot leave the resampler
-  // half-way through the message.
-  if (n > kBlockChars) {
+  // half-way through the message. Characters are checked before the sample count, so text
+  // that is not base64 at all is reported as such.
+  const std::size_t bytes = base64_decoded_size(payload);
+  const bool odd = bytes % bytes_per_sample(encoding_) != 0;
+  if (n > kBlockChars || odd) {
     const Base64Result r = validate_base64(payload);
     if (r.fault != PayloadFault::none) throw_fault(r.fault, r.position);
+    if (odd) throw_fault(PayloadFault::odd_length, bytes);
   }
   std::size_t written = 0;
   for (std::size_t pos = 0; pos < n; pos += kBlockChars) {

@@ -296,6 +296,8 @@ TEST(Inbound, SizeFaultsAndShortOutput) {
   };
   EXPECT_EQ(fault_of(ulaw, "Zm9"), PayloadFault::bad_length);
   EXPECT_EQ(fault_of(l16, "Zm9v"), PayloadFault::odd_length);
+  EXPECT_EQ(fault_of(l16, "@@@@"), PayloadFault::bad_character);  // characters first
+  EXPECT_EQ(fault_of(l16, "Zm9="), PayloadFault::bad_padding);
   EXPECT_EQ(fault_of(l16, "Zm8="), PayloadFault::none);
   EXPECT_EQ(fault_of(ulaw, ""), PayloadFault::none);
   const std::string huge(media::base64_encoded_size(media::kMaxPayloadBytes + 3), 'A');

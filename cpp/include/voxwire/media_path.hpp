@@ -136,8 +136,9 @@ class Inbound {
   }
 
   /// Samples `decode(payload, ...)` writes if the payload is valid. Looks only at the size:
-  /// throws PayloadError (bad_length, too_long, odd_length) when that alone is wrong, so a
-  /// caller can size its output before decoding without trusting the payload.
+  /// throws PayloadError (bad_length, too_long) when that alone is wrong, so a caller can
+  /// size its output before decoding without trusting the payload. (An L16 payload of an odd
+  /// byte count is refused by decode, after its characters are checked.)
   [[nodiscard]] std::size_t output_size(std::string_view payload) const;
 
   /// Decodes one message's base64 payload and writes output_size(payload) samples at the
