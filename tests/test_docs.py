@@ -14,6 +14,7 @@ MODULES = [
     "voxwire.audioop",
     "voxwire.opus",
     "voxwire.netsim",
+    "voxwire.media_path",
 ]
 
 

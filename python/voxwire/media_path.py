@@ -9,11 +9,11 @@ stream:
 >>> import numpy as np
 >>> from voxwire.media_path import MediaDecoder, MediaEncoder
 >>> rx = MediaDecoder("mulaw", 8000, 16000)          # Twilio in, 16 kHz pipeline
->>> rx.decode("/" * 216).shape                        # 160 mu-law bytes, 20 ms
+>>> rx.decode("/" * 212 + "/w==").shape               # 160 mu-law bytes, 20 ms
 (280,)
 >>> tx = MediaEncoder("mulaw", 24000, 8000)           # 24 kHz TTS out, 8 kHz line
 >>> len(tx.encode(np.zeros(480, dtype=np.int16)))     # base64 of 20 ms less the latency
-200
+188
 
 The result is bit for bit what :func:`voxwire.decode_ulaw` (or ``decode_alaw``, or an L16
 read) followed by a :class:`voxwire.Resampler` of the same quality gives, message by
