@@ -205,6 +205,8 @@ def get_obj(obj: Mapping[str, object], key: str, *, required: bool = True) -> di
 def get_int(obj: Mapping[str, object], key: str, *, required: bool = False) -> int | None:
     """``obj[key]`` as an int, accepting the decimal strings many providers send."""
     value = obj.get(key)
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 20:
+        return int(value)  # the common case (counters sent as decimal strings), first
     if value is None:
         if required:
             raise Skip("malformed", f"missing integer field {key!r}")
@@ -504,6 +506,8 @@ class Base64MediaCodec(MediaStreamCodec):
         super().__init__(pipeline_rate=pipeline_rate, resampler=resampler, max_skipped=max_skipped)
         self._decoder: MediaDecoder | None = None
         self._encoders: dict[int, MediaEncoder] = {}
+        # the decoder's (pipeline rate, line rate, bytes per sample), read once
+        self._decoded_as = (0, 0, 1)
 
     def _native_ok(self, in_rate: int, out_rate: int) -> bool:
         """Whether the native path gives what the resampler hook would for this pair."""
@@ -523,6 +527,7 @@ class Base64MediaCodec(MediaStreamCodec):
                 self._decoder = None
             else:
                 self._inbound = None
+                self._decoded_as = (target, rate, started.media_format.bytes_per_sample)
         return events
 
     def _payload_audio(
@@ -547,10 +552,11 @@ class Base64MediaCodec(MediaStreamCodec):
             if exc.reason == "odd_length":
                 raise Skip("bad_frame_size", f"L16 payload is not whole samples: {exc}") from None
             raise Skip("bad_base64", f"payload is not valid base64: {exc}") from None
-        self.stats.audio_chunks_in += 1
-        width = 2 if decoder.encoding.startswith("l16") else 1
-        self.stats.audio_samples_in += _payload_bytes(payload) // width
-        return Audio(pcm, decoder.pipeline_rate, decoder.line_rate, track, sequence, timestamp_ms)
+        pipeline_rate, line_rate, width = self._decoded_as
+        stats = self.stats
+        stats.audio_chunks_in += 1
+        stats.audio_samples_in += _payload_bytes(payload) // width
+        return Audio(pcm, pipeline_rate, line_rate, track, sequence, timestamp_ms)
 
     def send_audio(self, pcm: object, sample_rate: int | None = None) -> list[Outbound]:
         """Messages carrying ``pcm`` (int16, mono, at ``sample_rate`` or the line rate)."""
