@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 
 import numpy as np
 import numpy.typing as npt
@@ -242,3 +243,25 @@ def test_attributes_and_reset() -> None:
     encoder.encode(pcm)
     encoder.reset()
     assert encoder.encode(pcm) == a
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="AQgw/+Zm9v=-_ \n*\x00é", max_size=40))
+def test_base64_matches_the_standard_library_on_canonical_text(text: str) -> None:
+    decoder = MediaDecoder("mulaw", 8000, 8000)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        with pytest.raises(PayloadError):
+            decoder.decode(text)
+        return
+    if not text.isascii() or base64.b64encode(raw).decode() != text:
+        # not the canonical text of its bytes (RFC 4648 section 3.5: leftover bits, or
+        # padding past a whole group, which the standard library lets through): refused
+        with pytest.raises(PayloadError) as info:
+            decoder.decode(text)
+        assert info.value.reason in ("bad_padding", "bad_length")
+        return
+    np.testing.assert_array_equal(
+        decoder.decode(text), voxwire.decode_ulaw(np.frombuffer(raw, dtype=np.uint8))
+    )

@@ -3,7 +3,10 @@
 // and a bit-by-bit reference; every truncation and every bad character.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>

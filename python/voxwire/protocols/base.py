@@ -40,8 +40,9 @@ when the hook is :class:`voxwire.Resampler` itself (whose default "voice" preset
 path uses). Any other factory is called as before. ``send_audio(pcm, sample_rate)`` then keeps
 its own resampler per source rate, separate from the one :meth:`MediaStreamCodec.line_pcm`
 uses. The native path reads base64 to the letter of RFC 4648, so it also skips (as
-``bad_base64``) a payload whose padded last group has non-zero leftover bits, which no
-provider sends and the step-by-step path lets through.
+``bad_base64``) text that is not the canonical base64 of its bytes (non-zero leftover bits
+before the padding, or ``=`` after a whole group), which no provider sends and the
+step-by-step path lets through.
 """
 
 from __future__ import annotations
