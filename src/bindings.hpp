@@ -25,5 +25,6 @@ void bind_resample(py::module_& m);
 void bind_plc(py::module_& m);
 void bind_opus(py::module_& m);
 void bind_jitter(py::module_& m);
+void bind_media_path(py::module_& m);
 
 }  // namespace voxwire::bindings

@@ -15,6 +15,7 @@ MODULES = [
     "voxwire.opus",
     "voxwire.netsim",
     "voxwire.protocols.rtp_session",
+    "voxwire.media_path",
 ]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "LocalProtocolError",
     "OpusPacketError",
     "OpusUnavailable",
+    "PayloadError",
     "ProtocolError",
     "ProviderError",
     "QueueFull",
@@ -70,6 +71,16 @@ class OpusPacketError(_Reasoned, CodecError):
 
     Reasons: ``empty``, ``odd_cbr_pair``, ``bad_length``, ``no_frame_count``,
     ``zero_frames``, ``too_long``, ``bad_padding``, ``uneven_cbr``.
+    """
+
+
+class PayloadError(_Reasoned, CodecError):
+    """A malformed base64 media payload (RFC 4648); ``reason`` names the rule it breaks.
+
+    Reasons: ``bad_length`` (not a multiple of 4 characters), ``bad_character`` (outside
+    the base64 alphabet), ``bad_padding`` (misplaced ``=`` or non-zero leftover bits),
+    ``too_long`` (more than 1 MiB decoded), ``odd_length`` (L16 bytes that are not whole
+    samples).
     """
 
 

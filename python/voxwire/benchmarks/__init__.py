@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "vad": "voxwire.benchmarks.vad",
     "plc": "voxwire.benchmarks.plc",
     "jitter": "voxwire.benchmarks.jitter",
+    "media": "voxwire.benchmarks.media_path",
 }
 """Benchmark name -> module, in the order ``voxwire bench`` runs them."""
 

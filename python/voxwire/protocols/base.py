@@ -29,6 +29,20 @@ codec creates one stateful resampler per direction when the stream's line rate b
 known, and :class:`~voxwire.protocols.events.Audio` events then carry pipeline-rate PCM;
 ``send_audio(pcm, sample_rate=...)`` converts the other way. voxwire's native resampler is
 meant to be passed here; without one, a rate mismatch is a ``ValueError``.
+
+Native media path
+-----------------
+The JSON + base64 codecs (:class:`Base64MediaCodec`: Twilio, Telnyx, Plivo, Exotel, Teler)
+turn a payload into PCM at the delivered rate, and PCM into a payload, in one native call
+(:class:`voxwire.media_path.MediaDecoder` / :class:`~voxwire.media_path.MediaEncoder`)
+whenever the result is the same as the step-by-step path: when no resampling is needed, or
+when the hook is :class:`voxwire.Resampler` itself (whose default "voice" preset the native
+path uses). Any other factory is called as before. ``send_audio(pcm, sample_rate)`` then keeps
+its own resampler per source rate, separate from the one :meth:`MediaStreamCodec.line_pcm`
+uses. The native path reads base64 to the letter of RFC 4648, so it also skips (as
+``bad_base64``) text that is not the canonical base64 of its bytes (non-zero leftover bits
+before the padding, or ``=`` after a whole group), which no provider sends and the
+step-by-step path lets through.
 """
 
 from __future__ import annotations
@@ -44,11 +58,14 @@ from typing import ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voxwire.errors import LocalProtocolError, RemoteProtocolError
+from voxwire import _core
+from voxwire.errors import LocalProtocolError, PayloadError, RemoteProtocolError
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
+from voxwire.media_path import MediaDecoder, MediaEncoder, WireEncoding
 from voxwire.protocols.events import Audio, CallStarted, Event, MediaFormat
 
 __all__ = [
+    "Base64MediaCodec",
     "MediaStreamCodec",
     "Outbound",
     "Resampler",
@@ -189,6 +206,8 @@ def get_obj(obj: Mapping[str, object], key: str, *, required: bool = True) -> di
 def get_int(obj: Mapping[str, object], key: str, *, required: bool = False) -> int | None:
     """``obj[key]`` as an int, accepting the decimal strings many providers send."""
     value = obj.get(key)
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 20:
+        return int(value)  # the common case (counters sent as decimal strings), first
     if value is None:
         if required:
             raise Skip("malformed", f"missing integer field {key!r}")
@@ -459,6 +478,124 @@ class MediaStreamCodec(ABC):
     def _clear_messages(self) -> list[Outbound]: ...
 
 
+def _wire_encoding(fmt: MediaFormat) -> WireEncoding:
+    if fmt.encoding == "l16":
+        return "l16be" if fmt.big_endian else "l16le"
+    return fmt.encoding
+
+
+def _payload_bytes(payload: str) -> int:
+    """Bytes a valid base64 payload decodes to."""
+    return len(payload) // 4 * 3 - payload.count("=", len(payload) - 2)
+
+
+class Base64MediaCodec(MediaStreamCodec):
+    """A codec whose audio travels as base64 text in JSON: the native media path.
+
+    Subclasses call :meth:`_payload_audio` with the payload text of an inbound media
+    message and implement :meth:`_payload_messages` to wrap an outbound payload; see the
+    module docstring for when the one-call native path is taken.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline_rate: int | None = None,
+        resampler: ResamplerFactory | None = None,
+        max_skipped: int = 1000,
+    ) -> None:
+        super().__init__(pipeline_rate=pipeline_rate, resampler=resampler, max_skipped=max_skipped)
+        self._decoder: MediaDecoder | None = None
+        self._encoders: dict[int, MediaEncoder] = {}
+        # the decoder's (pipeline rate, line rate, bytes per sample), read once
+        self._decoded_as = (0, 0, 1)
+
+    def _native_ok(self, in_rate: int, out_rate: int) -> bool:
+        """Whether the native path gives what the resampler hook would for this pair."""
+        if in_rate == out_rate:
+            return True
+        factory = self._resampler_factory
+        return isinstance(factory, type) and issubclass(factory, _core.Resampler)
+
+    def _start(self, started: CallStarted) -> list[Event]:
+        events = super()._start(started)
+        rate = started.media_format.sample_rate
+        target = self.pipeline_rate if self.pipeline_rate is not None else rate
+        if self._native_ok(rate, target):
+            try:
+                self._decoder = MediaDecoder(_wire_encoding(started.media_format), rate, target)
+            except ValueError:  # a rate the native resampler refuses: the hook decides
+                self._decoder = None
+            else:
+                self._inbound = None
+                self._decoded_as = (target, rate, started.media_format.bytes_per_sample)
+        return events
+
+    def _payload_audio(
+        self,
+        payload: str,
+        *,
+        track: str = "inbound",
+        sequence: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Audio:
+        """An :class:`Audio` event from one message's base64 payload, or raise Skip."""
+        decoder = self._decoder
+        if decoder is None:
+            return self._audio_event(
+                b64decode(payload), track=track, sequence=sequence, timestamp_ms=timestamp_ms
+            )
+        if not payload:
+            raise Skip("bad_frame_size", "empty audio payload")
+        try:
+            pcm = decoder.decode(payload)
+        except PayloadError as exc:
+            if exc.reason == "odd_length":
+                raise Skip("bad_frame_size", f"L16 payload is not whole samples: {exc}") from None
+            raise Skip("bad_base64", f"payload is not valid base64: {exc}") from None
+        pipeline_rate, line_rate, width = self._decoded_as
+        stats = self.stats
+        stats.audio_chunks_in += 1
+        stats.audio_samples_in += _payload_bytes(payload) // width
+        return Audio(pcm, pipeline_rate, line_rate, track, sequence, timestamp_ms)
+
+    def send_audio(self, pcm: object, sample_rate: int | None = None) -> list[Outbound]:
+        """Messages carrying ``pcm`` (int16, mono, at ``sample_rate`` or the line rate)."""
+        started = self._require_started("audio")
+        line_rate = started.media_format.sample_rate
+        rate = line_rate if sample_rate is None else sample_rate
+        if rate <= 0 or not self._native_ok(rate, line_rate):
+            return super().send_audio(pcm, sample_rate)
+        encoder = self._encoders.get(rate)
+        if encoder is None:
+            try:
+                encoder = MediaEncoder(_wire_encoding(started.media_format), rate, line_rate)
+            except ValueError:
+                return super().send_audio(pcm, sample_rate)
+            self._encoders[rate] = encoder
+        payload = encoder.encode(np.ascontiguousarray(as_pcm(pcm)))
+        if not payload:
+            return []
+        out = self._payload_messages(payload)
+        width = started.media_format.bytes_per_sample
+        self.stats.audio_samples_out += _payload_bytes(payload) // width
+        self.stats.messages_out += len(out)
+        return out
+
+    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
+        assert self.started is not None
+        return self._payload_messages(b64encode(encode_payload(pcm, self.started.media_format)))
+
+    @abstractmethod
+    def _payload_messages(self, payload: str) -> list[Outbound]:
+        """The messages carrying one base64 audio payload."""
+
+
+# One encoder for every message: json.dumps with non-default separators builds a new
+# JSONEncoder on each call, which costs more than encoding a 20 ms media message.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(obj: Mapping[str, object]) -> str:
     """Compact JSON text, as the providers' examples are sent."""
-    return json.dumps(obj, separators=(",", ":"))
+    return _COMPACT.encode(obj)

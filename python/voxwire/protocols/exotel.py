@@ -29,14 +29,10 @@ from typing import ClassVar
 
 from voxwire.errors import RemoteProtocolError
 from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
+    Base64MediaCodec,
     Outbound,
     Skip,
-    b64decode,
-    b64encode,
     dumps,
-    encode_payload,
     get_int,
     get_obj,
     get_str,
@@ -56,7 +52,7 @@ from voxwire.protocols.events import (
 __all__ = ["ExotelCodec"]
 
 
-class ExotelCodec(MediaStreamCodec):
+class ExotelCodec(Base64MediaCodec):
     """Sans-I/O codec for one Exotel Voicebot stream; see the module docstring."""
 
     name: ClassVar[str] = "exotel"
@@ -69,8 +65,8 @@ class ExotelCodec(MediaStreamCodec):
                 raise Skip("media_before_start", "media before the start message")
             media = get_obj(msg, "media")
             return [
-                self._audio_event(
-                    b64decode(get_str(media, "payload")),
+                self._payload_audio(
+                    get_str(media, "payload"),
                     sequence=get_int(media, "chunk"),
                     timestamp_ms=get_int(media, "timestamp"),
                 )
@@ -120,9 +116,7 @@ class ExotelCodec(MediaStreamCodec):
         assert self.started is not None
         return self.started.stream_id
 
-    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
-        assert self.started is not None
-        payload = b64encode(encode_payload(pcm, self.started.media_format))
+    def _payload_messages(self, payload: str) -> list[Outbound]:
         return [dumps({"event": "media", "stream_sid": self._sid(), "media": {"payload": payload}})]
 
     def _mark_messages(self, name: str) -> list[Outbound]:

@@ -35,14 +35,10 @@ from typing import ClassVar
 
 from voxwire.errors import RemoteProtocolError
 from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
+    Base64MediaCodec,
     Outbound,
     Skip,
-    b64decode,
-    b64encode,
     dumps,
-    encode_payload,
     get_int,
     get_obj,
     get_str,
@@ -64,7 +60,7 @@ __all__ = ["PlivoCodec"]
 _ENCODINGS: dict[str, Encoding] = {"audio/x-mulaw": "mulaw", "audio/x-l16": "l16"}
 
 
-class PlivoCodec(MediaStreamCodec):
+class PlivoCodec(Base64MediaCodec):
     """Sans-I/O codec for one Plivo audio stream; see the module docstring."""
 
     name: ClassVar[str] = "plivo"
@@ -77,8 +73,8 @@ class PlivoCodec(MediaStreamCodec):
                 raise Skip("media_before_start", "media before the start message")
             media = get_obj(msg, "media")
             return [
-                self._audio_event(
-                    b64decode(get_str(media, "payload")),
+                self._payload_audio(
+                    get_str(media, "payload"),
                     track=get_str(media, "track", "inbound"),
                     sequence=get_int(media, "chunk"),
                     timestamp_ms=get_int(media, "timestamp"),
@@ -142,14 +138,14 @@ class PlivoCodec(MediaStreamCodec):
         assert self.started is not None
         return self.started.stream_id
 
-    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
+    def _payload_messages(self, payload: str) -> list[Outbound]:
         assert self.started is not None
         fmt = self.started.media_format
         content_type = "audio/x-mulaw" if fmt.encoding == "mulaw" else "audio/x-l16"
         media = {
             "contentType": content_type,
             "sampleRate": fmt.sample_rate,
-            "payload": b64encode(encode_payload(pcm, fmt)),
+            "payload": payload,
         }
         return [dumps({"event": "playAudio", "media": media})]
 

@@ -25,15 +25,11 @@ from typing import ClassVar
 
 from voxwire.errors import LocalProtocolError, RemoteProtocolError
 from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
+    Base64MediaCodec,
     Outbound,
     ResamplerFactory,
     Skip,
-    b64decode,
-    b64encode,
     dumps,
-    encode_payload,
     get_int,
     get_obj,
     get_str,
@@ -44,7 +40,7 @@ from voxwire.protocols.events import CallStarted, Event, MediaFormat, Stopped
 __all__ = ["TelerCodec"]
 
 
-class TelerCodec(MediaStreamCodec):
+class TelerCodec(Base64MediaCodec):
     """Sans-I/O codec for one Teler media stream; see the module docstring."""
 
     name: ClassVar[str] = "teler"
@@ -69,9 +65,7 @@ class TelerCodec(MediaStreamCodec):
                 raise Skip("media_before_start", "audio before the start message")
             body = get_obj(msg, "data")
             return [
-                self._audio_event(
-                    b64decode(get_str(body, "audio_b64")), sequence=get_int(msg, "message_id")
-                )
+                self._payload_audio(get_str(body, "audio_b64"), sequence=get_int(msg, "message_id"))
             ]
         if kind == "start":
             body = get_obj(msg, "data")
@@ -98,11 +92,10 @@ class TelerCodec(MediaStreamCodec):
             return [Stopped()]
         raise Skip("unknown_event", f"unknown message type {kind!r:.40}")
 
-    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
-        assert self.started is not None
+    def _payload_messages(self, payload: str) -> list[Outbound]:
         self.last_chunk_id += 1
         body = {
-            "audio_b64": b64encode(encode_payload(pcm, self.started.media_format)),
+            "audio_b64": payload,
             "chunk_id": self.last_chunk_id,
         }
         return [dumps({"type": "audio", "data": body})]

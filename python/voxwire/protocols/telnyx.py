@@ -37,15 +37,11 @@ from typing import ClassVar
 
 from voxwire.errors import RemoteProtocolError
 from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
+    Base64MediaCodec,
     Outbound,
     ResamplerFactory,
     Skip,
-    b64decode,
-    b64encode,
     dumps,
-    encode_payload,
     get_int,
     get_obj,
     get_str,
@@ -71,7 +67,7 @@ __all__ = ["TelnyxCodec"]
 _ENCODINGS: dict[str, Encoding] = {"PCMU": "mulaw", "PCMA": "alaw", "L16": "l16"}
 
 
-class TelnyxCodec(MediaStreamCodec):
+class TelnyxCodec(Base64MediaCodec):
     """Sans-I/O codec for one Telnyx media stream, with media reordering.
 
     ``reorder_capacity`` and ``reorder_delay`` bound the reorder buffer: at most that many
@@ -157,8 +153,8 @@ class TelnyxCodec(MediaStreamCodec):
         track = get_str(media, "track", "inbound")
         chunk = get_int(media, "chunk")
         seq = chunk if chunk is not None else get_int(msg, "sequence_number")
-        audio = self._audio_event(
-            b64decode(get_str(media, "payload")),
+        audio = self._payload_audio(
+            get_str(media, "payload"),
             track=track,
             sequence=seq,
             timestamp_ms=get_int(media, "timestamp"),
@@ -192,9 +188,7 @@ class TelnyxCodec(MediaStreamCodec):
 
     # --- outbound ----------------------------------------------------------------------
 
-    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
-        assert self.started is not None
-        payload = b64encode(encode_payload(pcm, self.started.media_format))
+    def _payload_messages(self, payload: str) -> list[Outbound]:
         return [dumps({"event": "media", "media": {"payload": payload}})]
 
     def _mark_messages(self, name: str) -> list[Outbound]:

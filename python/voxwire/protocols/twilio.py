@@ -28,14 +28,10 @@ from xml.sax.saxutils import quoteattr
 
 from voxwire.errors import RemoteProtocolError
 from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
+    Base64MediaCodec,
     Outbound,
     Skip,
-    b64decode,
-    b64encode,
     dumps,
-    encode_payload,
     get_int,
     get_obj,
     get_str,
@@ -58,7 +54,7 @@ __all__ = ["TwilioCodec", "connect_stream_twiml"]
 _ENCODINGS: dict[str, Encoding] = {"audio/x-mulaw": "mulaw"}
 
 
-class TwilioCodec(MediaStreamCodec):
+class TwilioCodec(Base64MediaCodec):
     """Sans-I/O codec for one Twilio Media Stream; see the module docstring."""
 
     name: ClassVar[str] = "twilio"
@@ -119,10 +115,9 @@ class TwilioCodec(MediaStreamCodec):
         media = get_obj(msg, "media")
         if self.started is None:
             raise Skip("media_before_start", "media before the start message")
-        raw = b64decode(get_str(media, "payload"))
         return [
-            self._audio_event(
-                raw,
+            self._payload_audio(
+                get_str(media, "payload"),
                 track=get_str(media, "track", "inbound"),
                 sequence=get_int(media, "chunk"),
                 timestamp_ms=get_int(media, "timestamp"),
@@ -135,9 +130,7 @@ class TwilioCodec(MediaStreamCodec):
         assert self.started is not None
         return self.started.stream_id
 
-    def _audio_messages(self, pcm: PCM) -> list[Outbound]:
-        assert self.started is not None
-        payload = b64encode(encode_payload(pcm, self.started.media_format))
+    def _payload_messages(self, payload: str) -> list[Outbound]:
         return [dumps({"event": "media", "streamSid": self._sid(), "media": {"payload": payload}})]
 
     def _mark_messages(self, name: str) -> list[Outbound]:
