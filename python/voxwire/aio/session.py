@@ -28,6 +28,8 @@ constant                    code   when
 ``CLOSE_TOO_BIG``           1009   a message larger than ``Limits.max_message_bytes``
 ``CLOSE_INTERNAL``          1011   the handler raised
 ``CLOSE_IDLE``              4000   nothing received for ``Limits.idle_timeout`` seconds
+``CLOSE_SLOW_PEER``         4001   more than ``Limits.max_pending_out`` messages wait
+                                   for the peer to read them (it stopped reading)
 ==========================  =====  =================================================
 """
 
@@ -54,6 +56,7 @@ __all__ = [
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
     "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_SLOW_PEER",
     "CLOSE_TOO_BIG",
     "Call",
     "Handler",
@@ -70,6 +73,7 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_IDLE = 4000
+CLOSE_SLOW_PEER = 4001
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class Limits:
     handler_grace: float = 2.0
     #: inbound events queued for a slow handler before audio is dropped (and counted)
     max_pending_events: int = 1000
+    #: outbound messages waiting for the peer to read them before the call is closed with
+    #: ``CLOSE_SLOW_PEER`` (the pacer adds 50 a second: 500 is about 10 s of audio)
+    max_pending_out: int = 500
 
 
 class Transport(Protocol):
@@ -200,6 +207,9 @@ class Call:
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close the connection (idempotent)."""
+        self._close_now(code, reason)
+
+    def _close_now(self, code: int, reason: str) -> None:
         if self.close_code is not None:
             return
         self.close_code = code
@@ -230,6 +240,14 @@ class Call:
             return
         else:
             messages = self.codec.send_audio(item)
+        if self._out.qsize() + len(messages) > self.limits.max_pending_out:
+            # The peer has stopped reading: holding its audio would grow without bound.
+            self._close_now(
+                CLOSE_SLOW_PEER,
+                f"peer not reading: {self._out.qsize()} messages pending "
+                f"(max_pending_out={self.limits.max_pending_out})",
+            )
+            return
         for message in messages:
             self._out.put_nowait(message)
 
