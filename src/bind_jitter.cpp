@@ -14,15 +14,6 @@ namespace {
 
 namespace jb = voxwire::jitter;
 
-std::span<const std::byte> payload_of(const py::buffer& b, py::buffer_info& keep) {
-  keep = b.request();
-  if (keep.ndim > 1 || (keep.ndim == 1 && keep.strides[0] != keep.itemsize)) {
-    throw py::value_error("expected a C-contiguous bytes-like object");
-  }
-  return {static_cast<const std::byte*>(keep.ptr),
-          static_cast<std::size_t>(keep.size * keep.itemsize)};
-}
-
 py::str name(std::string_view s) { return {s.data(), s.size()}; }
 
 py::dict stats_dict(const jb::Stats& s) {
@@ -93,7 +84,7 @@ void bind_jitter(py::module_& m) {
             p.marker = marker;
             p.has_fec = has_fec;
             p.low_energy = low_energy;
-            p.payload = payload_of(payload, keep);
+            p.payload = contiguous_bytes(payload, keep);
             return name(jb::to_string(self.insert(p, arrival_ms)));
           },
           py::arg("sequence"), py::arg("timestamp"), py::arg("payload"), py::arg("arrival_ms"),
@@ -105,7 +96,7 @@ void bind_jitter(py::module_& m) {
              const py::buffer& payload, std::int64_t arrival_ms) {
             py::buffer_info keep;
             return name(jb::to_string(
-                self.insert_redundant(timestamp, payload_type, payload_of(payload, keep),
+                self.insert_redundant(timestamp, payload_type, contiguous_bytes(payload, keep),
                                       arrival_ms)));
           },
           py::arg("timestamp"), py::arg("payload_type"), py::arg("payload"),

@@ -11,15 +11,6 @@
 namespace voxwire::bindings {
 namespace {
 
-std::span<const std::byte> packet_bytes(const py::buffer& data, py::buffer_info& keep) {
-  keep = data.request();
-  if (keep.ndim > 1 || (keep.ndim == 1 && keep.strides[0] != keep.itemsize)) {
-    throw py::value_error("expected a C-contiguous bytes-like object");
-  }
-  return {static_cast<const std::byte*>(keep.ptr),
-          static_cast<std::size_t>(keep.size * keep.itemsize)};
-}
-
 const char* mode_name(opus::Mode m) {
   switch (m) {
     case opus::Mode::silk: return "silk";
@@ -36,7 +27,7 @@ void bind_opus(py::module_& m) {
       "opus_packet_info",
       [](const py::buffer& data) {
         py::buffer_info keep;
-        const auto packet = packet_bytes(data, keep);
+        const auto packet = contiguous_bytes(data, keep);
         opus::PacketInfo info;
         const auto err = opus::parse(packet, info);
         if (err != opus::PacketError::ok) {
@@ -55,7 +46,7 @@ void bind_opus(py::module_& m) {
       "opus_has_lbrr",
       [](const py::buffer& data) {
         py::buffer_info keep;
-        return opus::has_lbrr(packet_bytes(data, keep));
+        return opus::has_lbrr(contiguous_bytes(data, keep));
       },
       py::arg("data"), "True if the packet carries in-band FEC for the frame before it.");
 }

@@ -17,19 +17,9 @@ namespace {
 
 namespace rtp = voxwire::rtp;
 
-// A read-only, C-contiguous view of any bytes-like object.
-std::span<const std::byte> bytes_of(const py::buffer& b, py::buffer_info& keep) {
-  keep = b.request();
-  if (keep.ndim > 1 || (keep.ndim == 1 && keep.strides[0] != keep.itemsize)) {
-    throw py::value_error("expected a C-contiguous bytes-like object");
-  }
-  return {static_cast<const std::byte*>(keep.ptr),
-          static_cast<std::size_t>(keep.size * keep.itemsize)};
-}
-
 py::tuple parse(const py::buffer& data) {
   py::buffer_info keep;
-  const auto packet = bytes_of(data, keep);
+  const auto packet = contiguous_bytes(data, keep);
   rtp::Header h;
   const auto err = rtp::parse(packet, h);
   if (err != rtp::ParseError::ok) {
@@ -85,9 +75,9 @@ py::bytes build(bool marker, int payload_type, int sequence, std::int64_t timest
   if (extension_profile) in_range("extension profile", *extension_profile, 0xFFFF);
   spec.has_extension = extension_profile.has_value();
   spec.extension_profile = static_cast<std::uint16_t>(extension_profile.value_or(0));
-  spec.extension = bytes_of(extension, keep_ext);
+  spec.extension = contiguous_bytes(extension, keep_ext);
   spec.padding = static_cast<std::uint8_t>(padding);
-  const auto body = bytes_of(payload, keep_payload);
+  const auto body = contiguous_bytes(payload, keep_payload);
   const std::size_t size = rtp::built_size(spec, body.size());
   auto out = py::reinterpret_steal<py::bytes>(
       PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size)));

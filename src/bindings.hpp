@@ -6,12 +6,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 
 namespace voxwire::bindings {
 
 namespace py = pybind11;
+
+/// The bytes of a C-contiguous bytes-like object (any item format), without copying. `keep`
+/// holds the buffer export and must outlive the span. Raises ValueError if not contiguous.
+std::span<const std::byte> contiguous_bytes(const py::buffer& b, py::buffer_info& keep);
 
 /// Raises voxwire.errors.<class_name>(reason, message): the errors that name the rule an
 /// input broke (RtpError, OpusPacketError).
