@@ -175,7 +175,7 @@ def test_invariants_on_arbitrary_insert_pull_sequences(
 
 @pytest.mark.parametrize(("level", "expected"), [(64, True), (0, False)])
 def test_g711_silence_is_marked_low_energy(level: int, expected: bool) -> None:
-    jb = JitterBuffer(8000, g711_quiet_level=level)
+    jb = JitterBuffer(8000, g711_quiet_level=level, initial_delay=0.06)
     silence = encode_ulaw(bytes(320))  # 160 zero samples
     loud = encode_ulaw(b"\x00\x40" * 160)
     jb.insert(1, 0, silence, 0.0)

@@ -144,18 +144,11 @@ void Buffer::reset() noexcept {
   last_low_energy_ = false;
   window_.fill(Bucket{});
   base_ms_ = 0;
-  hist_.fill(0.0);
   // The histogram starts with all its weight at the initial delay; arrivals forget it.
-  const std::int64_t initial_bin = std::max<std::int64_t>(
-      0, (config_.initial_delay_ms + kBinMs - 1) / kBinMs - 1);
-  hist_[std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(initial_bin))] = 1.0;
-  hist_total_ = 1.0;
-  observed_ = 0;
+  delay_hist_.reset(static_cast<std::size_t>(
+      std::clamp<std::int64_t>(config_.initial_delay_ms / kBinMs, 0, kBins - 1)));
   quantile_ms_ = config_.initial_delay_ms;
-  reorder_hist_.fill(0.0);
-  reorder_hist_[0] = 1.0;
-  reorder_total_ = 1.0;
-  reorder_depth_ = 0;
+  reorder_hist_.reset(0);
   reorder_ms_ = 0;
   last_loss_ms_ = -1;
   last_fec_ms_ = -1;
@@ -245,7 +238,8 @@ void Buffer::make_room(std::int64_t frame) noexcept {
 // rather than an all-time minimum lets the reference follow sender clock drift and route
 // changes; relative delays (arrival - reference) then feed the histogram, as in the
 // relative-delay estimators of NetEq-style buffers.
-void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexcept {
+void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms,
+                             bool reordered) noexcept {
   last_arrival_ms_ = std::max(last_arrival_ms_, arrival_ms);
   const std::int64_t v = arrival_ms - frame * static_cast<std::int64_t>(config_.frame_ms);
   const std::int64_t id = floor_div(last_arrival_ms_, kBucketMs);
@@ -264,38 +258,55 @@ void Buffer::observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexce
   base_ms_ = base;
 
   const std::int64_t rel = v - base;  // >= 0: base includes v
-  const auto bin = std::min<std::size_t>(kBins - 1, static_cast<std::size_t>(rel / kBinMs));
+  const auto bin = static_cast<std::size_t>(std::min<std::int64_t>(kBins - 1, rel / kBinMs));
   // Warm-up: while few packets have been seen, the histogram is a plain running average
   // (factor 1 - 1/(n + 2)), so the initial guess is forgotten within a second; then the
   // configured forgetting factor takes over.
   ++observed_;
   const double f = std::min(config_.forget, 1.0 - 1.0 / static_cast<double>(observed_ + 1));
-  for (double& h : hist_) h *= f;
-  hist_[bin] += 1.0 - f;
-  hist_total_ = hist_total_ * f + (1.0 - f);
-  for (double& h : reorder_hist_) h *= f;
-  reorder_hist_[reorder_depth_] += 1.0 - f;
-  reorder_total_ = reorder_total_ * f + (1.0 - f);
+  delay_hist_.add(bin, f);
+  reorder_hist_.add(reordered ? bin : 0, f);
   update_target();
 }
 
-void Buffer::update_target() noexcept {
-  const double want = config_.quantile * hist_total_;
+void Buffer::ForgettingHistogram::reset(std::size_t bin) noexcept {
+  w_.fill(0.0);
+  w_[bin] = 1.0;
+  total_ = 1.0;
+  unit_ = 1.0;
+}
+
+void Buffer::ForgettingHistogram::add(std::size_t bin, double f) noexcept {
+  // Stored weights are true weights divided by the product of all factors so far; a new
+  // sample is stored with weight (1 - f) / that product.
+  unit_ /= f;
+  if (unit_ > 1e100) {
+    for (double& w : w_) w /= unit_;
+    total_ /= unit_;
+    unit_ = 1.0;
+  }
+  w_[bin] += (1.0 - f) * unit_;
+  total_ += (1.0 - f) * unit_;
+}
+
+std::size_t Buffer::ForgettingHistogram::quantile(double q) const noexcept {
+  const double want = q * total_;
   double acc = 0.0;
   std::size_t i = 0;
-  for (; i + 1 < kBins; ++i) {
-    acc += hist_[i];
+  for (; i + 1 < w_.size(); ++i) {
+    acc += w_[i];
     if (acc >= want) break;
   }
-  quantile_ms_ = static_cast<std::int64_t>(i + 1) * kBinMs;
-  const double want_depth = config_.reorder_quantile * reorder_total_;
-  double seen = 0.0;
-  std::size_t d = 0;
-  for (; d + 1 < kReorderBins; ++d) {
-    seen += reorder_hist_[d];
-    if (seen >= want_depth) break;
-  }
-  reorder_ms_ = static_cast<std::int64_t>(d) * config_.frame_ms;
+  return i;
+}
+
+void Buffer::update_target() noexcept {
+  // A bin holds the delays [i, i + 1) * kBinMs; its top is the delay that covers them all.
+  quantile_ms_ =
+      static_cast<std::int64_t>(delay_hist_.quantile(config_.quantile) + 1) * kBinMs - 1;
+  reorder_ms_ =
+      static_cast<std::int64_t>(reorder_hist_.quantile(config_.reorder_quantile) + 1) * kBinMs -
+      1;
   const std::int64_t t0 = std::max(quantile_ms_, reorder_ms_);
   std::int64_t t = t0;
   if (config_.fec_lookahead && last_loss_ms_ >= 0 && last_fec_ms_ >= 0 &&
@@ -365,14 +376,14 @@ InsertResult Buffer::insert(const Packet& packet, std::int64_t arrival_ms) {
     max_frame_seen_ = frame;
     next_ = frame;
   }
-  // The reordering term: each packet's reordering depth (frames behind the newest seen; 0
-  // in order) goes into a second forgetting histogram, whose quantile becomes a floor of the
-  // target. Rare reordering adds nothing; frequent reordering keeps room for its depth.
-  const std::int64_t depth = std::max<std::int64_t>(0, max_frame_seen_ - frame);
-  reorder_depth_ = static_cast<std::size_t>(
-      std::min<std::int64_t>(depth, static_cast<std::int64_t>(kReorderBins) - 1));
+  // The reordering term: a packet that arrives after a later one (reordered) is the kind
+  // that is lost late if its frame is given up before it comes (the frames after it are
+  // there, so the buffer conceals rather than waits). Its relative delay goes into a second
+  // histogram (in-order packets count as 0), whose quantile becomes a floor of the target.
+  // Rare reordering adds nothing; frequent reordering keeps room for its usual delay.
+  const bool reordered = frame < max_frame_seen_;
   max_frame_seen_ = std::max(max_frame_seen_, frame);
-  observe_arrival(frame, arrival_ms);
+  observe_arrival(frame, arrival_ms, reordered);
 
   // Before the first frame is played, a packet reordered ahead of the first one still plays.
   if (!playing_ && frame < next_ && (stored_ == 0 || newest_ - frame < config_.capacity)) {
@@ -550,7 +561,7 @@ Unit Buffer::pull(std::int64_t now_ms) {
       // at the oldest frame stored.
       next_ = next_present_after(next_ - 1);
     }
-    if (find(next_) == nullptr || now_ms - deadline(next_) < -F / 2) {
+    if (find(next_) == nullptr || now_ms < deadline(next_)) {
       return emit(Kind::silence, Adjustment::none, next_, nullptr, false, now_ms);
     }
     rebuffering_ = false;
@@ -567,7 +578,7 @@ Unit Buffer::pull(std::int64_t now_ms) {
       // Accelerate: skip this frame and play the next one now. Once per pull, or as many
       // as it takes when more than two frames behind (after a stall: one jump instead of
       // many small cuts).
-      const bool behind = lag > std::max(F / 2, target_ms_ / 4);
+      const bool behind = lag >= F;
       behind_pulls_ = behind ? behind_pulls_ + (accelerated ? 0 : 1) : 0;
       if ((!accelerated || lag > 2 * F) && behind &&
           (behind_pulls_ >= kBehindPulls || lag > 2 * F) && after != nullptr &&
@@ -579,7 +590,7 @@ Unit Buffer::pull(std::int64_t now_ms) {
         accelerated = true;
         continue;
       }
-      if (!accelerated && lag < -F / 2 && (hinted || lag < -kForceFrames * F)) {
+      if (!accelerated && lag < 0 && (hinted || lag < -kForceFrames * F)) {
         return emit(s->low_energy ? Kind::silence : Kind::concealed, Adjustment::expand, next_,
                     nullptr, false, now_ms);
       }
@@ -602,7 +613,7 @@ Unit Buffer::pull(std::int64_t now_ms) {
         // Resume at the next talkspurt on its own deadline, with silence until then.
         next_ = k1;
         waited_for_ = -1;
-        if (now_ms - deadline(k1) < -F / 2) {
+        if (now_ms < deadline(k1)) {
           rebuffering_ = true;
           return emit(Kind::silence, adj, k1, nullptr, false, now_ms);
         }

@@ -134,12 +134,13 @@ class JitterBuffer:
         Bounds of the target delay, seconds. ``max_delay`` also caps the playout delay
         (older frames are skipped) and must fit in ``(capacity - 1)`` frames.
     initial_delay : float
-        Target delay before arrival statistics exist, seconds.
+        Target delay before arrival statistics exist, seconds (default 0: start at the
+        lowest delay the first packet allows and grow by waiting).
     quantile : float
         Quantile of the relative arrival delay the target covers (0.5..1).
     reorder_quantile : float
-        Quantile of the reordering depth (frames a packet arrives behind the newest) the
-        target covers at least (0.5..1).
+        Quantile of the relative delay of reordered packets (those that arrive after a later
+        one; in-order packets count as 0) the target covers at least (0.5..1).
     forget : float
         Forgetting factor of the delay histogram per packet (0.9..1): closer to 1 adapts
         down more slowly.
@@ -168,9 +169,9 @@ class JitterBuffer:
         max_payload: int = 1500,
         min_delay: float = 0.0,
         max_delay: float = 1.0,
-        initial_delay: float = 0.06,
+        initial_delay: float = 0.0,
         quantile: float = 0.95,
-        reorder_quantile: float = 0.995,
+        reorder_quantile: float = 0.99,
         forget: float = 0.998,
         fec_lookahead: bool = True,
         g711_quiet_level: int = 64,

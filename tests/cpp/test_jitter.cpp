@@ -94,7 +94,9 @@ TEST(Jitter, ConfigValidation) {
 }
 
 TEST(Jitter, SilenceBeforeFirstPacketAndDuringInitialBuffering) {
-  jb::Buffer buf;
+  jb::Config c;
+  c.initial_delay_ms = 60;
+  jb::Buffer buf(c);
   Feeder f{buf, {}};
   EXPECT_EQ(buf.pull(0).kind, jb::Kind::silence);
   ASSERT_EQ(f.put(0, 1000), jb::InsertResult::stored);
@@ -138,15 +140,18 @@ TEST(Jitter, CleanStreamAcrossBothWraparoundsPlaysEveryFrameOnceInOrder) {
   EXPECT_EQ(s.packets_lost, 0);
   EXPECT_EQ(s.packets_late, 0u);
   EXPECT_EQ(s.concealed_samples, 0u);
-  // The target falls from its initial 60 ms to the bin above this stream's zero jitter, and
-  // the initial excess is removed by acceleration.
-  EXPECT_LE(buf.target_delay_ms(), 10);
-  EXPECT_GT(s.removed_samples_for_acceleration, 0u);
+  // No jitter: the target stays at 0 and the stream plays from its first pull, with nothing
+  // inserted or removed.
+  EXPECT_LE(buf.target_delay_ms(), 1);
+  EXPECT_EQ(s.removed_samples_for_acceleration, 0u);
+  EXPECT_EQ(s.inserted_samples_for_deceleration, 0u);
   EXPECT_LE(buf.size(), 2u);
 }
 
 TEST(Jitter, DuplicatesAndLatePackets) {
-  jb::Buffer buf;
+  jb::Config c;
+  c.initial_delay_ms = 60;  // frame 0 is due at 60 ms
+  jb::Buffer buf(c);
   Feeder f{buf, {}};
   f.put(0, 0);
   EXPECT_EQ(f.put(0, 1), jb::InsertResult::duplicate);
@@ -360,7 +365,9 @@ TEST(Jitter, ClockDriftDoesNotGrowTheBuffer) {
 }
 
 TEST(Jitter, LowEnergyHintsGateAdjustments) {
-  jb::Buffer buf;
+  jb::Config c;
+  c.initial_delay_ms = 60;
+  jb::Buffer buf(c);
   Feeder f{buf, {}};
   std::vector<jb::Unit> units;
   // Every 25th frame is quiet; the initial 60 ms target exceeds this stream's need, so the
@@ -537,7 +544,9 @@ TEST(Jitter, InsertsParsedRtpPackets) {
 
 TEST(Jitter, G711SilenceIsDetectedAndAdjustmentsWaitForIt) {
   for (const std::uint8_t pt : {std::uint8_t{0}, std::uint8_t{8}}) {
-    jb::Buffer buf;
+    jb::Config c;
+    c.initial_delay_ms = 60;  // start high, so the buffer has to come down
+    jb::Buffer buf(c);
     std::vector<std::int16_t> loud(160);
     std::vector<std::int16_t> quiet(160);
     for (std::size_t n = 0; n < 160; ++n) {
@@ -590,4 +599,39 @@ TEST(Jitter, OverflowBeforeTheStartSkipsToTheOldestStoredFrame) {
   const auto u = buf.pull(800);  // plays at once instead of waiting on the hole
   ASSERT_EQ(u.kind, jb::Kind::normal);
   EXPECT_GE(id_of(u.payload), 25);
+}
+
+// The playout clock ticks every frame at a fixed phase. When that phase falls inside the
+// spread of the arrivals (here: transit 1..3 ms, pulls 2 ms after each send), about half
+// the frames are not in at the first pull after their send. The buffer must settle one
+// frame later and stay there, not alternate between waiting for a frame and skipping one
+// to come back down (which cost 12% of the frames on such a clean LAN).
+TEST(Jitter, PullPhaseInsideTheArrivalSpreadSettlesWithoutFlapping) {
+  jb::Buffer buf;
+  Feeder f{buf, {}};
+  OrderChecker order;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> transit(1, 3);
+  for (int i = 0; i < 3000; ++i) {
+    f.put(i, 20 * i + transit(rng));
+    order.check(buf.pull(20 * i + 2));
+  }
+  const auto s = buf.stats();
+  EXPECT_LE(s.removed_samples_for_acceleration, 160u);    // at most one frame, at the start
+  EXPECT_LE(s.inserted_samples_for_deceleration, 2 * 160u);
+  EXPECT_EQ(s.packets_late, 0u);
+  EXPECT_GE(order.played.size(), 2995u);
+}
+
+// The target is a quantile of the relative delay to the millisecond: a few ms of jitter
+// must not round up to a whole frame of extra playout delay.
+TEST(Jitter, TargetResolvesMilliseconds) {
+  jb::Buffer buf;
+  Feeder f{buf, {}};
+  for (int i = 0; i < 1000; ++i) {
+    f.put(i, 20 * i + 30 + (i % 4));  // 30..33 ms transit
+    buf.pull(20 * i + 30);
+  }
+  EXPECT_LE(buf.target_delay_ms(), 4);
+  EXPECT_GE(buf.target_delay_ms(), 2);
 }

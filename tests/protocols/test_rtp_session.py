@@ -17,8 +17,9 @@ from voxwire.rtp import RtpPacket, parse_rtp
 
 F = 0.020
 PCM = npt.NDArray[np.int16]
-# A constant network delay lets the adaptive target fall and the buffer skip frames to
-# follow it; a floor above the delay keeps the frame-by-frame comparisons exact.
+# The buffer starts at the lowest delay the first packet allows, so a packet lost or swapped
+# in the first frames is waited for (an expand unit) before it is concealed or played; a
+# floor above the network delay keeps these frame-by-frame comparisons one unit per frame.
 STEADY: dict[str, float | int | bool] = {"min_delay": 0.06}
 
 
@@ -120,6 +121,23 @@ def test_g711_round_trip_across_sequence_and_timestamp_wrap(codec: str) -> None:
     assert (stats.rtp.received, stats.rtp.lost, stats.rtp.expected) == (50, 0, 50)
     assert stats.jitter.packets_received == 50
     assert stats.frames["normal"] == 50
+
+
+@pytest.mark.parametrize("codec", ["pcmu", "opus"])
+def test_default_buffer_plays_a_steady_stream_without_adjustments(codec: str) -> None:
+    # No hints (voiced throughout) and a constant network delay: the start must not skip
+    # voiced frames to come down from an initial guess, nor insert any.
+    if codec == "opus" and not opus_available():
+        pytest.skip("libopus not installed")
+    rate = 8000 if codec == "pcmu" else 48000
+    tx = RtpSession(codec, first_sequence=65500, first_timestamp=2**32 - 10 * rate // 50)  # type: ignore[arg-type]
+    rx = RtpSession(codec)  # type: ignore[arg-type]
+    _, frames = run(tx, rx, voiced(rate, 100, seed=4), delay=0.043)
+    played = [f for f in frames if f.kind != "silence"][:100]
+    assert [f.kind for f in played] == ["normal"] * 100
+    assert [f.adjustment for f in played] == ["none"] * 100
+    stats = rx.stats().jitter
+    assert stats.removed_samples_for_acceleration == 0
 
 
 def test_g711_loss_is_concealed_and_counted() -> None:

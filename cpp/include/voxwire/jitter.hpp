@@ -22,16 +22,16 @@
 /// Target delay (see docs/jitter.md): the relative arrival delay of each packet (its arrival
 /// minus the earliest arrival its timestamp allows, the reference being the fastest packet of
 /// a sliding window of about 8 s, so sender clock drift cannot grow the buffer) goes into a
-/// forgetting histogram; the target is a high quantile of it, at least the reordering depth
-/// that a second histogram's quantile asks for, plus one frame of look-ahead while packets are
+/// forgetting histogram; the target is a high quantile of it, at least the quantile of a second
+/// histogram of the delays of reordered packets (the ones lost late when too slow), plus one frame of look-ahead while packets are
 /// being lost and the stream carries FEC (so that packet N+1, holding N's FEC, is usually there
 /// when N is due). The quantile rises within a fraction of a second when the delay gets worse
 /// and falls over tens of seconds as the histograms forget; a single stall of an in-order
 /// stream is waited out (expand) rather than learnt.
 ///
-/// Playout control: frame k is due at reference + k * frame_ms + target. A pull more than
-/// half a frame early for a present frame expands; one behind by more than max(frame/2,
-/// target/4) for five pulls in a row accelerates (skips one frame), or at once, as many frames
+/// Playout control: frame k is due at reference + k * frame_ms + target. A pull before the
+/// due time of a present frame expands; one a whole frame or more behind for five pulls in a
+/// row accelerates (skips one frame), or at once, as many frames
 /// as needed, when more than two frames behind. When the stream carries low-energy hints,
 /// adjustments wait for a hinted frame unless the error exceeds four frames. A missing frame
 /// is rebuilt from FEC when possible, concealed when a later frame is present, and waited for
@@ -97,9 +97,10 @@ struct Config {
   std::int64_t min_delay_ms = 0;       ///< Lower bound of the target delay.
   std::int64_t max_delay_ms = 1000;    ///< Upper bound of target and playout delay; at most
                                        ///< (capacity - 1) * frame_ms.
-  std::int64_t initial_delay_ms = 60;  ///< Target before any arrival statistics exist.
+  std::int64_t initial_delay_ms = 0;   ///< Target before any arrival statistics exist.
   double quantile = 0.95;              ///< Quantile of relative delay taken as target (0.5..1).
-  double reorder_quantile = 0.995;     ///< Quantile of reordering depth kept as a floor (0.5..1).
+  double reorder_quantile = 0.99;      ///< Quantile of the reordered-packet delay kept as a
+                                       ///< floor of the target (0.5..1).
   double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
   bool fec_lookahead = true;           ///< Keep one frame more while loss happens and the
                                        ///< stream carries FEC.
@@ -176,16 +177,16 @@ struct Stats {
 /// The jitter buffer. Not thread-safe; one per incoming stream.
 class Buffer {
  public:
-  /// Relative-delay histogram resolution and size: 5 ms bins up to 2,560 ms.
-  static constexpr std::int64_t kBinMs = 5;
+  /// Delay histogram resolution and size: 1 ms bins up to 2,560 ms. A whole millisecond
+  /// matters: the playout clock is quantised to frames, so a target a few ms too high can
+  /// cost a whole frame of delay.
+  static constexpr std::int64_t kBinMs = 1;
   /// Number of histogram bins.
-  static constexpr std::size_t kBins = 512;
+  static constexpr std::size_t kBins = 2560;
   /// The arrival reference is the fastest packet in kWindowBuckets buckets of kBucketMs.
   static constexpr std::int64_t kBucketMs = 1000;
   /// See kBucketMs.
   static constexpr std::size_t kWindowBuckets = 8;
-  /// Reordering depths are tracked up to this many frames.
-  static constexpr std::size_t kReorderBins = 64;
 
   /// Throws std::invalid_argument for a configuration outside the documented ranges.
   explicit Buffer(const Config& config = {});
@@ -235,6 +236,21 @@ class Buffer {
     bool low_energy = false;
     std::uint32_t size = 0;
   };
+  /// A histogram whose weights decay by a factor per sample, in O(1) per sample: instead of
+  /// scaling every bin, new samples get a growing weight, renormalised when it gets large.
+  class ForgettingHistogram {
+   public:
+    void reset(std::size_t bin) noexcept;
+    /// Decays the old weights by `f` and adds 1 - f at `bin`.
+    void add(std::size_t bin, double f) noexcept;
+    /// The smallest bin at or below which lies at least fraction `q` of the weight.
+    [[nodiscard]] std::size_t quantile(double q) const noexcept;
+
+   private:
+    std::array<double, kBins> w_{};
+    double total_ = 0.0;  // sum of w_
+    double unit_ = 1.0;   // weight of a new sample, before the (1 - f) factor
+  };
   struct Bucket {
     std::int64_t id = 0;
     std::int64_t min = 0;
@@ -250,7 +266,7 @@ class Buffer {
              std::int64_t arrival_ms);
   void drop(std::int64_t frame) noexcept;
   void make_room(std::int64_t frame) noexcept;
-  void observe_arrival(std::int64_t frame, std::int64_t arrival_ms) noexcept;
+  void observe_arrival(std::int64_t frame, std::int64_t arrival_ms, bool reordered) noexcept;
   void update_target() noexcept;
   [[nodiscard]] bool hints_recent(std::int64_t now_ms) const noexcept;
   [[nodiscard]] bool quiet_g711(const Packet& p) const noexcept;
@@ -284,13 +300,10 @@ class Buffer {
   bool last_low_energy_ = false;       // hint of the last frame played
   std::array<Bucket, kWindowBuckets> window_{};
   std::int64_t base_ms_ = 0;           // arrival reference: fastest arrival - frame * frame_ms
-  std::array<double, kBins> hist_{};
-  double hist_total_ = 0.0;
+  ForgettingHistogram delay_hist_;     // relative delay, ms
   std::uint64_t observed_ = 0;         // packets fed to the histogram
   std::int64_t quantile_ms_ = 0;
-  std::array<double, kReorderBins> reorder_hist_{};  // reordering depth in frames
-  double reorder_total_ = 0.0;
-  std::size_t reorder_depth_ = 0;      // depth of the packet being observed
+  ForgettingHistogram reorder_hist_;   // relative delay of reordered packets (0 in order), ms
   std::int64_t reorder_ms_ = 0;        // the reordering term, ms
   std::int64_t last_loss_ms_ = -1;     // last time a frame was missing at its turn
   std::int64_t last_fec_ms_ = -1;      // last arrival of a packet carrying FEC
