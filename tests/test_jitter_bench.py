@@ -45,6 +45,17 @@ def test_replay_scores_a_fixed_buffer_exactly() -> None:
     assert s.interruptions == 0
 
 
+def test_a_frame_given_up_by_a_concealment_and_arriving_after_is_late() -> None:
+    # A fixed 10 ms buffer on S1 with one packet held back 15 ms: the buffer conceals that
+    # frame at its turn and the packet comes in before the next frame plays. It arrived
+    # after the buffer gave its frame up, so it is late loss, not an in-time removal.
+    t = make_trace("S1", 10, 4)
+    t.arrival_ms[100] += 15.0
+    s = replay(t, lambda: bench.FixedPlayer(10))
+    assert s.late_loss == pytest.approx(1 / t.frames, rel=0.05)
+    assert s.removed == 0.0
+
+
 def test_ring_model_stalls_and_keeps_the_latency() -> None:
     t = make_trace("S2", 20, 5)  # a few losses: each one holds the ring until it skips
     s = replay(t, bench.RingPlayer)

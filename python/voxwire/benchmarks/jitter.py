@@ -27,11 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from voxwire.benchmarks._harness import Table, environment_note
 from voxwire.benchmarks.traces import (
     FRAME_MS,
     SCENARIOS,
     SPF,
+    TS0,
     FrameOut,
     Player,
     Score,
@@ -69,6 +72,8 @@ class VoxwirePlayer:
         if u.kind == "fec":
             i: int = _PACK.unpack(u.payload)[0]
             return "fec", i - 1 if u.decode_fec else i
+        if u.kind == "concealed" and u.adjustment != "expand":
+            return "concealed", ((u.timestamp - TS0) & 0xFFFFFFFF) // SPF
         return u.kind, -1
 
 
@@ -100,7 +105,7 @@ class FixedPlayer:
         self.next += 1
         if self.store.pop(k, None) is not None:
             return "normal", k
-        return "concealed", -1
+        return "concealed", k
 
 
 class RingPlayer:
@@ -193,6 +198,7 @@ def _load_speexdsp() -> ctypes.CDLL | None:
 
 _SPEEX = _load_speexdsp()
 _SPEEX_OK = 0
+_SPEEX_MISSING = 1  # JITTER_BUFFER_MISSING: nothing for the frame at the pointer
 
 
 class SpeexPlayer:
@@ -234,6 +240,9 @@ class SpeexPlayer:
         self.lib.jitter_buffer_tick(self.jb)
         if ret == _SPEEX_OK and o.len >= 4:
             return "normal", _PACK.unpack_from(self.outbuf, 0)[0]
+        if ret == _SPEEX_MISSING:
+            # The frame at the pointer is given up: jitter_buffer_get reports its timestamp.
+            return "concealed", ((o.timestamp - TS0) & 0xFFFFFFFF) // SPF
         return "concealed", -1
 
 
@@ -268,6 +277,62 @@ def score_all(seconds: float, seed: int = SEED) -> tuple[list[Trace], list[Resul
         d, late = oracle(trace, 0.01)
         results.append(Result(trace.name, "oracle D*(1%)", None, d, late))
     return traces, results
+
+
+SWEEP_SEEDS = 6
+"""Seeds (SEED, SEED + 1, ...) of the full run's voxwire-vs-speexdsp sweep."""
+
+
+def seed_sweep(seconds: float, seeds: int = SWEEP_SEEDS) -> Table | None:
+    """voxwire against speexdsp on every scenario over several seeds: per scenario, the wins
+    (lower mean delay at equal or lower late loss) and both buffers' mean delay and late
+    loss averaged over the seeds. None without libspeexdsp."""
+    if _SPEEX is None:
+        return None
+    rows: list[list[str]] = []
+    for name in SCENARIOS:
+        v_delay, s_delay, v_late, s_late = [], [], [], []
+        wins = 0
+        for k in range(seeds):
+            trace = make_trace(name, seconds, SEED + k)
+            v, sp = replay(trace, VoxwirePlayer), replay(trace, SpeexPlayer)
+            wins += v.mean_delay < sp.mean_delay and v.late_loss <= sp.late_loss
+            v_delay.append(v.mean_delay)
+            s_delay.append(sp.mean_delay)
+            v_late.append(v.late_loss)
+            s_late.append(sp.late_loss)
+        rows.append(
+            [
+                name,
+                f"{wins}/{seeds}",
+                _ms(float(np.mean(v_delay))),
+                _ms(float(np.mean(s_delay))),
+                _pct(float(np.mean(v_late))),
+                _pct(float(np.mean(s_late))),
+                _pct(float(np.max(v_late))),
+                _pct(float(np.max(s_late))),
+            ]
+        )
+    return Table(
+        title=f"voxwire vs speexdsp over {seeds} seeds",
+        columns=[
+            "scenario",
+            "wins",
+            "voxwire mean",
+            "speexdsp mean",
+            "voxwire late%",
+            "speexdsp late%",
+            "voxwire max late%",
+            "speexdsp max late%",
+        ],
+        rows=rows,
+        notes=[
+            "wins: seeds where voxwire has the lower mean delay at equal or lower late loss; "
+            "the other columns average (or take the worst of) the seeds",
+            f"seeds {SEED}..{SEED + seeds - 1}, {seconds:.0f} s per scenario; "
+            "reproduce: voxwire bench --only jitter",
+        ],
+    )
 
 
 def _pct(x: float) -> str:
@@ -386,11 +451,12 @@ def run(quick: bool = False) -> list[Table]:
     if _SPEEX is None:
         notes.append("speexdsp: libspeexdsp not found (apt-get install libspeexdsp-dev): skipped")
     notes += [
-        "delays: pull time - send time, ms, over frames played; late: arrived after the buffer "
-        "had passed its frame; heard: talk frames not played (any reason); removed: in time "
-        "but dropped (acceleration, overflow); conceal: pulls without a frame after the start; "
-        "int: gaps >= 150 ms; FEC: frames rebuilt / frames rebuildable; disorder: frames out "
-        "of order or repeated",
+        "delays: pull time - send time, ms, over frames played; late: arrived after the "
+        "buffer had given its frame up (played a later one, or a concealment in its place); "
+        "heard: talk frames not played (any reason); removed: in time but dropped "
+        "(acceleration, overflow); conceal: pulls without a frame after the start; int: gaps "
+        ">= 150 ms; FEC: frames rebuilt / frames rebuildable; disorder: frames out of order "
+        "or repeated",
         "us/pull: insert + pull time per 20 ms through the Python API (ctypes for speexdsp, "
         "pure Python for the models)",
         f"seed {SEED}, {seconds:.0f} s per scenario; reproduce: voxwire bench --only jitter",
@@ -423,4 +489,9 @@ def run(quick: bool = False) -> list[Table]:
         columns=["goal", "result", "evidence"],
         rows=[[g, "PASS" if ok else "MISS", ev] for g, ok, ev in goals(traces, results)],
     )
-    return [table, goal_table]
+    tables = [table, goal_table]
+    if not quick:
+        sweep = seed_sweep(seconds)
+        if sweep is not None:
+            tables.append(sweep)
+    return tables

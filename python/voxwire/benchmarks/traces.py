@@ -45,8 +45,10 @@ TS0 = 0xFFFFFFFF - 40 * SPF + 1
 INTERRUPTION_MS = 150
 
 FrameOut = tuple[str, int]
-"""What a pull produced: (kind, source frame index); index -1 when no frame was played.
-Kinds: "normal", "fec" (a frame rebuilt from FEC), anything else means nothing played."""
+"""What a pull produced: (kind, frame index). Kinds: "normal", "fec" (a frame rebuilt from
+FEC): the index is the frame played. Any other kind means nothing played; its index is the
+frame the unit stands in for when the buffer gives that frame up with it (a concealment that
+moves the playout past a missing frame), else -1 (a wait, an insertion, silence)."""
 
 
 class Player(Protocol):
@@ -265,7 +267,7 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
     quiet = trace.quiet
     fec = trace.fec
     played_at = np.full(n, np.nan)
-    pass_at = np.full(n, np.inf)  # when the player first played a later frame
+    pass_at = np.full(n, np.inf)  # when the player gave the frame up (or played a later one)
     fec_played = np.zeros(n, dtype=bool)
     disorder = 0
     last = -1
@@ -306,7 +308,11 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
             pulls += 1
             pulls_at_last = pulls
             silent_at_last = silent_pulls
-        elif started:
+        else:
+            if 0 <= idx < n and np.isnan(played_at[idx]):
+                pass_at[idx] = min(pass_at[idx], now)
+            if not started:
+                continue
             pulls += 1
             silent_pulls += 1
             run += 1
