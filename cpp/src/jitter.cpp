@@ -147,6 +147,7 @@ void Buffer::reset() noexcept {
   // The histogram starts with all its weight at the initial delay; arrivals forget it.
   delay_hist_.reset(static_cast<std::size_t>(
       std::clamp<std::int64_t>(config_.initial_delay_ms / kBinMs, 0, kBins - 1)));
+  observed_ = 0;
   quantile_ms_ = config_.initial_delay_ms;
   reorder_hist_.reset(0);
   reorder_ms_ = 0;

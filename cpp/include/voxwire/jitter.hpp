@@ -22,17 +22,18 @@
 /// Target delay (see docs/jitter.md): the relative arrival delay of each packet (its arrival
 /// minus the earliest arrival its timestamp allows, the reference being the fastest packet of
 /// a sliding window of about 8 s, so sender clock drift cannot grow the buffer) goes into a
-/// forgetting histogram; the target is a high quantile of it, at least the quantile of a second
-/// histogram of the delays of reordered packets (the ones lost late when too slow), plus one frame of look-ahead while packets are
-/// being lost and the stream carries FEC (so that packet N+1, holding N's FEC, is usually there
-/// when N is due). The quantile rises within a fraction of a second when the delay gets worse
-/// and falls over tens of seconds as the histograms forget; a single stall of an in-order
-/// stream is waited out (expand) rather than learnt.
+/// forgetting histogram; the target is a high quantile of it, at least the quantile of a
+/// second histogram of the delays of reordered packets (the ones lost late when too slow),
+/// plus one frame of look-ahead while packets are being lost and the stream carries FEC (so
+/// that packet N+1, holding N's FEC, is usually there when N is due). The quantile rises
+/// within a fraction of a second when the delay gets worse and falls over tens of seconds as
+/// the histograms forget; a single stall of an in-order stream is waited out (expand) rather
+/// than learnt.
 ///
 /// Playout control: frame k is due at reference + k * frame_ms + target. A pull before the
 /// due time of a present frame expands; one a whole frame or more behind for five pulls in a
-/// row accelerates (skips one frame), or at once, as many frames
-/// as needed, when more than two frames behind. When the stream carries low-energy hints,
+/// row accelerates (skips one frame), or at once, as many frames as needed, when more than
+/// two frames behind. When the stream carries low-energy hints,
 /// adjustments wait for a hinted frame unless the error exceeds four frames. A missing frame
 /// is rebuilt from FEC when possible, concealed when a later frame is present, and waited for
 /// (an expand unit) when nothing later has arrived. A gap with no missing sequence number is a
