@@ -93,14 +93,14 @@ void bind_jitter(py::module_& m) {
       .def(
           "insert_redundant",
           [](jb::Buffer& self, std::uint32_t timestamp, std::uint8_t payload_type,
-             const py::buffer& payload, std::int64_t arrival_ms) {
+             const py::buffer& payload, std::int64_t arrival_ms, bool has_fec) {
             py::buffer_info keep;
             return name(jb::to_string(
                 self.insert_redundant(timestamp, payload_type, contiguous_bytes(payload, keep),
-                                      arrival_ms)));
+                                      arrival_ms, has_fec)));
           },
           py::arg("timestamp"), py::arg("payload_type"), py::arg("payload"),
-          py::arg("arrival_ms"))
+          py::arg("arrival_ms"), py::arg("has_fec"))
       .def(
           "pull",
           [](jb::Buffer& self, std::int64_t now_ms) {

@@ -75,6 +75,23 @@ def test_redundant_copy_and_rtp_packet_insert() -> None:
     assert kinds == [("normal", False, 0), ("fec", False, 99), ("normal", False, 2)]
 
 
+def test_redundant_copies_with_fec_rebuild_two_lost_frames_from_one_packet() -> None:
+    # RFC 2198 + in-band FEC: packet 3 carries a copy of frame 2, whose FEC rebuilds frame 1.
+    jb = JitterBuffer(8000, min_delay=0.06)
+    jb.insert(10, 0, payload(0), 0.0, has_fec=True)
+    jb.insert(13, 480, payload(3), 0.060, has_fec=True)
+    assert jb.insert_redundant(320, payload(2), 0.060, has_fec=True) == "stored"
+    units = [jb.pull(k * FRAME) for k in range(3, 7)]
+    got = [(u.kind, u.decode_fec, ident(u)) for u in units]
+    assert got == [
+        ("normal", False, 0),
+        ("fec", True, 2),  # frame 1 from the copy's in-band FEC
+        ("fec", False, 2),  # frame 2: the copy itself
+        ("normal", False, 3),
+    ]
+    assert jb.stats().fec_frames_used == 2
+
+
 def test_duplicate_late_too_large_and_bad_config() -> None:
     jb = JitterBuffer(8000, max_payload=8, initial_delay=0.02)
     assert jb.insert(1, 0, payload(0), 0.0) == "stored"
@@ -107,7 +124,7 @@ steps = st.lists(
             st.booleans(),  # low_energy
         ),
         st.tuples(st.just("pull"), st.integers(0, 40)),  # pull after this many ms
-        st.tuples(st.just("redundant"), st.integers(-4, 4)),
+        st.tuples(st.just("redundant"), st.integers(-4, 4), st.booleans()),  # has_fec
     ),
     max_size=300,
 )
@@ -151,7 +168,9 @@ def test_invariants_on_arbitrary_insert_pull_sequences(
             assert result in ("stored", "duplicate", "late", "rejected")
         elif step[0] == "redundant":
             i = max(0, sender - 1 + int(str(step[1])))
-            jb.insert_redundant((ts0 + 160 * i) & 0xFFFFFFFF, payload(i), now_ms / 1000)
+            jb.insert_redundant(
+                (ts0 + 160 * i) & 0xFFFFFFFF, payload(i), now_ms / 1000, has_fec=bool(step[2])
+            )
         else:
             now_ms += int(str(step[1]))
             unit = jb.pull(now_ms / 1000)

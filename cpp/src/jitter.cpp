@@ -153,6 +153,9 @@ void Buffer::reset() noexcept {
   reorder_ms_ = 0;
   last_loss_ms_ = -1;
   last_fec_ms_ = -1;
+  last_fec2_ms_ = -1;
+  last_run_ms_ = -1;
+  missing_run_ = 0;
   last_hint_ms_ = -1;
   last_arrival_ms_ = std::numeric_limits<std::int64_t>::min();
   target_ms_ = std::clamp(config_.initial_delay_ms, config_.min_delay_ms, config_.max_delay_ms);
@@ -308,12 +311,15 @@ void Buffer::update_target() noexcept {
   reorder_ms_ =
       static_cast<std::int64_t>(reorder_hist_.quantile(config_.reorder_quantile) + 1) * kBinMs -
       1;
-  const std::int64_t t0 = std::max(quantile_ms_, reorder_ms_);
-  std::int64_t t = t0;
-  if (config_.fec_lookahead && last_loss_ms_ >= 0 && last_fec_ms_ >= 0 &&
-      last_arrival_ms_ - last_loss_ms_ < kLossHoldMs &&
-      last_arrival_ms_ - last_fec_ms_ < kLossHoldMs) {
-    t += config_.frame_ms;
+  std::int64_t t = std::max(quantile_ms_, reorder_ms_);
+  const auto recent = [this](std::int64_t at) {
+    return at >= 0 && last_arrival_ms_ - at < kLossHoldMs;
+  };
+  if (config_.fec_lookahead && recent(last_loss_ms_) && recent(last_fec_ms_)) {
+    // Room for the packet after a missing frame, which holds its FEC; with redundancy that
+    // reaches two frames back and losses in runs, room for the one after that too.
+    const bool two = recent(last_fec2_ms_) && recent(last_run_ms_);
+    t += (two ? 2 : 1) * static_cast<std::int64_t>(config_.frame_ms);
   }
   target_ms_ = std::clamp(t, config_.min_delay_ms, config_.max_delay_ms);
 }
@@ -371,6 +377,7 @@ InsertResult Buffer::insert(const Packet& packet, std::int64_t arrival_ms) {
   }
   if (p.low_energy) last_hint_ms_ = arrival_ms;
   if (source_.stats().lost > lost_before) last_loss_ms_ = arrival_ms;
+  if (source_.stats().lost > lost_before + 1) last_run_ms_ = arrival_ms;
 
   const std::int64_t frame = frame_of(r.extended_timestamp);
   if (first) {
@@ -427,7 +434,7 @@ InsertResult Buffer::insert(const rtp::Header& header, std::span<const std::byte
 
 InsertResult Buffer::insert_redundant(std::uint32_t timestamp, std::uint8_t payload_type,
                                       std::span<const std::byte> payload,
-                                      std::int64_t arrival_ms) {
+                                      std::int64_t arrival_ms, bool has_fec) {
   if (payload.size() > config_.max_payload) {
     ++stats_.packets_rejected;
     return InsertResult::too_large;
@@ -441,6 +448,9 @@ InsertResult Buffer::insert_redundant(std::uint32_t timestamp, std::uint8_t payl
   }
   const std::int64_t ext_ts = last_ext_ts_ + static_cast<std::int32_t>(timestamp - last_ts_);
   const std::int64_t frame = frame_of(ext_ts);
+  // How far back this redundancy reaches from the newest frame: a copy of frame N - 1 that
+  // holds in-band FEC of N - 2 reaches two frames.
+  if (max_frame_seen_ - frame + (has_fec ? 1 : 0) >= 2) last_fec2_ms_ = arrival_ms;
   if (frame < next_) {
     ++stats_.fec_packets_discarded;
     return InsertResult::late;
@@ -453,9 +463,16 @@ InsertResult Buffer::insert_redundant(std::uint32_t timestamp, std::uint8_t payl
   Packet p;
   p.timestamp = timestamp;
   p.payload_type = payload_type;
+  p.has_fec = has_fec;
   p.payload = payload;
   store(frame, SlotState::redundant, p, -1, arrival_ms);
   return InsertResult::stored;
+}
+
+void Buffer::note_missing(std::int64_t now_ms, std::int64_t frames) noexcept {
+  last_loss_ms_ = now_ms;
+  missing_run_ += frames;
+  if (missing_run_ >= 2) last_run_ms_ = now_ms;
 }
 
 bool Buffer::hints_recent(std::int64_t now_ms) const noexcept {
@@ -499,14 +516,17 @@ Unit Buffer::emit(Kind kind, Adjustment adj, std::int64_t frame, const Slot* slo
       if (kind == Kind::normal) {
         last_played_seq_ = slot->ext_sequence;
         last_low_energy_ = slot->low_energy;
+        missing_run_ = 0;
       } else {
         ++stats_.fec_frames_used;
-        last_played_seq_ = decode_fec ? slot->ext_sequence - 1 : -1;
-        last_loss_ms_ = now_ms;
+        last_played_seq_ =
+            decode_fec && slot->state == SlotState::primary ? slot->ext_sequence - 1 : -1;
+        note_missing(now_ms, 1);
       }
       break;
     }
     case Kind::concealed:
+      if (adj != Adjustment::expand) note_missing(now_ms, 1);
       stats_.concealed_samples += spf_;
       if (!in_concealment_) ++stats_.concealment_events;
       in_concealment_ = true;
@@ -601,8 +621,7 @@ Unit Buffer::pull(std::int64_t now_ms) {
       return emit(Kind::fec, adj, next_, s, false, now_ms);
     }
     // The frame is missing.
-    if (const Slot* n = find(next_ + 1);
-        n != nullptr && n->state == SlotState::primary && n->has_fec) {
+    if (const Slot* n = find(next_ + 1); n != nullptr && n->has_fec) {
       return emit(Kind::fec, adj, next_, n, true, now_ms);
     }
     const std::int64_t k1 = next_present_after(next_);
@@ -631,12 +650,11 @@ Unit Buffer::pull(std::int64_t now_ms) {
         const std::int64_t to = std::min(k1, next_ + lag / F);
         stats_.removed_samples_for_acceleration +=
             static_cast<std::uint64_t>(to - next_) * spf_;
+        note_missing(now_ms, to - next_);
         next_ = to;
-        last_loss_ms_ = now_ms;
         accelerated = true;
         continue;
       }
-      last_loss_ms_ = now_ms;
       return emit(Kind::concealed, adj, next_, nullptr, false, now_ms);
     }
     // Nothing stored ahead: the packet is late or lost, or the sender is quiet. Wait for it

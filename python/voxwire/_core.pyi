@@ -206,7 +206,7 @@ class JitterBuffer:
         low_energy: bool,
     ) -> str: ...
     def insert_redundant(
-        self, timestamp: int, payload_type: int, payload: Buffer, arrival_ms: int
+        self, timestamp: int, payload_type: int, payload: Buffer, arrival_ms: int, has_fec: bool
     ) -> str: ...
     def pull(
         self, now_ms: int

@@ -240,14 +240,22 @@ class JitterBuffer:
         )
 
     def insert_redundant(
-        self, timestamp: int, payload: Buffer, now: float, *, payload_type: int = 0
+        self,
+        timestamp: int,
+        payload: Buffer,
+        now: float,
+        *,
+        payload_type: int = 0,
+        has_fec: bool = False,
     ) -> InsertResult:
         """Take a redundant copy of the frame at ``timestamp`` (an RFC 2198 block).
 
         A primary packet always wins: the copy is kept only while the frame is missing.
+        ``has_fec``: the copy carries in-band FEC of the frame before it (an Opus packet
+        with LBRR resent in a RED block), so it can rebuild that frame as well.
         """
         return self._jb.insert_redundant(  # type: ignore[return-value]
-            timestamp, payload_type, payload, _ms(now)
+            timestamp, payload_type, payload, _ms(now), has_fec
         )
 
     def pull(self, now: float) -> PlayoutUnit:

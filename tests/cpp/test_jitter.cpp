@@ -270,6 +270,79 @@ TEST(Jitter, PrimaryBeatsRedundantCopy) {
   EXPECT_EQ(buf.stats().fec_packets_discarded, 2u);
 }
 
+// RFC 2198 redundancy of Opus packets that carry in-band FEC (WebRTC's audio RED): packet
+// N + 2 holds a copy of N + 1, whose LBRR data rebuilds N. Two frames lost in a row both
+// come back from one packet.
+TEST(Jitter, RedundantCopyWithFecRebuildsTheFrameBeforeIt) {
+  jb::Config cfg;
+  cfg.min_delay_ms = 60;  // room enough: this test is about which data plays
+  jb::Buffer buf(cfg);
+  Feeder f{buf, {}};
+  for (int i = 0; i < 8; ++i) {
+    if (i == 2 || i == 3) continue;
+    f.put(i, 20 * i, true);
+    if (i > 0) {
+      f.keep.push_back(payload_of(1000 + i - 1));
+      (void)buf.insert_redundant(kTs0 + 160u * static_cast<std::uint32_t>(i - 1), 0,
+                                 f.keep.back(), 20 * i, true);
+    }
+  }
+  std::map<std::int64_t, std::pair<jb::Unit, std::int64_t>> by_frame;
+  for (int k = 0; k < 14; ++k) {
+    const auto u = buf.pull(20 * k);
+    if (u.kind != jb::Kind::silence) by_frame[u.frame] = {u, u.payload.empty() ? -1 : id_of(u.payload)};
+  }
+  ASSERT_TRUE(by_frame.count(2) && by_frame.count(3));
+  // Frame 2: the copy of frame 3 (from packet 4), decoded with its FEC.
+  EXPECT_EQ(by_frame[2].first.kind, jb::Kind::fec);
+  EXPECT_TRUE(by_frame[2].first.decode_fec);
+  EXPECT_EQ(by_frame[2].second, 1003);
+  // Frame 3: the copy itself, decoded normally.
+  EXPECT_EQ(by_frame[3].first.kind, jb::Kind::fec);
+  EXPECT_FALSE(by_frame[3].first.decode_fec);
+  EXPECT_EQ(by_frame[3].second, 1003);
+  EXPECT_EQ(by_frame[4].first.kind, jb::Kind::normal);
+  EXPECT_EQ(buf.stats().fec_frames_used, 2u);
+  for (std::int64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(by_frame.count(i));
+    EXPECT_NE(by_frame[i].first.kind, jb::Kind::concealed) << i;
+  }
+}
+
+// The look-ahead keeps one frame of room while loss happens on a stream with FEC, and two
+// when losses come in runs and the redundancy reaches two frames back.
+TEST(Jitter, LookaheadFollowsTheRedundancyDepthAndRunsOfLoss) {
+  auto target_after = [](bool copies, bool runs) {
+    jb::Buffer buf;
+    Feeder f{buf, {}};
+    std::int64_t now = 0;
+    for (int i = 0; i < 400; ++i, now += 20) {
+      const bool lost = runs ? (i % 20 == 10 || i % 20 == 11) : i % 20 == 10;
+      if (!lost) {
+        f.put(i, now, true);
+        if (copies && i > 0) {
+          f.keep.push_back(payload_of(1000 + i - 1));
+          (void)buf.insert_redundant(kTs0 + 160u * static_cast<std::uint32_t>(i - 1), 0,
+                                     f.keep.back(), now, true);
+        }
+      }
+      (void)buf.pull(now);
+    }
+    return buf.target_delay_ms();
+  };
+  jb::Buffer quiet;  // the same clean arrivals without loss: the jitter part of the target
+  Feeder q{quiet, {}};
+  for (int i = 0; i < 400; ++i) {
+    q.put(i, 20 * i, true);
+    (void)quiet.pull(20 * i);
+  }
+  const std::int64_t base = quiet.target_delay_ms();
+  EXPECT_EQ(target_after(false, false), base + 20);  // in-band FEC only
+  EXPECT_EQ(target_after(false, true), base + 20);   // runs, but FEC reaches one frame
+  EXPECT_EQ(target_after(true, false), base + 20);   // deep redundancy, single losses
+  EXPECT_EQ(target_after(true, true), base + 40);    // both: two frames of room
+}
+
 TEST(Jitter, LossWithoutFecIsConcealedOnce) {
   jb::Buffer buf;
   Feeder f{buf, {}};

@@ -25,7 +25,9 @@
 /// forgetting histogram; the target is a high quantile of it, at least the quantile of a
 /// second histogram of the delays of reordered packets (the ones lost late when too slow),
 /// plus one frame of look-ahead while packets are being lost and the stream carries FEC (so
-/// that packet N+1, holding N's FEC, is usually there when N is due). The quantile rises
+/// that packet N+1, holding N's FEC, is usually there when N is due), two frames while
+/// losses come in runs and the redundancy reaches two frames back (RFC 2198 copies that
+/// carry in-band FEC themselves, or two redundant blocks). The quantile rises
 /// within a fraction of a second when the delay gets worse and falls over tens of seconds as
 /// the histograms forget; a single stall of an in-order stream is waited out (expand) rather
 /// than learnt.
@@ -104,7 +106,8 @@ struct Config {
                                        ///< floor of the target (0.5..1).
   double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
   bool fec_lookahead = true;           ///< Keep one frame more while loss happens and the
-                                       ///< stream carries FEC.
+                                       ///< stream carries FEC (two with two-frame
+                                       ///< redundancy and runs of loss).
   std::int32_t g711_quiet_level = 64;  ///< The buffer's own low-energy hint for G.711 (payload
                                        ///< type 0 or 8, RFC 3551, one byte per sample at
                                        ///< 8 kHz): a frame whose mean absolute decoded sample
@@ -131,9 +134,10 @@ struct Packet {
 struct Unit {
   Kind kind = Kind::silence;
   Adjustment adjustment = Adjustment::none;
-  /// For Kind::fec: true when `payload` is the next packet (N+1), to be decoded with its
-  /// in-band FEC (Opus decode_fec = 1, frame_size = `samples`); false when it is a redundant
-  /// copy of this very frame (RFC 2198), to be decoded normally.
+  /// For Kind::fec: true when `payload` is the next frame's packet (N+1, or a redundant copy
+  /// of it), to be decoded with its in-band FEC (Opus decode_fec = 1, frame_size =
+  /// `samples`); false when it is a redundant copy of this very frame (RFC 2198), to be
+  /// decoded normally.
   bool decode_fec = false;
   bool low_energy = false;        ///< The packet's low-energy hint (Kind::normal).
   std::int64_t frame = 0;         ///< Frame index: extended timestamp / samples per frame,
@@ -201,9 +205,12 @@ class Buffer {
 
   /// Takes a redundant copy of the frame with RTP timestamp `timestamp` (for instance an
   /// RFC 2198 block). A primary packet always wins: the copy is stored only while the
-  /// frame's slot is empty, and a primary arriving later replaces it.
+  /// frame's slot is empty, and a primary arriving later replaces it. `has_fec`: the copy
+  /// itself carries in-band FEC of the frame before it (an Opus packet with LBRR resent in
+  /// a RED block, as WebRTC does), so it can rebuild that frame too.
   InsertResult insert_redundant(std::uint32_t timestamp, std::uint8_t payload_type,
-                                std::span<const std::byte> payload, std::int64_t arrival_ms);
+                                std::span<const std::byte> payload, std::int64_t arrival_ms,
+                                bool has_fec = false);
 
   /// Returns the unit to play at `now_ms`. Call once per frame_ms of playout.
   Unit pull(std::int64_t now_ms);
@@ -269,6 +276,8 @@ class Buffer {
   void make_room(std::int64_t frame) noexcept;
   void observe_arrival(std::int64_t frame, std::int64_t arrival_ms, bool reordered) noexcept;
   void update_target() noexcept;
+  /// `frames` frames were missing at their turn (concealed, rebuilt or jumped over).
+  void note_missing(std::int64_t now_ms, std::int64_t frames) noexcept;
   [[nodiscard]] bool hints_recent(std::int64_t now_ms) const noexcept;
   [[nodiscard]] bool quiet_g711(const Packet& p) const noexcept;
   [[nodiscard]] std::int64_t next_present_after(std::int64_t frame) const noexcept;
@@ -308,6 +317,9 @@ class Buffer {
   std::int64_t reorder_ms_ = 0;        // the reordering term, ms
   std::int64_t last_loss_ms_ = -1;     // last time a frame was missing at its turn
   std::int64_t last_fec_ms_ = -1;      // last arrival of a packet carrying FEC
+  std::int64_t last_fec2_ms_ = -1;     // last arrival of redundancy reaching two frames back
+  std::int64_t last_run_ms_ = -1;      // last time two frames in a row were missing
+  std::int64_t missing_run_ = 0;       // frames missing in a row at their turn
   std::int64_t last_hint_ms_ = -1;     // last arrival of a low-energy hint
   std::int64_t last_arrival_ms_ = 0;
   std::int64_t target_ms_ = 0;
