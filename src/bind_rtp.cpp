@@ -7,15 +7,18 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings.hpp"
+#include "voxwire/red.hpp"
 #include "voxwire/rtp.hpp"
 
 namespace voxwire::bindings {
 namespace {
 
 namespace rtp = voxwire::rtp;
+namespace red = voxwire::red;
 
 py::tuple parse(const py::buffer& data) {
   py::buffer_info keep;
@@ -87,6 +90,65 @@ py::bytes build(bool marker, int payload_type, int sequence, std::int64_t timest
   return out;
 }
 
+// RFC 2198: ((primary_pt, primary), [(pt, offset, data), ...]).
+py::tuple red_parse(const py::buffer& data) {
+  py::buffer_info keep;
+  const auto payload = contiguous_bytes(data, keep);
+  red::Payload p;
+  const auto err = red::parse(payload, p);
+  if (err != red::ParseError::ok) {
+    const std::string reason = "red_" + std::string(red::to_string(err));
+    raise_reasoned("RtpError", reason, "malformed RED payload (" + reason + ", " +
+                                           std::to_string(payload.size()) + " bytes)");
+  }
+  auto as_bytes = [](std::span<const std::byte> s) {
+    return py::bytes(reinterpret_cast<const char*>(s.data()), s.size());
+  };
+  py::list blocks;
+  for (std::size_t i = 0; i < p.count; ++i) {
+    const red::Block& b = p.redundant[i];
+    blocks.append(py::make_tuple(b.payload_type, b.timestamp_offset, as_bytes(b.data)));
+  }
+  return py::make_tuple(py::make_tuple(p.primary.payload_type, as_bytes(p.primary.data)),
+                        blocks);
+}
+
+py::bytes red_build(int primary_type, const py::buffer& primary,
+                    const std::vector<std::tuple<int, std::int64_t, py::buffer>>& redundant) {
+  auto check = [](const char* name, std::int64_t v, std::int64_t hi) {
+    if (v < 0 || v > hi) {
+      throw py::value_error(std::string("red build: ") + name + " must be 0.." +
+                            std::to_string(hi) + ", got " + std::to_string(v));
+    }
+  };
+  if (redundant.size() > red::kMaxBlocks) {
+    throw py::value_error("red build: at most " + std::to_string(red::kMaxBlocks) +
+                          " redundant blocks, got " + std::to_string(redundant.size()));
+  }
+  check("payload_type", primary_type, 127);
+  std::vector<py::buffer_info> keep(redundant.size() + 1);
+  std::vector<red::Block> blocks;
+  for (std::size_t i = 0; i < redundant.size(); ++i) {
+    const auto& [pt, offset, data] = redundant[i];
+    check("payload_type", pt, 127);
+    check("timestamp_offset", offset, red::kMaxOffset);
+    red::Block b{static_cast<std::uint8_t>(pt), static_cast<std::uint32_t>(offset),
+                 contiguous_bytes(data, keep[i])};
+    check("redundant block size", static_cast<std::int64_t>(b.data.size()),
+          static_cast<std::int64_t>(red::kMaxBlockSize));
+    blocks.push_back(b);
+  }
+  const red::Block main{static_cast<std::uint8_t>(primary_type), 0,
+                        contiguous_bytes(primary, keep.back())};
+  const std::size_t size = red::built_size(blocks, main);
+  auto out = py::reinterpret_steal<py::bytes>(
+      PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(size)));
+  if (!out) throw py::error_already_set();
+  red::build(blocks, main,
+             std::span<std::byte>(reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out.ptr())), size));
+  return out;
+}
+
 py::dict stats_dict(const rtp::SourceStats& s) {
   py::dict d;
   d["received"] = s.received;
@@ -115,6 +177,11 @@ void bind_rtp(py::module_& m) {
         py::arg("timestamp"), py::arg("ssrc"), py::arg("csrcs"), py::arg("extension_profile"),
         py::arg("extension"), py::arg("payload"), py::arg("padding"),
         "Build one RTP packet and return its bytes.");
+  m.def("red_parse", &red_parse, py::arg("data"),
+        "Parse an RFC 2198 payload into ((primary_pt, primary), [(pt, offset, data), ...]); "
+        "raise voxwire.errors.RtpError (reason red_*) if malformed.");
+  m.def("red_build", &red_build, py::arg("primary_type"), py::arg("primary"),
+        py::arg("redundant"), "Build an RFC 2198 payload; redundant blocks oldest first.");
 
   py::class_<rtp::Source>(m, "RtpSource")
       .def(py::init([](std::uint32_t clock_rate, std::uint32_t min_sequential,

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voxwire.errors import RemoteProtocolError, RtpError
-from voxwire.rtp import RtpExtension, RtpPacket, RtpSource, parse_rtp
+from voxwire.rtp import (
+    RED_MAX_BLOCKS,
+    RedBlock,
+    RtpExtension,
+    RtpPacket,
+    RtpSource,
+    build_red,
+    parse_red,
+    parse_rtp,
+)
 
 packets = st.builds(
     RtpPacket,
@@ -94,6 +103,77 @@ def test_arbitrary_bytes_parse_or_raise_rtp_error(data: bytes) -> None:
         return
     assert packet.to_bytes()[:12] == data[:12]
     assert len(packet.to_bytes()) == len(data)
+
+
+def test_red_wire_format_of_a_known_payload() -> None:
+    # RFC 2198 section 3: F=1, PT 0, offset 160, length 3; then F=0, PT 0; blocks in order.
+    red = build_red(RedBlock(0, 0, b"\x01\x02"), [RedBlock(0, 160, b"\x09\x08\x07")])
+    assert red == bytes.fromhex("80 02 80 03 00 090807 0102")
+    parsed = parse_red(red)
+    assert parsed.primary == RedBlock(0, 0, b"\x01\x02")
+    assert parsed.redundant == (RedBlock(0, 160, b"\x09\x08\x07"),)
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "reason"),
+    [
+        ("", "red_empty"),
+        ("80 02 80", "red_header_past_end"),
+        ("80 02 80 00", "red_header_past_end"),  # no final one-byte header
+        ("80 02 80 04 00 010203", "red_block_past_end"),
+        ("80 00 03 ff 00", "red_block_past_end"),
+        ("80 00 04 00" * (RED_MAX_BLOCKS + 1) + "00", "red_too_many_blocks"),
+    ],
+)
+def test_malformed_red_payloads_raise_rtp_error_with_reason(hexdata: str, reason: str) -> None:
+    data = bytes.fromhex(hexdata)
+    with pytest.raises(RtpError, match=f"{reason}, {len(data)} bytes") as exc:
+        parse_red(data)
+    assert exc.value.reason == reason
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=80))
+def test_arbitrary_bytes_parse_as_red_or_raise_and_rebuild_exactly(data: bytes) -> None:
+    try:
+        red = parse_red(data)
+    except RtpError as e:
+        reason = e.reason
+    else:
+        reason = "ok"
+    assert reason == "ok" or reason.startswith("red_")
+    if reason != "ok":
+        return
+    assert len(red.redundant) <= RED_MAX_BLOCKS
+    assert build_red(red.primary, red.redundant) == data
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 127), st.integers(0, 16383), st.binary(max_size=40)),
+        max_size=RED_MAX_BLOCKS,
+    ),
+    st.integers(0, 127),
+    st.binary(max_size=200),
+)
+def test_red_round_trips(blocks: list[tuple[int, int, bytes]], pt: int, primary: bytes) -> None:
+    redundant = [RedBlock(*b) for b in blocks]
+    parsed = parse_red(build_red(RedBlock(pt, 0, primary), redundant))
+    assert parsed.primary == RedBlock(pt, 0, primary)
+    assert list(parsed.redundant) == redundant
+
+
+def test_red_build_rejects_what_the_header_cannot_hold() -> None:
+    p = RedBlock(0, 0, b"")
+    with pytest.raises(ValueError, match=re.escape("timestamp_offset must be 0..16383")):
+        build_red(p, [RedBlock(0, 16384, b"")])
+    with pytest.raises(ValueError, match=re.escape("redundant block size must be 0..1023")):
+        build_red(p, [RedBlock(0, 160, bytes(1024))])
+    with pytest.raises(ValueError, match=re.escape("payload_type must be 0..127")):
+        build_red(RedBlock(128, 0, b""))
+    with pytest.raises(ValueError, match="at most 8 redundant blocks"):
+        build_red(p, [RedBlock(0, 160, b"")] * 9)
+    assert len(build_red(p, [RedBlock(0, 16383, bytes(1023))])) == 4 + 1 + 1023
 
 
 def test_build_rejects_out_of_range_fields() -> None:

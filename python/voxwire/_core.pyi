@@ -94,6 +94,10 @@ class VadSegmenter:
 def rtp_parse(
     data: Buffer,
 ) -> tuple[bool, int, int, int, int, tuple[int, ...], tuple[int, bytes] | None, bytes, int]: ...
+def red_parse(data: Buffer) -> tuple[tuple[int, bytes], list[tuple[int, int, bytes]]]: ...
+def red_build(
+    primary_type: int, primary: Buffer, redundant: list[tuple[int, int, Buffer]]
+) -> bytes: ...
 def rtp_build(
     marker: bool,
     payload_type: int,

@@ -58,7 +58,8 @@ class RtpError(_Reasoned, RemoteProtocolError):
     """A malformed RTP packet; ``reason`` names the rule it breaks.
 
     Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
-    ``bad_padding``.
+    ``bad_padding``; for an RFC 2198 (RED) payload ``red_empty``, ``red_header_past_end``,
+    ``red_too_many_blocks``, ``red_block_past_end``.
     """
 
 

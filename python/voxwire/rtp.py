@@ -16,11 +16,23 @@ extension is skipped correctly and exposed as :class:`RtpExtension`.
 SSRC), extends sequence numbers and timestamps past their wraparound, estimates
 interarrival jitter (A.8) and keeps receiver statistics (A.3). Loss, reordering,
 duplicates and jumps are verdicts and counters, never exceptions. Time is passed in.
+
+:func:`parse_red` and :func:`build_red` read and write the payload format for redundant
+audio data (RFC 2198, "RED"): each packet carries its own frame (the primary block) and
+copies of earlier ones, each with its payload type and its timestamp offset. WebRTC sends
+Opus this way; the receiver gets a frame back from the next packet even when its own is
+lost (:meth:`voxwire.jitter.JitterBuffer.insert_redundant`).
+
+>>> from voxwire.rtp import RedBlock, build_red, parse_red
+>>> red = build_red(RedBlock(111, 0, b"new"), [RedBlock(111, 960, b"old")])
+>>> parse_red(red).redundant[0]
+RedBlock(payload_type=111, timestamp_offset=960, data=b'old')
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -30,13 +42,18 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 __all__ = [
+    "RED_MAX_BLOCKS",
     "Arrival",
+    "RedBlock",
+    "RedPayload",
     "RtpExtension",
     "RtpPacket",
     "RtpSender",
     "RtpSource",
     "RtpStats",
     "Verdict",
+    "build_red",
+    "parse_red",
     "parse_rtp",
 ]
 
@@ -97,6 +114,56 @@ def parse_rtp(data: Buffer) -> RtpPacket:
     marker, pt, seq, ts, ssrc, csrcs, ext, payload, padding = _core.rtp_parse(data)
     extension = None if ext is None else RtpExtension(ext[0], ext[1])
     return RtpPacket(pt, seq, ts, ssrc, payload, marker, csrcs, extension, padding)
+
+
+@dataclass(frozen=True, slots=True)
+class RedBlock:
+    """One block of an RFC 2198 payload."""
+
+    payload_type: int
+    timestamp_offset: int
+    """RTP timestamp units before the packet's timestamp (0 for the primary block)."""
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RedPayload:
+    """A parsed RFC 2198 payload: the primary block and the redundant ones, oldest first."""
+
+    primary: RedBlock
+    redundant: tuple[RedBlock, ...]
+
+
+RED_MAX_BLOCKS = 8
+"""The most redundant blocks :func:`parse_red` accepts (senders use one or two)."""
+
+
+def parse_red(payload: Buffer) -> RedPayload:
+    """Parse the payload of a RED packet (RFC 2198 section 3).
+
+    Raises
+    ------
+    voxwire.errors.RtpError
+        The payload is malformed: ``red_empty``, ``red_header_past_end`` (no final
+        one-byte header within the payload), ``red_too_many_blocks`` (more than
+        :data:`RED_MAX_BLOCKS`) or ``red_block_past_end`` (block lengths beyond the end).
+    """
+    (pt, data), blocks = _core.red_parse(payload)
+    return RedPayload(RedBlock(pt, 0, data), tuple(RedBlock(*b) for b in blocks))
+
+
+def build_red(primary: RedBlock, redundant: Sequence[RedBlock] = ()) -> bytes:
+    """Build a RED payload from the primary block and redundant blocks (oldest first).
+
+    Raises ``ValueError`` for a payload type above 127, a timestamp offset above 16383,
+    a redundant block above 1023 bytes (the limits of the 14- and 10-bit header fields) or
+    more than :data:`RED_MAX_BLOCKS` redundant blocks. The primary's offset is ignored.
+    """
+    return _core.red_build(
+        primary.payload_type,
+        primary.data,
+        [(b.payload_type, b.timestamp_offset, b.data) for b in redundant],
+    )
 
 
 @dataclass(frozen=True, slots=True)
