@@ -13,7 +13,7 @@ from voxwire.errors import OpusUnavailable
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.opus import has_fec
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
-from voxwire.rtp import RtpPacket, parse_rtp
+from voxwire.rtp import RedBlock, RtpPacket, build_red, parse_red, parse_rtp
 
 F = 0.020
 PCM = npt.NDArray[np.int16]
@@ -219,6 +219,120 @@ def test_opus_loss_with_fec_is_recovered_and_better_than_concealment() -> None:
     assert set(plc_kinds.values()) == {"concealed"}
     assert plc_stats.jitter.fec_frames_used == 0
     assert fec_snr > plc_snr + 3.0, (fec_snr, plc_snr)
+
+
+RUNS = {i for start in range(10, 90, 8) for i in (start, start + 1)}  # two lost in a row
+
+
+def test_g711_red_depth_two_rebuilds_runs_of_two_lost_packets_exactly() -> None:
+    signal = voiced(8000, 100, seed=5)
+    tx = RtpSession("pcmu", red_payload_type=63, red_depth=2, first_sequence=65530)
+    rx = RtpSession("pcmu", red_payload_type=63, jitter=STEADY)
+    first_ts = tx.next_timestamp
+    _, frames = run(tx, rx, signal, drop=RUNS)
+    played = [f for f in frames if f.kind != "silence"][:100]
+    assert [index_of(f, first_ts, 160) for f in played] == list(range(100))
+    assert {played[i].kind for i in RUNS} == {"fec"}
+    assert {played[i].kind for i in set(range(100)) - RUNS} == {"normal"}
+    # the copies are the same G.711 bytes: the audio comes back bit-exact
+    np.testing.assert_array_equal(
+        np.concatenate([f.pcm for f in played]), decode_ulaw(encode_ulaw(signal))
+    )
+    stats = rx.stats()
+    assert stats.jitter.fec_frames_used == len(RUNS)
+    assert stats.red_copies == 2 * (100 - len(RUNS)) - 3  # packets 0 and 1 carry fewer
+    assert stats.red_ignored == 0
+    assert stats.rtp is not None
+    assert stats.rtp.lost == len(RUNS)
+
+
+@needs_opus
+def test_opus_red_with_in_band_fec_rebuilds_both_frames_of_a_run() -> None:
+    signal = voiced(48000, 100, seed=6)
+    tx = RtpSession("opus", red_payload_type=63, red_depth=1, first_timestamp=0)
+    packets = encode(tx, signal)
+    clean = deliver(RtpSession("opus", red_payload_type=63, jitter=STEADY), packets)
+    results = {}
+    for red in (True, False):
+        if red:
+            wire = packets
+        else:  # the same Opus packets without their RED wrapping
+            wire = [
+                RtpPacket(
+                    111, p.sequence, p.timestamp, p.ssrc, parse_red(p.payload).primary.data
+                ).to_bytes()
+                for p in map(parse_rtp, packets)
+            ]
+        rx = RtpSession("opus", red_payload_type=63, jitter=STEADY)
+        frames = deliver(rx, wire, drop=RUNS)
+        results[red] = ({index_of(f, 0, 960): f for f in frames if f.kind != "silence"}, rx)
+    by_red, rx_red = results[True]
+    by_plain, _ = results[False]
+    clean_by = {index_of(f, 0, 960): f for f in clean if f.kind != "silence"}
+    second = sorted(i for i in RUNS if i - 1 in RUNS)  # the second frame of each run
+    first = sorted(i for i in RUNS if i + 1 in RUNS)
+    # The second frame of a run plays its own encoding, copied in the next packet.
+    assert {by_red[i].kind for i in second} == {"fec"}
+    # The first one: the copy's in-band FEC when libopus put LBRR data in it.
+    lbrr = {i for i in first if has_fec(parse_red(parse_rtp(packets[i + 1]).payload).primary.data)}
+    assert len(lbrr) >= len(first) // 2
+    assert {i for i in first if by_red[i].kind == "fec"} == lbrr
+    assert {by_plain[i].kind for i in first} == {"concealed"}  # in-band FEC alone: too far
+    ref = np.concatenate([clean_by[i].pcm for i in sorted(RUNS)])
+    red_snr = snr(ref, np.concatenate([by_red[i].pcm for i in sorted(RUNS)]))
+    plain_snr = snr(ref, np.concatenate([by_plain[i].pcm for i in sorted(RUNS)]))
+    assert red_snr > plain_snr + 3.0, (red_snr, plain_snr)
+    assert rx_red.stats().red_copies == 100 - len(RUNS) - 1
+
+
+def test_red_packets_that_cannot_be_used_are_counted() -> None:
+    rx = RtpSession("pcmu", red_payload_type=63)
+    frame = encode_ulaw(voiced(8000, 1)).tobytes()
+
+    def red(seq: int, primary: RedBlock, *blocks: RedBlock) -> bytes:
+        return RtpPacket(63, seq, 160 * seq, 9, build_red(primary, blocks)).to_bytes()
+
+    plain = RtpPacket(0, 1, 160, 9, frame).to_bytes()
+    assert rx.receive(plain, 0.0) == "stored"  # a peer may also send without RED
+    assert rx.receive(RtpPacket(63, 2, 320, 9, b"\x80\x02").to_bytes(), 0.0) == "malformed"
+    assert rx.receive(red(3, RedBlock(8, 0, frame)), 0.0) == "other_payload"
+    comfort_noise = RedBlock(13, 160, b"\x40")
+    odd_offset = RedBlock(0, 100, frame)
+    assert rx.receive(red(4, RedBlock(0, 0, frame), comfort_noise, odd_offset), 0.0) == "stored"
+    assert rx.receive(red(5, RedBlock(0, 0, frame), RedBlock(0, 160, frame)), 0.0) == "stored"
+    stats = rx.stats()
+    assert stats.malformed == {"red_header_past_end": 1}
+    assert stats.other_payload_types == {8: 1}
+    assert (stats.red_copies, stats.red_ignored) == (1, 2)
+    assert stats.jitter.packets_received == 3  # 1, 4 and 5
+
+
+def test_red_send_side_repeats_the_last_frames_and_not_across_a_pause() -> None:
+    tx = RtpSession("pcma", red_payload_type=100, red_depth=2, first_timestamp=0)
+    frames = [voiced(8000, 1, seed=k) for k in range(5)]
+    payloads = [encode_alaw(f).tobytes() for f in frames]
+    sent = [parse_rtp(tx.send(f)) for f in frames[:3]]
+    tx.pause(2)
+    sent += [parse_rtp(tx.send(f)) for f in frames[3:]]
+    assert {p.payload_type for p in sent} == {100}
+    reds = [parse_red(p.payload) for p in sent]
+    assert [r.primary for r in reds] == [RedBlock(8, 0, p) for p in payloads]
+    assert [r.redundant for r in reds] == [
+        (),
+        (RedBlock(8, 160, payloads[0]),),
+        (RedBlock(8, 320, payloads[0]), RedBlock(8, 160, payloads[1])),
+        (),  # a new talkspurt
+        (RedBlock(8, 160, payloads[3]),),
+    ]
+    assert [p.marker for p in sent] == [True, False, False, True, False]
+    with pytest.raises(ValueError, match="red_depth"):
+        RtpSession("pcmu", red_depth=1)
+    with pytest.raises(ValueError, match="red_depth"):
+        RtpSession("pcmu", red_payload_type=63, red_depth=3)
+    with pytest.raises(ValueError, match="red_payload_type"):
+        RtpSession("pcmu", red_payload_type=0)
+    with pytest.raises(ValueError, match="red_payload_type"):
+        RtpSession("pcmu", red_payload_type=72)
 
 
 def test_malformed_datagrams_are_counted_never_raised() -> None:

@@ -28,6 +28,13 @@ One :class:`RtpSession` per call and direction pair. It never touches a socket o
   the sender paused). G.711 is decoded with voxwire's own kernels and concealed with
   :class:`~voxwire.plc.Concealer`; Opus is decoded, FEC-recovered and concealed by libopus
   through :class:`~voxwire.opus.OpusDecoder`.
+* Redundancy (RFC 2198, "RED"): with ``red_payload_type`` set, a packet of that type is
+  split into its blocks; the primary block is the packet's own frame and each redundant
+  block of the session's payload type goes to the jitter buffer as a copy of its earlier
+  frame, which then plays when that frame's own packet is lost or late. With Opus each
+  copy keeps its in-band FEC, so one packet can rebuild two earlier frames. Packets of
+  the session's own payload type are still taken as they are (a peer may send either).
+  ``red_depth`` frames are resent in every packet :meth:`RtpSession.send` writes.
 * :meth:`RtpSession.send` encodes one frame of PCM16 and returns the RTP packet to send;
   :meth:`RtpSession.pause` advances the timestamp over audio that is not sent, so the next
   packet starts a talkspurt with the marker bit (RFC 3551 section 4.1).
@@ -41,7 +48,7 @@ decoded at.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -51,7 +58,15 @@ from voxwire.errors import OpusPacketError, RtpError
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.jitter import Adjustment, InsertResult, JitterBuffer, JitterStats, PlayoutKind
 from voxwire.plc import Concealer
-from voxwire.rtp import RtpSender, RtpSource, RtpStats, parse_rtp
+from voxwire.rtp import (
+    RedBlock,
+    RtpSender,
+    RtpSource,
+    RtpStats,
+    build_red,
+    parse_red,
+    parse_rtp,
+)
 
 if TYPE_CHECKING:
     from voxwire.opus import OpusDecoder, OpusEncoder
@@ -76,6 +91,8 @@ ReceiveResult = Literal[
 (:data:`voxwire.jitter.InsertResult`), or why it never got there."""
 
 STATIC_PAYLOAD_TYPES: dict[str, int] = {"pcmu": 0, "pcma": 8}
+RED_MAX_OFFSET = (1 << 14) - 1  # RFC 2198 header fields: 14-bit offset, 10-bit length
+RED_MAX_BLOCK_SIZE = (1 << 10) - 1
 OPUS_CLOCK_RATE = 48000
 
 
@@ -103,8 +120,9 @@ class RtpSessionStats:
 
     ``rtp`` is the RFC 3550 receiver view of the stream (``None`` before the first valid
     packet), ``jitter`` the jitter buffer's W3C-style view. ``malformed`` counts dropped
-    datagrams by reason: the :class:`~voxwire.errors.RtpError` reasons, ``opus_<reason>``
-    for an Opus payload that breaks RFC 6716 section 3.4, ``decode_error`` for a payload
+    datagrams by reason: the :class:`~voxwire.errors.RtpError` reasons (``red_<reason>``
+    for a RED payload), ``opus_<reason>`` for an Opus payload that breaks RFC 6716
+    section 3.4, ``decode_error`` for a payload
     the decoder refused (that frame is concealed instead), and ``wrong_duration`` for a
     packet holding another duration than ``frame_ms`` (played cut or padded to one
     frame; the jitter buffer assumes one frame per packet).
@@ -116,6 +134,10 @@ class RtpSessionStats:
     other_payload_types: dict[int, int]
     """Packets dropped for a payload type other than the session's, by type."""
     rtcp_packets: int
+    red_copies: int
+    """Redundant (RFC 2198) copies handed to the jitter buffer."""
+    red_ignored: int
+    """Redundant blocks of another payload type or not a whole number of frames back."""
     frames: dict[str, int]
     """Frames pulled, by kind."""
     packets_sent: int
@@ -128,6 +150,8 @@ class _Counters:
     other_payload_types: Counter[int] = field(default_factory=Counter)
     frames: Counter[str] = field(default_factory=Counter)
     rtcp_packets: int = 0
+    red_copies: int = 0
+    red_ignored: int = 0
     packets_sent: int = 0
     bytes_sent: int = 0
 
@@ -156,6 +180,12 @@ class RtpSession:
         rather than concealment.
     opus_bitrate, opus_loss_percent : int
         For sending Opus: bit rate and the loss the encoder's in-band FEC plans for.
+    red_payload_type : int, optional
+        The dynamic payload type negotiated for RFC 2198 redundancy (``a=rtpmap:<pt>
+        red/<rate>`` in SDP; browsers commonly offer 63). None: no RED.
+    red_depth : int
+        How many earlier frames each sent packet repeats (0, 1 or 2; needs
+        ``red_payload_type``). One doubles the payload bit rate, two triples it.
     ssrc, first_sequence, first_timestamp : int, optional
         Fixed starting values of the sent stream (random by default, RFC 3550 5.1).
 
@@ -178,6 +208,8 @@ class RtpSession:
         quiet_level: float = -45.0,
         opus_bitrate: int = 32000,
         opus_loss_percent: int = 10,
+        red_payload_type: int | None = None,
+        red_depth: int = 0,
         ssrc: int | None = None,
         first_sequence: int | None = None,
         first_timestamp: int | None = None,
@@ -196,6 +228,22 @@ class RtpSession:
                 f"RtpSession: payload_type must be 0..63 or 96..127, got {payload_type}"
             )
         self.payload_type = payload_type
+        if red_payload_type is not None and (
+            red_payload_type == payload_type
+            or not (0 <= red_payload_type <= 63 or 96 <= red_payload_type <= 127)
+        ):
+            raise ValueError(
+                "RtpSession: red_payload_type must be 0..63 or 96..127 and differ from "
+                f"payload_type, got {red_payload_type}"
+            )
+        if red_depth not in (0, 1, 2) or (red_depth and red_payload_type is None):
+            raise ValueError(
+                f"RtpSession: red_depth must be 0, 1 or 2 (1, 2 need red_payload_type), "
+                f"got {red_depth}"
+            )
+        self.red_payload_type = red_payload_type
+        self.red_depth = red_depth
+        self._sent: list[tuple[int, bytes]] = []  # (timestamp, payload) of recent frames
         self.clock_rate = OPUS_CLOCK_RATE if codec == "opus" else 8000
         if sample_rate is None:
             sample_rate = self.clock_rate
@@ -212,7 +260,10 @@ class RtpSession:
         self._jb = JitterBuffer(self.clock_rate, frame_ms=frame_ms, **(jitter or {}))  # type: ignore[arg-type]
         self._source: RtpSource | None = None
         self._sender = RtpSender(
-            payload_type, ssrc=ssrc, first_sequence=first_sequence, first_timestamp=first_timestamp
+            payload_type if red_depth == 0 else red_payload_type,  # type: ignore[arg-type]
+            ssrc=ssrc,
+            first_sequence=first_sequence,
+            first_timestamp=first_timestamp,
         )
         self._n = _Counters()
         self._concealer: Concealer | None = None
@@ -246,29 +297,67 @@ class RtpSession:
         except RtpError as e:
             self._n.malformed[e.reason] += 1
             return "malformed"
-        if packet.payload_type != self.payload_type:
+        copies: tuple[RedBlock, ...] = ()
+        if packet.payload_type == self.red_payload_type:
+            try:
+                red = parse_red(packet.payload)
+            except RtpError as e:
+                self._n.malformed[e.reason] += 1
+                return "malformed"
+            if red.primary.payload_type != self.payload_type:
+                self._n.other_payload_types[red.primary.payload_type] += 1
+                return "other_payload"
+            packet = replace(packet, payload_type=self.payload_type, payload=red.primary.data)
+            copies = red.redundant
+        elif packet.payload_type != self.payload_type:
             self._n.other_payload_types[packet.payload_type] += 1
             return "other_payload"
-        fec = False
-        quiet = False
-        if self.codec == "opus":
-            from voxwire.opus import has_fec, packet_info
-
-            try:
-                packet_info(packet.payload)
-                fec = has_fec(packet.payload)
-            except OpusPacketError as e:
-                self._n.malformed[f"opus_{e.reason}"] += 1
-                return "malformed"
-        else:
-            quiet = self._quiet(packet.payload)
+        try:
+            fec, quiet = self._inspect(packet.payload)
+        except OpusPacketError as e:
+            self._n.malformed[f"opus_{e.reason}"] += 1
+            return "malformed"
         if self._source is None:
             self._source = RtpSource(self.clock_rate)
         # RtpSource gives the RFC 3550 receiver report; the jitter buffer makes its own
         # decisions on duplicates, lateness and restarts, so every packet goes to both.
         self._source.receive(packet, now)
         result: InsertResult = self._jb.insert_packet(packet, now, has_fec=fec, low_energy=quiet)
+        for block in copies:
+            self._insert_copy(packet.timestamp, block, now)
         return result
+
+    def _inspect(self, payload: bytes) -> tuple[bool, bool]:
+        """(carries in-band FEC, low-energy) for one frame's payload; raises
+        OpusPacketError for a malformed Opus packet."""
+        if self.codec == "opus":
+            from voxwire.opus import has_fec, packet_info
+
+            packet_info(payload)
+            return has_fec(payload), False
+        return False, self._quiet(payload)
+
+    def _insert_copy(self, timestamp: int, block: RedBlock, now: float) -> None:
+        # A copy of an earlier frame of this stream: same payload type, a whole number of
+        # frames back. Anything else in a RED packet (another codec's blocks, comfort
+        # noise, a zero or odd offset) is counted and ignored.
+        off = block.timestamp_offset
+        if block.payload_type != self.payload_type or off == 0 or off % self.frame_ticks:
+            self._n.red_ignored += 1
+            return
+        try:
+            fec, _ = self._inspect(block.data)
+        except OpusPacketError as e:
+            self._n.malformed[f"opus_{e.reason}"] += 1
+            return
+        self._n.red_copies += 1
+        self._jb.insert_redundant(
+            (timestamp - off) & 0xFFFFFFFF,
+            block.data,
+            now,
+            payload_type=self.payload_type,
+            has_fec=fec,
+        )
 
     def _quiet(self, payload: bytes) -> bool:
         if not payload:
@@ -361,7 +450,19 @@ class RtpSession:
             payload = encode_ulaw(pcm).tobytes()
         else:
             payload = encode_alaw(pcm).tobytes()
-        wire = self._sender.packet(payload, self.frame_ticks)
+        if self.red_depth:
+            ts = self._sender.timestamp
+            blocks = [
+                RedBlock(self.payload_type, (ts - t) & 0xFFFFFFFF, p)
+                for t, p in self._sent
+                if (ts - t) & 0xFFFFFFFF <= RED_MAX_OFFSET and len(p) <= RED_MAX_BLOCK_SIZE
+            ]
+            self._sent = [*self._sent, (ts, payload)][-self.red_depth :]
+            wire = self._sender.packet(
+                build_red(RedBlock(self.payload_type, 0, payload), blocks), self.frame_ticks
+            )
+        else:
+            wire = self._sender.packet(payload, self.frame_ticks)
         self._n.packets_sent += 1
         self._n.bytes_sent += len(wire)
         return wire
@@ -371,6 +472,8 @@ class RtpSession:
         if frames < 0:
             raise ValueError(f"RtpSession.pause: frames must be >= 0, got {frames}")
         self._sender.skip(frames * self.frame_ticks)
+        if frames:
+            self._sent.clear()  # the next talkspurt does not repeat the last one
 
     @property
     def ssrc(self) -> int:
@@ -403,6 +506,8 @@ class RtpSession:
             malformed=dict(n.malformed),
             other_payload_types=dict(n.other_payload_types),
             rtcp_packets=n.rtcp_packets,
+            red_copies=n.red_copies,
+            red_ignored=n.red_ignored,
             frames=dict(n.frames),
             packets_sent=n.packets_sent,
             bytes_sent=n.bytes_sent,
