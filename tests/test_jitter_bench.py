@@ -56,6 +56,31 @@ def test_a_frame_given_up_by_a_concealment_and_arriving_after_is_late() -> None:
     assert s.removed == 0.0
 
 
+def test_red_traces_share_the_network_and_reach_further() -> None:
+    plain, red = make_trace("S3", 30, 3), make_trace("S3", 30, 3, red=1)
+    assert red.name == "S3+RED"
+    assert (red.reach, plain.reach) == (2, 1)
+    assert np.array_equal(plain.arrival_ms, red.arrival_ms, equal_nan=True)
+    # A frame is lost for good only if its packet and the next two are all lost.
+    lost = np.isnan(plain.arrival_ms)
+    gone = lost & np.append(lost[1:], True) & np.append(lost[2:], [True, True])
+    assert red.unrecoverable == pytest.approx(gone.mean())
+    assert red.unrecoverable < plain.unrecoverable
+    with pytest.raises(ValueError, match="red"):
+        make_trace("S3", 1, 1, red=3)
+
+
+def test_red_copies_go_only_to_players_that_take_them() -> None:
+    t = make_trace("S3", 60, 7, red=1)
+    v = replay(t, bench.VoxwirePlayer)
+    fixed = replay(t, lambda: bench.FixedPlayer(120))  # no insert_copy: primaries only
+    assert fixed.fec_recovery == 0.0
+    assert fixed.heard_loss == pytest.approx(fixed.raw_loss, abs=0.002)
+    assert v.fec_recovery > 0.95
+    assert v.heard_loss < 0.5 * replay(make_trace("S3", 60, 7), bench.VoxwirePlayer).heard_loss
+    assert v.disorder == 0
+
+
 def test_ring_model_stalls_and_keeps_the_latency() -> None:
     t = make_trace("S2", 20, 5)  # a few losses: each one holds the ring until it skips
     s = replay(t, bench.RingPlayer)

@@ -3,16 +3,22 @@
 A trace is one stream of 20 ms packets: for every frame its send time (on the receiver's
 clock, so sender clock drift is part of the trace), the arrival time of its packet (or none:
 lost in the network), an optional duplicate arrival, whether the stream carries in-band FEC
-(packet N+1 can rebuild N), and a low-energy flag for frames of silence. Sequence numbers
-start at 65,500 so they wrap; timestamps start a few frames before 2^32, so they wrap too.
+(packet N+1 can rebuild N), how many earlier frames each packet repeats as RFC 2198
+redundant blocks (0 for most scenarios), and a low-energy flag for frames of silence.
+Sequence numbers start at 65,500 so they wrap; timestamps start a few frames before 2^32,
+so they wrap too.
 
 :func:`replay` drives any buffer that implements the small :class:`Player` protocol on a
 virtual clock (one pull every 20 ms; every arrival up to the pull's time is inserted first)
-and scores only what it observes at each pull: which frame came out, and when.
+and scores only what it observes at each pull: which frame came out, and when. A player
+that defines ``insert_copy(index, ts, arrival_ms, has_fec)`` is handed the redundant copies
+a packet carries, after the packet; the others see primaries only.
 
 :func:`oracle` is the static oracle D*(eps): the (1 - eps) quantile of the trace's delay
-demand, where a frame's demand is its FEC-effective arrival (the earlier of its own packet
-and, with FEC, the next packet) minus its send time.
+demand, where a frame's demand is its FEC-effective arrival (the earliest of its own packet
+and the packets that can rebuild it: with in-band FEC the next one, with RED copies the
+next ``red`` ones, and with both one more, whose copy of the next frame carries its FEC)
+minus its send time.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class Trace:
     dup_ms: npt.NDArray[np.float64]  # nan: no duplicate
     quiet: npt.NDArray[np.bool_]
     fec: bool
+    red: int = 0
+    """Earlier frames every packet repeats as RFC 2198 redundant blocks."""
 
     @property
     def frames(self) -> int:
@@ -89,18 +97,22 @@ class Trace:
         out.sort()
         return out
 
+    @property
+    def reach(self) -> int:
+        """How many later packets can rebuild a frame: ``red`` copies, one more with FEC."""
+        return self.red + int(self.fec)
+
     def effective_arrival(self) -> npt.NDArray[np.float64]:
-        """Arrival of each frame's data: its own packet or, with FEC, the next packet."""
+        """Arrival of each frame's data: its own packet or one of the :attr:`reach` next."""
         own = np.where(np.isnan(self.arrival_ms), np.inf, self.arrival_ms)
-        if not self.fec:
-            return own
-        nxt = np.append(own[1:], np.inf)
-        out: npt.NDArray[np.float64] = np.minimum(own, nxt)
+        out: npt.NDArray[np.float64] = own.copy()
+        for j in range(1, self.reach + 1):
+            out[:-j] = np.minimum(out[:-j], own[j:])
         return out
 
     @property
     def unrecoverable(self) -> float:
-        """Fraction of frames with neither their packet nor (with FEC) the next one."""
+        """Fraction of frames with neither their packet nor one that can rebuild it."""
         return float(np.isinf(self.effective_arrival()).mean())
 
     @property
@@ -138,8 +150,14 @@ def _fifo(arrival: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.maximum.accumulate(arrival)
 
 
-def make_trace(name: str, seconds: float, seed: int) -> Trace:
-    """Build scenario ``name`` ("S1".."S8") of ``seconds`` length from ``seed``."""
+def make_trace(name: str, seconds: float, seed: int, *, red: int = 0) -> Trace:
+    """Build scenario ``name`` ("S1".."S8") of ``seconds`` length from ``seed``.
+
+    ``red`` > 0: the same network trace, with every packet repeating the ``red`` frames
+    before it as RFC 2198 redundant blocks; the trace is named e.g. "S3+RED".
+    """
+    if not 0 <= red <= 2:
+        raise ValueError(f"make_trace: red must be 0, 1 or 2, got {red}")
     rng = np.random.default_rng([seed, int(name[1:])])
     n = int(seconds * 1000 / FRAME_MS)
     k = np.arange(n, dtype=np.float64)
@@ -211,7 +229,10 @@ def make_trace(name: str, seconds: float, seed: int) -> Trace:
         arrival[rng.random(n) < 0.002] = np.nan
     else:
         raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-    return Trace(name, desc, send, arrival, dup, quiet, fec)
+    if red:
+        name = f"{name}+RED" if red == 1 else f"{name}+RED{red}"
+        desc += f"; RFC 2198 RED repeating {red} frame{'s' if red > 1 else ''}"
+    return Trace(name, desc, send, arrival, dup, quiet, fec, red)
 
 
 SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
@@ -283,11 +304,15 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
     seqs = [(SEQ0 + i) & 0xFFFF for i in range(n)]
     stamps = [(TS0 + SPF * i) & 0xFFFFFFFF for i in range(n)]
     quiet_list = quiet.tolist()
+    insert_copy = getattr(player, "insert_copy", None) if trace.red else None
     for now in range(start, end, FRAME_MS):
         t0 = perf()
         while ev < len(events) and events[ev][0] <= now:
             a, i = events[ev]
             player.insert(i, seqs[i], stamps[i], a, fec, quiet_list[i])
+            if insert_copy is not None:
+                for j in range(max(0, i - trace.red), i):
+                    insert_copy(j, stamps[j], a, fec)
             ev += 1
         kind, idx = player.pull(now)
         busy_ns += perf() - t0
@@ -328,9 +353,11 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
     delays = (played_at - trace.send_ms)[played]
     talk = ~quiet & covered
     heard = float((~played & talk).sum() / max(1, talk.sum()))
-    if fec:
-        nxt = np.append(received[1:], False)
-        recoverable = ~received & nxt & covered
+    if trace.reach:
+        later = np.zeros(n, dtype=bool)
+        for j in range(1, trace.reach + 1):
+            later[:-j] |= received[j:]
+        recoverable = ~received & later & covered
         fec_ratio = float((fec_played & recoverable).sum() / max(1, recoverable.sum()))
     else:
         fec_ratio = math.nan
