@@ -63,7 +63,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)buf.insert(p, now + r[3]);
     } else if (op == 2) {
       (void)buf.insert_redundant(static_cast<std::uint32_t>(ts0 + static_cast<std::uint64_t>(index) * spf), 0,
-                                 std::span<const std::byte>(payload.data(), r[4] % 18), now);
+                                 std::span<const std::byte>(payload.data(), r[4] % 18), now,
+                                 (r[2] & 1) != 0);
     } else {
       now += r[3] % 64;
       const jb::Unit u = buf.pull(now);
