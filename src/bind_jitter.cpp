@@ -50,7 +50,7 @@ void bind_jitter(py::module_& m) {
                        std::size_t max_payload, std::int64_t min_delay_ms,
                        std::int64_t max_delay_ms, std::int64_t initial_delay_ms, double quantile,
                        double reorder_quantile, double forget, bool fec_lookahead,
-                       std::int32_t g711_quiet_level) {
+                       std::int32_t g711_quiet_level, bool time_stretch) {
              jb::Config c;
              c.clock_rate = clock_rate;
              c.frame_ms = frame_ms;
@@ -64,12 +64,14 @@ void bind_jitter(py::module_& m) {
              c.forget = forget;
              c.fec_lookahead = fec_lookahead;
              c.g711_quiet_level = g711_quiet_level;
+             c.time_stretch = time_stretch;
              return jb::Buffer(c);
            }),
            py::arg("clock_rate"), py::arg("frame_ms"), py::arg("capacity"),
            py::arg("max_payload"), py::arg("min_delay_ms"), py::arg("max_delay_ms"),
            py::arg("initial_delay_ms"), py::arg("quantile"), py::arg("reorder_quantile"),
-           py::arg("forget"), py::arg("fec_lookahead"), py::arg("g711_quiet_level"))
+           py::arg("forget"), py::arg("fec_lookahead"), py::arg("g711_quiet_level"),
+           py::arg("time_stretch"))
       .def(
           "insert",
           [](jb::Buffer& self, std::uint16_t sequence, std::uint32_t timestamp,
@@ -109,9 +111,11 @@ void bind_jitter(py::module_& m) {
                 name(jb::to_string(u.kind)), name(jb::to_string(u.adjustment)), u.decode_fec,
                 u.low_energy, u.frame, u.timestamp, u.sequence, u.payload_type, u.samples,
                 u.delay_ms,
-                py::bytes(reinterpret_cast<const char*>(u.payload.data()), u.payload.size()));
+                py::bytes(reinterpret_cast<const char*>(u.payload.data()), u.payload.size()),
+                name(jb::to_string(u.stretch)));
           },
           py::arg("now_ms"))
+      .def("note_stretch", &jb::Buffer::note_stretch, py::arg("samples"))
       .def("stats", [](const jb::Buffer& self) { return stats_dict(self.stats()); })
       .def("reset", &jb::Buffer::reset)
       .def_property_readonly("target_delay_ms", &jb::Buffer::target_delay_ms)

@@ -29,6 +29,7 @@ void bind_vad(py::module_& m);
 void bind_rtp(py::module_& m);
 void bind_resample(py::module_& m);
 void bind_plc(py::module_& m);
+void bind_stretch(py::module_& m);
 void bind_opus(py::module_& m);
 void bind_jitter(py::module_& m);
 void bind_media_path(py::module_& m);

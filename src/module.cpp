@@ -26,6 +26,7 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   voxwire::bindings::bind_rtp(m);
   voxwire::bindings::bind_resample(m);
   voxwire::bindings::bind_plc(m);
+  voxwire::bindings::bind_stretch(m);
   voxwire::bindings::bind_opus(m);
   voxwire::bindings::bind_jitter(m);
   voxwire::bindings::bind_media_path(m);

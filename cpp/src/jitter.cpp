@@ -22,6 +22,9 @@ constexpr std::int64_t kForceFrames = 4;
 // Less than two frames behind, the buffer accelerates only after being behind for this many
 // pulls in a row: a target that wobbles by a few ms must not cost a frame each time.
 constexpr std::uint32_t kBehindPulls = 5;
+// With time-stretching, pulls a stretch request may go unanswered (unvoiced audio) before
+// the whole-frame rules take over.
+constexpr std::uint32_t kStretchPatience = 25;
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
   const std::int64_t q = a / b;
@@ -47,6 +50,15 @@ std::string_view to_string(Adjustment a) noexcept {
     case Adjustment::none: return "none";
     case Adjustment::accelerate: return "accelerate";
     case Adjustment::expand: return "expand";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Stretch s) noexcept {
+  switch (s) {
+    case Stretch::none: return "none";
+    case Stretch::shorten: return "shorten";
+    case Stretch::lengthen: return "lengthen";
   }
   return "unknown";
 }
@@ -140,6 +152,7 @@ void Buffer::reset() noexcept {
   waited_for_ = -1;
   in_concealment_ = false;
   behind_pulls_ = 0;
+  early_pulls_ = 0;
   rebuffering_ = true;
   last_low_energy_ = false;
   window_.fill(Bucket{});
@@ -596,11 +609,31 @@ Unit Buffer::pull(std::int64_t now_ms) {
     if (s != nullptr && s->state == SlotState::primary) {
       const bool hinted = s->low_energy || !hints_recent(now_ms);
       const Slot* after = find(next_ + 1);
+      const bool behind = lag >= F;
+      behind_pulls_ = behind ? behind_pulls_ + (accelerated ? 0 : 1) : 0;
+      early_pulls_ = (lag < 0 && !accelerated) ? early_pulls_ + 1 : 0;
+      // Time-stretching: a voiced frame is shortened or lengthened by one pitch period
+      // instead of a whole frame being skipped or inserted, while the error is small and the
+      // caller has managed to stretch within kStretchPatience pulls (unvoiced audio cannot
+      // be stretched; the whole-frame rules below then take over). A shortened frame makes
+      // the caller pull the next one in the same tick: the stream advances a frame.
+      if (config_.time_stretch && !s->low_energy && !accelerated) {
+        if (behind && behind_pulls_ >= kBehindPulls && lag <= 2 * F && after != nullptr &&
+            after->state == SlotState::primary &&
+            behind_pulls_ < kBehindPulls + kStretchPatience) {
+          Unit u = emit(Kind::normal, Adjustment::none, next_, s, false, now_ms);
+          u.stretch = Stretch::shorten;
+          return u;
+        }
+        if (lag < 0 && lag >= -kForceFrames * F && early_pulls_ <= kStretchPatience) {
+          Unit u = emit(Kind::normal, Adjustment::none, next_, s, false, now_ms);
+          u.stretch = Stretch::lengthen;
+          return u;
+        }
+      }
       // Accelerate: skip this frame and play the next one now. Once per pull, or as many
       // as it takes when more than two frames behind (after a stall: one jump instead of
       // many small cuts).
-      const bool behind = lag >= F;
-      behind_pulls_ = behind ? behind_pulls_ + (accelerated ? 0 : 1) : 0;
       if ((!accelerated || lag > 2 * F) && behind &&
           (behind_pulls_ >= kBehindPulls || lag > 2 * F) && after != nullptr &&
           after->state == SlotState::primary && (hinted || lag > kForceFrames * F)) {
@@ -665,6 +698,14 @@ Unit Buffer::pull(std::int64_t now_ms) {
   }
   // Unreachable: every iteration returns or advances next_ towards a stored frame.
   return emit(Kind::concealed, Adjustment::none, next_, nullptr, false, now_ms);
+}
+
+void Buffer::note_stretch(std::int64_t samples) noexcept {
+  if (samples < 0) {
+    stats_.removed_samples_for_acceleration += static_cast<std::uint64_t>(-samples);
+  } else {
+    stats_.inserted_samples_for_deceleration += static_cast<std::uint64_t>(samples);
+  }
 }
 
 Stats Buffer::stats() const noexcept {

@@ -24,8 +24,14 @@ a :class:`PlayoutUnit` that says what to play:
 (``"accelerate"``) or inserted this unit to add delay or wait for a late packet
 (``"expand"``). Adjustments happen at frames the sender marked ``low_energy`` when the
 stream carries such hints; see ``docs/jitter.md`` for the rules and the target-delay
-estimator. Frames come out in order and never twice; memory is fixed at construction.
-Time is passed in (seconds, any monotonic clock shared by ``insert`` and ``pull``).
+estimator. With ``time_stretch=True`` a ``normal`` unit may also carry ``stretch``:
+``"shorten"`` or ``"lengthen"`` its decoded audio by one pitch period
+(:class:`voxwire.stretch.TimeStretcher`), so the delay changes inside speech without a
+whole frame skipped or inserted; the caller keeps the decoded audio in a queue, pulls
+(at the current time) whenever it holds less than a frame, and reports what it did with
+:meth:`JitterBuffer.note_stretch` (:class:`voxwire.stretch.Playout` does all this). Frames come out in order and never twice; memory is
+fixed at construction. Time is passed in (seconds, any monotonic clock shared by
+``insert`` and ``pull``).
 """
 
 from __future__ import annotations
@@ -47,12 +53,15 @@ __all__ = [
     "JitterStats",
     "PlayoutKind",
     "PlayoutUnit",
+    "Stretch",
 ]
 
 PlayoutKind = Literal["normal", "fec", "concealed", "silence"]
 """What a :class:`PlayoutUnit` holds."""
 Adjustment = Literal["none", "accelerate", "expand"]
 """The delay adjustment a pull made."""
+Stretch = Literal["none", "shorten", "lengthen"]
+"""A time-stretch the caller should apply to a ``normal`` unit (``time_stretch=True``)."""
 InsertResult = Literal["stored", "duplicate", "late", "too_large", "rejected"]
 """What :meth:`JitterBuffer.insert` did with a packet."""
 
@@ -83,6 +92,8 @@ class PlayoutUnit:
     delay: float
     """Seconds the played packet spent in the buffer (0 without a packet)."""
     payload: bytes
+    stretch: Stretch = "none"
+    """``time_stretch=True`` only: shorten or lengthen this frame's audio by one period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,10 @@ class JitterBuffer:
         For G.711 (payload type 0 or 8, 20 ms at 8 kHz) the buffer marks a frame
         low-energy itself when its mean absolute sample is at most this (64: about
         -54 dBFS); 0 turns this off.
+    time_stretch : bool
+        Ask the caller to shorten or lengthen voiced frames by a pitch period (a unit's
+        ``stretch``) instead of skipping or inserting whole frames; see the module
+        documentation and :class:`voxwire.stretch.Playout`.
 
     Raises
     ------
@@ -175,6 +190,7 @@ class JitterBuffer:
         forget: float = 0.998,
         fec_lookahead: bool = True,
         g711_quiet_level: int = 64,
+        time_stretch: bool = False,
     ) -> None:
         self._jb = _core.JitterBuffer(
             clock_rate,
@@ -189,6 +205,7 @@ class JitterBuffer:
             forget,
             fec_lookahead,
             g711_quiet_level,
+            time_stretch,
         )
 
     def insert(
@@ -260,8 +277,8 @@ class JitterBuffer:
 
     def pull(self, now: float) -> PlayoutUnit:
         """Return the unit to play at ``now`` (seconds); call once per frame."""
-        kind, adj, fec, quiet, frame, ts, seq, pt, samples, delay_ms, payload = self._jb.pull(
-            _ms(now)
+        kind, adj, fec, quiet, frame, ts, seq, pt, samples, delay_ms, payload, stretch = (
+            self._jb.pull(_ms(now))
         )
         return PlayoutUnit(
             kind,  # type: ignore[arg-type]
@@ -275,7 +292,14 @@ class JitterBuffer:
             samples,
             delay_ms / 1000.0,
             payload,
+            stretch,  # type: ignore[arg-type]
         )
+
+    def note_stretch(self, samples: int) -> None:
+        """Record a time-stretch applied to the audio: ``samples`` removed (< 0) or
+        inserted (> 0); they count in ``removed_samples_for_acceleration`` or
+        ``inserted_samples_for_deceleration``."""
+        self._jb.note_stretch(samples)
 
     def stats(self) -> JitterStats:
         """Cumulative statistics."""

@@ -343,6 +343,111 @@ TEST(Jitter, LookaheadFollowsTheRedundancyDepthAndRunsOfLoss) {
   EXPECT_EQ(target_after(true, true), base + 40);    // both: two frames of room
 }
 
+// A caller of a time_stretch buffer: it holds decoded audio and pulls whenever it has less
+// than a frame, always at the tick's time; it removes or inserts `period` samples when a
+// unit asks (0: a caller that never manages to, as with unvoiced audio).
+struct StretchingCaller {
+  jb::Buffer& buf;
+  std::int64_t period;
+  std::int64_t held = 0;
+  std::vector<jb::Unit> units;
+
+  void tick(std::int64_t now) {
+    const auto spf = static_cast<std::int64_t>(buf.samples_per_frame());
+    while (held < spf) {
+      jb::Unit u = buf.pull(now);
+      std::int64_t got = spf;
+      if (u.stretch == jb::Stretch::shorten) got -= period;
+      if (u.stretch == jb::Stretch::lengthen) got += period;
+      if (got != spf) buf.note_stretch(got - spf);
+      held += got;
+      u.payload = {};  // valid only until the next pull
+      units.push_back(u);
+    }
+    held -= spf;
+  }
+};
+
+// Packets k (k < n) arriving at 20k + transit(k), ticks at 20k + phase.
+template <typename Transit>
+void drive(jb::Buffer& buf, StretchingCaller& caller, Feeder& f, int n, std::int64_t phase,
+           Transit transit) {
+  std::vector<std::pair<std::int64_t, int>> arrivals;
+  for (int k = 0; k < n; ++k) arrivals.emplace_back(20 * k + transit(k), k);
+  std::sort(arrivals.begin(), arrivals.end());
+  std::size_t next = 0;
+  for (int t = 0; t < n; ++t) {
+    const std::int64_t now = 20 * t + phase;
+    while (next < arrivals.size() && arrivals[next].first <= now) {
+      f.put(arrivals[next].second, arrivals[next].first);
+      ++next;
+    }
+    caller.tick(now);
+  }
+  (void)buf;
+}
+
+TEST(Jitter, TimeStretchShortensAndLengthensVoicedFramesInsteadOfWholeFrames) {
+  {  // Behind: the target starts at 15 ms and falls to the network's 2 ms: a frame behind.
+    jb::Config cfg;
+    cfg.time_stretch = true;
+    cfg.initial_delay_ms = 15;
+    jb::Buffer buf(cfg);
+    Feeder f{buf, {}};
+    StretchingCaller caller{buf, 64, 0, {}};
+    drive(buf, caller, f, 200, 3, [](int) { return std::int64_t{2}; });
+    int shortened = 0;
+    OrderChecker order;
+    for (const auto& u : caller.units) {
+      order.check(u);
+      shortened += u.stretch == jb::Stretch::shorten;
+      EXPECT_NE(u.adjustment, jb::Adjustment::accelerate);  // no frame skipped
+      if (u.frame > 0 && u.frame < 190) {
+        EXPECT_EQ(u.kind, jb::Kind::normal) << u.frame;
+      }
+    }
+    EXPECT_GE(shortened, 1);
+    EXPECT_EQ(buf.stats().removed_samples_for_acceleration, 64u * static_cast<unsigned>(shortened));
+    EXPECT_EQ(caller.units.back().stretch, jb::Stretch::none);  // settled
+  }
+  {  // Ahead: reordered packets 45 ms late raise the target while in-order frames are in.
+    jb::Config cfg;
+    cfg.time_stretch = true;
+    jb::Buffer buf(cfg);
+    Feeder f{buf, {}};
+    StretchingCaller caller{buf, 64, 0, {}};
+    drive(buf, caller, f, 200, 10,
+          [](int k) { return std::int64_t{k >= 50 && k % 5 == 0 ? 45 : 0}; });
+    int lengthened = 0;
+    for (const auto& u : caller.units) lengthened += u.stretch == jb::Stretch::lengthen;
+    EXPECT_GE(lengthened, 2);
+    // the periods inserted, plus whole frames for the waits on the late packets
+    const auto by_stretch = 64u * static_cast<std::uint64_t>(lengthened);
+    const auto inserted = buf.stats().inserted_samples_for_deceleration;
+    EXPECT_GE(inserted, by_stretch);
+    EXPECT_EQ((inserted - by_stretch) % 160u, 0u);
+  }
+}
+
+TEST(Jitter, TimeStretchFallsBackToWholeFramesWhenTheCallerCannot) {
+  jb::Config cfg;
+  cfg.time_stretch = true;
+  cfg.initial_delay_ms = 15;
+  jb::Buffer buf(cfg);
+  Feeder f{buf, {}};
+  StretchingCaller caller{buf, 0, 0, {}};  // unvoiced audio: nothing to stretch
+  drive(buf, caller, f, 200, 3, [](int) { return std::int64_t{2}; });
+  int asked = 0;
+  int skipped = 0;
+  for (const auto& u : caller.units) {
+    asked += u.stretch == jb::Stretch::shorten;
+    skipped += u.adjustment == jb::Adjustment::accelerate;
+  }
+  EXPECT_EQ(asked, 25);  // kStretchPatience unanswered requests
+  EXPECT_EQ(skipped, 1);  // then one whole frame
+  EXPECT_EQ(buf.stats().removed_samples_for_acceleration, 160u);
+}
+
 TEST(Jitter, LossWithoutFecIsConcealedOnce) {
   jb::Buffer buf;
   Feeder f{buf, {}};

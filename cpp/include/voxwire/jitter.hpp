@@ -32,8 +32,10 @@
 /// the histograms forget; a single stall of an in-order stream is waited out (expand) rather
 /// than learnt.
 ///
-/// Playout control: frame k is due at reference + k * frame_ms + target. A pull before the
-/// due time of a present frame expands; one a whole frame or more behind for five pulls in a
+/// Playout control: frame k is due at reference + k * frame_ms + target. With
+/// Config::time_stretch, voiced frames are not skipped or inserted whole: the unit asks the
+/// caller to shorten or lengthen its audio by one pitch period (voxwire::stretch), see
+/// Stretch. A pull before the due time of a present frame expands; one a whole frame or more behind for five pulls in a
 /// row accelerates (skips one frame), or at once, as many frames as needed, when more than
 /// two frames behind. When the stream carries low-energy hints,
 /// adjustments wait for a hinted frame unless the error exceeds four frames. A missing frame
@@ -74,6 +76,22 @@ enum class Adjustment : std::uint8_t {
   expand,      ///< This unit is an inserted concealment frame; the stream did not advance.
 };
 
+/// A time-stretch the caller should apply to a Kind::normal unit's decoded audio
+/// (Config::time_stretch; see voxwire::stretch). The caller keeps a queue of decoded audio
+/// and pulls whenever it holds less than one frame to play, always with the current time.
+/// Shortening a frame therefore makes it pull the next frame in the same tick: the stream
+/// advances one frame, as a whole-frame skip would, and the part of a frame left in the
+/// queue is drained by shortening the following voiced frames where that does not empty
+/// it. Lengthening fills the queue until it holds a frame and a pull is skipped: the stream
+/// falls back one frame, as an inserted frame would. When the audio is not voiced enough to
+/// stretch, the caller plays it as it is and the buffer asks again; after 25 unanswered
+/// pulls the whole-frame rules take over.
+enum class Stretch : std::uint8_t {
+  none = 0,
+  shorten,   ///< Remove one pitch period: a whole frame or more behind the target.
+  lengthen,  ///< Repeat one pitch period: ahead of the target.
+};
+
 /// What insert() did with a packet.
 enum class InsertResult : std::uint8_t {
   stored = 0,   ///< Kept for playout (a primary may replace a stored redundant copy).
@@ -88,6 +106,8 @@ enum class InsertResult : std::uint8_t {
 [[nodiscard]] std::string_view to_string(Kind k) noexcept;
 /// A short, stable name ("none", "accelerate", "expand").
 [[nodiscard]] std::string_view to_string(Adjustment a) noexcept;
+/// A short, stable name ("none", "shorten", "lengthen").
+[[nodiscard]] std::string_view to_string(Stretch s) noexcept;
 /// A short, stable name ("stored", "duplicate", ...).
 [[nodiscard]] std::string_view to_string(InsertResult r) noexcept;
 
@@ -105,6 +125,9 @@ struct Config {
   double reorder_quantile = 0.99;      ///< Quantile of the reordered-packet delay kept as a
                                        ///< floor of the target (0.5..1).
   double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
+  bool time_stretch = false;           ///< Voiced frames are shortened or lengthened by
+                                       ///< the caller (Unit::stretch, see Stretch) instead
+                                       ///< of skipped or inserted whole.
   bool fec_lookahead = true;           ///< Keep one frame more while loss happens and the
                                        ///< stream carries FEC (two with two-frame
                                        ///< redundancy and runs of loss).
@@ -134,6 +157,7 @@ struct Packet {
 struct Unit {
   Kind kind = Kind::silence;
   Adjustment adjustment = Adjustment::none;
+  Stretch stretch = Stretch::none;  ///< Config::time_stretch only; for Kind::normal.
   /// For Kind::fec: true when `payload` is the next frame's packet (N+1, or a redundant copy
   /// of it), to be decoded with its in-band FEC (Opus decode_fec = 1, frame_size =
   /// `samples`); false when it is a redundant copy of this very frame (RFC 2198), to be
@@ -214,6 +238,10 @@ class Buffer {
 
   /// Returns the unit to play at `now_ms`. Call once per frame_ms of playout.
   Unit pull(std::int64_t now_ms);
+
+  /// Records a time-stretch the caller applied: `samples` removed (< 0, counted as removed
+  /// for acceleration) or inserted (> 0, as inserted for deceleration).
+  void note_stretch(std::int64_t samples) noexcept;
 
   /// Cumulative statistics.
   [[nodiscard]] Stats stats() const noexcept;
@@ -306,6 +334,7 @@ class Buffer {
   std::int64_t waited_for_ = -1;       // frame a wait (expand) unit was emitted for
   bool in_concealment_ = false;
   std::uint32_t behind_pulls_ = 0;     // consecutive pulls spent behind the target
+  std::uint32_t early_pulls_ = 0;      // consecutive pulls spent ahead of the target
   bool rebuffering_ = true;            // waiting for the next frame's deadline (start, pause)
   bool last_low_energy_ = false;       // hint of the last frame played
   std::array<Bucket, kWindowBuckets> window_{};
