@@ -55,7 +55,9 @@ def test_impaired_stream_arrives_complete_in_order_with_matching_statistics() ->
 
     async def main() -> tuple[list[ReceivedFrame], RecordingProxy, RtpEndpoint]:
         frames: list[ReceivedFrame] = []
-        rx = await RtpEndpoint.open(RtpSession("pcmu"), LOCAL, on_frame=frames.append)
+        # one received frame per RTP frame (no time-stretching), for the per-frame checks
+        rx_session = RtpSession("pcmu", time_stretch=False)
+        rx = await RtpEndpoint.open(rx_session, LOCAL, on_frame=frames.append)
         proxy = RecordingProxy(rx.local_addr, net)
         tx = await RtpEndpoint.open(
             RtpSession("pcmu", first_sequence=65450, first_timestamp=2**32 - 800),
@@ -291,7 +293,7 @@ def test_opus_stream_between_endpoints_recovers_losses_from_fec() -> None:
 
     async def main() -> tuple[list[ReceivedFrame], RecordingProxy, RtpEndpoint]:
         frames: list[ReceivedFrame] = []
-        rx_session = RtpSession("opus", payload_type=96, sample_rate=16000)
+        rx_session = RtpSession("opus", payload_type=96, sample_rate=16000, time_stretch=False)
         rx = await RtpEndpoint.open(rx_session, LOCAL, on_frame=frames.append)
         proxy = RecordingProxy(rx.local_addr, net)
         tx_session = RtpSession(
@@ -341,8 +343,9 @@ def test_opus_with_red_between_endpoints_rebuilds_more_of_a_bursty_loss() -> Non
             seed=21, delay=0.020, jitter=0.002, burst_enter=0.06, burst_exit=0.4, burst_loss=0.8
         )
         frames: list[ReceivedFrame] = []
-        kw: dict[str, int] = {"red_payload_type": 63}
-        rx_session = RtpSession("opus", payload_type=96, sample_rate=16000, **kw)
+        rx_session = RtpSession(
+            "opus", payload_type=96, sample_rate=16000, red_payload_type=63, time_stretch=False
+        )
         rx = await RtpEndpoint.open(rx_session, LOCAL, on_frame=frames.append)
         proxy = RecordingProxy(rx.local_addr, net)
         tx_session = RtpSession(

@@ -98,7 +98,8 @@ class Run:
 async def stream_through_proxy(codec: Codec, wav: Path, net: Impairment) -> Run:
     loop = asyncio.get_running_loop()
     frames: list[ReceivedFrame] = []
-    session = RtpSession(codec.name, payload_type=codec.payload_type)  # type: ignore[arg-type]
+    # one received frame per RTP frame (no time-stretching), for the per-frame comparisons
+    session = RtpSession(codec.name, payload_type=codec.payload_type, time_stretch=False)  # type: ignore[arg-type]
     rx = await RtpEndpoint.open(session, ("127.0.0.1", 0), on_frame=frames.append)
     proxy = RecordingProxy(rx.local_addr, net)
     host, port = await proxy.start()

@@ -221,6 +221,46 @@ def test_opus_loss_with_fec_is_recovered_and_better_than_concealment() -> None:
     assert fec_snr > plc_snr + 3.0, (fec_snr, plc_snr)
 
 
+def worst_local_match(out: PCM, ref: PCM, win: int = 80, hop: int = 20) -> float:
+    """The lowest, over the voiced 10 ms windows of ``out``, of the best normalised
+    correlation with any 10 ms window of ``ref``: 1.0 when every piece of the output is a
+    piece of the source (a period removed or repeated), low where the output has a cut."""
+    ref_w = np.lib.stride_tricks.sliding_window_view(ref.astype(np.float64), win)
+    ref_w = ref_w / np.maximum(np.linalg.norm(ref_w, axis=1, keepdims=True), 1e-9)
+    worst = 1.0
+    x = out.astype(np.float64)
+    start = int(np.flatnonzero(x)[0])  # after the silence before the first frame
+    for s in range(start, len(x) - win, hop):
+        w = x[s : s + win]
+        norm = float(np.linalg.norm(w))
+        worst = min(worst, float(np.max(ref_w @ (w / max(norm, 1e-9)))))
+    return worst
+
+
+def test_time_stretch_lowers_the_delay_inside_speech_without_cutting_it() -> None:
+    # The target starts at 35 ms and falls to the 5 ms of the network in continuous voiced
+    # audio (no quiet frame to skip): the buffer is a frame behind for good.
+    signal = voiced(8000, 100, seed=2)
+    ref = decode_ulaw(encode_ulaw(signal))
+    results = {}
+    for stretch in (True, False):
+        tx = RtpSession("pcmu", first_sequence=100, first_timestamp=0)
+        rx = RtpSession("pcmu", time_stretch=stretch, jitter={"initial_delay": 0.035})
+        _, frames = run(tx, rx, signal, delay=0.005)
+        out = np.concatenate([f.pcm for f in frames])
+        results[stretch] = (rx.stats(), worst_local_match(out[:8000], ref[:8800]))
+    (stretched, match), (whole, cut) = results[True], results[False]
+    # Whole frames: one voiced frame skipped, and the cut shows.
+    assert whole.jitter.removed_samples_for_acceleration == 160
+    assert cut < 0.8, cut
+    # Stretched: the same frame of delay removed as pitch periods, every piece of the
+    # output still a piece of the source.
+    assert stretched.shortened >= 1
+    assert 0 < stretched.jitter.removed_samples_for_acceleration < 160
+    assert stretched.frames.get("normal", 0) == whole.frames.get("normal", 0) + 1
+    assert match > 0.99, match
+
+
 RUNS = {i for start in range(10, 90, 8) for i in (start, start + 1)}  # two lost in a row
 
 

@@ -56,7 +56,14 @@ import numpy.typing as npt
 
 from voxwire.errors import OpusPacketError, RtpError
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
-from voxwire.jitter import Adjustment, InsertResult, JitterBuffer, JitterStats, PlayoutKind
+from voxwire.jitter import (
+    Adjustment,
+    InsertResult,
+    JitterBuffer,
+    JitterStats,
+    PlayoutKind,
+    PlayoutUnit,
+)
 from voxwire.plc import Concealer
 from voxwire.rtp import (
     RedBlock,
@@ -67,6 +74,7 @@ from voxwire.rtp import (
     parse_red,
     parse_rtp,
 )
+from voxwire.stretch import Playout, TimeStretcher
 
 if TYPE_CHECKING:
     from voxwire.opus import OpusDecoder, OpusEncoder
@@ -138,6 +146,10 @@ class RtpSessionStats:
     """Redundant (RFC 2198) copies handed to the jitter buffer."""
     red_ignored: int
     """Redundant blocks of another payload type or not a whole number of frames back."""
+    shortened: int
+    """Frames played one pitch period shorter (time-stretching, to lower the delay)."""
+    lengthened: int
+    """Frames played one pitch period longer (to raise it)."""
     frames: dict[str, int]
     """Frames pulled, by kind."""
     packets_sent: int
@@ -186,6 +198,11 @@ class RtpSession:
     red_depth : int
         How many earlier frames each sent packet repeats (0, 1 or 2; needs
         ``red_payload_type``). One doubles the payload bit rate, two triples it.
+    time_stretch : bool
+        Change the playout delay inside speech by removing or repeating one pitch period
+        of a voiced frame (:class:`~voxwire.stretch.Playout`) rather than by skipping or
+        inserting whole frames, which then happen only at quiet frames or for large
+        errors. False: whole frames only, one received frame per RTP frame.
     ssrc, first_sequence, first_timestamp : int, optional
         Fixed starting values of the sent stream (random by default, RFC 3550 5.1).
 
@@ -210,6 +227,7 @@ class RtpSession:
         opus_loss_percent: int = 10,
         red_payload_type: int | None = None,
         red_depth: int = 0,
+        time_stretch: bool = True,
         ssrc: int | None = None,
         first_sequence: int | None = None,
         first_timestamp: int | None = None,
@@ -257,7 +275,11 @@ class RtpSession:
         """RTP timestamp units per frame."""
         # 0 dBFS is the mean square of a full-scale square wave
         self._quiet_power = float(32768.0**2 * 10.0 ** (quiet_level / 10.0))
-        self._jb = JitterBuffer(self.clock_rate, frame_ms=frame_ms, **(jitter or {}))  # type: ignore[arg-type]
+        options = {"time_stretch": time_stretch, **(jitter or {})}
+        self._jb = JitterBuffer(self.clock_rate, frame_ms=frame_ms, **options)  # type: ignore[arg-type]
+        self._playout = Playout(
+            self._jb, self._unit_pcm, self.frame_samples, TimeStretcher(sample_rate)
+        )
         self._source: RtpSource | None = None
         self._sender = RtpSender(
             payload_type if red_depth == 0 else red_payload_type,  # type: ignore[arg-type]
@@ -368,8 +390,20 @@ class RtpSession:
         return power < self._quiet_power
 
     def pull(self, now: float) -> ReceivedFrame:
-        """Return the frame to play at ``now``; call once per frame (every ``frame_ms``)."""
-        unit = self._jb.pull(now)
+        """Return the frame to play at ``now``; call once per frame (every ``frame_ms``).
+
+        The frame's labels (kind, adjustment, timestamp, sequence, delay) are those of the
+        unit its audio starts with; after a time-stretch that may be the rest of a frame
+        pulled before.
+        """
+        pcm, first, started = self._playout.pull(now)
+        for unit, _ in started:
+            self._n.frames[unit.kind] += 1
+        return ReceivedFrame(
+            pcm, first.kind, first.adjustment, first.timestamp, first.sequence, first.delay
+        )
+
+    def _unit_pcm(self, unit: PlayoutUnit) -> tuple[PlayoutUnit, PCM]:
         kind: PlayoutKind = unit.kind
         pcm: PCM | None = None
         if kind == "normal" or (kind == "fec" and not unit.decode_fec):
@@ -389,8 +423,7 @@ class RtpSession:
                 # continuation of the audio before it
                 self._concealer.good(pcm)
         assert pcm is not None
-        self._n.frames[kind] += 1
-        return ReceivedFrame(pcm, kind, unit.adjustment, unit.timestamp, unit.sequence, unit.delay)
+        return (unit if kind == unit.kind else replace(unit, kind=kind)), pcm
 
     def _fit(self, pcm: PCM) -> PCM:
         # A peer that packs another duration than negotiated: play one frame's worth.
@@ -508,6 +541,8 @@ class RtpSession:
             rtcp_packets=n.rtcp_packets,
             red_copies=n.red_copies,
             red_ignored=n.red_ignored,
+            shortened=self._playout.shortened,
+            lengthened=self._playout.lengthened,
             frames=dict(n.frames),
             packets_sent=n.packets_sent,
             bytes_sent=n.bytes_sent,
