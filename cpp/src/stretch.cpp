@@ -125,10 +125,11 @@ Result Stretcher::shorten(std::span<const std::int16_t> in, std::span<std::int16
     std::copy(in.begin(), in.end(), out.begin());
     return r;
   }
-  // out[i] = x[i] fading out into x[i + p] over the first p samples, then x[i + p].
+  // out[i] = x[i] fading out into x[i + p] over the first p samples (from exactly x[0] to
+  // exactly x[2p - 1]), then x[i + p].
   const std::size_t fade = p;  // p <= n / 2
   for (std::size_t i = 0; i < fade; ++i) {
-    const double g = static_cast<double>(i) / static_cast<double>(fade);
+    const double g = fade > 1 ? static_cast<double>(i) / static_cast<double>(fade - 1) : 0.0;
     out[i] = to_pcm((1.0 - g) * in[i] + g * in[i + p]);
   }
   std::copy(in.begin() + static_cast<std::ptrdiff_t>(fade + p), in.end(),
@@ -153,7 +154,7 @@ Result Stretcher::lengthen(std::span<const std::int16_t> in, std::span<std::int1
   const std::size_t fade = p;
   std::copy(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(p), out.begin());
   for (std::size_t i = 0; i < fade; ++i) {
-    const double g = static_cast<double>(i) / static_cast<double>(fade);
+    const double g = fade > 1 ? static_cast<double>(i) / static_cast<double>(fade - 1) : 0.0;
     out[p + i] = to_pcm((1.0 - g) * in[p + i] + g * in[i]);
   }
   std::copy(in.begin() + static_cast<std::ptrdiff_t>(p), in.end(),

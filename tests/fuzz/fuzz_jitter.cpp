@@ -36,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   c.min_delay_ms = std::min<std::int64_t>(c.initial_delay_ms, data[3] % 40);
   c.max_payload = 16;
   c.fec_lookahead = (data[0] & 4) != 0;
+  c.time_stretch = (data[0] & 8) != 0;
   jb::Buffer buf(c);
   const std::uint32_t spf = buf.samples_per_frame();
   const std::uint16_t seq0 = 65500;
@@ -67,7 +68,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                  (r[2] & 1) != 0);
     } else {
       now += r[3] % 64;
-      const jb::Unit u = buf.pull(now);
+      jb::Unit u = buf.pull(now);
+      if (u.stretch == jb::Stretch::shorten) {
+        // A caller that shortened this frame pulls the next one at the same time.
+        buf.note_stretch(-static_cast<std::int64_t>(r[5] % 80));
+        require(u.kind == jb::Kind::normal);
+        require(u.frame > last_played && played.insert(u.frame).second);
+        last_played = u.frame;
+        u = buf.pull(now);
+      } else if (u.stretch == jb::Stretch::lengthen) {
+        require(u.kind == jb::Kind::normal);
+        buf.note_stretch(r[5] % 80);
+      }
       require(u.samples == spf);
       require(u.payload.size() <= c.max_payload);
       if (u.kind == jb::Kind::normal || u.kind == jb::Kind::fec) {
