@@ -68,6 +68,17 @@ void bind_stretch(py::module_& m) {
           },
           py::arg("frame").noconvert())
       .def(
+          "cut",
+          [](stretch::Stretcher& self, const Frame& frame, std::size_t count) {
+            if (count > static_cast<std::size_t>(frame.size()) / 2) {
+              throw py::value_error("cut: count " + std::to_string(count) +
+                                    " is more than half the frame");
+            }
+            return apply(self, frame, 0,
+                         [&](auto in, auto out) { return self.cut(in, out, count); });
+          },
+          py::arg("frame").noconvert(), py::arg("count"))
+      .def(
           "period",
           [](stretch::Stretcher& self, const Frame& frame) {
             const auto in = frame_of(frame);

@@ -52,6 +52,22 @@ def test_unvoiced_and_quiet_frames_are_left_as_they_are() -> None:
         np.testing.assert_array_equal(r.pcm, frame)
 
 
+def test_cut_takes_any_amount_from_noise_or_silence_only() -> None:
+    ts = TimeStretcher(8000)
+    noise = np.random.default_rng(2).normal(0, 2000, N).astype(np.int16)
+    r = ts.cut(noise, 37)
+    assert (r.period, len(r.pcm)) == (37, N - 37)
+    assert r.pcm[0] == noise[0]
+    assert r.pcm[-1] == noise[-1]
+    assert ts.cut(np.zeros(N, dtype=np.int16), 80).period == 80
+    frame = voiced(0.02)
+    kept = ts.cut(frame, 20)
+    assert kept.period == 0
+    np.testing.assert_array_equal(kept.pcm, frame)
+    with pytest.raises(ValueError, match="half the frame"):
+        ts.cut(noise, 81)
+
+
 def test_bad_input_and_configuration() -> None:
     ts = TimeStretcher(8000)
     with pytest.raises(TypeError, match="int16"):
@@ -103,6 +119,25 @@ def test_playout_lowers_the_delay_by_a_frame_without_skipping_one() -> None:
     stats = jb.stats()
     assert 0 < stats.removed_samples_for_acceleration < N + 80
     assert po.held < 80  # what is left is less than a period
+
+
+def test_playout_drains_what_periods_leave_over_at_the_next_quiet_frame() -> None:
+    # Voiced audio with a pause every 40 frames (not hinted: the buffer does not know).
+    audio = voiced(4.0)
+    for k in range(30, 200, 40):
+        audio[k * N : (k + 2) * N] = 0
+    jb = JitterBuffer(8000, time_stretch=True, initial_delay=0.015)
+    po = _playout(audio, jb)
+    held = []
+    for k in range(200):
+        jb.insert(k, 160 * k, _payload(k), (20 * k + 2) / 1000)
+        po.pull((20 * k + 3) / 1000)
+        held.append(po.held)
+    first = next(i for i, h in enumerate(held) if h > 0)  # the shortening
+    assert first < 30
+    assert all(h > 0 for h in held[first:30])  # less than a period left: kept ...
+    assert all(h == 0 for h in held[31:])  # ... until the pause takes it
+    assert po.shortened >= 2
 
 
 @settings(max_examples=60, deadline=None)

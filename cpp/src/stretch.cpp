@@ -8,6 +8,9 @@
 namespace voxwire::stretch {
 namespace {
 
+// Below this best correlation a frame has no period: noise-like, cut() may remove from it.
+constexpr double kNoiseCorrelation = 0.5;
+
 std::int16_t to_pcm(double v) noexcept {
   return static_cast<std::int16_t>(std::clamp(std::lround(v), -32768L, 32767L));
 }
@@ -136,6 +139,39 @@ Result Stretcher::shorten(std::span<const std::int16_t> in, std::span<std::int16
             out.begin() + static_cast<std::ptrdiff_t>(fade));
   r.size = n - p;
   r.period = p;
+  return r;
+}
+
+Result Stretcher::cut(std::span<const std::int16_t> in, std::span<std::int16_t> out,
+                       std::size_t count) {
+  const std::size_t n = in.size();
+  if (out.size() < n) throw std::invalid_argument("stretch::cut: output too small");
+  if (count > n / 2) throw std::invalid_argument("stretch::cut: count above half the frame");
+  std::copy(in.begin(), in.end(), out.begin());
+  Result r{n, 0, 0.0};
+  if (count == 0) return r;
+  std::int64_t level = 0;
+  for (const std::int16_t x : in) level += x < 0 ? -static_cast<std::int64_t>(x) : x;
+  const bool quiet =
+      level <= 4 * static_cast<std::int64_t>(config_.min_level) * static_cast<std::int64_t>(n);
+  if (!quiet) {
+    const auto [p, c] = period(in);
+    r.correlation = c;
+    if (p == 0 || c >= kNoiseCorrelation) return r;
+  }
+  // Keep the first half of what stays, cross-fade into the audio `count` samples later,
+  // keep the rest.
+  const std::size_t keep = (n - count) / 2;
+  const std::size_t fade =
+      std::min<std::size_t>({count, n - count - keep, config_.sample_rate / 400});
+  for (std::size_t i = 0; i < fade; ++i) {
+    const double g = fade > 1 ? static_cast<double>(i) / static_cast<double>(fade - 1) : 1.0;
+    out[keep + i] = to_pcm((1.0 - g) * in[keep + i] + g * in[keep + count + i]);
+  }
+  std::copy(in.begin() + static_cast<std::ptrdiff_t>(keep + count + fade), in.end(),
+            out.begin() + static_cast<std::ptrdiff_t>(keep + fade));
+  r.size = n - count;
+  r.period = static_cast<std::uint32_t>(count);
   return r;
 }
 

@@ -29,9 +29,9 @@ estimator. With ``time_stretch=True`` a ``normal`` unit may also carry ``stretch
 (:class:`voxwire.stretch.TimeStretcher`), so the delay changes inside speech without a
 whole frame skipped or inserted; the caller keeps the decoded audio in a queue, pulls
 (at the current time) whenever it holds less than a frame, and reports what it did with
-:meth:`JitterBuffer.note_stretch` (:class:`voxwire.stretch.Playout` does all this). Frames come out in order and never twice; memory is
-fixed at construction. Time is passed in (seconds, any monotonic clock shared by
-``insert`` and ``pull``).
+:meth:`JitterBuffer.note_stretch` (:class:`voxwire.stretch.Playout` does all this).
+Frames come out in order and never twice; memory is fixed at construction. Time is
+passed in (seconds, any monotonic clock shared by ``insert`` and ``pull``).
 """
 
 from __future__ import annotations

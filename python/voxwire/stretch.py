@@ -19,7 +19,9 @@ best normalised cross-correlation over ``min_period_ms`` .. ``max_period_ms`` (a
 the frame); a frame whose best correlation is below ``min_correlation`` (unvoiced,
 transient) or whose level is below ``quiet_level`` is returned unchanged with period 0.
 The copies are joined by a cross-fade one period long; the result starts with the frame's
-first sample and ends with its last, so it splices into the neighbouring audio.
+first sample and ends with its last, so it splices into the neighbouring audio. A quiet or
+noise-like frame has no period: :meth:`TimeStretcher.cut` removes any number of samples
+from it instead.
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ class TimeStretcher:
         """``frame`` plus one repeated pitch period (or unchanged)."""
         return Stretched(*self._s.lengthen(_check(frame)))
 
+    def cut(self, frame: npt.NDArray[np.int16], count: int) -> Stretched:
+        """``frame`` less ``count`` samples (at most half of it) if it is quiet or
+        noise-like (no period: best correlation below 0.5), joined by a 2.5 ms cross-fade;
+        else unchanged (``period`` 0). For the part of a frame that period-sized steps
+        leave over."""
+        return Stretched(*self._s.cut(_check(frame), count))
+
     @property
     def max_period(self) -> int:
         """Longest period searched, samples."""
@@ -116,10 +125,11 @@ class Playout:
     exact. ``decode`` turns a unit into PCM and returns it with the unit as played (the
     caller may relabel it, say ``concealed`` when its payload would not decode):
 
-    * a unit asking ``"shorten"`` loses one pitch period, so the next unit is pulled in
-      the same call and the stream advances a frame, as a skipped frame would; the part
-      of a frame left in the queue (extra latency) is drained by shortening the following
-      voiced frames, each only if the queue still holds a frame after it;
+    * a unit asking ``"shorten"`` loses one pitch period (a noise-like one, half a frame),
+      so the next unit is pulled in the same call and the stream advances a frame, as a
+      skipped frame would; the part of a frame left in the queue (extra latency) is
+      drained from the following frames: a period from voiced ones while the queue still
+      holds a frame after it, the whole rest from the first quiet or noise-like one;
     * a unit asking ``"lengthen"`` gains one period; once the queue holds a whole frame a
       call pulls nothing, and the stream falls back a frame, as an inserted one would;
     * a frame that cannot be stretched (unvoiced, quiet) plays as it is; the buffer asks
@@ -193,9 +203,14 @@ class Playout:
             if r.period and (
                 unit.stretch == "shorten" or self._held + len(r.pcm) >= self.frame_samples
             ):
-                self.buffer.note_stretch(-r.period)
-                self.shortened += 1
-                return r.pcm
+                return self._shortened(r)
+            if not r.period:  # no period: quiet or noise-like, or too short
+                count = (
+                    len(pcm) // 2 if unit.stretch == "shorten" else min(self._held, len(pcm) // 2)
+                )
+                c = self.stretcher.cut(pcm, count)
+                if c.period:
+                    return self._shortened(c)
         elif unit.stretch == "lengthen":
             r = self.stretcher.lengthen(pcm)
             if r.period:
@@ -203,3 +218,8 @@ class Playout:
                 self.lengthened += 1
                 return r.pcm
         return pcm
+
+    def _shortened(self, r: Stretched) -> PCM:
+        self.buffer.note_stretch(-r.period)
+        self.shortened += 1
+        return r.pcm

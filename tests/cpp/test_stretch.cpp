@@ -139,3 +139,29 @@ TEST(Stretch, BoundsAndConfiguration) {
   EXPECT_THROW(bad([](st::Config& c) { c.min_level = -1; })(), std::invalid_argument);
   EXPECT_THROW(bad([](st::Config& c) { c.max_frame = 8; })(), std::invalid_argument);
 }
+
+TEST(Stretch, CutRemovesAnyAmountFromNoiseOrSilenceButNotFromVoice) {
+  st::Stretcher s;
+  std::mt19937 rng(3);
+  std::normal_distribution<double> g(0.0, 2000.0);
+  std::vector<std::int16_t> noise(160);
+  for (auto& v : noise) v = static_cast<std::int16_t>(std::lround(g(rng)));
+  std::vector<std::int16_t> out(160);
+  st::Result r = s.cut(noise, out, 37);
+  EXPECT_EQ(r.period, 37u);
+  ASSERT_EQ(r.size, 123u);
+  EXPECT_EQ(out.front(), noise.front());
+  EXPECT_EQ(out[r.size - 1], noise.back());
+  // the part kept before the splice is the input's, untouched
+  EXPECT_TRUE(std::equal(noise.begin(), noise.begin() + 61, out.begin()));
+  const std::vector<std::int16_t> quiet(160, 30);
+  r = s.cut(quiet, out, 80);
+  EXPECT_EQ(r.size, 80u);
+  const auto tone = voiced(8000, 125.0, 160);
+  r = s.cut(tone, out, 20);
+  EXPECT_EQ(r.period, 0u);  // voiced: only whole periods may go (shorten)
+  EXPECT_EQ(r.size, 160u);
+  EXPECT_TRUE(std::equal(tone.begin(), tone.end(), out.begin()));
+  EXPECT_EQ(s.cut(noise, out, 0).size, 160u);
+  EXPECT_THROW((void)s.cut(noise, out, 81), std::invalid_argument);
+}

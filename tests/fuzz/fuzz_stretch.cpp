@@ -34,6 +34,14 @@ void check(st::Stretcher& s, std::span<const std::int16_t> in) {
     require(out[b.size - 1] == in.back());
   }
   require(a.correlation >= 0.0 && a.correlation <= 1.0 + 1e-9);
+  const std::size_t count = in.empty() ? 0 : (in[0] & 0x7FFF) % (in.size() / 2 + 1);
+  const st::Result c = s.cut(in, out, count);
+  require(c.period == 0 || c.period == count);
+  require(c.size == in.size() - c.period);
+  if (!in.empty() && c.size > 0) {
+    require(out[0] == in[0] || c.size - 1 == 0);
+    require(out[c.size - 1] == in.back());
+  }
 }
 
 }  // namespace

@@ -12,6 +12,12 @@
 /// (shorter if the frame is), so the output starts with the frame's first sample and ends
 /// with its last: it splices into the audio before and after without a discontinuity.
 ///
+/// cut() removes any number of samples (at most half the frame) from a frame that is quiet
+/// or not periodic at all (noise, a fricative: best correlation below 0.5), where no period
+/// exists to remove and a short cross-fade (2.5 ms) is inaudible; it leaves voiced frames
+/// alone. A caller uses it to take out the part of a frame left over by period-sized
+/// steps.
+///
 /// Any rate from 8 to 48 kHz; above 8 kHz the search runs on a 2:1 to 6:1 box-filtered copy
 /// and is refined at the full rate. Memory is fixed at construction; nothing allocates
 /// afterwards.
@@ -55,6 +61,10 @@ class Stretcher {
   /// Writes `in` plus one repeated pitch period to `out` (out.size() >= in.size() +
   /// max_period()).
   Result lengthen(std::span<const std::int16_t> in, std::span<std::int16_t> out);
+
+  /// Writes `in` less `count` samples (count <= in.size() / 2) to `out` if the frame is
+  /// quiet or noise-like; else copies it. Result::period is the number removed (0 or count).
+  Result cut(std::span<const std::int16_t> in, std::span<std::int16_t> out, std::size_t count);
 
   /// The best period (samples) of `in` and its normalised correlation; {0, 0} if the frame
   /// is too short to search or too quiet.
