@@ -35,6 +35,7 @@ import numpy.typing as npt
 __all__ = [
     "SCENARIOS",
     "FrameOut",
+    "FrameStarts",
     "Player",
     "Score",
     "Trace",
@@ -56,6 +57,12 @@ FEC): the index is the frame played. Any other kind means nothing played; its in
 frame the unit stands in for when the buffer gives that frame up with it (a concealment that
 moves the playout past a missing frame), else -1 (a wait, an insertion, silence)."""
 
+FrameStarts = list[tuple[str, int, float]]
+"""What a pull of a player that time-stretches produced: (kind, frame index, offset ms) for
+every unit whose audio starts in these 20 ms, at that offset from the pull (a shortened
+frame makes the next one start in the same 20 ms; a lengthened one can fill 20 ms on its
+own: then the list is empty, and the pull plays audio already started)."""
+
 
 class Player(Protocol):
     """A buffer under test, driven by :func:`replay`. Times are ms of the virtual clock."""
@@ -64,7 +71,7 @@ class Player(Protocol):
         self, index: int, seq: int, ts: int, arrival_ms: int, has_fec: bool, quiet: bool
     ) -> None: ...
 
-    def pull(self, now_ms: int) -> FrameOut: ...
+    def pull(self, now_ms: int) -> FrameOut | FrameStarts: ...
 
 
 @dataclass(frozen=True)
@@ -314,18 +321,27 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
                 for j in range(max(0, i - trace.red), i):
                     insert_copy(j, stamps[j], a, fec)
             ev += 1
-        kind, idx = player.pull(now)
+        out = player.pull(now)
         busy_ns += perf() - t0
-        if kind in ("normal", "fec") and idx >= 0:
-            if idx <= last or not np.isnan(played_at[idx]):
-                disorder += 1
-                continue
-            if last >= 0 and idx > last + 1:
-                pass_at[last + 1 : idx] = np.minimum(pass_at[last + 1 : idx], now)
-            played_at[idx] = now
-            if kind == "fec":
-                fec_played[idx] = True
-            last = idx
+        starts = [(out[0], out[1], 0.0)] if isinstance(out, tuple) else out
+        played_any = not starts and started  # 20 ms that go on with audio already started
+        for kind, idx, offset in starts:
+            if kind in ("normal", "fec") and idx >= 0:
+                if idx <= last or not np.isnan(played_at[idx]):
+                    disorder += 1
+                    continue
+                # Frames passed over were given up at this pull; a frame's delay runs to
+                # the moment its audio starts.
+                if last >= 0 and idx > last + 1:
+                    pass_at[last + 1 : idx] = np.minimum(pass_at[last + 1 : idx], now)
+                played_at[idx] = now + offset
+                if kind == "fec":
+                    fec_played[idx] = True
+                last = idx
+                played_any = True
+            elif 0 <= idx < n and np.isnan(played_at[idx]):
+                pass_at[idx] = min(pass_at[idx], now)
+        if played_any:
             started = True
             if run * FRAME_MS >= INTERRUPTION_MS:
                 interruptions += 1
@@ -333,11 +349,7 @@ def replay(trace: Trace, make: Callable[[], Player]) -> Score:
             pulls += 1
             pulls_at_last = pulls
             silent_at_last = silent_pulls
-        else:
-            if 0 <= idx < n and np.isnan(played_at[idx]):
-                pass_at[idx] = min(pass_at[idx], now)
-            if not started:
-                continue
+        elif started:
             pulls += 1
             silent_pulls += 1
             run += 1
