@@ -81,6 +81,47 @@ def test_red_copies_go_only_to_players_that_take_them() -> None:
     assert v.disorder == 0
 
 
+def test_frame_starts_inside_a_pull_are_scored_at_their_offset() -> None:
+    # A player that plays each frame one pull after it arrives, its audio starting
+    # `offset` ms into the pull; every tenth pull starts nothing (its audio goes on).
+    class Offset:
+        def __init__(self, offset: float) -> None:
+            self.offset = offset
+            self.next = 0
+            self.pulls = 0
+            self.have: set[int] = set()
+
+        def insert(
+            self, index: int, seq: int, ts: int, arrival_ms: int, has_fec: bool, quiet: bool
+        ) -> None:
+            self.have.add(index)
+
+        def pull(self, now_ms: int) -> list[tuple[str, int, float]]:
+            self.pulls += 1
+            if self.pulls % 10 == 0 or self.next not in self.have:
+                return []
+            self.next += 1
+            return [("normal", self.next - 1, self.offset)]
+
+    t = make_trace("S1", 10, 4)
+    at0, at7 = replay(t, lambda: Offset(0.0)), replay(t, lambda: Offset(7.0))
+    assert at7.disorder == 0
+    assert at7.concealment == 0.0  # an empty list is audio going on, not a gap
+    assert at7.mean_delay - at0.mean_delay == pytest.approx(7.0)
+
+
+def test_time_stretching_keeps_in_time_frames_that_whole_frames_drop() -> None:
+    t = make_trace("S2", 60, 9)
+    stretched = replay(t, bench.VoxwirePlayer)
+    whole = replay(t, lambda: bench.VoxwirePlayer(stretch=False))
+    assert whole.removed > 0.002
+    assert stretched.removed < whole.removed / 4
+    assert stretched.heard_loss < whole.heard_loss
+    assert stretched.late_loss <= whole.late_loss + 0.001
+    assert stretched.mean_delay <= whole.mean_delay + 3.0
+    assert stretched.disorder == 0
+
+
 def test_ring_model_stalls_and_keeps_the_latency() -> None:
     t = make_trace("S2", 20, 5)  # a few losses: each one holds the ring until it skips
     s = replay(t, bench.RingPlayer)
