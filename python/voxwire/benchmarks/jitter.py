@@ -537,14 +537,17 @@ def run(quick: bool = False) -> list[Table]:
     if _SPEEX is None:
         notes.append("speexdsp: libspeexdsp not found (apt-get install libspeexdsp-dev): skipped")
     notes += [
-        "delays: pull time - send time, ms, over frames played; late: arrived after the "
+        "delays: start of the frame's audio (the pull, or inside it after a time-stretch) - "
+        "send time, ms, over frames played; late: arrived after the "
         "buffer had given its frame up (played a later one, or a concealment in its place); "
         "heard: talk frames not played (any reason); removed: in time but dropped "
         "(acceleration, overflow); conceal: pulls without a frame after the start; int: gaps "
         ">= 150 ms; FEC: frames rebuilt / frames rebuildable; disorder: frames out of order "
         "or repeated",
         "us/pull: insert + pull time per 20 ms through the Python API (ctypes for speexdsp, "
-        "pure Python for the models)",
+        "pure Python for the models; voxwire includes Playout and its time-stretching)",
+        "voxwire plays synthetic talk (voiced syllables with unvoiced tails) so that "
+        "time-stretching has real audio to work on; the other buffers do not need audio",
         f"seed {SEED}, {seconds:.0f} s per scenario; reproduce: voxwire bench --only jitter",
         environment_note(),
     ]
