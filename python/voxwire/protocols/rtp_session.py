@@ -27,7 +27,11 @@ One :class:`RtpSession` per call and direction pair. It never touches a socket o
   copy), ``concealed`` (packet-loss concealment) or ``silence`` (nothing to play yet, or
   the sender paused). G.711 is decoded with voxwire's own kernels and concealed with
   :class:`~voxwire.plc.Concealer`; Opus is decoded, FEC-recovered and concealed by libopus
-  through :class:`~voxwire.opus.OpusDecoder`.
+  through :class:`~voxwire.opus.OpusDecoder`. With ``time_stretch`` (the default) the
+  jitter buffer changes its delay inside speech by having one pitch period of a voiced
+  frame removed or repeated (:class:`~voxwire.stretch.Playout`) instead of skipping or
+  inserting a whole frame; a received frame then starts wherever the audio is, and its
+  labels are those of the unit its audio starts with.
 * Redundancy (RFC 2198, "RED"): with ``red_payload_type`` set, a packet of that type is
   split into its blocks; the primary block is the packet's own frame and each redundant
   block of the session's payload type goes to the jitter buffer as a copy of its earlier
