@@ -11,6 +11,8 @@ MODULES = [
     "voxwire.g711",
     "voxwire.rtp",
     "voxwire.plc",
+    "voxwire.stretch",
+    "voxwire.jitter",
     "voxwire.audioop",
     "voxwire.opus",
     "voxwire.netsim",
