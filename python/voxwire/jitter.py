@@ -4,10 +4,11 @@
 >>> jb = JitterBuffer(clock_rate=8000)
 >>> jb.insert(sequence=65535, timestamp=160, payload=bytes(160), now=10.000)
 'stored'
->>> jb.pull(10.000).kind  # still buffering: the target delay has not passed
-'silence'
->>> jb.pull(10.060).kind
+>>> jb.pull(10.000).kind  # the target starts at 0: the first frame plays at once
 'normal'
+>>> unit = jb.pull(10.020)  # the next packet is not in yet: a unit inserted to wait for it
+>>> unit.kind, unit.adjustment
+('concealed', 'expand')
 
 Packets go in with :meth:`JitterBuffer.insert` as they arrive, in any order, duplicated or
 late; :meth:`JitterBuffer.pull` is called once per frame (every 20 ms, or 10 ms) and returns
