@@ -261,6 +261,18 @@ def test_time_stretch_lowers_the_delay_inside_speech_without_cutting_it() -> Non
     assert match > 0.99, match
 
 
+@needs_opus
+def test_time_stretch_works_on_opus_at_48k() -> None:
+    tx = RtpSession("opus", first_timestamp=0)
+    rx = RtpSession("opus", jitter={"initial_delay": 0.035})
+    _, frames = run(tx, rx, voiced(48000, 100, seed=3), delay=0.005)
+    stats = rx.stats()
+    assert stats.shortened >= 1
+    assert all(f.adjustment != "accelerate" for f in frames)
+    assert 0 < stats.jitter.removed_samples_for_acceleration < 960
+    assert all(len(f.pcm) == 960 for f in frames)
+
+
 RUNS = {i for start in range(10, 90, 8) for i in (start, start + 1)}  # two lost in a row
 
 
