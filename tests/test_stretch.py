@@ -140,6 +140,17 @@ def test_playout_drains_what_periods_leave_over_at_the_next_quiet_frame() -> Non
     assert po.shortened >= 2
 
 
+def test_playout_refuses_a_decoder_that_returns_nothing() -> None:
+    jb = JitterBuffer(8000, time_stretch=True)
+    jb.insert(1, 0, _payload(0), 0.0)
+    empty = np.zeros(0, dtype=np.int16)
+    po = Playout(jb, lambda u: (u, empty), N, TimeStretcher(8000))
+    with pytest.raises(ValueError, match="no audio"):
+        po.pull(0.0)
+    with pytest.raises(ValueError, match="frame_samples"):
+        Playout(jb, lambda u: (u, empty), 0, TimeStretcher(8000))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     transit=st.lists(st.integers(0, 90), min_size=50, max_size=200),

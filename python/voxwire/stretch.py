@@ -174,6 +174,8 @@ class Playout:
         started: list[tuple[PlayoutUnit, int]] = []
         while self._held < n:
             unit, pcm = self.decode(self.buffer.pull(now))
+            if len(pcm) == 0:
+                raise ValueError(f"Playout: decode returned no audio for {unit}")
             pcm = self._stretch(unit, pcm)
             started.append((unit, self._held))
             self._parts.append((unit, pcm))
