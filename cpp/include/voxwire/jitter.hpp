@@ -32,13 +32,13 @@
 /// the histograms forget; a single stall of an in-order stream is waited out (expand) rather
 /// than learnt.
 ///
-/// Playout control: frame k is due at reference + k * frame_ms + target. With
-/// Config::time_stretch, voiced frames are not skipped or inserted whole: the unit asks the
-/// caller to shorten or lengthen its audio by one pitch period (voxwire::stretch), see
-/// Stretch. A pull before the due time of a present frame expands; one a whole frame or more behind for five pulls in a
-/// row accelerates (skips one frame), or at once, as many frames as needed, when more than
-/// two frames behind. When the stream carries low-energy hints,
-/// adjustments wait for a hinted frame unless the error exceeds four frames. A missing frame
+/// Playout control: frame k is due at reference + k * frame_ms + target. A pull before the
+/// due time of a present frame expands; one a whole frame or more behind for five pulls in
+/// a row accelerates (skips one frame), or at once, as many frames as needed, when more
+/// than two frames behind. When the stream carries low-energy hints, adjustments wait for a
+/// hinted frame unless the error exceeds four frames. With Config::time_stretch, voiced
+/// frames are not skipped or inserted whole: the unit asks the caller to shorten or
+/// lengthen its audio by one pitch period (voxwire::stretch; see Stretch). A missing frame
 /// is rebuilt from FEC when possible, concealed when a later frame is present, and waited for
 /// (an expand unit) when nothing later has arrived. A gap with no missing sequence number is a
 /// sender pause: it plays as silence and the next talkspurt restarts on its own deadline.
@@ -82,10 +82,10 @@ enum class Adjustment : std::uint8_t {
 /// Shortening a frame therefore makes it pull the next frame in the same tick: the stream
 /// advances one frame, as a whole-frame skip would, and the part of a frame left in the
 /// queue is drained by shortening the following voiced frames where that does not empty
-/// it. Lengthening fills the queue until it holds a frame and a pull is skipped: the stream
-/// falls back one frame, as an inserted frame would. When the audio is not voiced enough to
-/// stretch, the caller plays it as it is and the buffer asks again; after 25 unanswered
-/// pulls the whole-frame rules take over.
+/// it, and cut from the next quiet or noise-like one. Lengthening fills the queue until it
+/// holds a frame and a pull is skipped: the stream falls back one frame, as an inserted
+/// frame would. When the audio is not voiced enough to stretch, the caller plays it as it
+/// is and the buffer asks again; after 25 unanswered pulls the whole-frame rules take over.
 enum class Stretch : std::uint8_t {
   none = 0,
   shorten,   ///< Remove one pitch period: a whole frame or more behind the target.
