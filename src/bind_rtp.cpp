@@ -20,6 +20,14 @@ namespace {
 namespace rtp = voxwire::rtp;
 namespace red = voxwire::red;
 
+// ValueError "<what>: <name> must be 0..<hi>, got <v>" unless 0 <= v <= hi.
+void require_range(const char* what, const char* name, std::int64_t v, std::int64_t hi) {
+  if (v < 0 || v > hi) {
+    throw py::value_error(std::string(what) + ": " + name + " must be 0.." + std::to_string(hi) +
+                          ", got " + std::to_string(v));
+  }
+}
+
 py::tuple parse(const py::buffer& data) {
   py::buffer_info keep;
   const auto packet = contiguous_bytes(data, keep);
@@ -48,10 +56,7 @@ py::bytes build(bool marker, int payload_type, int sequence, std::int64_t timest
                 std::optional<int> extension_profile, const py::buffer& extension,
                 const py::buffer& payload, int padding) {
   auto in_range = [](const char* name, std::int64_t v, std::int64_t hi) {
-    if (v < 0 || v > hi) {
-      throw py::value_error(std::string("rtp build: ") + name + " must be 0.." +
-                            std::to_string(hi) + ", got " + std::to_string(v));
-    }
+    require_range("rtp build", name, v, hi);
   };
   in_range("payload_type", payload_type, 127);
   in_range("sequence", sequence, 0xFFFF);
@@ -116,10 +121,7 @@ py::tuple red_parse(const py::buffer& data) {
 py::bytes red_build(int primary_type, const py::buffer& primary,
                     const std::vector<std::tuple<int, std::int64_t, py::buffer>>& redundant) {
   auto check = [](const char* name, std::int64_t v, std::int64_t hi) {
-    if (v < 0 || v > hi) {
-      throw py::value_error(std::string("red build: ") + name + " must be 0.." +
-                            std::to_string(hi) + ", got " + std::to_string(v));
-    }
+    require_range("red build", name, v, hi);
   };
   if (redundant.size() > red::kMaxBlocks) {
     throw py::value_error("red build: at most " + std::to_string(red::kMaxBlocks) +

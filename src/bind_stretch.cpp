@@ -13,19 +13,21 @@ namespace {
 
 using Frame = py::array_t<std::int16_t, py::array::c_style>;
 
-std::span<const std::int16_t> frame_of(const Frame& a) {
+// The frame's samples; ValueError unless it is 1-D and at most max_frame long.
+std::span<const std::int16_t> frame_of(const stretch::Stretcher& self, const Frame& a) {
   if (a.ndim() != 1) throw py::value_error("frame must be 1-D");
-  return {a.data(), static_cast<std::size_t>(a.size())};
-}
-
-template <typename Op>
-py::tuple apply(stretch::Stretcher& self, const Frame& frame, std::size_t extra, Op op) {
-  const auto in = frame_of(frame);
+  const std::span<const std::int16_t> in(a.data(), static_cast<std::size_t>(a.size()));
   if (in.size() > self.config().max_frame) {
     throw py::value_error("frame of " + std::to_string(in.size()) +
                           " samples is longer than max_frame (" +
                           std::to_string(self.config().max_frame) + ")");
   }
+  return in;
+}
+
+template <typename Op>
+py::tuple apply(stretch::Stretcher& self, const Frame& frame, std::size_t extra, Op op) {
+  const auto in = frame_of(self, frame);
   Frame out(static_cast<py::ssize_t>(in.size() + extra));
   const stretch::Result r =
       op(in, std::span<std::int16_t>(out.mutable_data(), static_cast<std::size_t>(out.size())));
@@ -81,11 +83,7 @@ void bind_stretch(py::module_& m) {
       .def(
           "period",
           [](stretch::Stretcher& self, const Frame& frame) {
-            const auto in = frame_of(frame);
-            if (in.size() > self.config().max_frame) {
-              throw py::value_error("frame is longer than max_frame");
-            }
-            const auto [p, c] = self.period(in);
+            const auto [p, c] = self.period(frame_of(self, frame));
             return py::make_tuple(p, c);
           },
           py::arg("frame").noconvert())

@@ -618,16 +618,17 @@ Unit Buffer::pull(std::int64_t now_ms) {
       // be stretched; the whole-frame rules below then take over). A shortened frame makes
       // the caller pull the next one in the same tick: the stream advances a frame.
       if (config_.time_stretch && !s->low_energy && !accelerated) {
+        Stretch want = Stretch::none;
         if (behind && behind_pulls_ >= kBehindPulls && lag <= 2 * F && after != nullptr &&
             after->state == SlotState::primary &&
             behind_pulls_ < kBehindPulls + kStretchPatience) {
-          Unit u = emit(Kind::normal, Adjustment::none, next_, s, false, now_ms);
-          u.stretch = Stretch::shorten;
-          return u;
+          want = Stretch::shorten;
+        } else if (lag < 0 && lag >= -kForceFrames * F && early_pulls_ <= kStretchPatience) {
+          want = Stretch::lengthen;
         }
-        if (lag < 0 && lag >= -kForceFrames * F && early_pulls_ <= kStretchPatience) {
+        if (want != Stretch::none) {
           Unit u = emit(Kind::normal, Adjustment::none, next_, s, false, now_ms);
-          u.stretch = Stretch::lengthen;
+          u.stretch = want;
           return u;
         }
       }

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RED_MAX_BLOCKS",
+    "RED_MAX_BLOCK_SIZE",
+    "RED_MAX_OFFSET",
     "Arrival",
     "RedBlock",
     "RedPayload",
@@ -136,6 +138,10 @@ class RedPayload:
 
 RED_MAX_BLOCKS = 8
 """The most redundant blocks :func:`parse_red` accepts (senders use one or two)."""
+RED_MAX_OFFSET = (1 << 14) - 1
+"""The largest timestamp offset a RED block header holds (14 bits)."""
+RED_MAX_BLOCK_SIZE = (1 << 10) - 1
+"""The largest redundant block a RED header describes, bytes (10 bits)."""
 
 
 def parse_red(payload: Buffer) -> RedPayload:

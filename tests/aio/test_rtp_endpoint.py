@@ -33,6 +33,14 @@ def opus_available() -> bool:
     return True
 
 
+def require_opus() -> None:
+    """Skip without libopus, except in CI, which installs it."""
+    if not opus_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI installs opuslib and libopus")
+        pytest.skip("opuslib or libopus missing")
+
+
 def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
     async def bounded() -> T:
         return await asyncio.wait_for(coro, timeout)
@@ -282,10 +290,7 @@ def test_playout_clock_catches_up_short_stalls_and_rebases_after_long_ones() -> 
 
 
 def test_opus_stream_between_endpoints_recovers_losses_from_fec() -> None:
-    if not opus_available():
-        if os.environ.get("CI"):
-            pytest.fail("CI installs opuslib and libopus")
-        pytest.skip("opuslib or libopus missing")
+    require_opus()
     from voxwire.opus import OpusDecoder
 
     signal = voiced(16000, 2.0, seed=4)
@@ -332,10 +337,7 @@ def test_opus_with_red_between_endpoints_rebuilds_more_of_a_bursty_loss() -> Non
     # The same seeded burst losses twice: Opus with in-band FEC alone, then wrapped in
     # RFC 2198 RED (each packet repeats the one before). RED must turn more of the lost
     # frames into rebuilt ones, over real sockets and the real playout clock.
-    if not opus_available():
-        if os.environ.get("CI"):
-            pytest.fail("CI installs opuslib and libopus")
-        pytest.skip("opuslib or libopus missing")
+    require_opus()
     signal = voiced(16000, 2.0, seed=8)
 
     async def once(red: bool) -> tuple[dict[int, ReceivedFrame], RecordingProxy, RtpEndpoint]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import struct
 from collections import deque
@@ -83,13 +84,9 @@ def speech_like(seconds: float, seed: int = 0, rate: int = 8000) -> npt.NDArray[
     return np.asarray(np.round(out), dtype=np.int16)
 
 
-_TALK: dict[int, npt.NDArray[np.int16]] = {}
-
-
+@functools.cache
 def _talk() -> npt.NDArray[np.int16]:
-    if 0 not in _TALK:
-        _TALK[0] = speech_like(60.0)  # frames wrap around: 60 s of distinct audio is plenty
-    return _TALK[0]
+    return speech_like(60.0)  # frames wrap around: 60 s of distinct audio is plenty
 
 
 class VoxwirePlayer:

@@ -70,6 +70,8 @@ from voxwire.jitter import (
 )
 from voxwire.plc import Concealer
 from voxwire.rtp import (
+    RED_MAX_BLOCK_SIZE,
+    RED_MAX_OFFSET,
     RedBlock,
     RtpSender,
     RtpSource,
@@ -103,8 +105,6 @@ ReceiveResult = Literal[
 (:data:`voxwire.jitter.InsertResult`), or why it never got there."""
 
 STATIC_PAYLOAD_TYPES: dict[str, int] = {"pcmu": 0, "pcma": 8}
-RED_MAX_OFFSET = (1 << 14) - 1  # RFC 2198 header fields: 14-bit offset, 10-bit length
-RED_MAX_BLOCK_SIZE = (1 << 10) - 1
 OPUS_CLOCK_RATE = 48000
 
 
