@@ -140,6 +140,33 @@ def test_playout_drains_what_periods_leave_over_at_the_next_quiet_frame() -> Non
     assert po.shortened >= 2
 
 
+def test_playout_plays_a_frame_reordered_behind_the_next_and_catches_up() -> None:
+    # Frame 100 arrives 55 ms after its send time, after frame 101 and before the pull
+    # after its own deadline: the buffer waits a pull for it instead of giving it up, and
+    # the frame of delay this adds is shortened away.
+    audio = voiced(4.0)
+    jb = JitterBuffer(8000, time_stretch=True, min_delay=0.030)
+    po = _playout(audio, jb)
+    arrivals = sorted((20 * k + (55 if k == 100 else 2), k) for k in range(200))
+    units: list[PlayoutUnit] = []
+    at = 0
+    for t in range(200):
+        now = 20 * t + 10
+        while at < len(arrivals) and arrivals[at][0] <= now:
+            ms, k = arrivals[at]
+            jb.insert(k, 160 * k, _payload(k), ms / 1000)
+            at += 1
+        units += [u for u, _ in po.pull(now / 1000)[2]]
+    played = [u.frame for u in units if u.kind == "normal"]
+    assert played == list(range(played[0], played[0] + len(played)))  # 100 included
+    waits = [u for u in units if u.kind == "concealed"]
+    assert [(u.frame, u.adjustment) for u in waits] == [(100, "expand")]
+    stats = jb.stats()
+    assert stats.packets_late == 0
+    assert po.shortened >= 1
+    assert 0 < stats.removed_samples_for_acceleration < N + 80
+
+
 def test_playout_refuses_a_decoder_that_returns_nothing() -> None:
     jb = JitterBuffer(8000, time_stretch=True)
     jb.insert(1, 0, _payload(0), 0.0)

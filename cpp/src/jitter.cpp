@@ -324,7 +324,10 @@ void Buffer::update_target() noexcept {
   reorder_ms_ =
       static_cast<std::int64_t>(reorder_hist_.quantile(config_.reorder_quantile) + 1) * kBinMs -
       1;
-  std::int64_t t = std::max(quantile_ms_, reorder_ms_);
+  // With time-stretching, a reordered packet up to a frame past its deadline is still
+  // played (pull waits a pull for it), so the reordering term leaves that frame out.
+  const std::int64_t waited = config_.time_stretch ? std::int64_t{config_.frame_ms} : 0;
+  std::int64_t t = std::max(quantile_ms_, reorder_ms_ - waited);
   const auto recent = [this](std::int64_t at) {
     return at >= 0 && last_arrival_ms_ - at < kLossHoldMs;
   };
@@ -399,9 +402,10 @@ InsertResult Buffer::insert(const Packet& packet, std::int64_t arrival_ms) {
   }
   // The reordering term: a packet that arrives after a later one (reordered) is the kind
   // that is lost late if its frame is given up before it comes (the frames after it are
-  // there, so the buffer conceals rather than waits). Its relative delay goes into a second
-  // histogram (in-order packets count as 0), whose quantile becomes a floor of the target.
-  // Rare reordering adds nothing; frequent reordering keeps room for its usual delay.
+  // there, so the buffer conceals rather than waits, or with time-stretching waits one pull
+  // only). Its relative delay goes into a second histogram (in-order packets count as 0),
+  // whose quantile becomes a floor of the target. Rare reordering adds nothing; frequent
+  // reordering keeps room for its usual delay.
   const bool reordered = frame < max_frame_seen_;
   max_frame_seen_ = std::max(max_frame_seen_, frame);
   observe_arrival(frame, arrival_ms, reordered);
@@ -688,6 +692,17 @@ Unit Buffer::pull(std::int64_t now_ms) {
         next_ = to;
         accelerated = true;
         continue;
+      }
+      if (config_.time_stretch && !accelerated && lag < F) {
+        // Later frames are in but this one is not: it may be reordered, a few ms behind
+        // them. Wait one pull for it (an expand unit) rather than give it up. If it comes,
+        // it plays a frame late and time-stretching shortens the excess away; if not, the
+        // next pull skips it and plays the following frame on time, so a frame that is
+        // truly lost costs one concealed pull either way. With whole frames the excess
+        // would cost a skipped frame later, so the frame is given up now instead.
+        waited_for_ = next_;
+        return emit(last_low_energy_ ? Kind::silence : Kind::concealed, Adjustment::expand,
+                    next_, nullptr, false, now_ms);
       }
       return emit(Kind::concealed, adj, next_, nullptr, false, now_ms);
     }

@@ -152,7 +152,8 @@ class JitterBuffer:
         Quantile of the relative arrival delay the target covers (0.5..1).
     reorder_quantile : float
         Quantile of the relative delay of reordered packets (those that arrive after a later
-        one; in-order packets count as 0) the target covers at least (0.5..1).
+        one; in-order packets count as 0) the target covers at least (0.5..1); with
+        ``time_stretch``, less the frame that a pull's wait for a missing frame covers.
     forget : float
         Forgetting factor of the delay histogram per packet (0.9..1): closer to 1 adapts
         down more slowly.
@@ -166,7 +167,9 @@ class JitterBuffer:
     time_stretch : bool
         Ask the caller to shorten or lengthen voiced frames by a pitch period (a unit's
         ``stretch``) instead of skipping or inserting whole frames; see the module
-        documentation and :class:`voxwire.stretch.Playout`.
+        documentation and :class:`voxwire.stretch.Playout`. A missing frame whose successor
+        is already in is then waited for one pull (a reordered packet a few ms behind plays
+        a frame late, and the excess is shortened away) instead of concealed at once.
 
     Raises
     ------

@@ -23,8 +23,8 @@
 /// minus the earliest arrival its timestamp allows, the reference being the fastest packet of
 /// a sliding window of about 8 s, so sender clock drift cannot grow the buffer) goes into a
 /// forgetting histogram; the target is a high quantile of it, at least the quantile of a
-/// second histogram of the delays of reordered packets (the ones lost late when too slow),
-/// plus one frame of look-ahead while packets are being lost and the stream carries FEC (so
+/// second histogram of the delays of reordered packets (the ones lost late when too slow;
+/// with time_stretch, less the frame a wait covers, see below), plus one frame of look-ahead while packets are being lost and the stream carries FEC (so
 /// that packet N+1, holding N's FEC, is usually there when N is due), two frames while
 /// losses come in runs and the redundancy reaches two frames back (RFC 2198 copies that
 /// carry in-band FEC themselves, or two redundant blocks). The quantile rises
@@ -40,7 +40,10 @@
 /// frames are not skipped or inserted whole: the unit asks the caller to shorten or
 /// lengthen its audio by one pitch period (voxwire::stretch; see Stretch). A missing frame
 /// is rebuilt from FEC when possible, concealed when a later frame is present, and waited for
-/// (an expand unit) when nothing later has arrived. A gap with no missing sequence number is a
+/// (an expand unit) when nothing later has arrived. With time_stretch a missing frame is
+/// waited for one pull even when a later frame is present (it may be reordered behind it):
+/// if it comes, it plays a frame late and the excess is shortened away; if not, the next
+/// pull plays the following frame on time. A gap with no missing sequence number is a
 /// sender pause: it plays as silence and the next talkspurt restarts on its own deadline.
 ///
 /// Memory: `capacity` slots of `max_payload` bytes, allocated in the constructor, plus a
@@ -123,7 +126,8 @@ struct Config {
   std::int64_t initial_delay_ms = 0;   ///< Target before any arrival statistics exist.
   double quantile = 0.95;              ///< Quantile of relative delay taken as target (0.5..1).
   double reorder_quantile = 0.99;      ///< Quantile of the reordered-packet delay kept as a
-                                       ///< floor of the target (0.5..1).
+                                       ///< floor of the target (0.5..1); with
+                                       ///< time_stretch, less one frame.
   double forget = 0.998;               ///< Histogram forgetting factor per packet (0.9..1).
   bool time_stretch = false;           ///< Voiced frames are shortened or lengthened by
                                        ///< the caller (Unit::stretch, see Stretch) instead
