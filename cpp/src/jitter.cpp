@@ -325,7 +325,7 @@ void Buffer::update_target() noexcept {
       static_cast<std::int64_t>(reorder_hist_.quantile(config_.reorder_quantile) + 1) * kBinMs -
       1;
   // With time-stretching, a reordered packet up to a frame past its deadline is still
-  // played (pull waits a pull for it), so the reordering term leaves that frame out.
+  // played (pull() waits one pull for it), so the reordering term leaves that frame out.
   const std::int64_t waited = config_.time_stretch ? std::int64_t{config_.frame_ms} : 0;
   std::int64_t t = std::max(quantile_ms_, reorder_ms_ - waited);
   const auto recent = [this](std::int64_t at) {
@@ -679,7 +679,11 @@ Unit Buffer::pull(std::int64_t now_ms) {
       }
       if (waited_for_ == next_) {
         // A wait unit already stood in for this frame: do not conceal it a second time.
+        // That unit turned out to be the frame's concealment, not an inserted frame.
         waited_for_ = -1;
+        stats_.inserted_samples_for_deceleration -=
+            std::min<std::uint64_t>(spf_, stats_.inserted_samples_for_deceleration);
+        note_missing(now_ms, 1);
         ++next_;
         continue;
       }

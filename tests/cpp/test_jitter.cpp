@@ -465,6 +465,7 @@ TEST(Jitter, TimeStretchWaitsAPullForAFrameReorderedBehindTheNext) {
     EXPECT_EQ(units[at - 1].frame, 100);
     EXPECT_EQ(stats.packets_late, 0u);
     EXPECT_EQ(stats.concealment_events, 1u);
+    EXPECT_EQ(stats.inserted_samples_for_deceleration, 160u);  // the stream was delayed
     // the frame of excess is shortened away (a shortened frame makes the caller pull the
     // next one in the same tick), no frame skipped
     EXPECT_GE(shortened, 1);
@@ -490,6 +491,9 @@ TEST(Jitter, TimeStretchWaitsAPullForAFrameReorderedBehindTheNext) {
     EXPECT_EQ(waits, 1u);
     EXPECT_EQ(units.size(), 200u);  // one unit per pull: no frame ever played late
     EXPECT_EQ(stats.removed_samples_for_acceleration, 0u);
+    // the wait was the lost frame's concealment, not an inserted frame
+    EXPECT_EQ(stats.concealed_samples, 160u);
+    EXPECT_EQ(stats.inserted_samples_for_deceleration, 0u);
   }
 }
 

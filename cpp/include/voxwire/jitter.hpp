@@ -202,7 +202,9 @@ struct Stats {
   std::uint64_t fec_packets_received = 0;   ///< Packets carrying FEC, and redundant copies.
   std::uint64_t fec_packets_discarded = 0;  ///< Redundant copies not needed or late.
   std::uint64_t fec_frames_used = 0;     ///< Units recovered from FEC or a redundant copy.
-  std::uint64_t inserted_samples_for_deceleration = 0;  ///< Samples of expand units.
+  std::uint64_t inserted_samples_for_deceleration = 0;  ///< Samples of expand units that
+                                                        ///< delayed the stream (not a wait
+                                                        ///< for a frame that never came).
   std::uint64_t removed_samples_for_acceleration = 0;   ///< Samples of skipped frames.
   std::uint64_t restarts = 0;            ///< Sequence/SSRC restarts (RFC 3550 A.1).
 };
