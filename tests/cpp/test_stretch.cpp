@@ -39,6 +39,15 @@ double snr_db(const std::vector<std::int16_t>& ref, const std::vector<std::int16
   return 10.0 * std::log10(s / std::max(e, 1e-9));
 }
 
+// A frame of white Gaussian noise.
+std::vector<std::int16_t> noise_frame(unsigned seed, double sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> g(0.0, sd);
+  std::vector<std::int16_t> x(160);
+  for (auto& v : x) v = static_cast<std::int16_t>(std::lround(g(rng)));
+  return x;
+}
+
 }  // namespace
 
 TEST(Stretch, FindsThePitchPeriod) {
@@ -95,10 +104,7 @@ TEST(Stretch, NonIntegerPeriodStaysClean) {
 
 TEST(Stretch, NoiseAndSilenceAreLeftAlone) {
   st::Stretcher s;
-  std::mt19937 rng(7);
-  std::normal_distribution<double> g(0.0, 3000.0);
-  std::vector<std::int16_t> noise(160);
-  for (auto& v : noise) v = static_cast<std::int16_t>(std::lround(g(rng)));
+  const std::vector<std::int16_t> noise = noise_frame(7, 3000.0);
   std::vector<std::int16_t> out(160 + s.max_period());
   st::Result r = s.shorten(noise, out);
   EXPECT_EQ(r.period, 0u);
@@ -142,10 +148,7 @@ TEST(Stretch, BoundsAndConfiguration) {
 
 TEST(Stretch, CutRemovesAnyAmountFromNoiseOrSilenceButNotFromVoice) {
   st::Stretcher s;
-  std::mt19937 rng(3);
-  std::normal_distribution<double> g(0.0, 2000.0);
-  std::vector<std::int16_t> noise(160);
-  for (auto& v : noise) v = static_cast<std::int16_t>(std::lround(g(rng)));
+  const std::vector<std::int16_t> noise = noise_frame(3, 2000.0);
   std::vector<std::int16_t> out(160);
   st::Result r = s.cut(noise, out, 37);
   EXPECT_EQ(r.period, 37u);
