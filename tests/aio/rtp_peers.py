@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from voxwire.aio.rtp import RtpEndpoint
 from voxwire.errors import RtpError
 from voxwire.netsim import UdpImpairmentProxy
 from voxwire.protocols.rtp_session import ReceivedFrame
@@ -104,18 +103,6 @@ class Capture(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.packets.append((asyncio.get_running_loop().time(), parse_rtp(data)))
-
-
-async def send_through(
-    tx: RtpEndpoint, rx: RtpEndpoint, proxy: RecordingProxy, signal: PCM
-) -> None:
-    """Send ``signal`` from ``tx`` through ``proxy`` to ``rx``, then close all three."""
-    tx.send(signal)
-    await tx.drain()
-    await asyncio.sleep(0.3)  # the receiver's buffer delay, and the held-back packets
-    await tx.aclose()
-    await rx.aclose()
-    proxy.close()
 
 
 def by_index(frames: list[ReceivedFrame], first_ts: int, ticks: int) -> dict[int, ReceivedFrame]:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from rtp_peers import Capture, RecordingProxy, by_index, send_through, snr_db, voiced
+from rtp_peers import Capture, RecordingProxy, by_index, snr_db, voiced
 
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.errors import OpusUnavailable
@@ -72,7 +72,12 @@ def test_impaired_stream_arrives_complete_in_order_with_matching_statistics() ->
             LOCAL,
             remote_addr=await proxy.start(),
         )
-        await send_through(tx, rx, proxy, signal)
+        tx.send(signal)
+        await tx.drain()
+        await asyncio.sleep(0.3)  # the receiver's buffer delay, and the held-back packets
+        await tx.aclose()
+        await rx.aclose()
+        proxy.close()
         return frames, proxy, rx
 
     frames, proxy, rx = run(main())
@@ -300,7 +305,12 @@ def test_opus_stream_between_endpoints_recovers_losses_from_fec() -> None:
             "opus", payload_type=96, sample_rate=16000, first_timestamp=0, opus_loss_percent=20
         )
         tx = await RtpEndpoint.open(tx_session, LOCAL, remote_addr=await proxy.start())
-        await send_through(tx, rx, proxy, signal)
+        tx.send(signal)
+        await tx.drain()
+        await asyncio.sleep(0.3)
+        await tx.aclose()
+        await rx.aclose()
+        proxy.close()
         return frames, proxy, rx
 
     frames, proxy, rx = run(main())
@@ -350,7 +360,12 @@ def test_opus_with_red_between_endpoints_rebuilds_more_of_a_bursty_loss() -> Non
             red_depth=1 if red else 0,
         )
         tx = await RtpEndpoint.open(tx_session, LOCAL, remote_addr=await proxy.start())
-        await send_through(tx, rx, proxy, signal)
+        tx.send(signal)
+        await tx.drain()
+        await asyncio.sleep(0.3)
+        await tx.aclose()
+        await rx.aclose()
+        proxy.close()
         played = {i: f for i, f in by_index(frames, 0, 960).items() if i < 100}
         return played, proxy, rx
 
