@@ -23,6 +23,8 @@ __all__ = [
     "QueueFull",
     "RemoteProtocolError",
     "RtpError",
+    "ServiceError",
+    "ServiceTimeout",
     "VoxwireError",
 ]
 
@@ -104,3 +106,32 @@ class ConnectionClosed(VoxwireError):
         self.code = code
         self.reason = reason
         super().__init__(f"connection closed (code={code}, reason={reason!r})")
+
+
+class ServiceError(VoxwireError):
+    """A speech or language service (STT, LLM, TTS, a tool) failed.
+
+    ``service`` names the service (``"stt"``, ``"llm"``, ``"tts"``, or a tool's name) and
+    ``reason`` is a short stable word for counters (``"connect"``, ``"status_503"``,
+    ``"bad_message"``, ``"closed"``, ``"timeout"``, ...). The conversation treats it as a
+    value: the caller hears an apology and the call goes on.
+    """
+
+    def __init__(self, service: str, reason: str, message: str = "") -> None:
+        self.service = service
+        self.reason = reason
+        super().__init__(message or f"{service}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ServiceError, (self.service, self.reason, str(self)))
+
+
+class ServiceTimeout(ServiceError):
+    """A service did not answer within ``seconds`` (``reason`` is ``"timeout"``)."""
+
+    def __init__(self, service: str, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(service, "timeout", f"{service}: no answer within {seconds:g} s")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ServiceTimeout, (self.service, self.seconds))
