@@ -219,6 +219,22 @@ class PacedStream:
         """:attr:`played_samples` in seconds."""
         return self.played_samples / self.sample_rate
 
+    def playout_position(self, now: float) -> int:
+        """Where the phone's playout is at ``now``, in line-rate samples since the start.
+
+        The send clock's estimate: frame ``k`` of the current schedule starts playing at
+        ``t0 + k * F`` (the phone plays each frame on arrival, after the one before it),
+        so the position is what was sent before the schedule began plus the frames whose
+        time has come, never more than was sent. Exact where the phone is one short hop
+        away; over a real network it runs ahead of the phone by the one-way delay plus
+        the provider's buffering. Read it before :meth:`clear`, which drops the schedule.
+        """
+        if self._t0 is None:
+            return self.sent_samples
+        epoch = self.sent_samples - self._k * self.frame_samples
+        elapsed = max(0.0, now - self._t0) / self.frame_duration * self.frame_samples
+        return min(self.sent_samples, epoch + int(elapsed + 1e-6))
+
     def _wake(self) -> None:
         if self._scheduler is not None:
             self._scheduler._reschedule(self)

@@ -259,3 +259,29 @@ def test_queue_is_bounded_and_refuses_past_the_bound() -> None:
     stream.push(np.zeros(8000, dtype=np.int16))
     with pytest.raises(ValueError, match="max_queued must be positive"):
         PacedStream(8000, max_queued=0)
+
+
+def test_playout_position_follows_the_send_clock_and_never_passes_what_was_sent() -> None:
+    sched = PacingScheduler(lead=0.06)
+    stream = sched.add(PacedStream(8000))
+    assert stream.playout_position(0.0) == 0
+    stream.push(frames(10))
+    for _, _ in sched.poll(0.0):
+        pass
+    # frames 0-2 were sent at t=0 (the lead); the phone plays frame k from t0 + k * F
+    assert stream.sent_samples == 3 * 160
+    assert stream.playout_position(0.0) == 0
+    assert stream.playout_position(0.01) == 80
+    assert stream.playout_position(0.05) == 400
+    assert stream.playout_position(0.07) == 3 * 160  # no further than what was sent
+    drive(sched, until=1.0)
+    assert stream.playout_position(0.15) == 1200
+    assert stream.playout_position(5.0) == 1600
+    # after a stall the schedule restarts: audio sent before it counts as played
+    stream.push(frames(5))
+    for _, _ in sched.poll(3.0):
+        pass
+    assert stream.playout_position(3.0) == 1600
+    assert stream.playout_position(3.03) == 1600 + 240
+    stream.clear()
+    assert stream.playout_position(3.03) == stream.sent_samples

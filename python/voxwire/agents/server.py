@@ -1,8 +1,9 @@
-"""Run the echo agent as a server: what ``voxwire serve --echo`` does.
+"""Run an agent as a server: what ``voxwire serve`` does.
 
-:func:`serve_echo` serves one protocol, on the ``websockets`` adapter (or the AudioSocket
-TCP server), with the process's pacer, until ``stop`` is set; then it closes every call
-(WebSocket close code 1001, or the AudioSocket hangup) and the listening socket.
+:func:`serve_agent` serves any agent (a handler of :class:`voxwire.aio.Call`) for one
+protocol, on the ``websockets`` adapter (or the AudioSocket TCP server), with one pacer,
+until ``stop`` is set; then it closes every call (WebSocket close code 1001, or the
+AudioSocket hangup) and the listening socket. :func:`serve_echo` serves the echo agent.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from collections.abc import Callable
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import Call
+from voxwire.aio.session import Call, Handler
 from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec
 from voxwire.resample import Resampler
 from voxwire.security import TokenAuth
 
-__all__ = ["CLOSE_GOING_AWAY", "PIPELINE_RATE", "codec_factory", "serve_echo"]
+__all__ = ["CLOSE_GOING_AWAY", "PIPELINE_RATE", "codec_factory", "serve_agent", "serve_echo"]
 
 log = logging.getLogger("voxwire.agents")
 
@@ -73,13 +74,51 @@ async def serve_echo(
 ) -> None:
     """Serve the echo agent for ``protocol`` until ``stop`` is set (forever without one).
 
+    ``hangover_ms`` is the silence that ends a caller's turn; ``on_end`` receives each
+    call and its :class:`~voxwire.agents.echo.EchoStats` when the call ends (by default
+    they are logged). The other arguments are :func:`serve_agent`'s.
+    """
+    await serve_agent(
+        functools.partial(
+            echo_handler,
+            rate=PIPELINE_RATE,
+            hangover_ms=hangover_ms,
+            on_end=on_end or _log_call,
+        ),
+        protocol,
+        host,
+        port,
+        pipeline_rate=PIPELINE_RATE,
+        path=path,
+        lead=lead,
+        auth=auth,
+        stop=stop,
+        ready=ready,
+    )
+
+
+async def serve_agent(
+    handler: Handler,
+    protocol: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    pipeline_rate: int = PIPELINE_RATE,
+    path: str | None = None,
+    lead: float = 0.06,
+    auth: TokenAuth | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
+
     ``ready`` is called with the server's URL once it listens (``port=0`` picks a free
     port). WebSocket protocols accept the media stream on ``path``, or on any path when
-    it is None; AudioSocket listens for TCP connections. ``lead`` is the pacer's lead,
-    ``hangover_ms`` the silence that ends a caller's turn. ``auth`` checks a shared token
-    on every WebSocket connection (AudioSocket carries none). ``on_end`` receives each call
-    and its :class:`~voxwire.agents.echo.EchoStats` when the call ends (by default they
-    are logged).
+    it is None, and decode caller audio to ``pipeline_rate``; AudioSocket listens for
+    TCP connections and delivers the line rate. ``lead`` is the pacer's lead. ``auth``
+    checks a shared token on every WebSocket connection (AudioSocket carries none). On
+    ``stop`` every call is closed (WebSocket close code 1001, or the AudioSocket hangup)
+    and then the listening socket.
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -87,12 +126,10 @@ async def serve_echo(
     pacer = Pacer(lead)
     calls: set[Call] = set()
 
-    async def handler(call: Call) -> None:
+    async def tracked(call: Call) -> None:
         calls.add(call)
         try:
-            await echo_handler(
-                call, rate=PIPELINE_RATE, hangover_ms=hangover_ms, on_end=on_end or _log_call
-            )
+            await handler(call)
         finally:
             calls.discard(call)
 
@@ -111,7 +148,7 @@ async def serve_echo(
             raise ValueError("AudioSocket carries no token: protect it at the network level")
         from voxwire.aio.tcp import serve_audiosocket
 
-        tcp = await serve_audiosocket(handler, host, port, pacer=pacer)
+        tcp = await serve_audiosocket(tracked, host, port, pacer=pacer)
         async with tcp:
             bound = tcp.sockets[0].getsockname()
             if ready is not None:
@@ -124,7 +161,13 @@ async def serve_echo(
     from voxwire.aio.websockets_server import serve
 
     async with serve(
-        handler, codec_factory(protocol), host, port, path=path, auth=auth, pacer=pacer
+        tracked,
+        codec_factory(protocol, pipeline_rate),
+        host,
+        port,
+        path=path,
+        auth=auth,
+        pacer=pacer,
     ) as ws:
         bound = next(iter(ws.sockets)).getsockname()
         if ready is not None:

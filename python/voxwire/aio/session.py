@@ -200,6 +200,16 @@ class Call:
         """:attr:`played_samples` in seconds of line-rate audio."""
         return self.stream.played_seconds if self.stream else 0.0
 
+    def playout_position(self, now: float) -> int:
+        """Line-rate samples the phone has played by ``now`` (the send clock's estimate,
+        :meth:`voxwire.pacing.PacedStream.playout_position`); 0 before the call starts."""
+        return self.stream.playout_position(now) if self.stream else 0
+
+    @property
+    def queued_total(self) -> int:
+        """Line-rate samples queued since the call started: where the next audio begins."""
+        return self.stream.queued_total if self.stream else 0
+
     @property
     def queued_samples(self) -> int:
         """Line-rate samples waiting in the pacer."""
