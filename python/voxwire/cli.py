@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from voxwire import __version__
 from voxwire.benchmarks import BENCHMARKS
@@ -86,15 +87,20 @@ _PROTOCOLS = (
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser(
         "serve",
-        help="run a media-stream server with the echo agent",
-        description="Accept a provider's media stream and run the echo agent: it listens "
-        "with voxwire's VAD, plays each utterance back when the caller stops speaking, and "
-        "stops the playback at once when the caller talks over it. Stops cleanly on "
-        "SIGINT/SIGTERM.",
+        help="run a media-stream server with an agent (the echo agent, or a voice agent)",
+        description="Accept a provider's media stream and run an agent on each call: the "
+        "echo agent (--echo) plays each utterance back when the caller stops speaking, a "
+        "voice agent (--agent) holds a conversation; both stop talking at once when the "
+        "caller talks over them. Stops cleanly on SIGINT/SIGTERM.",
     )
     serve.add_argument("--protocol", required=True, choices=_PROTOCOLS)
-    serve.add_argument(
-        "--echo", action="store_true", required=True, help="run the echo agent (required)"
+    which = serve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--echo", action="store_true", help="run the echo agent")
+    which.add_argument(
+        "--agent",
+        metavar="MODULE:FACTORY",
+        help="run the agent FACTORY() returns (a voxwire.agents.pipeline.VoiceAgent, or any "
+        "async handler of a call); 'demo' is the built-in offline demo agent",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
@@ -185,8 +191,21 @@ def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
     return 0
 
 
+def _load_agent(spec: str) -> Any:
+    """``MODULE:FACTORY`` (or a built-in name) -> the agent the factory returns."""
+    builtin = {"demo": "voxwire.agents.demo:build_agent"}
+    target = builtin.get(spec, spec)
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"--agent takes MODULE:FACTORY or one of {', '.join(builtin)}, got {spec!r}"
+        )
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory()
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from voxwire.agents.server import serve_echo
+    from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
     from voxwire.security import TokenAuth
 
     if args.token and args.protocol == "audiosocket":
@@ -200,23 +219,47 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     port = args.port if args.port is not None else 9092 if args.protocol == "audiosocket" else 8080
 
+    agent = None
+    if args.agent:
+        try:
+            agent = _load_agent(args.agent)
+        except (ImportError, AttributeError, ValueError) as exc:
+            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
+            return 2
+    kind = "echo agent" if agent is None else f"agent {args.agent}"
+
     def ready(url: str) -> None:
         where = "" if args.protocol == "audiosocket" or args.path else " (any path)"
-        print(f"voxwire serve: {args.protocol} echo agent on {url}{where}", flush=True)
+        print(f"voxwire serve: {args.protocol} {kind} on {url}{where}", flush=True)
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_echo(
+        auth = TokenAuth(args.token) if args.token else None
+        if agent is None:
+            await serve_echo(
+                args.protocol,
+                args.host,
+                port,
+                path=args.path,
+                lead=args.lead,
+                hangover_ms=args.hangover_ms,
+                auth=auth,
+                stop=stop,
+                ready=ready,
+            )
+            return
+        await serve_agent(
+            agent,
             args.protocol,
             args.host,
             port,
+            pipeline_rate=getattr(agent, "pipeline_rate", PIPELINE_RATE),
             path=args.path,
             lead=args.lead,
-            hangover_ms=args.hangover_ms,
-            auth=TokenAuth(args.token) if args.token else None,
+            auth=auth,
             stop=stop,
             ready=ready,
         )

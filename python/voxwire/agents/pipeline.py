@@ -1,0 +1,537 @@
+"""The voice agent: streaming STT -> LLM -> TTS on any voxwire call.
+
+:class:`VoiceAgent` is a handler for every voxwire server (the WebSocket dialects,
+AudioSocket, and anything else that hands it a :class:`voxwire.aio.Call`)::
+
+    agent = VoiceAgent(stt, llm, tts, system_prompt="You are a helpful receptionist.")
+    async with serve(agent, codec_factory("twilio", agent.pipeline_rate), "0.0.0.0", 8080):
+        ...
+
+It is the thin asyncio driver of :class:`voxwire.voice.Conversation`: it moves audio,
+text and time between the call, the services and the conversation, and carries out the
+conversation's actions. Nothing in it decides anything about the dialogue.
+
+Audio is converted once per direction. The call delivers caller audio at the
+recogniser's rate (``pipeline_rate``, the codec's resampler); the synthesiser's audio is
+converted to the line rate here, with one streaming resampler per reply, so nothing of
+an interrupted reply leaks into the next. The played position after a clear comes from
+the call's send clock (:meth:`voxwire.aio.Call.playout_position`), mapped to the reply's
+own seconds and so to its words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voxwire.aio.session import Call
+from voxwire.errors import ServiceError
+from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
+from voxwire.resample import Resampler
+from voxwire.services.base import (
+    PCM,
+    LanguageModel,
+    LlmStream,
+    SpeechToText,
+    SttStream,
+    TextToSpeech,
+    TtsStream,
+)
+from voxwire.voice.conversation import (
+    Action,
+    CancelLlm,
+    CancelTts,
+    Clear,
+    Conversation,
+    EndpointPolicy,
+    EndTts,
+    FinalizeStt,
+    HangUp,
+    Mark,
+    Play,
+    Retrieve,
+    RunTool,
+    SpeakText,
+    StartLlm,
+    StartTts,
+    SttAudio,
+    ToolOutcome,
+    VoiceConfig,
+)
+from voxwire.voice.history import History
+from voxwire.voice.metrics import TurnMetrics
+from voxwire.voice.tools import Tool, ToolBox
+from voxwire.voice.turns import TurnPolicy
+
+__all__ = ["AgentCallResult", "KnowledgeHook", "VoiceAgent"]
+
+log = logging.getLogger("voxwire.agents")
+
+KnowledgeHook = Callable[[str], Awaitable[str]]
+"""``await hook(user_text)`` returns context for the model (empty: none)."""
+
+
+@dataclass
+class AgentCallResult:
+    """What one call's conversation did: its history, turns and failures."""
+
+    history: History
+    turns: list[TurnMetrics]
+    errors: dict[str, int] = field(default_factory=dict)
+    hung_up: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {
+            "history": self.history.to_dict(),
+            "turns": [t.as_dict() for t in self.turns],
+            "errors": dict(self.errors),
+            "hung_up": self.hung_up,
+        }
+
+
+class VoiceAgent:
+    """Runs the voice pipeline on each call it is given; see the module docstring.
+
+    Parameters
+    ----------
+    stt, llm, tts :
+        The services (:mod:`voxwire.services.base` contracts).
+    system_prompt : str
+        The model's instructions.
+    tools : sequence of Tool
+        Tools the model may call (:func:`voxwire.voice.tools.tool`).
+    knowledge : KnowledgeHook, optional
+        Runs on every caller turn; what it returns is given to the model as context.
+    policy : EndpointPolicy, optional
+        End-of-turn policy (default :class:`voxwire.voice.turns.TurnPolicy`).
+    config : VoiceConfig, optional
+        Timings and texts of the conversation.
+    history : callable, optional
+        Makes each call's starting :class:`~voxwire.voice.history.History` (to resume a
+        stored conversation); default: an empty one with ``system_prompt``.
+    on_end : callable, optional
+        Receives each call and its :class:`AgentCallResult` when the call ends.
+    """
+
+    def __init__(
+        self,
+        stt: SpeechToText,
+        llm: LanguageModel,
+        tts: TextToSpeech,
+        *,
+        system_prompt: str = "",
+        tools: Sequence[Tool] = (),
+        knowledge: KnowledgeHook | None = None,
+        policy: EndpointPolicy | None = None,
+        config: VoiceConfig | None = None,
+        history: Callable[[], History] | None = None,
+        on_end: Callable[[Call, AgentCallResult], None] | None = None,
+    ) -> None:
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.system_prompt = system_prompt
+        self.toolbox = ToolBox(tools)
+        self.knowledge = knowledge
+        self.policy: EndpointPolicy = policy if policy is not None else TurnPolicy()
+        self.config = config or VoiceConfig()
+        if knowledge is not None and not self.config.knowledge:
+            self.config = VoiceConfig(**{**vars(self.config), "knowledge": True})
+        self.history = history
+        self.on_end = on_end
+
+    @property
+    def pipeline_rate(self) -> int:
+        """The rate calls should deliver caller audio at: the recogniser's."""
+        return self.stt.sample_rate
+
+    async def __call__(self, call: Call) -> None:
+        """Hold the conversation on ``call`` until it ends (a server handler)."""
+        run = _AgentCall(self, call)
+        try:
+            await run.run()
+        finally:
+            result = run.result()
+            for turn in run.conversation.closed:
+                log.info("%s call %r %s", call.codec.name, _ident(call), turn.log_line())
+            if self.on_end is not None:
+                self.on_end(call, result)
+
+
+def _ident(call: Call) -> str:
+    return call.started.stream_id if call.started else "(not started)"
+
+
+@dataclass
+class _Placed:
+    line_pos: int  # where the audio begins in the call's line samples
+    offset: float  # where it begins in the reply's audio, seconds
+    samples: int  # line samples
+
+
+class _ReplyIO:
+    """One reply's service streams, tasks and line-side bookkeeping."""
+
+    def __init__(self, reply: int) -> None:
+        self.reply = reply
+        self.llm: LlmStream | None = None
+        self.llm_task: asyncio.Task[None] | None = None
+        self.tts: TtsStream | None = None
+        self.tts_task: asyncio.Task[None] | None = None
+        self.resampler: Resampler[np.int16] | None = None
+        self.next_offset: float | None = None
+        self.placed: list[_Placed] = []
+
+    def offset_at(self, line_pos: int, line_rate: int) -> float:
+        """The reply second that was playing at line sample ``line_pos``."""
+        offset = 0.0
+        for p in self.placed:
+            if p.line_pos > line_pos:
+                break
+            offset = p.offset + min(line_pos - p.line_pos, p.samples) / line_rate
+        return offset
+
+
+class _AgentCall:
+    def __init__(self, agent: VoiceAgent, call: Call) -> None:
+        self.agent = agent
+        self.call = call
+        self.loop = asyncio.get_running_loop()
+        history = agent.history() if agent.history is not None else History(agent.system_prompt)
+        self.conversation = Conversation(
+            agent.stt.sample_rate,
+            agent.policy,
+            history,
+            tools=agent.toolbox.specs,
+            config=agent.config,
+        )
+        self.stt: SttStream | None = None
+        self.stt_task: asyncio.Task[None] | None = None
+        self.replies: dict[int, _ReplyIO] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.inbound: Resampler[np.int16] | None = None
+        self.hung_up = False
+        self.line_rate = 0
+        self.stt_failures = 0
+
+    def result(self) -> AgentCallResult:
+        c = self.conversation
+        return AgentCallResult(c.history, c.turns, dict(c.errors), self.hung_up)
+
+    # --- the call's events -----------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async for event in self.call:
+                now = self.loop.time()
+                if isinstance(event, Audio):
+                    if self.stt is None:
+                        self._open(event.sample_rate, now)
+                    self.apply(self.conversation.audio(self._inbound(event), now))
+                elif isinstance(event, MarkPlayed):
+                    self.apply(
+                        self.conversation.mark_played(event.name, now, cleared=event.cleared)
+                    )
+                elif isinstance(event, CallStarted):
+                    if self.stt is None:
+                        self._open(event.media_format.sample_rate, now)
+                elif isinstance(event, Stopped):
+                    break
+                if self.hung_up:
+                    break
+        finally:
+            self.apply(self.conversation.close())
+            await self._shutdown()
+
+    def _open(self, rate: int, now: float) -> None:
+        started = self.call.started
+        self.line_rate = started.media_format.sample_rate if started else rate
+        self._open_stt()
+        self.apply(self.conversation.start(now))
+
+    def _inbound(self, event: Audio) -> PCM:
+        rate = self.agent.stt.sample_rate
+        if event.sample_rate == rate:
+            return event.pcm
+        if self.inbound is None or self.inbound.in_rate != event.sample_rate:
+            self.inbound = Resampler(event.sample_rate, rate)
+        return self.inbound.process(event.pcm)
+
+    # --- carrying out actions --------------------------------------------------------
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            self._do(action)
+        self._arm()
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, SttAudio):
+            if self.stt is not None:
+                self.stt.push(action.pcm)
+        elif isinstance(action, Play):
+            self._play(action)
+        elif isinstance(action, Mark):
+            self._mark(action)
+        elif isinstance(action, Clear):
+            self._clear(action)
+        elif isinstance(action, SpeakText):
+            io = self.replies.get(action.reply)
+            if io is not None and io.tts is not None:
+                io.tts.push(action.text)
+                io.tts.flush()
+        elif isinstance(action, StartLlm):
+            self._start_llm(action)
+        elif isinstance(action, StartTts):
+            self._start_tts(action.reply)
+        elif isinstance(action, EndTts):
+            io = self.replies.get(action.reply)
+            if io is not None and io.tts is not None:
+                io.tts.end_input()
+        elif isinstance(action, CancelLlm):
+            self._cancel_llm(action.reply)
+        elif isinstance(action, CancelTts):
+            self._cancel_tts(action.reply)
+        elif isinstance(action, RunTool):
+            self._spawn(self._tool(action))
+        elif isinstance(action, Retrieve):
+            self._spawn(self._retrieve(action))
+        elif isinstance(action, FinalizeStt):
+            if self.stt is not None:
+                self.stt.finalize()
+        elif isinstance(action, HangUp):
+            self.hung_up = True
+            self._spawn(self.call.close(1000, action.reason))
+
+    def _io(self, reply: int) -> _ReplyIO:
+        io = self.replies.get(reply)
+        if io is None:
+            io = self.replies[reply] = _ReplyIO(reply)
+            # only the live reply and one before it (tools still running) are kept
+            for old in [k for k in self.replies if k < reply - 1]:
+                del self.replies[old]
+        return io
+
+    def _play(self, action: Play) -> None:
+        if self.call.stream is None:
+            return
+        io = self._io(action.reply)
+        line_rate = self.line_rate
+        pcm = action.pcm
+        if action.sample_rate != line_rate:
+            if (
+                io.resampler is None
+                or io.next_offset is None
+                or (abs(action.offset - io.next_offset) > 0.5 / action.sample_rate)
+            ):
+                io.resampler = Resampler(action.sample_rate, line_rate)
+            pcm = io.resampler.process(pcm)
+        io.next_offset = action.offset + len(action.pcm) / action.sample_rate
+        io.placed.append(_Placed(self.call.queued_total, action.offset, len(pcm)))
+        if len(pcm):
+            self.call.play(pcm, line_rate)
+
+    def _mark(self, action: Mark) -> None:
+        if self.call.stream is None:
+            return
+        io = self.replies.get(action.reply)
+        if action.final and io is not None and io.resampler is not None:
+            # the resampler holds the last few ms of the reply: they play before the mark
+            tail = io.resampler.flush()
+            io.resampler = None
+            io.next_offset = None
+            if len(tail) and io.placed:
+                io.placed[-1].samples += len(tail)
+                self.call.play(tail, self.line_rate)
+        self.call.mark(action.name)
+
+    def _clear(self, action: Clear) -> None:
+        now = self.loop.time()
+        io = self.replies.get(action.reply)
+        offset = 0.0
+        if io is not None and self.call.stream is not None:
+            offset = io.offset_at(self.call.playout_position(now), self.line_rate)
+            io.resampler = None
+            io.next_offset = None
+        if self.call.stream is not None:
+            self.call.clear()
+        self.apply(self.conversation.heard(action.reply, offset, now))
+
+    # --- services -------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _open_stt(self) -> None:
+        self.stt = self.agent.stt.stream()
+        self.stt_task = self._spawn(self._read_stt(self.stt))
+
+    async def _read_stt(self, stream: SttStream) -> None:
+        try:
+            async for result in stream:
+                self.apply(self.conversation.transcript(result, self.loop.time()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing recogniser never ends the call
+            error = exc if isinstance(exc, ServiceError) else ServiceError("stt", "error", str(exc))
+            log.warning("%s call %r: STT failed: %s", self.call.codec.name, _ident(self.call), exc)
+            self.apply(self.conversation.stt_failed(error, self.loop.time()))
+            self.stt_failures += 1
+            if self.stt_failures <= 5 and not self.conversation.ended:
+                await asyncio.sleep(0.2 * self.stt_failures)
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+                self._open_stt()
+
+    def _start_llm(self, action: StartLlm) -> None:
+        io = self._io(action.reply)
+        self._cancel_llm(action.reply)
+        try:
+            io.llm = self.agent.llm.complete(action.messages, action.tools)
+        except Exception as exc:
+            self._llm_failed(action.reply, exc)
+            return
+        io.llm_task = self._spawn(self._read_llm(action.reply, io.llm))
+
+    async def _read_llm(self, reply: int, stream: LlmStream) -> None:
+        try:
+            async for event in stream:
+                self.apply(self.conversation.llm_event(reply, event, self.loop.time()))
+            self.apply(self.conversation.llm_done(reply, self.loop.time()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._llm_failed(reply, exc)
+
+    def _llm_failed(self, reply: int, exc: Exception) -> None:
+        error = exc if isinstance(exc, ServiceError) else ServiceError("llm", "error", str(exc))
+        log.warning("%s call %r: LLM failed: %s", self.call.codec.name, _ident(self.call), exc)
+        self.apply(self.conversation.llm_failed(reply, error, self.loop.time()))
+
+    def _cancel_llm(self, reply: int) -> None:
+        io = self.replies.get(reply)
+        if io is None or io.llm is None:
+            return
+        stream, io.llm = io.llm, None
+        if io.llm_task is not None:
+            io.llm_task.cancel()
+            io.llm_task = None
+        self._spawn(_quiet_close(stream))
+
+    def _start_tts(self, reply: int) -> None:
+        io = self._io(reply)
+        try:
+            io.tts = self.agent.tts.stream()
+        except Exception as exc:
+            self._tts_failed(reply, exc)
+            return
+        io.tts_task = self._spawn(self._read_tts(reply, io.tts))
+
+    async def _read_tts(self, reply: int, stream: TtsStream) -> None:
+        rate = self.agent.tts.sample_rate
+        try:
+            async for chunk in stream:
+                self.apply(self.conversation.tts_audio(reply, chunk, self.loop.time(), rate))
+            self.apply(self.conversation.tts_done(reply, self.loop.time()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._tts_failed(reply, exc)
+
+    def _tts_failed(self, reply: int, exc: Exception) -> None:
+        error = exc if isinstance(exc, ServiceError) else ServiceError("tts", "error", str(exc))
+        log.warning("%s call %r: TTS failed: %s", self.call.codec.name, _ident(self.call), exc)
+        self.apply(self.conversation.tts_failed(reply, error, self.loop.time()))
+
+    def _cancel_tts(self, reply: int) -> None:
+        io = self.replies.get(reply)
+        if io is None or io.tts is None:
+            return
+        stream, io.tts = io.tts, None
+        if io.tts_task is not None:
+            io.tts_task.cancel()
+            io.tts_task = None
+        self._spawn(_quiet_close(stream))
+
+    async def _tool(self, action: RunTool) -> None:
+        result = await self.agent.toolbox.run(action.call)
+        outcome = ToolOutcome(
+            result.call_id, result.name, result.content, result.error, result.seconds
+        )
+        if result.error:
+            log.warning(
+                "%s call %r: tool %s: %s",
+                self.call.codec.name,
+                _ident(self.call),
+                result.name,
+                result.content[:200],
+            )
+        self.apply(self.conversation.tool_result(action.reply, outcome, self.loop.time()))
+
+    async def _retrieve(self, action: Retrieve) -> None:
+        hook = self.agent.knowledge
+        context = ""
+        if hook is not None:
+            try:
+                context = await asyncio.wait_for(
+                    hook(action.query), self.agent.config.retrieve_timeout
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "%s call %r: knowledge hook failed: %r",
+                    self.call.codec.name,
+                    _ident(self.call),
+                    exc,
+                )
+        self.apply(self.conversation.retrieved(action.reply, context, self.loop.time()))
+
+    # --- time ------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        when = self.conversation.get_timer()
+        if self.timer is not None:
+            if when is not None and abs(self.timer.when() - when) < 1e-6:
+                return
+            self.timer.cancel()
+            self.timer = None
+        if when is not None and not self.conversation.ended:
+            self.timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.apply(self.conversation.handle_timer(self.loop.time()))
+
+    async def _shutdown(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        for reply in list(self.replies):
+            self._cancel_llm(reply)
+            self._cancel_tts(reply)
+        if self.stt is not None:
+            self.stt.end_input()
+            self._spawn(_quiet_close(self.stt))
+        if self.stt_task is not None:
+            self.stt_task.cancel()
+        # tools still running (a booking) get a moment to finish; then everything stops
+        pending = [task for task in self.tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+        for task in list(self.tasks):
+            task.cancel()
+
+
+async def _quiet_close(stream: LlmStream | TtsStream | SttStream) -> None:
+    with contextlib.suppress(Exception):
+        await stream.aclose()

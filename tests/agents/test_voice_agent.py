@@ -1,0 +1,182 @@
+"""The voice agent end to end over loopback sockets, with the fake services.
+
+The simulated phone speaks espeak-ng speech; the agent's fake recogniser reads a script,
+the fake model answers, the fake synthesiser speaks word-timed audio. Each call runs
+against its own server on 127.0.0.1 (port 0), bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
+
+from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
+from voxwire.agents.server import serve_agent
+from voxwire.aio import Call
+from voxwire.services.base import ChatMessage, ToolCall
+from voxwire.services.fake import FakeLlm, FakeReply, FakeStt, FakeTts
+from voxwire.sim import PROVIDERS, CallPlan, CallReport, place_call, synthesize
+from voxwire.voice.tools import tool
+
+SAY = "What are your opening hours?"
+BARGE = "Sorry to interrupt you there."
+LONG = (
+    "We are open from nine in the morning until five in the evening on weekdays, "
+    "and from ten until two on Saturdays, and we are closed on Sundays and holidays."
+)
+
+
+def speech(protocol: str, text: str = SAY, seed: int = 1) -> np.ndarray:
+    return synthesize(text, PROVIDERS[protocol].default_rate, seed=seed)
+
+
+async def agent_call(
+    protocol: str, plan: CallPlan, agent: VoiceAgent, timeout: float = 20.0
+) -> tuple[CallReport, list[AgentCallResult]]:
+    stop = asyncio.Event()
+    urls: list[str] = []
+    results: list[AgentCallResult] = []
+
+    def on_end(call: Call, result: AgentCallResult) -> None:
+        results.append(result)
+
+    agent.on_end = on_end
+    server = asyncio.create_task(
+        serve_agent(
+            agent,
+            protocol,
+            "127.0.0.1",
+            0,
+            pipeline_rate=agent.pipeline_rate,
+            stop=stop,
+            ready=urls.append,
+        )
+    )
+    try:
+        for _ in range(500):
+            if urls or server.done():
+                break
+            await asyncio.sleep(0.01)
+        assert urls, f"the {protocol} agent server did not start"
+        report = await asyncio.wait_for(place_call(urls[0], protocol, plan), timeout)
+        for _ in range(150):
+            if results:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 10)
+    return report, results
+
+
+def answer(text: str):  # type: ignore[no-untyped-def]
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        return text
+
+    return reply
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "vonage", "audiosocket"])
+def test_the_agent_answers_a_question(protocol: str) -> None:
+    llm = FakeLlm(answer("We open at nine. We close at five."))
+    agent = VoiceAgent(FakeStt([SAY.lower()]), llm, FakeTts(), system_prompt="Be brief.")
+    report, results = asyncio.run(agent_call(protocol, CallPlan(speech(protocol)), agent))
+    (said,) = report.utterances
+    assert said.reply_start is not None, report.summary()
+    (result,) = results
+    assert [m.role for m in result.history.messages] == ["user", "assistant"]
+    assert result.history.messages[1].content == "We open at nine. We close at five."
+    assert llm.requests[0].messages[0] == ChatMessage("system", "Be brief.")
+    (turn,) = result.turns
+    assert turn.user_text == SAY.lower()
+    assert turn.first_audio_played is not None
+    assert turn.reply_latency is not None
+    assert turn.reply_latency > 0.1 + 0.2  # the recogniser's and the model's latencies
+    assert not turn.interrupted
+
+
+@pytest.mark.parametrize("protocol", ["twilio", "telnyx", "jambonz"])
+def test_barge_in_stops_the_reply_and_cuts_the_context(protocol: str) -> None:
+    llm = FakeLlm(answer(LONG))
+    tts = FakeTts()
+    agent = VoiceAgent(FakeStt([SAY.lower(), "sorry to interrupt"]), llm, tts)
+    plan = CallPlan(speech(protocol), barge_in=speech(protocol, BARGE, 2), barge_in_after=1.0)
+    report, results = asyncio.run(agent_call(protocol, plan, agent))
+    assert report.clears, report.summary()
+    assert report.clear_latency is not None
+    (result,) = results
+    first = result.turns[0]
+    assert first.interrupted
+    heard = result.history.messages[1]
+    assert heard.role == "assistant"
+    assert heard.content, "a second of the reply played: its first words were heard"
+    assert LONG.startswith(heard.content)
+    assert len(heard.content) < len(LONG) / 2
+    assert first.heard_text == heard.content
+    # the synthesiser is faster than real time: it had finished, and only the audio
+    # queued at the phone was left to stop
+    assert tts.requests[0].done
+    # the caller's interruption was its next turn, answered in turn
+    assert [m.role for m in result.history.messages[:3]] == ["user", "assistant", "user"]
+
+
+def test_a_tool_call_runs_and_its_result_reaches_the_model() -> None:
+    booked: list[str] = []
+
+    @tool
+    def book(day: str) -> str:
+        """Book an appointment.
+
+        Parameters
+        ----------
+        day : str
+            The day.
+        """
+        booked.append(day)
+        return f"booked for {day}, id 7"
+
+    def reply(messages: Sequence[ChatMessage]) -> FakeReply:
+        if messages[-1].role == "tool":
+            return FakeReply(f"Done: {messages[-1].content}.")
+        return FakeReply("Let me book that.", [ToolCall("call_1", "book", {"day": "monday"})])
+
+    llm = FakeLlm(reply)
+    agent = VoiceAgent(FakeStt(["book me for monday"]), llm, FakeTts(), tools=[book])
+    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+    assert booked == ["monday"]
+    (result,) = results
+    roles = [m.role for m in result.history.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    assert result.history.messages[-1].content == "Done: booked for monday, id 7."
+    assert result.turns[0].tools[0].name == "book"
+    assert report.utterances[0].reply_start is not None
+
+
+def test_a_failing_model_is_answered_with_an_apology() -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        raise RuntimeError("the model is down")
+
+    agent = VoiceAgent(FakeStt(["hello"]), FakeLlm(reply), FakeTts())
+    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+    (result,) = results
+    assert result.history.messages[-1].content == agent.config.apology_text
+    assert sum(result.errors.values()) == 1
+    assert report.utterances[0].reply_start is not None  # the apology was heard
+
+
+def test_the_agent_hangs_up_after_its_goodbye() -> None:
+    def reply(messages: Sequence[ChatMessage]) -> FakeReply:
+        return FakeReply("Goodbye!", [ToolCall("c1", "end_call", {})])
+
+    agent = VoiceAgent(FakeStt(["bye"]), FakeLlm(reply), FakeTts())
+    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+    (result,) = results
+    assert result.hung_up
+    assert report.closed_by_server
+    assert report.utterances[0].reply_start is not None

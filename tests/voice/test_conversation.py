@@ -1,0 +1,435 @@
+"""The conversation core, sans-I/O: synthetic speech fed frame by frame on a virtual clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from voxwire.errors import ServiceError
+from voxwire.services.base import SpeechAudio, TextDelta, ToolCall, Transcript, Word
+from voxwire.services.fake import speech_signal
+from voxwire.voice.conversation import (
+    END_CALL,
+    Action,
+    CancelLlm,
+    CancelTts,
+    Clear,
+    Conversation,
+    EndTts,
+    FinalizeStt,
+    HangUp,
+    Mark,
+    Play,
+    RunTool,
+    SpeakText,
+    StartLlm,
+    StartTts,
+    SttAudio,
+    ToolOutcome,
+    VoiceConfig,
+)
+from voxwire.voice.history import History
+
+RATE = 16000
+FRAME = RATE // 50
+
+
+@dataclass
+class FixedPolicy:
+    """A turn policy with one delay: the core's timing is what is under test."""
+
+    wait: float = 0.1
+    hangover_ms: int = 200
+    texts: list[str] = field(default_factory=list)
+
+    def delay(self, text: str) -> float:
+        self.texts.append(text)
+        return self.wait
+
+
+def words_of(text: str, start: float = 0.0, per_word: float = 0.3) -> tuple[Word, ...]:
+    return tuple(
+        Word(w, start + i * per_word, start + i * per_word + 0.25)
+        for i, w in enumerate(text.split())
+    )
+
+
+def tone(seconds: float, level: float = 0.2) -> np.ndarray:
+    """Speech-like audio: the fake TTS's voiced signal, cut to length."""
+    sig = speech_signal("hello there how are you doing today my friend", RATE)[0]
+    reps = int(np.ceil(seconds * RATE / len(sig))) + 1
+    out = np.tile(sig, reps)[: round(seconds * RATE)].astype(np.float64)
+    return np.clip(out * level / 0.1, -32768, 32767).astype(np.int16)
+
+
+class Harness:
+    """Feeds a Conversation 20 ms at a time and collects what it asks for."""
+
+    def __init__(self, config: VoiceConfig | None = None, wait: float = 0.1) -> None:
+        self.policy = FixedPolicy(wait)
+        self.history = History("You are a test.")
+        self.conv = Conversation(RATE, self.policy, self.history, config=config)
+        self.now = 0.0
+        self.actions: list[Action] = []
+        self.played: list[Play] = []
+        self.marks: list[Mark] = []
+
+    def take(self, actions: list[Action]) -> list[Action]:
+        self.actions += actions
+        for a in actions:
+            if isinstance(a, Play):
+                self.played.append(a)
+            elif isinstance(a, Mark):
+                self.marks.append(a)
+        return actions
+
+    def feed(self, pcm: np.ndarray) -> list[Action]:
+        got: list[Action] = []
+        for i in range(0, len(pcm), FRAME):
+            self.now += FRAME / RATE
+            got += self.take(self.conv.audio(pcm[i : i + FRAME], self.now))
+            timer = self.conv.get_timer()
+            while timer is not None and timer <= self.now:
+                got += self.take(self.conv.handle_timer(self.now))
+                timer = self.conv.get_timer()
+        return got
+
+    def silence(self, seconds: float) -> list[Action]:
+        return self.feed(np.zeros(round(seconds * RATE), np.int16))
+
+    def of(self, kind: type, actions: list[Action] | None = None) -> list[Action]:
+        return [a for a in (self.actions if actions is None else actions) if isinstance(a, kind)]
+
+    def say_turn(self, text: str, seconds: float = 0.8) -> StartLlm:
+        """The caller says ``text``; the recogniser's final comes 100 ms after it ends."""
+        self.silence(0.2)
+        self.feed(tone(seconds))
+        self.silence(0.1)
+        self.take(self.conv.transcript(Transcript(text, True, 0, seconds), self.now))
+        got = self.silence(0.5)
+        starts = self.of(StartLlm, got)
+        assert len(starts) == 1, got
+        start = starts[0]
+        assert isinstance(start, StartLlm)
+        return start
+
+    def reply(self, reply: int, text: str, *, done: bool = True) -> list[Action]:
+        got = self.take(self.conv.llm_event(reply, TextDelta(text), self.now))
+        if done:
+            got += self.take(self.conv.llm_done(reply, self.now))
+        return got
+
+    def synth(self, reply: int, text: str, start: float = 0.0, seconds: float = 0.0) -> Play:
+        """The TTS answers one SpeakText with audio and word timings."""
+        n = len(text.split())
+        seconds = seconds or 0.3 * n
+        pcm = tone(seconds)
+        got = self.take(
+            self.conv.tts_audio(
+                reply, SpeechAudio(pcm, words_of(text, start), text), self.now, RATE
+            )
+        )
+        plays = self.of(Play, got)
+        assert plays, got
+        play = plays[-1]
+        assert isinstance(play, Play)
+        return play
+
+
+def test_a_turn_is_answered_and_the_history_holds_it() -> None:
+    h = Harness()
+    start = h.say_turn("what are your opening hours")
+    assert start.messages[0].role == "system"
+    assert start.messages[-1].content == "what are your opening hours"
+    assert any(t.name == END_CALL for t in start.tools)
+    got = h.reply(start.reply, "We open at nine. We close at five.")
+    speaks = [a.text for a in h.of(SpeakText, got)]
+    assert speaks == ["We open at nine.", "We close at five."]
+    assert h.of(StartTts, got)
+    assert h.of(EndTts, got)
+    h.synth(start.reply, "We open at nine.")
+    h.synth(start.reply, "We close at five.", start=1.2)
+    end = h.take(h.conv.tts_done(start.reply, h.now))
+    final = [m for m in h.of(Mark, end) if isinstance(m, Mark) and m.final]
+    assert len(final) == 1
+    start_mark = h.marks[0]
+    h.take(h.conv.mark_played(start_mark.name, h.now))
+    h.take(h.conv.mark_played(final[0].name, h.now + 2.4))
+    assert h.conv.state == "listening"
+    roles = [m.role for m in h.history.messages]
+    assert roles == ["user", "assistant"]
+    assert h.history.messages[1].content == "We open at nine. We close at five."
+    turn = h.conv.turns[0]
+    assert turn.speech_end is not None
+    assert turn.endpoint is not None
+    assert turn.first_audio_played is not None
+    assert turn.reply_latency is not None
+    assert h.conv.closed == [turn]
+
+
+def test_the_first_sentence_is_spoken_before_the_model_finishes() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    got = h.reply(start.reply, "Hi! I am", done=False)
+    assert [a.text for a in h.of(SpeakText, got)] == ["Hi!"]
+    assert not h.of(EndTts, got)
+
+
+def test_a_turn_waits_for_the_final_transcript_and_asks_for_it() -> None:
+    h = Harness()
+    h.silence(0.2)
+    h.feed(tone(0.8))
+    h.take(h.conv.transcript(Transcript("book a", False), h.now))
+    got = h.silence(0.5)
+    assert h.of(FinalizeStt, got)
+    assert not h.of(StartLlm, got)
+    got = h.take(h.conv.transcript(Transcript("book a table", True), h.now))
+    starts = h.of(StartLlm, got)
+    assert len(starts) == 1
+    assert h.history.messages[-1].content == "book a table"
+
+
+def test_without_a_final_the_interim_text_is_used_after_the_timeout() -> None:
+    h = Harness(VoiceConfig(final_timeout=0.3))
+    h.silence(0.2)
+    h.feed(tone(0.6))
+    h.take(h.conv.transcript(Transcript("hello there", False), h.now))
+    got = h.silence(1.0)
+    assert len(h.of(StartLlm, got)) == 1
+    assert h.history.messages[-1].content == "hello there"
+
+
+def test_speech_before_the_endpoint_continues_the_turn() -> None:
+    h = Harness(wait=0.6)
+    h.silence(0.2)
+    h.feed(tone(0.6))
+    h.take(h.conv.transcript(Transcript("my number is", True), h.now))
+    h.silence(0.3)  # the VAD ended the utterance, the policy still waits
+    h.feed(tone(0.5))
+    h.take(h.conv.transcript(Transcript("four one five", True), h.now))
+    got = h.silence(1.2)
+    assert len(h.of(StartLlm, got)) == 1
+    assert h.history.messages[-1].content == "my number is four one five"
+
+
+def test_speech_while_thinking_cancels_the_draft_and_keeps_the_words() -> None:
+    h = Harness()
+    start = h.say_turn("i want to book")
+    got = h.feed(tone(0.4))
+    assert h.of(CancelLlm, got)
+    assert [m.role for m in h.history.messages] == []
+    h.take(h.conv.transcript(Transcript("a cleaning", True), h.now))
+    got = h.silence(0.6)
+    starts = h.of(StartLlm, got)
+    assert len(starts) == 1
+    assert isinstance(starts[0], StartLlm)
+    assert starts[0].reply != start.reply
+    assert h.history.messages[-1].content == "i want to book a cleaning"
+    # the cancelled reply's late events are ignored
+    assert h.conv.llm_event(start.reply, TextDelta("Sure."), h.now) == []
+
+
+def start_speaking(h: Harness, text: str) -> tuple[StartLlm, Play]:
+    start = h.say_turn("tell me about your services")
+    h.reply(start.reply, text)
+    play = h.synth(start.reply, text)
+    h.take(h.conv.tts_done(start.reply, h.now))
+    return start, play
+
+
+LONG = "We offer check-ups and cleanings and whitening and fillings for the whole family."
+
+
+def test_barge_in_clears_at_once_and_cuts_the_history_to_the_heard_words() -> None:
+    h = Harness()
+    start, _ = start_speaking(h, LONG)
+    h.silence(1.0)
+    got = h.feed(tone(0.06))
+    clears = h.of(Clear, got)
+    assert len(clears) == 1
+    # the driver reports the played position: 1.05 s into the reply (words start every
+    # 0.3 s: "We offer check-ups and" have started, "cleanings" at 1.2 s has not)
+    h.take(h.conv.heard(start.reply, 1.05, h.now))
+    h.feed(tone(0.4))
+    turn = h.conv.turns[-1]
+    assert turn.interrupted
+    assert h.history.messages[-1].role == "assistant"
+    assert h.history.messages[-1].content == "We offer check-ups and"
+    assert turn.heard_text == "We offer check-ups and"
+    assert h.conv.state == "listening"
+    # the caller's words are the next turn
+    h.take(h.conv.transcript(Transcript("how much is whitening", True), h.now))
+    got = h.silence(0.6)
+    assert len(h.of(StartLlm, got)) == 1
+    assert [m.role for m in h.history.messages] == ["user", "assistant", "user"]
+
+
+def test_barge_in_before_the_first_word_leaves_no_assistant_text() -> None:
+    h = Harness()
+    start = h.say_turn("tell me about your services")
+    h.reply(start.reply, LONG, done=False)  # the model is still writing
+    h.synth(start.reply, LONG)
+    h.feed(tone(0.06))
+    h.take(h.conv.heard(start.reply, 0.0, h.now))
+    got = h.feed(tone(0.4))
+    assert h.of(CancelLlm, got)
+    assert h.of(CancelTts, got)
+    assert [m.role for m in h.history.messages] == ["user"]
+
+
+def test_a_short_noise_resumes_the_reply_from_the_word_it_stopped() -> None:
+    h = Harness()
+    start, first = start_speaking(h, LONG)
+    h.silence(1.0)
+    got = h.feed(tone(0.1))
+    assert h.of(Clear, got)
+    h.take(h.conv.heard(start.reply, 1.3, h.now))  # inside "cleanings" (1.2-1.45 s)
+    got = h.silence(0.4)
+    plays = h.of(Play, got)
+    assert len(plays) == 1
+    assert isinstance(plays[0], Play)
+    assert plays[0].offset == pytest.approx(1.2)
+    assert len(plays[0].pcm) == len(first.pcm) - round(1.2 * RATE)
+    # and the reply still ends with a final mark that finishes it
+    final = [m for m in h.of(Mark, got) if isinstance(m, Mark) and m.final]
+    assert final
+    h.take(h.conv.mark_played(final[-1].name, h.now + 5))
+    assert h.conv.state == "listening"
+    turn = h.conv.turns[-1]
+    assert not turn.interrupted
+    assert turn.false_interruptions == 1
+    assert h.history.messages[-1].content == LONG
+
+
+def test_the_agents_own_echo_does_not_interrupt_it() -> None:
+    h = Harness()
+    _start, play = start_speaking(h, LONG)
+    # the line returns the reply 15 dB down, 40 ms late, for the whole reply
+    echo = (play.pcm.astype(np.float64) * 10 ** (-15 / 20)).astype(np.int16)
+    got = h.feed(np.concatenate([np.zeros(640, np.int16), echo]))
+    assert not h.of(Clear, got)
+    stt = [a for a in got if isinstance(a, SttAudio)]
+    assert stt
+    assert max(int(np.abs(a.pcm).max()) for a in stt) == 0
+
+
+def test_caller_speech_over_echo_still_barges_in() -> None:
+    h = Harness()
+    _start, play = start_speaking(h, LONG)
+    echo = (play.pcm[: RATE // 2].astype(np.float64) * 10 ** (-15 / 20)).astype(np.int16)
+    h.feed(echo)
+    got = h.feed(tone(0.1, level=0.3))
+    assert h.of(Clear, got)
+
+
+def test_tools_run_and_their_results_go_back_to_the_model() -> None:
+    h = Harness(VoiceConfig(filler_after=0.5))
+    start = h.say_turn("book me for monday")
+    call = ToolCall("call_1", "book", {"day": "monday"})
+    h.take(h.conv.llm_event(start.reply, TextDelta("Let me check."), h.now))
+    h.take(h.conv.llm_event(start.reply, call, h.now))
+    got = h.take(h.conv.llm_done(start.reply, h.now))
+    runs = h.of(RunTool, got)
+    assert len(runs) == 1
+    assert isinstance(runs[0], RunTool)
+    assert runs[0].call == call
+    got = h.silence(0.6)  # the tool is slow: the filler is said
+    assert [a.text for a in h.of(SpeakText, got)] == ["One moment, please."]
+    got = h.take(
+        h.conv.tool_result(start.reply, ToolOutcome("call_1", "book", "booked: id 7"), h.now)
+    )
+    again = h.of(StartLlm, got)
+    assert len(again) == 1
+    assert isinstance(again[0], StartLlm)
+    roles = [m.role for m in again[0].messages]
+    assert roles[-3:] == ["user", "assistant", "tool"]
+    assert again[0].messages[-2].tool_calls == (call,)
+    assert again[0].messages[-2].content == "Let me check. One moment, please."
+    assert h.conv.turns[-1].tools[0].name == "book"
+
+
+def test_tool_results_survive_a_barge_in() -> None:
+    h = Harness()
+    start = h.say_turn("book me for monday")
+    h.take(h.conv.llm_event(start.reply, TextDelta("Booking that now."), h.now))
+    h.take(h.conv.llm_event(start.reply, ToolCall("call_1", "book", {}), h.now))
+    h.take(h.conv.llm_done(start.reply, h.now))
+    h.synth(start.reply, "Booking that now.")
+    h.feed(tone(0.06))
+    h.take(h.conv.heard(start.reply, 0.1, h.now))
+    h.feed(tone(0.4))
+    assert h.conv.turns[-1].interrupted
+    # the booking finishes after the interruption: its result still enters the history
+    h.take(h.conv.tool_result(start.reply, ToolOutcome("call_1", "book", "booked"), h.now))
+    roles = [m.role for m in h.history.messages]
+    assert roles == ["user", "assistant", "tool"]
+    assert h.history.messages[1].tool_calls[0].id == "call_1"
+    assert h.history.messages[1].content == "Booking"
+
+
+def test_end_call_hangs_up_after_the_goodbye_played() -> None:
+    h = Harness()
+    start = h.say_turn("thanks goodbye")
+    h.take(h.conv.llm_event(start.reply, TextDelta("Goodbye!"), h.now))
+    h.take(h.conv.llm_event(start.reply, ToolCall("c1", END_CALL, {}), h.now))
+    got = h.take(h.conv.llm_done(start.reply, h.now))
+    assert not h.of(RunTool, got)
+    assert h.of(EndTts, got)
+    h.synth(start.reply, "Goodbye!")
+    got = h.take(h.conv.tts_done(start.reply, h.now))
+    assert not h.of(HangUp, got)
+    final = [m for m in h.of(Mark, got) if isinstance(m, Mark) and m.final]
+    got = h.take(h.conv.mark_played(final[0].name, h.now + 1))
+    assert h.of(HangUp, got)
+    assert h.conv.ended
+
+
+def test_a_failing_model_gets_an_apology_and_the_call_goes_on() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    got = h.take(h.conv.llm_failed(start.reply, ServiceError("llm", "status_503"), h.now))
+    assert [a.text for a in h.of(SpeakText, got)] == [VoiceConfig().apology_text]
+    assert h.conv.errors == {"llm:status_503": 1}
+    assert h.conv.turns[-1].errors == ["llm:status_503"]
+
+
+def test_a_stalled_model_times_out_into_an_apology() -> None:
+    h = Harness(VoiceConfig(llm_timeout=1.0))
+    start = h.say_turn("hello")
+    got = h.silence(1.2)
+    assert h.of(CancelLlm, got)
+    assert [a.text for a in h.of(SpeakText, got)] == [VoiceConfig().apology_text]
+    assert h.conv.errors == {"llm:timeout": 1}
+    assert start.reply == h.conv.turns[-1].index + 1
+
+
+def test_a_failing_synthesiser_ends_the_reply_without_killing_the_call() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    h.reply(start.reply, "Hi there.", done=False)
+    got = h.take(h.conv.tts_failed(start.reply, ServiceError("tts", "closed"), h.now))
+    assert h.of(CancelLlm, got)
+    assert h.conv.state == "listening"
+    h.say_turn("are you there")  # the next turn is answered
+
+
+def test_engines_without_word_timings_are_cut_by_an_estimate() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    h.reply(start.reply, "One two three four.")
+    pcm = tone(2.0)
+    h.take(h.conv.tts_audio(start.reply, SpeechAudio(pcm, (), "One two three four."), h.now, RATE))
+    h.feed(tone(0.06))
+    # by characters "three" starts at 8/19 of the 2 s (0.84 s): at 0.8 s "One two" started
+    h.take(h.conv.heard(start.reply, 0.8, h.now))
+    h.feed(tone(0.4))
+    assert h.history.messages[-1].content == "One two"
+
+
+def test_the_greeting_is_said_at_the_start() -> None:
+    h = Harness(VoiceConfig(greeting="Hello, Harbor Dental."))
+    got = h.take(h.conv.start(0.0))
+    assert [a.text for a in h.of(SpeakText, got)] == ["Hello, Harbor Dental."]
+    assert h.history.messages[-1].content == "Hello, Harbor Dental."
