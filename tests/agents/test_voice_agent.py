@@ -82,17 +82,103 @@ def answer(text: str):  # type: ignore[no-untyped-def]
     return reply
 
 
-@pytest.mark.parametrize("protocol", ["twilio", "vonage", "audiosocket"])
-def test_the_agent_answers_a_question(protocol: str) -> None:
-    llm = FakeLlm(answer("We open at nine. We close at five."))
-    agent = VoiceAgent(FakeStt([SAY.lower()]), llm, FakeTts(), system_prompt="Be brief.")
-    report, results = asyncio.run(agent_call(protocol, CallPlan(speech(protocol)), agent))
+ANSWER = "We open at nine. We close at five."
+ASKED = ["twilio", "vonage", "audiosocket"]
+BARGED = ["twilio", "telnyx", "jambonz"]
+
+
+def answering_agent() -> VoiceAgent:
+    return VoiceAgent(
+        FakeStt([SAY.lower()]), FakeLlm(answer(ANSWER)), FakeTts(), system_prompt="Be brief."
+    )
+
+
+def barged_agent() -> VoiceAgent:
+    return VoiceAgent(
+        FakeStt([SAY.lower(), "sorry to interrupt"]), FakeLlm(answer(LONG)), FakeTts()
+    )
+
+
+booked: list[str] = []
+
+
+@tool
+def book(day: str) -> str:
+    """Book an appointment.
+
+    Parameters
+    ----------
+    day : str
+        The day.
+    """
+    booked.append(day)
+    return f"booked for {day}, id 7"
+
+
+def booking_reply(messages: Sequence[ChatMessage]) -> FakeReply:
+    if messages[-1].role == "tool":
+        return FakeReply(f"Done: {messages[-1].content}.")
+    return FakeReply("Let me book that.", [ToolCall("call_1", "book", {"day": "monday"})])
+
+
+def broken_reply(messages: Sequence[ChatMessage]) -> str:
+    raise RuntimeError("the model is down")
+
+
+def goodbye_reply(messages: Sequence[ChatMessage]) -> FakeReply:
+    return FakeReply("Goodbye!", [ToolCall("c1", "end_call", {})])
+
+
+Outcome = tuple[CallReport, list[AgentCallResult], VoiceAgent]
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> dict[str, Outcome]:
+    """Every call of this module, run at once (each against its own server)."""
+    agents: dict[str, tuple[str, CallPlan, VoiceAgent]] = {}
+    for p in ASKED:
+        agents[f"ask-{p}"] = (p, CallPlan(speech(p)), answering_agent())
+    for p in BARGED:
+        plan = CallPlan(speech(p), barge_in=speech(p, BARGE, 2), barge_in_after=1.0)
+        agents[f"barge-{p}"] = (p, plan, barged_agent())
+    plan = CallPlan(speech("twilio"))
+    agents["tool"] = (
+        "twilio",
+        plan,
+        VoiceAgent(
+            FakeStt(["book me for monday"]), FakeLlm(booking_reply), FakeTts(), tools=[book]
+        ),
+    )
+    agents["broken"] = (
+        "twilio",
+        plan,
+        VoiceAgent(FakeStt(["hello"]), FakeLlm(broken_reply), FakeTts()),
+    )
+    agents["goodbye"] = (
+        "twilio",
+        CallPlan(speech("twilio"), quiet=3.0),  # the caller listens on: the agent hangs up
+        VoiceAgent(FakeStt(["bye"]), FakeLlm(goodbye_reply), FakeTts()),
+    )
+
+    async def main() -> dict[str, Outcome]:
+        names = list(agents)
+        runs = [agent_call(p, plan, agent) for p, plan, agent in agents.values()]
+        results = await asyncio.wait_for(asyncio.gather(*runs), 60)
+        return {n: (*r, agents[n][2]) for n, r in zip(names, results, strict=True)}
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("protocol", ASKED)
+def test_the_agent_answers_a_question(outcomes: dict[str, Outcome], protocol: str) -> None:
+    report, results, agent = outcomes[f"ask-{protocol}"]
     (said,) = report.utterances
     assert said.reply_start is not None, report.summary()
     (result,) = results
     assert [m.role for m in result.history.messages] == ["user", "assistant"]
-    assert result.history.messages[1].content == "We open at nine. We close at five."
-    assert llm.requests[0].messages[0] == ChatMessage("system", "Be brief.")
+    assert result.history.messages[1].content == ANSWER
+    assert isinstance(agent.llm, FakeLlm)
+    assert agent.llm.requests[0].messages[0] == ChatMessage("system", "Be brief.")
     (turn,) = result.turns
     assert turn.user_text == SAY.lower()
     assert turn.first_audio_played is not None
@@ -101,13 +187,11 @@ def test_the_agent_answers_a_question(protocol: str) -> None:
     assert not turn.interrupted
 
 
-@pytest.mark.parametrize("protocol", ["twilio", "telnyx", "jambonz"])
-def test_barge_in_stops_the_reply_and_cuts_the_context(protocol: str) -> None:
-    llm = FakeLlm(answer(LONG))
-    tts = FakeTts()
-    agent = VoiceAgent(FakeStt([SAY.lower(), "sorry to interrupt"]), llm, tts)
-    plan = CallPlan(speech(protocol), barge_in=speech(protocol, BARGE, 2), barge_in_after=1.0)
-    report, results = asyncio.run(agent_call(protocol, plan, agent))
+@pytest.mark.parametrize("protocol", BARGED)
+def test_barge_in_stops_the_reply_and_cuts_the_context(
+    outcomes: dict[str, Outcome], protocol: str
+) -> None:
+    report, results, agent = outcomes[f"barge-{protocol}"]
     assert report.clears, report.summary()
     assert report.clear_latency is not None
     (result,) = results
@@ -121,34 +205,14 @@ def test_barge_in_stops_the_reply_and_cuts_the_context(protocol: str) -> None:
     assert first.heard_text == heard.content
     # the synthesiser is faster than real time: it had finished, and only the audio
     # queued at the phone was left to stop
-    assert tts.requests[0].done
+    assert isinstance(agent.tts, FakeTts)
+    assert agent.tts.requests[0].done
     # the caller's interruption was its next turn, answered in turn
     assert [m.role for m in result.history.messages[:3]] == ["user", "assistant", "user"]
 
 
-def test_a_tool_call_runs_and_its_result_reaches_the_model() -> None:
-    booked: list[str] = []
-
-    @tool
-    def book(day: str) -> str:
-        """Book an appointment.
-
-        Parameters
-        ----------
-        day : str
-            The day.
-        """
-        booked.append(day)
-        return f"booked for {day}, id 7"
-
-    def reply(messages: Sequence[ChatMessage]) -> FakeReply:
-        if messages[-1].role == "tool":
-            return FakeReply(f"Done: {messages[-1].content}.")
-        return FakeReply("Let me book that.", [ToolCall("call_1", "book", {"day": "monday"})])
-
-    llm = FakeLlm(reply)
-    agent = VoiceAgent(FakeStt(["book me for monday"]), llm, FakeTts(), tools=[book])
-    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+def test_a_tool_call_runs_and_its_result_reaches_the_model(outcomes: dict[str, Outcome]) -> None:
+    report, results, _ = outcomes["tool"]
     assert booked == ["monday"]
     (result,) = results
     roles = [m.role for m in result.history.messages]
@@ -158,24 +222,16 @@ def test_a_tool_call_runs_and_its_result_reaches_the_model() -> None:
     assert report.utterances[0].reply_start is not None
 
 
-def test_a_failing_model_is_answered_with_an_apology() -> None:
-    def reply(messages: Sequence[ChatMessage]) -> str:
-        raise RuntimeError("the model is down")
-
-    agent = VoiceAgent(FakeStt(["hello"]), FakeLlm(reply), FakeTts())
-    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+def test_a_failing_model_is_answered_with_an_apology(outcomes: dict[str, Outcome]) -> None:
+    report, results, agent = outcomes["broken"]
     (result,) = results
     assert result.history.messages[-1].content == agent.config.apology_text
     assert sum(result.errors.values()) == 1
     assert report.utterances[0].reply_start is not None  # the apology was heard
 
 
-def test_the_agent_hangs_up_after_its_goodbye() -> None:
-    def reply(messages: Sequence[ChatMessage]) -> FakeReply:
-        return FakeReply("Goodbye!", [ToolCall("c1", "end_call", {})])
-
-    agent = VoiceAgent(FakeStt(["bye"]), FakeLlm(reply), FakeTts())
-    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+def test_the_agent_hangs_up_after_its_goodbye(outcomes: dict[str, Outcome]) -> None:
+    report, results, _ = outcomes["goodbye"]
     (result,) = results
     assert result.hung_up
     assert report.closed_by_server
