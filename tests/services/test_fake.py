@@ -288,6 +288,7 @@ def test_stt_callable_script_and_cycling_sequence() -> None:
 
     assert run(texts(lambda n: f"utterance {n}")) == ["utterance 0", "utterance 1", "utterance 2"]
     assert run(texts(["a", "b"])) == ["a", "b", "a"]
+    assert run(texts("same")) == ["same", "same", "same"]
 
 
 def test_stt_script_failure_is_a_service_error() -> None:

@@ -190,7 +190,8 @@ class FakeStt:
     ----------
     transcripts : sequence of str, or callable
         The text of utterance ``n`` (counted from 0 in each stream): ``transcripts[n]``
-        (the sequence starts over when it runs out) or ``transcripts(n)``.
+        (the sequence starts over when it runs out; a single str is the text of every
+        utterance) or ``transcripts(n)``.
     sample_rate : int
         The rate :meth:`FakeSttStream.push` takes, in Hz.
     latency : float
@@ -229,6 +230,8 @@ class FakeStt:
             raise ValueError(f"words_per_second must be > 0, got {words_per_second!r}")
         if math.isnan(threshold_dbfs):
             raise ValueError("threshold_dbfs must be a number, got nan")
+        if isinstance(transcripts, str):
+            transcripts = (transcripts,)
         if not callable(transcripts):
             transcripts = tuple(transcripts)
             if not transcripts:
