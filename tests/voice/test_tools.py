@@ -287,6 +287,8 @@ def test_bad_tools_are_refused() -> None:
         tool(bad_keys)
     with pytest.raises(ValueError, match="name"):
         tool(book_table, name="has space")
+    with pytest.raises(ValueError, match="pass name="):
+        tool(functools.partial(book_table, party=2))
     with pytest.raises(ValueError, match="timeout"):
         tool(book_table, timeout=0)
     with pytest.raises(ValueError, match="type 'object'"):

@@ -896,7 +896,10 @@ class FakeTtsStream(StreamMixin, _Pausing):
             self._pending.append(text)
 
     def flush(self) -> None:
-        """Synthesise the text pushed since the last flush (text of only spaces: none)."""
+        """Synthesise the text pushed since the last flush (text of only spaces: none).
+
+        Call it on the running loop: its audio is due ``first_audio`` after loop time now.
+        """
         if self._input_ended or self._ended:
             return
         text = "".join(self._pending)

@@ -451,15 +451,19 @@ def tool(
     ------
     TypeError
         A parameter has no annotation, or one without a JSON Schema, or cannot be passed
-        by name.
+        by name; or the annotations do not resolve (they are read when the tool is made,
+        so the names they use must exist then).
     ValueError
-        A bad name, timeout or explicit schema.
+        A bad or missing name (a partial or a callable object needs ``name=``), timeout or
+        explicit schema.
     """
 
     def build(f: Callable[..., Any]) -> Tool:
         if not callable(f):
             raise TypeError(f"tool: expected a function, got {f!r}")
-        tool_name = name if name is not None else getattr(f, "__name__", "")
+        tool_name = name if name is not None else getattr(f, "__name__", None)
+        if tool_name is None:
+            raise ValueError(f"tool: {f!r:.60} has no __name__: pass name=...")
         if not isinstance(tool_name, str) or not _NAME.match(tool_name):
             raise ValueError(f"tool: a name is 1 to 64 of A-Z a-z 0-9 _ -, got {tool_name!r}")
         if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
