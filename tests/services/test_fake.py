@@ -288,6 +288,7 @@ def test_stt_callable_script_and_cycling_sequence() -> None:
 
     assert run(texts(lambda n: f"utterance {n}")) == ["utterance 0", "utterance 1", "utterance 2"]
     assert run(texts(["a", "b"])) == ["a", "b", "a"]
+    assert run(texts("same")) == ["same", "same", "same"]
 
 
 def test_stt_script_failure_is_a_service_error() -> None:
@@ -659,6 +660,23 @@ def test_tts_audio_is_found_by_the_fake_stt() -> None:
 
     results = run(main())
     assert [r.text for r in results] == ["first", "second"]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_tts_sentences_are_utterances_for_the_native_vad(rate: int) -> None:
+    from voxwire.vad import SpeechEnd, SpeechStart, Vad
+
+    text = "Hello there, my friend. How are you doing today? Fine thanks."
+    pcm, words = speech_signal(text, rate)
+    lead = rate // 2
+    audio = np.concatenate([np.zeros(lead, np.int16), pcm, np.zeros(rate, np.int16)])
+    events = list(Vad(rate).feed(audio))
+    starts = [e.time - 0.5 for e in events if isinstance(e, SpeechStart)]
+    ends = [e.time - 0.5 for e in events if isinstance(e, SpeechEnd)]
+    firsts = [words[i][1] / rate for i in (0, 4, 9)]  # Hello, How, Fine
+    lasts = [words[i][2] / rate for i in (3, 8, 10)]  # friend., today?, thanks.
+    assert starts == pytest.approx(firsts, abs=0.04)
+    assert ends == pytest.approx(lasts, abs=0.04)
 
 
 def test_tts_word_times_run_across_flushes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import enum
+import functools
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -140,6 +141,88 @@ def test_schema_of_other_annotations() -> None:
     assert "additionalProperties" not in tool(f).spec.parameters  # **extra takes the rest
 
 
+def test_nullable_schemas() -> None:
+    def f(counts: dict[str, int] | None = None, pick: int | str | None = None) -> None:
+        pass
+
+    props = tool(f).spec.parameters["properties"]
+    assert props["counts"] == {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": "integer"},
+        "default": None,
+    }
+    assert props["pick"] == {
+        "anyOf": [{"anyOf": [{"type": "integer"}, {"type": "string"}]}, {"type": "null"}],
+        "default": None,
+    }
+    box = ToolBox([f])
+
+    async def main() -> list[ToolResult]:
+        return [
+            await box.run(call("f", counts=None, pick=None)),
+            await box.run(call("f", counts={"a": 1}, pick="x")),
+            await box.run(call("f", counts={"a": "1"})),
+            await box.run(call("f", pick=1.5)),
+        ]
+
+    assert [r.error for r in run(main())] == [False, False, True, True]
+
+
+def test_methods_and_partials_are_tools() -> None:
+    class Shop:
+        def __init__(self) -> None:
+            self.stock = {"tea": 3}
+
+        def count(self, item: str) -> int:
+            """How many are in stock."""
+            return self.stock.get(item, 0)
+
+    async def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    class Greeter:
+        async def __call__(self, who: str) -> str:
+            """Say hello.
+
+            Parameters
+            ----------
+            who : str
+                Whom to greet.
+            """
+            return f"hello {who}"
+
+    shop = Shop()
+    box = ToolBox(
+        [
+            tool(shop.count),
+            tool(functools.partial(add, b=10), name="add_ten"),
+            tool(Greeter(), name="greet"),
+        ]
+    )
+    assert box["count"].spec.parameters["required"] == ["item"]
+    assert box["add_ten"].spec.description == "Add two numbers."
+    assert list(box["add_ten"].spec.parameters["properties"]) == ["a"]  # b is fixed
+    greet = box["greet"].spec
+    assert greet.description == "Say hello."
+    assert greet.parameters["properties"] == {
+        "who": {"type": "string", "description": "Whom to greet."}
+    }
+
+    async def main() -> list[str]:
+        return [
+            (await box.run(call("count", item="tea"))).content,
+            (await box.run(call("add_ten", a=5))).content,
+            (await box.run(call("add_ten", a=5, b=1))).content,
+            (await box.run(call("greet", who="Ada"))).content,
+        ]
+
+    results = run(main())
+    assert results[:2] == ["3", "15"]
+    assert results[2].startswith("error: tool 'add_ten': unknown argument 'b'")
+    assert results[3] == "hello Ada"
+
+
 def test_decorator_forms_and_overrides() -> None:
     @tool
     def plain() -> str:
@@ -204,6 +287,8 @@ def test_bad_tools_are_refused() -> None:
         tool(bad_keys)
     with pytest.raises(ValueError, match="name"):
         tool(book_table, name="has space")
+    with pytest.raises(ValueError, match="pass name="):
+        tool(functools.partial(book_table, party=2))
     with pytest.raises(ValueError, match="timeout"):
         tool(book_table, timeout=0)
     with pytest.raises(ValueError, match="type 'object'"):

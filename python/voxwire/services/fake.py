@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from voxwire.errors import ServiceError
 from voxwire.services.base import (
@@ -75,7 +76,6 @@ _T = TypeVar("_T")
 _TOKEN: Final = re.compile(r"\s*(?:[\w'\u2019]+|[^\w\s])|\s+")
 _WORD: Final = re.compile(r"\S+")
 _FULL_SCALE: Final = 32768.0
-_BLOCK_S: Final = 0.01
 
 
 def _check_seconds(**values: float) -> None:
@@ -102,10 +102,6 @@ class _Outbox(Generic[_T]):
         self._ready = asyncio.Event()
         self._done = False
         self._error: ServiceError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     def put(self, item: _T) -> None:
         if not self._done:
@@ -190,7 +186,8 @@ class FakeStt:
     ----------
     transcripts : sequence of str, or callable
         The text of utterance ``n`` (counted from 0 in each stream): ``transcripts[n]``
-        (the sequence starts over when it runs out) or ``transcripts(n)``.
+        (the sequence starts over when it runs out; a single str is the text of every
+        utterance) or ``transcripts(n)``.
     sample_rate : int
         The rate :meth:`FakeSttStream.push` takes, in Hz.
     latency : float
@@ -229,6 +226,8 @@ class FakeStt:
             raise ValueError(f"words_per_second must be > 0, got {words_per_second!r}")
         if math.isnan(threshold_dbfs):
             raise ValueError("threshold_dbfs must be a number, got nan")
+        if isinstance(transcripts, str):
+            transcripts = (transcripts,)
         if not callable(transcripts):
             transcripts = tuple(transcripts)
             if not transcripts:
@@ -675,7 +674,7 @@ def _word_seconds(word: str, unit: float) -> tuple[float, float]:
     return voiced, gap
 
 
-def _voiced(word: str, n: int, rate: int) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
+def _voiced(word: str, n: int, rate: int) -> npt.NDArray[np.float64]:
     """``n`` samples of a vowel-like sound for ``word``, at RMS -20 dBFS."""
     seed = sum((i + 1) * ord(c) for i, c in enumerate(word))
     f0 = 100.0 + seed % 80  # 100..179 Hz
@@ -698,7 +697,7 @@ def _voiced(word: str, n: int, rate: int) -> np.ndarray[tuple[int], np.dtype[np.
     signal[:edge] *= ramp
     signal[n - edge :] *= ramp[::-1]
     rms = math.sqrt(float(np.mean(signal**2)))
-    result: np.ndarray[tuple[int], np.dtype[np.float64]] = signal * (_TARGET_RMS / max(rms, 1e-9))
+    result: npt.NDArray[np.float64] = signal * (_TARGET_RMS / max(rms, 1e-9))
     return result
 
 
@@ -724,7 +723,7 @@ def speech_signal(
     if not words_per_second > 0 or math.isinf(words_per_second):
         raise ValueError(f"words_per_second must be > 0, got {words_per_second!r}")
     unit = 1.0 / words_per_second
-    parts: list[np.ndarray[tuple[int], np.dtype[np.float64]]] = []
+    parts: list[npt.NDArray[np.float64]] = []
     words: list[tuple[str, int, int]] = []
     at = 0
     for word in _WORD.findall(text):
@@ -897,7 +896,10 @@ class FakeTtsStream(StreamMixin, _Pausing):
             self._pending.append(text)
 
     def flush(self) -> None:
-        """Synthesise the text pushed since the last flush (text of only spaces: none)."""
+        """Synthesise the text pushed since the last flush (text of only spaces: none).
+
+        Call it on the running loop: its audio is due ``first_audio`` after loop time now.
+        """
         if self._input_ended or self._ended:
             return
         text = "".join(self._pending)

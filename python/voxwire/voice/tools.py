@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import logging
@@ -93,14 +94,14 @@ def _identity(value: Any) -> Any:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    out = dict(schema)
-    kind = out.get("type")
-    if isinstance(kind, str) and set(out) <= {"type", "enum", "items", "description"}:
-        out["type"] = [kind, "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-        return out
-    return {"anyOf": [schema, {"type": "null"}]}
+    """``schema`` that also takes ``null``."""
+    kind = schema.get("type")
+    if not isinstance(kind, str):
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = {**schema, "type": [kind, "null"]}
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
 
 
 def _schema_for(annotation: Any, where: str) -> tuple[dict[str, Any], Converter]:
@@ -207,6 +208,24 @@ def _doc_parts(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(summary), params
 
 
+def _unwrap(fn: Callable[..., Any]) -> tuple[Any, set[str]]:
+    """The function whose annotations ``fn`` has, and the arguments a partial fixed."""
+    target: Any = fn
+    bound: set[str] = set()
+    while isinstance(target, functools.partial):
+        bound.update(target.keywords)  # fixed by the partial: not the model's to choose
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(type(target), "__call__", target)  # noqa: B004 - a callable object
+    return target, bound
+
+
+def _doc(fn: Callable[..., Any]) -> str:
+    """The docstring that describes ``fn`` (through partials, of a callable's method)."""
+    target, _ = _unwrap(fn)
+    return inspect.getdoc(target) or ""
+
+
 def _signature_schema(
     fn: Callable[..., Any], where: str
 ) -> tuple[dict[str, Any], dict[str, Converter], bool]:
@@ -215,16 +234,19 @@ def _signature_schema(
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{where}: cannot read the signature: {exc}") from exc
+    target, bound = _unwrap(fn)
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception as exc:
         raise TypeError(f"{where}: cannot resolve the annotations: {exc!r}") from exc
-    _, described = _doc_parts(inspect.getdoc(fn) or "")
+    _, described = _doc_parts(_doc(fn))
     properties: dict[str, Any] = {}
     required: list[str] = []
     converters: dict[str, Converter] = {}
     extra = False
     for p in signature.parameters.values():
+        if p.name in bound:
+            continue
         if p.kind is p.VAR_KEYWORD:
             extra = True
             continue
@@ -429,20 +451,24 @@ def tool(
     ------
     TypeError
         A parameter has no annotation, or one without a JSON Schema, or cannot be passed
-        by name.
+        by name; or the annotations do not resolve (they are read when the tool is made,
+        so the names they use must exist then).
     ValueError
-        A bad name, timeout or explicit schema.
+        A bad or missing name (a partial or a callable object needs ``name=``), timeout or
+        explicit schema.
     """
 
     def build(f: Callable[..., Any]) -> Tool:
         if not callable(f):
             raise TypeError(f"tool: expected a function, got {f!r}")
-        tool_name = name if name is not None else getattr(f, "__name__", "")
+        tool_name = name if name is not None else getattr(f, "__name__", None)
+        if tool_name is None:
+            raise ValueError(f"tool: {f!r:.60} has no __name__: pass name=...")
         if not isinstance(tool_name, str) or not _NAME.match(tool_name):
             raise ValueError(f"tool: a name is 1 to 64 of A-Z a-z 0-9 _ -, got {tool_name!r}")
         if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"tool {tool_name!r}: timeout must be > 0 seconds, got {timeout!r}")
-        summary, _ = _doc_parts(inspect.getdoc(f) or "")
+        summary, _ = _doc_parts(_doc(f))
         where = f"tool {tool_name!r}"
         converters: dict[str, Converter] = {}
         if parameters is None:
@@ -585,6 +611,7 @@ class ToolBox:
             done, _ = await asyncio.wait({task}, timeout=t.timeout)
         except asyncio.CancelledError:
             task.cancel()
+            task.add_done_callback(_consume)
             raise
         if not done:
             task.cancel()
