@@ -68,6 +68,18 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the tables as JSON")
     _add_serve(sub)
     _add_call(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="hold a phone conversation with the offline demo voice agent, on loopback",
+        description="Start the Harbor Dental demo agent (pocketsphinx, a local rules model "
+        "with SQLite knowledge and bookings, espeak-ng) on 127.0.0.1 and call it with the "
+        "simulated phone: a question, a long answer the caller talks over, a booking and a "
+        "goodbye. Prints the transcript, the history after the barge-in and each turn's "
+        "latency. No keys, no network.",
+    )
+    demo.add_argument("--protocol", default="twilio", choices=_PROTOCOLS)
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("-v", "--verbose", action="store_true", help="log the agent's turns")
     return parser
 
 
@@ -320,6 +332,30 @@ def _call(args: argparse.Namespace) -> int:
     return 0 if replied and report.utterances else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from voxwire.agents.demo import run_demo
+    except ImportError as exc:
+        print(
+            f"voxwire demo: {exc}; install the demo's engines: pip install 'voxwire[demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        report = asyncio.run(run_demo(args.protocol))
+    except Exception as exc:
+        print(f"voxwire demo: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    ok = report.hung_up and bool(report.bookings) and bool(report.history_after_barge_in)
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``voxwire`` command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -329,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "call":
         return _call(args)
+    if args.command == "demo":
+        return _demo(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 

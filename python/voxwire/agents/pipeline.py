@@ -118,6 +118,10 @@ class VoiceAgent:
         stored conversation); default: an empty one with ``system_prompt``.
     on_end : callable, optional
         Receives each call and its :class:`AgentCallResult` when the call ends.
+    on_turn : callable, optional
+        Receives each turn's :class:`~voxwire.voice.metrics.TurnMetrics` and the call's
+        history as the turn's reply ends (played out, interrupted or failed); every turn
+        is also logged then.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class VoiceAgent:
         config: VoiceConfig | None = None,
         history: Callable[[], History] | None = None,
         on_end: Callable[[Call, AgentCallResult], None] | None = None,
+        on_turn: Callable[[TurnMetrics, History], None] | None = None,
     ) -> None:
         self.stt = stt
         self.llm = llm
@@ -146,6 +151,7 @@ class VoiceAgent:
             self.config = VoiceConfig(**{**vars(self.config), "knowledge": True})
         self.history = history
         self.on_end = on_end
+        self.on_turn = on_turn
 
     @property
     def pipeline_rate(self) -> int:
@@ -158,9 +164,8 @@ class VoiceAgent:
         try:
             await run.run()
         finally:
+            run.report_turns()
             result = run.result()
-            for turn in run.conversation.closed:
-                log.info("%s call %r %s", call.codec.name, _ident(call), turn.log_line())
             if self.on_end is not None:
                 self.on_end(call, result)
 
@@ -271,6 +276,17 @@ class _AgentCall:
         for action in actions:
             self._do(action)
         self._arm()
+        if self.conversation.closed:
+            self.report_turns()
+
+    def report_turns(self) -> None:
+        """Log the turns whose replies ended, and hand them to ``on_turn``."""
+        closed = self.conversation.closed
+        while closed:
+            turn = closed.pop(0)
+            log.info("%s call %r %s", self.call.codec.name, _ident(self.call), turn.log_line())
+            if self.agent.on_turn is not None:
+                self.agent.on_turn(turn, self.conversation.history)
 
     def _do(self, action: Action) -> None:
         if isinstance(action, SttAudio):
