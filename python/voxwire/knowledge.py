@@ -40,7 +40,8 @@ so FTS5 syntax in it is inert), stop words and duplicates are dropped, and at mo
 :data:`MAX_QUERY_TERMS` words are kept. Each word is quoted and the words are ORed; the
 Porter stemmer matches ``prices`` with ``price``. For words a speech recogniser may have
 misheard, indexed words that are close in spelling (:func:`difflib.get_close_matches`,
-ratio 0.8) are ORed in too. FTS5's ``bm25()`` orders the matches;
+ratio 0.8, same first letter, length within 3) are ORed in too, while the index holds at
+most 100,000 distinct words. FTS5's ``bm25()`` orders the matches;
 :attr:`Passage.score` is its negation, so higher is better.
 """
 
@@ -93,7 +94,7 @@ MAX_QUERY_TERMS = 16
 MAX_K = 50
 """The most passages one search returns."""
 
-_FUZZY_VOCAB_LIMIT = 20_000
+_FUZZY_VOCAB_LIMIT = 100_000
 _FUZZY_CUTOFF = 0.8
 _FUZZY_MATCHES = 2
 
@@ -307,7 +308,7 @@ class KnowledgeBase:
         self.dropped: Counter[str] = Counter()
         """Files skipped, by reason: ``too_large``, ``not_text``, ``full``, ``unreadable``."""
         self._lock = threading.Lock()
-        self._vocab: list[str] | None = None
+        self._vocab: dict[tuple[str, int], list[str]] | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         try:
             _check_fts5(self._db)
@@ -507,22 +508,31 @@ class KnowledgeBase:
         return out
 
     def _expand(self, terms: list[str]) -> list[str]:
-        """Add indexed words close in spelling to each query word (the lock is held)."""
+        """Add indexed words close in spelling to each query word (the lock is held).
+
+        Only indexed words with the same first letter and a length within 3 are compared
+        (a recogniser rarely misses the first sound), and none for a word indexed as is.
+        """
         if self._vocab is None:
             count = self._db.execute("SELECT count(*) FROM passages_vocab").fetchone()[0]
-            if count > _FUZZY_VOCAB_LIMIT:
-                self._vocab = []
-            else:
-                rows = self._db.execute("SELECT term FROM passages_vocab ORDER BY term")
-                self._vocab = [str(r[0]) for r in rows]
+            self._vocab = {}
+            if count <= _FUZZY_VOCAB_LIMIT:
+                for (term,) in self._db.execute("SELECT term FROM passages_vocab"):
+                    word = str(term)
+                    self._vocab.setdefault((word[:1], len(word)), []).append(word)
         if not self._vocab:
             return terms
         out = dict.fromkeys(terms)
         for term in terms:
-            if len(term) < 4 or term.isdigit():
+            if len(term) < 4 or term.isdigit() or term in self._vocab.get((term[0], len(term)), ()):
                 continue
+            candidates = [
+                word
+                for size in range(len(term) - 3, len(term) + 4)
+                for word in self._vocab.get((term[0], size), ())
+            ]
             for close in difflib.get_close_matches(
-                term, self._vocab, n=_FUZZY_MATCHES, cutoff=_FUZZY_CUTOFF
+                term, candidates, n=_FUZZY_MATCHES, cutoff=_FUZZY_CUTOFF
             ):
                 out.setdefault(close)
         return list(out)
