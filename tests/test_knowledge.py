@@ -63,6 +63,18 @@ def test_chunks_keep_headings_positions_and_merge_short_paragraphs() -> None:
         assert text[pos : pos + len(body)] == body
 
 
+def test_a_heading_inside_a_block_starts_a_section() -> None:
+    text = "Intro.\n## Parking\nBehind the clinic.\n### Bays\n  Two are wide.\n# Empty\n"
+    chunks = chunk_text(text)
+    assert [(h, body) for h, _, body in chunks] == [
+        ("", "Intro."),
+        ("Parking", "Behind the clinic."),
+        ("Bays", "Two are wide."),
+    ]
+    for _, pos, body in chunks:
+        assert text[pos : pos + len(body)] == body
+
+
 def test_long_paragraphs_are_cut_at_sentence_ends_then_spaces_then_anywhere() -> None:
     sentences = " ".join(f"Sentence number {i} is here." for i in range(60))
     chunks = chunk_text(sentences, max_chars=200)

@@ -177,28 +177,53 @@ def chunk_text(
         start = -1
 
     for b_start, b_end in _blocks(text):
-        block = text[b_start:b_end]
-        lines = block.split("\n")
-        match = _HEADING.match(lines[0]) if markdown else None
-        if match:
-            emit()
-            heading = match.group(2).strip()
-            rest = b_start + len(lines[0]) + 1
-            if len(lines) == 1 or rest >= b_end:
+        for kind, s_start, s_end in _segments(text, b_start, b_end, markdown):
+            if kind == "heading":
+                emit()
+                match = _HEADING.match(text[s_start:s_end])
+                heading = match.group(2).strip()[:200] if match else ""
                 continue
-            b_start = rest + (len(text[rest:b_end]) - len(text[rest:b_end].lstrip()))
-            if b_start >= b_end:
+            if markdown and _is_rule(text[s_start:s_end]):
                 continue
-        if markdown and _is_rule(text[b_start:b_end]):
-            continue
-        for s_start, s_end in _split_long(text, b_start, b_end, max_chars):
-            if start >= 0 and s_end - start <= max_chars:
-                end = s_end
-                continue
-            emit()
-            start, end = s_start, s_end
+            for p_start, p_end in _split_long(text, s_start, s_end, max_chars):
+                if start >= 0 and p_end - start <= max_chars:
+                    end = p_end
+                    continue
+                emit()
+                start, end = p_start, p_end
     emit()
     return out
+
+
+def _segments(text: str, start: int, end: int, markdown: bool) -> Iterator[tuple[str, int, int]]:
+    """A block's heading lines and the text spans between them: ``(kind, start, end)``."""
+    if not markdown:
+        yield "text", start, end
+        return
+    pos = start
+    seg = -1
+    while pos < end:
+        line_end = text.find("\n", pos, end)
+        if line_end < 0:
+            line_end = end
+        if _HEADING.match(text[pos:line_end]):
+            if seg >= 0:
+                yield "text", seg, _rstrip(text, seg, pos)
+            yield "heading", pos, line_end
+            seg = -1
+        elif seg < 0:
+            seg = pos
+            while text[seg].isspace():
+                seg += 1
+        pos = line_end + 1
+    if seg >= 0:
+        yield "text", seg, _rstrip(text, seg, end)
+
+
+def _rstrip(text: str, start: int, end: int) -> int:
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return end
 
 
 def _blocks(text: str) -> Iterator[tuple[int, int]]:
