@@ -212,6 +212,10 @@ def test_a_question_calls_the_search_tool_then_answers_naming_the_file(
         ("i have a terrible toothache", "services.md", "emergency appointments"),
         ("which bus do i take", "location.md", "Bus lines 4 and 11"),
         ("who are the dentists", "services.md", "Dr. Maya Okafor"),
+        ("how do i get there", "location.md", "42 Quay Street"),
+        ("is it free for kids", "prices.md", "Children under 12"),  # kids: children
+        ("what do you charge for a checkup", "prices.md", "costs 65 dollars"),
+        ("i need to cancel my appointment", "policies.md", "24 hours"),  # not a booking
     ],
 )
 def test_questions_with_misheard_words_are_answered_from_the_right_file(
@@ -335,6 +339,22 @@ def test_an_offered_slot_is_taken_by_yes_by_its_place_or_by_its_time(
     assert reply.startswith("You're booked in")
 
 
+def test_asking_for_a_service_is_a_booking(kb: KnowledgeBase, bookings: Bookings) -> None:
+    call = Call(RulesModel(kb), kb, bookings)
+    reply = call.say("yeah hi um i was wondering if i could get my teeth cleaned")
+    assert reply == "Sure, I can book that for you. What day would you like to come in?"
+    assert call.say("next tuesday") == "And what time would suit you?"
+    assert call.say("around eleven") == "Can I have your name, please?"
+    reply = call.say("sarah o connor")
+    assert call.calls()[-1].arguments == {
+        "name": "Sarah O Connor",
+        "day": "tuesday",
+        "time": "11:00",
+        "service": "cleaning",
+    }
+    assert reply.startswith("You're booked in for a cleaning on Tuesday 8 December at 11 am")
+
+
 def test_everything_in_one_sentence_books_at_once(kb: KnowledgeBase, bookings: Bookings) -> None:
     call = Call(RulesModel(kb), kb, bookings)
     reply = call.say("hi can i book a cleaning tomorrow at half passed two my name is maria garcia")
@@ -354,6 +374,10 @@ def test_a_question_in_the_middle_of_a_booking(kb: KnowledgeBase, bookings: Book
     reply = call.say("where do i park")
     assert reply.startswith("According to location.md, free parking")
     assert reply.endswith("Now, back to your booking. And what time would suit you?")
+    # a question naming a day takes no slot from it
+    reply = call.say("what time do you close on friday")
+    assert reply.startswith("According to hours.md, ")
+    assert "on Friday from 8 am to 4 pm" in reply
     assert call.say("ten in the morning") == "Can I have your name, please?"
     reply = call.say("sam lee")
     assert call.calls()[-1].arguments == {

@@ -15,11 +15,15 @@ What it does with the last message
   question about services or "tell me about" gets up to four sentences. Without the tool
   it answers from passages already in the history (system or tool messages), else from
   its own ``knowledge`` base, else says it does not know.
-* **A booking** ("i'd like to book a cleaning"): it collects the day, the time and the
-  name across turns from the history, one question at a time (a reply to a question is
-  read loosely: "three" is a time when a time was asked for), then calls
-  ``book_appointment``; after the result it confirms, or says what was wrong and offers
-  the alternatives ("the first one" or "yes" takes the first). "never mind" stops it.
+  Common words are mapped to the files' own first ("kids" to "children", "charge" to
+  "cost"). Cancelling or moving an appointment is a question (the policy), not a booking.
+* **A booking** ("i'd like to book a cleaning", "could i get my teeth cleaned"): it
+  collects the day, the time and the name across turns from the history, one question
+  at a time (a reply to a question is read loosely: "three" is a time when a time was
+  asked for), then calls ``book_appointment``; after the result it confirms, or says
+  what was wrong and offers the alternatives ("the second one" picks one, "yes" takes
+  the first). A question in the middle ("where do i park") is answered, then the
+  pending question asked again; "never mind" stops the booking.
 * **Goodbye** ("bye", "thanks that's all", "no" to "anything else?"): a short goodbye,
   then the ``end_call`` tool call so the call ends once the goodbye has played. The call
   is made when ``end_call`` is offered or when no tool is offered at all.
@@ -244,8 +248,49 @@ def _has_phrase(text: str, phrases: Iterable[str]) -> bool:
     return any(f" {p} " in padded for p in phrases)
 
 
-def _topics(keys: set[str]) -> list[str]:
-    return [name for name, (words, _) in _TOPICS.items() if keys & words]
+_TOPIC_PHRASES = {
+    "address": ("get there", "find you", "get to you", "how far"),
+    "hours": ("what time do you", "when do you"),
+}
+_SYNONYMS = {
+    "charge": "cost",
+    "charges": "cost",
+    "fee": "cost",
+    "fees": "cost",
+    "kids": "children",
+    "kid": "children",
+    "child": "children",
+    "son": "children",
+    "daughter": "children",
+    "disabled": "accessible",
+    "wheelchair": "accessible",
+    "checkup": "check",
+    "checkups": "check",
+    "whiten": "whitening",
+}
+_REQUESTS = (
+    "i want",
+    "i need",
+    "id like",
+    "i would like",
+    "i wanna",
+    "can i",
+    "could i",
+    "i was wondering",
+    "get my",
+    "have my",
+    "get a",
+)
+_CANCEL_WORDS = _set("cancel cancellation cancelling canceling reschedule rebook")
+_STRICT_QUESTION = _set("what whats when where how which who why do does is are")
+
+
+def _topics(keys: set[str], text: str) -> list[str]:
+    return [
+        name
+        for name, (words, _) in _TOPICS.items()
+        if keys & words or _has_phrase(text, _TOPIC_PHRASES.get(name, ()))
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +309,22 @@ class _Utterance:
         return bool(self.keys & _GOODBYE_WORDS) or _has_phrase(self.text, _GOODBYE_PHRASES)
 
     def is_booking(self) -> bool:
-        return bool(self.keys & _BOOK_WORDS) or _has_phrase(self.text, _BOOK_PHRASES)
+        """A request for an appointment ("book", "get my teeth cleaned"), not a cancellation."""
+        if self.keys & _CANCEL_WORDS:
+            return False
+        if self.keys & _BOOK_WORDS or _has_phrase(self.text, _BOOK_PHRASES):
+            return True
+        return normalize_service(self.text) is not None and _has_phrase(self.text, _REQUESTS)
 
     def is_cancel(self) -> bool:
         return _has_phrase(self.text, _CANCEL_PHRASES)
 
     def topics(self) -> list[str]:
-        return _topics(set(self.keys))
+        return _topics(set(self.keys), self.text)
+
+    def search_words(self) -> list[str]:
+        """The words to search with: the caller's, common synonyms mapped to the files'."""
+        return [_SYNONYMS.get(w, w) for w in self.words[:200]]
 
     def is_question(self) -> bool:
         if self.topics():
@@ -341,6 +395,8 @@ def _booking_turn(booking: _Booking, said: _Utterance) -> str:
     A turn that gives no day, time or name and reads as a question is left for the
     question path (the booking waits); otherwise its slots are taken.
     """
+    if said.words and said.words[0] in _STRICT_QUESTION and said.topics():
+        return "question"  # "what time do you close on friday": no slot taken from it
     probe = replace(booking, alternatives=list(booking.alternatives))
     if probe.fill(said, booking.missing()):
         booking.day, booking.time, booking.name = probe.day, probe.time, probe.name
@@ -824,18 +880,19 @@ class _Turn:
         specific = _specific(said)
         from_history = self._passages_in_history()
         kwargs: dict[str, Any] = {"long": long, "hint": query, "specific": specific}
-        answer = _answer(said.text, from_history, **kwargs) if from_history else None
+        asked = " ".join(said.search_words())
+        answer = _answer(asked, from_history, **kwargs) if from_history else None
         if answer is None and self.model.knowledge is not None:
             try:
                 found = self.model.knowledge.search(query, k=3)
             except (sqlite3.Error, KnowledgeError):  # a broken database must not end the call
                 found = []
-            answer = _answer(said.text, found, **kwargs) if found else None
+            answer = _answer(asked, found, **kwargs) if found else None
         if answer is None:
             context = self._context_text()
             if context:
                 only = [Passage("our information", "", 0, context)]
-                answer = _answer(said.text, only, **kwargs)
+                answer = _answer(asked, only, **kwargs)
         if answer is None:
             return self._say(
                 "I'm sorry, I don't have that information to hand. I can tell you about our "
@@ -878,7 +935,7 @@ class _Turn:
             question = self._last_user()
             passages = parse_passages(content[: MAX_MESSAGE_CHARS * 4])
             answer = _answer(
-                question.text,
+                " ".join(question.search_words()),
                 passages,
                 long=_is_long(question),
                 hint=query,
@@ -980,6 +1037,6 @@ def _query(said: _Utterance) -> str:
     words: list[str] = []
     for topic in said.topics():
         words.extend(_TOPICS[topic][1].split())
-    words.extend(query_terms(said.text))
+    words.extend(query_terms(" ".join(said.search_words())))
     unique = list(dict.fromkeys(words))[:12]
     return " ".join(unique) or said.text[:200]
