@@ -6,6 +6,7 @@ import asyncio
 import doctest
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,24 @@ def test_the_passage_bound_holds(tmp_path: Path) -> None:
         assert len(kb) == 2
         # replacing a file counts its old passages as free
         assert kb.add_text("a.md", "one\n\n# b\n\ntwo\n\n# c\n\nthree") == 3
+
+
+def test_one_folder_reads_at_most_max_files(tmp_path: Path) -> None:
+    for i in range(5):
+        write(tmp_path, f"f{i}.md", f"file number {i}")
+    with KnowledgeBase(max_files=3) as kb:
+        assert kb.add_folder(tmp_path) == 3
+        assert [s for s, _ in kb.sources()] == ["f0.md", "f1.md", "f2.md"]
+        assert kb.dropped["too_many_files"] == 2
+    with pytest.raises(ValueError, match="must be positive"):
+        KnowledgeBase(max_files=0)
+
+
+def test_searches_from_many_threads(demo: KnowledgeBase) -> None:
+    questions = ["parking", "opening hours", "prices", "cancellation"] * 25
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q: demo.search(q)[0].source, questions))
+    assert results == ["location.md", "hours.md", "prices.md", "policies.md"] * 25
 
 
 def test_add_text_validates(kb: KnowledgeBase) -> None:

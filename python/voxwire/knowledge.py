@@ -299,6 +299,9 @@ class KnowledgeBase:
     max_passages
         The most passages the base holds; a file that would pass it is skipped
         (``dropped["full"]``).
+    max_files
+        The most files one :meth:`add_folder` reads; the files after it in name order
+        are skipped (``dropped["too_many_files"]``).
 
     Raises
     ------
@@ -318,20 +321,23 @@ class KnowledgeBase:
         max_passage_chars: int = 800,
         max_file_bytes: int = 1 << 20,
         max_passages: int = 100_000,
+        max_files: int = 10_000,
     ) -> None:
         if max_passage_chars < 40:
             raise ValueError(f"max_passage_chars must be at least 40, got {max_passage_chars}")
-        if max_file_bytes < 1 or max_passages < 1:
+        if max_file_bytes < 1 or max_passages < 1 or max_files < 1:
             raise ValueError(
-                f"max_file_bytes and max_passages must be positive, got "
-                f"{max_file_bytes} and {max_passages}"
+                f"max_file_bytes, max_passages and max_files must be positive, got "
+                f"{max_file_bytes}, {max_passages} and {max_files}"
             )
         self.path = str(path)
         self.max_passage_chars = max_passage_chars
         self.max_file_bytes = max_file_bytes
         self.max_passages = max_passages
+        self.max_files = max_files
         self.dropped: Counter[str] = Counter()
-        """Files skipped, by reason: ``too_large``, ``not_text``, ``full``, ``unreadable``."""
+        """Files skipped, by reason: ``too_large``, ``not_text``, ``full``, ``unreadable``,
+        ``too_many_files``."""
         self._lock = threading.Lock()
         self._vocab: dict[tuple[str, int], list[str]] | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False)
@@ -383,8 +389,11 @@ class KnowledgeBase:
         key = str(root.resolve())
         changed = 0
         seen: set[str] = set()
-        for file in _text_files(root):
+        for count, file in enumerate(_text_files(root)):
             source = file.relative_to(root).as_posix()
+            if count >= self.max_files:
+                self.dropped["too_many_files"] += 1
+                continue
             seen.add(source)
             try:
                 size = file.stat().st_size
