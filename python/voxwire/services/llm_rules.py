@@ -331,9 +331,6 @@ class _Utterance:
             return True
         return bool(self.words) and self.words[0] in _QUESTION_STARTS and len(self.words) >= 3
 
-    def starts_as_question(self) -> bool:
-        return bool(self.words) and self.words[0] in _QUESTION_STARTS
-
     def only(self, vocabulary: frozenset[str]) -> bool:
         return bool(self.words) and all(w in vocabulary for w in self.words)
 
@@ -468,7 +465,6 @@ def _name_words(words: list[str]) -> str | None:
 @dataclass
 class _State:
     booking: _Booking | None = None
-    confirmation: str = ""
 
 
 def _tool_calls_by_id(messages: Sequence[ChatMessage]) -> dict[str, ToolCall]:
@@ -519,7 +515,6 @@ def _rebuild(messages: Sequence[ChatMessage], calls: dict[str, ToolCall]) -> _St
                 continue
             if result.get("ok") is True:
                 state.booking = None
-                state.confirmation = str(result.get("confirmation", ""))[:40]
             elif state.booking is not None:
                 slot = result.get("field")
                 if slot in {"day", "time", "name"}:
