@@ -80,6 +80,12 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--protocol", default="twilio", choices=_PROTOCOLS)
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("-v", "--verbose", action="store_true", help="log the agent's turns")
+    knowledge = sub.add_parser(
+        "knowledge",
+        help="index and search a folder of .md/.txt files (SQLite FTS5)",
+        add_help=False,
+    )
+    knowledge.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -358,6 +364,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``voxwire`` command line; return the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["knowledge"]:
+        # its own parser takes every argument, --help included
+        from voxwire.knowledge import knowledge_main
+
+        return knowledge_main(argv[1:])
     args = _build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args.only, args.quick, args.json)
@@ -367,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _call(args)
     if args.command == "demo":
         return _demo(args)
+
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
