@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
 
@@ -269,7 +271,6 @@ def test_a_barge_in_clears_the_reply_and_counts_what_was_heard(
     assert clear.turn == 0
     assert first.cut, info
     assert not barge.cut, info
-    assert clear.dropped_samples > 0
     assert len(first.heard) < round(BARGE_REPLY * report.rate)
     # What the phone says it had played, against what the server had sent: everything
     # sent before the clear arrived before it, and with the pacer one frame ahead at most
@@ -406,6 +407,42 @@ def test_received_audio_numbers_samples_in_arrival_order() -> None:
         r.add(550, 10)
     with pytest.raises(ValueError, match=">= 0"):
         r.add(700, -1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 120), st.integers(0, 150)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_received_audio_matches_a_sample_by_sample_phone(
+    steps: list[tuple[bool, int, int]],
+) -> None:
+    """Against the phone-side rule applied to every received sample one by one."""
+    r = ReceivedAudio()
+    position = np.zeros(0, np.int64)  # where each received sample was queued to play
+    dropped = np.zeros(0, bool)
+    now = end = 0
+    for is_clear, advance, n in steps:
+        now += advance  # the playout clock only moves forward
+        if is_clear:
+            gone = (position >= now) & ~dropped
+            dropped |= gone
+            assert r.clear(now) == np.count_nonzero(gone)
+            end = min(end, now)
+        else:
+            start = max(end, now)  # the Playout's rule: queued behind, or at once
+            r.add(start, n)
+            position = np.concatenate([position, np.arange(start, start + n)])
+            dropped = np.concatenate([dropped, np.zeros(n, bool)])
+            end = start + n
+        for cut in (now, now + advance // 2, end, end + 1):
+            played = np.flatnonzero((position < cut) & ~dropped)
+            assert r.played_index(cut) == (int(played[-1]) + 1 if len(played) else 0)
+            assert r.played_count(cut) == len(played)
+    assert r.received == len(position)
 
 
 def test_bad_turns_and_settings_are_refused() -> None:

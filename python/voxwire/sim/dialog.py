@@ -137,53 +137,51 @@ class ReceivedAudio:
 
     def __init__(self) -> None:
         self.received = 0  # samples received so far
-        self._index: list[int] = []  # received index of each piece
-        self._start: list[int] = []  # its playout position (strictly increasing)
-        self._length: list[int] = []  # samples of it that play (less after a clear)
+        self._end = 0  # where the queued audio ends
+        # the pieces that play (or played), in order; starts increase strictly
+        self._index: list[int] = []  # received index of each piece's first sample
+        self._start: list[int] = []  # its playout position
+        self._length: list[int] = []  # samples of it that play (fewer after a clear)
 
     def add(self, start: int, n: int) -> None:
         """``n`` samples arrived, queued to play from position ``start``."""
         if n < 0 or start < 0:
             raise ValueError(f"start and n must be >= 0, got {start}, {n}")
+        if start < self._end:
+            raise ValueError(
+                f"audio queued at {start} overlaps the audio queued before it, which "
+                f"plays until {self._end}"
+            )
         if n == 0:
             return
-        if self._start and start < self._start[-1] + self._length[-1]:
-            raise ValueError(
-                f"audio queued at {start} overlaps the previous piece, which plays until "
-                f"{self._start[-1] + self._length[-1]}"
-            )
         self._index.append(self.received)
         self._start.append(start)
         self._length.append(n)
         self.received += n
+        self._end = start + n
 
     def clear(self, cut: int) -> int:
         """Drop what has not played by position ``cut``; return the samples dropped."""
-        dropped = 0
-        i = bisect.bisect_left(self._start, cut)
-        for j in range(max(0, i - 1), len(self._start)):
-            keep = min(self._length[j], max(0, cut - self._start[j]))
-            dropped += self._length[j] - keep
-            self._length[j] = keep
+        i = bisect.bisect_left(self._start, cut)  # the pieces that have not started
+        dropped = sum(self._length[i:])
+        del self._index[i:], self._start[i:], self._length[i:]
+        if i > 0:
+            keep = min(self._length[i - 1], cut - self._start[i - 1])
+            dropped += self._length[i - 1] - keep
+            self._length[i - 1] = keep
+        self._end = min(self._end, cut)
         return dropped
-
-    def _last_played(self, cut: int) -> int:
-        """Index of the last piece with a sample played by ``cut``, or -1."""
-        i = bisect.bisect_left(self._start, cut) - 1
-        while i >= 0 and self._length[i] == 0:
-            i -= 1
-        return i
 
     def played_index(self, cut: int) -> int:
         """The received index one past the last received sample played by ``cut``."""
-        i = self._last_played(cut)
+        i = bisect.bisect_left(self._start, cut) - 1
         if i < 0:
             return 0
         return self._index[i] + min(self._length[i], cut - self._start[i])
 
     def played_count(self, cut: int) -> int:
         """How many received samples have played by ``cut``."""
-        i = self._last_played(cut)
+        i = bisect.bisect_left(self._start, cut) - 1
         if i < 0:
             return 0
         return sum(self._length[:i]) + min(self._length[i], cut - self._start[i])
@@ -198,12 +196,17 @@ class ClearRecord:
     played_received_samples: int  # received index one past the last sample played
     received_samples: int  # samples received before it
     dropped_samples: int  # received samples it dropped unplayed
-    turn: int | None = None  # the turn whose reply it cut, if any
+    turn: int | None = None  # the turn whose reply it cut (see TurnReport), if any
 
 
 @dataclass
 class TurnReport:
-    """One turn of the caller and the reply it got."""
+    """One turn of the caller and the reply it got.
+
+    The reply was ``cut`` when a clear came after it began playing and before it had
+    finished by the caller's rule (``quiet`` seconds without audio): the phone may have
+    played all it had received, the server's next frame not sent yet.
+    """
 
     index: int  # in the script
     text: str
@@ -214,7 +217,7 @@ class TurnReport:
     reply_end: float | None = None  # when the last of it that played ended
     heard: PCM = field(default_factory=lambda: np.zeros(0, np.int16))  # played of the reply
     rate: int = 8000
-    cut: bool = False  # a clear stopped the reply while it played
+    cut: bool = False  # a clear came before the reply had finished (see the docstring)
 
     @property
     def reply_latency(self) -> float | None:
@@ -492,7 +495,11 @@ class _Dialog(_Phone[DialogReport]):
                 turn.heard, last = self._played(start, stop)
                 turn.reply_end = last / rate
                 for c in clears:
-                    if c.dropped_samples and start <= c.position < stop:
+                    if not start <= c.position < stop:
+                        continue
+                    # cut: the reply had not finished (gone quiet) when the clear came
+                    _, until = self._played(start, c.position)
+                    if c.position - until < self.quiet:
                         c.turn = s.index
                         turn.cut = True
             report.turns.append(turn)
