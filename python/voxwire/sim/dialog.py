@@ -26,6 +26,8 @@ the first caller frame began; positions are line-rate samples since ``t0``. A tu
 onset and end are the bounds of its speech (:func:`voxwire.sim.speech.speech_bounds`);
 its reply is the audio played from the first audio that starts playing at or after the
 end of its speech, up to the end of the next turn's speech (or the end of the call).
+A turn's audio starts on one of the caller's 20 ms frames: the first that begins at or
+after the moment its rule allows.
 
 What the caller heard (the phone-side rule)
 -------------------------------------------
