@@ -31,14 +31,16 @@ arriving while something plays is queued behind it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -434,24 +436,41 @@ async def _connect(side: ProviderSide, url: str) -> AsyncIterator[tuple[Send, Re
         yield send_ws, recv_ws
 
 
-# --- the call ---------------------------------------------------------------------------
+# --- the phone on the line -------------------------------------------------------------
+
+R = TypeVar("R")
 
 
-class _Caller:
-    """One simulated call on the running event loop."""
+class _Phone(ABC, Generic[R]):
+    """The phone's side of one call on the running event loop.
+
+    It queues what the caller sends (through the uplink impairment), plays what comes back
+    (through the downlink impairment) on its :class:`Playout`, echoes marks once played
+    and answers clears as the provider does, and speaks the frames of :meth:`_script`,
+    one per 20 ms, until the script ends or the server closes the call. A subclass
+    writes the script and, in :meth:`_finish`, the report.
+    """
 
     FRAME = 0.02
 
-    def __init__(self, side: ProviderSide, plan: CallPlan, network: Network) -> None:
+    def __init__(self, side: ProviderSide, network: Network) -> None:
         self.side = side
-        self.plan = plan
         self.network = network
         self.loop = asyncio.get_running_loop()
         self.rate = side.rate
-        self.report = CallReport(side.name, side.rate)
         self.playout = Playout(side.rate, 0.0)
         self.uplink = network.uplink() if network.active else None
         self.downlink = network.downlink() if network.active else None
+        # what happened on the line
+        self.clears: list[float] = []  # arrival times, seconds from t0
+        self.marks: list[MarkRecord] = []
+        self.unexpected: list[str] = []
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.media_lost = 0
+        self.closed_by_server = False
+        self.closed_at: float | None = None  # when the server closed, seconds from t0
+        self.ended: float | None = None  # when the call ended (loop time)
         self._out: list[tuple[float, int, Message]] = []
         self._order = itertools.count()
         self._last_arrival = -math.inf
@@ -460,8 +479,24 @@ class _Caller:
         self._tick_wake = asyncio.Event()  # the phone's state changed: marks may be due
         self._later: set[asyncio.TimerHandle] = set()
         self._mouth: list[PCM] = []
+        self._said = 0  # samples said so far
         self._marks: dict[str, MarkRecord] = {}
         self.done = False
+
+    # what a subclass provides
+    @abstractmethod
+    def _script(self) -> Iterator[PCM]:
+        """The caller's frames, one per 20 ms; it may decide from what the phone heard."""
+
+    @abstractmethod
+    def _finish(self) -> R:
+        """The report, once the call has ended."""
+
+    def _on_audio(self, pcm: PCM, start: int, now: float) -> None:
+        """Audio arrived and was queued to play from position ``start``."""
+
+    def _on_clear(self, now: float) -> None:
+        """A clear arrived; called before the playout drops its queue."""
 
     # uplink: every message leaves through one queue, in arrival-time order
     def _put(self, message: Message, now: float, media: bool = False) -> None:
@@ -470,7 +505,7 @@ class _Caller:
         elif media:
             arrivals = self.uplink.schedule(now)
             if not arrivals:
-                self.report.media_lost += 1
+                self.media_lost += 1
         else:
             # control messages keep their place behind everything sent before them
             arrivals = [max(now + self.network.delay, self._last_arrival)]
@@ -484,7 +519,7 @@ class _Caller:
             now = self.loop.time()
             while self._out and self._out[0][0] <= now:
                 _, _, message = heapq.heappop(self._out)
-                self.report.messages_sent += 1
+                self.messages_sent += 1
                 await send(message)
             if self.done and not self._out:
                 return
@@ -497,14 +532,16 @@ class _Caller:
     async def _reader(self, recv: Recv) -> None:
         while (message := await recv()) is not None:
             now = self.loop.time()
-            self.report.messages_received += 1
+            self.messages_received += 1
             if self.downlink is None:
                 self._handle(message, now)
             else:
                 when = max(self.downlink.schedule(now)[0], self._last_down)
                 self._last_down = when
                 self._later.add(self.loop.call_at(when, self._handle_later, message))
-        self.report.closed_by_server = not self.done
+        self.closed_by_server = not self.done
+        if self.closed_by_server:
+            self.closed_at = self.loop.time() - self.playout.t0
 
     def _handle_later(self, message: Message) -> None:
         now = self.loop.time()
@@ -515,14 +552,16 @@ class _Caller:
         t = now - self.playout.t0
         for event in self.side.parse(message):
             if isinstance(event, PlayAudio):
-                self.playout.enqueue(event.pcm, now)
+                start = self.playout.enqueue(event.pcm, now)
+                self._on_audio(event.pcm, start, now)
             elif isinstance(event, PlayMark):
                 position = self.playout.mark(event.name, now)
                 record = MarkRecord(event.name, t, position)
                 self._marks[event.name] = record
-                self.report.marks.append(record)
+                self.marks.append(record)
             elif isinstance(event, ClearAudio):
-                self.report.clears.append(t)
+                self.clears.append(t)
+                self._on_clear(now)
                 pending = self.playout.clear(now)
                 for name in pending:
                     if name in self._marks:
@@ -530,7 +569,7 @@ class _Caller:
                 for reply in self.side.cleared(pending):
                     self._put(reply, now)
             elif isinstance(event, Unexpected):
-                self.report.unexpected.append(event.reason)
+                self.unexpected.append(event.reason)
         self._tick_wake.set()
 
     def _echo_due_marks(self, now: float) -> None:
@@ -542,66 +581,26 @@ class _Caller:
             for reply in self.side.mark_played(name):
                 self._put(reply, now)
 
-    # the caller's mouth
-    def _script(self) -> Iterator[PCM]:
-        """Yield the caller's frames, one per 20 ms, deciding from what the phone heard."""
-        plan = self.plan
+    # helpers for scripts
+    def _frames(self, pcm: PCM) -> Iterator[PCM]:
+        """``pcm`` as 20 ms frames, the last one padded with silence."""
         frame = self.side.frame
-        silence = np.zeros(frame, np.int16)
-
-        def frames(pcm: PCM) -> Iterator[PCM]:
-            padded = np.concatenate([pcm, np.zeros(-len(pcm) % frame, np.int16)])
-            for i in range(0, len(padded), frame):
-                yield padded[i : i + frame]
-
-        for _ in range(round(plan.lead / self.FRAME)):
-            yield silence
-        yield from self._say("speech", plan.speech, frames)
-        if plan.barge_in is not None:
-            # wait for the reply to play for barge_in_after seconds, then talk over it
-            deadline = self._position() + round(plan.reply_timeout * self.rate)
-            while self._position() < deadline:
-                start = self._reply_start(self.report.utterances[-1])
-                if (
-                    start is not None
-                    and self._position() - start >= plan.barge_in_after * self.rate
-                ):
-                    break
-                yield silence
-            yield from self._say("barge-in", plan.barge_in, frames)
-        # wait for the (last) reply to finish
-        deadline = self._position() + round(plan.reply_timeout * self.rate)
-        last = self.report.utterances[-1]
-        while self._position() < deadline:
-            start = self._reply_start(last)
-            now = self.loop.time()
-            if start is not None and not self.playout.playing(now):
-                quiet = self.playout.sample(now) - self.playout.end
-                if quiet >= plan.quiet * self.rate:
-                    break
-            yield silence
-        for _ in range(round(plan.tail / self.FRAME)):
-            yield silence
-
-    def _say(self, kind: str, pcm: PCM, frames: Callable[[PCM], Iterator[PCM]]) -> Iterator[PCM]:
-        first, last = speech_bounds(pcm, self.rate)
-        at = self._position()
-        self.report.utterances.append(
-            UtteranceReport(kind, (at + first) / self.rate, (at + last) / self.rate)
-        )
-        yield from frames(pcm)
+        padded = np.concatenate([pcm, np.zeros(-len(pcm) % frame, np.int16)])
+        for i in range(0, len(padded), frame):
+            yield padded[i : i + frame]
 
     def _position(self) -> int:
-        return sum(len(f) for f in self._mouth)
+        """Samples the caller has said so far."""
+        return self._said
 
-    def _reply_start(self, utterance: UtteranceReport) -> int | None:
-        end = round(utterance.end * self.rate)
-        for start, pcm, _ in self.playout.segments:
-            if start >= end and len(pcm):
-                return start
-        return None
+    def _first_played_from(self, position: int) -> int | None:
+        """Where the first audio queued at or after ``position`` starts, or None."""
+        # segment starts increase strictly and no kept segment is empty (see Playout)
+        segments = self.playout.segments
+        i = bisect.bisect_left(segments, position, key=lambda s: s[0])
+        return segments[i][0] if i < len(segments) else None
 
-    async def run(self, send: Send, recv: Recv) -> CallReport:
+    async def run(self, send: Send, recv: Recv) -> R:
         loop = self.loop
         sender = loop.create_task(self._sender(send))
         reader = loop.create_task(self._reader(recv))
@@ -622,6 +621,7 @@ class _Caller:
                         finished = True
                         break
                     self._mouth.append(pcm)
+                    self._said += len(pcm)
                     self._put(self.side.audio(pcm), t0 + (k + 1) * self.FRAME, media=True)
                     k += 1
                 if finished:
@@ -633,6 +633,7 @@ class _Caller:
                 self._tick_wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._tick_wake.wait(), max(0.0, wake - loop.time()))
+            self.ended = loop.time()
             closing = self.side.closing()
             for message in closing:
                 self._put(message, loop.time())
@@ -646,6 +647,8 @@ class _Caller:
                     await asyncio.wait_for(asyncio.shield(reader), 1.0)
         finally:
             self.done = True
+            if self.ended is None:
+                self.ended = loop.time()
             for handle in self._later:
                 handle.cancel()
             for task in (sender, reader):
@@ -653,8 +656,72 @@ class _Caller:
             await asyncio.gather(sender, reader, return_exceptions=True)
         return self._finish()
 
+
+# --- the call ---------------------------------------------------------------------------
+
+
+class _Caller(_Phone[CallReport]):
+    """One simulated call following a :class:`CallPlan`."""
+
+    def __init__(self, side: ProviderSide, plan: CallPlan, network: Network) -> None:
+        super().__init__(side, network)
+        self.plan = plan
+        self.report = CallReport(side.name, side.rate)
+
+    # the caller's mouth
+    def _script(self) -> Iterator[PCM]:
+        """Yield the caller's frames, one per 20 ms, deciding from what the phone heard."""
+        plan = self.plan
+        silence = np.zeros(self.side.frame, np.int16)
+        for _ in range(round(plan.lead / self.FRAME)):
+            yield silence
+        yield from self._say("speech", plan.speech)
+        if plan.barge_in is not None:
+            # wait for the reply to play for barge_in_after seconds, then talk over it
+            deadline = self._position() + round(plan.reply_timeout * self.rate)
+            while self._position() < deadline:
+                start = self._reply_start(self.report.utterances[-1])
+                if (
+                    start is not None
+                    and self._position() - start >= plan.barge_in_after * self.rate
+                ):
+                    break
+                yield silence
+            yield from self._say("barge-in", plan.barge_in)
+        # wait for the (last) reply to finish
+        deadline = self._position() + round(plan.reply_timeout * self.rate)
+        last = self.report.utterances[-1]
+        while self._position() < deadline:
+            start = self._reply_start(last)
+            now = self.loop.time()
+            if start is not None and not self.playout.playing(now):
+                quiet = self.playout.sample(now) - self.playout.end
+                if quiet >= plan.quiet * self.rate:
+                    break
+            yield silence
+        for _ in range(round(plan.tail / self.FRAME)):
+            yield silence
+
+    def _say(self, kind: str, pcm: PCM) -> Iterator[PCM]:
+        first, last = speech_bounds(pcm, self.rate)
+        at = self._position()
+        self.report.utterances.append(
+            UtteranceReport(kind, (at + first) / self.rate, (at + last) / self.rate)
+        )
+        yield from self._frames(pcm)
+
+    def _reply_start(self, utterance: UtteranceReport) -> int | None:
+        return self._first_played_from(round(utterance.end * self.rate))
+
     def _finish(self) -> CallReport:
         report = self.report
+        report.clears = self.clears
+        report.marks = self.marks
+        report.unexpected = self.unexpected
+        report.messages_sent = self.messages_sent
+        report.messages_received = self.messages_received
+        report.media_lost = self.media_lost
+        report.closed_by_server = self.closed_by_server
         said = np.concatenate(self._mouth) if self._mouth else np.zeros(0, np.int16)
         report.said = said
         report.heard = heard = self.playout.track(len(said))
