@@ -3,12 +3,15 @@
 * :mod:`voxwire.sim.provider`: each protocol as the provider speaks it;
 * :mod:`voxwire.sim.caller`: a caller that speaks in real time, plays the replies, echoes
   marks once played, honours clear, and reports what it heard and the timings;
+* :mod:`voxwire.sim.dialog`: a caller that holds a conversation of several turns (each
+  said when the last reply ends, or over it), for testing voice agents;
 * :mod:`voxwire.sim.speech`: espeak-ng phrases and WAV files for it to say.
 """
 
 from __future__ import annotations
 
 from voxwire.sim.caller import CallPlan, CallReport, Network, place_call
+from voxwire.sim.dialog import DialogReport, Turn, place_dialog
 from voxwire.sim.provider import PROVIDERS, ProviderSide
 from voxwire.sim.speech import DEFAULT_PHRASE, read_wav, synthesize
 
@@ -17,9 +20,12 @@ __all__ = [
     "PROVIDERS",
     "CallPlan",
     "CallReport",
+    "DialogReport",
     "Network",
     "ProviderSide",
+    "Turn",
     "place_call",
+    "place_dialog",
     "read_wav",
     "synthesize",
 ]
