@@ -1,0 +1,517 @@
+"""When the caller's turn is over: an end-of-turn delay from the words said so far.
+
+The voice activity detector says when speech stops; it cannot say whether the caller
+stopped or only paused ("my number is five five five, ..." / "I'd like, um, ..."). The
+transcript can: a turn that ends on "and", "um", "the", "to", a preposition, a list with a
+trailing comma or a number read out digit by digit is not over, while a question or a
+whole sentence usually is. :class:`TurnPolicy` turns the transcript so far into how much
+longer to wait.
+
+>>> from voxwire.voice.turns import TurnPolicy
+>>> policy = TurnPolicy()
+>>> policy.delay("Can you move my appointment to Friday?") == policy.min_delay
+True
+>>> policy.delay("my number is five five five") > 0.5
+True
+>>> round(policy.completeness("I'd like to book a table for,"), 2)
+0.05
+
+The rule
+--------
+The conversation core creates its detector with this policy's hangover,
+``voxwire.Vad(rate, hangover_ms=policy.hangover_ms)``. When the detector reports
+:class:`~voxwire.vad.SpeechEnd` (``hangover_ms`` after the last speech frame, at the end of
+the frame that produced the event) it takes the latest transcript text and waits::
+
+    delay = min_delay + (max_delay - min_delay) * (1 - completeness(text))
+
+seconds more; if no :class:`~voxwire.vad.SpeechStart` comes first, the caller's turn
+ends then. In terms of the event's own timestamp the turn ends at
+``SpeechEnd.time + policy.silence(text)``. The policy is a pure function of the text, so
+the deadline may be worked out again whenever a newer transcript arrives.
+
+``completeness(text)`` is a score in [0, 1] from the end of the text alone (the last
+160 characters; closing quotes and brackets ignored):
+
+* a final ``?`` or ``!``: 1. A final ``.``: 0.9, except after a word that cannot end a
+  sentence (a hesitation, conjunction, article or preposition: "the.", "um."), where
+  it adds only 0.1 to that word's score;
+* a trailing ``,`` ``;`` ``:`` or dash: at most 0.05; a trailing ellipsis: at most 0.2;
+* otherwise the last words decide:
+
+  - hesitations (um, uh, er, hmm): 0;
+  - conjunctions (and, or, but, so, because, if, ...; "then" after "and" / "so"),
+    articles and possessives (the, a, my, your, ...), prepositions (to, for, with, of,
+    at, ...): 0.05 ("like" and "as": 0.2); "so" after "think", "hope", ...: 0.8;
+  - "first", "also", "actually", ...: 0.15;
+  - contractions that need more ("it's", "I'm", "that's", "I'd"): 0.1;
+  - "is", "was", "have", "can", ... : 0.1 ("my number is"), 0.6 after a pronoun
+    ("yes it is");
+  - a subject pronoun (I, we, they, he, she): 0.1; a verb waiting for its object after
+    one ("I want", "I'd like", "I think", "I mean"): 0.2; "tell me", "let me", ...: 0.2;
+  - "point", "hundred", "thousand", "double": 0.1;
+  - a run of digits read one by one ("five five five", "555"): 0.1, unless it has the
+    length of a whole phone, card or account number (7, 10, 11 or 16 digits): 0.7; one
+    number alone ("for four", "is twelve"): 0.5;
+  - short answers and closings ("yes", "no thanks", "that's all", "thank you"): 0.95;
+  - any other word ends a plausible sentence: 0.7 when the transcript carries no
+    punctuation and no capitals (a recognizer that never punctuates, as pocketsphinx),
+    0.25 when it does (a punctuating recognizer that has put no full stop there is
+    saying that the sentence goes on);
+
+* an empty transcript (the recognizer has not caught up): 0.5.
+
+The scores and the defaults (``min_delay``, ``max_delay``, ``hangover_ms``) were tuned
+on a labelled corpus of synthetic caller turns with pauses inside them;
+``python bench/turn_taking.py`` measures false cut-offs and end-of-turn delay on a
+held-out part of it, side by side with fixed-silence endpointing (``docs/turn-taking.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+__all__ = ["TurnPolicy"]
+
+_FILLERS: Final = frozenset(
+    ["um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "hm", "mm", "mmm", "ah", "eh"]
+)
+_CONJUNCTIONS: Final = frozenset(
+    [
+        "and",
+        "or",
+        "but",
+        "so",
+        "because",
+        "cause",
+        "cuz",
+        "if",
+        "nor",
+        "plus",
+        "whereas",
+        "although",
+        "though",
+        "while",
+        "unless",
+    ]
+)
+_DETERMINERS: Final = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "his",
+        "her",
+        "our",
+        "their",
+        "its",
+        "some",
+        "any",
+        "every",
+        "each",
+        "another",
+        "either",
+        "neither",
+    ]
+)
+_PREPOSITIONS: Final = frozenset(
+    [
+        "to",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "about",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "between",
+        "through",
+        "after",
+        "before",
+        "during",
+        "without",
+        "within",
+        "against",
+        "towards",
+        "toward",
+        "among",
+        "around",
+        "near",
+        "than",
+        "via",
+        "per",
+        "like",
+        "as",
+        "until",
+        "till",
+    ]
+)
+_AUXILIARIES: Final = frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "be",
+        "been",
+        "being",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "did",
+        "get",
+        "got",
+    ]
+)
+_PRONOUNS: Final = frozenset(
+    ["i", "you", "we", "they", "he", "she", "it", "that", "there", "this", "who"]
+)
+_OPEN_CONTRACTIONS: Final = frozenset(
+    [
+        "it's",
+        "that's",
+        "there's",
+        "i'm",
+        "you're",
+        "we're",
+        "they're",
+        "he's",
+        "she's",
+        "what's",
+        "i've",
+        "you've",
+        "we've",
+        "they've",
+        "i'll",
+        "you'll",
+        "we'll",
+        "they'll",
+        "i'd",
+        "you'd",
+        "we'd",
+        "they'd",
+        "let's",
+        "here's",
+        "where's",
+        "who's",
+        "how's",
+    ]
+)
+_WANTING: Final = frozenset(
+    [
+        "want",
+        "wanna",
+        "need",
+        "needs",
+        "like",
+        "gonna",
+        "wondering",
+        "think",
+        "mean",
+        "guess",
+        "said",
+        "says",
+        "hoping",
+        "trying",
+    ]
+)
+_SUBJECTS: Final = frozenset(["i", "we", "they", "he", "she"])
+_CLOSINGS: Final = frozenset(
+    [
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "no",
+        "nope",
+        "nah",
+        "okay",
+        "ok",
+        "sure",
+        "right",
+        "correct",
+        "exactly",
+        "thanks",
+        "please",
+        "bye",
+        "goodbye",
+        "perfect",
+        "great",
+        "fine",
+        "alright",
+        "absolutely",
+        "definitely",
+    ]
+)
+_CLOSING_PAIRS: Final = frozenset(
+    (
+        "thank you",
+        "that's all",
+        "that's it",
+        "that's right",
+        "that's correct",
+        "that's fine",
+        "no thanks",
+        "yes please",
+        "all good",
+        "go ahead",
+        "sounds good",
+        "not really",
+        "of course",
+    )
+)
+_DIGITS: Final = frozenset(
+    ["zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+)
+_NUMBERS: Final = frozenset(
+    [
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+        "thirty",
+        "forty",
+        "fifty",
+        "sixty",
+        "seventy",
+        "eighty",
+        "ninety",
+    ]
+)
+_NUMBER_WAITS: Final = frozenset(
+    ["point", "hundred", "thousand", "million", "double", "triple", "dot"]
+)
+_WHOLE_NUMBER_LENGTHS: Final = frozenset({7, 10, 11, 16})
+
+_TELLING: Final = frozenset(["tell", "give", "show", "send", "let", "ask"])
+_SO_ENDS: Final = frozenset(
+    [
+        "think",
+        "hope",
+        "guess",
+        "believe",
+        "suppose",
+        "expect",
+        "say",
+        "said",
+        "do",
+        "did",
+        "not",
+        "so",
+    ]
+)
+_DISCOURSE: Final = frozenset(["first", "firstly", "secondly", "also", "actually", "basically"])
+_OPEN_WORD_PUNCTUATED: Final = 0.25
+_OPEN_WORD_PLAIN: Final = 0.7
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_TAIL: Final = 160  # characters of the text's end that decide
+
+
+def _check(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"TurnPolicy: {name} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ValueError(f"TurnPolicy: {name} must be in [{low:g}, {high:g}], got {value!r}")
+    return number
+
+
+def _goes_on(word: str) -> bool:
+    """Words that cannot end a sentence, whatever punctuation follows them."""
+    return (
+        word in _FILLERS or word in _CONJUNCTIONS or word in _DETERMINERS or word in _PREPOSITIONS
+    )
+
+
+def _digit_run(words: list[str]) -> int:
+    """Digits in the run of digit words (or numerals) that ends the text, 0 when none or
+    when the run is a single spoken number ("four", "twenty")."""
+    digits = 0
+    tokens = 0
+    for word in reversed(words):
+        if word.isdigit():
+            digits += len(word)
+        elif word in _DIGITS:
+            digits += 1
+        elif word in _NUMBERS:
+            digits += 2
+        elif word in ("double", "triple"):
+            digits += 1 if word == "double" else 2
+        else:
+            break
+        tokens += 1
+    if tokens == 1 and not words[-1].isdigit():
+        return 0
+    return digits
+
+
+class TurnPolicy:
+    """End-of-turn delay from the transcript so far (rule in the module docstring).
+
+    Parameters
+    ----------
+    min_delay : float
+        Seconds to wait after a reported speech end when the text is surely complete (a
+        question, a full sentence). 0 to 5.
+    max_delay : float
+        Seconds to wait when the text surely goes on ("and", "um", "five five five").
+        ``min_delay`` to 10.
+    hangover_ms : int
+        The detector hangover this policy is tuned for, 0 to 500 ms: create the detector
+        with ``voxwire.Vad(rate, hangover_ms=policy.hangover_ms)``.
+
+    Raises
+    ------
+    TypeError
+        If a setting is not a number (``hangover_ms``: not an int).
+    ValueError
+        If a setting is out of range (the message names it and its value).
+    """
+
+    __slots__ = ("_hangover_ms", "_max", "_min")
+
+    def __init__(
+        self, min_delay: float = 0.0, max_delay: float = 1.4, hangover_ms: int = 160
+    ) -> None:
+        low = _check("min_delay", min_delay, 0.0, 5.0)
+        high = _check("max_delay", max_delay, 0.0, 10.0)
+        if high < low:
+            raise ValueError(
+                f"TurnPolicy: max_delay must be >= min_delay ({low:g}), got {max_delay!r}"
+            )
+        if isinstance(hangover_ms, bool) or not isinstance(hangover_ms, int):
+            raise TypeError(
+                f"TurnPolicy: hangover_ms must be an int, got {type(hangover_ms).__name__}"
+            )
+        if not 0 <= hangover_ms <= 500:
+            raise ValueError(f"TurnPolicy: hangover_ms must be in [0, 500], got {hangover_ms}")
+        self._min = low
+        self._max = high
+        self._hangover_ms = hangover_ms
+
+    @property
+    def min_delay(self) -> float:
+        """Seconds to wait after a complete sentence."""
+        return self._min
+
+    @property
+    def max_delay(self) -> float:
+        """Seconds to wait after text that goes on."""
+        return self._max
+
+    @property
+    def hangover_ms(self) -> int:
+        """The detector hangover the delays assume, in ms."""
+        return self._hangover_ms
+
+    def delay(self, text: str) -> float:
+        """Seconds to wait, after the detector reports the end of speech, before the
+        caller's turn counts as over, given the transcript ``text`` so far."""
+        return self._min + (self._max - self._min) * (1.0 - self.completeness(text))
+
+    def silence(self, text: str) -> float:
+        """Seconds of silence after the last speech frame (``SpeechEnd.time``) before the
+        turn counts as over: ``hangover_ms / 1000 + delay(text)``."""
+        return self._hangover_ms / 1000.0 + self.delay(text)
+
+    def completeness(self, text: str) -> float:
+        """How surely ``text`` is a whole turn, in [0, 1] (see the module docstring)."""
+        if not isinstance(text, str):
+            raise TypeError(f"TurnPolicy: text must be a str, got {type(text).__name__}")
+        tail = text[-_TAIL:].rstrip()
+        # Closing quotes and brackets do not change where the text ends.
+        tail = tail.rstrip("\"')]}\u201d\u2019\u00bb*_")
+        if not tail:
+            return 0.5
+        punctuated = any(
+            ch.isupper() or not (ch.isalnum() or ch.isspace() or ch == "'") for ch in tail
+        )
+        words = _WORD.findall(tail.lower())
+        last = tail[-1]
+        if not words:
+            return 0.5 if last not in ",;:-\u2013\u2014" else 0.05
+        score = self._words(words, punctuated)
+        if last in "?!\uff1f\uff01":
+            return 1.0
+        if tail.endswith(("...", "\u2026")):
+            return min(score, 0.2)
+        if last in ".\u3002":
+            # A recognizer's full stop is its own end-of-sentence call; only a word that
+            # cannot end one ("the.", "um.") outweighs it.
+            return score + 0.1 if _goes_on(words[-1]) else 0.9
+        if last in ",;:-\u2013\u2014":
+            return min(score, 0.05)
+        return score
+
+    @staticmethod
+    def _words(words: list[str], punctuated: bool) -> float:
+        """Score of a text that ends on ``words`` (lowercase), punctuation aside."""
+        last = words[-1]
+        before = words[-2] if len(words) > 1 else ""
+        if last in _FILLERS:
+            return 0.0
+        pair = f"{before} {last}"
+        if pair in _CLOSING_PAIRS or (last in _CLOSINGS and len(words) <= 3):
+            return 0.95
+        if last == "so" and before in _SO_ENDS:
+            return 0.8  # "I think so", "I hope so"
+        if last in _CONJUNCTIONS or (last == "then" and before in ("and", "so", "but")):
+            return 0.05
+        if last in _DISCOURSE:
+            return 0.15
+        if last in _DETERMINERS or last in _PREPOSITIONS:
+            return 0.05 if last not in ("like", "as") else 0.2
+        if last in _OPEN_CONTRACTIONS:
+            return 0.1
+        if last in _AUXILIARIES:
+            return 0.6 if before in _PRONOUNS else 0.1
+        if last in _SUBJECTS:
+            return 0.1
+        if last in _WANTING and (before in _SUBJECTS or before.endswith("'d") or before == "would"):
+            return 0.2
+        if last in _NUMBER_WAITS:
+            return 0.1
+        if last == "me" and before in _TELLING:
+            return 0.2  # "can you tell me", "let me"
+        run = _digit_run(words)
+        if run:
+            return 0.7 if run in _WHOLE_NUMBER_LENGTHS else 0.1
+        if last.isdigit() or last in _DIGITS or last in _NUMBERS:
+            return 0.5  # one number: a count, or the first of a house number and street
+        return _OPEN_WORD_PUNCTUATED if punctuated else _OPEN_WORD_PLAIN
+
+    def __repr__(self) -> str:
+        return (
+            f"TurnPolicy(min_delay={self._min:g}, max_delay={self._max:g}, "
+            f"hangover_ms={self._hangover_ms})"
+        )
