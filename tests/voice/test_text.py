@@ -65,6 +65,7 @@ def test_full_stop_after_a_word_settles_at_once() -> None:
         ("Signed J.", " R. Smith.", ["Signed J. R. Smith."]),
         ("Open at 9 a.m.", " on weekdays.", ["Open at 9 a.m. on weekdays."]),
         ("Apples, pears, etc.", " and more.", ["Apples, pears, etc. and more."]),
+        ("See you Tue.", " March 4th.", ["See you Tue. March 4th."]),
     ],
 )
 def test_dots_that_may_go_on_wait(first: str, settles: str, joined: list[str]) -> None:

@@ -174,3 +174,8 @@ def test_bad_settings(kwargs: dict[str, object], error: type[Exception], match: 
 def test_text_must_be_a_str() -> None:
     with pytest.raises(TypeError, match="text must be a str, got bytes"):
         POLICY.delay(b"and")  # type: ignore[arg-type]
+
+
+def test_a_lone_opener_waits() -> None:
+    assert POLICY.completeness("well") == 0.15
+    assert POLICY.completeness("very well") == 0.7

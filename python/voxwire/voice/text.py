@@ -27,7 +27,8 @@ Where a sentence ends
   a number (``3.`` may become ``3.5``) or a single capital (``J.``) it waits for the text
   after it: the sentence ends when a space and a capital letter follow (a digit too,
   after an abbreviation). Titles and Latin forms (``Dr.``, ``Mr.``, ``Mrs.``, ``St.``,
-  ``e.g.``, ``i.e.``, ``vs.``, ...) and a capital initial (``J. R. Smith``) never end one.
+  ``e.g.``, ``i.e.``, ``vs.``, ...), day and month names (``Tue.``, ``Mar.``) and a
+  capital initial before a word (``J. R. Smith``) never end one.
 * A dot inside a token is no boundary: decimals (``3.5``), prices (``$4.50``), versions
   (``1.2.3``), domains, URLs and e-mail addresses (a ``?`` or ``.`` in a token holding
   ``://``, ``www.`` or ``@`` ends a sentence only once a space follows it). Times

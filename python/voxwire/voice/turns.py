@@ -43,7 +43,7 @@ the deadline may be worked out again whenever a newer transcript arrives.
   - conjunctions (and, or, but, so, because, if, ...; "then" after "and" / "so"),
     articles and possessives (the, a, my, your, ...), prepositions (to, for, with, of,
     at, ...): 0.05 ("like" and "as": 0.2); "so" after "think", "hope", ...: 0.8;
-  - "first", "also", "actually", ...: 0.15;
+  - "first", "also", "actually", ..., and "well", "now", "look" as the whole text: 0.15;
   - contractions that need more ("it's", "I'm", "that's", "I'd"): 0.1;
   - "is", "was", "have", "can", ... : 0.1 ("my number is"), 0.6 after a pronoun
     ("yes it is");
@@ -330,6 +330,7 @@ _SO_ENDS: Final = frozenset(
     ]
 )
 _DISCOURSE: Final = frozenset(["first", "firstly", "secondly", "also", "actually", "basically"])
+_OPENERS: Final = frozenset(["well", "now", "see", "look", "listen"])  # as the whole turn
 _OPEN_WORD_PUNCTUATED: Final = 0.25
 _OPEN_WORD_PLAIN: Final = 0.7
 
@@ -487,7 +488,7 @@ class TurnPolicy:
             return 0.8  # "I think so", "I hope so"
         if last in _CONJUNCTIONS or (last == "then" and before in ("and", "so", "but")):
             return 0.05
-        if last in _DISCOURSE:
+        if last in _DISCOURSE or (len(words) == 1 and last in _OPENERS):
             return 0.15
         if last in _DETERMINERS or last in _PREPOSITIONS:
             return 0.05 if last not in ("like", "as") else 0.2
