@@ -131,3 +131,25 @@ def test_corpus_is_seeded_and_timed_from_its_audio() -> None:
     assert low - 0.05 <= gap <= high + 0.05
     # prefixes are synthesized without their final punctuation
     assert "One" in calls
+
+
+def test_tune_puts_the_fastest_setting_within_the_cut_off_limit_first() -> None:
+    turns = [_turn(0.7)]
+    rows = bench.tune(turns, min_delays=(0.0,), max_delays=(0.3, 1.0, 2.0), hangovers=(200,))
+    assert [p.max_delay for p, _ in rows] == [1.0, 2.0, 0.3]  # 0.3 s cuts "I need eggs," off
+    assert rows[0][1].cut_turns == 0
+    assert rows[-1][1].cut_turns == 1
+
+
+def test_corpus_from_espeak() -> None:
+    pytest.importorskip("espeakng_loader")
+    turns = bench.build(bench.TUNE, 2)
+    assert [t.script for t in turns] == list(bench.TUNE.scripts[:2])
+    for turn in turns:
+        ends = [t for _, t in turn.words]
+        assert ends == sorted(ends)
+        assert ends[-1] == pytest.approx(turn.end)
+        assert turn.pauses == turn.script.count("|")
+        result = bench.score_turn(turn, bench.FixedSilence(2.0))
+        assert result.cut_offs == 0  # no inserted pause is 2 s long
+        assert result.delay is not None
