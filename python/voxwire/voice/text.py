@@ -77,6 +77,7 @@ _REPEATED_COMMAS = re.compile(r"([,;:])(?:\s*[,;:])+")
 _LEADING_PUNCT = re.compile(r"^(?:[\s,;:!?\u2013\u2014]|[.\-](?!\d))+")
 _STRAY_UNDERSCORE = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 _WHITESPACE = re.compile(r"\s+")
+_INNER_APOSTROPHE = re.compile(r"(?<=\w)\u2019(?=\w)")
 
 # Symbols dropped wherever they stand: markup and bracketing that a synthesizer would
 # either read out ("asterisk") or has no use for. Quotes and brackets go too; the words
@@ -84,7 +85,9 @@ _WHITESPACE = re.compile(r"\s+")
 _DROP: Final = frozenset('*`~^|\\{}[]<>"()\u201c\u201d\u201e\u201f\u00ab\u00bb\u2018\u2039\u203a')
 # "Other symbol" characters worth keeping: they read as words.
 _KEEP_SYMBOLS: Final = frozenset("\u00b0\u2116")  # degree sign, numero sign
-_DROP_CATEGORIES: Final = frozenset({"So", "Sk", "Cs", "Co", "Cn", "Cf", "Me", "Mn"})
+# Pictographs and emoji (So), their modifiers (Sk, Me), format controls such as the
+# zero-width joiner (Cf), surrogates, private use and unassigned code points.
+_DROP_CATEGORIES: Final = frozenset({"So", "Sk", "Me", "Cf", "Cs", "Co", "Cn", "Cc"})
 
 
 def _char_ok(ch: str) -> bool:
@@ -99,9 +102,7 @@ def _char_ok(ch: str) -> bool:
         # Combining accents belong to their letter (a decomposed "é"); emoji modifiers
         # such as the variation selectors are Mn too, and go.
         return not (0xFE00 <= ord(ch) <= 0xFE0F or 0xE0100 <= ord(ch) <= 0xE01EF)
-    if category in _DROP_CATEGORIES:
-        return False
-    return category != "Cc"
+    return category not in _DROP_CATEGORIES
 
 
 def _strip_line(line: str) -> str:
@@ -147,14 +148,14 @@ def speakable(text: str) -> str:
     lines = [_strip_line(line) for line in text.splitlines()]
     text = "\n".join(lines)
     text = _CODE.sub(r"\1", text)
-    for pattern in (_BOLD, _STRIKE):
-        text = pattern.sub(r"\2" if pattern is _BOLD else r"\1", text)
+    text = _BOLD.sub(r"\2", text)
+    text = _STRIKE.sub(r"\1", text)
     text = _EM_STAR.sub(r"\1", text)
     text = _EM_UNDER.sub(r"\1", text)
     text = _HASH.sub("", text)
     text = _STRAY_UNDERSCORE.sub(" ", text)
     # Typographic apostrophes inside words become plain ones; as quote marks they go.
-    text = re.sub(r"(?<=\w)\u2019(?=\w)", "'", text).replace("\u2019", "")
+    text = _INNER_APOSTROPHE.sub("'", text).replace("\u2019", "")
     text = text.replace("\u2026", "...")
     text = "".join(ch if _char_ok(ch) else " " for ch in text)
     text = _WHITESPACE.sub(" ", text)
@@ -166,103 +167,33 @@ def speakable(text: str) -> str:
 
 # --- sentence boundaries -------------------------------------------------------------------
 
+
+def _words(text: str) -> frozenset[str]:
+    """The words of ``text``, split at whitespace."""
+    return frozenset(text.split())
+
+
 # After these a full stop never ends a sentence: titles and forms that always go on.
-_NEVER_FINAL: Final = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "mx",
-        "dr",
-        "prof",
-        "st",
-        "mt",
-        "gen",
-        "col",
-        "capt",
-        "cpt",
-        "lt",
-        "sgt",
-        "rev",
-        "hon",
-        "fr",
-        "sen",
-        "rep",
-        "gov",
-        "pres",
-        "vs",
-        "v",
-        "e.g",
-        "i.e",
-        "cf",
-        "approx",
-        "ca",
-        "fig",
-        "nos",
-    ]
+_NEVER_FINAL: Final = _words(
+    """
+    mr mrs ms mx dr prof st mt gen col capt cpt lt sgt rev hon fr sen rep gov pres vs v e.g
+    i.e cf approx ca fig nos
+    """
 )
 # After these a full stop ends a sentence only when a capital letter or a digit follows.
-_ABBREVIATIONS: Final = frozenset(
-    [
-        "etc",
-        "a.m",
-        "p.m",
-        "inc",
-        "ltd",
-        "co",
-        "corp",
-        "llc",
-        "plc",
-        "jr",
-        "sr",
-        "al",
-        "dept",
-        "est",
-        "misc",
-        "hrs",
-        "hr",
-        "mins",
-        "secs",
-        "oz",
-        "lb",
-        "lbs",
-        "ft",
-        "yd",
-        "sq",
-        "tel",
-        "ext",
-        "ave",
-        "blvd",
-        "rd",
-    ]
+_ABBREVIATIONS: Final = _words(
+    """
+    etc a.m p.m inc ltd co corp llc plc jr sr al dept est misc hrs hr mins secs oz lb lbs ft
+    yd sq tel ext ave blvd rd
+    """
 )
 # Day and month names, never final ("Tue. March 4", "Mar. 4"); capitalised only, so that
 # "I sat." and "the sun." still end at once.
-_CAPITALISED: Final = frozenset(
-    [
-        "Jan",
-        "Feb",
-        "Mar",
-        "Apr",
-        "Jun",
-        "Jul",
-        "Aug",
-        "Sep",
-        "Sept",
-        "Oct",
-        "Nov",
-        "Dec",
-        "Mon",
-        "Tue",
-        "Tues",
-        "Wed",
-        "Thu",
-        "Thur",
-        "Thurs",
-        "Fri",
-        "Sat",
-        "Sun",
-    ]
+_CAPITALISED: Final = _words(
+    """
+    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Mon Tue Tues Wed Thu Thur Thurs Fri Sat
+    Sun
+    """
 )
 _CLOSERS: Final = frozenset("\"')]}*_`~\u201d\u2019\u00bb\u203a")
 _OPENERS: Final = "\"'([{*_`~\u201c\u2018\u00ab\u2039"

@@ -75,195 +75,54 @@ from typing import Final
 
 __all__ = ["TurnPolicy"]
 
-_FILLERS: Final = frozenset(
-    ["um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "hm", "mm", "mmm", "ah", "eh"]
+
+def _words(text: str) -> frozenset[str]:
+    """The words of ``text``, split at whitespace."""
+    return frozenset(text.split())
+
+
+_FILLERS: Final = _words("um umm uh uhh uhm er erm hmm hm mm mmm ah eh")
+_CONJUNCTIONS: Final = _words(
+    """
+    and or but so because cause cuz if nor plus whereas although though while unless
+    """
 )
-_CONJUNCTIONS: Final = frozenset(
-    [
-        "and",
-        "or",
-        "but",
-        "so",
-        "because",
-        "cause",
-        "cuz",
-        "if",
-        "nor",
-        "plus",
-        "whereas",
-        "although",
-        "though",
-        "while",
-        "unless",
-    ]
+_DETERMINERS: Final = _words(
+    """
+    the a an my your his her our their its some any every each another either neither
+    """
 )
-_DETERMINERS: Final = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "my",
-        "your",
-        "his",
-        "her",
-        "our",
-        "their",
-        "its",
-        "some",
-        "any",
-        "every",
-        "each",
-        "another",
-        "either",
-        "neither",
-    ]
+_PREPOSITIONS: Final = _words(
+    """
+    to of in on at for with from by about into onto over under between through after before
+    during without within against towards toward among around near than via per like as
+    until till
+    """
 )
-_PREPOSITIONS: Final = frozenset(
-    [
-        "to",
-        "of",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "from",
-        "by",
-        "about",
-        "into",
-        "onto",
-        "over",
-        "under",
-        "between",
-        "through",
-        "after",
-        "before",
-        "during",
-        "without",
-        "within",
-        "against",
-        "towards",
-        "toward",
-        "among",
-        "around",
-        "near",
-        "than",
-        "via",
-        "per",
-        "like",
-        "as",
-        "until",
-        "till",
-    ]
+_AUXILIARIES: Final = _words(
+    """
+    is are was were am be been being will would can could should shall may might must have
+    has had do does did get got
+    """
 )
-_AUXILIARIES: Final = frozenset(
-    [
-        "is",
-        "are",
-        "was",
-        "were",
-        "am",
-        "be",
-        "been",
-        "being",
-        "will",
-        "would",
-        "can",
-        "could",
-        "should",
-        "shall",
-        "may",
-        "might",
-        "must",
-        "have",
-        "has",
-        "had",
-        "do",
-        "does",
-        "did",
-        "get",
-        "got",
-    ]
+_PRONOUNS: Final = _words("i you we they he she it that there this who")
+_OPEN_CONTRACTIONS: Final = _words(
+    """
+    it's that's there's i'm you're we're they're he's she's what's i've you've we've they've
+    i'll you'll we'll they'll i'd you'd we'd they'd let's here's where's who's how's
+    """
 )
-_PRONOUNS: Final = frozenset(
-    ["i", "you", "we", "they", "he", "she", "it", "that", "there", "this", "who"]
+_WANTING: Final = _words(
+    """
+    want wanna need needs like gonna wondering think mean guess said says hoping trying
+    """
 )
-_OPEN_CONTRACTIONS: Final = frozenset(
-    [
-        "it's",
-        "that's",
-        "there's",
-        "i'm",
-        "you're",
-        "we're",
-        "they're",
-        "he's",
-        "she's",
-        "what's",
-        "i've",
-        "you've",
-        "we've",
-        "they've",
-        "i'll",
-        "you'll",
-        "we'll",
-        "they'll",
-        "i'd",
-        "you'd",
-        "we'd",
-        "they'd",
-        "let's",
-        "here's",
-        "where's",
-        "who's",
-        "how's",
-    ]
-)
-_WANTING: Final = frozenset(
-    [
-        "want",
-        "wanna",
-        "need",
-        "needs",
-        "like",
-        "gonna",
-        "wondering",
-        "think",
-        "mean",
-        "guess",
-        "said",
-        "says",
-        "hoping",
-        "trying",
-    ]
-)
-_SUBJECTS: Final = frozenset(["i", "we", "they", "he", "she"])
-_CLOSINGS: Final = frozenset(
-    [
-        "yes",
-        "yeah",
-        "yep",
-        "yup",
-        "no",
-        "nope",
-        "nah",
-        "okay",
-        "ok",
-        "sure",
-        "right",
-        "correct",
-        "exactly",
-        "thanks",
-        "please",
-        "bye",
-        "goodbye",
-        "perfect",
-        "great",
-        "fine",
-        "alright",
-        "absolutely",
-        "definitely",
-    ]
+_SUBJECTS: Final = _words("i we they he she")
+_CLOSINGS: Final = _words(
+    """
+    yes yeah yep yup no nope nah okay ok sure right correct exactly thanks please bye
+    goodbye perfect great fine alright absolutely definitely
+    """
 )
 _CLOSING_PAIRS: Final = frozenset(
     (
@@ -282,54 +141,19 @@ _CLOSING_PAIRS: Final = frozenset(
         "of course",
     )
 )
-_DIGITS: Final = frozenset(
-    ["zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+_DIGITS: Final = _words("zero oh o one two three four five six seven eight nine")
+_NUMBERS: Final = _words(
+    """
+    ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty
+    thirty forty fifty sixty seventy eighty ninety
+    """
 )
-_NUMBERS: Final = frozenset(
-    [
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-    ]
-)
-_NUMBER_WAITS: Final = frozenset(
-    ["point", "hundred", "thousand", "million", "double", "triple", "dot"]
-)
+_NUMBER_WAITS: Final = _words("point hundred thousand million double triple dot")
 _WHOLE_NUMBER_LENGTHS: Final = frozenset({7, 10, 11, 16})
 
-_TELLING: Final = frozenset(["tell", "give", "show", "send", "let", "ask"])
-_SO_ENDS: Final = frozenset(
-    [
-        "think",
-        "hope",
-        "guess",
-        "believe",
-        "suppose",
-        "expect",
-        "say",
-        "said",
-        "do",
-        "did",
-        "not",
-        "so",
-    ]
-)
-_DISCOURSE: Final = frozenset(["first", "firstly", "secondly", "also", "actually", "basically"])
+_TELLING: Final = _words("tell give show send let ask")
+_SO_ENDS: Final = _words("think hope guess believe suppose expect say said do did not so")
+_DISCOURSE: Final = _words("first firstly secondly also actually basically")
 _OPENERS: Final = frozenset(["well", "now", "see", "look", "listen"])  # as the whole turn
 _OPEN_WORD_PUNCTUATED: Final = 0.25
 _OPEN_WORD_PLAIN: Final = 0.7
