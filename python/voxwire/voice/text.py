@@ -27,7 +27,8 @@ Where a sentence ends
   a number (``3.`` may become ``3.5``) or a single capital (``J.``) it waits for the text
   after it: the sentence ends when a space and a capital letter follow (a digit too,
   after an abbreviation). Titles and Latin forms (``Dr.``, ``Mr.``, ``Mrs.``, ``St.``,
-  ``e.g.``, ``i.e.``, ``vs.``, ...) and a capital initial (``J. R. Smith``) never end one.
+  ``e.g.``, ``i.e.``, ``vs.``, ...), day and month names (``Tue.``, ``Mar.``) and a
+  capital initial before a word (``J. R. Smith``) never end one.
 * A dot inside a token is no boundary: decimals (``3.5``), prices (``$4.50``), versions
   (``1.2.3``), domains, URLs and e-mail addresses (a ``?`` or ``.`` in a token holding
   ``://``, ``www.`` or ``@`` ends a sentence only once a space follows it). Times
@@ -76,6 +77,7 @@ _REPEATED_COMMAS = re.compile(r"([,;:])(?:\s*[,;:])+")
 _LEADING_PUNCT = re.compile(r"^(?:[\s,;:!?\u2013\u2014]|[.\-](?!\d))+")
 _STRAY_UNDERSCORE = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 _WHITESPACE = re.compile(r"\s+")
+_INNER_APOSTROPHE = re.compile(r"(?<=\w)\u2019(?=\w)")
 
 # Symbols dropped wherever they stand: markup and bracketing that a synthesizer would
 # either read out ("asterisk") or has no use for. Quotes and brackets go too; the words
@@ -83,7 +85,9 @@ _WHITESPACE = re.compile(r"\s+")
 _DROP: Final = frozenset('*`~^|\\{}[]<>"()\u201c\u201d\u201e\u201f\u00ab\u00bb\u2018\u2039\u203a')
 # "Other symbol" characters worth keeping: they read as words.
 _KEEP_SYMBOLS: Final = frozenset("\u00b0\u2116")  # degree sign, numero sign
-_DROP_CATEGORIES: Final = frozenset({"So", "Sk", "Cs", "Co", "Cn", "Cf", "Me", "Mn"})
+# Pictographs and emoji (So), their modifiers (Sk, Me), format controls such as the
+# zero-width joiner (Cf), surrogates, private use and unassigned code points.
+_DROP_CATEGORIES: Final = frozenset({"So", "Sk", "Me", "Cf", "Cs", "Co", "Cn", "Cc"})
 
 
 def _char_ok(ch: str) -> bool:
@@ -98,9 +102,7 @@ def _char_ok(ch: str) -> bool:
         # Combining accents belong to their letter (a decomposed "é"); emoji modifiers
         # such as the variation selectors are Mn too, and go.
         return not (0xFE00 <= ord(ch) <= 0xFE0F or 0xE0100 <= ord(ch) <= 0xE01EF)
-    if category in _DROP_CATEGORIES:
-        return False
-    return category != "Cc"
+    return category not in _DROP_CATEGORIES
 
 
 def _strip_line(line: str) -> str:
@@ -146,14 +148,14 @@ def speakable(text: str) -> str:
     lines = [_strip_line(line) for line in text.splitlines()]
     text = "\n".join(lines)
     text = _CODE.sub(r"\1", text)
-    for pattern in (_BOLD, _STRIKE):
-        text = pattern.sub(r"\2" if pattern is _BOLD else r"\1", text)
+    text = _BOLD.sub(r"\2", text)
+    text = _STRIKE.sub(r"\1", text)
     text = _EM_STAR.sub(r"\1", text)
     text = _EM_UNDER.sub(r"\1", text)
     text = _HASH.sub("", text)
     text = _STRAY_UNDERSCORE.sub(" ", text)
     # Typographic apostrophes inside words become plain ones; as quote marks they go.
-    text = re.sub(r"(?<=\w)\u2019(?=\w)", "'", text).replace("\u2019", "")
+    text = _INNER_APOSTROPHE.sub("'", text).replace("\u2019", "")
     text = text.replace("\u2026", "...")
     text = "".join(ch if _char_ok(ch) else " " for ch in text)
     text = _WHITESPACE.sub(" ", text)
@@ -165,21 +167,33 @@ def speakable(text: str) -> str:
 
 # --- sentence boundaries -------------------------------------------------------------------
 
+
+def _words(text: str) -> frozenset[str]:
+    """The words of ``text``, split at whitespace."""
+    return frozenset(text.split())
+
+
 # After these a full stop never ends a sentence: titles and forms that always go on.
-_NEVER_FINAL: Final = frozenset(
-    """mr mrs ms mx dr prof st mt gen col capt cpt lt sgt rev hon fr sen rep gov pres
-    vs v e.g i.e cf approx ca fig nos""".split()
+_NEVER_FINAL: Final = _words(
+    """
+    mr mrs ms mx dr prof st mt gen col capt cpt lt sgt rev hon fr sen rep gov pres vs v e.g
+    i.e cf approx ca fig nos
+    """
 )
 # After these a full stop ends a sentence only when a capital letter or a digit follows.
-_ABBREVIATIONS: Final = frozenset(
-    """etc a.m p.m inc ltd co corp llc plc jr sr al dept est misc hrs hr mins secs oz lb
-    lbs ft yd sq tel ext ave blvd rd""".split()
+_ABBREVIATIONS: Final = _words(
+    """
+    etc a.m p.m inc ltd co corp llc plc jr sr al dept est misc hrs hr mins secs oz lb lbs ft
+    yd sq tel ext ave blvd rd
+    """
 )
 # Day and month names, never final ("Tue. March 4", "Mar. 4"); capitalised only, so that
 # "I sat." and "the sun." still end at once.
-_CAPITALISED: Final = frozenset(
-    """Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Mon Tue Tues Wed Thu Thur Thurs
-    Fri Sat Sun""".split()
+_CAPITALISED: Final = _words(
+    """
+    Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec Mon Tue Tues Wed Thu Thur Thurs Fri Sat
+    Sun
+    """
 )
 _CLOSERS: Final = frozenset("\"')]}*_`~\u201d\u2019\u00bb\u203a")
 _OPENERS: Final = "\"'([{*_`~\u201c\u2018\u00ab\u2039"
@@ -260,8 +274,7 @@ class SentenceChunker:
             raise ValueError(f"SentenceChunker: max_chars must be >= 1, got {max_chars}")
         if max_chars < min_chars:
             raise ValueError(
-                f"SentenceChunker: max_chars must be >= min_chars ({min_chars}), "
-                f"got {max_chars}"
+                f"SentenceChunker: max_chars must be >= min_chars ({min_chars}), got {max_chars}"
             )
         self._min = min_chars
         self._max = max_chars
@@ -428,7 +441,9 @@ class SentenceChunker:
             return _NO  # inside an ellipsis
         if pos + 1 < len(buf):
             nxt = buf[pos + 1]
-            if nxt == "." or not (nxt.isspace() or nxt in _CLOSERS or nxt in _CLAUSE or nxt in _TERMINAL):
+            if nxt == "." or not (
+                nxt.isspace() or nxt in _CLOSERS or nxt in _CLAUSE or nxt in _TERMINAL
+            ):
                 return _NO  # inside a token (3.5, example.com, e.g) or an ellipsis
         token = _token_before(buf, start, pos)
         kind = self._kind(token, pos)

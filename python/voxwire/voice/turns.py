@@ -30,26 +30,36 @@ ends then. In terms of the event's own timestamp the turn ends at
 ``SpeechEnd.time + policy.silence(text)``. The policy is a pure function of the text, so
 the deadline may be worked out again whenever a newer transcript arrives.
 
-``completeness(text)`` is a score in [0, 1] from the end of the text alone:
+``completeness(text)`` is a score in [0, 1] from the end of the text alone (the last
+160 characters; closing quotes and brackets ignored):
 
-* a final ``?`` or ``!`` scores 1; a final ``.`` scores 0.9 (less after a word that
-  cannot end a sentence, such as "the." or "um.");
-* a trailing ``,`` ``;`` ``:`` or dash scores at most 0.05, a trailing ellipsis at most 0.2;
-* without final punctuation the last word decides: hesitations (um, uh, er, hmm) 0,
-  conjunctions (and, or, but, so, because, if, then after "and"), articles and
-  possessives (the, a, my, your, ...), prepositions (to, for, with, of, ...), a verb
-  waiting for its object ("I want", "I'd like", "I think"), "is" / "was" / "have" after
-  anything but a pronoun ("my number is", but not "yes it is"), contractions that need
-  more ("it's", "I'm") all score 0.05-0.2;
-* numbers: a run of two or more digits read one by one ("five five five") scores 0.1,
-  unless it has the length of a whole phone, card or account number (7, 10, 11 or 16
-  digits: 0.7); "point" and "hundred" / "thousand" wait for more;
-* short answers and closings ("yes", "no thanks", "that's all", "bye") score 0.95;
-* any other word ends a plausible sentence: 0.7 when the transcript carries no
-  punctuation or capitals at all (a recognizer that never punctuates, such as
-  pocketsphinx), 0.4 when it does (a punctuating recognizer that has not put a full stop
-  there is telling that the sentence goes on);
-* an empty transcript (the recognizer has not caught up) scores 0.5.
+* a final ``?`` or ``!``: 1. A final ``.``: 0.9, except after a word that cannot end a
+  sentence (a hesitation, conjunction, article or preposition: "the.", "um."), where
+  it adds only 0.1 to that word's score;
+* a trailing ``,`` ``;`` ``:`` or dash: at most 0.05; a trailing ellipsis: at most 0.2;
+* otherwise the last words decide:
+
+  - hesitations (um, uh, er, hmm): 0;
+  - conjunctions (and, or, but, so, because, if, ...; "then" after "and" / "so"),
+    articles and possessives (the, a, my, your, ...), prepositions (to, for, with, of,
+    at, ...): 0.05 ("like" and "as": 0.2); "so" after "think", "hope", ...: 0.8;
+  - "first", "also", "actually", ..., and "well", "now", "look" as the whole text: 0.15;
+  - contractions that need more ("it's", "I'm", "that's", "I'd"): 0.1;
+  - "is", "was", "have", "can", ... : 0.1 ("my number is"), 0.6 after a pronoun
+    ("yes it is");
+  - a subject pronoun (I, we, they, he, she): 0.1; a verb waiting for its object after
+    one ("I want", "I'd like", "I think", "I mean"): 0.2; "tell me", "let me", ...: 0.2;
+  - "point", "hundred", "thousand", "double": 0.1;
+  - a run of digits read one by one ("five five five", "555"): 0.1, unless it has the
+    length of a whole phone, card or account number (7, 10, 11 or 16 digits): 0.7; one
+    number alone ("for four", "is twelve"): 0.5;
+  - short answers and closings ("yes", "no thanks", "that's all", "thank you"): 0.95;
+  - any other word ends a plausible sentence: 0.7 when the transcript carries no
+    punctuation and no capitals (a recognizer that never punctuates, as pocketsphinx),
+    0.25 when it does (a punctuating recognizer that has put no full stop there is
+    saying that the sentence goes on);
+
+* an empty transcript (the recognizer has not caught up): 0.5.
 
 The scores and the defaults (``min_delay``, ``max_delay``, ``hangover_ms``) were tuned
 on a labelled corpus of synthetic caller turns with pauses inside them;
@@ -65,50 +75,88 @@ from typing import Final
 
 __all__ = ["TurnPolicy"]
 
-_FILLERS: Final = frozenset("um umm uh uhh uhm er erm hmm hm mm mmm ah eh".split())
-_CONJUNCTIONS: Final = frozenset(
-    "and or but so because cause cuz if nor plus whereas although though while unless".split()
+
+def _words(text: str) -> frozenset[str]:
+    """The words of ``text``, split at whitespace."""
+    return frozenset(text.split())
+
+
+_FILLERS: Final = _words("um umm uh uhh uhm er erm hmm hm mm mmm ah eh")
+_CONJUNCTIONS: Final = _words(
+    """
+    and or but so because cause cuz if nor plus whereas although though while unless
+    """
 )
-_DETERMINERS: Final = frozenset(
-    """the a an my your his her our their its this these those some any every each
-    another either neither several which whose""".split()
+_DETERMINERS: Final = _words(
+    """
+    the a an my your his her our their its some any every each another either neither
+    """
 )
-_PREPOSITIONS: Final = frozenset(
-    """to of in on at for with from by about into onto over under between through after
-    before during without within against towards toward among around near than via per
-    like as until till""".split()
+_PREPOSITIONS: Final = _words(
+    """
+    to of in on at for with from by about into onto over under between through after before
+    during without within against towards toward among around near than via per like as
+    until till
+    """
 )
-_AUXILIARIES: Final = frozenset(
-    """is are was were am be been being will would can could should shall may might must
-    have has had do does did get got""".split()
+_AUXILIARIES: Final = _words(
+    """
+    is are was were am be been being will would can could should shall may might must have
+    has had do does did get got
+    """
 )
-_PRONOUNS: Final = frozenset("i you we they he she it that there this who".split())
-_OPEN_CONTRACTIONS: Final = frozenset(
-    """it's that's there's i'm you're we're they're he's she's what's i've you've we've
-    they've i'll you'll we'll they'll i'd you'd we'd they'd let's here's where's who's
-    how's""".split()
+_PRONOUNS: Final = _words("i you we they he she it that there this who")
+_OPEN_CONTRACTIONS: Final = _words(
+    """
+    it's that's there's i'm you're we're they're he's she's what's i've you've we've they've
+    i'll you'll we'll they'll i'd you'd we'd they'd let's here's where's who's how's
+    """
 )
-_WANTING: Final = frozenset(
-    "want wanna need needs like gonna wondering think mean guess said says hoping trying".split()
+_WANTING: Final = _words(
+    """
+    want wanna need needs like gonna wondering think mean guess said says hoping trying
+    """
 )
-_SUBJECTS: Final = frozenset("i we they he she".split())
-_CLOSINGS: Final = frozenset(
-    """yes yeah yep yup no nope nah okay ok sure right correct exactly thanks please bye
-    goodbye perfect great fine alright absolutely definitely""".split()
+_SUBJECTS: Final = _words("i we they he she")
+_CLOSINGS: Final = _words(
+    """
+    yes yeah yep yup no nope nah okay ok sure right correct exactly thanks please bye
+    goodbye perfect great fine alright absolutely definitely
+    """
 )
 _CLOSING_PAIRS: Final = frozenset(
-    """thank you|that's all|that's it|that's right|that's correct|no thanks|yes please
-    |that's fine|all good|go ahead|sounds good|not really|of course""".replace("\n", "")
-    .replace(" |", "|")
-    .split("|")
+    (
+        "thank you",
+        "that's all",
+        "that's it",
+        "that's right",
+        "that's correct",
+        "that's fine",
+        "no thanks",
+        "yes please",
+        "all good",
+        "go ahead",
+        "sounds good",
+        "not really",
+        "of course",
+    )
 )
-_DIGITS: Final = frozenset("zero oh o one two three four five six seven eight nine".split())
-_NUMBERS: Final = frozenset(
-    """ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen
-    twenty thirty forty fifty sixty seventy eighty ninety""".split()
+_DIGITS: Final = _words("zero oh o one two three four five six seven eight nine")
+_NUMBERS: Final = _words(
+    """
+    ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty
+    thirty forty fifty sixty seventy eighty ninety
+    """
 )
-_NUMBER_WAITS: Final = frozenset("point hundred thousand million double triple dot".split())
+_NUMBER_WAITS: Final = _words("point hundred thousand million double triple dot")
 _WHOLE_NUMBER_LENGTHS: Final = frozenset({7, 10, 11, 16})
+
+_TELLING: Final = _words("tell give show send let ask")
+_SO_ENDS: Final = _words("think hope guess believe suppose expect say said do did not so")
+_DISCOURSE: Final = _words("first firstly secondly also actually basically")
+_OPENERS: Final = frozenset(["well", "now", "see", "look", "listen"])  # as the whole turn
+_OPEN_WORD_PUNCTUATED: Final = 0.25
+_OPEN_WORD_PLAIN: Final = 0.7
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _TAIL: Final = 160  # characters of the text's end that decide
@@ -121,6 +169,13 @@ def _check(name: str, value: object, low: float, high: float) -> float:
     if not (math.isfinite(number) and low <= number <= high):
         raise ValueError(f"TurnPolicy: {name} must be in [{low:g}, {high:g}], got {value!r}")
     return number
+
+
+def _goes_on(word: str) -> bool:
+    """Words that cannot end a sentence, whatever punctuation follows them."""
+    return (
+        word in _FILLERS or word in _CONJUNCTIONS or word in _DETERMINERS or word in _PREPOSITIONS
+    )
 
 
 def _digit_run(words: list[str]) -> int:
@@ -171,7 +226,7 @@ class TurnPolicy:
     __slots__ = ("_hangover_ms", "_max", "_min")
 
     def __init__(
-        self, min_delay: float = 0.08, max_delay: float = 1.0, hangover_ms: int = 180
+        self, min_delay: float = 0.0, max_delay: float = 1.4, hangover_ms: int = 160
     ) -> None:
         low = _check("min_delay", min_delay, 0.0, 5.0)
         high = _check("max_delay", max_delay, 0.0, 10.0)
@@ -236,7 +291,9 @@ class TurnPolicy:
         if tail.endswith(("...", "\u2026")):
             return min(score, 0.2)
         if last in ".\u3002":
-            return 0.9 if score >= 0.4 else score + 0.1
+            # A recognizer's full stop is its own end-of-sentence call; only a word that
+            # cannot end one ("the.", "um.") outweighs it.
+            return score + 0.1 if _goes_on(words[-1]) else 0.9
         if last in ",;:-\u2013\u2014":
             return min(score, 0.05)
         return score
@@ -251,8 +308,12 @@ class TurnPolicy:
         pair = f"{before} {last}"
         if pair in _CLOSING_PAIRS or (last in _CLOSINGS and len(words) <= 3):
             return 0.95
+        if last == "so" and before in _SO_ENDS:
+            return 0.8  # "I think so", "I hope so"
         if last in _CONJUNCTIONS or (last == "then" and before in ("and", "so", "but")):
             return 0.05
+        if last in _DISCOURSE or (len(words) == 1 and last in _OPENERS):
+            return 0.15
         if last in _DETERMINERS or last in _PREPOSITIONS:
             return 0.05 if last not in ("like", "as") else 0.2
         if last in _OPEN_CONTRACTIONS:
@@ -265,10 +326,14 @@ class TurnPolicy:
             return 0.2
         if last in _NUMBER_WAITS:
             return 0.1
+        if last == "me" and before in _TELLING:
+            return 0.2  # "can you tell me", "let me"
         run = _digit_run(words)
         if run:
             return 0.7 if run in _WHOLE_NUMBER_LENGTHS else 0.1
-        return 0.4 if punctuated else 0.7
+        if last.isdigit() or last in _DIGITS or last in _NUMBERS:
+            return 0.5  # one number: a count, or the first of a house number and street
+        return _OPEN_WORD_PUNCTUATED if punctuated else _OPEN_WORD_PLAIN
 
     def __repr__(self) -> str:
         return (

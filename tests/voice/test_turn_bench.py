@@ -1,0 +1,155 @@
+"""The turn-taking benchmark scores what it says: cut-offs and end-of-turn delays on turns
+whose answer is known, and a corpus whose truth matches its audio."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from voxwire.voice.turns import TurnPolicy
+
+RATE = 16000
+
+
+def _load() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "turn_taking.py"
+    spec = importlib.util.spec_from_file_location("turn_taking_bench", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+
+
+def _voiced(seconds: float, seed: int) -> npt.NDArray[np.int16]:
+    """A vowel-like sound: harmonics of 140 Hz, slowly modulated."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    x = sum(np.sin(2 * np.pi * 140 * k * t + seed * k) / k for k in range(1, 20))
+    x = x * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) * np.hanning(len(t)) ** 0.1
+    pcm: npt.NDArray[np.int16] = np.round(8000 * x / np.abs(x).max()).astype(np.int16)
+    return pcm
+
+
+def _turn(pause: float) -> Any:
+    """Two phrases, ``pause`` seconds apart: "I need eggs," | "and milk."."""
+    a, b = _voiced(0.8, 1), _voiced(0.6, 2)
+    words = [[("I", 0.2), ("need", 0.5), ("eggs,", 0.8)], [("and", 0.25), ("milk.", 0.6)]]
+    return bench._assemble("I need eggs, | and milk.", "test", [a, b], words, [pause], 7)
+
+
+class _ByText:
+    """Waits long after a comma, not at all after a full stop."""
+
+    hangover_ms = 200
+
+    def delay(self, text: str) -> float:
+        return 0.9 if text.endswith(",") else 0.0
+
+
+def test_turn_truth_is_where_the_audio_is() -> None:
+    turn = _turn(0.7)
+    lead = bench.LEAD_S
+    assert turn.phrases[0][0] == pytest.approx(lead, abs=0.011)
+    assert turn.phrases[1][0] == pytest.approx(lead + 0.8 + 0.7, abs=0.011)
+    assert turn.end == pytest.approx(lead + 0.8 + 0.7 + 0.6, abs=0.011)
+    assert turn.pauses == 1
+    assert len(turn.audio) % (RATE // 50) == 0
+    assert len(turn.audio) / RATE > turn.end + bench.TAIL_S - 0.05
+
+
+def test_transcript_is_the_words_ended_so_far() -> None:
+    turn = _turn(0.7)
+    lead = bench.LEAD_S
+    assert bench.transcript(turn, lead + 0.1, punctuated=True) == ""
+    assert bench.transcript(turn, lead + 0.85, punctuated=True) == "I need eggs,"
+    assert bench.transcript(turn, lead + 0.85, punctuated=False) == "i need eggs"
+    assert bench.transcript(turn, 99.0, punctuated=True) == "I need eggs, and milk."
+
+
+def test_short_silence_cuts_the_caller_off_long_silence_waits() -> None:
+    turn = _turn(0.7)
+    short = bench.score_turn(turn, bench.FixedSilence(0.2))
+    assert short.cut_offs == 1  # the 700 ms pause is longer than 200 ms
+    assert short.delay == pytest.approx(0.2, abs=0.06)
+    long = bench.score_turn(turn, bench.FixedSilence(1.0))
+    assert long.cut_offs == 0
+    assert long.delay == pytest.approx(1.0, abs=0.06)
+
+
+def test_the_text_decides_the_wait() -> None:
+    turn = _turn(0.7)
+    result = bench.score_turn(turn, _ByText())
+    assert result.cut_offs == 0  # "I need eggs," waits 200 + 900 ms: longer than the pause
+    assert result.delay == pytest.approx(0.2, abs=0.06)  # "... and milk." does not wait
+    plain = bench.score_turn(turn, _ByText(), punctuated=False)
+    assert plain.cut_offs == 1  # without the comma it does not wait
+
+
+def test_score_counts_turns_pauses_and_delays() -> None:
+    turns = [_turn(0.4), _turn(1.0)]
+    s = bench.score(turns, bench.FixedSilence(0.55))
+    assert (s.turns, s.pauses, s.cut_turns, s.cut_offs) == (2, 2, 1, 1)
+    assert s.cut_rate == 0.5
+    assert len(s.delays) == 2
+    assert s.median == pytest.approx(0.55, abs=0.06)
+    rows = bench.table(turns, TurnPolicy())
+    assert [r[0].split(" ")[0] for r in rows] == ["voxwire", "voxwire", "VAD", "VAD", "VAD"]
+    assert rows[3][1] == "50.0% (1/2)"
+
+
+def test_corpus_is_seeded_and_timed_from_its_audio() -> None:
+    calls: list[str] = []
+
+    def synth(text: str, voice: str, wpm: int, pitch: int, seed: int) -> npt.NDArray[np.int16]:
+        calls.append(text)
+        return _voiced(0.08 * len(text.split()) + 0.1, seed % 7)
+
+    split = bench.Split("t", ("One two, | three four.", "Five."), ("en",), ("m1",), 5)
+    a = bench.build(split, 3, synth=synth)
+    b = bench.build(split, 3, synth=synth)
+    assert [t.script for t in a] == ["One two, | three four.", "Five.", "One two, | three four."]
+    assert all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b, strict=True))
+    first = a[0]
+    assert [w for w, _ in first.words] == ["One", "two,", "three", "four."]
+    ends = [t for _, t in first.words]
+    assert ends == sorted(ends)
+    assert ends[1] == pytest.approx(first.phrases[0][1], abs=1e-9)  # a phrase's last word
+    assert ends[-1] == pytest.approx(first.end, abs=1e-9)
+    low, high = bench.PAUSE_S
+    gap = first.phrases[1][0] - first.phrases[0][1]
+    assert low - 0.05 <= gap <= high + 0.05
+    # prefixes are synthesized without their final punctuation
+    assert "One" in calls
+
+
+def test_tune_puts_the_fastest_setting_within_the_cut_off_limit_first() -> None:
+    turns = [_turn(0.7)]
+    rows = bench.tune(turns, min_delays=(0.0,), max_delays=(0.3, 1.0, 2.0), hangovers=(200,))
+    assert [p.max_delay for p, _ in rows] == [1.0, 2.0, 0.3]  # 0.3 s cuts "I need eggs," off
+    assert rows[0][1].cut_turns == 0
+    assert rows[-1][1].cut_turns == 1
+
+
+def test_corpus_from_espeak() -> None:
+    pytest.importorskip("espeakng_loader")
+    turns = bench.build(bench.TUNE, 2)
+    assert [t.script for t in turns] == list(bench.TUNE.scripts[:2])
+    for turn in turns:
+        ends = [t for _, t in turn.words]
+        assert ends == sorted(ends)
+        assert ends[-1] == pytest.approx(turn.end)
+        assert turn.pauses == turn.script.count("|")
+        result = bench.score_turn(turn, bench.FixedSilence(2.0))
+        assert result.cut_offs == 0  # no inserted pause is 2 s long
+        assert result.delay is not None
