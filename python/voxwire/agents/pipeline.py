@@ -193,6 +193,25 @@ class _ReplyIO:
         self.resampler: Resampler[np.int16] | None = None
         self.next_offset: float | None = None
         self.placed: list[_Placed] = []
+        self.marks: dict[str, tuple[int, float]] = {}  # name -> (line position, sent at)
+        self.echo: tuple[int, float] | None = None  # last mark the phone played: (pos, when)
+        self.half_rtt = 0.0  # half the round trip to the phone, from the start mark
+        self.start_position = -1  # where the reply's start mark stands
+
+    def phone_position(self, send_clock: int, now: float, line_rate: int) -> int:
+        """Where the phone's playout is at ``now``, in line samples.
+
+        The send clock's estimate, held back to what the last mark the phone echoed
+        implies where the phone runs behind it (a slow path or a provider's buffer
+        delays its playout; the echo shows by how much). An echo left the phone half a
+        round trip ago (measured on the reply's start mark, which the phone echoes as it
+        arrives), so it is extrapolated from then.
+        """
+        if self.echo is None:
+            return send_clock
+        position, when = self.echo
+        ahead = int((now - when + self.half_rtt) * line_rate)
+        return max(position, min(send_clock, position + ahead))
 
     def offset_at(self, line_pos: int, line_rate: int) -> float:
         """The reply second that was playing at line sample ``line_pos``."""
@@ -242,6 +261,8 @@ class _AgentCall:
                         self._open(event.sample_rate, now)
                     self.apply(self.conversation.audio(self._inbound(event), now))
                 elif isinstance(event, MarkPlayed):
+                    if not event.cleared:
+                        self._echoed(event.name, now)
                     self.apply(
                         self.conversation.mark_played(event.name, now, cleared=event.cleared)
                     )
@@ -366,16 +387,35 @@ class _AgentCall:
             if len(tail) and io.placed:
                 io.placed[-1].samples += len(tail)
                 self.call.play(tail, self.line_rate)
+        if io is not None:
+            self.call.flush()
+            position = self.call.queued_total
+            if not io.placed:
+                io.start_position = position
+            io.marks[action.name] = (position, self.loop.time())
         self.call.mark(action.name)
+
+    def _echoed(self, name: str, now: float) -> None:
+        for io in self.replies.values():
+            entry = io.marks.pop(name, None)
+            if entry is not None:
+                position, sent = entry
+                if io.echo is None and position == io.start_position:
+                    io.half_rtt = max(0.0, (now - sent) / 2)
+                io.echo = (position, now)
+                return
 
     def _clear(self, action: Clear) -> None:
         now = self.loop.time()
         io = self.replies.get(action.reply)
         offset = 0.0
         if io is not None and self.call.stream is not None:
-            offset = io.offset_at(self.call.playout_position(now), self.line_rate)
+            phone = io.phone_position(self.call.playout_position(now), now, self.line_rate)
+            offset = io.offset_at(phone, self.line_rate)
             io.resampler = None
             io.next_offset = None
+            io.echo = None
+            io.marks.clear()
         if self.call.stream is not None:
             self.call.clear()
         self.apply(self.conversation.heard(action.reply, offset, now))

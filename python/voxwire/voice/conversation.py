@@ -636,6 +636,12 @@ class Conversation:
         self._place_words(r, chunk.words, chunk.text, start, r.audio_samples / rate)
         if not r.paused and len(pcm):
             self._play(r, pcm, start, out, now)
+            if chunk.text:
+                # a mark at each sentence's end: the phone's echo shows where it is
+                self._mark_count += 1
+                name = f"reply-{r.id}-s{self._mark_count}"
+                self._marks[name] = (r.id, "sentence")
+                out.append(Mark(name, r.id))
         return out
 
     def tts_done(self, reply: int, now: float) -> list[Action]:
@@ -1058,6 +1064,7 @@ class Conversation:
         texts = self._heard_texts(r, heard)
         self.history.cut_reply(r.messages, texts)
         r.metrics.heard_text = " ".join(t_ for t_ in texts if t_)
+        r.metrics.heard_seconds = heard
         r.playing = False
         self.closed.append(r.metrics)
         self._reply = None

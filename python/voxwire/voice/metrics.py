@@ -75,6 +75,8 @@ class TurnMetrics:
     """The caller talked over the reply and the reply was stopped."""
     interrupted_at: float | None = None
     """When the barge-in was detected (the audio was stopped then)."""
+    heard_seconds: float | None = None
+    """How far the interrupted reply had played, in seconds of its audio."""
     false_interruptions: int = 0
     """Pauses for caller sound that turned out not to be speech (the reply resumed)."""
     tools: list[ToolRecord] = field(default_factory=list)
