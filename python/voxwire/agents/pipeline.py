@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from voxwire.aio.session import Call
+from voxwire.aio.surface import CallSurface
 from voxwire.errors import ServiceError
 from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
 from voxwire.resample import Resampler
@@ -132,7 +132,7 @@ class VoiceAgent:
         policy: EndpointPolicy | None = None,
         config: VoiceConfig | None = None,
         history: Callable[[], History] | None = None,
-        on_end: Callable[[Call, AgentCallResult], None] | None = None,
+        on_end: Callable[[CallSurface, AgentCallResult], None] | None = None,
     ) -> None:
         self.stt = stt
         self.llm = llm
@@ -152,7 +152,7 @@ class VoiceAgent:
         """The rate calls should deliver caller audio at: the recogniser's."""
         return self.stt.sample_rate
 
-    async def __call__(self, call: Call) -> None:
+    async def __call__(self, call: CallSurface) -> None:
         """Hold the conversation on ``call`` until it ends (a server handler)."""
         run = _AgentCall(self, call)
         try:
@@ -165,7 +165,7 @@ class VoiceAgent:
                 self.on_end(call, result)
 
 
-def _ident(call: Call) -> str:
+def _ident(call: CallSurface) -> str:
     return call.started.stream_id if call.started else "(not started)"
 
 
@@ -200,7 +200,7 @@ class _ReplyIO:
 
 
 class _AgentCall:
-    def __init__(self, agent: VoiceAgent, call: Call) -> None:
+    def __init__(self, agent: VoiceAgent, call: CallSurface) -> None:
         self.agent = agent
         self.call = call
         self.loop = asyncio.get_running_loop()
