@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from voxwire.aio.session import Call
+from voxwire.aio.surface import CallSurface, CallT
 from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
 from voxwire.resample import Resampler
 from voxwire.vad import SpeechEnd, SpeechStart, Vad
@@ -187,12 +187,12 @@ class EchoAgent:
 
 
 async def echo_handler(
-    call: Call,
+    call: CallT,
     *,
     rate: int = 16000,
     pre_roll: float = 0.1,
     hangover_ms: int = 200,
-    on_end: Callable[[Call, EchoStats], None] | None = None,
+    on_end: Callable[[CallT, EchoStats], None] | None = None,
 ) -> None:
     """Run an :class:`EchoAgent` on ``call`` until the stream ends.
 
@@ -212,7 +212,7 @@ async def echo_handler(
             on_end(call, agent.stats)
 
 
-async def _run(call: Call, agent: EchoAgent, rate: int) -> None:
+async def _run(call: CallSurface, agent: EchoAgent, rate: int) -> None:
     # Without a pipeline rate on the codec (the AudioSocket server builds its own), audio
     # arrives at the line rate: convert both ways here.
     inbound: Resampler[np.int16] | None = None

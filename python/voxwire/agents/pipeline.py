@@ -1,7 +1,7 @@
 """The voice agent: streaming STT -> LLM -> TTS on any voxwire call.
 
 :class:`VoiceAgent` is a handler for every voxwire server (the WebSocket dialects,
-AudioSocket, and anything else that hands it a :class:`voxwire.aio.Call`)::
+AudioSocket, RTP, and anything else that hands it a :class:`voxwire.aio.CallSurface`)::
 
     agent = VoiceAgent(stt, llm, tts, system_prompt="You are a helpful receptionist.")
     async with serve(agent, codec_factory("twilio", agent.pipeline_rate), "0.0.0.0", 8080):
@@ -15,7 +15,7 @@ Audio is converted once per direction. The call delivers caller audio at the
 recogniser's rate (``pipeline_rate``, the codec's resampler); the synthesiser's audio is
 converted to the line rate here, with one streaming resampler per reply, so nothing of
 an interrupted reply leaks into the next. The played position after a clear comes from
-the call's send clock (:meth:`voxwire.aio.Call.playout_position`), mapped to the reply's
+the call's send clock (:meth:`voxwire.aio.CallSurface.playout_position`), mapped to the reply's
 own seconds and so to its words.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from voxwire.aio.session import Call
+from voxwire.aio.surface import CallSurface
 from voxwire.errors import ServiceError
 from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
 from voxwire.resample import Resampler
@@ -136,7 +136,7 @@ class VoiceAgent:
         policy: EndpointPolicy | None = None,
         config: VoiceConfig | None = None,
         history: Callable[[], History] | None = None,
-        on_end: Callable[[Call, AgentCallResult], None] | None = None,
+        on_end: Callable[[CallSurface, AgentCallResult], None] | None = None,
         on_turn: Callable[[TurnMetrics, History], None] | None = None,
     ) -> None:
         self.stt = stt
@@ -158,7 +158,7 @@ class VoiceAgent:
         """The rate calls should deliver caller audio at: the recogniser's."""
         return self.stt.sample_rate
 
-    async def __call__(self, call: Call) -> None:
+    async def __call__(self, call: CallSurface) -> None:
         """Hold the conversation on ``call`` until it ends (a server handler)."""
         run = _AgentCall(self, call)
         try:
@@ -170,7 +170,7 @@ class VoiceAgent:
                 self.on_end(call, result)
 
 
-def _ident(call: Call) -> str:
+def _ident(call: CallSurface) -> str:
     return call.started.stream_id if call.started else "(not started)"
 
 
@@ -224,7 +224,7 @@ class _ReplyIO:
 
 
 class _AgentCall:
-    def __init__(self, agent: VoiceAgent, call: Call) -> None:
+    def __init__(self, agent: VoiceAgent, call: CallSurface) -> None:
         self.agent = agent
         self.call = call
         self.loop = asyncio.get_running_loop()

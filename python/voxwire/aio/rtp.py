@@ -23,6 +23,12 @@ and drops the oldest (counted in :attr:`RtpEndpoint.frames_dropped`) when nobody
 Without a ``remote_addr``, the endpoint answers where the stream comes from: it latches
 onto the source of the first valid RTP packet of the session's payload type (symmetric
 RTP, as NAT traversal needs) and ignores datagrams from anyone else afterwards.
+:attr:`RtpEndpoint.last_received` and :attr:`RtpEndpoint.remote_ssrc` tell when the last
+such packet came and from which source.
+
+:meth:`RtpEndpoint.open` binds a socket of its own; :meth:`RtpEndpoint.attach` runs an
+endpoint for one remote address on a socket shared with others, whose owner hands it that
+address's datagrams (:meth:`RtpEndpoint.datagram_received`).
 
 Sending
 -------
@@ -34,7 +40,9 @@ encoded into one RTP packet when it leaves. When the queued audio ran out (a pau
 between replies, or a stall) the RTP timestamp skips over the gap in whole frames and the
 next packet carries the marker bit, so the peer sees a new talkspurt instead of loss
 (RFC 3551 section 4.1). :meth:`clear` drops the queued audio (barge-in); :meth:`drain`
-waits until the queued audio has been sent and its time has passed.
+waits until the queued audio has been sent and its time has passed. :meth:`mark` queues a
+named mark after the audio queued so far; ``on_mark`` is called with its name when that
+audio's play-out time has passed (RTP carries no marks: the send clock times them).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import numpy.typing as npt
 
 from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.pacing import MarkDue, PacedItem, PacedStream
+from voxwire.protocols.events import MarkPlayed
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
 
 __all__ = ["RtpEndpoint"]
@@ -61,13 +70,16 @@ log = logging.getLogger("voxwire.aio")
 PCM = npt.NDArray[np.int16]
 Address = tuple[str, int]
 
+_DRAIN = "voxwire-drain-"  # prefix of the endpoint's own marks (drain)
+_ACCEPTED = ("stored", "duplicate", "late")  # packets of the stream, played or not
+
 
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, endpoint: RtpEndpoint) -> None:
         self.endpoint = endpoint
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.endpoint._datagram(data, (str(addr[0]), int(addr[1])))
+        self.endpoint.datagram_received(data, (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable while the peer is not up yet): UDP goes on.
@@ -97,6 +109,8 @@ class RtpEndpoint:
         after a longer one the playout clock is re-based.
     pacer : Pacer, optional
         The pacer for outbound audio; the loop's default one by default.
+    on_mark : callable, optional
+        Called with the name of each :meth:`mark` whose audio has played out.
     """
 
     def __init__(
@@ -109,15 +123,18 @@ class RtpEndpoint:
         max_queue: int = 50,
         max_catch_up: float = 0.2,
         pacer: Pacer | None = None,
+        on_mark: Callable[[str], None] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"RtpEndpoint: max_queue must be >= 1, got {max_queue}")
         self.session = session
         self.remote_addr = remote_addr
         self.on_frame = on_frame
+        self.on_mark = on_mark
         self.frame_duration = session.frame_ms / 1000
         self.max_catch_up = max_catch_up
         self._transport: asyncio.DatagramTransport | None = None
+        self._owns_transport = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latched = remote_addr is not None
         # playout clock
@@ -153,6 +170,10 @@ class RtpEndpoint:
         self.socket_errors = 0
         #: exceptions raised by ``on_frame`` (logged; the clock goes on)
         self.callback_errors = 0
+        #: loop time of the last packet of the stream received (None: none yet)
+        self.last_received: float | None = None
+        #: SSRC of the last packet of the stream received
+        self.remote_ssrc: int | None = None
 
     @classmethod
     async def open(
@@ -166,6 +187,7 @@ class RtpEndpoint:
         max_queue: int = 50,
         max_catch_up: float = 0.2,
         pacer: Pacer | None = None,
+        on_mark: Callable[[str], None] | None = None,
     ) -> RtpEndpoint:
         """Bind ``local_addr``, start the playout clock and return the endpoint.
 
@@ -179,20 +201,60 @@ class RtpEndpoint:
             max_queue=max_queue,
             max_catch_up=max_catch_up,
             pacer=pacer,
+            on_mark=on_mark,
         )
         loop = asyncio.get_running_loop()
-        endpoint._loop = loop
-        endpoint._readable = asyncio.Event()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(endpoint), local_addr=local_addr
         )
-        endpoint._transport = transport
-        if endpoint._pacer is None:
-            endpoint._pacer = get_pacer()
-        endpoint._pacer.open(endpoint._stream, endpoint._sent)
-        endpoint._start = loop.time()
-        endpoint._arm()
+        endpoint._begin(transport)
         return endpoint
+
+    @classmethod
+    def attach(
+        cls,
+        session: RtpSession,
+        transport: asyncio.DatagramTransport,
+        remote_addr: Address,
+        *,
+        on_frame: Callable[[ReceivedFrame], None] | None = None,
+        lead: float = 0.04,
+        max_queue: int = 50,
+        max_catch_up: float = 0.2,
+        pacer: Pacer | None = None,
+        on_mark: Callable[[str], None] | None = None,
+    ) -> RtpEndpoint:
+        """Run an endpoint for ``remote_addr`` on a socket it shares (and does not close).
+
+        The socket's owner passes every datagram from ``remote_addr`` to
+        :meth:`datagram_received`; the endpoint sends to ``remote_addr`` only. Call it
+        from a coroutine: the playout clock starts on the running loop. The other
+        parameters are those of :class:`RtpEndpoint`.
+        """
+        endpoint = cls(
+            session,
+            remote_addr=remote_addr,
+            on_frame=on_frame,
+            lead=lead,
+            max_queue=max_queue,
+            max_catch_up=max_catch_up,
+            pacer=pacer,
+            on_mark=on_mark,
+        )
+        endpoint._owns_transport = False
+        endpoint._begin(transport)
+        return endpoint
+
+    def _begin(self, transport: asyncio.DatagramTransport) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._readable = asyncio.Event()
+        self._transport = transport
+        if self._pacer is None:
+            self._pacer = get_pacer()
+        self._pacer.open(self._stream, self._sent)
+        self._start = loop.time()
+        self._arm()
 
     @property
     def local_addr(self) -> Address:
@@ -204,16 +266,21 @@ class RtpEndpoint:
 
     # --- receive side ----------------------------------------------------------------
 
-    def _datagram(self, data: bytes, addr: Address) -> None:
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Take one datagram that came from ``addr`` (the socket's owner calls this)."""
         if self._closed or self._loop is None:
             return
         if self._latched and addr != self.remote_addr:
             self.foreign_datagrams += 1
             return
-        result = self.session.receive(data, self._loop.time())
-        if not self._latched and result in ("stored", "duplicate", "late"):
-            self.remote_addr = addr
-            self._latched = True
+        now = self._loop.time()
+        result = self.session.receive(data, now)
+        if result in _ACCEPTED:
+            self.last_received = now
+            self.remote_ssrc = int.from_bytes(data[8:12], "big")
+            if not self._latched:
+                self.remote_addr = addr
+                self._latched = True
 
     def _arm(self) -> None:
         assert self._loop is not None
@@ -282,24 +349,40 @@ class RtpEndpoint:
         """Pad a partial frame with silence and queue it (the end of an utterance)."""
         self._stream.flush()
 
-    def clear(self) -> None:
-        """Drop the audio not sent yet (barge-in); the next audio starts a talkspurt."""
-        for _ in self._stream.clear():
-            pass
+    def mark(self, name: str) -> None:
+        """Queue a mark after the audio queued so far (a partial frame is padded);
+        ``on_mark(name)`` follows once that audio's play-out time has passed."""
+        if name.startswith(_DRAIN):
+            raise ValueError(f"mark names starting with {_DRAIN!r} are the endpoint's own")
+        self._stream.mark(name)
+
+    def clear(self) -> list[MarkPlayed]:
+        """Drop the audio not sent yet (barge-in); the next audio starts a talkspurt.
+
+        Returns the marks (of :meth:`mark`) that were still pending, as cleared; their
+        ``on_mark`` never comes.
+        """
+        cleared = [m for m in self._stream.clear() if not m.name.startswith(_DRAIN)]
         for future in self._drains.values():
             if not future.done():
                 future.set_result(None)
         self._drains.clear()
         self._tx_restart = True
+        return cleared
 
     async def drain(self) -> None:
         """Wait until the audio queued so far has been sent and its time has passed."""
         assert self._loop is not None
-        name = f"drain-{next(self._mark_names)}"
+        name = f"{_DRAIN}{next(self._mark_names)}"
         future: asyncio.Future[None] = self._loop.create_future()
         self._drains[name] = future
         self._stream.mark(name)
         await future
+
+    @property
+    def stream(self) -> PacedStream:
+        """The paced outbound stream: its send clock, queue and played position."""
+        return self._stream
 
     @property
     def queued_seconds(self) -> float:
@@ -309,6 +392,10 @@ class RtpEndpoint:
     def _sent(self, item: PacedItem) -> None:
         # The pacer's sink: one frame is due now, or a drain mark's audio has played.
         if isinstance(item, MarkDue):
+            if not item.name.startswith(_DRAIN):
+                if self.on_mark is not None:
+                    self.on_mark(item.name)
+                return
             future = self._drains.pop(item.name, None)
             if future is not None and not future.done():
                 future.set_result(None)
@@ -343,7 +430,8 @@ class RtpEndpoint:
     # --- life cycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the playout clock and the paced stream, close the socket, end iteration."""
+        """Stop the playout clock and the paced stream, close the socket (unless it is
+        shared, see :meth:`attach`), end iteration."""
         if self._closed:
             return
         self._closed = True
@@ -355,7 +443,7 @@ class RtpEndpoint:
             if not future.done():
                 future.cancel()
         self._drains.clear()
-        if self._transport is not None:
+        if self._transport is not None and self._owns_transport:
             self._transport.close()
         if self._readable is not None:
             self._readable.set()
