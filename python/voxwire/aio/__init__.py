@@ -8,11 +8,14 @@
   (``pip install "voxwire[aiohttp]"``);
 * :func:`voxwire.aio.tcp.serve_audiosocket`: a TCP server for Asterisk AudioSocket;
 * :class:`voxwire.aio.rtp.RtpEndpoint`: a UDP endpoint for one RTP stream (its own
-  playout clock; see :mod:`voxwire.aio.rtp`).
+  playout clock; see :mod:`voxwire.aio.rtp`); :func:`voxwire.aio.rtp_call.serve_rtp` runs
+  one call per RTP peer on it (:class:`~voxwire.aio.rtp_call.RtpCall`).
 
 The WebSocket and TCP adapters run each call through
 :func:`voxwire.aio.session.run_call`, and hand the application a
-:class:`~voxwire.aio.session.Call`. All of them pace outbound audio with the process's one
+:class:`~voxwire.aio.session.Call`; RTP calls are :class:`~voxwire.aio.rtp_call.RtpCall`.
+Both are a :class:`~voxwire.aio.surface.CallSurface`, the one surface agents are written
+against. All of them pace outbound audio with the process's one
 :class:`~voxwire.aio.pacer.Pacer`.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.aio.rtp import RtpEndpoint
+from voxwire.aio.rtp_call import RtpCall, RtpServer, run_rtp_call, serve_rtp
 from voxwire.aio.session import (
     CLOSE_IDLE,
     CLOSE_INTERNAL,
@@ -34,6 +38,7 @@ from voxwire.aio.session import (
     Transport,
     run_call,
 )
+from voxwire.aio.surface import CallSurface
 
 __all__ = [
     "CLOSE_IDLE",
@@ -44,11 +49,16 @@ __all__ = [
     "CLOSE_SLOW_PEER",
     "CLOSE_TOO_BIG",
     "Call",
+    "CallSurface",
     "Handler",
     "Limits",
     "Pacer",
+    "RtpCall",
     "RtpEndpoint",
+    "RtpServer",
     "Transport",
     "get_pacer",
     "run_call",
+    "run_rtp_call",
+    "serve_rtp",
 ]
