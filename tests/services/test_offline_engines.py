@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import re
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -362,6 +364,20 @@ def test_stt_aclose_ends_the_iteration(stt: PocketSphinxStt) -> None:
         return [t async for t in s]
 
     assert asyncio.run(main()) == []
+
+
+def test_stt_dropped_stream_stops_its_worker(stt: PocketSphinxStt) -> None:
+    async def main() -> threading.Thread:
+        s = stt.stream()
+        s.push(np.zeros(STT_RATE, dtype=np.int16))
+        worker = s._worker
+        del s  # never closed
+        gc.collect()
+        return worker
+
+    worker = asyncio.run(main())
+    worker.join(10.0)
+    assert not worker.is_alive()
 
 
 def test_stt_backlog_overflow_is_a_service_error() -> None:

@@ -48,8 +48,9 @@ import queue
 import re
 import tempfile
 import threading
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -158,24 +159,91 @@ class _DecoderPool:
                 self._free.append(decoder)
 
 
+class _Inbox:
+    """What a stream sends its worker: audio and markers, with the audio backlog counted."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[PCM | str] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.backlog = 0  # samples put and not yet taken
+
+    def put_audio(self, pcm: PCM, limit: int) -> bool:
+        """Queue ``pcm`` unless the backlog would pass ``limit`` samples."""
+        with self._lock:
+            if self.backlog + len(pcm) > limit:
+                return False
+            self.backlog += len(pcm)
+        self._queue.put(pcm)
+        return True
+
+    def put(self, marker: str) -> None:
+        self._queue.put(marker)
+
+    def get(self) -> PCM | str:
+        item = self._queue.get()
+        if isinstance(item, np.ndarray):
+            with self._lock:
+                self.backlog -= len(item)
+        return item
+
+
+_Post = Callable[[Transcript | ServiceError | None], None]
+
+
+def _poster(ref: weakref.ReferenceType[_PocketSphinxStream]) -> _Post:
+    """Post to the stream while it exists (the worker must not keep it alive)."""
+
+    def post(item: Transcript | ServiceError | None) -> None:
+        stream = ref()
+        if stream is not None:
+            stream._post(item)
+
+    return post
+
+
+def _work(post: _Post, inbox: _Inbox, stt: PocketSphinxStt) -> None:
+    """A stream's worker thread: load a decoder, decode until told to stop."""
+    try:
+        decoder = stt._pool.take()
+    except Exception as exc:
+        post(ServiceError("stt", "unavailable", f"stt: {exc}"))
+        return
+    healthy = False
+    try:
+        _Recognizer(post, inbox, stt, decoder).run()
+        healthy = True
+    except ServiceError as exc:
+        post(exc)
+    except Exception as exc:  # a decoder failure is the service's, not the caller's
+        post(ServiceError("stt", "decode", f"stt: {exc!r}"))
+    finally:
+        if healthy:
+            stt._pool.give(decoder)
+
+
 class _PocketSphinxStream(StreamMixin):
     """One call's streaming recognition on PocketSphinx (see :class:`PocketSphinxStt`)."""
 
     def __init__(self, stt: PocketSphinxStt, loop: asyncio.AbstractEventLoop) -> None:
         self._stt = stt
         self._loop = loop
-        self._inbox: queue.SimpleQueue[PCM | str] = queue.SimpleQueue()
+        self._inbox = _Inbox()
         self._items: deque[Transcript | ServiceError | None] = deque()
         self._wake = asyncio.Event()
-        self._backlog = 0  # samples pushed and not yet taken by the worker
-        self._backlog_lock = threading.Lock()
         self._ended = False
         self._closed = False
         self._done = False
         self.dropped = 0
         """Samples pushed after :meth:`end_input` or :meth:`aclose` (ignored)."""
-        self._worker = threading.Thread(target=self._run, name="voxwire-pocketsphinx", daemon=True)
+        self._worker = threading.Thread(
+            target=_work,
+            args=(_poster(weakref.ref(self)), self._inbox, stt),
+            name="voxwire-pocketsphinx",
+            daemon=True,
+        )
         self._worker.start()
+        # A stream dropped without aclose() still stops its worker.
+        weakref.finalize(self, self._inbox.put, _STOP)
 
     # --- the contract ----------------------------------------------------------------
 
@@ -199,15 +267,10 @@ class _PocketSphinxStream(StreamMixin):
             return
         if len(pcm) == 0:
             return
-        with self._backlog_lock:
-            self._backlog += len(pcm)
-            over = self._backlog > self._stt.max_backlog * _RATE
-        if over:
+        if not self._inbox.put_audio(pcm.copy(), round(self._stt.max_backlog * _RATE)):
             # The decoder cannot keep up (an overloaded machine): fail the stream rather
             # than let the queue and the latency grow without bound.
             self._fail(ServiceError("stt", "overloaded", "stt: the decoder fell behind"))
-            return
-        self._inbox.put(pcm.copy())
 
     def finalize(self) -> None:
         """Make the results for the audio pushed so far final now."""
@@ -275,42 +338,15 @@ class _PocketSphinxStream(StreamMixin):
         self._inbox.put(_STOP)
         self._post(exc)
 
-    # --- the worker thread -----------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            decoder = self._stt._pool.take()
-        except Exception as exc:
-            self._post(ServiceError("stt", "unavailable", f"stt: {exc}"))
-            return
-        healthy = False
-        try:
-            _Recognizer(self, decoder).run()
-            healthy = True
-        except ServiceError as exc:
-            self._post(exc)
-        except Exception as exc:  # a decoder failure is the service's, not the caller's
-            self._post(ServiceError("stt", "decode", f"stt: {exc!r}"))
-        finally:
-            if healthy:
-                self._stt._pool.give(decoder)
-
-    def _next_input(self) -> PCM | str:
-        item = self._inbox.get()
-        if isinstance(item, np.ndarray):
-            with self._backlog_lock:
-                self._backlog -= len(item)
-        return item
-
 
 class _Recognizer:
     """The decoding loop of one stream (worker thread only)."""
 
-    def __init__(self, stream: _PocketSphinxStream, decoder: Any) -> None:
+    def __init__(self, post: _Post, inbox: _Inbox, stt: PocketSphinxStt, decoder: Any) -> None:
         from pocketsphinx import Endpointer  # type: ignore[import-untyped,unused-ignore]
 
-        stt = stream._stt
-        self._stream = stream
+        self._post = post
+        self._inbox = inbox
         self._decoder = decoder
         self._endpointer = (
             Endpointer(
@@ -337,7 +373,7 @@ class _Recognizer:
 
     def run(self) -> None:
         while True:
-            item = self._stream._next_input()
+            item = self._inbox.get()
             if isinstance(item, np.ndarray):
                 self._audio(item)
             elif item == _FINALIZE:
@@ -346,7 +382,7 @@ class _Recognizer:
             elif item == _END:
                 self._flush_leftover()
                 self._end_utterance(speech_final=False, from_finalize=False)
-                self._stream._post(None)
+                self._post(None)
                 return
             else:  # _STOP
                 if self._in_utt:
@@ -417,22 +453,20 @@ class _Recognizer:
             text = _text(hyp.hypstr) if hyp is not None else ""
             if text and text != self._last_text:
                 self._last_text = text
-                self._stream._post(self._transcript(text, final=False))
+                self._post(self._transcript(text, final=False))
 
     def _end_utterance(self, *, speech_final: bool, from_finalize: bool) -> None:
         if not self._in_utt:
             if from_finalize:
                 now = (self._samples + len(self._leftover)) / _RATE
-                self._stream._post(
-                    Transcript("", final=True, start=now, end=now, from_finalize=True)
-                )
+                self._post(Transcript("", final=True, start=now, end=now, from_finalize=True))
             return
         self._decoder.end_utt()
         self._in_utt = False
         hyp = self._decoder.hyp()
         text = _text(hyp.hypstr) if hyp is not None else ""
         if text or from_finalize:
-            self._stream._post(
+            self._post(
                 self._transcript(
                     text, final=True, speech_final=speech_final, from_finalize=from_finalize
                 )
@@ -491,8 +525,8 @@ class PocketSphinxStt:
         Seconds of audio that may wait for the decoder; past that the stream fails with
         ``ServiceError("stt", "overloaded")``.
     keep_decoders : int, default 2
-        Loaded decoders kept for later streams (each holds ~50 MB; loading one takes
-        about half a second).
+        Loaded decoders kept for later streams. Each holds about 100 MB with the default
+        model and takes about half a second to load; one is loaded per concurrent stream.
     phrases : sequence of str, optional
         Bias recognition to these phrases: the language model becomes a trigram model of
         them (and their words the whole vocabulary), built here in well under a second.
