@@ -201,6 +201,20 @@ def test_tts_engine_failure_is_a_service_error() -> None:
     assert (err.value.service, err.value.reason) == ("tts", "voice")
 
 
+def test_tts_shares_espeak_with_the_simulated_caller() -> None:
+    # espeak-ng has one synth callback per process: the simulated caller's voice keeps
+    # working after EspeakTts has used the library, and the other way round.
+    from voxwire.sim.speech import synthesize
+
+    before = synthesize("Hello there.", 16000)
+    chunks = asyncio.run(synthesise(EspeakTts(), "Hello there."))
+    after = synthesize("Hello there.", 16000)
+    assert [w.text for c in chunks for w in c.words] == ["Hello", "there"]
+    assert abs(len(after) - len(before)) < 0.05 * len(before)
+    chunks = asyncio.run(synthesise(EspeakTts(), "Hello there."))
+    assert [w.text for c in chunks for w in c.words] == ["Hello", "there"]
+
+
 # --- speech-to-text ----------------------------------------------------------------------
 
 pocketsphinx = pytest.importorskip("pocketsphinx", reason="needs the pocketsphinx wheel")
