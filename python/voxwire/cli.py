@@ -77,7 +77,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "goodbye. Prints the transcript, the history after the barge-in and each turn's "
         "latency. No keys, no network.",
     )
-    demo.add_argument("--protocol", default="twilio", choices=_PROTOCOLS)
+    demo.add_argument(
+        "--protocol",
+        default="vonage",
+        choices=_PROTOCOLS,
+        help="the line (default vonage: L16 at 16 kHz; the 8 kHz G.711 lines, twilio and "
+        "the others, are harder for the offline recogniser)",
+    )
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("-v", "--verbose", action="store_true", help="log the agent's turns")
     knowledge = sub.add_parser(

@@ -563,3 +563,12 @@ def test_any_history_gets_events_never_an_exception(
     text, calls = split(events)
     assert len(text) < 2000
     assert all(c.name in {"search_knowledge", "book_appointment", "end_call"} for c in calls)
+
+
+def test_a_name_given_as_who_the_booking_is_for(kb: KnowledgeBase, bookings: Bookings) -> None:
+    call = Call(RulesModel(kb), kb, bookings)
+    call.say("i would like to book a cleaning")
+    assert call.say("friday at three pm") == "Can I have your name, please?"
+    call.say("it is for maria")
+    (booked,) = [c for c in call.calls() if c.name == "book_appointment"]
+    assert booked.arguments["name"] == "Maria"

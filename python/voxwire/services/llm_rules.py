@@ -425,7 +425,20 @@ def _agreed(said: _Utterance) -> int | None:
 
 
 _NAME_LEADS = ("my name is", "my names", "name is", "the name is", "this is", "call me")
-_LOOSE_LEADS = ("its", "it is", "im", "i am", "yes", "yeah", "sure", "ok", "okay", "um", "uh")
+_LOOSE_LEADS = (
+    "its",
+    "it is",
+    "for",
+    "im",
+    "i am",
+    "yes",
+    "yeah",
+    "sure",
+    "ok",
+    "okay",
+    "um",
+    "uh",
+)
 
 
 def _name(said: _Utterance, *, loose: bool) -> str | None:

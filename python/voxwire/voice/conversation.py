@@ -962,8 +962,9 @@ class Conversation:
     def _reply_finished(self, r: _Reply, out: list[Action], now: float) -> None:
         r.playing = False
         self.closed.append(r.metrics)
+        messages = self.history.messages
         r.metrics.heard_text = " ".join(
-            self.history.messages[i].content for i in r.messages if i < len(self.history.messages)
+            messages[i].content for i in r.messages if i < len(messages) and messages[i].content
         )
         if self._reply is r:
             self._reply = None
