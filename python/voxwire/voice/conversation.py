@@ -535,7 +535,6 @@ class Conversation:
         if r.metrics.llm_first_token is None and not isinstance(event, Usage):
             r.metrics.llm_first_token = now
         if isinstance(event, TextDelta):
-            r.metrics.reply_text += event.text
             r.round_text += event.text
             for chunk in r.chunker.push(event.text):
                 self._speak(r, chunk, out, now)
@@ -911,6 +910,7 @@ class Conversation:
             r.flat += " "
         r.spoken.append(_Spoken(message, text, len(r.flat)))
         r.flat += text
+        r.metrics.reply_text = r.flat
         if r.metrics.first_sentence is None:
             r.metrics.first_sentence = now
         if r.tts_deadline is None:

@@ -58,7 +58,7 @@ class TurnMetrics:
     index: int
     user_text: str = ""
     reply_text: str = ""
-    """What the agent said (all of it, heard or not)."""
+    """What the agent sent to the synthesiser (all of it, heard or not)."""
     heard_text: str = ""
     """What the caller heard of it (the history's assistant text)."""
     speech_end: float | None = None
