@@ -181,7 +181,7 @@ def test_the_agent_answers_a_question(outcomes: dict[str, Outcome], protocol: st
     assert agent.llm.requests[0].messages[0] == ChatMessage("system", "Be brief.")
     (turn,) = result.turns
     assert turn.user_text == SAY.lower()
-    assert turn.first_audio_played is not None
+    assert turn.first_audio_played is not None, turn.log_line()
     assert turn.reply_latency is not None
     assert turn.reply_latency > 0.1 + 0.2  # the recogniser's and the model's latencies
     assert not turn.interrupted
