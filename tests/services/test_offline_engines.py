@@ -299,6 +299,20 @@ def test_stt_recognises_espeak_round_trip(stt: PocketSphinxStt) -> None:
     )
 
 
+def test_stt_word_times_match_the_tts_word_times(stt: PocketSphinxStt) -> None:
+    gap = 0.5
+    chunks = asyncio.run(synthesise(EspeakTts(), "What is your address?"))
+    spoken = [w for c in chunks for w in c.words]
+    silence = np.zeros(round(gap * STT_RATE), dtype=np.int16)
+    pcm22 = np.concatenate([c.pcm for c in chunks])
+    pcm = np.concatenate([silence, resample(pcm22, RATE, STT_RATE), silence])
+    final = next(t for t in asyncio.run(recognise(stt, pcm)) if t.final)
+    assert [w.text for w in final.words] == [w.text.lower() for w in spoken]
+    # Two engines, one clock: each word is heard where it was spoken (to 80 ms).
+    for heard, said in zip(final.words, spoken, strict=True):
+        assert abs(heard.start - (gap + said.start)) < 0.08, (heard, said)
+
+
 def test_stt_interim_before_final_and_monotonic_timings(stt: PocketSphinxStt) -> None:
     pcm, _ = speech("what is your address", gap=0.5)
     results = asyncio.run(recognise(stt, pcm))
