@@ -18,6 +18,7 @@ from voxwire.services.base import PCM, SpeechAudio, SpeechToText, TextToSpeech, 
 
 pytest.importorskip("espeakng_loader", reason="espeak-ng needs the espeakng-loader wheel")
 
+from voxwire.services.stt_pocketsphinx import PocketSphinxStt, pocketsphinx_available
 from voxwire.services.tts_espeak import EspeakTts
 
 RATE = 22050
@@ -217,11 +218,10 @@ def test_tts_shares_espeak_with_the_simulated_caller() -> None:
 
 # --- speech-to-text ----------------------------------------------------------------------
 
-pocketsphinx = pytest.importorskip("pocketsphinx", reason="needs the pocketsphinx wheel")
-
-from voxwire.services.stt_pocketsphinx import PocketSphinxStt  # noqa: E402
-
 STT_RATE = 16000
+needs_pocketsphinx = pytest.mark.skipif(
+    not pocketsphinx_available(), reason="speech-to-text needs the pocketsphinx wheel"
+)
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +274,13 @@ def word_errors(ref: Sequence[str], hyp: Sequence[str]) -> int:
     return row[-1]
 
 
+@needs_pocketsphinx
 def test_stt_fits_the_contract(stt: PocketSphinxStt) -> None:
     assert isinstance(stt, SpeechToText)
     assert stt.sample_rate == STT_RATE
 
 
+@needs_pocketsphinx
 def test_stt_recognises_espeak_round_trip(stt: PocketSphinxStt) -> None:
     said = ["what is your address", "no thank you"]
     pcm, spans = speech(*said)
@@ -299,6 +301,22 @@ def test_stt_recognises_espeak_round_trip(stt: PocketSphinxStt) -> None:
     )
 
 
+@needs_pocketsphinx
+def test_stt_word_times_match_the_tts_word_times(stt: PocketSphinxStt) -> None:
+    gap = 0.5
+    chunks = asyncio.run(synthesise(EspeakTts(), "What is your address?"))
+    spoken = [w for c in chunks for w in c.words]
+    silence = np.zeros(round(gap * STT_RATE), dtype=np.int16)
+    pcm22 = np.concatenate([c.pcm for c in chunks])
+    pcm = np.concatenate([silence, resample(pcm22, RATE, STT_RATE), silence])
+    final = next(t for t in asyncio.run(recognise(stt, pcm)) if t.final)
+    assert [w.text for w in final.words] == [w.text.lower() for w in spoken]
+    # Two engines, one clock: each word is heard where it was spoken (to 80 ms).
+    for heard, said in zip(final.words, spoken, strict=True):
+        assert abs(heard.start - (gap + said.start)) < 0.08, (heard, said)
+
+
+@needs_pocketsphinx
 def test_stt_interim_before_final_and_monotonic_timings(stt: PocketSphinxStt) -> None:
     pcm, _ = speech("what is your address", gap=0.5)
     results = asyncio.run(recognise(stt, pcm))
@@ -315,6 +333,7 @@ def test_stt_interim_before_final_and_monotonic_timings(stt: PocketSphinxStt) ->
     assert ends == sorted(ends)
 
 
+@needs_pocketsphinx
 def test_stt_finalize_makes_speech_final_now() -> None:
     engine = PocketSphinxStt(endpointing=False)
     pcm, _ = speech("what is your address", gap=0.3)
@@ -332,11 +351,13 @@ def test_stt_finalize_makes_speech_final_now() -> None:
     assert "address" in finals[0].text.split()
 
 
+@needs_pocketsphinx
 def test_stt_silence_gives_an_empty_final_on_finalize(stt: PocketSphinxStt) -> None:
     results = asyncio.run(recognise(stt, np.zeros(STT_RATE, dtype=np.int16)))
     assert results == [Transcript("", final=True, start=1.0, end=1.0, from_finalize=True)]
 
 
+@needs_pocketsphinx
 def test_stt_phrase_bias_recognises_listed_phrases() -> None:
     phrases = ["what is your address", "yes please", "no thank you", "goodbye"]
     engine = PocketSphinxStt(phrases=[p.capitalize() + "?" for p in phrases])
@@ -347,6 +368,7 @@ def test_stt_phrase_bias_recognises_listed_phrases() -> None:
     assert heard == ["goodbye", "yes please"]
 
 
+@needs_pocketsphinx
 def test_stt_rejects_bad_input(stt: PocketSphinxStt) -> None:
     with pytest.raises(ValueError, match="dictionary"):
         PocketSphinxStt(phrases=["xyzzyq plugh"])
@@ -369,6 +391,7 @@ def test_stt_rejects_bad_input(stt: PocketSphinxStt) -> None:
     assert asyncio.run(main()) == 160
 
 
+@needs_pocketsphinx
 def test_stt_aclose_ends_the_iteration(stt: PocketSphinxStt) -> None:
     async def main() -> list[Transcript]:
         s = stt.stream()
@@ -380,6 +403,7 @@ def test_stt_aclose_ends_the_iteration(stt: PocketSphinxStt) -> None:
     assert asyncio.run(main()) == []
 
 
+@needs_pocketsphinx
 def test_stt_dropped_stream_stops_its_worker(stt: PocketSphinxStt) -> None:
     async def main() -> threading.Thread:
         s = stt.stream()
@@ -394,6 +418,7 @@ def test_stt_dropped_stream_stops_its_worker(stt: PocketSphinxStt) -> None:
     assert not worker.is_alive()
 
 
+@needs_pocketsphinx
 def test_stt_backlog_overflow_is_a_service_error() -> None:
     engine = PocketSphinxStt(max_backlog=0.5)
 
