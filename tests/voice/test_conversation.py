@@ -433,3 +433,49 @@ def test_the_greeting_is_said_at_the_start() -> None:
     got = h.take(h.conv.start(0.0))
     assert [a.text for a in h.of(SpeakText, got)] == ["Hello, Harbor Dental."]
     assert h.history.messages[-1].content == "Hello, Harbor Dental."
+
+
+def test_a_call_that_ends_mid_reply_keeps_only_the_heard_words() -> None:
+    h = Harness()
+    _start, _ = start_speaking(h, LONG)
+    h.silence(1.0)
+    h.take(h.conv.close(heard=1.05))
+    assert h.history.messages[-1].content == "We offer check-ups and"
+    assert h.conv.turns[-1].heard_text == "We offer check-ups and"
+    assert h.conv.ended
+
+
+def test_a_call_that_ends_before_the_reply_played_drops_its_text() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    h.reply(start.reply, "Hi there.", done=False)
+    got = h.take(h.conv.close())
+    assert h.of(CancelLlm, got)
+    assert [m.role for m in h.history.messages] == ["user"]
+
+
+def test_a_short_sound_while_thinking_holds_the_reply_then_lets_it_play() -> None:
+    h = Harness()
+    start = h.say_turn("what are your hours")
+    h.reply(start.reply, "We open at nine.", done=False)
+    got = h.feed(tone(0.1))  # a cough before any audio played
+    assert not h.of(CancelLlm, got)
+    assert not h.of(Clear, got)  # nothing was playing
+    h.take(h.conv.llm_done(start.reply, h.now))
+    pcm = tone(1.0)
+    words = words_of("We open at nine.")
+    got = h.take(
+        h.conv.tts_audio(start.reply, SpeechAudio(pcm, words, "We open at nine."), h.now, RATE)
+    )
+    assert not h.of(Play, got)  # held while the sound is judged
+    h.take(h.conv.tts_done(start.reply, h.now))
+    got = h.silence(0.4)
+    plays = h.of(Play, got)
+    assert len(plays) == 1
+    assert isinstance(plays[0], Play)
+    assert plays[0].offset == 0.0
+    assert len(plays[0].pcm) == len(pcm)
+    final = [m for m in h.of(Mark, got) if isinstance(m, Mark) and m.final]
+    h.take(h.conv.mark_played(final[-1].name, h.now + 1.5))
+    assert h.history.messages[-1].content == "We open at nine."
+    assert h.conv.turns[-1].false_interruptions == 1

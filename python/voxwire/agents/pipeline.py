@@ -274,8 +274,18 @@ class _AgentCall:
                 if self.hung_up:
                     break
         finally:
-            self.apply(self.conversation.close())
+            self.apply(self.conversation.close(self._heard_of_live()))
             await self._shutdown()
+
+    def _heard_of_live(self) -> float | None:
+        """How far the reply under way had played when the call ended (None: nothing)."""
+        live = self.conversation.live_reply
+        io = self.replies.get(live) if live is not None else None
+        if io is None or self.call.stream is None:
+            return None
+        now = self.loop.time()
+        phone = io.phone_position(self.call.playout_position(now), now, self.line_rate)
+        return io.offset_at(phone, self.line_rate) if io.placed else None
 
     def _open(self, rate: int, now: float) -> None:
         started = self.call.started

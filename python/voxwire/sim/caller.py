@@ -36,6 +36,7 @@ import contextlib
 import heapq
 import itertools
 import math
+import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -141,6 +142,19 @@ class Playout:
         self._marks.clear()
         return pending
 
+    def played(self, start: int, n: int) -> PCM:
+        """What the speaker played over positions ``[start, start + n)`` (a clear cuts it)."""
+        out = np.zeros(max(0, n), dtype=np.int16)
+        end = start + n
+        for first, pcm, _ in reversed(self.segments):
+            last = first + len(pcm)
+            if last <= start:
+                break
+            lo, hi = max(first, start), min(last, end)
+            if lo < hi:
+                out[lo - start : hi - start] = pcm[lo - first : hi - first]
+        return out
+
     def track(self, length: int | None = None) -> PCM:
         """Everything played, as one signal from ``t0`` (silence where nothing played)."""
         end = max((s + len(p) for s, p, _ in self.segments), default=0)
@@ -213,6 +227,14 @@ class Network:
     loss: float = 0.0
     reorder: float = 0.0
     seed: int = 0
+    echo_db: float | None = None
+    """Line echo: what the phone plays comes back in what it sends, this many dB down
+    (a speakerphone or a hybrid), ``echo_delay`` seconds later. None: no echo."""
+    echo_delay: float = 0.03
+    noise_bursts: float = 0.0
+    """Bursts of white noise in what the phone sends, on average this many per second,
+    each 40-140 ms long at ``noise_dbfs`` RMS (a cough, a door, a crackling line)."""
+    noise_dbfs: float = -20.0
 
     def uplink(self) -> Impairment:
         """The model for the caller's media."""
@@ -229,8 +251,13 @@ class Network:
         return Impairment(seed=self.seed + 1, delay=self.delay, jitter=self.jitter)
 
     @property
+    def line_effects(self) -> bool:
+        """Whether echo or noise is added to what the phone sends."""
+        return self.echo_db is not None or self.noise_bursts > 0
+
+    @property
     def active(self) -> bool:
-        """Whether anything is impaired."""
+        """Whether the path delays, drops or reorders anything."""
         return self.delay > 0 or self.jitter > 0 or self.loss > 0 or self.reorder > 0
 
 
@@ -481,6 +508,10 @@ class _Phone(ABC, Generic[R]):
         self._mouth: list[PCM] = []
         self._said = 0  # samples said so far
         self._marks: dict[str, MarkRecord] = {}
+        self._noise = random.Random(network.seed + 7)
+        self._noise_left = 0  # samples of the current noise burst still to come
+        #: noise bursts added to what the phone sent
+        self.noise_bursts = 0
         self.done = False
 
     # what a subclass provides
@@ -600,6 +631,25 @@ class _Phone(ABC, Generic[R]):
         i = bisect.bisect_left(segments, position, key=lambda s: s[0])
         return segments[i][0] if i < len(segments) else None
 
+    def _line(self, pcm: PCM, k: int) -> PCM:
+        """The caller's frame ``k`` as the line carries it: plus echo and noise."""
+        net = self.network
+        out = pcm.astype(np.float64)
+        n = len(pcm)
+        if net.echo_db is not None:
+            start = k * n - round(net.echo_delay * self.rate)
+            out += self.playout.played(start, n) * 10 ** (net.echo_db / 20)
+        if self._noise_left == 0 and self._noise.random() < net.noise_bursts * self.FRAME:
+            self._noise_left = round(self._noise.uniform(0.04, 0.14) * self.rate)
+            self.noise_bursts += 1
+        if self._noise_left:
+            m = min(n, self._noise_left)
+            rms = 32768 * 10 ** (net.noise_dbfs / 20)
+            noise = np.random.default_rng(self._noise.getrandbits(32)).normal(0, rms, m)
+            out[:m] += noise
+            self._noise_left -= m
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
     async def run(self, send: Send, recv: Recv) -> R:
         loop = self.loop
         sender = loop.create_task(self._sender(send))
@@ -622,7 +672,8 @@ class _Phone(ABC, Generic[R]):
                         break
                     self._mouth.append(pcm)
                     self._said += len(pcm)
-                    self._put(self.side.audio(pcm), t0 + (k + 1) * self.FRAME, media=True)
+                    line = self._line(pcm, k) if self.network.line_effects else pcm
+                    self._put(self.side.audio(line), t0 + (k + 1) * self.FRAME, media=True)
                     k += 1
                 if finished:
                     break

@@ -254,6 +254,7 @@ class DialogReport:
     heard: PCM = field(default_factory=lambda: np.zeros(0, np.int16))  # the phone's speaker
     closed_by_server: bool = False
     closed_at: float | None = None  # seconds from t0
+    noise_bursts: int = 0  # bursts the line added to what the caller sent
 
     def as_dict(self) -> dict[str, Any]:
         """The figures of the report (no audio), for JSON."""
@@ -479,6 +480,7 @@ class _Dialog(_Phone[DialogReport]):
             heard=self.playout.track(end)[:end],
             closed_by_server=self.closed_by_server,
             closed_at=self.closed_at,
+            noise_bursts=self.noise_bursts,
         )
         clears = self.clear_records
         for i, s in enumerate(self.said_turns):

@@ -743,15 +743,29 @@ class Conversation:
                     self._speak(r, self.config.filler_text, out, now)
         return out
 
-    def close(self) -> list[Action]:
-        """The call ended: cancel whatever is in flight."""
+    @property
+    def live_reply(self) -> int | None:
+        """The reply under way (being written, spoken or paused), if any."""
+        return self._reply.id if self._reply is not None else None
+
+    def close(self, heard: float | None = None) -> list[Action]:
+        """The call ended: cancel whatever is in flight.
+
+        ``heard`` is how far the live reply had played (seconds of its audio, as for
+        :meth:`heard`): its assistant turn is cut to those words, as after a barge-in,
+        since the caller heard no more of it. None: nothing of it was heard.
+        """
         out: list[Action] = []
         r = self._reply
         if r is not None:
-            if r.llm_open:
-                out.append(CancelLlm(r.id))
-            if r.tts_open:
-                out.append(CancelTts(r.id))
+            self._cancel(r, out)
+            texts = self._heard_texts(r, heard if heard is not None else 0.0)
+            self.history.cut_reply(r.messages, texts)
+            r.metrics.heard_text = " ".join(t for t in texts if t)
+            r.metrics.heard_seconds = heard
+            r.playing = False
+            self.closed.append(r.metrics)
+            self._reply = None
         self.ended = True
         return out
 
@@ -766,8 +780,8 @@ class Conversation:
         out: list[Action],
     ) -> None:
         reply = self._reply
-        audible = reply is not None and reply.playing
-        if audible and reply is not None:
+        if reply is not None:
+            # a reply is being prepared or played: caller sound may stop it (barge-in)
             self._barge_step(reply, speech and not echo, t, out)
             if isinstance(event, SpeechStart) and not echo:
                 self._user_open = True
@@ -779,8 +793,6 @@ class Conversation:
             self._endpoint_at = None
             self._final_wait = None
             self._vad_end_at = None
-            if self.state == "thinking" and reply is not None:
-                self._caller_continued(reply, t, out)
         elif isinstance(event, SpeechEnd) and self._user_open:
             self._user_open = False
             self._turn_started = True
@@ -855,13 +867,21 @@ class Conversation:
     def _caller_continued(self, r: _Reply, t: float, out: list[Action]) -> None:
         """Speech after the endpoint, before any audio played: the turn was not over."""
         self._cancel(r, out)
-        if r.user_message is not None and not r.messages and r.round == 0:
-            # nothing of the reply exists: take the caller's words back into the turn
+        self.history.cut_reply(r.messages, [""] * len(r.messages))  # none of it was heard
+        last = len(self.history.messages) - 1
+        if r.user_message is not None and r.user_message == last and r.round == 0:
+            # no tool ran: take the caller's words back into the turn that goes on
             text = self.history.messages[r.user_message].content
             del self.history.messages[r.user_message]
             self.turns.remove(r.metrics)
-            self._turn_texts = [text]
-            self._turn_started = True
+            self._turn_texts = [text, *self._turn_texts]
+        else:
+            self.closed.append(r.metrics)
+        self._turn_started = True
+        self._user_open = True
+        self._endpoint_at = None
+        self._final_wait = None
+        self._vad_end_at = None
         self._reply = None
         self.state = "listening"
 
@@ -939,6 +959,8 @@ class Conversation:
             return
         r.end_marked = True
         if not r.started_audio:
+            if r.paused:
+                return  # held: it plays (and ends) when the hold is released
             self._reply_finished(r, out, now)
             return
         self._mark_count += 1
@@ -1027,7 +1049,11 @@ class Conversation:
         self._heard_offset = None
         self._resume_from = None
         r.paused = True
-        self._ref.clear()
+        if not r.started_audio:
+            return  # nothing plays yet: hold the reply's audio until the sound is judged
+        # what had played still comes back as echo for a while; what was queued never plays
+        while self._ref and self._ref[-1][0] > t:
+            self._ref.pop()
         self._ref_end = t
         r.metrics.interrupted_at = t
         out.append(Clear(r.id))
@@ -1056,6 +1082,12 @@ class Conversation:
     def _confirm_barge_in(self, t: float, out: list[Action]) -> None:
         r = self._reply
         if r is None:
+            return
+        if not r.started_audio:
+            self._paused_at = None
+            self._barge_frames = 0
+            self._barge_onset = None
+            self._caller_continued(r, t, out)
             return
         self._paused_at = None
         self._barge_frames = 0
