@@ -193,6 +193,9 @@ def _run(messages: Sequence[ChatMessage], model: LlamaCppModel) -> list[LlmEvent
 @needs_model
 def test_a_completion_streams_text_then_usage(model: LlamaCppModel) -> None:
     assert isinstance(model, LanguageModel)
+    unstarted = model.complete(HELLO)  # no running loop: nothing starts until iterated
+    assert isinstance(unstarted, LlmStream)
+    assert unstarted.tokens_sampled == 0
     events = _run(HELLO, model)
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) >= 2
@@ -343,3 +346,11 @@ def test_aclose_before_iterating_generates_nothing(model: LlamaCppModel) -> None
     events, sampled = asyncio.run(main())
     assert events == []
     assert sampled <= 1
+
+
+@needs_model
+def test_complete_checks_its_messages(model: LlamaCppModel) -> None:
+    with pytest.raises(ValueError, match="at least one ChatMessage"):
+        model.complete([])
+    with pytest.raises(TypeError, match=r"messages\[0\] must be a ChatMessage, got str"):
+        model.complete(["hello"])  # type: ignore[list-item]
