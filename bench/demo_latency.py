@@ -19,6 +19,7 @@ import statistics
 import sys
 
 from voxwire.agents.demo import DemoReport, run_demo
+from voxwire.sim.speech import word_errors
 from voxwire.voice.metrics import STAGES
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -29,19 +30,9 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def edit_distance(a: list[str], b: list[str]) -> int:
-    """Word-level Levenshtein distance."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
 def word_accuracy(pairs: list[tuple[str, str]]) -> float:
     """1 - WER over (said, recognised) pairs."""
-    errors = sum(edit_distance(words(s), words(h)) for s, h in pairs)
+    errors = sum(word_errors(words(s), words(h)) for s, h in pairs)
     total = sum(len(words(s)) for s, _ in pairs)
     return 1.0 - errors / total if total else 0.0
 

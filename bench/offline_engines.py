@@ -38,6 +38,7 @@ import voxwire
 from voxwire.resample import resample
 from voxwire.services.stt_pocketsphinx import PocketSphinxStt
 from voxwire.services.tts_espeak import EspeakTts
+from voxwire.sim.speech import word_errors
 
 PCM = npt.NDArray[np.int16]
 # Real-time factors are CPU seconds of the process (all threads) per second of audio, so a
@@ -133,7 +134,7 @@ class Score:
     examples: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, ref: str, hyp: str) -> None:
-        self.errors += edit_distance(ref.split(), hyp.split())
+        self.errors += word_errors(ref.split(), hyp.split())
         self.words += len(ref.split())
         if len(self.examples) < 4 and ref != hyp:
             self.examples.append((ref, hyp))
@@ -141,16 +142,6 @@ class Score:
     @property
     def accuracy(self) -> float:
         return 1.0 - self.errors / max(1, self.words)
-
-
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Word-level Levenshtein distance (substitutions, insertions, deletions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 async def speak(tts: EspeakTts, text: str) -> tuple[PCM, float, float, float]:

@@ -9,6 +9,8 @@ from types import ModuleType
 
 import pytest
 
+from voxwire.sim.speech import word_errors
+
 pytest.importorskip("pocketsphinx", reason="the bench imports the demo agent")
 
 
@@ -25,8 +27,9 @@ def load() -> ModuleType:
 
 def test_word_accuracy_is_one_minus_the_word_error_rate() -> None:
     bench = load()
-    assert bench.edit_distance(["a", "b", "c"], ["a", "c"]) == 1
-    assert bench.edit_distance(["a"], ["b", "c"]) == 2
+    assert word_errors(["a", "b", "c"], ["a", "c"]) == 1
+    assert word_errors(["a"], ["b", "c"]) == 2
+    assert word_errors([], ["b"]) == 1
     assert bench.word_accuracy([("What are your hours?", "what are your hours")]) == 1.0
     # one substitution and one deletion in 4 + 2 words
     pairs = [("What are your hours?", "what are you hours"), ("Thank you.", "you")]

@@ -17,7 +17,7 @@ pytest.importorskip("espeakng_loader", reason="the caller's speech is made with 
 pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
 
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
-from voxwire.agents.server import serve_agent
+from voxwire.agents.server import agent_server
 from voxwire.aio import Call
 from voxwire.services.base import ChatMessage, ToolCall
 from voxwire.services.fake import FakeLlm, FakeReply, FakeStt, FakeTts
@@ -39,39 +39,18 @@ def speech(protocol: str, text: str = SAY, seed: int = 1) -> np.ndarray:
 async def agent_call(
     protocol: str, plan: CallPlan, agent: VoiceAgent, timeout: float = 20.0
 ) -> tuple[CallReport, list[AgentCallResult]]:
-    stop = asyncio.Event()
-    urls: list[str] = []
     results: list[AgentCallResult] = []
 
     def on_end(call: Call, result: AgentCallResult) -> None:
         results.append(result)
 
     agent.on_end = on_end
-    server = asyncio.create_task(
-        serve_agent(
-            agent,
-            protocol,
-            "127.0.0.1",
-            0,
-            pipeline_rate=agent.pipeline_rate,
-            stop=stop,
-            ready=urls.append,
-        )
-    )
-    try:
-        for _ in range(500):
-            if urls or server.done():
-                break
-            await asyncio.sleep(0.01)
-        assert urls, f"the {protocol} agent server did not start"
-        report = await asyncio.wait_for(place_call(urls[0], protocol, plan), timeout)
+    async with agent_server(agent, protocol) as url:
+        report = await asyncio.wait_for(place_call(url, protocol, plan), timeout)
         for _ in range(150):
             if results:
                 break
             await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
     return report, results
 
 

@@ -23,7 +23,7 @@ pytest.importorskip("espeakng_loader", reason="the caller's speech is made with 
 pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
 
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
-from voxwire.agents.server import serve_agent
+from voxwire.agents.server import agent_server
 from voxwire.aio import Call
 from voxwire.services.base import ChatMessage
 from voxwire.services.fake import FakeLlm, FakeStt, FakeTts, speech_signal
@@ -69,31 +69,13 @@ async def one_call(
         results.append(result)
 
     agent.on_end = on_end
-    stop = asyncio.Event()
-    urls: list[str] = []
-    server = asyncio.create_task(
-        serve_agent(
-            agent,
-            protocol,
-            "127.0.0.1",
-            0,
-            pipeline_rate=agent.pipeline_rate,
-            stop=stop,
-            ready=urls.append,
-        )
-    )
-    try:
-        while not urls and not server.done():
-            await asyncio.sleep(0.01)
+    async with agent_server(agent, protocol) as url:
         turns = [Turn(ask, "when are you open"), Turn(barge, "sorry", barge_in_after=barge_after)]
-        report = await place_dialog(urls[0], protocol, turns, quiet=0.8)
+        report = await place_dialog(url, protocol, turns, quiet=0.8)
         for _ in range(150):
             if results:
                 break
             await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
     return report, results[0], tts
 
 

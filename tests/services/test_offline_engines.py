@@ -7,7 +7,6 @@ import gc
 import itertools
 import re
 import threading
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ pytest.importorskip("espeakng_loader", reason="espeak-ng needs the espeakng-load
 
 from voxwire.services.stt_pocketsphinx import PocketSphinxStt, pocketsphinx_available
 from voxwire.services.tts_espeak import EspeakTts
+from voxwire.sim.speech import word_errors
 
 RATE = 22050
 
@@ -263,15 +263,6 @@ async def recognise(
             s.finalize()
         s.end_input()
         return [t async for t in s]
-
-
-def word_errors(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 @needs_pocketsphinx

@@ -29,7 +29,7 @@ from typing import Any
 
 from voxwire.agents.booking import Bookings, book_spec, book_tool
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
-from voxwire.agents.server import serve_agent
+from voxwire.agents.server import agent_server
 from voxwire.aio.surface import CallSurface
 from voxwire.knowledge import KnowledgeBase, search_spec, search_tool
 from voxwire.services.base import LanguageModel
@@ -282,39 +282,16 @@ async def run_demo(protocol: str = "vonage", *, timeout: float = 90.0) -> DemoRe
 
         demo.agent.on_end = on_end
         demo.agent.on_turn = functools.partial(_snapshot, snapshots)
-        stop = asyncio.Event()
-        urls: list[str] = []
-        server = asyncio.create_task(
-            serve_agent(
-                demo.agent,
-                protocol,
-                "127.0.0.1",
-                0,
-                pipeline_rate=demo.agent.pipeline_rate,
-                stop=stop,
-                ready=urls.append,
-            )
-        )
-        try:
-            for _ in range(1000):
-                if urls or server.done():
-                    break
-                await asyncio.sleep(0.01)
-            if not urls:
-                await server  # raises what stopped it
-                raise RuntimeError("the demo server did not start")
-            rate = PROVIDERS[protocol].default_rate
+        rate = PROVIDERS[protocol].default_rate
+        async with agent_server(demo.agent, protocol) as url:
             phone = await asyncio.wait_for(
-                place_dialog(urls[0], protocol, _script(rate), quiet=0.7, reply_timeout=12.0),
+                place_dialog(url, protocol, _script(rate), quiet=0.7, reply_timeout=12.0),
                 timeout,
             )
             for _ in range(250):
                 if results:
                     break
                 await asyncio.sleep(0.02)
-        finally:
-            stop.set()
-            await asyncio.wait_for(server, 10)
         bookings = demo.bookings.list()
         demo.bookings.close()
         demo.knowledge.close()

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.pacer import Pacer
@@ -22,7 +23,14 @@ from voxwire.protocols.base import MediaStreamCodec
 from voxwire.resample import Resampler
 from voxwire.security import TokenAuth
 
-__all__ = ["CLOSE_GOING_AWAY", "PIPELINE_RATE", "codec_factory", "serve_agent", "serve_echo"]
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "PIPELINE_RATE",
+    "agent_server",
+    "codec_factory",
+    "serve_agent",
+    "serve_echo",
+]
 
 log = logging.getLogger("voxwire.agents")
 
@@ -177,3 +185,51 @@ async def serve_agent(
         await shut_down()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(ws.wait_closed(), 3.0)
+
+
+@contextlib.asynccontextmanager
+async def agent_server(
+    handler: Handler,
+    protocol: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    pipeline_rate: int | None = None,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """Serve ``handler`` for ``protocol`` while the block runs; yield the server's URL.
+
+    For tests, benchmarks and demos: ``port=0`` picks a free port; ``pipeline_rate``
+    defaults to the handler's ``pipeline_rate`` (a :class:`~voxwire.agents.pipeline.
+    VoiceAgent` has one) or :data:`PIPELINE_RATE`; ``options`` go to :func:`serve_agent`.
+    On exit every call is closed and the server stops::
+
+        async with agent_server(agent, "twilio") as url:
+            report = await place_dialog(url, "twilio", turns)
+    """
+    if pipeline_rate is None:
+        pipeline_rate = getattr(handler, "pipeline_rate", PIPELINE_RATE)
+    stop = asyncio.Event()
+    urls: list[str] = []
+    server = asyncio.create_task(
+        serve_agent(
+            handler,
+            protocol,
+            host,
+            port,
+            pipeline_rate=pipeline_rate,
+            stop=stop,
+            ready=urls.append,
+            **options,
+        )
+    )
+    try:
+        while not urls and not server.done():
+            await asyncio.sleep(0.005)
+        if not urls:
+            await server  # raises what stopped it
+            raise RuntimeError(f"the {protocol} server stopped before it listened")
+        yield urls[0]
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import wave
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "read_wav",
     "speech_bounds",
     "synthesize",
+    "word_errors",
 ]
 
 PCM = npt.NDArray[np.int16]
@@ -117,3 +119,14 @@ def _normalize(pcm: PCM) -> PCM:
         return pcm
     gain = 32767 * 10 ** (-6 / 20) / peak
     return np.round(pcm.astype(np.float64) * gain).astype(np.int16)
+
+
+def word_errors(said: Sequence[str], heard: Sequence[str]) -> int:
+    """Word-level Levenshtein distance: the substitutions, insertions and deletions that
+    turn ``said`` into ``heard`` (the numerator of a recogniser's word error rate)."""
+    row = list(range(len(heard) + 1))
+    for i, ref in enumerate(said, 1):
+        prev, row[0] = row[0], i
+        for j, hyp in enumerate(heard, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
+    return row[-1]
