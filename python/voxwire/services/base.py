@@ -25,11 +25,13 @@ the call's played position exactly.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +42,7 @@ __all__ = [
     "LanguageModel",
     "LlmEvent",
     "LlmStream",
+    "Outbox",
     "Role",
     "SpeechAudio",
     "SpeechToText",
@@ -93,6 +96,60 @@ class Transcript:
 
 
 _S = TypeVar("_S")
+
+
+_T = TypeVar("_T")
+
+
+class Outbox(Generic[_T]):
+    """Results waiting for a stream's consumer, then the end or an error.
+
+    For stream implementations (on the event loop): :meth:`put` results as they come,
+    :meth:`finish` at the end (with the error, if it failed), :meth:`drop` at ``aclose``;
+    ``__anext__`` is ``return await outbox.get()``.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[_T] = deque()
+        self._ready = asyncio.Event()
+        self._done = False
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether :meth:`finish` or :meth:`drop` was called."""
+        return self._done
+
+    def put(self, item: _T) -> None:
+        """Queue a result (ignored once finished)."""
+        if not self._done:
+            self._items.append(item)
+            self._ready.set()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """No more results: the queued ones, then the end (or ``error``, raised once)."""
+        if not self._done:
+            self._done = True
+            self._error = error
+            self._ready.set()
+
+    def drop(self) -> None:
+        """Forget the queued results and finish (``aclose``)."""
+        self._items.clear()
+        self.finish()
+
+    async def get(self) -> _T:
+        """The next result; ``StopAsyncIteration`` at the end, or the error."""
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self._done:
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
 
 
 class StreamMixin:

@@ -38,7 +38,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,7 @@ from voxwire.services.base import (
     PCM,
     ChatMessage,
     LlmEvent,
+    Outbox,
     SpeechAudio,
     StreamMixin,
     TextDelta,
@@ -93,43 +94,6 @@ def _check_rate(sample_rate: int) -> None:
 def _check_count(name: str, value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or value < 0):
         raise ValueError(f"{name} must be None or an int >= 0, got {value!r}")
-
-
-class _Outbox(Generic[_T]):
-    """Results waiting for the consumer, then the end (or an error)."""
-
-    def __init__(self) -> None:
-        self._items: deque[_T] = deque()
-        self._ready = asyncio.Event()
-        self._done = False
-        self._error: ServiceError | None = None
-
-    def put(self, item: _T) -> None:
-        if not self._done:
-            self._items.append(item)
-            self._ready.set()
-
-    def finish(self, error: ServiceError | None = None) -> None:
-        if not self._done:
-            self._done = True
-            self._error = error
-            self._ready.set()
-
-    def drop(self) -> None:
-        self._items.clear()
-        self.finish()
-
-    async def get(self) -> _T:
-        while True:
-            if self._items:
-                return self._items.popleft()
-            if self._done:
-                error, self._error = self._error, None
-                if error is not None:
-                    raise error
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
 
 
 class _Pausing:
@@ -295,7 +259,7 @@ class FakeSttStream(StreamMixin):
         self._energy_threshold = (
             self._block * (_FULL_SCALE * 10 ** (service.threshold_dbfs / 20)) ** 2
         )
-        self._out: _Outbox[Transcript] = _Outbox()
+        self._out: Outbox[Transcript] = Outbox()
         self._partial = np.zeros(0, dtype=np.int16)
         self._open = True
         # the utterance under way

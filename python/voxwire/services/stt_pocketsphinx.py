@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from voxwire.errors import ServiceError
-from voxwire.services.base import PCM, StreamMixin, Transcript, Word
+from voxwire.services.base import PCM, Outbox, StreamMixin, Transcript, Word
 
 __all__ = ["PocketSphinxStt", "pocketsphinx_available"]
 
@@ -228,11 +228,9 @@ class _PocketSphinxStream(StreamMixin):
         self._stt = stt
         self._loop = loop
         self._inbox = _Inbox()
-        self._items: deque[Transcript | ServiceError | None] = deque()
-        self._wake = asyncio.Event()
+        self._out: Outbox[Transcript] = Outbox()
         self._ended = False
         self._closed = False
-        self._done = False
         self.dropped = 0
         """Samples pushed after :meth:`end_input` or :meth:`aclose` (ignored)."""
         self._worker = threading.Thread(
@@ -288,32 +286,20 @@ class _PocketSphinxStream(StreamMixin):
         if self._closed:
             return
         self._closed = True
-        self._done = True
-        self._items.clear()
+        self._out.drop()
         self._inbox.put(_STOP)
-        self._wake.set()
 
     def __aiter__(self) -> AsyncIterator[Transcript]:
         return self
 
     async def __anext__(self) -> Transcript:
-        while True:
-            if self._closed:
-                raise StopAsyncIteration
-            if self._items:
-                item = self._items.popleft()
-                if item is None:
-                    self._done = True
-                    raise StopAsyncIteration
-                if isinstance(item, ServiceError):
-                    self._done = True
-                    self._closed = True
-                    raise item
-                return item
-            if self._done:
-                raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            return await self._out.get()
+        except ServiceError:
+            self._closed = True
+            raise
 
     # --- delivery to the event loop --------------------------------------------------
 
@@ -326,12 +312,13 @@ class _PocketSphinxStream(StreamMixin):
             self._closed = True
 
     def _put(self, item: Transcript | ServiceError | None) -> None:
-        if self._closed or self._done:
+        if self._closed or self._out.done:
             return
-        self._items.append(item)
-        self._wake.set()
         if item is None or isinstance(item, ServiceError):
+            self._out.finish(item)
             self._ended = True
+        else:
+            self._out.put(item)
 
     def _fail(self, exc: ServiceError) -> None:
         self._ended = True

@@ -45,7 +45,6 @@ import queue
 import re
 import sys
 import threading
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from voxwire.errors import ServiceError
-from voxwire.services.base import PCM, SpeechAudio, StreamMixin, Word
+from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin, Word
 
 __all__ = ["EspeakTts", "espeak_available"]
 
@@ -390,11 +389,9 @@ class _EspeakStream(StreamMixin):
         """Samples yielded so far: the stream's time (written by the worker)."""
         self.synthesised = 0
         """Samples espeak-ng produced for this stream, yielded or not."""
-        self._items: deque[SpeechAudio | ServiceError | None] = deque()
-        self._wake = asyncio.Event()
+        self._out: Outbox[SpeechAudio] = Outbox()
         self.running = threading.Event()  # cleared while one of its sentences is synthesised
         self.running.set()
-        self._done = False
 
     # --- the contract ----------------------------------------------------------------
 
@@ -437,9 +434,7 @@ class _EspeakStream(StreamMixin):
         if self.closed:
             return
         self.closed = True
-        self._items.clear()
-        self._done = True
-        self._wake.set()
+        self._out.drop()
         # The worker aborts at its next audio buffer; wait for that (bounded) so nothing
         # of this stream is being synthesised once aclose returns.
         if not self.running.is_set():
@@ -449,23 +444,13 @@ class _EspeakStream(StreamMixin):
         return self
 
     async def __anext__(self) -> SpeechAudio:
-        while True:
-            if self.closed:
-                raise StopAsyncIteration
-            if self._items:
-                item = self._items.popleft()
-                if item is None:
-                    self._done = True
-                    raise StopAsyncIteration
-                if isinstance(item, ServiceError):
-                    self._done = True
-                    self.closed = True
-                    raise item
-                return item
-            if self._done:
-                raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
+        if self.closed:
+            raise StopAsyncIteration
+        try:
+            return await self._out.get()
+        except ServiceError:
+            self.closed = True
+            raise
 
     # --- worker side -----------------------------------------------------------------
 
@@ -503,8 +488,10 @@ class _EspeakStream(StreamMixin):
     def _put(self, item: SpeechAudio | ServiceError | None) -> None:
         if self.closed:
             return
-        self._items.append(item)
-        self._wake.set()
+        if item is None or isinstance(item, ServiceError):
+            self._out.finish(item)
+        else:
+            self._out.put(item)
 
 
 class EspeakTts:
