@@ -51,14 +51,15 @@ as the caller. Such frames never start a barge-in and reach the recogniser as si
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from voxwire.errors import ServiceError
 from voxwire.services.base import (
@@ -108,6 +109,12 @@ END_CALL_SPEC = ToolSpec(
     END_CALL,
     "End the phone call after saying goodbye. Call it only when the caller is done.",
 )
+
+def _dbfs(mean_square: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Level of 16-bit audio in dB relative to full scale, from its mean square."""
+    result: npt.NDArray[np.float32] = 10 * np.log10(mean_square + 1.0) - 90.309
+    return result
+
 
 _FILLERS = frozenset(("um", "uh", "erm", "hmm", "mm", "mhm", "uh-huh", "mm-hm", "ah", "oh"))
 _WORD = re.compile(r"[\w'\u2019-]+")
@@ -426,8 +433,9 @@ class Conversation:
         self._paused_at: float | None = None
         self._heard_offset: float | None = None
         self._resume_from: float | None = None
-        # echo reference: (wall time a 20 ms block of reply audio plays, its level dB)
-        self._ref: deque[tuple[float, float]] = deque()
+        # echo reference: when each 20 ms block of reply audio plays, and its level (dB)
+        self._ref_t: list[float] = []
+        self._ref_v: list[float] = []
         self._ref_end = -math.inf  # when the modelled phone playout runs dry
         self._hangup_pending = False
         self._marks: dict[str, tuple[int, str]] = {}
@@ -1052,8 +1060,8 @@ class Conversation:
         if not r.started_audio:
             return  # nothing plays yet: hold the reply's audio until the sound is judged
         # what had played still comes back as echo for a while; what was queued never plays
-        while self._ref and self._ref[-1][0] > t:
-            self._ref.pop()
+        keep = bisect.bisect_right(self._ref_t, t)
+        del self._ref_t[keep:], self._ref_v[keep:]
         self._ref_end = t
         r.metrics.interrupted_at = t
         out.append(Clear(r.id))
@@ -1119,29 +1127,29 @@ class Conversation:
         start = max(now, self._ref_end)
         if n:
             x = pcm[: n * block].astype(np.float32).reshape(n, block)
-            levels = 10 * np.log10(np.mean(x * x, axis=1) + 1.0) - 90.309  # dBFS
-            for i, level in enumerate(levels.tolist()):
-                self._ref.append((start + i * 0.02, level))
+            levels = _dbfs(np.einsum("ij,ij->i", x, x) / block)
+            self._ref_t += [start + i * 0.02 for i in range(n)]
+            self._ref_v += levels.tolist()
         self._ref_end = start + len(pcm) / rate
-        horizon = now - self.config.max_echo_delay - 0.1
-        while self._ref and self._ref[0][0] < horizon:
-            self._ref.popleft()
+        drop = bisect.bisect_left(self._ref_t, now - self.config.max_echo_delay - 0.1)
+        if drop:
+            del self._ref_t[:drop], self._ref_v[:drop]
 
-    def _echo_gate(self, frames: PCM, n: int, now: float) -> np.ndarray:
+    def _echo_gate(self, frames: PCM, n: int, now: float) -> npt.NDArray[np.bool_]:
         """Per frame: True where the caller's frame is the reply's own echo."""
-        x = frames.astype(np.float32).reshape(n, self._frame)
-        levels = 10 * np.log10(np.mean(x * x, axis=1) + 1.0) - 90.309
-        if not self._ref:
-            return np.zeros(n, dtype=bool)
-        times = np.fromiter((t for t, _ in self._ref), np.float64, len(self._ref))
-        refs = np.fromiter((v for _, v in self._ref), np.float64, len(self._ref))
         gate = np.zeros(n, dtype=bool)
+        if not self._ref_t:
+            return gate
+        x = frames.astype(np.float32).reshape(n, self._frame)
+        levels = _dbfs(np.einsum("ij,ij->i", x, x) / self._frame).tolist()
         frame_s = self._frame / self.rate
-        for i in range(n):
+        reach = frame_s + self.config.max_echo_delay
+        for i, level in enumerate(levels):
             t_end = now - (n - 1 - i) * frame_s
-            window = (times <= t_end) & (times >= t_end - frame_s - self.config.max_echo_delay)
-            if window.any():
-                gate[i] = levels[i] <= refs[window].max() - self.config.echo_margin_db
+            lo = bisect.bisect_left(self._ref_t, t_end - reach)
+            hi = bisect.bisect_right(self._ref_t, t_end)
+            if lo < hi:
+                gate[i] = level <= max(self._ref_v[lo:hi]) - self.config.echo_margin_db
         return gate
 
     # --- what was heard --------------------------------------------------------------
