@@ -479,3 +479,20 @@ def test_a_short_sound_while_thinking_holds_the_reply_then_lets_it_play() -> Non
     h.take(h.conv.mark_played(final[-1].name, h.now + 1.5))
     assert h.history.messages[-1].content == "We open at nine."
     assert h.conv.turns[-1].false_interruptions == 1
+
+
+def test_each_service_time_to_first_result_is_on_the_turn() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    h.now += 0.2
+    h.reply(start.reply, "Hi there.")
+    h.now += 0.1
+    h.synth(start.reply, "Hi there.")
+    turn = h.conv.turns[-1]
+    assert turn.llm_request is not None
+    ttfb = turn.ttfb()
+    assert ttfb["llm"] == pytest.approx(h.now - 0.1 - turn.llm_request)
+    assert ttfb["tts"] == pytest.approx(0.1)
+    assert ttfb["stt"] is not None
+    assert ttfb["stt"] > 0
+    assert h.conv.turns[-1].as_dict()["ttfb"] == ttfb

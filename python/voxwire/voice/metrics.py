@@ -102,11 +102,27 @@ class TurnMetrics:
             out[name] = None if base is None or value is None else value - base
         return out
 
+    def ttfb(self) -> dict[str, float | None]:
+        """Each service's time to its first result, in seconds (None where not reached):
+        ``stt`` from the end of speech to the final transcript, ``llm`` from the request to
+        the first token, ``tts`` from the first sentence sent to the first audio."""
+
+        def between(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else b - a
+
+        return {
+            "stt": between(self.speech_end, self.stt_final),
+            "llm": between(self.llm_request, self.llm_first_token),
+            "tts": between(self.first_sentence, self.tts_first_audio),
+        }
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON types, with the delays after ``speech_end`` under ``"delays"``."""
+        """Plain JSON types, with the delays after ``speech_end`` under ``"delays"`` and
+        the services' times to first result under ``"ttfb"``."""
         out = asdict(self)
         out["reply_latency"] = self.reply_latency
         out["delays"] = self.stage_delays()
+        out["ttfb"] = self.ttfb()
         return out
 
     def log_line(self) -> str:
