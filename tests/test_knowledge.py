@@ -430,3 +430,13 @@ def test_docstring_examples() -> None:
     result = doctest.testmod(voxwire.knowledge, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 5
     assert result.failed == 0
+
+
+def test_the_knowledge_hook_gives_the_agent_passages_with_sources(demo: KnowledgeBase) -> None:
+    from voxwire.knowledge import knowledge_hook
+
+    hook = knowledge_hook(demo, k=1)
+    context = asyncio.run(hook("when are you open on saturday"))
+    assert "hours.md" in context
+    assert "Saturday" in context
+    assert asyncio.run(hook("zzzz qqqq")) == ""

@@ -57,7 +57,7 @@ import sqlite3
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -75,6 +75,7 @@ __all__ = [
     "Passage",
     "chunk_text",
     "format_passages",
+    "knowledge_hook",
     "knowledge_main",
     "parse_passages",
     "query_terms",
@@ -667,6 +668,24 @@ async def search_tool(kb: KnowledgeBase, query: str, k: int = 3, max_chars: int 
         return "The query was empty: say what to look for."
     passages = await asyncio.to_thread(kb.search, query, k, max_chars)
     return format_passages(passages)
+
+
+def knowledge_hook(
+    kb: KnowledgeBase, k: int = 2, max_chars: int = 1200
+) -> Callable[[str], Awaitable[str]]:
+    """The voice agent's knowledge hook on ``kb``: ``VoiceAgent(..., knowledge=hook)``.
+
+    On every caller turn the agent awaits ``hook(text)`` (bounded by its
+    ``retrieve_timeout``) and gives the model what it returns as context: the best ``k``
+    passages, at most ``max_chars`` in all, with their sources; nothing when nothing
+    matches.
+    """
+
+    async def hook(text: str) -> str:
+        passages = await asyncio.to_thread(kb.search, text, k, max_chars)
+        return format_passages(passages) if passages else ""
+
+    return hook
 
 
 # --- command line ----------------------------------------------------------------------

@@ -496,3 +496,41 @@ def test_each_service_time_to_first_result_is_on_the_turn() -> None:
     assert ttfb["stt"] is not None
     assert ttfb["stt"] > 0
     assert h.conv.turns[-1].as_dict()["ttfb"] == ttfb
+
+
+def test_the_knowledge_hook_runs_on_the_turn_and_its_context_reaches_the_model() -> None:
+    from voxwire.voice.conversation import Retrieve
+
+    h = Harness(VoiceConfig(knowledge=True, retrieve_timeout=2.0))
+    h.silence(0.2)
+    h.feed(tone(0.8))
+    h.silence(0.1)
+    h.take(h.conv.transcript(Transcript("when are you open", True), h.now))
+    got = h.silence(0.5)
+    (ask,) = h.of(Retrieve, got)
+    assert isinstance(ask, Retrieve)
+    assert ask.query == "when are you open"
+    assert not h.of(StartLlm, got)
+    got = h.take(h.conv.retrieved(ask.reply, "[1] Source: hours.md\nOpen 9 to 5.", h.now))
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    assert start.messages[0].content == "You are a test."
+    assert start.messages[1].role == "system"
+    assert "hours.md" in start.messages[1].content
+    assert start.messages[-1].content == "when are you open"
+
+
+def test_a_slow_knowledge_hook_is_not_waited_for() -> None:
+    from voxwire.voice.conversation import Retrieve
+
+    h = Harness(VoiceConfig(knowledge=True, retrieve_timeout=0.2))
+    h.silence(0.2)
+    h.feed(tone(0.8))
+    h.silence(0.1)
+    h.take(h.conv.transcript(Transcript("when are you open", True), h.now))
+    got = h.silence(1.0)
+    assert h.of(Retrieve, got)
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    assert [m.role for m in start.messages] == ["system", "user"]
+    assert h.conv.turns[-1].errors == ["knowledge:timeout"]
