@@ -534,3 +534,14 @@ def test_a_slow_knowledge_hook_is_not_waited_for() -> None:
     assert isinstance(start, StartLlm)
     assert [m.role for m in start.messages] == ["system", "user"]
     assert h.conv.turns[-1].errors == ["knowledge:timeout"]
+
+
+def test_a_short_sound_before_any_reply_text_is_let_go_without_harm() -> None:
+    h = Harness()
+    start = h.say_turn("hello")
+    h.feed(tone(0.1))  # a cough while the model has not written a word yet
+    h.silence(0.4)  # released: nothing was held
+    h.reply(start.reply, "Hi there.")
+    play = h.synth(start.reply, "Hi there.")
+    assert play.offset == 0.0
+    assert h.conv.turns[-1].false_interruptions == 1

@@ -54,6 +54,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -110,11 +111,15 @@ END_CALL_SPEC = ToolSpec(
     "End the phone call after saying goodbye. Call it only when the caller is done.",
 )
 
+
 def _dbfs(mean_square: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Level of 16-bit audio in dB relative to full scale, from its mean square."""
     result: npt.NDArray[np.float32] = 10 * np.log10(mean_square + 1.0) - 90.309
     return result
 
+
+_GAP_FRAMES = 4  # 80 ms without speech while paused ends one sound
+_SOUNDING_DBFS = -50.0  # reply audio louder than this shows the echo path when it returns
 
 _FILLERS = frozenset(("um", "uh", "erm", "hmm", "mm", "mhm", "uh-huh", "mm-hm", "ah", "oh"))
 _WORD = re.compile(r"[\w'\u2019-]+")
@@ -287,8 +292,10 @@ class VoiceConfig:
     """Caller speech that confirms a barge-in (shorter sound resumes the reply)."""
     resume_after_s: float = 0.25
     """Silence after a pause at which a false interruption resumes the reply."""
-    echo_margin_db: float = 10.0
-    """Caller frames this far below the recent reply level are echo of the reply."""
+    echo_return_db: float = 16.0
+    """How far below the reply its echo is taken to come back before it is measured."""
+    echo_margin_db: float = 6.0
+    """Caller frames up to this much louder than the measured echo are still echo."""
     max_echo_delay: float = 0.5
     """Longest delay of the reply's echo coming back."""
     max_tool_rounds: int = 3
@@ -437,6 +444,10 @@ class Conversation:
         self._ref_t: list[float] = []
         self._ref_v: list[float] = []
         self._ref_end = -math.inf  # when the modelled phone playout runs dry
+        # the echo's return loss (dB below the reply), measured on frames taken for echo
+        self._erl = self.config.echo_return_db
+        self._erl_seen: deque[float] = deque(maxlen=50)
+        self._pause_below: list[float] = []  # those of the frames that paused the reply
         self._hangup_pending = False
         self._marks: dict[str, tuple[int, str]] = {}
         self._mark_count = 0
@@ -470,7 +481,8 @@ class Conversation:
         n = whole // self._frame
         end_sample = self._fed + whole
         stt = frames
-        gate = self._echo_gate(frames, n, now) if self._reply_audible() else None
+        below = [math.inf] * n  # per frame: dB below the reply it came back (echo test)
+        gate = self._echo_gate(frames, n, now, below) if self._reply_audible() else None
         if gate is not None and gate.any():
             stt = frames.copy()
             stt.reshape(n, self._frame)[gate] = 0
@@ -481,7 +493,7 @@ class Conversation:
             t = now - (end_sample - (first_frame + i + 1) * self._frame) / self.rate
             event = events.get(first_frame + i)
             echo = bool(gate[i]) if gate is not None else False
-            self._frame_step(bool(batch.speech[i]), echo, event, t, out)
+            self._frame_step(bool(batch.speech[i]), echo, event, t, out, below[i])
         self._fed = end_sample
         return out
 
@@ -786,11 +798,12 @@ class Conversation:
         event: SpeechStart | SpeechEnd | None,
         t: float,
         out: list[Action],
+        below: float,
     ) -> None:
         reply = self._reply
         if reply is not None:
             # a reply is being prepared or played: caller sound may stop it (barge-in)
-            self._barge_step(reply, speech and not echo, t, out)
+            self._barge_step(reply, speech and not echo, t, out, below)
             if isinstance(event, SpeechStart) and not echo:
                 self._user_open = True
             elif isinstance(event, SpeechEnd):
@@ -1028,9 +1041,12 @@ class Conversation:
         r = self._reply
         return r is not None and r.playing
 
-    def _barge_step(self, r: _Reply, speech: bool, t: float, out: list[Action]) -> None:
+    def _barge_step(
+        self, r: _Reply, speech: bool, t: float, out: list[Action], below: float
+    ) -> None:
         if self._paused_at is None:
             if speech:
+                self._pause_below.append(below)
                 self._barge_frames += 1
                 if self._barge_onset is None:
                     self._barge_onset = t - self._frame / self.rate
@@ -1039,6 +1055,7 @@ class Conversation:
             else:
                 self._barge_frames = 0
                 self._barge_onset = None
+                self._pause_below.clear()
             return
         # paused: confirm on enough speech, resume after silence
         if speech:
@@ -1048,6 +1065,10 @@ class Conversation:
                 self._confirm_barge_in(t, out)
         else:
             self._pause_silence += 1
+            if self._pause_silence == _GAP_FRAMES:
+                # a gap: the sound that comes next must make the case on its own (noise
+                # bursts in a row do not add up to speech)
+                self._barge_frames = 0
             if self._pause_silence * self._frame / self.rate >= self.config.resume_after_s:
                 self._resume(r, t, out)
 
@@ -1067,13 +1088,22 @@ class Conversation:
         out.append(Clear(r.id))
 
     def _resume(self, r: _Reply, t: float, out: list[Action]) -> None:
+        # the sound that paused the reply was not the caller: where it came with the reply
+        # sounding, it tells the echo's return loss (a speakerphone turned on mid-call)
+        self._erl_seen.extend(b for b in self._pause_below if math.isfinite(b))
+        self._pause_below.clear()
+        if self._erl_seen:
+            ranked = sorted(self._erl_seen)
+            self._erl = max(self.config.echo_margin_db, ranked[len(ranked) // 10])
         r.metrics.false_interruptions += 1
         r.metrics.interrupted_at = None
         self._paused_at = None
         self._barge_frames = 0
         self._barge_onset = None
         r.paused = False
-        start = self._resume_from if self._resume_from is not None else r.played_samples / r.rate
+        start = self._resume_from
+        if start is None:
+            start = r.played_samples / r.rate if r.rate else 0.0
         self._resume_from = None
         first = round(start * r.rate)
         if first < r.audio_samples:
@@ -1135,8 +1165,17 @@ class Conversation:
         if drop:
             del self._ref_t[:drop], self._ref_v[:drop]
 
-    def _echo_gate(self, frames: PCM, n: int, now: float) -> npt.NDArray[np.bool_]:
-        """Per frame: True where the caller's frame is the reply's own echo."""
+    def _echo_gate(
+        self, frames: PCM, n: int, now: float, below: list[float]
+    ) -> npt.NDArray[np.bool_]:
+        """Per frame: True where the caller's frame is the reply's own echo.
+
+        A frame is echo when it is no louder than the loudest reply audio of the last
+        ``max_echo_delay`` seconds less the echo return loss less ``echo_margin_db``. The
+        return loss is measured: a low percentile of how far below the reply the frames
+        taken for echo were (starting from ``echo_return_db``); a line with no echo thus
+        lets the quietest caller onset through at once, a speakerphone is gated.
+        """
         gate = np.zeros(n, dtype=bool)
         if not self._ref_t:
             return gate
@@ -1144,12 +1183,22 @@ class Conversation:
         levels = _dbfs(np.einsum("ij,ij->i", x, x) / self._frame).tolist()
         frame_s = self._frame / self.rate
         reach = frame_s + self.config.max_echo_delay
+        threshold = max(0.0, self._erl - self.config.echo_margin_db)
         for i, level in enumerate(levels):
             t_end = now - (n - 1 - i) * frame_s
             lo = bisect.bisect_left(self._ref_t, t_end - reach)
             hi = bisect.bisect_right(self._ref_t, t_end)
             if lo < hi:
-                gate[i] = level <= max(self._ref_v[lo:hi]) - self.config.echo_margin_db
+                ref = max(self._ref_v[lo:hi])
+                if ref > _SOUNDING_DBFS:
+                    below[i] = ref - level
+                if ref - level >= threshold:
+                    gate[i] = True
+                    if ref > _SOUNDING_DBFS:
+                        self._erl_seen.append(ref - level)
+        if len(self._erl_seen) >= 10:
+            ranked = sorted(self._erl_seen)
+            self._erl = max(self.config.echo_margin_db, ranked[len(ranked) // 10])
         return gate
 
     # --- what was heard --------------------------------------------------------------
