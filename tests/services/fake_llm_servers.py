@@ -36,6 +36,7 @@ class Script:
     end: str = "eof"  # "eof" ends the body, "drop" aborts the connection, "stall" waits
     gap: float = 0.0  # seconds between pieces, on top of explicit waits
     echo_headers: bool = False  # answer the request's headers in the error body
+    head_delay: float = 0.0  # seconds before the status line and headers
 
 
 @dataclass
@@ -93,6 +94,12 @@ class FakeServer:
             body = raw
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         script = self.scripts.pop(0)
+        if script.head_delay:
+            try:
+                await asyncio.sleep(script.head_delay)
+            except asyncio.CancelledError:
+                self._seen_leaving()
+                raise
         if script.status != 200:
             text = b"".join(p for p in script.pieces if isinstance(p, bytes))
             if script.echo_headers:

@@ -8,6 +8,7 @@ llama.cpp's server send, including their deviations, errors, stalls and drops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import pickle
@@ -527,8 +528,40 @@ def test_a_stall_is_a_timeout() -> None:
 
 
 def test_a_stall_before_the_headers_is_a_timeout() -> None:
-    error, _ = run(lambda: failing([Script([3600.0])], timeout=0.2))
+    error, _ = run(lambda: failing([Script(head_delay=3600.0)], timeout=0.2))
     assert isinstance(error, ServiceTimeout)
+    assert error.seconds == 0.2
+
+
+def test_no_connection_within_connect_timeout_is_a_timeout() -> None:
+    # A listener that never accepts, its queue full: the kernel drops the next SYN.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+
+        async def main() -> ServiceError:
+            async with OpenAIChatModel(
+                f"http://127.0.0.1:{port}/v1", "m", connect_timeout=0.2, timeout=5
+            ) as model:
+                with pytest.raises(ServiceError) as info:
+                    await collect(model.complete(HELLO))
+            return info.value
+
+        try:
+            error = run(main)
+        finally:
+            for s in fillers:
+                s.close()
+    assert isinstance(error, ServiceTimeout)
+    assert error.seconds == 0.2
 
 
 def test_a_dropped_connection_is_closed_after_the_text_so_far() -> None:
@@ -643,3 +676,109 @@ def test_aclose_before_the_answer_and_outside_a_loop() -> None:
     stream = model.complete(HELLO)  # no loop: the request waits for the first iteration
     assert isinstance(stream, LlmStream)
     assert isinstance(model, LanguageModel)
+
+
+# --- as the model of a voice agent ----------------------------------------------------------
+
+
+def test_the_client_as_a_voice_agents_model_with_a_tool_round_trip() -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
+    from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
+    from voxwire.agents.server import serve_agent
+    from voxwire.aio import Call
+    from voxwire.services.fake import FakeStt, FakeTts
+    from voxwire.sim import PROVIDERS, CallPlan, place_call, synthesize
+    from voxwire.voice.tools import tool
+
+    booked: list[str] = []
+
+    @tool
+    def book(day: str) -> str:
+        """Book an appointment.
+
+        Parameters
+        ----------
+        day : str
+            The day.
+        """
+        booked.append(day)
+        return f"booked for {day}"
+
+    call_piece = {
+        "index": 0,
+        "id": "call_7",
+        "type": "function",
+        "function": {"name": "book", "arguments": '{"day": "monday"}'},
+    }
+    scripts = [
+        Script(
+            [
+                sse(chunk({"role": "assistant", "content": "One moment. "})),
+                sse(chunk({"tool_calls": [call_piece]})),
+                sse(chunk({}, "tool_calls")),
+                sse("[DONE]"),
+            ],
+            gap=0.01,
+        ),
+        Script(openai_text(["Done, ", "booked for monday."]), gap=0.01),
+    ]
+    speech = synthesize("Book me for Monday please.", PROVIDERS["twilio"].default_rate, seed=1)
+
+    async def main() -> tuple[list[AgentCallResult], FakeServer]:
+        results: list[AgentCallResult] = []
+        async with (
+            FakeServer(scripts) as server,
+            OpenAIChatModel(f"{server.base}/v1", "fake", api_key=KEY) as model,
+        ):
+
+            def on_end(call: Call, result: AgentCallResult) -> None:
+                results.append(result)
+
+            agent = VoiceAgent(
+                FakeStt(["book me for monday"]), model, FakeTts(), tools=[book], on_end=on_end
+            )
+            stop = asyncio.Event()
+            urls: list[str] = []
+            serving = asyncio.create_task(
+                serve_agent(
+                    agent,
+                    "twilio",
+                    "127.0.0.1",
+                    0,
+                    pipeline_rate=agent.pipeline_rate,
+                    stop=stop,
+                    ready=urls.append,
+                )
+            )
+            try:
+                while not urls and not serving.done():
+                    await asyncio.sleep(0.01)
+                assert urls, "the agent server did not start"
+                await place_call(urls[0], "twilio", CallPlan(speech, quiet=1.0))
+                while not results:
+                    await asyncio.sleep(0.02)
+            finally:
+                stop.set()
+                await asyncio.wait_for(serving, 10)
+        return results, server
+
+    (result,), server = run(main, timeout=40)
+    assert booked == ["monday"]
+    messages = result.history.messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1].tool_calls == (ToolCall("call_7", "book", {"day": "monday"}),)
+    assert messages[-1].content == "Done, booked for monday."
+    # the second request carried the call and its result in the OpenAI format
+    sent = server.requests[1].body["messages"]
+    assert sent[-2]["tool_calls"][0]["function"] == {
+        "name": "book",
+        "arguments": '{"day":"monday"}',
+    }
+    assert sent[-1] == {
+        "role": "tool",
+        "content": "booked for monday",
+        "tool_call_id": "call_7",
+        "name": "book",
+    }
+    assert server.requests[0].body["tools"][0]["function"]["name"] == "book"

@@ -79,7 +79,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import (
@@ -118,6 +118,7 @@ _LINE_END: Final = re.compile(r"\r\n|\r|\n")
 _ERROR_BODY: Final = 64 * 1024  # bytes of an error answer read for its message
 _ERROR_TEXT: Final = 300  # characters of the server's error text kept in a message
 _READ: Final = 64 * 1024
+_M = TypeVar("_M", bound="HttpLlmModel")
 
 
 # --- sans-I/O: server-sent events --------------------------------------------------------
@@ -685,7 +686,7 @@ class HttpLlmModel:
         if session is not None and not session.closed:
             await session.close()
 
-    async def __aenter__(self) -> HttpLlmModel:
+    async def __aenter__(self: _M) -> _M:
         return self
 
     async def __aexit__(
