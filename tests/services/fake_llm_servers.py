@@ -37,6 +37,7 @@ class Script:
     gap: float = 0.0  # seconds between pieces, on top of explicit waits
     echo_headers: bool = False  # answer the request's headers in the error body
     head_delay: float = 0.0  # seconds before the status line and headers
+    json: bool = False  # answer the pieces as one application/json body
 
 
 @dataclass
@@ -100,7 +101,7 @@ class FakeServer:
             except asyncio.CancelledError:
                 self._seen_leaving()
                 raise
-        if script.status != 200:
+        if script.status != 200 or script.json:
             text = b"".join(p for p in script.pieces if isinstance(p, bytes))
             if script.echo_headers:
                 text = json.dumps({"error": {"message": f"bad key: {dict(request.headers)}"}})

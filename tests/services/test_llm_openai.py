@@ -23,6 +23,7 @@ pytest.importorskip("aiohttp", reason="the HTTP model clients need aiohttp")
 from fake_llm_servers import FakeServer, Script, chunk, openai_text, sse
 
 from voxwire.errors import ServiceError, ServiceTimeout
+from voxwire.services import llm_openai
 from voxwire.services.base import (
     ChatMessage,
     LanguageModel,
@@ -235,6 +236,21 @@ def test_decoder_takes_ollama_calls_without_index_whole_in_one_chunk() -> None:
         ToolCall("call_1", "get_weather", {"city": "Oslo"}),
         ToolCall("call_2", "get_weather", {"city": "Rome"}),
     ]
+
+
+def test_decoder_splits_calls_that_reuse_an_index_with_a_new_id() -> None:
+    events = decode(
+        chunk(
+            {"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}}]}
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"x": 1}'}}]}),
+        chunk(
+            {"tool_calls": [{"index": 0, "id": "b", "function": {"name": "g", "arguments": ""}}]}
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"y": 2}'}}]}),
+        chunk({}, "tool_calls"),
+    )
+    assert events == [ToolCall("a", "f", {"x": 1}), ToolCall("b", "g", {"y": 2})]
 
 
 def test_decoder_continues_an_unindexed_call_without_id_or_name() -> None:
@@ -602,6 +618,28 @@ def test_garbage_lines_are_ignored_and_bad_json_is_bad_message() -> None:
     error, got = run(lambda: failing([Script([sse(chunk({"content": "a"})), b"data: {nope\n\n"])]))
     assert error.reason == "bad_message"
     assert got == [TextDelta("a")]
+
+
+def test_a_json_answer_is_typed() -> None:
+    whole = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Hi"}}]})
+    error, _ = run(lambda: failing([Script([whole.encode()], json=True)]))
+    assert error.reason == "bad_message"
+    assert "not a text/event-stream" in str(error)
+    error, _ = run(lambda: failing([Script([b'{"error": "model not found"}'], json=True)]))
+    assert error.reason == "server_error"
+    assert "model not found" in str(error)
+
+
+def test_without_aiohttp_the_constructor_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_aiohttp(name: str) -> object:
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(llm_openai.importlib, "import_module", no_aiohttp)
+    with pytest.raises(ServiceError, match="pip install aiohttp") as info:
+        OpenAIChatModel("http://x/v1", "m")
+    assert info.value.reason == "unavailable"
 
 
 def test_an_error_inside_the_stream_is_a_server_error() -> None:

@@ -312,6 +312,7 @@ class ChatChunkDecoder:
     def __init__(self) -> None:
         self._calls: dict[int, _PartialCall] = {}
         self._by_id: dict[str, int] = {}
+        self._alias: dict[int, int] = {}  # the server's call index -> the key in _calls
         self._last: int | None = None
         self._usage: Usage | None = None
         self._ended = False
@@ -444,8 +445,16 @@ class ChatChunkDecoder:
                 index = max(self._calls, default=-1) + 1
             else:
                 index = self._last
-        elif isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise _bad(f"tool_calls[].index must be an int >= 0, got {index!r}")
+        else:
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise _bad(f"tool_calls[].index must be an int >= 0, got {index!r}")
+            # The server's index names a call until a fragment with another id reuses it
+            # (some servers number every call 0): that one is the next call.
+            ours = self._alias.get(index)
+            if ours is None or (call_id and self._calls[ours].id not in ("", call_id)):
+                ours = self._by_id.get(call_id or "", max(self._calls, default=-1) + 1)
+                self._alias[index] = ours
+            index = ours
         call = self._calls.setdefault(index, _PartialCall())
         self._last = index
         if call_id and not call.id:
@@ -470,6 +479,7 @@ class ChatChunkDecoder:
             out.append(ToolCall(call.id or f"call_{uuid.uuid4().hex[:24]}", call.name, args))
         self._calls.clear()
         self._by_id.clear()
+        self._alias.clear()
         self._last = None
         return out
 
@@ -764,6 +774,8 @@ class SseLlmStream(StreamMixin):
             return []
         if response.status >= 400:
             raise await self._status_error(response)
+        if response.content_type == "application/json":
+            raise await self._json_answer(response)
         decoder, parser = self._decoder, self._parser
         while not decoder.done:
             data = await response.content.read(_READ)
@@ -798,6 +810,24 @@ class SseLlmStream(StreamMixin):
         message = f"llm: HTTP {response.status} {reason}".rstrip()
         return LlmStatusError(
             response.status, f"{message}: {label}{text}" if text else message, retry
+        )
+
+    async def _json_answer(self, response: aiohttp.ClientResponse) -> ServiceError:
+        # A JSON answer to a streamed request: an error object, or a server that does
+        # not stream.
+        raw = await response.content.read(_ERROR_BODY)
+        body = raw.decode("utf-8", "replace")
+        kind, text = _error_text(body)
+        text = self._model._scrub(text)[:_ERROR_TEXT]
+        if '"error"' in body:
+            label = f"{kind}: " if kind else ""
+            return ServiceError(
+                "llm", "server_error", f"llm: the server sent an error: {label}{text}"
+            )
+        return ServiceError(
+            "llm",
+            "bad_message",
+            f"llm: the answer is application/json, not a text/event-stream: {text}",
         )
 
     def _error(self, e: BaseException) -> BaseException:
