@@ -38,6 +38,7 @@ class Script:
     echo_headers: bool = False  # answer the request's headers in the error body
     head_delay: float = 0.0  # seconds before the status line and headers
     json: bool = False  # answer the pieces as one application/json body
+    eof_delay: float = 0.0  # seconds between the last piece and the body's end
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    peer: tuple[str, int]  # the client's address: the same for requests on one connection
 
 
 class FakeServer:
@@ -93,7 +95,9 @@ class FakeServer:
             body = json.loads(raw)
         except ValueError:
             body = raw
-        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        self.requests.append(Recorded(request.path, dict(request.headers), body, tuple(peer)))
         script = self.scripts.pop(0)
         if script.head_delay:
             try:
@@ -131,6 +135,8 @@ class FakeServer:
                 return response
             if script.end == "stall":
                 await asyncio.sleep(3600)
+            if script.eof_delay:
+                await asyncio.sleep(script.eof_delay)
             await response.write_eof()
             self.finished = True
         except (asyncio.CancelledError, ConnectionResetError):

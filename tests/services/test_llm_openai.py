@@ -439,15 +439,23 @@ def test_no_key_sends_no_authorization() -> None:
 
 
 def test_one_model_serves_several_completions() -> None:
-    async def main() -> list[str]:
-        scripts = [Script(openai_text([f"reply {i}"])) for i in range(3)]
+    async def main() -> tuple[list[str], FakeServer]:
+        # the body's end comes a little after [DONE]
+        scripts = [Script(openai_text([f"reply {i}"]), eof_delay=0.05) for i in range(3)]
         async with (
             FakeServer(scripts) as server,
             OpenAIChatModel(f"{server.base}/v1", "fake") as model,
         ):
-            return [text(await collect(model.complete(HELLO))) for _ in range(3)]
+            replies = []
+            for _ in range(3):
+                replies.append(text(await collect(model.complete(HELLO))))
+                await asyncio.sleep(0.1)  # the caller speaks before the next reply
+            return replies, server
 
-    assert run(main) == ["reply 0", "reply 1", "reply 2"]
+    replies, server = run(main)
+    assert replies == ["reply 0", "reply 1", "reply 2"]
+    # a reply read to its end leaves the connection open for the next one
+    assert len({r.peer for r in server.requests}) == 1
 
 
 def test_ollama_tool_call_without_index_in_one_chunk() -> None:

@@ -118,6 +118,7 @@ _LINE_END: Final = re.compile(r"\r\n|\r|\n")
 _ERROR_BODY: Final = 64 * 1024  # bytes of an error answer read for its message
 _ERROR_TEXT: Final = 300  # characters of the server's error text kept in a message
 _READ: Final = 64 * 1024
+_DRAIN: Final = 0.5  # seconds to wait for the body's end after the protocol's end
 _M = TypeVar("_M", bound="HttpLlmModel")
 
 
@@ -751,27 +752,26 @@ class SseLlmStream(StreamMixin):
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        put = self._queue.put_nowait
         try:
-            for event in await self._request():
-                put(event)
+            await self._request()
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            put(self._error(e))
+            self._queue.put_nowait(self._error(e))
         finally:
             response, self._response = self._response, None
             if response is not None:
-                response.close()
-            put(_END)
+                response.close()  # a connection not read to its end is not reused
+            self._queue.put_nowait(_END)
 
-    async def _request(self) -> list[LlmEvent]:
+    async def _request(self) -> None:
         model = self._model
+        put = self._queue.put_nowait
         session = model._session_now()
         response = await session.post(model._url, json=self._body, headers=model._headers())
         self._response = response
         if self._closed:
-            return []
+            return
         if response.status >= 400:
             raise await self._status_error(response)
         if response.content_type == "application/json":
@@ -784,16 +784,34 @@ class SseLlmStream(StreamMixin):
             self.bytes_received += len(data)
             for event in parser.feed(data):
                 for item in decoder.feed(event):
-                    self._queue.put_nowait(item)
+                    put(item)
                 if decoder.done:
                     break
         if not decoder.done:
-            tail: list[LlmEvent] = []
             for event in parser.end():
-                tail.extend(decoder.feed(event))
-            for item in tail:
-                self._queue.put_nowait(item)
-        return decoder.end()
+                for item in decoder.feed(event):
+                    put(item)
+        for item in decoder.end():
+            put(item)
+        if decoder.done:
+            # The reply is complete: end the iteration now, then read the body's end
+            # (normally only the last chunk's terminator) so the connection goes back to
+            # the pool for the next reply. An aclose meanwhile closes it instead.
+            put(_END)
+            with contextlib.suppress(asyncio.TimeoutError, OSError, model._aiohttp.ClientError):
+                await asyncio.wait_for(self._drain(response), _DRAIN)
+            if response.content.at_eof():
+                self._response = None
+                response.release()
+
+    @staticmethod
+    async def _drain(response: aiohttp.ClientResponse) -> None:
+        total = 0
+        while total < _ERROR_BODY:
+            data = await response.content.readany()
+            if not data:
+                return
+            total += len(data)
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> ServiceError:
         try:
@@ -832,6 +850,9 @@ class SseLlmStream(StreamMixin):
 
     def _error(self, e: BaseException) -> BaseException:
         if isinstance(e, ServiceError):
+            key = self._model._api_key
+            if key and key in str(e):
+                return ServiceError(e.service, e.reason, self._model._scrub(str(e)))
             return e
         aiohttp = self._model._aiohttp
         model = self._model
