@@ -3,7 +3,9 @@
 :class:`AnthropicModel` implements :class:`~voxwire.services.base.LanguageModel` over
 ``POST {base_url}/v1/messages`` with ``"stream": true``. It needs aiohttp.
 
-The wire protocol (Anthropic API documentation, "Messages" and "Streaming Messages"):
+The wire protocol (Anthropic API documentation: "Messages",
+https://docs.anthropic.com/en/api/messages, "Streaming Messages",
+https://platform.claude.com/docs/build-with-claude/streaming, and "Tool use"):
 
 - Headers ``x-api-key`` and ``anthropic-version`` (``2023-06-01``); the body has
   ``model``, ``max_tokens`` (required), ``messages``, the system prompt as the top-level

@@ -6,9 +6,10 @@ vLLM (``http://HOST:8000/v1``) and llama.cpp's ``llama-server`` (``http://HOST:8
 tools need ``--jinja``). It needs aiohttp (``pip install aiohttp``).
 
 The wire protocol (OpenAI API reference, "Create chat completion" and "The chat
-completion chunk object"; ``stream_options.include_usage``: "an additional chunk will be
-streamed before the ``data: [DONE]`` message ... the ``choices`` field will always be an
-empty array"):
+completion chunk object", https://platform.openai.com/docs/api-reference/chat; of
+``stream_options.include_usage`` it says "an additional chunk will be streamed before the
+``data: [DONE]`` message ... the ``choices`` field will always be an empty array"; the
+event-stream format is the WHATWG HTML standard's, section 9.2 "Server-sent events"):
 
 - ``POST {base_url}/chat/completions`` with ``Authorization: Bearer KEY`` (left out where
   no key is given) and a JSON body ``{"model", "messages", "stream": true,
