@@ -128,6 +128,19 @@ def test_decoder_yields_a_call_at_its_block_stop() -> None:
     assert all(o == [] for o in out[:-1])
 
 
+def test_decoder_takes_a_tool_input_given_whole_at_the_block_start() -> None:
+    start = anthropic_event(
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
+        }
+    )
+    stop = anthropic_event({"type": "content_block_stop", "index": 0})
+    events = decode([anthropic_start(), start, stop, *anthropic_end("tool_use")])
+    assert events == [ToolCall("t", "f", {"a": 1}), Usage(25, 15)]
+
+
 def test_decoder_ignores_thinking_and_unknown_events_and_counts_cache_tokens() -> None:
     start = anthropic_event(
         {
