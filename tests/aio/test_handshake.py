@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from provider import EchoLog, echo_handler
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -64,17 +65,10 @@ async def offered_to_websockets(offer: list[str]) -> str | None:
 async def offered_to_aiohttp(offer: list[str]) -> str | None:
     app = web.Application()
     app.router.add_get("/media", media_stream_handler(echo_handler(EchoLog()), "jambonz"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with TestServer(app, host="127.0.0.1") as server:
         protocols = [Subprotocol(p) for p in offer]
-        async with connect(f"ws://127.0.0.1:{port}/media", subprotocols=protocols) as ws:
+        async with connect(f"ws://127.0.0.1:{server.port}/media", subprotocols=protocols) as ws:
             return ws.subprotocol
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("adapter", [offered_to_websockets, offered_to_aiohttp])
