@@ -26,6 +26,7 @@ from typing import Any
 from voxwire import __version__
 from voxwire.benchmarks import BENCHMARKS
 from voxwire.benchmarks._harness import Table
+from voxwire.protocols.registry import CODECS
 
 __all__ = ["main"]
 
@@ -95,17 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_PROTOCOLS = (
-    "twilio",
-    "telnyx",
-    "plivo",
-    "vonage",
-    "exotel",
-    "teler",
-    "jambonz",
-    "rawpcm",
-    "audiosocket",
-)
+_PROTOCOLS = tuple(CODECS)
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

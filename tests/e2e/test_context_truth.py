@@ -25,11 +25,12 @@ pytest.importorskip("websockets", reason="the WebSocket server needs websockets"
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
 from voxwire.agents.server import agent_server
 from voxwire.aio import Call
+from voxwire.protocols import protocol_names
 from voxwire.services.base import ChatMessage
 from voxwire.services.fake import FakeLlm, FakeStt, FakeTts, speech_signal
 from voxwire.sim import PROVIDERS, DialogReport, Turn, place_dialog, synthesize
 
-WITH_MARKS = ["exotel", "jambonz", "plivo", "rawpcm", "telnyx", "twilio", "vonage"]
+WITH_MARKS = sorted(protocol_names(transport="websocket", supports_marks=True))
 PER_PROTOCOL = 5
 ANSWER = (
     "We are open from nine in the morning until five in the evening on weekdays. "

@@ -25,6 +25,7 @@ pytest.importorskip("websockets", reason="the WebSocket server needs websockets"
 from voxwire.agents.echo import EchoStats
 from voxwire.agents.server import serve_echo
 from voxwire.aio import Call
+from voxwire.protocols import protocol_names
 from voxwire.security import TokenAuth
 from voxwire.sim import PROVIDERS, CallPlan, CallReport, Network, place_call, synthesize
 
@@ -36,8 +37,8 @@ CORRELATION_FLOOR = 0.95
 CLEAR_GOAL = 0.100
 
 PROTOCOLS = sorted(PROVIDERS)
-WITH_CLEAR = [p for p in PROTOCOLS if p != "audiosocket"]  # AudioSocket has no clear message
-WITH_MARKS = {"twilio", "telnyx", "plivo", "vonage", "exotel", "jambonz", "rawpcm"}
+WITH_CLEAR = sorted(protocol_names(supports_clear=True))
+WITH_MARKS = set(protocol_names(supports_marks=True))
 
 # Phrases without a pause inside: the VAD's 200 ms hangover would end the turn there.
 SAY = "Testing the voxwire echo line."

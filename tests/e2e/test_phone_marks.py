@@ -18,10 +18,10 @@ pytest.importorskip("websockets", reason="the WebSocket server needs websockets"
 
 from voxwire.aio import Call, Pacer
 from voxwire.aio.websockets_server import serve
-from voxwire.protocols import CallStarted, Event, MarkPlayed
+from voxwire.protocols import CallStarted, Event, MarkPlayed, protocol_names
 from voxwire.sim import PROVIDERS, CallPlan, CallReport, place_call
 
-WITH_MARKS = ["exotel", "jambonz", "plivo", "rawpcm", "telnyx", "twilio", "vonage"]
+WITH_MARKS = sorted(protocol_names(transport="websocket", supports_marks=True))
 
 
 def tone(seconds: float, rate: int) -> np.ndarray:

@@ -752,3 +752,17 @@ class AudioSocketPeer(Peer):
                 )
             self.enqueue_audio(np.frombuffer(payload, dtype="<i2").astype(np.int16))
         return []
+
+
+PEERS: dict[str, type[Peer]] = {
+    "twilio": TwilioPeer,
+    "telnyx": TelnyxPeer,
+    "plivo": PlivoPeer,
+    "vonage": VonagePeer,
+    "exotel": ExotelPeer,
+    "teler": TelerPeer,
+    "jambonz": JambonzPeer,
+    "rawpcm": RawPcmPeer,
+    "audiosocket": AudioSocketPeer,
+}
+"""Each peer by the protocol name it speaks (the tests check these are the registry's)."""

@@ -8,43 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from peers import (
-    AudioSocketPeer,
-    ExotelPeer,
-    JambonzPeer,
-    Peer,
-    PlivoPeer,
-    RawPcmPeer,
-    TelerPeer,
-    TelnyxPeer,
-    TwilioPeer,
-    VonagePeer,
-)
+from peers import PEERS, Peer
 
 from voxwire.errors import ProtocolError
-from voxwire.protocols import (
-    AudioSocketCodec,
-    ExotelCodec,
-    JambonzCodec,
-    MediaStreamCodec,
-    PlivoCodec,
-    RawPcmCodec,
-    TelerCodec,
-    TelnyxCodec,
-    TwilioCodec,
-    VonageCodec,
-)
+from voxwire.protocols import CODECS, MediaStreamCodec
 
 CASES: list[tuple[type[Peer], type[MediaStreamCodec]]] = [
-    (TwilioPeer, TwilioCodec),
-    (TelnyxPeer, TelnyxCodec),
-    (ExotelPeer, ExotelCodec),
-    (PlivoPeer, PlivoCodec),
-    (TelerPeer, TelerCodec),
-    (VonagePeer, VonageCodec),
-    (JambonzPeer, JambonzCodec),
-    (RawPcmPeer, RawPcmCodec),
-    (AudioSocketPeer, AudioSocketCodec),
+    (PEERS[name], codec) for name, codec in CODECS.items()
 ]
 
 KEYS = [
@@ -163,7 +133,7 @@ messages = st.one_of(
 def run(codec: MediaStreamCodec, inputs: list[str | bytes]) -> None:
     now = 0.0
     for message in inputs:
-        if isinstance(codec, AudioSocketCodec) and isinstance(message, str):
+        if codec.transport == "tcp" and isinstance(message, str):
             message = message.encode("utf-8", "surrogatepass")
         try:
             events = codec.receive(message, now)

@@ -10,45 +10,23 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from peers import (
-    ExotelPeer,
-    JambonzPeer,
-    Peer,
-    PlivoPeer,
-    RawPcmPeer,
-    TelerPeer,
-    TelnyxPeer,
-    TwilioPeer,
-    VonagePeer,
-)
+from peers import PEERS, Peer
 
 from voxwire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from voxwire.protocols import (
+    CODECS,
     AudioSocketCodec,
-    ExotelCodec,
     JambonzCodec,
     MediaStreamCodec,
-    PlivoCodec,
     RawPcmCodec,
     TelerCodec,
-    TelnyxCodec,
-    TwilioCodec,
     VonageCodec,
+    protocol_names,
 )
+from voxwire.protocols.base import Base64MediaCodec
 
-JSON_MEDIA = [
-    (TwilioPeer, TwilioCodec),
-    (TelnyxPeer, TelnyxCodec),
-    (ExotelPeer, ExotelCodec),
-    (PlivoPeer, PlivoCodec),
-    (TelerPeer, TelerCodec),
-]
-ALL_WS = [
-    *JSON_MEDIA,
-    (VonagePeer, VonageCodec),
-    (JambonzPeer, JambonzCodec),
-    (RawPcmPeer, RawPcmCodec),
-]
+ALL_WS = [(PEERS[name], CODECS[name]) for name in protocol_names(transport="websocket")]
+JSON_MEDIA = [case for case in ALL_WS if issubclass(case[1], Base64MediaCodec)]
 
 
 def ids(cases: list[tuple[type[Peer], type[MediaStreamCodec]]]) -> list[str]:
@@ -128,7 +106,8 @@ def test_unknown_events_are_counted_and_skipped(
     assert codec.stats.unknown_event == 1
 
 
-EXPLICIT_START = ALL_WS[:-1]  # raw PCM starts on its first audio frame, by design
+# raw PCM starts on its first audio frame, by design
+EXPLICIT_START = [case for case in ALL_WS if case[1] is not RawPcmCodec]
 
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), EXPLICIT_START, ids=ids(EXPLICIT_START))

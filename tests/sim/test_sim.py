@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import voxwire
-from voxwire.protocols import CODECS, Audio, CallStarted, Cleared, MarkPlayed
+from voxwire.protocols import CODECS, Audio, CallStarted, Cleared, MarkPlayed, protocol_names
 from voxwire.resample import Resampler
 from voxwire.sim.caller import Playout, aligned_correlation
 from voxwire.sim.provider import PROVIDERS, ClearAudio, PlayAudio, PlayMark, Unexpected
 
 G711 = {"twilio", "telnyx", "plivo"}
-MARKS = {"twilio", "telnyx", "plivo", "vonage", "exotel", "jambonz", "rawpcm"}
+MARKS = set(protocol_names(supports_marks=True))
 
 
 def tone(n: int, rate: int, seed: int = 0) -> np.ndarray:
@@ -25,6 +25,20 @@ def on_line(protocol: str, rate: int, pcm: np.ndarray) -> np.ndarray:
     if protocol in G711 and rate == 8000:
         return np.asarray(voxwire.decode_ulaw(voxwire.encode_ulaw(pcm)))
     return pcm
+
+
+def test_every_registered_protocol_has_a_simulated_side_and_no_other() -> None:
+    assert list(PROVIDERS) == list(CODECS)
+
+
+@pytest.mark.parametrize("protocol", sorted(CODECS))
+def test_the_simulated_side_states_the_codecs_facts(protocol: str) -> None:
+    side, codec = PROVIDERS[protocol], CODECS[protocol]
+    assert side.name == codec.name
+    assert side.default_rate == codec.default_rate
+    assert set(side.rates) <= set(codec.rates)
+    assert side.subprotocols == codec.subprotocols
+    assert side.raw_tcp == (codec.transport == "tcp")
 
 
 @pytest.mark.parametrize("protocol", sorted(PROVIDERS))
@@ -63,7 +77,7 @@ def test_provider_side_and_codec_understand_each_other(protocol: str) -> None:
         back = [e for m in side.mark_played("m1") for e in codec.receive(m, 0.2)]
         assert back == [MarkPlayed("m1")]
     cleared = [e for m in codec.send_clear() for e in side.parse(m)]
-    if protocol == "audiosocket":
+    if not codec.supports_clear:
         assert cleared == []  # no clear on the wire
     else:
         assert cleared == [ClearAudio()]

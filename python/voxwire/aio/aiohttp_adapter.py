@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
-from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec, Outbound
-from voxwire.protocols.jambonz import SUBPROTOCOL as JAMBONZ_SUBPROTOCOL
+from voxwire.protocols.registry import codec_factory
 from voxwire.security import TokenAuth
 
 if TYPE_CHECKING:
@@ -87,20 +87,20 @@ def media_stream_handler(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler that upgrades to a media WebSocket and runs ``handler``."""
     web_mod = _import_aiohttp()
-    factory = CODECS[protocol] if isinstance(protocol, str) else protocol
+    factory = codec_factory(protocol)
     lim = limits or Limits()
 
     async def view(request: web.Request) -> web.StreamResponse:
-        authenticated = True
-        if auth is not None:
-            authenticated = auth.check_request(dict(request.headers), dict(request.query))
-            if not authenticated and not auth.deferred:
-                response: web.StreamResponse = web_mod.Response(
-                    status=401, text="missing or wrong token\n"
-                )
-                return response
+        check = check_upgrade(auth, dict(request.headers), dict(request.query))
+        if check.refuse:
+            response: web.StreamResponse = web_mod.Response(
+                status=401, text="missing or wrong token\n"
+            )
+            return response
+        offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+        subprotocol = select_subprotocol(p.strip() for p in offered.split(","))
         ws: web.WebSocketResponse = web_mod.WebSocketResponse(
-            protocols=(JAMBONZ_SUBPROTOCOL,),
+            protocols=() if subprotocol is None else (subprotocol,),
             max_msg_size=lim.max_message_bytes,
             compress=False,
             autoping=True,
@@ -113,7 +113,7 @@ def media_stream_handler(
             pacer=pacer,
             limits=lim,
             auth=auth,
-            authenticated=authenticated,
+            authenticated=check.authenticated,
         )
         return ws
 

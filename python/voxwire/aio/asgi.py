@@ -21,12 +21,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import CLOSE_POLICY, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
-from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec, Outbound
-from voxwire.protocols.jambonz import SUBPROTOCOL as JAMBONZ_SUBPROTOCOL
+from voxwire.protocols.registry import codec_factory
 from voxwire.security import TokenAuth
 
 __all__ = ["ASGITransport", "MediaStreamApp"]
@@ -90,7 +90,7 @@ class MediaStreamApp:
         pacer: Pacer | None = None,
     ) -> None:
         self.handler = handler
-        self.factory = CODECS[protocol] if isinstance(protocol, str) else protocol
+        self.factory = codec_factory(protocol)
         self.auth = auth
         self.limits = limits or Limits()
         self.pacer = pacer
@@ -111,13 +111,15 @@ class MediaStreamApp:
                 k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
             }
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            authenticated = self.auth.check_request(headers, query)
-            if not authenticated and not self.auth.deferred:
+            check = check_upgrade(self.auth, headers, query)
+            if check.refuse:
                 await send({"type": "websocket.close", "code": CLOSE_POLICY})
                 return
+            authenticated = check.authenticated
         accept: Message = {"type": "websocket.accept"}
-        if JAMBONZ_SUBPROTOCOL in scope.get("subprotocols", []):
-            accept["subprotocol"] = JAMBONZ_SUBPROTOCOL
+        subprotocol = select_subprotocol(scope.get("subprotocols", []))
+        if subprotocol is not None:
+            accept["subprotocol"] = subprotocol
         await send(accept)
         await run_call(
             self.factory(),

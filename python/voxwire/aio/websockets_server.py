@@ -28,12 +28,12 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
-from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec, Outbound
-from voxwire.protocols.jambonz import SUBPROTOCOL as JAMBONZ_SUBPROTOCOL
+from voxwire.protocols.registry import codec_factory
 from voxwire.security import TokenAuth
 
 if TYPE_CHECKING:
@@ -95,8 +95,8 @@ class WebSocketsTransport:
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
-    """Accept jambonz's subprotocol when offered; connect without one otherwise."""
-    return JAMBONZ_SUBPROTOCOL if JAMBONZ_SUBPROTOCOL in offered else None
+    """Accept a registered protocol's subprotocol when offered; none otherwise."""
+    return select_subprotocol(offered)
 
 
 def serve(
@@ -117,7 +117,7 @@ def serve(
     Extra keyword arguments go to :func:`websockets.asyncio.server.serve`.
     """
     ws = _import_websockets()
-    factory = CODECS[protocol] if isinstance(protocol, str) else protocol
+    factory = codec_factory(protocol)
     limits = limits or Limits()
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -125,10 +125,10 @@ def serve(
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
         if auth is not None:
-            headers = {k: v for k, v in request.headers.raw_items()}
-            ok = auth.check_request(headers, dict(parse_qsl(url.query)))
-            connection.voxwire_authenticated = ok  # type: ignore[attr-defined]
-            if not ok and not auth.deferred:
+            headers = dict(request.headers.raw_items())
+            check = check_upgrade(auth, headers, dict(parse_qsl(url.query)))
+            connection.voxwire_authenticated = check.authenticated  # type: ignore[attr-defined]
+            if check.refuse:
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
         return None
 

@@ -2,8 +2,10 @@
 
 One codec object per call: bytes/str in, typed events out; audio, marks and clear in,
 messages out. Time is a parameter; nothing here touches a socket or a clock. See
-:mod:`voxwire.protocols.base` for the contract and :mod:`voxwire.protocols.events` for
-the events.
+:mod:`voxwire.protocols.base` for the contract, :mod:`voxwire.protocols.events` for
+the events, and :mod:`voxwire.protocols.registry` for :data:`CODECS`, the one list of
+protocols, and the facts each codec class states (transport, subprotocols, marks,
+clear, line rates).
 
 >>> from voxwire.protocols import TwilioCodec
 >>> codec = TwilioCodec()
@@ -20,6 +22,7 @@ from voxwire.protocols.base import (
     Resampler,
     ResamplerFactory,
     SessionStats,
+    Transport,
 )
 from voxwire.protocols.events import (
     Audio,
@@ -37,28 +40,13 @@ from voxwire.protocols.exotel import ExotelCodec
 from voxwire.protocols.jambonz import JambonzCodec
 from voxwire.protocols.plivo import PlivoCodec
 from voxwire.protocols.rawpcm import RawPcmCodec
+from voxwire.protocols.registry import CODECS, codec_factory, protocol_names
 from voxwire.protocols.reorder import ReorderBuffer
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession, RtpSessionStats
 from voxwire.protocols.teler import TelerCodec
 from voxwire.protocols.telnyx import TelnyxCodec
 from voxwire.protocols.twilio import TwilioCodec
 from voxwire.protocols.vonage import VonageCodec
-
-CODECS: dict[str, type[MediaStreamCodec]] = {
-    cls.name: cls
-    for cls in (
-        TwilioCodec,
-        TelnyxCodec,
-        PlivoCodec,
-        VonageCodec,
-        ExotelCodec,
-        TelerCodec,
-        JambonzCodec,
-        RawPcmCodec,
-        AudioSocketCodec,
-    )
-}
-"""Codec classes by protocol name (``"twilio"``, ``"telnyx"``, ...)."""
 
 __all__ = [
     "CODECS",
@@ -88,6 +76,9 @@ __all__ = [
     "Stopped",
     "TelerCodec",
     "TelnyxCodec",
+    "Transport",
     "TwilioCodec",
     "VonageCodec",
+    "codec_factory",
+    "protocol_names",
 ]

@@ -35,7 +35,14 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
-from voxwire.protocols.base import PCM, MediaStreamCodec, Outbound, ResamplerFactory, Skip
+from voxwire.protocols.base import (
+    PCM,
+    MediaStreamCodec,
+    Outbound,
+    ResamplerFactory,
+    Skip,
+    Transport,
+)
 from voxwire.protocols.events import (
     CallStarted,
     Dtmf,
@@ -72,6 +79,7 @@ KIND_RATES: dict[int, int] = {
 """Audio message type to sample rate."""
 
 _RATE_KINDS = {rate: kind for kind, rate in KIND_RATES.items()}
+_DEFAULT_RATE = 8000  # the classic slin stream
 _DTMF = set("0123456789*#ABCDabcd")
 _MAX_PAYLOAD = 0xFFFF
 
@@ -93,12 +101,16 @@ class AudioSocketCodec(MediaStreamCodec):
     """
 
     name: ClassVar[str] = "audiosocket"
+    transport: ClassVar[Transport] = "tcp"
     supports_marks: ClassVar[bool] = False
+    supports_clear: ClassVar[bool] = False
+    default_rate: ClassVar[int] = _DEFAULT_RATE
+    rates: ClassVar[tuple[int, ...]] = tuple(KIND_RATES.values())
 
     def __init__(
         self,
         *,
-        sample_rate: int = 8000,
+        sample_rate: int = _DEFAULT_RATE,
         pipeline_rate: int | None = None,
         resampler: ResamplerFactory | None = None,
         max_skipped: int = 1000,

@@ -10,6 +10,13 @@ A codec is one object per call. It never touches a socket or a clock:
 * ``get_timer()`` / ``handle_timer(now)`` release audio a codec holds back (only the
   Telnyx reorder buffer does).
 
+Protocol facts
+--------------
+What a protocol can do is stated once, as class attributes of its codec
+(:class:`MediaStreamCodec`: ``transport``, ``subprotocols``, ``supports_marks``,
+``supports_clear``, ``default_rate``, ``rates``, ``frame_ms``), and
+:data:`voxwire.protocols.registry.CODECS` lists the codecs; see that module.
+
 Bad input
 ---------
 Input that breaks the protocol in a way the session survives (malformed JSON, bad base64,
@@ -53,7 +60,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -71,12 +78,16 @@ __all__ = [
     "Resampler",
     "ResamplerFactory",
     "SessionStats",
+    "Transport",
 ]
 
 Outbound = str | bytes
 """One message to send: ``str`` as a WebSocket text frame, ``bytes`` as a binary frame."""
 
 PCM = npt.NDArray[np.int16]
+
+Transport = Literal["websocket", "tcp"]
+"""What carries a protocol's messages: WebSocket frames, or a plain TCP byte stream."""
 
 
 class Resampler(Protocol):
@@ -286,10 +297,23 @@ def as_pcm(pcm: object) -> PCM:
 class MediaStreamCodec(ABC):
     """Base class of the per-call protocol objects; see the module docstring."""
 
-    #: Short protocol name, as used by adapters and the command line.
+    #: Short protocol name, the key in :data:`voxwire.protocols.CODECS`, as used by the
+    #: adapters and the command line.
     name: ClassVar[str]
+    #: What carries the messages: ``"websocket"`` (text and binary frames) or ``"tcp"`` (a
+    #: plain byte stream, which ``receive`` takes in chunks of any size).
+    transport: ClassVar[Transport] = "websocket"
+    #: WebSocket subprotocols the provider asks for when it connects; a server accepts them.
+    subprotocols: ClassVar[tuple[str, ...]] = ()
     #: Whether the provider echoes marks/checkpoints (else playback is tracked locally).
     supports_marks: ClassVar[bool] = True
+    #: Whether the protocol has a message that drops the provider's queued audio (else
+    #: ``send_clear`` returns no message and only the local queue is emptied).
+    supports_clear: ClassVar[bool] = True
+    #: Line rate in Hz of the protocol's usual set-up (one of :attr:`rates`).
+    default_rate: ClassVar[int] = 8000
+    #: Line rates in Hz a stream of this protocol is known to run at.
+    rates: ClassVar[tuple[int, ...]] = (8000,)
     #: Duration in ms of one outbound audio message as the pacer should cut it.
     frame_ms: ClassVar[int] = 20
 

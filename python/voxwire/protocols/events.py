@@ -133,8 +133,10 @@ class MarkPlayed:
     """The audio queued before the mark (checkpoint, notify) ``name`` reached its end.
 
     ``cleared`` is true when the provider returned the mark because a ``clear`` flushed
-    the audio before it, not because that audio played. Protocols whose echo does not
-    say which happened are disambiguated by :class:`voxwire.protocols.playback.PlaybackTracker`.
+    the audio before it, not because that audio played. For protocols whose echo does not
+    say which happened, :class:`voxwire.pacing.PacedStream` tells them apart: its
+    ``clear`` reports every queued or unanswered mark as cleared at once, and
+    ``resolve_mark`` swallows the echoes that come later.
     """
 
     name: str

@@ -56,6 +56,8 @@ class ExotelCodec(Base64MediaCodec):
     """Sans-I/O codec for one Exotel Voicebot stream; see the module docstring."""
 
     name: ClassVar[str] = "exotel"
+    default_rate: ClassVar[int] = 8000
+    rates: ClassVar[tuple[int, ...]] = (8000, 16000, 24000)
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
         msg = parse_json_object(data)

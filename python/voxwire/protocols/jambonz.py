@@ -57,13 +57,16 @@ from voxwire.protocols.events import (
 __all__ = ["SUBPROTOCOL", "JambonzCodec"]
 
 SUBPROTOCOL = "audio.jambonz.org"
-"""The WebSocket subprotocol jambonz asks for; adapters should accept it."""
+"""The WebSocket subprotocol jambonz asks for (``JambonzCodec.subprotocols``)."""
 
 
 class JambonzCodec(MediaStreamCodec):
     """Sans-I/O codec for one jambonz ``listen`` stream; see the module docstring."""
 
     name: ClassVar[str] = "jambonz"
+    subprotocols: ClassVar[tuple[str, ...]] = (SUBPROTOCOL,)
+    default_rate: ClassVar[int] = 16000
+    rates: ClassVar[tuple[int, ...]] = (8000, 16000, 24000, 48000)
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
         if isinstance(data, bytes):

@@ -64,6 +64,8 @@ class PlivoCodec(Base64MediaCodec):
     """Sans-I/O codec for one Plivo audio stream; see the module docstring."""
 
     name: ClassVar[str] = "plivo"
+    default_rate: ClassVar[int] = 8000
+    rates: ClassVar[tuple[int, ...]] = (8000, 16000)
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
         msg = parse_json_object(data)

@@ -45,17 +45,20 @@ from voxwire.protocols.events import (
 __all__ = ["RawPcmCodec"]
 
 _RATES = (8000, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_DEFAULT_RATE = 16000
 
 
 class RawPcmCodec(MediaStreamCodec):
     """Sans-I/O codec for voxwire's raw-PCM WebSocket protocol; see the module docstring."""
 
     name: ClassVar[str] = "rawpcm"
+    default_rate: ClassVar[int] = _DEFAULT_RATE
+    rates: ClassVar[tuple[int, ...]] = _RATES
 
     def __init__(
         self,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int = _DEFAULT_RATE,
         stream_id: str = "",
         pipeline_rate: int | None = None,
         resampler: ResamplerFactory | None = None,
@@ -64,7 +67,8 @@ class RawPcmCodec(MediaStreamCodec):
         super().__init__(pipeline_rate=pipeline_rate, resampler=resampler, max_skipped=max_skipped)
         if sample_rate not in _RATES:
             raise ValueError(f"sample_rate must be one of {_RATES}, got {sample_rate}")
-        self.default_rate = sample_rate
+        #: the rate a stream that opens with audio (no start message) runs at
+        self.sample_rate = sample_rate
         self.stream_id = stream_id
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
@@ -73,7 +77,7 @@ class RawPcmCodec(MediaStreamCodec):
                 raise Skip("bad_frame_size", f"{len(data)} bytes is not whole PCM16 samples")
             out: list[Event] = []
             if self.started is None:
-                out += self._begin(self.default_rate, {})
+                out += self._begin(self.sample_rate, {})
             out.append(self._audio_event(data))
             return out
         msg = parse_json_object(data)

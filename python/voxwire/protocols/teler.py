@@ -45,6 +45,8 @@ class TelerCodec(Base64MediaCodec):
 
     name: ClassVar[str] = "teler"
     supports_marks: ClassVar[bool] = False
+    default_rate: ClassVar[int] = 8000
+    rates: ClassVar[tuple[int, ...]] = (8000, 16000)
 
     def __init__(
         self,

@@ -75,6 +75,8 @@ class TelnyxCodec(Base64MediaCodec):
     """
 
     name: ClassVar[str] = "telnyx"
+    default_rate: ClassVar[int] = 8000
+    rates: ClassVar[tuple[int, ...]] = (8000, 16000)  # PCMU/PCMA at 8 kHz, L16 at 16 kHz
 
     def __init__(
         self,

@@ -58,6 +58,8 @@ class TwilioCodec(Base64MediaCodec):
     """Sans-I/O codec for one Twilio Media Stream; see the module docstring."""
 
     name: ClassVar[str] = "twilio"
+    default_rate: ClassVar[int] = 8000
+    rates: ClassVar[tuple[int, ...]] = (8000,)
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
         msg = parse_json_object(data)

@@ -55,6 +55,8 @@ from voxwire.protocols.events import (
 
 __all__ = ["VonageCodec", "parse_content_type"]
 
+_RATES = (8000, 16000, 24000)
+
 
 def parse_content_type(value: str) -> int:
     """The rate of an ``audio/l16;rate=N`` content type, or raise RemoteProtocolError."""
@@ -65,7 +67,7 @@ def parse_content_type(value: str) -> int:
         key, _, rate = param.partition("=")
         if key.strip().lower() == "rate" and rate.strip().isdigit():
             hz = int(rate.strip())
-            if hz in (8000, 16000, 24000):
+            if hz in _RATES:
                 return hz
             raise RemoteProtocolError(f"expected rate 8000, 16000 or 24000, got {hz}")
     raise RemoteProtocolError(f"content-type without a rate: {value!r:.60}")
@@ -75,6 +77,8 @@ class VonageCodec(MediaStreamCodec):
     """Sans-I/O codec for one Vonage WebSocket call leg; see the module docstring."""
 
     name: ClassVar[str] = "vonage"
+    default_rate: ClassVar[int] = 16000
+    rates: ClassVar[tuple[int, ...]] = _RATES
 
     def _receive(self, data: str | bytes, now: float) -> list[Event]:
         if isinstance(data, bytes):

@@ -707,4 +707,10 @@ PROVIDERS: dict[str, type[ProviderSide]] = {
         AudioSocketSide,
     )
 }
-"""Provider sides by protocol name (the names of ``voxwire.protocols.CODECS``)."""
+"""Provider sides by protocol name: one for each protocol of ``voxwire.protocols.CODECS``.
+
+The sides state their protocol's facts (``default_rate``, ``rates``, ``subprotocols``,
+``raw_tcp``) from the provider's pages, not from the codecs, and the tests check that
+they agree with the codec classes: same names, same default rate and subprotocols, rates
+the codec knows, TCP exactly where the codec's ``transport`` is ``"tcp"``.
+"""
