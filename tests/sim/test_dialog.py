@@ -476,3 +476,122 @@ def test_bad_turns_and_settings_are_refused() -> None:
         refused("twilio", [Turn()], lead=-1.0)
     with pytest.raises(ValueError, match="16000"):
         refused("twilio", [Turn()], rate=16000)
+
+
+# --- RTP ------------------------------------------------------------------------------
+
+
+@dataclass
+class RtpServerLog:
+    stopped: list[tuple[int, int]] = field(default_factory=list)  # (sent, send clock)
+    sent: int = 0  # samples sent over the call, at its end
+
+
+def test_an_rtp_dialog_measures_where_the_agent_stopped_sending() -> None:
+    """A scripted RTP server answers each turn with a tone and, when the caller talks
+    over one, stops sending; the phone's StopRecord says it played exactly what the
+    server had sent by then (RTP cannot take a packet back), which is one to two frames
+    more than the server's send clock had reached."""
+    from voxwire.aio.rtp_call import RtpCall, serve_rtp
+    from voxwire.sim.dialog import place_rtp_dialog
+
+    rate = 8000
+    log = RtpServerLog()
+
+    async def handler(call: RtpCall) -> None:
+        loop = asyncio.get_running_loop()
+        vad = Vad(rate)
+        replies = 0
+        async for event in call:
+            if not isinstance(event, Audio):
+                continue
+            for ev in vad.process(event.pcm):
+                if isinstance(ev, SpeechStart) and call.queued_samples > 0:
+                    log.stopped.append((call.committed_samples, call.playout_position(loop.time())))
+                    call.clear()
+                elif isinstance(ev, SpeechEnd):
+                    replies += 1
+                    t = np.arange(round((3.0 if replies == 1 else 0.3) * rate)) / rate
+                    tone = 6000 * np.sin(2 * np.pi * reply_hz(replies) * t)
+                    call.play(tone.astype(np.int16))
+                    call.flush()
+            log.sent = call.committed_samples
+
+    async def main() -> DialogReport:
+        server = await serve_rtp(handler, pipeline_rate=rate, idle_timeout=0.3)
+        try:
+            host, port = server.local_addr
+            turns = [
+                Turn(voice(0.6, rate), "ask"),
+                Turn(voice(0.5, rate, 180.0), "barge", barge_in_after=0.8),
+            ]
+            return await asyncio.wait_for(
+                place_rtp_dialog(host, port, turns, quiet=QUIET, lead=0.2, tail=0.2), 15
+            )
+        finally:
+            await server.aclose()
+
+    report = asyncio.run(main())
+    assert report.protocol == "rtp"
+    assert report.rate == rate
+    assert report.clears == []
+    assert report.marks == []
+    assert report.unexpected == []
+    assert len(report.turns) == 2
+    assert report.turns[1].barge_in
+    assert report.turns[0].cut
+    assert not report.turns[1].cut
+    (stop,) = report.stops
+    ((sent, clock),) = log.stopped
+    assert stop.turn == 0
+    assert stop.played_received_samples == sent
+    assert 0 <= sent - clock <= 320  # the lead: up to two frames sent ahead of the clock
+    assert 0 < stop.latency < 0.5
+    assert stop.position > round(stop.onset * rate)
+    assert report.turns[1].reply_start is not None  # the short reply came after
+    assert report.received_samples == log.sent
+    assert report.played_samples == report.received_samples  # nothing is dropped
+    assert report.as_dict()["stops"][0]["played_received_samples"] == sent
+    assert "reply stopped" in report.summary()
+    assert "cut by a clear" not in report.summary()
+
+
+def test_the_rtp_phone_side_refuses_what_is_not_its_stream() -> None:
+    from voxwire.rtp import RtpSender
+    from voxwire.sim.dialog import _RtpSide
+    from voxwire.sim.provider import PlayAudio, Unexpected
+
+    side = _RtpSide()
+    assert side.opening() == []
+    assert side.closing() == []
+    packet = side.audio(np.full(160, 1000, np.int16))
+    (played,) = side.parse(packet)
+    assert isinstance(played, PlayAudio)
+    assert len(played.pcm) == 160
+    assert abs(int(played.pcm[0]) - 1000) < 40  # mu-law's step near 1000
+    assert side.talkspurts == 1  # the stream's first packet carries the marker
+    assert side.parse(side.audio(np.zeros(160, np.int16)))
+    assert side.talkspurts == 1
+    for junk in (b"\x00\x01", "text", RtpSender(8).packet(b"\xd5" * 160, 160)):
+        (event,) = side.parse(junk)
+        assert isinstance(event, Unexpected)
+
+
+def test_bad_rtp_dialogs_are_refused() -> None:
+    from voxwire.sim.dialog import place_rtp_dialog
+
+    speech = voice(0.3, 8000)
+
+    async def attempt(*turns: object, port: object = 4000, **kw: float) -> None:
+        await place_rtp_dialog("127.0.0.1", port, turns, **kw)  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="at least one turn"):
+        asyncio.run(attempt())
+    with pytest.raises(ValueError, match="barge in"):
+        asyncio.run(attempt(Turn(speech, barge_in_after=0.2)))
+    with pytest.raises(TypeError, match="Turn objects"):
+        asyncio.run(attempt(speech))
+    with pytest.raises(ValueError, match="port"):
+        asyncio.run(attempt(Turn(speech), port=0))
+    with pytest.raises(ValueError, match="stop_gap"):
+        asyncio.run(attempt(Turn(speech), stop_gap=-1.0))

@@ -33,7 +33,9 @@ has no marks, so the stream times them itself (``local_marks``): a mark comes ba
 :class:`MarkPlayed` when the audio before it has had its time on the send clock, and
 :meth:`~RtpCall.playout_position` is that clock's estimate. There is no far-end buffer to
 flush either: :meth:`~RtpCall.clear` stops sending, at once, and returns every pending
-mark as cleared.
+mark as cleared; the packets already sent still play, so after a clear the caller has
+heard up to :attr:`~RtpCall.committed_samples` (everything sent), not
+:meth:`~RtpCall.playout_position`.
 
 Calls and peers
 ---------------
@@ -245,6 +247,16 @@ class RtpCall:
         :meth:`voxwire.pacing.PacedStream.playout_position`); 0 before the call starts."""
         stream = self.stream
         return stream.playout_position(now) if stream is not None else 0
+
+    @property
+    def committed_samples(self) -> int:
+        """Line-rate samples the peer plays whatever the call does now: every sample
+        sent. RTP cannot take back a packet, so a :meth:`clear` stops what is queued but
+        the peer still plays what was sent, up to ``lead`` (two frames by default) past
+        :meth:`playout_position`; what the caller heard of an interrupted reply runs to
+        here."""
+        stream = self.stream
+        return stream.sent_samples if stream is not None else 0
 
     @property
     def queued_total(self) -> int:

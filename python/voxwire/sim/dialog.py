@@ -42,30 +42,60 @@ index one past the last received sample that had played: a server that counts th
 samples it sent, over an ordered transport, compares it with that count to tell which
 of its words the caller heard. Samples an earlier clear dropped keep their place in
 the numbering (they were received), though they never play.
+
+RTP
+---
+:func:`place_rtp_dialog` holds the same dialog as a phone on an RTP line (PCMU at 8000
+Hz): it sends one packet of the caller's audio every 20 ms in real time and plays every
+packet of the agent's stream on arrival, after what is queued, on the same playout
+model. RTP has no clear and no marks: a barge-in stops the reply by the agent no longer
+sending, and the phone plays whatever arrived until it stops arriving. Per barge-in the
+report has a :class:`StopRecord`, with this phone-side rule: **the cut reply is the audio
+that keeps playing without a pause from the barge-in's onset**; it ends at the first gap
+in the playout (nothing queued) longer than ``stop_gap`` seconds, which is far shorter
+than any agent takes to answer the barge-in and far longer than a late packet.
+``played_received_samples`` is the received index one past the last sample of the cut
+reply (every received sample plays, so this is also how many of them had played when
+the stream stopped) and ``at`` the moment that sample finished playing: the stop latency
+runs from the barge-in's speech onset to then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from voxwire.sim.caller import MarkRecord, Network, _connect, _Phone
-from voxwire.sim.provider import PROVIDERS, ProviderSide
+from voxwire.errors import RtpError
+from voxwire.g711 import decode_ulaw, encode_ulaw
+from voxwire.rtp import RtpSender, parse_rtp
+from voxwire.sim.caller import MarkRecord, Network, Recv, Send, _connect, _Phone
+from voxwire.sim.provider import (
+    PROVIDERS,
+    Message,
+    PhoneEvent,
+    PlayAudio,
+    ProviderSide,
+    Unexpected,
+)
 from voxwire.sim.speech import speech_bounds
 
 __all__ = [
     "ClearRecord",
     "DialogReport",
     "ReceivedAudio",
+    "StopRecord",
     "Turn",
     "TurnReport",
     "place_dialog",
+    "place_rtp_dialog",
 ]
 
 PCM = npt.NDArray[np.int16]
@@ -202,6 +232,25 @@ class ClearRecord:
 
 
 @dataclass
+class StopRecord:
+    """Where the reply under a barge-in stopped playing, on an RTP line (no clear).
+
+    See "RTP" in the module docstring for the rule that finds the cut reply's end.
+    """
+
+    turn: int  # the script index of the turn whose reply was cut
+    onset: float  # the barge-in's speech onset, seconds from t0
+    at: float  # when the last sample of the cut reply finished playing, seconds from t0
+    position: int  # that playout position
+    played_received_samples: int  # received index one past the cut reply's last sample
+
+    @property
+    def latency(self) -> float:
+        """From the barge-in's onset to the cut reply's last sample played, seconds."""
+        return self.at - self.onset
+
+
+@dataclass
 class TurnReport:
     """One turn of the caller and the reply it got.
 
@@ -241,6 +290,7 @@ class DialogReport:
     planned: int  # turns in the script
     turns: list[TurnReport] = field(default_factory=list)  # the turns said
     clears: list[ClearRecord] = field(default_factory=list)
+    stops: list[StopRecord] = field(default_factory=list)  # RTP only: see StopRecord
     marks: list[MarkRecord] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     messages_sent: int = 0
@@ -287,6 +337,16 @@ class DialogReport:
                 }
                 for c in self.clears
             ],
+            "stops": [
+                {
+                    "turn": r.turn,
+                    "onset_s": round(r.onset, 4),
+                    "at_s": round(r.at, 4),
+                    "latency_s": round(r.latency, 4),
+                    "played_received_samples": r.played_received_samples,
+                }
+                for r in self.stops
+            ],
             "marks": [
                 {
                     "name": m.name,
@@ -325,12 +385,17 @@ class DialogReport:
                     f"{t.heard_duration * 1000:.0f} ms heard"
                 )
                 if t.cut:
-                    reply += ", cut by a clear"
+                    reply += ", cut by a clear" if self.clears else ", cut"
             lines.append(f"  {t.index + 1}. {said}{kind} {t.onset:.2f}-{t.end:.2f} s: {reply}")
         lines.extend(
             f"  clear at {c.at:.2f} s: {c.played_received_samples} of "
             f"{c.received_samples} received samples had played, {c.dropped_samples} dropped"
             for c in self.clears
+        )
+        lines.extend(
+            f"  reply stopped {r.latency * 1000:.0f} ms after the barge-in onset, at "
+            f"{r.at:.2f} s: {r.played_received_samples} received samples had played"
+            for r in self.stops
         )
         echoed = sum(m.echoed is not None for m in self.marks)
         cleared = sum(m.cleared for m in self.marks)
@@ -572,6 +637,25 @@ async def place_dialog(
     """
     if protocol not in PROVIDERS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROVIDERS)}")
+    script = _checked(turns, quiet=quiet, reply_timeout=reply_timeout, lead=lead, tail=tail)
+    side = PROVIDERS[protocol](rate)
+    dialog = _Dialog(
+        side,
+        script,
+        network or Network(),
+        quiet=quiet,
+        reply_timeout=reply_timeout,
+        lead=lead,
+        tail=tail,
+    )
+    async with _connect(side, url) as (send, recv):
+        return await dialog.run(send, recv)
+
+
+def _checked(
+    turns: Sequence[Turn], *, quiet: float, reply_timeout: float, lead: float, tail: float
+) -> list[Turn]:
+    """The script as a list, once its turns and times are valid."""
     script = list(turns)
     if not script:
         raise ValueError("a dialog needs at least one turn")
@@ -586,8 +670,191 @@ async def place_dialog(
         _seconds(name, value)
         if value == 0:
             raise ValueError(f"{name} must be > 0")
-    side = PROVIDERS[protocol](rate)
-    dialog = _Dialog(
+    return script
+
+
+# --- RTP --------------------------------------------------------------------------------
+
+
+class _RtpSide(ProviderSide):
+    """The phone's end of an RTP line: PCMU (payload type 0) at 8000 Hz, 20 ms packets.
+
+    It opens nothing and closes nothing (RTP has no signalling); the agent's packets are
+    played as they come, in arrival order (a phone on loopback needs no jitter buffer).
+    """
+
+    name = "rtp"
+    PAYLOAD_TYPE = 0
+
+    def __init__(self) -> None:
+        super().__init__(8000)
+        self.sender = RtpSender(self.PAYLOAD_TYPE)
+        #: packets of the agent's stream that started a talkspurt (marker bit)
+        self.talkspurts = 0
+
+    def opening(self) -> list[Message]:
+        return []
+
+    def audio(self, pcm: PCM) -> Message:
+        return self.sender.packet(bytes(encode_ulaw(pcm)), len(pcm))
+
+    def parse(self, message: Message) -> list[PhoneEvent]:
+        if isinstance(message, str):
+            return [Unexpected("text on an RTP line")]
+        try:
+            packet = parse_rtp(message)
+        except RtpError as exc:
+            return [Unexpected(f"not an RTP packet: {exc}")]
+        if packet.payload_type != self.PAYLOAD_TYPE:
+            return [Unexpected(f"payload type {packet.payload_type}, not PCMU")]
+        if packet.marker:
+            self.talkspurts += 1
+        if not packet.payload:
+            return []
+        return [PlayAudio(decode_ulaw(np.frombuffer(packet.payload, np.uint8)))]
+
+
+class _UdpLine(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.errors = 0  # ICMP errors (nobody listening yet, or any more)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.queue.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.queue.put_nowait(None)
+
+
+@contextlib.asynccontextmanager
+async def _connect_udp(host: str, port: int) -> AsyncIterator[tuple[Send, Recv]]:
+    loop = asyncio.get_running_loop()
+    transport, line = await loop.create_datagram_endpoint(_UdpLine, remote_addr=(host, port))
+
+    async def send_udp(message: Message) -> None:
+        if isinstance(message, bytes) and not transport.is_closing():
+            transport.sendto(message)
+
+    async def recv_udp() -> Message | None:
+        return await line.queue.get()
+
+    try:
+        yield send_udp, recv_udp
+    finally:
+        transport.close()
+
+
+class _RtpDialog(_Dialog):
+    """A dialog on an RTP line: a :class:`_Dialog` whose barge-ins get a StopRecord."""
+
+    def __init__(
+        self,
+        side: ProviderSide,
+        turns: Sequence[Turn],
+        network: Network,
+        *,
+        quiet: float,
+        reply_timeout: float,
+        lead: float,
+        tail: float,
+        stop_gap: float,
+    ) -> None:
+        super().__init__(
+            side, turns, network, quiet=quiet, reply_timeout=reply_timeout, lead=lead, tail=tail
+        )
+        self.stop_gap = round(stop_gap * self.rate)
+
+    def _stop_after(self, onset: int, end: int) -> int:
+        """Where the playout that runs on from position ``onset`` without a pause longer
+        than ``stop_gap`` ends, counting only what played by position ``end``."""
+        position = onset
+        for start, pcm, _ in self.playout.segments:
+            stop = min(end, start + len(pcm))
+            if stop <= position:
+                continue
+            if start > position + self.stop_gap or start >= end:
+                break
+            position = stop
+        return position
+
+    def _finish(self) -> DialogReport:
+        report = super()._finish()
+        ended = self.ended if self.ended is not None else self.loop.time()
+        end = self.playout.sample(ended)
+        for i, s in enumerate(self.said_turns):
+            if not s.turn.barge_in or i == 0 or s.onset >= end:
+                continue
+            stop = self._stop_after(s.onset, end)
+            previous = report.turns[i - 1]
+            report.stops.append(
+                StopRecord(
+                    turn=previous.index,
+                    onset=s.onset / self.rate,
+                    at=stop / self.rate,
+                    position=stop,
+                    played_received_samples=self.received.played_index(stop),
+                )
+            )
+            # the reply was playing when the barge-in began: it was cut
+            previous.cut = previous.cut or (stop > s.onset and previous.reply_start is not None)
+        return report
+
+
+async def place_rtp_dialog(
+    host: str,
+    port: int,
+    turns: Sequence[Turn],
+    *,
+    network: Network | None = None,
+    quiet: float = 0.6,
+    reply_timeout: float = 8.0,
+    lead: float = 0.4,
+    tail: float = 0.3,
+    stop_gap: float = 0.2,
+) -> DialogReport:
+    """Call an RTP agent at ``host:port`` as a phone would, say ``turns``, and report.
+
+    The phone sends PCMU (payload type 0) at 8000 Hz, one packet per 20 ms in real time,
+    from a port of its own, and plays the agent's packets as they arrive (see "RTP" in
+    the module docstring). The report is :func:`place_dialog`'s, with
+    ``protocol == "rtp"``, no clears or marks, and a :class:`StopRecord` in
+    :attr:`DialogReport.stops` for every barge-in turn said while the call ran.
+
+    Parameters
+    ----------
+    host, port : str, int
+        Where the agent listens (:func:`voxwire.aio.rtp_call.serve_rtp`).
+    turns : sequence of Turn
+        The script, every turn's speech at 8000 Hz; as in :func:`place_dialog`.
+    network, quiet, reply_timeout, lead, tail
+        As in :func:`place_dialog`.
+    stop_gap : float
+        The longest pause in the playout that a reply runs on across (default 0.2 s):
+        where the playout after a barge-in's onset first pauses for longer, the cut
+        reply ended.
+
+    Raises
+    ------
+    TypeError
+        For a turn that is not a :class:`Turn`.
+    ValueError
+        For no turns, a first turn that barges in, a negative time, or a port outside
+        1..65535.
+
+    Notes
+    -----
+    RTP cannot tell the phone the call is over: the dialog ends by its script. Bound
+    it with :func:`asyncio.wait_for`.
+    """
+    script = _checked(turns, quiet=quiet, reply_timeout=reply_timeout, lead=lead, tail=tail)
+    _seconds("stop_gap", stop_gap)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be 1..65535, got {port!r}")
+    side = _RtpSide()
+    dialog = _RtpDialog(
         side,
         script,
         network or Network(),
@@ -595,6 +862,7 @@ async def place_dialog(
         reply_timeout=reply_timeout,
         lead=lead,
         tail=tail,
+        stop_gap=stop_gap,
     )
-    async with _connect(side, url) as (send, recv):
+    async with _connect_udp(host, port) as (send, recv):
         return await dialog.run(send, recv)
