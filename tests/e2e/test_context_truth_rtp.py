@@ -131,12 +131,6 @@ def _kept(result: AgentCallResult) -> list[str]:
     return []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the agent takes the send clock's position at the clear, 20-40 ms short of what "
-    "RTP had already sent and the phone still plays (the fix is in agents/pipeline.py: use "
-    "RtpCall.committed_samples)",
-)
 def test_every_rtp_barge_in_leaves_exactly_the_heard_words_in_the_history(
     cases: list[Case],
 ) -> None:

@@ -283,9 +283,14 @@ class _AgentCall:
         io = self.replies.get(live) if live is not None else None
         if io is None or self.call.stream is None:
             return None
-        now = self.loop.time()
-        phone = io.phone_position(self.call.playout_position(now), now, self.line_rate)
+        phone = self._phone_position(io, self.loop.time())
         return io.offset_at(phone, self.line_rate) if io.placed else None
+
+    def _phone_position(self, io: _ReplyIO, now: float) -> int:
+        """Where the phone's playout is, in line samples: the estimate, and never less than
+        what the phone plays whatever happens (on RTP, every packet already sent)."""
+        estimate = io.phone_position(self.call.playout_position(now), now, self.line_rate)
+        return max(estimate, self.call.committed_samples)
 
     def _open(self, rate: int, now: float) -> None:
         started = self.call.started
@@ -420,7 +425,7 @@ class _AgentCall:
         io = self.replies.get(action.reply)
         offset = 0.0
         if io is not None and self.call.stream is not None:
-            phone = io.phone_position(self.call.playout_position(now), now, self.line_rate)
+            phone = self._phone_position(io, now)
             offset = io.offset_at(phone, self.line_rate)
             io.resampler = None
             io.next_offset = None

@@ -206,6 +206,12 @@ class Call:
         return self.stream.playout_position(now) if self.stream else 0
 
     @property
+    def committed_samples(self) -> int:
+        """Line-rate samples the caller hears whatever happens now: those its marks have
+        confirmed played (a clear drops the rest at the provider)."""
+        return self.stream.played_samples if self.stream else 0
+
+    @property
     def queued_total(self) -> int:
         """Line-rate samples queued since the call started: where the next audio begins."""
         return self.stream.queued_total if self.stream else 0

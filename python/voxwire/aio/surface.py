@@ -102,6 +102,12 @@ class CallSurface(Protocol):
         ...
 
     @property
+    def committed_samples(self) -> int:
+        """Line-rate samples the caller hears whatever the call does now: on a line whose
+        far end can be cleared, what it has confirmed played; on RTP, all that was sent."""
+        ...
+
+    @property
     def queued_total(self) -> int:
         """Line-rate samples queued since the call started: where the next audio begins."""
         ...
