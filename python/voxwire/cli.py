@@ -223,7 +223,8 @@ def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
     from voxwire.security import TokenAuth
 
-    if args.token and args.protocol == "audiosocket":
+    tcp = CODECS[args.protocol].transport == "tcp"
+    if args.token and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
         return 2
 
@@ -232,7 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    port = args.port if args.port is not None else 9092 if args.protocol == "audiosocket" else 8080
+    port = args.port if args.port is not None else 9092 if tcp else 8080
 
     agent = None
     if args.agent:
@@ -244,7 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
     kind = "echo agent" if agent is None else f"agent {args.agent}"
 
     def ready(url: str) -> None:
-        where = "" if args.protocol == "audiosocket" or args.path else " (any path)"
+        where = "" if tcp or args.path else " (any path)"
         print(f"voxwire serve: {args.protocol} {kind} on {url}{where}", flush=True)
 
     async def run() -> None:

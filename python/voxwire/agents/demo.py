@@ -233,10 +233,15 @@ class DemoReport:
         if self.history_after_barge_in:
             lines += ["", "history after the barge-in:"]
             for m in self.history_after_barge_in:
+                content = m["content"]
+                if m["role"] == "tool":  # the passages a search returned: their first line
+                    first = content.splitlines()[0] if content else ""
+                    content = first if len(first) <= 80 else first[:77] + "..."
+                    content += f" (+{max(0, len(m['content']) - len(first))} chars)"
                 extra = ""
                 if m.get("tool_calls"):
-                    extra = " -> " + ", ".join(c["name"] for c in m["tool_calls"])
-                lines.append(f"  {m['role']:>9}: {m['content']}{extra}")
+                    extra = "-> " + ", ".join(c["name"] for c in m["tool_calls"])
+                lines.append(f"  {m['role']:>9}: {content}{extra}")
         lines += ["", "per-turn latency, ms after the end of the caller's speech:"]
         names = list(STAGES[1:])
         header = "| turn | " + " | ".join(n.replace("_", " ") for n in names) + " |"

@@ -151,7 +151,7 @@ async def serve_agent(
             await asyncio.sleep(0.02)
         await pacer.aclose()
 
-    if protocol == "audiosocket":
+    if CODECS[protocol].transport == "tcp":  # AudioSocket
         if auth is not None:
             raise ValueError("AudioSocket carries no token: protect it at the network level")
         from voxwire.aio.tcp import serve_audiosocket
