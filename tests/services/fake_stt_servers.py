@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -292,11 +292,11 @@ class FakeTranscriptions:
         rate = samples = 0
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
-            assert isinstance(part, web.BodyPartReader) or hasattr(part, "read")
+            assert isinstance(part, BodyPartReader)
             name = part.name or ""
-            data = await part.read()  # type: ignore[union-attr]
+            data = await part.read()
             if name == "file":
-                filename = part.filename or ""  # type: ignore[union-attr]
+                filename = part.filename or ""
                 content_type = part.headers.get("Content-Type", "")
                 with wave.open(io.BytesIO(bytes(data)), "rb") as w:
                     assert w.getnchannels() == 1
