@@ -361,7 +361,8 @@ def test_utterance_end_can_be_a_final_marker() -> None:
     async def main() -> list[Transcript]:
         async with FakeDeepgram(["One."]) as server:
             async with client(server, utterance_end_results=True).stream() as s:
-                reader = asyncio.ensure_future(collect(s, got := []))
+                got: list[Transcript] = []
+                reader = asyncio.ensure_future(collect(s, got))
                 await pace(s, tone(0.3), 16000)
                 s.finalize()
                 s.end_input()
@@ -390,6 +391,48 @@ def test_bad_parameters_and_pushes_are_typed_errors() -> None:
         DeepgramStt(api_key=KEY, utterance_end_ms=500)
     stream = DeepgramStt(api_key=KEY).stream()
     with pytest.raises(TypeError):
-        stream.push(np.zeros(10, np.float32))  # type: ignore[arg-type]
+        stream.push(np.zeros(10, np.float32))
     with pytest.raises(TypeError):
         stream.push(np.zeros((2, 10), np.int16))
+
+
+def test_the_voice_agent_answers_a_call_through_deepgram() -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
+    from voxwire.agents.server import agent_server
+    from voxwire.aio.surface import CallSurface
+    from voxwire.services.fake import FakeLlm, FakeTts
+    from voxwire.sim import PROVIDERS, CallPlan, place_call, synthesize
+
+    question = "What are your opening hours?"
+    reply = "We open at nine."
+
+    async def main() -> tuple[FakeDeepgram, list[AgentCallResult], VoiceAgent]:
+        results: list[AgentCallResult] = []
+
+        def on_end(call: CallSurface, result: AgentCallResult) -> None:
+            results.append(result)
+
+        async with FakeDeepgram([question], interim_every=0.0) as server:
+            # telephony audio as it comes: 8 kHz mu-law, so pipeline_rate == stt.sample_rate
+            stt = client(server, sample_rate=8000, encoding="mulaw", interim_results=False)
+            agent = VoiceAgent(stt, FakeLlm(lambda messages: reply), FakeTts(), on_end=on_end)
+            assert agent.pipeline_rate == 8000
+            rate = PROVIDERS["twilio"].default_rate
+            plan = CallPlan(synthesize(question, rate, seed=1))
+            async with agent_server(agent, "twilio") as url:
+                await asyncio.wait_for(place_call(url, "twilio", plan), 20)
+                for _ in range(150):
+                    if results:
+                        break
+                    await asyncio.sleep(0.02)
+            return server, results, agent
+
+    server, results, _agent = run(main, timeout=30)
+    (session,) = server.sessions
+    assert session.query["encoding"] == "mulaw"
+    assert '{"type":"Finalize"}' in session.texts
+    (result,) = results
+    assert [m.role for m in result.history.messages] == ["user", "assistant"]
+    assert result.history.messages[0].content == question
+    assert result.history.messages[1].content == reply

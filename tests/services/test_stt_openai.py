@@ -266,4 +266,4 @@ def test_bad_parameters_and_pushes_are_typed_errors() -> None:
         OpenAITranscriptionStt("http://x", max_utterance=0.0)
     stream = OpenAITranscriptionStt("http://x").stream()
     with pytest.raises(TypeError):
-        stream.push(np.zeros(10, np.float64))  # type: ignore[arg-type]
+        stream.push(np.zeros(10, np.float64))
