@@ -367,9 +367,10 @@ class DeepgramStream(StreamMixin):
             raise TypeError("pcm must be a 1-D numpy int16 array")
         if self._ended or self._closed or pcm.size == 0:
             return
-        data = pcm.astype("<i2", copy=False).tobytes()
         if self._stt.encoding == "mulaw":
-            data = encode_ulaw(pcm.astype(np.int16, copy=False).tobytes())
+            data = encode_ulaw(pcm.tobytes())
+        else:
+            data = pcm.astype("<i2", copy=False).tobytes()
         self._pending += data
         while len(self._pending) >= self._frame_bytes:
             self._sends.append(bytes(self._pending[: self._frame_bytes]))
@@ -469,6 +470,8 @@ class DeepgramStream(StreamMixin):
                 finally:
                     sender.cancel()
                     await asyncio.wait([sender])
+                    if not sender.cancelled():
+                        sender.exception()  # retrieved: the receiver reported the failure
             finally:
                 await ws.close()
         except asyncio.CancelledError:
