@@ -92,12 +92,15 @@ def test_reply_audio_words_and_requests(rate: int) -> None:
             assert words_of(chunks) == rounded(expected_words(text))
             starts = [w.start for c in chunks for w in c.words]
             assert starts == sorted(starts)
-            # a word rides on the chunk where it completes, never before its audio
+            # each chunk carries exactly the words whose audio starts in it, though the
+            # fake splits words over messages
             position = 0
             for c in chunks:
-                position += len(c.pcm)
+                begin, position = position, position + len(c.pcm)
+                assert len(c.pcm)
                 for w in c.words:
-                    assert w.start < position / rate + 1e-9
+                    assert begin / rate - 1e-9 <= w.start < position / rate - 1e-9
+            assert len(chunks) > len(text) // 7  # streamed as the messages come
             path = fake.paths[0]
             assert path.startswith("/v1/text-to-speech/voice-1/multi-stream-input?")
             assert f"output_format=pcm_{rate}" in path
@@ -286,3 +289,32 @@ def test_no_timeout_while_no_audio_is_due() -> None:
 def test_stream_type() -> None:
     tts = ElevenLabsTts("v")
     assert isinstance(tts.stream(), ElevenLabsStream)
+
+
+@pytest.mark.parametrize(
+    ("alignment", "match"),
+    [
+        ("nope", "must be an object"),
+        ({"chars": ["a"], "charStartTimesMs": [0]}, "needs chars"),
+        ({"chars": ["a", "b"], "charStartTimesMs": [0], "charDurationsMs": [5]}, "length"),
+        ({"chars": ["a"], "charStartTimesMs": ["x"], "charDurationsMs": [5]}, "numbers"),
+        ({"chars": ["a"], "charStartTimesMs": [0], "charDurationsMs": [-5]}, "numbers"),
+        (
+            {"chars": ["a", "b"], "charStartTimesMs": [10, 0], "charDurationsMs": [5, 5]},
+            "backwards",
+        ),
+    ],
+)
+def test_bad_alignment_is_bad_message(alignment: object, match: str) -> None:
+    stream = ElevenLabsTts("v").stream()
+    with pytest.raises(ServiceError, match=match) as info:
+        stream._on_message({"audio": "AAAA", "alignment": alignment, "contextId": "x"})
+    assert info.value.reason == "bad_message"
+
+
+@pytest.mark.parametrize("audio", ["***", 5])
+def test_bad_audio_is_bad_message(audio: object) -> None:
+    stream = ElevenLabsTts("v").stream()
+    with pytest.raises(ServiceError, match="audio") as info:
+        stream._on_message({"audio": audio, "contextId": "x"})
+    assert info.value.reason == "bad_message"

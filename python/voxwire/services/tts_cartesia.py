@@ -24,8 +24,10 @@ The wire protocol, as used here:
   ``{"type": "error", "title"?, "message"?, "error"?, "context_id"?}`` on failure;
   ``flush_done`` and ``phoneme_timestamps`` are ignored.
 
-Word timings arrive apart from the audio: they are yielded with the next audio chunk
-(their times unchanged), or with an empty chunk at ``done``.
+Word timings arrive apart from the audio, after it: they are yielded with the next audio
+chunk (their times unchanged, in seconds of the stream's audio), or with an empty chunk
+at ``done``. A barge-in in the moment between a word's audio and its timestamps loses
+that word from what was heard.
 
 Errors are :class:`~voxwire.errors.ServiceError` (``service="tts"``) with the reasons of
 :class:`~voxwire.services.tts_elevenlabs.WsTtsClient`: ``status_NNN`` (the handshake
@@ -214,9 +216,7 @@ class CartesiaTts(WsTtsClient):
 
     def stream(self) -> CartesiaStream:
         """Open a synthesis stream: a new context on the shared connection."""
-        stream = CartesiaStream(self, self._new_id())
-        self._register(stream)
-        return stream
+        return CartesiaStream(self, self._new_id())
 
     def _request(self, context_id: str, transcript: str, *, more: bool) -> dict[str, Any]:
         return {

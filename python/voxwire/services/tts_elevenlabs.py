@@ -26,9 +26,10 @@ The wire protocol, as used here:
 Word timings: alignment times are relative to the start of their message's audio, so each
 is offset by the samples of the context already received, giving seconds of the stream's
 own audio. Characters are grouped into words at whitespace; a word is yielded with the
-chunk in which it completes: at the whitespace after it, which may be in the next
-message (a word split over two messages rides on the second, its times unchanged), or at
-``isFinal``.
+chunk in which it starts. The audio of a word still incomplete at the end of a message
+(split over two messages) is held back until the word is complete, so a chunk carries
+exactly the words whose audio starts in it; the audio before that word goes out at once.
+The last word of a context completes at ``isFinal``.
 
 :meth:`~ElevenLabsStream.aclose` (a barge-in) sends ``close_context`` at once, so nothing
 more is generated or billed, and drops any late audio of that context.
@@ -124,7 +125,9 @@ class WsTtsStream(StreamMixin):
     # Shared --------------------------------------------------------------------------------
 
     def _send(self, message: dict[str, Any]) -> None:
-        self._started = True
+        if not self._started:
+            self._started = True
+            self._client._register(self)
         self._client._enqueue(self, message)
 
     def _audio(self, data: object) -> PCM:
@@ -389,6 +392,8 @@ class ElevenLabsStream(WsTtsStream):
         self._word_start = 0.0
         self._word_end = 0.0
         self._last_time = 0.0
+        self._held: list[PCM] = []  # audio received, not yet yielded
+        self._emitted = 0  # samples yielded
 
     def push(self, text: str) -> None:
         """Send text (spaces as given; ElevenLabs buffers it until enough to speak)."""
@@ -426,20 +431,33 @@ class ElevenLabsStream(WsTtsStream):
             raise self._client._server_error(message)
         audio = message.get("audio")
         words: list[Word] = []
-        pcm = np.zeros(0, dtype=np.int16)
         if audio is not None:
             offset = self.samples / self._client.sample_rate
-            pcm = self._audio(audio)
+            self._held.append(self._audio(audio))
             alignment = message.get("alignment") or message.get("normalizedAlignment")
             if alignment is not None:
                 words = self._align(alignment, offset)
-        final = message.get("isFinal") is True
-        if final:
+        if message.get("isFinal") is True:
             words.extend(self._end_word())
-        if len(pcm) or words:
-            self._outbox.put(SpeechAudio(pcm, tuple(words)))
-        if final:
+            self._yield(self.samples, words)
             self._finish()
+            return
+        # The audio of a word not yet complete is held back with it, so that a chunk
+        # carries exactly the words whose audio starts in it.
+        cut = self.samples
+        if self._word:
+            cut = min(cut, round(self._word_start * self._client.sample_rate))
+        self._yield(cut, words)
+
+    def _yield(self, cut: int, words: list[Word]) -> None:
+        """Yield the held audio up to sample ``cut`` of the stream, with ``words``."""
+        if cut <= self._emitted and not words:
+            return
+        held = np.concatenate(self._held) if self._held else np.zeros(0, dtype=np.int16)
+        n = max(0, min(len(held), cut - self._emitted))
+        self._held = [held[n:]] if n < len(held) else []
+        self._emitted += n
+        self._outbox.put(SpeechAudio(held[:n], tuple(words)))
 
     def _align(self, alignment: object, offset: float) -> list[Word]:
         if not isinstance(alignment, Mapping):
@@ -542,9 +560,7 @@ class ElevenLabsTts(WsTtsClient):
 
     def stream(self) -> ElevenLabsStream:
         """Open a synthesis stream: a new context on the shared connection."""
-        stream = ElevenLabsStream(self, self._new_id())
-        self._register(stream)
-        return stream
+        return ElevenLabsStream(self, self._new_id())
 
     def _url(self) -> str:
         query = urllib.parse.urlencode(
