@@ -83,6 +83,7 @@ class WsFake:
         self.headers: list[Headers] = []
         self.contexts: dict[str, Context] = {}
         self.connections = 0
+        self.open: set[ServerConnection] = set()
         self._work: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
@@ -124,8 +125,14 @@ class WsFake:
             self.contexts[context_id] = Context(context_id, sign)
         return self.contexts[context_id]
 
+    async def close_connections(self) -> None:
+        """Close every open connection, as a server's idle timeout does."""
+        for ws in list(self.open):
+            await ws.close()
+
     async def _handle(self, ws: ServerConnection) -> None:
         self.connections += 1
+        self.open.add(ws)
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for raw in ws:
@@ -136,6 +143,7 @@ class WsFake:
         except Exception:
             pass
         finally:
+            self.open.discard(ws)
             for t in tasks:
                 t.cancel()
 

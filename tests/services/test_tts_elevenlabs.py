@@ -318,3 +318,21 @@ def test_bad_audio_is_bad_message(audio: object) -> None:
     with pytest.raises(ServiceError, match="audio") as info:
         stream._on_message({"audio": audio, "contextId": "x"})
     assert info.value.reason == "bad_message"
+
+
+def test_a_connection_the_server_closed_is_replaced() -> None:
+    async def main() -> None:
+        async with ElevenLabsFake() as fake:
+            async with client(fake) as tts:
+                first = tts.stream()
+                first.push("One. ")
+                first.end_input()
+                assert [w.text for c in await collect(first) for w in c.words] == ["One."]
+                await fake.close_connections()  # the server's idle timeout
+                second = tts.stream()
+                second.push("Two. ")
+                second.end_input()
+                assert [w.text for c in await collect(second) for w in c.words] == ["Two."]
+            assert fake.connections == 2
+
+    run(main)

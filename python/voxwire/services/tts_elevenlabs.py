@@ -109,6 +109,9 @@ class WsTtsStream(StreamMixin):
         self._carry = b""
         self.samples = 0
         """Samples of audio received so far."""
+        self.messages_sent = 0
+        """Messages of this stream sent so far."""
+        self._ws: Any = None  # the connection its messages went on
         self._started = False
         self._due = False  # audio is expected (text flushed or input ended)
         self._ended = False
@@ -274,17 +277,34 @@ class WsTtsClient:
 
     async def _send_loop(self) -> None:
         while not self._queue.empty():
-            _, message = self._queue.get_nowait()
-            try:
-                ws = await self._connect()
-                await ws.send(json.dumps(message))
-                self.messages_sent += 1
-            except ServiceError as e:
-                self._fail(e)
-            except Exception as e:  # the connection broke while sending
-                self._fail(
-                    ServiceError("tts", "closed", self._scrub(f"tts: the connection broke: {e}"))
-                )
+            stream, message = self._queue.get_nowait()
+            for attempt in (1, 2):
+                try:
+                    ws = await self._connect()
+                    await ws.send(json.dumps(message))
+                except ServiceError as e:
+                    self._fail(e, everyone=True)
+                except self._ws_mod.ConnectionClosed as e:
+                    if self._ws is ws:
+                        self._ws = None
+                    if attempt == 1 and stream._ws is None:
+                        # An idle connection the server had closed: a stream with
+                        # nothing on it yet goes on a new one.
+                        continue
+                    error = ServiceError("tts", "closed", f"tts: the connection broke: {e}")
+                    stream._finish(error)
+                    self._fail(error, ws=ws)
+                except Exception as e:  # the connection broke while sending
+                    error = ServiceError(
+                        "tts", "closed", self._scrub(f"tts: the connection broke: {e}")
+                    )
+                    stream._finish(error)
+                    self._fail(error)
+                else:
+                    stream._ws = ws
+                    stream.messages_sent += 1
+                    self.messages_sent += 1
+                break
 
     async def _read_loop(self, ws: Any) -> None:
         error: ServiceError | None = None
@@ -320,7 +340,7 @@ class WsTtsClient:
             if self._ws is ws:
                 self._ws = None
         if error is not None:
-            self._fail(error)
+            self._fail(error, ws=ws)
         await ws.close()
 
     def _global_error(self, message: Mapping[str, Any]) -> bool:
@@ -332,17 +352,25 @@ class WsTtsClient:
             "tts", "server_error", self._scrub(f"tts: the server sent an error: {error}")
         )
 
-    def _fail(self, error: ServiceError) -> None:
-        # The streams that used the connection end with the error; one not yet started
-        # will open the next connection.
-        for stream in list(self._streams.values()):
-            if stream._started:
-                stream._finish(error)
-        self._purge_all()
+    def _fail(self, error: ServiceError, *, ws: Any = None, everyone: bool = False) -> None:
+        """End the streams on connection ``ws`` (any, if ``None``) with ``error``.
 
-    def _purge_all(self) -> None:
+        With ``everyone``, the streams waiting for a connection end too; the others go
+        on a new connection.
+        """
+        failed = {
+            stream
+            for stream in self._streams.values()
+            if everyone or (stream._ws is not None and (ws is None or stream._ws is ws))
+        }
+        for stream in failed:
+            stream._finish(error)
+        items = []
         while not self._queue.empty():
-            self._queue.get_nowait()
+            items.append(self._queue.get_nowait())
+        for item in items:
+            if not everyone and item[0] not in failed and not item[0]._closed:
+                self._queue.put_nowait(item)
 
     async def aclose(self) -> None:
         """Close the connection (open streams end with ``closed``)."""
@@ -353,7 +381,7 @@ class WsTtsClient:
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
-        self._fail(ServiceError("tts", "closed", "tts: the client was closed"))
+        self._fail(ServiceError("tts", "closed", "tts: the client was closed"), everyone=True)
 
     async def __aenter__(self) -> Any:
         return self
