@@ -31,8 +31,10 @@ chunk in which it starts. The audio of a word still incomplete at the end of a m
 exactly the words whose audio starts in it; the audio before that word goes out at once.
 The last word of a context completes at ``isFinal``.
 
-:meth:`~ElevenLabsStream.aclose` (a barge-in) sends ``close_context`` at once, so nothing
-more is generated or billed, and drops any late audio of that context.
+:meth:`~ElevenLabsStream.aclose` (a barge-in) sends ``close_context`` at once, with no
+text of the stream still unsent (so it is never generated or billed), and drops any late
+audio of that context (counted in :attr:`WsTtsClient.ignored`). The protocol has no other
+cancel: what the server still sends for a closed context is read and dropped.
 
 Errors are :class:`~voxwire.errors.ServiceError` (``service="tts"``): ``connect`` (the
 connection could not be made, or the handshake was refused: an HTTP 401 is
@@ -53,7 +55,7 @@ import itertools
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
@@ -68,6 +70,8 @@ __all__ = [
     "WsTtsStream",
     "words_from_alignment",
 ]
+
+_C = TypeVar("_C", bound="WsTtsClient")
 
 SAMPLE_RATES: Final = (8000, 16000, 22050, 24000)
 """The PCM output rates ElevenLabs offers (``pcm_RATE``)."""
@@ -383,7 +387,7 @@ class WsTtsClient:
             await ws.close()
         self._fail(ServiceError("tts", "closed", "tts: the client was closed"), everyone=True)
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: _C) -> _C:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
