@@ -487,3 +487,17 @@ def test_the_idle_timer_rearms_while_messages_come_and_fires_when_they_stop() ->
     assert transport.closed == (CLOSE_IDLE, "idle for 0.25 s")
     assert call.stats.audio_chunks_in == 6
     assert ERRORS.count() == 0
+
+
+def test_the_idle_timer_stops_with_the_stream() -> None:
+    """After the stop message the handler's grace runs on; idleness no longer counts."""
+    peer = TwilioPeer()
+    stop = json.dumps({"event": "stop", "streamSid": peer.sid, "stop": {}})
+    transport = ScriptTransport([*peer.opening(), *media(peer, 0.1), stop])
+
+    async def handler(call: Call) -> None:
+        await drain(call)
+        await asyncio.sleep(0.5)  # longer than the idle timeout, within the grace
+
+    one_call(transport, handler, limits=Limits(idle_timeout=0.2, handler_grace=2.0))
+    assert transport.closed == (CLOSE_NORMAL, "")

@@ -489,7 +489,7 @@ class Call:
                 stage = "receive"
                 samples = stats.audio_samples_in
                 events = codec.receive(message, now)
-                if stats.first_reason.keys() - logged:
+                if len(stats.first_reason) != len(logged):
                     for kind, reason in stats.first_reason.items():
                         if kind not in logged:
                             logged.add(kind)
@@ -517,6 +517,9 @@ class Call:
         except Exception as exc:
             self._fail(stage, exc)
         finally:
+            if self._idle is not None:  # idleness is the reader's to judge, not the grace's
+                self._idle.cancel()
+                self._idle = None
             self._events.put_nowait(_END)
 
     async def _write_loop(self) -> None:
