@@ -23,22 +23,45 @@ Close codes
 constant                    code   when
 ==========================  =====  =================================================
 ``CLOSE_NORMAL``            1000   the handler returned, or the stream stopped
-``CLOSE_PROTOCOL_ERROR``    1002   the peer broke the protocol beyond recovery
-``CLOSE_POLICY``            1008   authentication failed, or the message rate limit
+``CLOSE_PROTOCOL_ERROR``    1002   the peer broke the protocol beyond recovery (a
+                                   refused start message included: the reason names
+                                   the value)
+``CLOSE_POLICY``            1008   authentication failed, or a rate limit (see below)
 ``CLOSE_TOO_BIG``           1009   a message larger than ``Limits.max_message_bytes``
-``CLOSE_INTERNAL``          1011   the handler raised
+``CLOSE_INTERNAL``          1011   the handler or voxwire itself raised
 ``CLOSE_IDLE``              4000   nothing received for ``Limits.idle_timeout`` seconds
 ``CLOSE_SLOW_PEER``         4001   more than ``Limits.max_pending_out`` messages wait
                                    for the peer to read them (it stopped reading)
 ==========================  =====  =================================================
+
+Rate limits
+-----------
+Two token buckets, refilled in real time. A message that carries audio costs its duration
+(at least ``Limits.min_message_audio``) from a bucket of ``Limits.max_audio_burst`` seconds
+refilled at ``Limits.max_audio_rate`` seconds per second: audio a stalled network held back
+and then delivers at once passes (it is bounded by its own duration), a sender running
+ahead of real time for long, or sending tiny media messages at a huge rate, does not. A
+message without audio (control, marks, skipped input) costs one token from a bucket of
+``Limits.max_messages_per_second`` tokens refilled at that rate (one second of burst).
+
+Failures
+--------
+No exception ends a call silently. One raised anywhere on a call's paths (``recv`` the
+transport, ``receive`` the codec, ``dispatch`` the events, ``timer`` the codec's timer,
+``sink`` the pacer's hand-off, ``writer`` the transport's send, ``handler`` the
+application) is logged once with the call's id, counted in :data:`ERRORS` by stage and
+type, and closes the call: :class:`~voxwire.errors.RemoteProtocolError` with
+``CLOSE_PROTOCOL_ERROR`` and its message as the reason, anything else with
+``CLOSE_INTERNAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections import deque
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,7 +81,9 @@ __all__ = [
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_SLOW_PEER",
     "CLOSE_TOO_BIG",
+    "ERRORS",
     "Call",
+    "CallErrors",
     "Handler",
     "Limits",
     "Transport",
@@ -75,6 +100,54 @@ CLOSE_INTERNAL = 1011
 CLOSE_IDLE = 4000
 CLOSE_SLOW_PEER = 4001
 
+_STAGES = ("recv", "receive", "dispatch", "timer", "sink", "writer", "handler", "task")
+
+
+class CallErrors:
+    """Exceptions raised on calls' paths, counted by (stage, exception type name).
+
+    One object per process (:data:`ERRORS`) counts every call's; read it for metrics.
+    The stages are ``recv``, ``receive``, ``dispatch``, ``timer``, ``sink``, ``writer``,
+    ``handler`` and ``task`` (a task that raised past its own guard).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def note(self, stage: str, exc: BaseException) -> None:
+        """Count one exception raised at ``stage``."""
+        if stage not in _STAGES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {_STAGES}")
+        key = (stage, type(exc).__name__)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def count(self, stage: str | None = None, kind: str | None = None) -> int:
+        """Exceptions counted, all or those of one stage and/or type name."""
+        with self._lock:
+            return sum(
+                n
+                for (s, k), n in self._counts.items()
+                if (stage is None or s == stage) and (kind is None or k == kind)
+            )
+
+    def as_dict(self) -> dict[tuple[str, str], int]:
+        """A copy of the counts, keyed by (stage, exception type name)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def clear(self) -> None:
+        """Forget every count."""
+        with self._lock:
+            self._counts.clear()
+
+
+ERRORS = CallErrors()
+"""The process's :class:`CallErrors`: every call counts its exceptions here."""
+
+_serial = itertools.count(1)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -82,8 +155,17 @@ class Limits:
 
     #: largest message accepted, in bytes (text frames counted as UTF-8 characters)
     max_message_bytes: int = 64 * 1024
-    #: sustained message rate allowed, messages per second, with one second of burst
+    #: messages without audio (control, marks, skipped input) allowed per second, with
+    #: one second of burst; audio is limited by the three fields below instead
     max_messages_per_second: float = 250.0
+    #: seconds of audio that may arrive ahead of real time at once (held audio a stalled
+    #: network delivers in one burst)
+    max_audio_burst: float = 10.0
+    #: seconds of audio per second allowed sustained (a little above real time)
+    max_audio_rate: float = 1.05
+    #: the least a message carrying audio costs, in seconds (tiny media messages at a huge
+    #: rate exhaust the audio budget)
+    min_message_audio: float = 0.01
     #: seconds without any message before the connection is closed
     idle_timeout: float = 15.0
     #: seconds the handler may run on after the stream ended
@@ -144,6 +226,10 @@ class Call:
         self.close_reason = ""
         self._closed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0
+        #: a process-unique number naming the call in logs before its stream id is known
+        self.serial = next(_serial)
 
     # --- application API -------------------------------------------------------------
 
@@ -247,6 +333,12 @@ class Call:
         self._events.put_nowait(event)
 
     def _sink(self, item: PacedItem) -> None:
+        try:
+            self._sink_item(item)
+        except Exception as exc:
+            self._fail("sink", exc)
+
+    def _sink_item(self, item: PacedItem) -> None:
         if self.codec.stopped or self.close_code is not None:
             return  # the stream ended with audio still queued: nothing more goes out
         if isinstance(item, MarkOut):
@@ -312,7 +404,30 @@ class Call:
         asyncio.get_running_loop().create_task(self.close(code, reason))
 
     def _ident(self) -> str:
-        return self.codec.started.stream_id if self.codec.started else "(not started)"
+        started = self.codec.started
+        return started.stream_id if started else f"#{self.serial} (not started)"
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        """Log, count and close for one exception raised at ``stage``."""
+        ERRORS.note(stage, exc)
+        if isinstance(exc, RemoteProtocolError):
+            log.warning(
+                "%s call %r: protocol error in %s: %s", self.codec.name, self._ident(), stage, exc
+            )
+            code, reason = CLOSE_PROTOCOL_ERROR, str(exc)[:120]
+        else:
+            log.error(
+                "%s call %r: %s raised %s",
+                self.codec.name,
+                self._ident(),
+                stage,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            code, reason = CLOSE_INTERNAL, f"internal error in {stage}: {type(exc).__name__}"
+        if self.close_code is None:
+            self._events.put_nowait(_END)
+            self._close_now(code, reason)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -325,58 +440,86 @@ class Call:
 
     def _fire_timer(self) -> None:
         self._timer = None
-        events = self.codec.handle_timer(asyncio.get_running_loop().time())
-        if self._dispatch(events):
-            self._arm_timer()
+        if self.close_code is not None:
+            return
+        try:
+            events = self.codec.handle_timer(asyncio.get_running_loop().time())
+            if self._dispatch(events):
+                self._arm_timer()
+        except Exception as exc:
+            self._fail("timer", exc)
+
+    def _check_idle(self) -> None:
+        """The one idle timer: close if nothing came for ``idle_timeout``, else re-arm."""
+        self._idle = None
+        if self.close_code is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_rx + self.limits.idle_timeout
+        if loop.time() >= due:
+            self._close_soon(CLOSE_IDLE, f"idle for {self.limits.idle_timeout:g} s")
+        else:
+            self._idle = loop.call_at(due, self._check_idle)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         limits = self.limits
-        window: deque[float] = deque()
+        recv = self.transport.recv
+        codec = self.codec
+        stats = codec.stats
         logged: set[str] = set()
+        budget = _Budget(limits, loop.time())
+        self._last_rx = loop.time()
+        self._idle = loop.call_at(self._last_rx + limits.idle_timeout, self._check_idle)
+        stage = "recv"
         try:
             while self.close_code is None:
+                stage = "recv"
                 try:
-                    message = await asyncio.wait_for(self.transport.recv(), limits.idle_timeout)
-                except asyncio.TimeoutError:
-                    self._close_soon(CLOSE_IDLE, f"idle for {limits.idle_timeout:g} s")
-                    return
+                    message = await recv()
                 except ConnectionClosed:
                     return
-                now = loop.time()
+                now = self._last_rx = loop.time()
                 if len(message) > limits.max_message_bytes:
                     self._close_soon(
                         CLOSE_TOO_BIG,
                         f"message of {len(message)} bytes, limit {limits.max_message_bytes}",
                     )
                     return
-                window.append(now)
-                while window and window[0] <= now - 1.0:
-                    window.popleft()
-                if len(window) > limits.max_messages_per_second:
-                    self._close_soon(
-                        CLOSE_POLICY, f"more than {limits.max_messages_per_second:g} messages/s"
-                    )
+                stage = "receive"
+                samples = stats.audio_samples_in
+                events = codec.receive(message, now)
+                if len(stats.first_reason) != len(logged):
+                    for kind, reason in stats.first_reason.items():
+                        if kind not in logged:
+                            logged.add(kind)
+                            log.warning(
+                                "%s call %r: skipped %s input (logged once): %s",
+                                codec.name,
+                                self._ident(),
+                                kind,
+                                reason,
+                            )
+                audio = stats.audio_samples_in - samples
+                started = codec.started
+                if audio and started is not None:
+                    refused = budget.audio(now, audio / started.media_format.sample_rate)
+                else:
+                    refused = budget.message(now)
+                if refused:
+                    self._close_soon(CLOSE_POLICY, refused)
                     return
-                try:
-                    events = self.codec.receive(message, now)
-                except RemoteProtocolError as exc:
-                    self._close_soon(CLOSE_PROTOCOL_ERROR, str(exc)[:120])
-                    return
-                for kind, reason in self.codec.stats.first_reason.items():
-                    if kind not in logged:
-                        logged.add(kind)
-                        log.warning(
-                            "%s call %r: skipped %s input (logged once): %s",
-                            self.codec.name,
-                            self._ident(),
-                            kind,
-                            reason,
-                        )
+                stage = "dispatch"
                 if not self._dispatch(events):
                     return
+                stage = "timer"
                 self._arm_timer()
+        except Exception as exc:
+            self._fail(stage, exc)
         finally:
+            if self._idle is not None:  # idleness is the reader's to judge, not the grace's
+                self._idle.cancel()
+                self._idle = None
             self._events.put_nowait(_END)
 
     async def _write_loop(self) -> None:
@@ -388,10 +531,16 @@ class Call:
                 await self.transport.send(message)
             except ConnectionClosed:
                 return
+            except Exception as exc:
+                self._fail("writer", exc)
+                return
 
     def _shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self.stream is not None:
             self._pacer.close(self.stream)
 
@@ -443,7 +592,10 @@ async def run_call(
         call._shutdown()
         for task in (reader, writer, user, closed):
             task.cancel()
-        await asyncio.gather(reader, writer, user, closed, return_exceptions=True)
+        results = await asyncio.gather(reader, writer, user, closed, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):  # a task raised past its guard: still counted
+                call._fail("task", result)
         code = call.close_code if call.close_code is not None else CLOSE_NORMAL
         with contextlib.suppress(Exception):
             await asyncio.wait_for(transport.close(code, call.close_reason), 1.0)
@@ -455,6 +607,47 @@ async def _guarded(handler: Handler, call: Call) -> None:
         await handler(call)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
+        ERRORS.note("handler", exc)
         log.exception("handler of %s call %r raised", call.codec.name, call._ident())
         await call.close(CLOSE_INTERNAL, "handler error")
+
+
+class _Budget:
+    """The two token buckets of the module docstring's rate limits."""
+
+    __slots__ = ("_audio", "_audio_at", "_limits", "_messages", "_messages_at")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self._limits = limits
+        self._audio = limits.max_audio_burst
+        self._audio_at = now
+        self._messages = float(limits.max_messages_per_second)
+        self._messages_at = now
+
+    def audio(self, now: float, seconds: float) -> str:
+        """Charge one message carrying ``seconds`` of audio; a reason when refused."""
+        limits = self._limits
+        level = self._audio + (now - self._audio_at) * limits.max_audio_rate
+        if level > limits.max_audio_burst:
+            level = limits.max_audio_burst
+        self._audio_at = now
+        self._audio = level - max(seconds, limits.min_message_audio)
+        if self._audio < 0.0:
+            return (
+                f"audio faster than real time: more than {limits.max_audio_burst:g} s ahead "
+                f"(sustained {limits.max_audio_rate:g} s/s)"
+            )
+        return ""
+
+    def message(self, now: float) -> str:
+        """Charge one message without audio; a reason when refused."""
+        rate = self._limits.max_messages_per_second
+        level = self._messages + (now - self._messages_at) * rate
+        if level > rate:
+            level = rate
+        self._messages_at = now
+        self._messages = level - 1.0
+        if self._messages < 0.0:
+            return f"more than {rate:g} messages/s without audio"
+        return ""

@@ -24,7 +24,9 @@ a wrong frame size, an unknown event, media before the start message, a text fra
 binary was expected) is *skipped*: the message yields no event and is counted in
 :class:`SessionStats` under its kind, with the first reason of each kind kept for one log
 line. Input after which the session cannot go on (a second start for another stream, a
-corrupt AudioSocket byte stream, more than ``max_skipped`` skipped messages) raises
+corrupt AudioSocket byte stream, more than ``max_skipped`` skipped messages, a start
+message whose sample rate is outside :data:`MIN_LINE_RATE` .. :data:`MAX_LINE_RATE`, does
+not give whole frames of ``frame_ms``, or that the resampler hook refuses) raises
 :class:`~voxwire.errors.RemoteProtocolError`. Asking a codec to send what its protocol
 does not allow raises :class:`~voxwire.errors.LocalProtocolError`. Nothing else escapes.
 
@@ -72,6 +74,8 @@ from voxwire.media_path import MediaDecoder, MediaEncoder, WireEncoding
 from voxwire.protocols.events import Audio, CallStarted, Event, MediaFormat
 
 __all__ = [
+    "MAX_LINE_RATE",
+    "MIN_LINE_RATE",
     "Base64MediaCodec",
     "MediaStreamCodec",
     "Outbound",
@@ -85,6 +89,11 @@ Outbound = str | bytes
 """One message to send: ``str`` as a WebSocket text frame, ``bytes`` as a binary frame."""
 
 PCM = npt.NDArray[np.int16]
+
+MIN_LINE_RATE = 1000
+"""Lowest line rate in Hz a start message may announce (lower is refused as a protocol error)."""
+MAX_LINE_RATE = 384000
+"""Highest line rate in Hz a start message may announce."""
 
 Transport = Literal["websocket", "tcp"]
 """What carries a protocol's messages: WebSocket frames, or a plain TCP byte stream."""
@@ -393,11 +402,24 @@ class MediaStreamCodec(ABC):
         fmt = started.media_format
         if fmt.channels != 1:
             raise RemoteProtocolError(f"expected mono audio, got {fmt.channels} channels")
-        if fmt.sample_rate <= 0:
-            raise RemoteProtocolError(f"expected a positive sample rate, got {fmt.sample_rate}")
+        rate = fmt.sample_rate
+        if not MIN_LINE_RATE <= rate <= MAX_LINE_RATE:
+            raise RemoteProtocolError(
+                f"expected a sample rate from {MIN_LINE_RATE} to {MAX_LINE_RATE} Hz, got {rate}"
+            )
+        if rate * self.frame_ms % 1000:
+            raise RemoteProtocolError(
+                f"sample rate {rate} Hz does not give whole {self.frame_ms} ms frames"
+            )
+        if self.pipeline_rate is not None and self.pipeline_rate != rate:
+            try:
+                self._inbound = self._new_resampler(rate, self.pipeline_rate)
+            except (ValueError, TypeError, OverflowError) as exc:
+                # the resampler refuses this pair: the peer's start message is at fault
+                raise RemoteProtocolError(
+                    f"sample rate {rate} Hz cannot be converted to {self.pipeline_rate} Hz: {exc}"
+                ) from None
         self.started = started
-        if self.pipeline_rate is not None and self.pipeline_rate != fmt.sample_rate:
-            self._inbound = self._new_resampler(fmt.sample_rate, self.pipeline_rate)
         return [started]
 
     def _audio_pcm(self, raw: bytes) -> tuple[PCM, PCM, int]:
