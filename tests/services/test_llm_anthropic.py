@@ -46,7 +46,7 @@ from voxwire.services.llm_anthropic import (
 from voxwire.services.llm_openai import LlmStatusError, SseParser
 
 T = TypeVar("T")
-KEY = "sk-ant-test-SECRET-987654321"
+KEY = "fake-anthropic-key-SECRET-987654321"
 HELLO = (ChatMessage("system", "Be brief."), ChatMessage("user", "Hi there"))
 WEATHER = ToolSpec(
     "get_weather",

@@ -46,7 +46,7 @@ from voxwire.services.llm_openai import (
 )
 
 T = TypeVar("T")
-KEY = "sk-test-SECRET-0123456789"
+KEY = "fake-openai-key-SECRET-0123456789"
 HELLO = (ChatMessage("system", "Be brief."), ChatMessage("user", "Hi there"))
 WEATHER = ToolSpec(
     "get_weather",
