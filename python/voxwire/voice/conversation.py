@@ -654,13 +654,9 @@ class Conversation:
         r.audio_samples += len(pcm)
         self._place_words(r, chunk.words, chunk.text, start, r.audio_samples / rate)
         if not r.paused and len(pcm):
+            # no marks inside a reply: a mark pads the partial frame before it with
+            # silence, which would move the reply's later words on the line
             self._play(r, pcm, start, out, now)
-            if chunk.text:
-                # a mark at each sentence's end: the phone's echo shows where it is
-                self._mark_count += 1
-                name = f"reply-{r.id}-s{self._mark_count}"
-                self._marks[name] = (r.id, "sentence")
-                out.append(Mark(name, r.id))
         return out
 
     def tts_done(self, reply: int, now: float) -> list[Action]:
