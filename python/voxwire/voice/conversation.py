@@ -345,10 +345,8 @@ class _Reply:
     tts_ended: bool = False
     tts_deadline: float | None = None
     round_message: int | None = None  # history index of this round's assistant message
-    round_text: str = ""
     round_calls: list[ToolCall] = field(default_factory=list)
     pending_tools: dict[str, ToolCall] = field(default_factory=dict)
-    tool_started: float = 0.0
     filler_at: float | None = None
     filler_said: bool = False
     end_call: bool = False
@@ -555,7 +553,6 @@ class Conversation:
         if r.metrics.llm_first_token is None and not isinstance(event, Usage):
             r.metrics.llm_first_token = now
         if isinstance(event, TextDelta):
-            r.round_text += event.text
             for chunk in r.chunker.push(event.text):
                 self._speak(r, chunk, out, now)
         elif isinstance(event, ToolCall):
@@ -596,7 +593,6 @@ class Conversation:
             r.pending_tools[call.id] = call
             out.append(RunTool(r.id, call))
         if r.pending_tools:
-            r.tool_started = now
             if self.config.filler_after > 0 and not r.filler_said:
                 r.filler_at = now + self.config.filler_after
         else:
@@ -913,7 +909,6 @@ class Conversation:
             )
         r.llm_open = True
         r.round_message = None
-        r.round_text = ""
         r.llm_deadline = now + self.config.llm_timeout
         if r.metrics.llm_request is None:
             r.metrics.llm_request = now
