@@ -27,7 +27,7 @@ agent) and pipecat's VAD stop time (``VADParams.stop_secs``, stated in the table
 recogniser's 100 ms run at the same time as the endpoint wait in both frameworks (each
 recogniser hears the audio as it comes), so the larger of the two counts, not their sum;
 ``k`` is the number of tokens of the reply's first sentence (the synthesiser is given a
-whole sentence: ``"Sure."`` is two tokens, 20 ms). The table also gives the brief form
+whole sentence: ``"Sure."`` is two tokens, 20 ms). The table also gives the serial form
 ``latency - (endpoint + 100 + 200 + 100 ms)`` for comparison. The rest is *overhead*:
 VAD detection latency, queueing, the event loops, pacing and the network stack.
 
@@ -119,7 +119,7 @@ def overhead(latency: float, endpoint_delay: float, reply: str = ANSWER) -> floa
     return latency - budget(endpoint_delay, reply)
 
 
-def brief_overhead(latency: float, endpoint_delay: float) -> float:
+def serial_overhead(latency: float, endpoint_delay: float) -> float:
     """``latency - (endpoint + STT + LLM first token + TTS)``: every stage in series."""
     return latency - (endpoint_delay + STT_LATENCY + LLM_FIRST_TOKEN + TTS_FIRST_AUDIO)
 
@@ -305,7 +305,7 @@ class Turns:
     latency: list[float] = field(default_factory=list)
     endpoint: list[float] = field(default_factory=list)
     overhead: list[float] = field(default_factory=list)
-    brief: list[float] = field(default_factory=list)
+    serial: list[float] = field(default_factory=list)
     agent_side: list[float] = field(default_factory=list)
     clear: list[float] = field(default_factory=list)
     stale: list[float] = field(default_factory=list)
@@ -332,7 +332,7 @@ async def measure_turns(server: Server, count: int) -> Turns:
         out.latency.append(latency)
         out.endpoint.append(endpoint)
         out.overhead.append(overhead(latency, endpoint))
-        out.brief.append(brief_overhead(latency, endpoint))
+        out.serial.append(serial_overhead(latency, endpoint))
         if record is not None and record.get("turns"):
             agent_latency = record["turns"][0].get("reply_latency")
             if agent_latency is not None:
@@ -391,14 +391,14 @@ def overhead_table(rows: dict[str, Turns | str]) -> list[str]:
     """The markdown table of part 1."""
     lines = [
         "| framework | turns | endpoint delay p50 (source) | reply latency p50 / p95 ms "
-        "| overhead p50 / p95 ms | brief form p50 / p95 ms | agent-side overhead p50 / p95 ms |",
+        "| overhead p50 / p95 ms | serial form p50 / p95 ms | agent-side overhead p50 / p95 ms |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for name, t in rows.items():
         if isinstance(t, str):
             lines.append(f"| {name} | - | {t} | - | - | - | - |")
             continue
-        lat, ovh, brf = p50_p95(t.latency), p50_p95(t.overhead), p50_p95(t.brief)
+        lat, ovh, brf = p50_p95(t.latency), p50_p95(t.overhead), p50_p95(t.serial)
         agent = p50_p95(t.agent_side)
         agent_cell = f"{_ms(agent[0])} / {_ms(agent[1])}" if t.agent_side else "-"
         ep = p50_p95(t.endpoint)[0]

@@ -55,7 +55,7 @@ def test_the_budget_takes_the_longer_of_endpointing_and_the_recogniser() -> None
 def test_overhead_is_the_latency_beyond_the_budget() -> None:
     assert al.overhead(0.60, 0.26, "Sure.") == pytest.approx(0.02)
     assert al.overhead(0.50, 0.26, "Sure.") == pytest.approx(-0.08)
-    assert al.brief_overhead(0.70, 0.2) == pytest.approx(0.70 - 0.6)
+    assert al.serial_overhead(0.70, 0.2) == pytest.approx(0.70 - 0.6)
     with pytest.raises(ValueError, match="finite"):
         al.overhead(math.nan, 0.2)
     with pytest.raises(ValueError, match="finite"):
@@ -85,7 +85,7 @@ def test_the_tables_name_a_framework_that_was_not_measured() -> None:
         latency=[0.5, 0.6],
         endpoint=[0.26, 0.26],
         overhead=[-0.08, 0.02],
-        brief=[-0.16, -0.06],
+        serial=[-0.16, -0.06],
         endpoint_source="policy",
     )
     lines = al.overhead_table({"voxwire": turns, "pipecat 1.14": "not measured: no venv"})
