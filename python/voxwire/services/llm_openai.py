@@ -639,7 +639,42 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class HttpLlmModel:
+class HttpSession:
+    """One aiohttp session per client, made in the running event loop on first use and
+    reused (connections kept alive); the key scrubbed from any text shown. For the HTTP
+    service clients, which set the attributes below in their ``__init__``."""
+
+    _aiohttp: Any
+    _api_key: str | None
+    timeout: float
+    connect_timeout: float
+    _session: aiohttp.ClientSession | None
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            aiohttp = self._aiohttp
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
+                ),
+                trust_env=False,
+            )
+            self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session and its kept-alive connections (a later call opens another)."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+
+class HttpLlmModel(HttpSession):
     """What the HTTP model clients share: one aiohttp session, timeouts, the key.
 
     The session is made on the first completion, in the running event loop, and reused
@@ -675,28 +710,6 @@ class HttpLlmModel:
 
     def _decoder(self) -> EventDecoder:  # pragma: no cover - always overridden
         raise NotImplementedError
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            aiohttp = self._aiohttp
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
-                ),
-                trust_env=False,
-            )
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        """Close the session and its kept-alive connections (a later call opens another)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
 
     async def __aenter__(self: _M) -> _M:
         return self

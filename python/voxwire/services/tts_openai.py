@@ -46,7 +46,7 @@ import numpy as np
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin
-from voxwire.services.llm_openai import SseEvent, SseParser
+from voxwire.services.llm_openai import HttpSession, SseEvent, SseParser
 
 if TYPE_CHECKING:
     import aiohttp
@@ -74,7 +74,7 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class OpenAISpeechTts:
+class OpenAISpeechTts(HttpSession):
     """OpenAI's speech endpoint as a :class:`~voxwire.services.base.TextToSpeech`.
 
     Parameters
@@ -182,28 +182,6 @@ class OpenAISpeechTts:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            aiohttp = self._aiohttp
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
-                ),
-                trust_env=False,
-            )
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        """Close the HTTP session (a later stream opens another)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
 
     async def __aenter__(self) -> OpenAISpeechTts:
         return self
