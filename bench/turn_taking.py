@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from voxwire.sim.speech import speech_bounds
 from voxwire.vad import SpeechEnd, SpeechStart, Vad
+from voxwire.voice.conversation import VoiceConfig
 from voxwire.voice.turns import TurnPolicy
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
 RATE = 16000
 FRAME_MS = 20
 PAUSE_S = (0.3, 1.2)
+PREEMPTIVE_MIN_WAIT = VoiceConfig().preemptive_min_wait
+PREEMPTIVE_MAX_WAIT = VoiceConfig().preemptive_max_wait
 LEAD_S = 0.6
 TAIL_S = 3.0
 SNR_DB = 35.0
@@ -356,6 +359,13 @@ class TurnResult:
 
     cut_offs: int
     delay: float | None  # end-of-turn delay in seconds; None if it never started
+    # preemptive replies (VoiceConfig(preemptive=True)): a draft starts at each speech
+    # end whose policy wait is at least PREEMPTIVE_MIN_WAIT; the caller going on throws it
+    # away; the last one, when the agent starts on it, answered the turn
+    drafts: int = 0
+    wasted: int = 0
+    answered_by_draft: bool = False
+    hidden: float = 0.0  # the policy wait of that draft: time the services run in
 
 
 def score_turn(
@@ -370,21 +380,37 @@ def score_turn(
     events = vad.process_batch(turn.audio).events
     starts: list[float] = []
     pending: float | None = None
+    drafted = False  # the pending start has a draft behind it
+    wait = 0.0
+    drafts = wasted = 0
+    answered_by_draft = False
+    hidden = 0.0
     for event in events:
         reported = (event.frame + 1) * frame_s
         if isinstance(event, SpeechStart):
             if pending is not None and pending <= reported:
                 starts.append(pending)
+                if not answered_by_draft and drafted and pending >= turn.end:
+                    answered_by_draft, hidden = True, wait
+            elif pending is not None and drafted:
+                wasted += 1
             pending = None
         elif isinstance(event, SpeechEnd):
             text = transcript(turn, reported, punctuated=punctuated)
-            pending = reported + policy.delay(text)
+            wait = policy.delay(text)
+            pending = reported + wait
+            drafted = bool(text) and PREEMPTIVE_MIN_WAIT <= wait <= PREEMPTIVE_MAX_WAIT
+            drafts += drafted
     if pending is not None:
         starts.append(pending)
+        if not answered_by_draft and drafted and pending >= turn.end:
+            answered_by_draft, hidden = True, wait
     end = turn.end
     cut_offs = sum(1 for t in starts if t < end)
     after = [t - end for t in starts if t >= end]
-    return TurnResult(cut_offs, after[0] if after else None)
+    return TurnResult(
+        cut_offs, after[0] if after else None, drafts, wasted, answered_by_draft, hidden
+    )
 
 
 @dataclass(frozen=True)
@@ -396,6 +422,9 @@ class Score:
     cut_offs: int
     pauses: int
     delays: tuple[float, ...]
+    drafts: int = 0
+    wasted: int = 0
+    hidden: tuple[float, ...] = ()  # per turn answered by a draft: the wait it ran in
 
     @property
     def cut_rate(self) -> float:
@@ -421,6 +450,9 @@ def score(turns: Sequence[Turn], policy: Policy, *, punctuated: bool = True) -> 
         cut_offs=sum(r.cut_offs for r in results),
         pauses=sum(t.pauses for t in turns),
         delays=tuple(r.delay for r in results if r.delay is not None),
+        drafts=sum(r.drafts for r in results),
+        wasted=sum(r.wasted for r in results),
+        hidden=tuple(r.hidden for r in results if r.answered_by_draft),
     )
 
 
@@ -478,6 +510,27 @@ def table(turns: Sequence[Turn], policy: TurnPolicy | None = None) -> list[list[
     return rows
 
 
+def preemptive_table(turns: Sequence[Turn], policy: TurnPolicy | None = None) -> list[list[str]]:
+    """What preemptive replies would do on ``turns``: drafts started and thrown away per
+    turn, and the turns a draft answered with the wait the services could run in."""
+    voxwire = policy if policy is not None else TurnPolicy()
+    rows = []
+    for name, punctuated in (("punctuated text", True), ("plain lowercase text", False)):
+        s = score(turns, voxwire, punctuated=punctuated)
+        n = max(1, s.turns)
+        hidden = f"{1000 * statistics.median(s.hidden):.0f}" if s.hidden else "-"
+        rows.append(
+            [
+                name,
+                f"{s.drafts / n:.2f}",
+                f"{s.wasted / n:.2f}",
+                f"{100 * len(s.hidden) / n:.0f}%",
+                hidden,
+            ]
+        )
+    return rows
+
+
 def _print(rows: list[list[str]], header: list[str]) -> None:
     print("| " + " | ".join(header) + " |")
     print("| " + " | ".join("---" for _ in header) + " |")
@@ -512,6 +565,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     _print(table(held), header)
+    print()
+    print(
+        "Preemptive replies (VoiceConfig(preemptive=True), held-out split): a draft reply "
+        f"starts at each speech end whose policy wait is {PREEMPTIVE_MIN_WAIT:.2f}-"
+        f"{PREEMPTIVE_MAX_WAIT:.2f} s; "
+        "the caller going on throws it away."
+    )
+    print()
+    _print(
+        preemptive_table(held),
+        [
+            "transcripts",
+            "drafts / turn",
+            "thrown away / turn",
+            "turns answered by a draft",
+            "median wait they ran in (ms)",
+        ],
+    )
     print()
     print(f"The tune split ({len(tune_turns)} turns), same settings:")
     print()

@@ -22,6 +22,7 @@ from voxwire.aio import Call
 from voxwire.services.base import ChatMessage, ToolCall
 from voxwire.services.fake import FakeLlm, FakeReply, FakeStt, FakeTts
 from voxwire.sim import PROVIDERS, CallPlan, CallReport, place_call, synthesize
+from voxwire.voice.conversation import VoiceConfig
 from voxwire.voice.tools import tool
 
 SAY = "What are your opening hours?"
@@ -100,6 +101,31 @@ def booking_reply(messages: Sequence[ChatMessage]) -> FakeReply:
     return FakeReply("Let me book that.", [ToolCall("call_1", "book", {"day": "monday"})])
 
 
+held_bookings: list[str] = []
+
+
+@tool
+def hold_slot(day: str) -> str:
+    """Hold a slot.
+
+    Parameters
+    ----------
+    day : str
+        The day.
+    """
+    held_bookings.append(day)
+    return f"held {day}"
+
+
+def holding_reply(messages: Sequence[ChatMessage]) -> FakeReply:
+    if messages[-1].role == "tool":
+        return FakeReply(f"Done: {messages[-1].content}.")
+    return FakeReply("", [ToolCall("call_9", "hold_slot", {"day": "friday"})])
+
+
+PREEMPTIVE = VoiceConfig(preemptive=True)
+
+
 def broken_reply(messages: Sequence[ChatMessage]) -> str:
     raise RuntimeError("the model is down")
 
@@ -126,6 +152,28 @@ def outcomes() -> dict[str, Outcome]:
         plan,
         VoiceAgent(
             FakeStt(["book me for monday"]), FakeLlm(booking_reply), FakeTts(), tools=[book]
+        ),
+    )
+    # plain text (no punctuation): the policy waits 420 ms, the reply is prepared in it
+    agents["preemptive"] = (
+        "vonage",
+        CallPlan(speech("vonage")),
+        VoiceAgent(
+            FakeStt(["what are your opening hours"]),
+            FakeLlm(answer(ANSWER)),
+            FakeTts(),
+            config=PREEMPTIVE,
+        ),
+    )
+    agents["preemptive-tool"] = (
+        "twilio",
+        plan,
+        VoiceAgent(
+            FakeStt(["hold friday for me"]),
+            FakeLlm(holding_reply),
+            FakeTts(),
+            tools=[hold_slot],
+            config=PREEMPTIVE,
         ),
     )
     agents["broken"] = (
@@ -214,4 +262,35 @@ def test_the_agent_hangs_up_after_its_goodbye(outcomes: dict[str, Outcome]) -> N
     (result,) = results
     assert result.hung_up
     assert report.closed_by_server
+    assert report.utterances[0].reply_start is not None
+
+
+def test_a_preemptive_reply_is_prepared_in_the_wait_and_heard(
+    outcomes: dict[str, Outcome],
+) -> None:
+    report, results, agent = outcomes["preemptive"]
+    (said,) = report.utterances
+    assert said.reply_start is not None, report.summary()
+    (result,) = results
+    assert result.drafts == {"started": 1, "used": 1, "discarded": 0}
+    (turn,) = result.turns
+    assert turn.preemptive
+    assert turn.llm_request is not None
+    assert turn.endpoint is not None
+    assert turn.llm_request < turn.endpoint  # the model ran while the policy waited
+    assert [m.content for m in result.history.messages] == ["what are your opening hours", ANSWER]
+    assert isinstance(agent.llm, FakeLlm)
+    assert len(agent.llm.requests) == 1
+
+
+def test_a_preemptive_replys_tool_runs_once_after_the_turn(
+    outcomes: dict[str, Outcome],
+) -> None:
+    report, results, _ = outcomes["preemptive-tool"]
+    assert held_bookings == ["friday"]
+    (result,) = results
+    assert result.drafts["used"] == 1
+    roles = [m.role for m in result.history.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    assert result.history.messages[-1].content == "Done: held friday."
     assert report.utterances[0].reply_start is not None

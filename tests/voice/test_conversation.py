@@ -545,3 +545,163 @@ def test_a_short_sound_before_any_reply_text_is_let_go_without_harm() -> None:
     play = h.synth(start.reply, "Hi there.")
     assert play.offset == 0.0
     assert h.conv.turns[-1].false_interruptions == 1
+
+
+# --- preemptive replies -------------------------------------------------------------
+
+
+def speak_until_vad_end(h: Harness, text: str, seconds: float = 0.8) -> list[Action]:
+    """The caller says ``text`` (final 100 ms after it ends) and stays quiet until the
+    VAD has ended the utterance (hangover 200 ms): what came in that time."""
+    h.silence(0.2)
+    got = h.feed(tone(seconds))
+    got += h.silence(0.1)
+    got += h.take(h.conv.transcript(Transcript(text, True, 0, seconds), h.now))
+    got += h.silence(0.2)
+    return got
+
+
+def test_a_preemptive_reply_is_prepared_in_the_wait_and_plays_at_the_endpoint() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "what are your opening hours")
+    starts = h.of(StartLlm, got)
+    assert len(starts) == 1  # the model started while the policy still waits
+    start = starts[0]
+    assert isinstance(start, StartLlm)
+    assert start.messages[-1].content == "what are your opening hours"
+    h.reply(start.reply, "We open at nine.")
+    pcm = tone(0.9)
+    held = h.take(
+        h.conv.tts_audio(
+            start.reply,
+            SpeechAudio(pcm, words_of("We open at nine."), "We open at nine."),
+            h.now,
+            RATE,
+        )
+    )
+    h.take(h.conv.tts_done(start.reply, h.now))
+    assert not h.of(Play, held)  # held: the turn is not over yet
+    assert not h.of(Play)
+    assert h.conv.state == "listening"
+    assert h.conv.turns == []
+    got = h.silence(0.5)  # the endpoint passes
+    plays = h.of(Play, got)
+    assert len(plays) == 1
+    play = plays[0]
+    assert isinstance(play, Play)
+    assert play.offset == 0.0
+    assert np.array_equal(play.pcm, pcm)
+    marks = [m for m in h.of(Mark, got) if isinstance(m, Mark)]
+    assert [m.final for m in marks] == [False, True]  # the start mark, then the end
+    assert len(h.of(StartLlm)) == 1  # no second request
+    turn = h.conv.turns[-1]
+    assert turn.preemptive
+    assert turn.endpoint is not None
+    assert turn.llm_request is not None
+    assert turn.llm_request < turn.endpoint
+    assert h.conv.drafts == {"started": 1, "used": 1, "discarded": 0}
+    h.take(h.conv.mark_played(marks[0].name, h.now))
+    h.take(h.conv.mark_played(marks[1].name, h.now + 1))
+    assert [(m.role, m.content) for m in h.history.messages] == [
+        ("user", "what are your opening hours"),
+        ("assistant", "We open at nine."),
+    ]
+    assert h.conv.state == "listening"
+
+
+def test_a_caller_who_goes_on_discards_the_draft_and_its_history() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "my number is")
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    h.reply(start.reply, "Thank you.")
+    h.take(h.conv.tts_audio(start.reply, SpeechAudio(tone(0.5), (), "Thank you."), h.now, RATE))
+    got = h.feed(tone(0.5))  # the caller goes on before the endpoint
+    assert h.of(CancelTts, got)
+    assert h.history.messages == []
+    h.take(h.conv.transcript(Transcript("four one five", True), h.now))
+    got = h.silence(1.5)
+    assert not h.of(Play)  # nothing of the draft ever played
+    starts = [s for s in h.of(StartLlm, got) if isinstance(s, StartLlm)]
+    assert starts
+    assert starts[0].messages[-1].content == "my number is four one five"
+    assert h.conv.drafts["discarded"] == 1
+
+
+def test_a_drafts_tool_calls_wait_for_the_end_of_the_turn() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "book me for monday")
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    h.take(h.conv.llm_event(start.reply, ToolCall("c1", "book", {"day": "monday"}), h.now))
+    early = h.take(h.conv.llm_done(start.reply, h.now))
+    assert not h.of(RunTool, early)
+    assert not h.of(RunTool)
+    got = h.silence(0.5)
+    runs = h.of(RunTool, got)
+    assert len(runs) == 1
+    assert h.history.messages[-1].tool_calls
+
+
+def test_a_drafts_tool_call_never_runs_when_the_caller_goes_on() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "book me for")
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    h.take(h.conv.llm_event(start.reply, ToolCall("c1", "book", {"day": "?"}), h.now))
+    h.take(h.conv.llm_done(start.reply, h.now))
+    h.feed(tone(0.5))
+    h.take(h.conv.transcript(Transcript("tuesday", True), h.now))
+    got = h.silence(1.0)
+    assert not h.of(RunTool)
+    starts = [s for s in h.of(StartLlm, got) if isinstance(s, StartLlm)]
+    assert len(starts) == 1
+    assert starts[0].messages[-1].content == "book me for tuesday"
+    assert [m.content for m in h.history.messages] == ["book me for tuesday"]
+
+
+def test_a_changed_transcript_replaces_the_draft() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "what time")
+    (first,) = h.of(StartLlm, got)
+    assert isinstance(first, StartLlm)
+    # the recogniser's last words come late, with the caller silent
+    got = h.take(h.conv.transcript(Transcript("do you open", True), h.now))
+    assert h.of(CancelLlm, got)
+    starts = [s for s in h.of(StartLlm, got) if isinstance(s, StartLlm)]
+    assert len(starts) == 1
+    assert starts[0].reply != first.reply
+    assert starts[0].messages[-1].content == "what time do you open"
+    assert [m.content for m in h.history.messages] == ["what time do you open"]
+    assert h.conv.drafts == {"started": 2, "used": 0, "discarded": 1}
+
+
+def test_a_failed_draft_is_dropped_and_the_reply_starts_at_the_endpoint() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    got = speak_until_vad_end(h, "hello")
+    (start,) = h.of(StartLlm, got)
+    assert isinstance(start, StartLlm)
+    got = h.take(h.conv.llm_failed(start.reply, ServiceError("llm", "status_503"), h.now))
+    assert not h.of(SpeakText, got)  # no apology for a draft nobody heard
+    assert h.history.messages == []
+    got = h.silence(0.5)
+    starts = [s for s in h.of(StartLlm, got) if isinstance(s, StartLlm)]
+    assert len(starts) == 1
+    assert starts[0].reply != start.reply
+    assert h.conv.errors == {"llm:status_503": 1}
+
+
+def test_no_draft_when_the_policy_answers_at_once_or_without_a_final() -> None:
+    h = Harness(VoiceConfig(preemptive=True), wait=0.05)
+    speak_until_vad_end(h, "what are your hours?")
+    h.silence(0.2)
+    # the endpoint was 50 ms away: the ordinary reply started then, no draft
+    assert h.conv.drafts["started"] == 0
+    assert len(h.of(StartLlm)) == 1
+    assert not h.conv.turns[-1].preemptive
+    h2 = Harness(VoiceConfig(preemptive=True), wait=0.6)
+    h2.silence(0.2)
+    h2.feed(tone(0.8))
+    h2.take(h2.conv.transcript(Transcript("book a", False), h2.now))
+    h2.silence(0.3)
+    assert h2.conv.drafts["started"] == 0  # interim words only: nothing stable to answer

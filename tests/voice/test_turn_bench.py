@@ -153,3 +153,30 @@ def test_corpus_from_espeak() -> None:
         result = bench.score_turn(turn, bench.FixedSilence(2.0))
         assert result.cut_offs == 0  # no inserted pause is 2 s long
         assert result.delay is not None
+
+
+class _Waits:
+    """0.4 s after every speech end: in the preemptive range."""
+
+    hangover_ms = 200
+
+    def delay(self, text: str) -> float:
+        return 0.4
+
+
+def test_preemptive_drafts_are_counted_thrown_away_or_answering() -> None:
+    # a 1.0 s pause outlasts 200 + 400 ms: the agent cuts in (the policy's fault), and the
+    # draft behind that start is neither thrown away nor an answer
+    cut = bench.score_turn(_turn(1.0), _Waits())
+    assert cut.cut_offs == 1
+    assert (cut.drafts, cut.wasted, cut.answered_by_draft) == (2, 0, True)
+    assert cut.hidden == pytest.approx(0.4)
+    # a 0.4 s pause: the caller goes on inside the wait, the first draft is thrown away
+    kept = bench.score_turn(_turn(0.4), _Waits())
+    assert kept.cut_offs == 0
+    assert (kept.drafts, kept.wasted, kept.answered_by_draft) == (2, 1, True)
+    # waits outside the range start no draft
+    none = bench.score_turn(_turn(0.4), bench.FixedSilence(1.0))
+    assert (none.drafts, none.wasted, none.answered_by_draft) == (0, 0, False)
+    rows = bench.preemptive_table([_turn(0.4)], TurnPolicy())
+    assert [r[0] for r in rows] == ["punctuated text", "plain lowercase text"]

@@ -85,6 +85,9 @@ class AgentCallResult:
     turns: list[TurnMetrics]
     errors: dict[str, int] = field(default_factory=dict)
     hung_up: bool = False
+    drafts: dict[str, int] = field(default_factory=dict)
+    """Preemptive replies: ``started``, ``used`` and ``discarded`` (see
+    :attr:`voxwire.voice.conversation.VoiceConfig.preemptive`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -93,6 +96,7 @@ class AgentCallResult:
             "turns": [t.as_dict() for t in self.turns],
             "errors": dict(self.errors),
             "hung_up": self.hung_up,
+            "drafts": dict(self.drafts),
         }
 
 
@@ -248,7 +252,7 @@ class _AgentCall:
 
     def result(self) -> AgentCallResult:
         c = self.conversation
-        return AgentCallResult(c.history, c.turns, dict(c.errors), self.hung_up)
+        return AgentCallResult(c.history, c.turns, dict(c.errors), self.hung_up, dict(c.drafts))
 
     # --- the call's events -----------------------------------------------------------
 

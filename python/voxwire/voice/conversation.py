@@ -29,6 +29,20 @@ is played as it comes. Tool calls are run when the model's round ends; their res
 back to the model for the next round (at most ``max_tool_rounds``); a tool that runs
 longer than ``filler_after`` makes the agent say ``filler_text``.
 
+Preemptive replies
+------------------
+With ``preemptive`` on, the reply is prepared while the turn policy still waits: when
+the VAD ends an utterance whose final transcript is in (no interim words pending) and the
+end of the turn is ``preemptive_min_wait`` to ``preemptive_max_wait`` away (a longer wait
+means the words say the caller is not done), the model and the synthesiser start at
+once on that text, and their audio is held. When the turn ends with the same
+text, the held audio plays at once: the model's and the synthesiser's first-result times
+are hidden inside the wait. If the caller goes on (the VAD hears speech) or the
+transcript changes, the draft is cancelled and its messages leave the history; the turn
+goes on as without it. A draft never runs a tool: its tool calls wait for the end of
+the turn. The cost is the model tokens and synthesised characters of drafts that are
+thrown away (``Conversation.drafts`` counts them).
+
 Barge-in and what the caller heard
 ----------------------------------
 While a reply plays, caller speech stops it: after ``pause_frames`` frames of speech
@@ -317,6 +331,13 @@ class VoiceConfig:
     """Said when the call starts (empty: the agent waits for the caller)."""
     knowledge: bool = False
     """Run the knowledge hook (:class:`Retrieve`) on every caller turn."""
+    preemptive: bool = False
+    """Prepare the reply while the turn policy still waits (see "Preemptive replies")."""
+    preemptive_min_wait: float = 0.15
+    """Start a preemptive reply only when the end of the turn is at least this far off."""
+    preemptive_max_wait: float = 0.75
+    """... and at most this far: a longer wait means the words say the caller is not done
+    (a trailing "and", "um", a digit run), and a draft would mostly be thrown away."""
 
 
 # --- the reply ------------------------------------------------------------------------
@@ -369,6 +390,10 @@ class _Reply:
     failed: bool = False
     messages: list[int] = field(default_factory=list)  # assistant messages it added
     user_message: int | None = None
+    # a preemptive reply, prepared before the end of the turn was confirmed
+    draft: bool = False
+    held_calls: list[ToolCall] | None = None  # its tool calls, run once it is confirmed
+    held_done: bool = False  # it finished with nothing to say
 
 
 # --- the conversation ------------------------------------------------------------------
@@ -431,6 +456,10 @@ class Conversation:
         self._next_reply = 0
         self._reply: _Reply | None = None
         self._carry: _Reply | None = None  # a reply ended by a barge-in with tools running
+        self._draft: _Reply | None = None  # a preemptive reply, held until the endpoint
+        #: preemptive replies: ``started``, ``used`` (the turn ended as they assumed) and
+        #: ``discarded`` (the caller went on, or the transcript changed)
+        self.drafts = {"started": 0, "used": 0, "discarded": 0}
         # barge-in
         self._barge_frames = 0
         self._barge_onset: float | None = None
@@ -523,7 +552,7 @@ class Conversation:
             if self._final_wait is not None and result.final:
                 self._end_turn(now, out)
             else:
-                self._schedule_endpoint(now)
+                self._schedule_endpoint(now, out)
         return out
 
     def stt_failed(self, error: ServiceError, now: float) -> list[Action]:
@@ -533,9 +562,9 @@ class Conversation:
 
     def retrieved(self, reply: int, context: str, now: float) -> list[Action]:
         """The knowledge hook's answer for ``reply`` (empty: nothing found or it failed)."""
-        r = self._reply
+        r = self._live(reply)
         out: list[Action] = []
-        if r is None or r.id != reply or not r.retrieving:
+        if r is None or not r.retrieving:
             return out
         r.retrieving = False
         r.retrieve_deadline = None
@@ -571,9 +600,17 @@ class Conversation:
             self._speak(r, chunk, out, now)
         calls = r.round_calls
         r.round_calls = []
+        if calls and r.draft:
+            r.held_calls = calls  # no tool runs before the caller's turn is confirmed
+            return out
+        self._round_end(r, calls, out, now)
+        return out
+
+    def _round_end(self, r: _Reply, calls: list[ToolCall], out: list[Action], now: float) -> None:
+        """A model round ended with ``calls``: run them, or finish the reply's text."""
         if not calls:
             self._finish_text(r, out, now)
-            return out
+            return
         # the round's assistant message carries its calls (and what it said before them)
         if r.round_message is None:
             r.round_message = self.history.add_assistant("", calls)
@@ -597,7 +634,6 @@ class Conversation:
                 r.filler_at = now + self.config.filler_after
         else:
             self._after_tools(r, out, now)
-        return out
 
     def llm_failed(self, reply: int, error: ServiceError, now: float) -> list[Action]:
         """Reply ``reply``'s completion failed."""
@@ -607,6 +643,10 @@ class Conversation:
             return out
         r.llm_open = False
         r.llm_deadline = None
+        if r.draft:
+            self._count(error)
+            self._discard_draft(out)  # the reply starts afresh at the end of the turn
+            return out
         self._fail(r, error, out, now)
         return out
 
@@ -673,6 +713,10 @@ class Conversation:
         if r is None:
             return out
         self._count(error)
+        if r.draft:
+            r.tts_open = False
+            self._discard_draft(out)
+            return out
         r.metrics.errors.append(f"{error.service}:{error.reason}")
         r.tts_open = False
         r.tts_deadline = None
@@ -714,7 +758,7 @@ class Conversation:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` is next due, or None."""
         times = [self._endpoint_at, self._final_wait]
-        for r in (self._reply, self._carry):
+        for r in (self._reply, self._carry, self._draft):
             if r is not None:
                 times += [r.llm_deadline, r.tts_deadline, r.filler_at, r.retrieve_deadline]
         due = [t for t in times if t is not None]
@@ -731,6 +775,18 @@ class Conversation:
         if self._final_wait is not None and now >= self._final_wait:
             self._final_wait = None
             self._start_reply(now, out)
+        d = self._draft
+        if d is not None:
+            if d.retrieve_deadline is not None and now >= d.retrieve_deadline:
+                d.retrieving = False
+                d.retrieve_deadline = None
+                d.metrics.errors.append("knowledge:timeout")
+                self._start_llm(d, out, now)
+            for deadline, service in ((d.llm_deadline, "llm"), (d.tts_deadline, "tts")):
+                if deadline is not None and now >= deadline:
+                    self._count(ServiceError(service, "timeout"))
+                    self._discard_draft(out)
+                    break
         r = self._reply
         if r is not None:
             if r.retrieve_deadline is not None and now >= r.retrieve_deadline:
@@ -768,6 +824,7 @@ class Conversation:
         since the caller heard no more of it. None: nothing of it was heard.
         """
         out: list[Action] = []
+        self._discard_draft(out)
         r = self._reply
         if r is not None:
             self._cancel(r, out)
@@ -806,18 +863,34 @@ class Conversation:
             self._endpoint_at = None
             self._final_wait = None
             self._vad_end_at = None
+            self._discard_draft(out)  # the caller went on
         elif isinstance(event, SpeechEnd) and self._user_open:
             self._user_open = False
             self._turn_started = True
             self._speech_end = t - self.policy.hangover_ms / 1000
             self._vad_end_at = t
-            self._schedule_endpoint(t)
+            self._schedule_endpoint(t, out)
 
-    def _schedule_endpoint(self, now: float) -> None:
+    def _schedule_endpoint(self, now: float, out: list[Action]) -> None:
         if self._vad_end_at is None or self.state != "listening":
             return
-        delay = self.policy.delay(self._turn_text())
+        text = self._turn_text()
+        delay = self.policy.delay(text)
         self._endpoint_at = max(now, self._vad_end_at + delay)
+        d = self._draft
+        if d is not None and (self._interim or d.metrics.user_text != text):
+            self._discard_draft(out)  # the transcript moved on: the draft answers old words
+        if (
+            self.config.preemptive
+            and self._draft is None
+            and self._reply is None
+            and self._turn_texts
+            and not self._interim
+            and self.config.preemptive_min_wait
+            <= self._endpoint_at - now
+            <= self.config.preemptive_max_wait
+        ):
+            self._start_draft(text, now, out)
 
     def _turn_text(self) -> str:
         parts = [*self._turn_texts, self._interim] if self._interim else self._turn_texts
@@ -827,6 +900,7 @@ class Conversation:
         self._endpoint_at = None
         if not self._turn_started and not self._turn_texts and not self._interim:
             self._vad_end_at = None
+            self._discard_draft(out)
             return
         if self._interim or not self._turn_texts:
             # the final is not in yet: ask for it and wait a little
@@ -851,6 +925,11 @@ class Conversation:
         self._vad_end_at = None
         self._speech_end = None
         self._final_at = None
+        d = self._draft
+        if d is not None and text and d.metrics.user_text == text:
+            self._promote(d, now, out, speech_end, endpoint, final_at)
+            return
+        self._discard_draft(out)
         if not text:
             return
         r = self._new_reply(now, user_text=text)
@@ -876,6 +955,72 @@ class Conversation:
         self._reply = r
         self.state = "thinking"
         return r
+
+    # --- preemptive replies ----------------------------------------------------------
+
+    def _start_draft(self, text: str, now: float, out: list[Action]) -> None:
+        """Prepare the reply to ``text`` now; it is held until the end of the turn."""
+        self._next_reply += 1
+        metrics = TurnMetrics(len(self.turns), user_text=text, preemptive=True)
+        d = _Reply(self._next_reply, metrics, SentenceChunker(), draft=True, paused=True)
+        self._draft = d
+        self.drafts["started"] += 1
+        d.user_message = self.history.add_user(text)
+        if self.config.knowledge:
+            d.retrieving = True
+            d.retrieve_deadline = now + self.config.retrieve_timeout
+            out.append(Retrieve(d.id, text))
+        else:
+            self._start_llm(d, out, now)
+
+    def _promote(
+        self,
+        d: _Reply,
+        now: float,
+        out: list[Action],
+        speech_end: float | None,
+        endpoint: float | None,
+        final_at: float | None,
+    ) -> None:
+        """The turn ended as the draft assumed: it becomes the reply, and plays."""
+        self._draft = None
+        self.drafts["used"] += 1
+        d.draft = False
+        d.paused = False
+        m = d.metrics
+        m.index = len(self.turns)
+        self.turns.append(m)
+        m.speech_end = speech_end
+        m.endpoint = now
+        m.stt_final = final_at
+        if endpoint is not None and speech_end is not None:
+            m.endpoint_delay = now - endpoint
+        self._reply = d
+        self.state = "thinking"
+        if d.held_calls is not None:
+            calls, d.held_calls = d.held_calls, None
+            self._round_end(d, calls, out, now)
+        if d.audio_samples:
+            data = np.concatenate(d.audio) if len(d.audio) > 1 else d.audio[0]
+            self._play(d, data.copy(), 0.0, out, now)
+        if d.held_done:
+            d.held_done = False
+            self._reply_finished(d, out, now)
+        elif d.end_marked and not d.tts_open:
+            d.end_marked = False
+            self._mark_end(d, out, now)
+
+    def _discard_draft(self, out: list[Action]) -> None:
+        """Drop the draft: its work is cancelled and its messages leave the history."""
+        d = self._draft
+        if d is None:
+            return
+        self._draft = None
+        self.drafts["discarded"] += 1
+        self._cancel(d, out)
+        self.history.cut_reply(d.messages, [""] * len(d.messages))
+        if d.user_message is not None:
+            del self.history.messages[d.user_message]
 
     def _caller_continued(self, r: _Reply, t: float, out: list[Action]) -> None:
         """Speech after the endpoint, before any audio played: the turn was not over."""
@@ -994,6 +1139,9 @@ class Conversation:
         r.played_samples = round(offset * r.rate) + len(pcm)
 
     def _reply_finished(self, r: _Reply, out: list[Action], now: float) -> None:
+        if r.draft:
+            r.held_done = True  # it finishes once it is confirmed
+            return
         r.playing = False
         self.closed.append(r.metrics)
         messages = self.history.messages
@@ -1019,8 +1167,10 @@ class Conversation:
             self._carry = r  # their results still enter the history
 
     def _live(self, reply: int) -> _Reply | None:
-        r = self._reply
-        return r if r is not None and r.id == reply else None
+        for r in (self._reply, self._draft):
+            if r is not None and r.id == reply:
+                return r
+        return None
 
     def _count(self, error: ServiceError) -> None:
         key = f"{error.service}:{error.reason}"

@@ -85,6 +85,9 @@ class TurnMetrics:
     """Service failures of the turn, as ``"service:reason"``."""
     endpoint_delay: float | None = None
     """The wait the turn-taking policy chose after the VAD's end of speech (seconds)."""
+    preemptive: bool = False
+    """The reply was prepared while the turn policy still waited (model and synthesiser
+    started before ``endpoint``) and played once the turn ended as it assumed."""
 
     @property
     def reply_latency(self) -> float | None:
