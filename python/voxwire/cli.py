@@ -108,7 +108,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "voice agent (--agent) holds a conversation; both stop talking at once when the "
         "caller talks over them. Stops cleanly on SIGINT/SIGTERM.",
     )
-    serve.add_argument("--protocol", required=True, choices=_PROTOCOLS)
+    serve.add_argument(
+        "--protocol",
+        required=True,
+        choices=(*_PROTOCOLS, "webrtc"),
+        help="the provider's media stream, or webrtc: browsers (a talk page at / and WHIP "
+        "at /whip; needs the webrtc extra)",
+    )
     which = serve.add_mutually_exclusive_group(required=True)
     which.add_argument("--echo", action="store_true", help="run the echo agent")
     which.add_argument(
@@ -223,6 +229,8 @@ def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
     from voxwire.security import TokenAuth
 
+    if args.protocol == "webrtc":
+        return _serve_webrtc(args)
     tcp = CODECS[args.protocol].transport == "tcp"
     if args.token and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
@@ -279,6 +287,61 @@ def _serve(args: argparse.Namespace) -> int:
             stop=stop,
             ready=ready,
         )
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 1
+    print("voxwire serve: stopped", flush=True)
+    return 0
+
+
+def _serve_webrtc(args: argparse.Namespace) -> int:
+    import functools
+
+    from voxwire.agents.echo import echo_handler
+    from voxwire.agents.server import PIPELINE_RATE
+    from voxwire.security import TokenAuth
+    from voxwire.webrtc import WebRtcServer, WebRtcUnavailable, check_aiortc
+
+    try:
+        check_aiortc()
+    except WebRtcUnavailable as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    handler: Any
+    if args.agent:
+        try:
+            handler = _load_agent(args.agent)
+        except (ImportError, AttributeError, ValueError) as exc:
+            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
+            return 2
+        kind = f"agent {args.agent}"
+    else:
+        handler = functools.partial(echo_handler, rate=PIPELINE_RATE, hangover_ms=args.hangover_ms)
+        kind = "echo agent"
+    server = WebRtcServer(
+        handler,
+        auth=TokenAuth(args.token) if args.token else None,
+        pipeline_rate=getattr(handler, "pipeline_rate", PIPELINE_RATE),
+    )
+    port = args.port if args.port is not None else 8080
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server.serve(args.host, port) as url:
+            print(f"voxwire serve: webrtc {kind}: open {url} (WHIP at {url}whip)", flush=True)
+            await stop.wait()
+            await server.aclose()
 
     try:
         asyncio.run(run())

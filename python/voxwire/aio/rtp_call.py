@@ -66,6 +66,7 @@ from voxwire.protocols.base import as_pcm
 from voxwire.protocols.events import (
     Audio,
     CallStarted,
+    Dtmf,
     Encoding,
     Event,
     MarkPlayed,
@@ -82,6 +83,7 @@ __all__ = [
     "RtpCodecInfo",
     "RtpHandler",
     "RtpServer",
+    "run_call",
     "run_rtp_call",
     "serve_rtp",
 ]
@@ -165,6 +167,8 @@ class RtpCall:
         self._created = asyncio.get_running_loop().time()
         #: inbound audio events dropped because the handler fell behind
         self.events_dropped = 0
+        #: key presses that came before the stream started (see :meth:`dtmf`)
+        self.dtmf_dropped = 0
         self.close_code: int | None = None
         self.close_reason = ""
         endpoint.on_mark = self._mark_played
@@ -312,6 +316,16 @@ class RtpCall:
             return
         self._events.put_nowait(event)
 
+    def dtmf(self, event: Dtmf) -> None:
+        """Deliver a key press decoded beside the audio (RFC 4733 telephone events, see
+        :class:`voxwire.protocols.telephone_event.TelephoneEvents`): the handler gets it
+        as a :class:`Dtmf` event, in order with the audio. Before the stream started
+        there is no call to deliver it to: it is counted in :attr:`dtmf_dropped`."""
+        if self._started is None:
+            self.dtmf_dropped += 1
+            return
+        self._deliver(event)
+
     def _mark_played(self, name: str) -> None:
         # the endpoint's on_mark, called from the pacer: only queue
         self._deliver(MarkPlayed(name))
@@ -399,6 +413,12 @@ async def run_rtp_call(
     )
     await _run(call, handler, handler_grace)
     return call
+
+
+async def run_call(call: RtpCall, handler: RtpHandler, *, handler_grace: float = 2.0) -> None:
+    """Run ``handler`` on ``call`` (made on an open endpoint) to the call's end, as
+    :func:`run_rtp_call` does; for transports that build the call themselves (WebRTC)."""
+    await _run(call, handler, handler_grace)
 
 
 async def _run(call: RtpCall, handler: RtpHandler, handler_grace: float) -> None:

@@ -1,0 +1,268 @@
+"""One browser call over WebRTC: aiortc for ICE, DTLS and SRTP; voxwire for the media.
+
+aiortc (https://github.com/aiortc/aiortc) does the connection: ICE, the DTLS handshake
+and SRTP. Its audio path is left out (a fixed 16-packet jitter buffer that stalls on a
+loss, no Opus FEC or concealment, a 96 kbit/s stereo encoder in a thread pool). Instead:
+
+* **Inbound.** Every RTP packet, once SRTP-unprotected, is taken from the DTLS transport
+  (``RTCDtlsTransport._handle_rtp_data``, before aiortc's routing, depacketising and
+  jitter buffer) and handed to an :class:`~voxwire.aio.rtp.RtpEndpoint` over an
+  :class:`~voxwire.protocols.rtp_session.RtpSession` for Opus: voxwire's adaptive jitter
+  buffer, in-band FEC recovery and concealment, on the playout clock. Telephone events
+  (RFC 4733) become :class:`~voxwire.protocols.events.Dtmf` events.
+* **Outbound.** The endpoint encodes with voxwire's Opus encoder (mono, ``opus_bitrate``,
+  in-band FEC planned for ``opus_loss_percent``), paced by the process's pacer, with the
+  talkspurt rule of RTP calls; each packet goes to the DTLS transport to be protected and
+  sent (``RTCDtlsTransport._send_rtp``) with the SSRC aiortc announced in the answer.
+  aiortc's own sender gets a track that never yields a frame, so it never encodes.
+
+The call is an :class:`~voxwire.aio.rtp_call.RtpCall` (``call.codec.name == "webrtc"``):
+every handler of the other transports (the echo agent, the voice agent) runs on it, with
+barge-in from the send clock.
+
+The two private names used are checked when a peer is made (:func:`check_aiortc`):
+if an aiortc release moves them, :class:`WebRtcUnavailable` says so at once, and
+``tests/webrtc`` fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import itertools
+import logging
+from typing import Any
+
+from voxwire.aio.rtp import RtpEndpoint
+from voxwire.aio.rtp_call import RtpCall, RtpHandler, run_call
+from voxwire.errors import VoxwireError
+from voxwire.protocols.rtp_session import RtpSession
+from voxwire.protocols.telephone_event import TelephoneEvents
+from voxwire.webrtc.sdp import AudioOffer, fix_answer, parse_offer
+
+__all__ = ["WebRtcPeer", "WebRtcUnavailable", "check_aiortc"]
+
+log = logging.getLogger("voxwire.webrtc")
+
+_ids = itertools.count(1)
+
+
+class WebRtcUnavailable(VoxwireError):
+    """aiortc is missing, or the aiortc internals voxwire's media path uses moved."""
+
+
+def check_aiortc() -> None:
+    """Raise :class:`WebRtcUnavailable` unless aiortc is importable and has the two
+    internals used here, with the signatures used here."""
+    try:
+        from aiortc.rtcdtlstransport import RTCDtlsTransport
+    except ImportError as exc:
+        raise WebRtcUnavailable("WebRTC needs aiortc: pip install 'voxwire[webrtc]'") from exc
+    for name, params in (
+        ("_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
+        ("_send_rtp", ["self", "data"]),
+    ):
+        method = getattr(RTCDtlsTransport, name, None)
+        if method is None or not inspect.iscoroutinefunction(method):
+            raise WebRtcUnavailable(
+                f"aiortc's RTCDtlsTransport.{name} is gone: this aiortc is not one "
+                "voxwire's WebRTC media path supports (aiortc>=1.14,<2)"
+            )
+        got = list(inspect.signature(method).parameters)
+        if got != params:
+            raise WebRtcUnavailable(
+                f"aiortc's RTCDtlsTransport.{name}{tuple(got)} changed (expected "
+                f"{tuple(params)}): voxwire's WebRTC media path supports aiortc>=1.14,<2"
+            )
+
+
+class _SrtpSender(asyncio.DatagramTransport):
+    """The endpoint's socket: each RTP packet goes to the DTLS transport, which protects
+    it and sends it over ICE. Packets before the connection is up are counted, not sent."""
+
+    def __init__(self, dtls: Any) -> None:
+        super().__init__()
+        self._dtls = dtls
+        self._closing = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self.sent = 0
+        self.unsent = 0
+        self.errors = 0
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return
+        if getattr(self._dtls, "state", "") != "connected":
+            self.unsent += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._send(bytes(data)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self._dtls._send_rtp(data)
+            self.sent += 1
+        except Exception:  # the connection went down under us: the call's end follows
+            self.errors += 1
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+
+def _silent_track() -> Any:
+    """An audio track for aiortc's sender that never yields a frame (voxwire sends)."""
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    class HeldTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._ended = asyncio.Event()
+
+        async def recv(self) -> Any:
+            await self._ended.wait()
+            raise MediaStreamError
+
+        def stop(self) -> None:
+            self._ended.set()
+            super().stop()
+
+    return HeldTrack()
+
+
+class WebRtcPeer:
+    """One browser call: made by :meth:`accept` from the browser's offer.
+
+    Attributes
+    ----------
+    id : str
+        The session's id (its WHIP resource is ``/whip/<id>``).
+    answer : str
+        The SDP answer to send back.
+    offer : AudioOffer
+        What the offer's audio section proposed.
+    call : RtpCall
+        The call the handler runs on.
+    """
+
+    def __init__(self, pc: Any, offer: AudioOffer, answer: str, call: RtpCall) -> None:
+        self.id = f"{next(_ids):x}"
+        self.pc = pc
+        self.offer = offer
+        self.answer = answer
+        self.call = call
+        self.dtmf = TelephoneEvents(48000)
+        self.task: asyncio.Task[None] | None = None
+        self._sender: _SrtpSender | None = None
+        self._closed = False
+
+    @classmethod
+    async def accept(
+        cls,
+        offer_sdp: str,
+        *,
+        pipeline_rate: int = 16000,
+        idle_timeout: float = 15.0,
+        opus_bitrate: int = 32000,
+        opus_loss_percent: int = 10,
+        jitter: dict[str, float | int | bool] | None = None,
+    ) -> WebRtcPeer:
+        """Answer ``offer_sdp``: raise :class:`~voxwire.webrtc.sdp.SdpError` for an offer
+        without Opus audio, :class:`WebRtcUnavailable` without a usable aiortc."""
+        check_aiortc()
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        offer = parse_offer(offer_sdp)
+        pc = RTCPeerConnection()
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            transceiver = next((t for t in pc.getTransceivers() if t.kind == "audio"), None)
+            if transceiver is None:
+                raise WebRtcUnavailable("aiortc made no audio transceiver for the offer")
+            pc.addTrack(_silent_track())
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)  # aiortc gathers every candidate first
+            session = RtpSession(
+                "opus",
+                payload_type=offer.opus,
+                sample_rate=48000,
+                jitter=jitter,
+                opus_bitrate=opus_bitrate,
+                opus_loss_percent=opus_loss_percent,
+                ssrc=transceiver.sender._ssrc,
+            )
+        except BaseException:
+            await pc.close()
+            raise
+        dtls = transceiver.receiver.transport
+        sender = _SrtpSender(dtls)
+        peer_id = f"{next(_ids):x}"
+        endpoint = RtpEndpoint.attach(session, sender, ("webrtc", 0))
+        call = RtpCall(endpoint, pipeline_rate=pipeline_rate, idle_timeout=idle_timeout)
+        call.codec = dataclasses.replace(call.codec, name="webrtc")
+        peer = cls(pc, offer, fix_answer(pc.localDescription.sdp, offer), call)
+        peer.id = peer_id
+        peer._sender = sender
+        peer._tap(dtls, endpoint)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await peer.close(f"connection {pc.connectionState}")
+
+        return peer
+
+    def _tap(self, dtls: Any, endpoint: RtpEndpoint) -> None:
+        event_pt = self.offer.telephone_event
+
+        async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+            if event_pt is not None and len(data) >= 12 and data[1] & 0x7F == event_pt:
+                self._telephone_event(data)
+                return
+            endpoint.datagram_received(data, ("webrtc", 0))
+
+        dtls._handle_rtp_data = handle_rtp_data
+
+    def _telephone_event(self, data: bytes) -> None:
+        from voxwire.rtp import parse_rtp
+
+        try:
+            packet = parse_rtp(data)
+        except ValueError:
+            self.dtmf.malformed += 1
+            return
+        for event in self.dtmf.receive(bytes(packet.payload), packet.timestamp):
+            self.call.dtmf(event)
+
+    def start(self, handler: RtpHandler, *, handler_grace: float = 2.0) -> asyncio.Task[None]:
+        """Run ``handler`` on the call; the peer closes when the call ends."""
+
+        async def run() -> None:
+            try:
+                await run_call(self.call, handler, handler_grace=handler_grace)
+            finally:
+                await self.close("call ended")
+
+        self.task = asyncio.get_running_loop().create_task(run())
+        return self.task
+
+    async def close(self, reason: str = "") -> None:
+        """End the call and the peer connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        log.info("webrtc %s: closing (%s)", self.id, reason or "closed")
+        if self._sender is not None:
+            self._sender.close()
+        self.call.endpoint.close()
+        await self.pc.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

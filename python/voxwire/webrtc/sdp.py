@@ -1,0 +1,158 @@
+"""The audio section of a browser's SDP offer, and the fixes voxwire makes to the answer.
+
+Pure functions on SDP text (RFC 8866), no I/O. A browser's offer lists Opus
+(``opus/48000/2``, usually payload type 111, with ``a=fmtp:111 minptime=10;
+useinbandfec=1``), RED (``red/48000/2``), G.711 and ``telephone-event``. aiortc's answer
+keeps the codecs it knows and drops every ``a=fmtp`` line of Opus, which tells the
+browser not to send in-band FEC (RFC 7587 section 6.1: ``useinbandfec`` is a receiver's
+preference), and it drops ``telephone-event``. :func:`fix_answer` puts both back, with
+the offerer's payload types:
+
+* ``a=fmtp:<opus> minptime=10;useinbandfec=1``: the browser's encoder adds in-band FEC,
+  which voxwire's jitter buffer uses to recover a lost packet from the next one;
+* ``telephone-event/48000`` (RFC 4733) in the audio m-line, when the offer had it at
+  48 kHz, so the page may send key presses.
+
+Limits: at most :data:`MAX_SDP_BYTES` of text and :data:`MAX_LINES` lines; anything
+else raises :class:`SdpError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["MAX_LINES", "MAX_SDP_BYTES", "AudioOffer", "SdpError", "fix_answer", "parse_offer"]
+
+MAX_SDP_BYTES = 64 * 1024
+"""Longest SDP accepted (a browser's audio-only offer is 2-6 KB)."""
+MAX_LINES = 2000
+
+_RTPMAP = re.compile(r"^a=rtpmap:(\d{1,3}) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
+_FMTP = re.compile(r"^a=fmtp:(\d{1,3}) (.*)$")
+
+
+class SdpError(ValueError):
+    """An SDP offer voxwire cannot answer; ``reason`` is a short code, the message says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AudioOffer:
+    """What the first audio m-line of an offer proposes (payload types as offered)."""
+
+    opus: int
+    """Opus's payload type."""
+    opus_fmtp: str
+    """The offer's ``a=fmtp`` parameters for Opus ('' when none)."""
+    red: int | None
+    """RED (RFC 2198) at 48 kHz, when offered."""
+    telephone_event: int | None
+    """``telephone-event/48000``, when offered."""
+    direction: str
+    """sendrecv, sendonly, recvonly or inactive."""
+
+
+def _lines(sdp: str) -> list[str]:
+    if len(sdp.encode("utf-8", "replace")) > MAX_SDP_BYTES:
+        raise SdpError("too_large", f"the SDP is longer than {MAX_SDP_BYTES} bytes")
+    if "\x00" in sdp:
+        raise SdpError("malformed", "the SDP holds a NUL character")
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if len(lines) > MAX_LINES:
+        raise SdpError("too_large", f"the SDP has more than {MAX_LINES} lines")
+    if not lines or not lines[0].startswith("v=0"):
+        raise SdpError("malformed", "an SDP starts with v=0")
+    return [line for line in lines if line]
+
+
+def _sections(lines: list[str]) -> tuple[list[str], list[list[str]]]:
+    session: list[str] = []
+    media: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            media.append([line])
+        elif media:
+            media[-1].append(line)
+        else:
+            session.append(line)
+    return session, media
+
+
+def parse_offer(sdp: str) -> AudioOffer:
+    """The first audio section of ``sdp``; raise :class:`SdpError` if it has no Opus."""
+    _, media = _sections(_lines(sdp))
+    for section in media:
+        fields = section[0][2:].split()
+        if len(fields) < 4 or fields[0] != "audio" or fields[1] == "0":
+            continue
+        listed = set(fields[3:])
+        opus = red = event = None
+        fmtp: dict[int, str] = {}
+        direction = "sendrecv"
+        for line in section[1:]:
+            m = _RTPMAP.match(line)
+            if m and m.group(1) in listed:
+                pt, name, rate = int(m.group(1)), m.group(2).lower(), int(m.group(3))
+                if name == "opus" and rate == 48000 and opus is None:
+                    opus = pt
+                elif name == "red" and rate == 48000 and red is None:
+                    red = pt
+                elif name == "telephone-event" and rate == 48000 and event is None:
+                    event = pt
+                continue
+            f = _FMTP.match(line)
+            if f:
+                fmtp[int(f.group(1))] = f.group(2).strip()
+            elif line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                direction = line[2:]
+        if opus is None:
+            raise SdpError("no_opus", "the offer's audio has no opus/48000")
+        return AudioOffer(opus, fmtp.get(opus, ""), red, event, direction)
+    raise SdpError("no_audio", "the offer has no audio section")
+
+
+def fix_answer(answer: str, offer: AudioOffer) -> str:
+    """``answer`` with Opus's FEC parameters and ``telephone-event`` put back (see the
+    module docstring); other sections and lines are kept as they are."""
+    eol = "\r\n"
+    session, media = _sections(_lines(answer))
+    out = list(session)
+    done = False
+    for section in media:
+        fields = section[0][2:].split()
+        if done or len(fields) < 4 or fields[0] != "audio" or str(offer.opus) not in fields[3:]:
+            out += section
+            continue
+        done = True
+        listed = fields[3:]
+        head = section[0]
+        body = [
+            line
+            for line in section[1:]
+            if not line.startswith(f"a=fmtp:{offer.opus} ")
+            and not (
+                offer.telephone_event is not None
+                and line.startswith(
+                    (f"a=rtpmap:{offer.telephone_event} ", f"a=fmtp:{offer.telephone_event} ")
+                )
+            )
+        ]
+        if offer.telephone_event is not None and str(offer.telephone_event) not in listed:
+            head = f"{head} {offer.telephone_event}"
+        # the fmtp and rtpmap lines go right after Opus's rtpmap
+        at = next(
+            (i + 1 for i, line in enumerate(body) if line.startswith(f"a=rtpmap:{offer.opus} ")),
+            len(body),
+        )
+        extra = [f"a=fmtp:{offer.opus} minptime=10;useinbandfec=1"]
+        if offer.telephone_event is not None:
+            extra += [
+                f"a=rtpmap:{offer.telephone_event} telephone-event/48000",
+                f"a=fmtp:{offer.telephone_event} 0-15",
+            ]
+        out += [head, *body[:at], *extra, *body[at:]]
+    return eol.join(out) + eol

@@ -1,0 +1,311 @@
+"""WebRTC calls end to end over loopback: an aiortc peer plays the browser, against
+voxwire's WHIP server and media path (ICE, DTLS and SRTP are real)."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+aiortc = pytest.importorskip("aiortc", reason="WebRTC needs the webrtc extra (aiortc)")
+aiohttp = pytest.importorskip("aiohttp")
+av = pytest.importorskip("av")
+pytest.importorskip("opuslib", reason="voxwire's Opus path needs opuslib")
+pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+
+import aioice.ice  # noqa: E402
+from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
+
+from voxwire.agents.echo import echo_handler  # noqa: E402
+from voxwire.aio.rtp_call import RtpCall  # noqa: E402
+from voxwire.protocols.events import CallStarted, Dtmf  # noqa: E402
+from voxwire.resample import Resampler  # noqa: E402
+from voxwire.sim.caller import aligned_correlation  # noqa: E402
+from voxwire.sim.speech import synthesize  # noqa: E402
+from voxwire.webrtc import WebRtcPeer, WebRtcServer, check_aiortc  # noqa: E402
+
+RATE = 48000
+FRAME = 960
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ICE candidates on 127.0.0.1 only, for both peers (aioice leaves loopback out)."""
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]
+    )
+
+
+class SignalTrack(MediaStreamTrack):
+    """The browser's microphone: ``pcm`` (48 kHz mono) in 20 ms frames, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: np.ndarray) -> None:
+        super().__init__()
+        self.pcm = pcm
+        self.pos = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> Any:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        await asyncio.sleep(max(0.0, self.t0 + self.pos / RATE - time.monotonic()))
+        chunk = self.pcm[self.pos : self.pos + FRAME]
+        if len(chunk) < FRAME:
+            chunk = np.concatenate([chunk, np.zeros(FRAME - len(chunk), np.int16)])
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self.pos
+        frame.time_base = fractions.Fraction(1, RATE)
+        self.pos += FRAME
+        return frame
+
+
+class Browser:
+    """An aiortc peer connection that sends ``pcm`` and records what it receives."""
+
+    def __init__(self, pcm: np.ndarray) -> None:
+        self.pc = RTCPeerConnection()
+        self.pc.addTrack(SignalTrack(pcm))
+        self.heard: list[np.ndarray] = []
+        self._reader: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            self._reader = asyncio.ensure_future(self._read(track))
+
+    async def _read(self, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            samples = frame.to_ndarray().reshape(-1)
+            channels = len(frame.layout.channels)
+            self.heard.append(samples[::channels].astype(np.int16))
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    def received(self) -> np.ndarray:
+        return np.concatenate(self.heard) if self.heard else np.zeros(0, np.int16)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+def to16k(pcm: np.ndarray) -> np.ndarray:
+    r = Resampler(RATE, 16000)
+    return np.concatenate([r.process(pcm), r.flush()])
+
+
+SAID = synthesize("Hello there, this is a test of the echo over web RTC.", RATE, seed=3)
+
+
+def test_the_aiortc_internals_used_are_where_voxwire_expects_them() -> None:
+    check_aiortc()  # fails loudly when an aiortc release moves them
+
+
+async def _echo_call(server: WebRtcServer, url: str, seconds: float) -> tuple[Browser, Any]:
+    pcm = np.concatenate([np.zeros(RATE // 2, np.int16), SAID, np.zeros(RATE * 6, np.int16)])
+    browser = Browser(pcm)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url + "whip", data=await browser.offer(), headers={"Content-Type": "application/sdp"}
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            location = resp.headers["Location"]
+            answer = await resp.text()
+        await browser.answer(answer)
+        await asyncio.sleep(seconds)
+        peer = server.peers[location.rsplit("/", 1)[1]]
+        async with http.delete(url.rstrip("/") + location) as resp:
+            assert resp.status == 200
+    await browser.close()
+    return browser, peer
+
+
+def test_a_browser_call_is_echoed_through_voxwires_media_path() -> None:
+    server = WebRtcServer(echo_handler)
+
+    async def main() -> tuple[Browser, Any]:
+        async with server.serve("127.0.0.1", 0) as url:
+            got = await _echo_call(server, url, 2 * len(SAID) / RATE + 2.0)
+            for _ in range(100):
+                if not server.peers:
+                    break
+                await asyncio.sleep(0.02)
+            return got
+
+    browser, peer = asyncio.run(asyncio.wait_for(main(), 30))
+    assert server.answered == 1
+    assert server.peers == {}  # the DELETE ended it
+    # the answer asked the browser for in-band FEC, with the offer's payload type
+    assert f"a=fmtp:{peer.offer.opus} minptime=10;useinbandfec=1" in peer.answer
+    stats = peer.call.session.stats()
+    assert stats.frames.get("normal", 0) > 100  # voxwire's jitter buffer played the stream
+    assert peer._sender.sent > 50  # and voxwire's encoder sent the echo
+    assert peer.call.codec.name == "webrtc"
+    value, _ = aligned_correlation(to16k(SAID), to16k(browser.received()))
+    assert value > 0.75, value
+
+
+def test_key_presses_reach_the_handler_as_dtmf_events() -> None:
+    events: list[object] = []
+
+    async def handler(call: RtpCall) -> None:
+        async for event in call:
+            events.append(event)
+            if isinstance(event, Dtmf):
+                return
+
+    async def main() -> None:
+        pcm = np.zeros(RATE * 3, np.int16)
+        browser = Browser(pcm)
+        offer = await browser.offer()
+        offer = offer.replace(
+            "a=rtpmap:0 PCMU/8000", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/48000"
+        ).replace("UDP/TLS/RTP/SAVPF 96", "UDP/TLS/RTP/SAVPF 96 101", 1)
+        peer = await WebRtcPeer.accept(offer)
+        assert peer.offer.telephone_event == 101
+        assert "a=rtpmap:101 telephone-event/48000" in peer.answer
+        task = peer.start(handler)
+        await browser.answer(peer.answer)
+        for _ in range(200):
+            if any(isinstance(e, CallStarted) for e in events):
+                break
+            await asyncio.sleep(0.02)
+        dtls = peer.pc.getTransceivers()[0].receiver.transport
+        ssrc = 0x1234
+        for end, repeat in ((False, 1), (True, 3)):
+            for _ in range(repeat):
+                payload = bytes([7, 0x80 if end else 0]) + (4800).to_bytes(2, "big")
+                header = bytes([0x80, 101, 0, 1]) + (96000).to_bytes(4, "big")
+                await dtls._handle_rtp_data(header + ssrc.to_bytes(4, "big") + payload, 0)
+        await asyncio.wait_for(task, 5)
+        await browser.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert [e for e in events if isinstance(e, Dtmf)] == [Dtmf("7", 100)]
+
+
+def test_bad_requests_are_refused_with_their_status_and_counted() -> None:
+    server = WebRtcServer(echo_handler, max_sessions=1)
+    server.auth = None
+
+    async def main() -> dict[str, int]:
+        statuses: dict[str, int] = {}
+        async with server.serve("127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+            sdp = {"Content-Type": "application/sdp"}
+
+            async def post(name: str, body: bytes | str, headers: dict[str, str]) -> None:
+                async with http.post(url + "whip", data=body, headers=headers) as resp:
+                    statuses[name] = resp.status
+
+            await post("json", "{}", {"Content-Type": "application/json"})
+            await post("huge", "v=0\r\n" + "a=x\r\n" * 20000, sdp)
+            await post("garbage", "hello", sdp)
+            await post("no_audio", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", sdp)
+            async with http.options(url + "whip") as resp:
+                statuses["options"] = resp.status
+                assert resp.headers["Accept-Post"] == "application/sdp"
+            async with http.delete(url + "whip/nope") as resp:
+                statuses["unknown"] = resp.status
+            async with http.patch(url + "whip/nope", data="x") as resp:
+                statuses["trickle"] = resp.status
+            async with http.get(url) as resp:
+                statuses["page"] = resp.status
+                assert "RTCPeerConnection" in await resp.text()
+            # one call is allowed; the second is refused while the first is open
+            first = Browser(np.zeros(RATE * 2, np.int16))
+            await post("first", await first.offer(), sdp)
+            second = Browser(np.zeros(RATE, np.int16))
+            await post("second", await second.offer(), sdp)
+            await first.close()
+            await second.close()
+            await server.aclose()
+        return statuses
+
+    statuses = asyncio.run(asyncio.wait_for(main(), 30))
+    assert statuses == {
+        "json": 415,
+        "huge": 413,
+        "garbage": 400,
+        "no_audio": 400,
+        "options": 204,
+        "unknown": 404,
+        "trickle": 405,
+        "page": 200,
+        "first": 201,
+        "second": 503,
+    }
+    assert server.refused == {415: 1, 413: 1, 400: 2, 404: 1, 405: 1, 503: 1}
+
+
+def test_a_token_is_required_when_set() -> None:
+    from voxwire.security import TokenAuth
+
+    server = WebRtcServer(echo_handler, auth=TokenAuth("test-token-123"))
+
+    async def main() -> list[int]:
+        out = []
+        async with server.serve("127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+            browser = Browser(np.zeros(RATE, np.int16))
+            offer = await browser.offer()
+            for headers in (
+                {"Content-Type": "application/sdp"},
+                {"Content-Type": "application/sdp", "Authorization": "Bearer wrong"},
+                {"Content-Type": "application/sdp", "Authorization": "Bearer test-token-123"},
+            ):
+                async with http.post(url + "whip", data=offer, headers=headers) as resp:
+                    out.append(resp.status)
+            await browser.close()
+            await server.aclose()
+        return out
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == [401, 401, 201]
+
+
+def test_voxwire_serve_webrtc_serves_the_page_and_stops_on_sigterm() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "voxwire", "serve", "--protocol", "webrtc", "--echo"]
+    with subprocess.Popen(
+        [*command, "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "webrtc echo agent: open http://127.0.0.1:" in line, line
+            url = line.split("open ")[1].split(" ")[0]
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                assert resp.status == 200
+                assert b"RTCPeerConnection" in resp.read()
+            request = urllib.request.Request(url + "whip", method="OPTIONS")
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                assert resp.status == 204
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+            assert "stopped" in proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
