@@ -129,6 +129,17 @@ def test_ring_model_stalls_and_keeps_the_latency() -> None:
     assert s.mean_delay > 200
 
 
+@pytest.mark.skipif(not bench._aiortc_available(), reason="aiortc not installed")
+def test_aiortcs_own_buffer_prefetches_four_frames_and_stalls_on_a_loss() -> None:
+    clean = replay(make_trace("S1", 10, 6), bench.AiortcPlayer)
+    assert clean.heard_loss == 0
+    assert 70 < clean.mean_delay < 100  # four frames of prefetch, then one released per packet
+    lossy = replay(make_trace("S2", 20, 5), bench.AiortcPlayer)
+    ours = replay(make_trace("S2", 20, 5), bench.VoxwirePlayer)
+    assert lossy.mean_delay > 200  # a loss holds the buffer until it overflows
+    assert lossy.heard_loss > ours.heard_loss
+
+
 @pytest.mark.skipif(bench._SPEEX is None, reason="libspeexdsp not installed")
 def test_speexdsp_baseline_plays_a_clean_trace() -> None:
     s = replay(make_trace("S1", 10, 6), bench.SpeexPlayer)

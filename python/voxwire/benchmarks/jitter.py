@@ -19,6 +19,12 @@ pulled every 20 ms; :func:`voxwire.benchmarks.traces.replay` scores what comes o
   a frame is released to a playout queue once it and the next packet are in (the next
   timestamp marks a frame complete); a gap holds everything until a packet 16 ahead
   arrives and the ring skips; the queue is played one frame per 20 ms and never shrinks.
+* aiortc: aiortc's own ``aiortc.jitterbuffer.JitterBuffer``, configured as its
+  ``RTCRtpReceiver`` configures it for audio (``capacity=16, prefetch=4``), each packet
+  added on arrival as the receiver adds it; a frame it releases joins the decoded-frame
+  queue the track's reader takes one frame per 20 ms from. Skipped if aiortc is missing.
+  (voxwire's WebRTC transport, :mod:`voxwire.webrtc`, takes the packets before this
+  buffer; this row is what aiortc's stock receive path does with the same packets.)
 * oracle D*(1%): a fixed delay after send that plays 99% of frames, FEC counted.
 """
 
@@ -224,6 +230,41 @@ class RingPlayer:
         return "concealed", -1
 
 
+class AiortcPlayer:
+    """aiortc's JitterBuffer as its audio receiver runs it; see the module docstring."""
+
+    def __init__(self) -> None:
+        from aiortc.jitterbuffer import JitterBuffer as AiortcJitterBuffer
+        from aiortc.rtp import RtpPacket
+
+        self.packet = RtpPacket
+        self.jb = AiortcJitterBuffer(capacity=16, prefetch=4)
+        self.queue: deque[int] = deque()
+
+    def insert(
+        self, index: int, seq: int, ts: int, arrival_ms: int, has_fec: bool, quiet: bool
+    ) -> None:
+        payload = _PACK.pack(index)
+        packet = self.packet(payload_type=111, sequence_number=seq, timestamp=ts, payload=payload)
+        packet._data = payload  # type: ignore[attr-defined]  # as RTCRtpReceiver does
+        _, frame = self.jb.add(packet)
+        if frame is not None:
+            self.queue.append(_PACK.unpack_from(frame.data, 0)[0])
+
+    def pull(self, now_ms: int) -> FrameOut:
+        if self.queue:
+            return "normal", self.queue.popleft()
+        return "concealed", -1
+
+
+def _aiortc_available() -> bool:
+    try:
+        import aiortc.jitterbuffer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class _SpeexPacket(ctypes.Structure):
     _fields_ = (
         ("data", ctypes.c_void_p),
@@ -329,6 +370,8 @@ def _players() -> dict[str, Callable[[], Player]]:
     players["fixed 60 ms"] = lambda: FixedPlayer(60)
     players["fixed 120 ms"] = lambda: FixedPlayer(120)
     players["ring-16"] = RingPlayer
+    if _aiortc_available():
+        players["aiortc"] = AiortcPlayer
     return players
 
 
