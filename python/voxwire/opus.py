@@ -37,6 +37,8 @@ __all__ = [
     "OpusDecoder",
     "OpusEncoder",
     "OpusPacketInfo",
+    "OpusRateController",
+    "OpusSetting",
     "has_fec",
     "packet_info",
 ]
@@ -199,8 +201,29 @@ class OpusEncoder:
         lib.api.encoder.encoder_ctl(state, lib.api.ctl.set_inband_fec, int(fec))
         lib.api.encoder.encoder_ctl(state, lib.api.ctl.set_packet_loss_perc, packet_loss_percent)
         lib.api.encoder.encoder_ctl(state, lib.api.ctl.set_bitrate, bitrate)
+        self._lib = lib
         self.rate = rate
         self.channels = channels
+        #: the bit rate set, bits per second
+        self.bitrate = bitrate
+        #: the loss the in-band FEC plans for, percent
+        self.packet_loss_percent = packet_loss_percent
+
+    def set_bitrate(self, bitrate: int) -> None:
+        """Change the bit rate (500-512000 b/s) from the next frame on."""
+        if not 500 <= bitrate <= 512000:
+            raise ValueError(f"bitrate must be 500..512000, got {bitrate}")
+        ctl = self._lib.api
+        ctl.encoder.encoder_ctl(self._enc.encoder_state, ctl.ctl.set_bitrate, bitrate)
+        self.bitrate = bitrate
+
+    def set_packet_loss_percent(self, percent: int) -> None:
+        """Change the loss (0-100 %) the in-band FEC plans for, from the next frame on."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"packet_loss_percent must be 0..100, got {percent}")
+        ctl = self._lib.api
+        ctl.encoder.encoder_ctl(self._enc.encoder_state, ctl.ctl.set_packet_loss_perc, percent)
+        self.packet_loss_percent = percent
 
     def encode(self, frame: npt.NDArray[np.int16]) -> bytes:
         """Encode one frame of 2.5, 5, 10, 20, 40 or 60 ms (int16, interleaved if stereo)."""
@@ -214,3 +237,84 @@ class OpusEncoder:
             )
         data: bytes = self._enc.encode(np.ascontiguousarray(frame).tobytes(), samples)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class OpusSetting:
+    """What :class:`OpusRateController` asks the encoder for."""
+
+    bitrate: int
+    packet_loss_percent: int
+    red_depth: int = 0
+    """Earlier frames each packet repeats (RFC 2198), where the peer takes RED."""
+
+
+class OpusRateController:
+    """Opus bit rate and FEC strength from the loss the far end reports (sans-I/O).
+
+    Feed it each RTCP receiver report's fraction lost for the stream voxwire sends
+    (RFC 3550 section 6.4.1: lost / expected since the last report, 0-1) with
+    :meth:`report`; it returns a new :class:`OpusSetting` when one is due, else None.
+
+    The rule, from what libopus does (``bench/adaptive_opus.py``): libopus adds its in-band
+    FEC (an LBRR copy of the previous frame) to 48 kHz speech only above about 24 kb/s
+    with a planned loss of 10% or more, or at 32 kb/s with any planned loss, and the copy
+    takes its bits from the frame. So the planned loss never goes below 10% (FEC stays
+    on), and the bit rate follows the smoothed loss (``alpha`` of each new report) in three
+    tiers: below 1% loss ``low`` (24 kb/s: a clean link saves the bits), below 8% ``mid``
+    (32 kb/s), above ``high`` (40 kb/s: room for a stronger copy), with the planned loss
+    at ``1.25 * loss + 1`` percent within 10-``max_loss_percent``. In the top tier, when the
+    peer takes RFC 2198 redundancy (``red=True``), each packet also repeats the previous
+    frame whole: in-band FEC rebuilds a lost frame only when the next packet arrives, and
+    at that loss the next one is often lost too. A tier is left only once the loss is a
+    third below its threshold, so a link hovering on a threshold does not flap.
+    """
+
+    _UP = (0.01, 0.08)  # the loss that moves the tier up from low, from mid
+
+    def __init__(
+        self,
+        *,
+        low: int = 24000,
+        mid: int = 32000,
+        high: int = 40000,
+        alpha: float = 0.5,
+        min_loss_percent: int = 10,
+        max_loss_percent: int = 25,
+        red: bool = False,
+    ) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        if not 500 <= low <= mid <= high <= 512000:
+            raise ValueError(f"need 500 <= low <= mid <= high <= 512000, got {low, mid, high}")
+        if not 0 <= min_loss_percent <= max_loss_percent <= 100:
+            raise ValueError("need 0 <= min_loss_percent <= max_loss_percent <= 100")
+        self.tiers = (low, mid, high)
+        self.alpha = alpha
+        self.min_loss_percent = min_loss_percent
+        self.max_loss_percent = max_loss_percent
+        self.red = red
+        #: the smoothed reported loss (0-1); None before the first report
+        self.loss: float | None = None
+        self._tier = 0
+        #: the setting in force (start with it)
+        self.setting = OpusSetting(low, min_loss_percent)
+
+    def report(self, fraction_lost: float) -> OpusSetting | None:
+        """One receiver report; the new setting if it changed."""
+        f = min(1.0, max(0.0, float(fraction_lost)))
+        self.loss = f if self.loss is None else self.alpha * f + (1 - self.alpha) * self.loss
+        loss = self.loss
+        tier = self._tier
+        while tier < 2 and loss >= self._UP[tier]:
+            tier += 1
+        while tier > 0 and loss < self._UP[tier - 1] * 2 / 3:
+            tier -= 1
+        self._tier = tier
+        percent = round(1.25 * loss * 100 + 1)
+        percent = min(self.max_loss_percent, max(self.min_loss_percent, percent))
+        new = OpusSetting(self.tiers[tier], percent, 1 if self.red and tier == 2 else 0)
+        if new == self.setting:
+            return None
+        self.setting = new
+        return new

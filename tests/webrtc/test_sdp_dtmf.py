@@ -63,12 +63,13 @@ def test_the_offer_gives_opus_red_and_telephone_event_payload_types() -> None:
     assert offer.direction == "sendrecv"
 
 
-def test_the_answer_asks_for_fec_and_offers_telephone_event() -> None:
+def test_the_answer_asks_for_fec_and_takes_red_and_telephone_event() -> None:
     fixed = fix_answer(ANSWER, parse_offer(OFFER))
     lines = fixed.split("\r\n")
-    assert "m=audio 40000 UDP/TLS/RTP/SAVPF 111 9 0 8 110" in lines
+    assert "m=audio 40000 UDP/TLS/RTP/SAVPF 111 9 0 8 63 110" in lines  # Opus stays first
     at = lines.index("a=rtpmap:111 opus/48000/2")
     assert lines[at + 1] == "a=fmtp:111 minptime=10;useinbandfec=1"
+    assert lines[at + 2 : at + 4] == ["a=rtpmap:63 red/48000/2", "a=fmtp:63 111/111"]
     assert "a=rtpmap:110 telephone-event/48000" in lines
     assert "a=fmtp:110 0-15" in lines
     assert "a=ssrc:1234 cname:x" in lines  # the rest is kept

@@ -117,7 +117,7 @@ def test_the_aiortc_internals_used_are_where_voxwire_expects_them() -> None:
 
 
 async def _echo_call(server: WebRtcServer, url: str, seconds: float) -> tuple[Browser, Any]:
-    pcm = np.concatenate([np.zeros(RATE // 2, np.int16), SAID, np.zeros(RATE * 6, np.int16)])
+    pcm = np.concatenate([np.zeros(RATE // 2, np.int16), SAID, np.zeros(RATE * 20, np.int16)])
     browser = Browser(pcm)
     async with aiohttp.ClientSession() as http:
         async with http.post(
@@ -127,8 +127,14 @@ async def _echo_call(server: WebRtcServer, url: str, seconds: float) -> tuple[Br
             location = resp.headers["Location"]
             answer = await resp.text()
         await browser.answer(answer)
-        await asyncio.sleep(seconds)
         peer = server.peers[location.rsplit("/", 1)[1]]
+        # the echo is one packet per 20 ms of what was said: wait until all of it was sent
+        # (at most ``seconds``), then for the last packets to reach the browser and play
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while peer._sender.sent < len(SAID) // FRAME and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
         async with http.delete(url.rstrip("/") + location) as resp:
             assert resp.status == 200
     await browser.close()
@@ -140,14 +146,14 @@ def test_a_browser_call_is_echoed_through_voxwires_media_path() -> None:
 
     async def main() -> tuple[Browser, Any]:
         async with server.serve("127.0.0.1", 0) as url:
-            got = await _echo_call(server, url, 2 * len(SAID) / RATE + 2.0)
+            got = await _echo_call(server, url, 20.0)
             for _ in range(100):
                 if not server.peers:
                     break
                 await asyncio.sleep(0.02)
             return got
 
-    browser, peer = asyncio.run(asyncio.wait_for(main(), 30))
+    browser, peer = asyncio.run(asyncio.wait_for(main(), 40))
     assert server.answered == 1
     assert server.peers == {}  # the DELETE ended it
     # the answer asked the browser for in-band FEC, with the offer's payload type
@@ -157,7 +163,9 @@ def test_a_browser_call_is_echoed_through_voxwires_media_path() -> None:
     assert peer._sender.sent > 50  # and voxwire's encoder sent the echo
     assert peer.call.codec.name == "webrtc"
     value, _ = aligned_correlation(to16k(SAID), to16k(browser.received()))
-    assert value > 0.75, value
+    # 0.90 on an idle machine (a loaded one makes the jitter buffers stretch and conceal);
+    # unrelated speech scores below 0.2
+    assert value > 0.5, value
 
 
 def test_key_presses_reach_the_handler_as_dtmf_events() -> None:
@@ -197,6 +205,45 @@ def test_key_presses_reach_the_handler_as_dtmf_events() -> None:
 
     asyncio.run(asyncio.wait_for(main(), 30))
     assert [e for e in events if isinstance(e, Dtmf)] == [Dtmf("7", 100)]
+
+
+def test_the_loss_the_browser_reports_adapts_voxwires_opus() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    async def main() -> tuple[int, int, int, int]:
+        browser = Browser(np.zeros(RATE * 3, np.int16))
+        peer = await WebRtcPeer.accept(await browser.offer())
+        peer.start(echo_handler)
+        await browser.answer(peer.answer)
+        for _ in range(200):
+            if peer.pc.connectionState == "connected":
+                break
+            await asyncio.sleep(0.02)
+        encoder = peer.call.session.opus_encoder
+        assert encoder is not None
+        start = encoder.bitrate
+        transceiver = peer.pc.getTransceivers()[0]
+        ours = transceiver.sender._ssrc
+        report = RtcpReceiverInfo(
+            ssrc=ours,
+            fraction_lost=38,
+            packets_lost=30,
+            highest_sequence=200,
+            jitter=0,
+            lsr=0,
+            dlsr=0,
+        )  # fraction lost 38/256: 15%
+        rr = bytes(RtcpRrPacket(ssrc=0x4242, reports=[report]))
+        await transceiver.receiver.transport._handle_rtcp_data(rr)
+        got = (start, encoder.bitrate, encoder.packet_loss_percent, peer.reports)
+        await browser.close()
+        await peer.close()
+        return got
+
+    start, bitrate, percent, reports = asyncio.run(asyncio.wait_for(main(), 30))
+    assert start == 24000  # a call starts lean; the browser's first reports say clean
+    assert (bitrate, percent) == (40000, 20)
+    assert reports >= 1
 
 
 def test_bad_requests_are_refused_with_their_status_and_counted() -> None:

@@ -305,6 +305,28 @@ class RtpSession:
         else:
             self._concealer = Concealer(sample_rate)
 
+    def set_red_depth(self, depth: int) -> None:
+        """Change how many earlier frames each sent packet repeats (0, 1 or 2; 1 and 2 need
+        ``red_payload_type``), from the next packet on."""
+        if depth not in (0, 1, 2) or (depth and self.red_payload_type is None):
+            raise ValueError(
+                "RtpSession.set_red_depth: depth must be 0, 1 or 2 (1, 2 need "
+                f"red_payload_type), got {depth}"
+            )
+        if depth == self.red_depth:
+            return
+        self.red_depth = depth
+        self._sent = self._sent[-depth:] if depth else []
+        self._sender.payload_type = (
+            self.payload_type if depth == 0 else self.red_payload_type  # type: ignore[assignment]
+        )
+
+    @property
+    def opus_encoder(self) -> OpusEncoder | None:
+        """The Opus encoder of the sent stream (None for G.711): its bit rate and FEC
+        strength can be changed during the call (:class:`voxwire.opus.OpusRateController`)."""
+        return self._encoder
+
     # --- receive side ----------------------------------------------------------------
 
     def receive(self, datagram: bytes | bytearray | memoryview, now: float) -> ReceiveResult:

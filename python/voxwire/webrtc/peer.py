@@ -37,6 +37,7 @@ from typing import Any
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.aio.rtp_call import RtpCall, RtpHandler, run_call
 from voxwire.errors import VoxwireError
+from voxwire.opus import OpusRateController
 from voxwire.protocols.rtp_session import RtpSession
 from voxwire.protocols.telephone_event import TelephoneEvents
 from voxwire.webrtc.sdp import AudioOffer, fix_answer, parse_offer
@@ -59,21 +60,25 @@ def check_aiortc() -> None:
         from aiortc.rtcdtlstransport import RTCDtlsTransport
     except ImportError as exc:
         raise WebRtcUnavailable("WebRTC needs aiortc: pip install 'voxwire[webrtc]'") from exc
-    for name, params in (
-        ("_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
-        ("_send_rtp", ["self", "data"]),
+    from aiortc.rtcrtpsender import RTCRtpSender
+
+    for cls, name, params in (
+        (RTCDtlsTransport, "_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
+        (RTCDtlsTransport, "_send_rtp", ["self", "data"]),
+        (RTCRtpSender, "_handle_rtcp_packet", ["self", "packet"]),
     ):
-        method = getattr(RTCDtlsTransport, name, None)
+        where = f"{cls.__name__}.{name}"
+        method = getattr(cls, name, None)
         if method is None or not inspect.iscoroutinefunction(method):
             raise WebRtcUnavailable(
-                f"aiortc's RTCDtlsTransport.{name} is gone: this aiortc is not one "
-                "voxwire's WebRTC media path supports (aiortc>=1.14,<2)"
+                f"aiortc's {where} is gone: this aiortc is not one voxwire's WebRTC media "
+                "path supports (aiortc>=1.14,<2)"
             )
         got = list(inspect.signature(method).parameters)
         if got != params:
             raise WebRtcUnavailable(
-                f"aiortc's RTCDtlsTransport.{name}{tuple(got)} changed (expected "
-                f"{tuple(params)}): voxwire's WebRTC media path supports aiortc>=1.14,<2"
+                f"aiortc's {where}{tuple(got)} changed (expected {tuple(params)}): "
+                "voxwire's WebRTC media path supports aiortc>=1.14,<2"
             )
 
 
@@ -159,6 +164,11 @@ class WebRtcPeer:
         self.call = call
         self.dtmf = TelephoneEvents(48000)
         self.task: asyncio.Task[None] | None = None
+        #: the Opus rate controller (None: fixed settings)
+        self.control: OpusRateController | None = None
+        #: receiver reports about voxwire's stream, and settings changed from them
+        self.reports = 0
+        self.adaptations = 0
         self._sender: _SrtpSender | None = None
         self._closed = False
 
@@ -172,9 +182,15 @@ class WebRtcPeer:
         opus_bitrate: int = 32000,
         opus_loss_percent: int = 10,
         jitter: dict[str, float | int | bool] | None = None,
+        adaptive: bool = True,
     ) -> WebRtcPeer:
         """Answer ``offer_sdp``: raise :class:`~voxwire.webrtc.sdp.SdpError` for an offer
-        without Opus audio, :class:`WebRtcUnavailable` without a usable aiortc."""
+        without Opus audio, :class:`WebRtcUnavailable` without a usable aiortc.
+
+        With ``adaptive`` (the default) the Opus bit rate, FEC strength and RED follow the
+        loss the browser reports (:class:`voxwire.opus.OpusRateController`), starting from
+        the controller's low tier; without it ``opus_bitrate`` and ``opus_loss_percent``
+        hold for the whole call."""
         check_aiortc()
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -188,6 +204,10 @@ class WebRtcPeer:
             pc.addTrack(_silent_track())
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)  # aiortc gathers every candidate first
+            control = OpusRateController(red=offer.red is not None) if adaptive else None
+            if control is not None:
+                opus_bitrate = control.setting.bitrate
+                opus_loss_percent = control.setting.packet_loss_percent
             session = RtpSession(
                 "opus",
                 payload_type=offer.opus,
@@ -195,6 +215,7 @@ class WebRtcPeer:
                 jitter=jitter,
                 opus_bitrate=opus_bitrate,
                 opus_loss_percent=opus_loss_percent,
+                red_payload_type=offer.red,
                 ssrc=transceiver.sender._ssrc,
             )
         except BaseException:
@@ -209,7 +230,9 @@ class WebRtcPeer:
         peer = cls(pc, offer, fix_answer(pc.localDescription.sdp, offer), call)
         peer.id = peer_id
         peer._sender = sender
+        peer.control = control
         peer._tap(dtls, endpoint)
+        peer._watch_reports(transceiver.sender, session)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -228,6 +251,44 @@ class WebRtcPeer:
             endpoint.datagram_received(data, ("webrtc", 0))
 
         dtls._handle_rtp_data = handle_rtp_data
+
+    def _watch_reports(self, sender: Any, session: RtpSession) -> None:
+        """Read the loss the browser reports for voxwire's stream (RTCP RR/SR report
+        blocks, routed by aiortc to its sender), then let aiortc have them too."""
+        from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+
+        original = sender._handle_rtcp_packet
+        ssrc = sender._ssrc
+
+        async def handle_rtcp_packet(packet: Any) -> None:
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == ssrc:
+                        self._report(report.fraction_lost / 256, session)
+            await original(packet)
+
+        sender._handle_rtcp_packet = handle_rtcp_packet
+
+    def _report(self, fraction_lost: float, session: RtpSession) -> None:
+        self.reports += 1
+        if self.control is None:
+            return
+        new = self.control.report(fraction_lost)
+        encoder = session.opus_encoder
+        if new is None or encoder is None:
+            return
+        self.adaptations += 1
+        encoder.set_bitrate(new.bitrate)
+        encoder.set_packet_loss_percent(new.packet_loss_percent)
+        session.set_red_depth(new.red_depth)
+        log.info(
+            "webrtc %s: reported loss %.1f%%: opus %d kb/s, FEC for %d%%, RED %d",
+            self.id,
+            100 * (self.control.loss or 0.0),
+            new.bitrate // 1000,
+            new.packet_loss_percent,
+            new.red_depth,
+        )
 
     def _telephone_event(self, data: bytes) -> None:
         from voxwire.rtp import parse_rtp

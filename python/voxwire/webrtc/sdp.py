@@ -5,11 +5,14 @@ Pure functions on SDP text (RFC 8866), no I/O. A browser's offer lists Opus
 useinbandfec=1``), RED (``red/48000/2``), G.711 and ``telephone-event``. aiortc's answer
 keeps the codecs it knows and drops every ``a=fmtp`` line of Opus, which tells the
 browser not to send in-band FEC (RFC 7587 section 6.1: ``useinbandfec`` is a receiver's
-preference), and it drops ``telephone-event``. :func:`fix_answer` puts both back, with
-the offerer's payload types:
+preference), and it drops RED and ``telephone-event``. :func:`fix_answer` puts them back,
+with the offerer's payload types:
 
 * ``a=fmtp:<opus> minptime=10;useinbandfec=1``: the browser's encoder adds in-band FEC,
   which voxwire's jitter buffer uses to recover a lost packet from the next one;
+* ``red/48000/2`` (RFC 2198 redundancy of Opus), after Opus, when offered: voxwire
+  receives it, and sends it when the loss the browser reports is high
+  (:class:`voxwire.opus.OpusRateController`);
 * ``telephone-event/48000`` (RFC 4733) in the audio m-line, when the offer had it at
   48 kHz, so the page may send key presses.
 
@@ -134,21 +137,26 @@ def fix_answer(answer: str, offer: AudioOffer) -> str:
             line
             for line in section[1:]
             if not line.startswith(f"a=fmtp:{offer.opus} ")
-            and not (
-                offer.telephone_event is not None
-                and line.startswith(
-                    (f"a=rtpmap:{offer.telephone_event} ", f"a=fmtp:{offer.telephone_event} ")
-                )
+            and not any(
+                pt is not None and line.startswith((f"a=rtpmap:{pt} ", f"a=fmtp:{pt} "))
+                for pt in (offer.red, offer.telephone_event)
             )
         ]
-        if offer.telephone_event is not None and str(offer.telephone_event) not in listed:
-            head = f"{head} {offer.telephone_event}"
+        for extra_pt in (offer.red, offer.telephone_event):
+            if extra_pt is not None and str(extra_pt) not in listed:
+                head = f"{head} {extra_pt}"
+                listed.append(str(extra_pt))
         # the fmtp and rtpmap lines go right after Opus's rtpmap
         at = next(
             (i + 1 for i, line in enumerate(body) if line.startswith(f"a=rtpmap:{offer.opus} ")),
             len(body),
         )
         extra = [f"a=fmtp:{offer.opus} minptime=10;useinbandfec=1"]
+        if offer.red is not None:
+            extra += [
+                f"a=rtpmap:{offer.red} red/48000/2",
+                f"a=fmtp:{offer.red} {offer.opus}/{offer.opus}",
+            ]
         if offer.telephone_event is not None:
             extra += [
                 f"a=rtpmap:{offer.telephone_event} telephone-event/48000",
