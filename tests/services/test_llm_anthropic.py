@@ -44,6 +44,7 @@ from voxwire.services.llm_anthropic import (
     anthropic_tools,
 )
 from voxwire.services.llm_openai import LlmStatusError, SseParser
+from voxwire.services.retry import NO_RETRY
 
 T = TypeVar("T")
 KEY = "fake-anthropic-key-SECRET-987654321"
@@ -321,7 +322,7 @@ def test_http_errors_are_typed_without_the_key() -> None:
     body = json.dumps(
         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     ).encode()
-    error, _ = run(lambda: failing([Script([body], status=529)]))
+    error, _ = run(lambda: failing([Script([body], status=529)], retry=NO_RETRY))
     assert isinstance(error, LlmStatusError)
     assert error.reason == "status_529"
     assert "overloaded_error: Overloaded" in str(error)

@@ -23,7 +23,7 @@ pytest.importorskip("aiohttp", reason="the HTTP model clients need aiohttp")
 from fake_llm_servers import FakeServer, Script, chunk, openai_text, sse
 
 from voxwire.errors import ServiceError, ServiceTimeout
-from voxwire.services import llm_openai
+from voxwire.services import http
 from voxwire.services.base import (
     ChatMessage,
     LanguageModel,
@@ -44,6 +44,7 @@ from voxwire.services.llm_openai import (
     openai_messages,
     openai_tools,
 )
+from voxwire.services.retry import NO_RETRY
 
 T = TypeVar("T")
 KEY = "fake-openai-key-SECRET-0123456789"
@@ -512,7 +513,7 @@ def test_llama_cpp_server_usage_on_the_finish_chunk_and_its_tools_error() -> Non
     body = json.dumps(
         {"error": {"code": 500, "message": "Cannot use tools with stream", "type": "server_error"}}
     )
-    error, _ = run(lambda: failing([Script([body.encode()], status=500)]))
+    error, _ = run(lambda: failing([Script([body.encode()], status=500)], retry=NO_RETRY))
     assert isinstance(error, LlmStatusError)
     assert (error.reason, error.status) == ("status_500", 500)
     assert "Cannot use tools with stream" in str(error)
@@ -520,7 +521,8 @@ def test_llama_cpp_server_usage_on_the_finish_chunk_and_its_tools_error() -> Non
 
 def test_429_is_typed_with_retry_after() -> None:
     body = b'{"error": {"message": "Rate limit reached", "type": "requests"}}'
-    error, _ = run(lambda: failing([Script([body], status=429, headers={"Retry-After": "2"})]))
+    scripts = [Script([body], status=429, headers={"Retry-After": "2"})]
+    error, _ = run(lambda: failing(scripts, retry=NO_RETRY))
     assert isinstance(error, LlmStatusError)
     assert (error.service, error.reason, error.retry_after) == ("llm", "status_429", 2.0)
     assert "Rate limit reached" in str(error)
@@ -644,7 +646,7 @@ def test_without_aiohttp_the_constructor_says_what_to_install(
     def no_aiohttp(name: str) -> object:
         raise ImportError(f"No module named {name!r}")
 
-    monkeypatch.setattr(llm_openai.importlib, "import_module", no_aiohttp)
+    monkeypatch.setattr(http.importlib, "import_module", no_aiohttp)
     with pytest.raises(ServiceError, match="pip install aiohttp") as info:
         OpenAIChatModel("http://x/v1", "m")
     assert info.value.reason == "unavailable"

@@ -145,18 +145,19 @@ def test_the_utterance_is_bounded_and_the_rest_counted() -> None:
 
 @pytest.mark.parametrize("status", [500, 429])
 def test_an_error_status_is_status_nnn_without_the_key(status: int) -> None:
-    async def main() -> ServiceError:
+    async def main() -> tuple[ServiceError, int, int]:
         async with (
-            FakeTranscriptions([Answer(status=status, echo_key=True)]) as server,
+            FakeTranscriptions([Answer(status=status, echo_key=True)] * 3) as server,
             client(server).stream() as s,
         ):
             s.push(tone(0.2))
             s.finalize()
             with pytest.raises(ServiceError) as info:
                 await collect(s, [])
-            return info.value
+            return info.value, len(server.uploads), s.retries
 
-    error = run(main)
+    error, uploads, retries = run(main)
+    assert (uploads, retries) == (3, 2)  # 429 and 5xx are tried again, 3 attempts in all
     assert error.reason == f"status_{status}"
     assert error.service == "stt"
     assert "***" in str(error)

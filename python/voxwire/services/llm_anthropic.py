@@ -54,14 +54,15 @@ from voxwire.services.base import (
     ToolSpec,
     Usage,
 )
+from voxwire.services.http import SseEvent
 from voxwire.services.llm_openai import (
     HttpLlmModel,
-    SseEvent,
     SseLlmStream,
     _check,
     _check_tools,
     parse_tool_arguments,
 )
+from voxwire.services.retry import RetryPolicy
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -350,6 +351,9 @@ class AnthropicModel(HttpLlmModel):
         As :class:`~voxwire.services.llm_openai.OpenAIChatModel`'s.
     extra_body
         More request fields, merged last (``{"tool_choice": {"type": "auto"}}``, ...).
+    retry
+        As :class:`~voxwire.services.llm_openai.OpenAIChatModel`'s (Anthropic's 529
+        "overloaded" is retried too).
 
     Raises
     ------
@@ -371,6 +375,7 @@ class AnthropicModel(HttpLlmModel):
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         extra_body: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty str, got {model!r}")
@@ -386,7 +391,9 @@ class AnthropicModel(HttpLlmModel):
             or not 0.0 <= temperature <= 1.0
         ):
             raise ValueError(f"temperature must be None or in [0, 1], got {temperature!r}")
-        super().__init__(api_key=api_key, timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(
+            api_key=api_key, timeout=timeout, connect_timeout=connect_timeout, retry=retry
+        )
         self._url = base_url.rstrip("/") + "/v1/messages"
         self.model = model
         self.max_tokens = max_tokens

@@ -71,11 +71,8 @@ The sans-I/O parts, :class:`SseParser` (bytes to events) and :class:`ChatChunkDe
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import importlib
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +89,17 @@ from voxwire.services.base import (
     ToolSpec,
     Usage,
 )
+from voxwire.services.http import (
+    MAX_LINE,
+    HttpSession,
+    HttpStatusError,
+    SseEvent,
+    SseParser,
+    aiohttp_module,
+    error_text,
+    positive,
+)
+from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 if TYPE_CHECKING:
     import aiohttp
@@ -101,6 +109,7 @@ __all__ = [
     "ChatChunkDecoder",
     "EventDecoder",
     "HttpLlmModel",
+    "HttpSession",
     "LlmStatusError",
     "OpenAIChatModel",
     "SseEvent",
@@ -111,131 +120,13 @@ __all__ = [
     "parse_tool_arguments",
 ]
 
-MAX_LINE: Final = 1 << 20
-"""The longest SSE line accepted, in characters (longer is ``bad_message``)."""
 
 _ROLES: Final = ("system", "user", "assistant", "tool")
-_LINE_END: Final = re.compile(r"\r\n|\r|\n")
 _ERROR_BODY: Final = 64 * 1024  # bytes of an error answer read for its message
 _ERROR_TEXT: Final = 300  # characters of the server's error text kept in a message
 _READ: Final = 64 * 1024
 _DRAIN: Final = 0.5  # seconds to wait for the body's end after the protocol's end
 _M = TypeVar("_M", bound="HttpLlmModel")
-
-
-# --- sans-I/O: server-sent events --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One server-sent event: its ``event`` type (``"message"`` by default) and data."""
-
-    data: str
-    event: str = "message"
-
-
-class SseParser:
-    """Server-sent events from bytes, as the WHATWG HTML standard (9.2) parses them.
-
-    Feed the body's bytes in any pieces; each call returns the events completed by them.
-    Lines end with CRLF, LF or CR; a line starting with ``:`` is a comment; ``data``
-    lines of one event are joined with ``\\n``; a blank line ends the event. ``id`` and
-    ``retry`` are read and dropped, other fields are ignored and counted in
-    :attr:`ignored_lines`. Bad UTF-8 is replaced with U+FFFD. Memory is bounded: a line
-    longer than :data:`MAX_LINE` characters raises.
-
-    Parameters
-    ----------
-    service
-        The ``service`` of the errors raised (``"llm"``).
-    """
-
-    def __init__(self, service: str = "llm") -> None:
-        self._service = service
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
-        self._data: list[str] = []
-        self._event = ""
-        self._first = True
-        self.ignored_lines = 0
-        """Lines that were neither data, event, id, retry, a comment nor blank."""
-        self.comments = 0
-        """Comment lines (``:`` first), such as keep-alives."""
-
-    def feed(self, data: bytes) -> list[SseEvent]:
-        """Parse the next bytes of the stream; return the events they complete.
-
-        Raises
-        ------
-        ServiceError
-            ``bad_message``: a line is longer than :data:`MAX_LINE` characters.
-        """
-        return self._lines(self._decoder.decode(data), final=False)
-
-    def end(self) -> list[SseEvent]:
-        """The stream ended: return the last event even if no blank line closed it."""
-        events = self._lines(self._decoder.decode(b"", final=True), final=True)
-        if self._data:
-            events.append(self._dispatch())
-        return events
-
-    def _lines(self, text: str, *, final: bool) -> list[SseEvent]:
-        if self._first and text:
-            self._first = False
-            text = text.removeprefix("\ufeff")
-        buf = self._pending + text
-        parts = _LINE_END.split(buf)
-        self._pending = parts.pop()
-        if buf.endswith("\r") and not final:
-            # A CR at the end may be the first half of CRLF: keep the line for later.
-            self._pending = parts.pop() + "\r"
-        if final and self._pending:
-            parts.append(self._pending.rstrip("\r"))
-            self._pending = ""
-        if len(self._pending) > MAX_LINE:
-            raise ServiceError(
-                self._service,
-                "bad_message",
-                f"{self._service}: an SSE line longer than {MAX_LINE} characters",
-            )
-        events: list[SseEvent] = []
-        for line in parts:
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        return events
-
-    def _line(self, line: str) -> SseEvent | None:
-        if not line:
-            if self._data:
-                return self._dispatch()
-            self._event = ""
-            return None
-        if len(line) > MAX_LINE:
-            raise ServiceError(
-                self._service,
-                "bad_message",
-                f"{self._service}: an SSE line longer than {MAX_LINE} characters",
-            )
-        if line.startswith(":"):
-            self.comments += 1
-            return None
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name not in ("id", "retry"):
-            self.ignored_lines += 1
-        return None
-
-    def _dispatch(self) -> SseEvent:
-        event = SseEvent("\n".join(self._data), self._event or "message")
-        self._data = []
-        self._event = ""
-        return event
 
 
 # --- sans-I/O: Chat Completions chunks ---------------------------------------------------
@@ -495,25 +386,8 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
     return value
 
 
-def _error_text(body: str) -> tuple[str, str]:
-    """The (type, message) of a JSON error answer, or ("", the text) for another body."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return "", body.strip()
-    error = value.get("error", value) if isinstance(value, dict) else value
-    if isinstance(error, dict):
-        message = error.get("message", "")
-        kind = error.get("type", "")
-        return (
-            kind if isinstance(kind, str) else "",
-            message if isinstance(message, str) else json.dumps(message),
-        )
-    return "", error if isinstance(error, str) else json.dumps(error)
-
-
 def _server_error(data: str) -> ServiceError:
-    kind, message = _error_text(data)
+    kind, message = error_text(data)
     label = f"{kind}: " if kind else ""
     return ServiceError("llm", "server_error", f"llm: the server sent an error: {label}{message}")
 
@@ -606,72 +480,22 @@ def openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
 # --- the HTTP layer ----------------------------------------------------------------------
 
 
-class LlmStatusError(ServiceError):
+class LlmStatusError(HttpStatusError):
     """The server answered an HTTP error status (``reason`` is ``"status_NNN"``).
 
-    ``status`` is the code; ``retry_after`` the seconds of a ``Retry-After`` header (as a
-    number of seconds), else ``None``.
+    ``status`` is the code; ``retry_after`` the seconds of a ``Retry-After`` header (a
+    number of seconds or an HTTP date), else ``None``.
     """
 
     def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        self.status = status
-        self.retry_after = retry_after
-        super().__init__("llm", f"status_{status}", message)
+        super().__init__("llm", status, message, retry_after)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (LlmStatusError, (self.status, str(self), self.retry_after))
 
 
 def _aiohttp() -> Any:
-    try:
-        return importlib.import_module("aiohttp")
-    except ImportError as e:
-        raise ServiceError(
-            "llm",
-            "unavailable",
-            f"llm: the HTTP model clients need aiohttp: pip install aiohttp ({e})",
-        ) from e
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-class HttpSession:
-    """One aiohttp session per client, made in the running event loop on first use and
-    reused (connections kept alive); the key scrubbed from any text shown. For the HTTP
-    service clients, which set the attributes below in their ``__init__``."""
-
-    _aiohttp: Any
-    _api_key: str | None
-    timeout: float
-    connect_timeout: float
-    _session: aiohttp.ClientSession | None
-    _loop: asyncio.AbstractEventLoop | None
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            aiohttp = self._aiohttp
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
-                ),
-                trust_env=False,
-            )
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        """Close the session and its kept-alive connections (a later call opens another)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+    return aiohttp_module("llm", "the HTTP model clients")
 
 
 class HttpLlmModel(HttpSession):
@@ -684,15 +508,28 @@ class HttpLlmModel(HttpSession):
 
     _url: str
 
-    def __init__(self, *, api_key: str | None, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        timeout: float,
+        connect_timeout: float,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
         self._aiohttp = _aiohttp()
         self._api_key = api_key or None
-        self.timeout = _positive("timeout", timeout)
+        self.timeout = positive("timeout", timeout)
         """Seconds to wait for each byte of the answer (the headers, then each chunk)."""
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
+        self.connect_timeout = positive("connect_timeout", connect_timeout)
         """Seconds to wait for the connection."""
+        self.retry = retry if retry is not None else RetryPolicy()
+        """Retries of a request that failed before its first byte (429, 5xx, refused)."""
+        self.retries = 0
+        """Requests tried again so far."""
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -750,6 +587,8 @@ class SseLlmStream(StreamMixin):
         self._closed = False
         self.bytes_received = 0
         """Bytes of the answer's body read so far."""
+        self.retries = 0
+        """Attempts of this completion tried again (before any byte of its answer)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -766,17 +605,40 @@ class SseLlmStream(StreamMixin):
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        model = self._model
         try:
-            await self._request()
+            await with_retries(
+                model.retry, self._attempt, fresh=self._fresh, on_retry=self._retried
+            )
         except asyncio.CancelledError:
             raise
         except BaseException as e:
             self._queue.put_nowait(self._error(e))
         finally:
-            response, self._response = self._response, None
-            if response is not None:
-                response.close()  # a connection not read to its end is not reused
+            self._drop_response()
             self._queue.put_nowait(_END)
+
+    def _drop_response(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()  # a connection not read to its end is not reused
+
+    def _fresh(self) -> bool:
+        # Nothing of the answer's body came: a retry cannot repeat anything.
+        return self.bytes_received == 0 and not self._closed
+
+    def _retried(self, error: ServiceError, wait: float) -> None:
+        self.retries += 1
+        self._model.retries += 1
+
+    async def _attempt(self) -> None:
+        try:
+            await self._request()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            self._drop_response()
+            raise self._error(e) from None
 
     async def _request(self) -> None:
         model = self._model
@@ -832,12 +694,10 @@ class SseLlmStream(StreamMixin):
             raw = await response.content.read(_ERROR_BODY)
         except Exception:  # the body is only for the message
             raw = b""
-        kind, text = _error_text(raw.decode("utf-8", "replace"))
+        kind, text = error_text(raw.decode("utf-8", "replace"))
         text = self._model._scrub(text)[:_ERROR_TEXT]
         label = f"{kind}: " if kind else ""
-        retry: float | None = None
-        with contextlib.suppress(ValueError):
-            retry = float(response.headers.get("Retry-After", ""))
+        retry = parse_retry_after(response.headers.get("Retry-After"))
         reason = response.reason or ""
         message = f"llm: HTTP {response.status} {reason}".rstrip()
         return LlmStatusError(
@@ -849,7 +709,7 @@ class SseLlmStream(StreamMixin):
         # not stream.
         raw = await response.content.read(_ERROR_BODY)
         body = raw.decode("utf-8", "replace")
-        kind, text = _error_text(body)
+        kind, text = error_text(body)
         text = self._model._scrub(text)[:_ERROR_TEXT]
         if '"error"' in body:
             label = f"{kind}: " if kind else ""
@@ -938,6 +798,11 @@ class OpenAIChatModel(HttpLlmModel):
     extra_body
         More request fields, merged last (they win): ``{"max_completion_tokens": 200}``,
         ``{"parallel_tool_calls": False}``, a server's own options.
+    retry
+        When a request that failed before its first byte is tried again
+        (:class:`~voxwire.services.retry.RetryPolicy`; default: up to 3 attempts on 429,
+        5xx and a refused connection, within 3 s). ``NO_RETRY`` for a primary with a
+        fallback behind it.
 
     Raises
     ------
@@ -958,6 +823,7 @@ class OpenAIChatModel(HttpLlmModel):
         max_tokens: int | None = None,
         temperature: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
@@ -973,7 +839,9 @@ class OpenAIChatModel(HttpLlmModel):
             or not 0.0 <= temperature <= 2.0
         ):
             raise ValueError(f"temperature must be None or in [0, 2], got {temperature!r}")
-        super().__init__(api_key=api_key, timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(
+            api_key=api_key, timeout=timeout, connect_timeout=connect_timeout, retry=retry
+        )
         self._url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.max_tokens = max_tokens

@@ -47,8 +47,10 @@ Errors are raised from the iteration as :class:`~voxwire.errors.ServiceError`
 ``status_NNN``
     the server refused the upgrade with HTTP NNN (``status_401``: a bad key).
 ``timeout``
-    :class:`~voxwire.errors.ServiceTimeout`: no upgrade within ``connect_timeout``, or
-    the stream did not end within ``drain_timeout`` after :meth:`~DeepgramStream.end_input`.
+    :class:`~voxwire.errors.ServiceTimeout`: no upgrade within ``connect_timeout``; audio
+    (or a ``Finalize``) sent and no message back for ``stall_timeout`` seconds (a stalled
+    stream, before its first result as in the middle); or the stream did not end within
+    ``drain_timeout`` after :meth:`~DeepgramStream.end_input`.
 ``closed``
     the server closed or dropped the connection before ``end_input`` (the close reason,
     such as ``NET-0001``, is in the message).
@@ -57,6 +59,18 @@ Errors are raised from the iteration as :class:`~voxwire.errors.ServiceError`
 
 The API key is sent only in the ``Authorization`` header: it is never logged, never in a
 ``repr`` and never in an error message.
+
+Connection policy: the stream connects when it is opened inside a running loop (the
+voice agent opens it at call start, so the first turn does not wait for the handshake).
+A connection that cannot be made, or whose upgrade is refused with 429 or 5xx, is tried
+again by ``retry`` (:class:`~voxwire.services.retry.RetryPolicy`) while no audio has been
+sent on it. A stream whose connection drops or stalls ends with the error: its audio
+cannot be resumed on a new connection (the results' times would restart at 0), so the
+consumer opens a new stream (the voice agent does, and a
+:class:`~voxwire.services.fallback.FallbackSTT` replays the unfinished utterance on the
+next service). Deepgram answers the audio it gets with ``Results`` messages (interim
+ones, and finals with empty transcripts over silence), which is what the stall detector
+waits for; ``stall_timeout=None`` turns it off.
 
 Examples
 --------
@@ -81,6 +95,8 @@ import numpy as np
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.g711 import encode_ulaw
 from voxwire.services.base import PCM, Outbox, StreamMixin, Transcript, Word
+from voxwire.services.http import HttpStatusError
+from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -210,6 +226,11 @@ class DeepgramStt:
         Seconds for the connection and the upgrade.
     drain_timeout
         Seconds for the stream to end after ``end_input``.
+    stall_timeout
+        Seconds without any message after audio or a ``Finalize`` was sent after which
+        the stream fails with :class:`~voxwire.errors.ServiceTimeout` (``None``: never).
+    retry
+        Retries of a connection that could not be made (refused, 429, 5xx).
     frame_ms
         The duration of the audio frames sent.
     extra_query
@@ -243,6 +264,8 @@ class DeepgramStt:
         drain_timeout: float = 10.0,
         frame_ms: int = 50,
         extra_query: Mapping[str, str] | None = None,
+        stall_timeout: float | None = 5.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if importlib.util.find_spec("websockets") is None:
             raise ServiceError("stt", "unavailable", "stt: pip install websockets")
@@ -266,6 +289,10 @@ class DeepgramStt:
             raise ValueError(f"utterance_end_ms must be None or >= 1000, got {utterance_end_ms!r}")
         if connect_timeout <= 0 or drain_timeout <= 0:
             raise ValueError("connect_timeout and drain_timeout must be > 0")
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be None or > 0, got {stall_timeout!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
         self._api_key = api_key
         self.model = model
         self.encoding: Encoding = encoding
@@ -282,6 +309,10 @@ class DeepgramStt:
         self.drain_timeout = float(drain_timeout)
         self.frame_ms = frame_ms
         self.extra_query = dict(extra_query or {})
+        self.stall_timeout = None if stall_timeout is None else float(stall_timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.retries = 0
+        """Connection attempts tried again so far."""
         self._rate = sample_rate
 
     def __repr__(self) -> str:
@@ -352,6 +383,9 @@ class DeepgramStream(StreamMixin):
         """Messages of a type this client does not read."""
         self.metadata: dict[str, Any] | None = None
         """The ``Metadata`` message, once received."""
+        self.retries = 0
+        """Connection attempts of this stream tried again."""
+        self._unanswered: float | None = None  # when audio went with no message since
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -431,38 +465,53 @@ class DeepgramStream(StreamMixin):
             return  # started by the first call made on the loop
         self._task = asyncio.ensure_future(self._run())
 
-    async def _run(self) -> None:
+    def _retried(self, error: ServiceError, wait: float) -> None:
+        self.retries += 1
+        self._stt.retries += 1
+
+    async def _connect(self) -> ClientConnection:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
         stt = self._stt
         ws_log = _Redacting(stt._api_key)
         try:
-            try:
-                ws = await asyncio.wait_for(
-                    connect(
-                        stt.request_url(),
-                        additional_headers=stt._headers(),
-                        open_timeout=None,
-                        close_timeout=1.0,
-                        max_size=_MAX_MESSAGE,
-                        ping_interval=None,
-                        user_agent_header="voxwire",
-                        logger=ws_log,
-                    ),
-                    stt.connect_timeout,
-                )
-            except TimeoutError:
-                raise ServiceTimeout("stt", stt.connect_timeout) from None
-            except InvalidStatus as e:
-                status = e.response.status_code
-                raise ServiceError(
-                    "stt", f"status_{status}", f"stt: the server refused the stream: HTTP {status}"
-                ) from None
-            except (OSError, InvalidHandshake) as e:
-                raise ServiceError(
-                    "stt", "connect", f"stt: cannot connect to {stt.url}: {type(e).__name__}"
-                ) from None
+            return await asyncio.wait_for(
+                connect(
+                    stt.request_url(),
+                    additional_headers=stt._headers(),
+                    open_timeout=None,
+                    close_timeout=1.0,
+                    max_size=_MAX_MESSAGE,
+                    ping_interval=None,
+                    user_agent_header="voxwire",
+                    logger=ws_log,
+                ),
+                stt.connect_timeout,
+            )
+        except TimeoutError:
+            raise ServiceTimeout("stt", stt.connect_timeout) from None
+        except InvalidStatus as e:
+            status = e.response.status_code
+            raise HttpStatusError(
+                "stt",
+                status,
+                f"stt: the server refused the stream: HTTP {status}",
+                parse_retry_after(e.response.headers.get("Retry-After")),
+            ) from None
+        except (OSError, InvalidHandshake) as e:
+            raise ServiceError(
+                "stt", "connect", f"stt: cannot connect to {stt.url}: {type(e).__name__}"
+            ) from None
+
+    async def _run(self) -> None:
+        try:
+            ws = await with_retries(
+                self._stt.retry,
+                self._connect,
+                fresh=lambda: not self._closed,
+                on_retry=self._retried,
+            )
             try:
                 sender = asyncio.ensure_future(self._send(ws))
                 try:
@@ -492,6 +541,8 @@ class DeepgramStream(StreamMixin):
                 item = self._sends.popleft()
                 await ws.send(item)
                 last = loop.time()
+                if self._unanswered is None and item != _CLOSE_STREAM:
+                    self._unanswered = last
                 if isinstance(item, bytes):
                     self.frames_sent += 1
                 elif item == _CLOSE_STREAM:
@@ -528,8 +579,13 @@ class DeepgramStream(StreamMixin):
                 wait = 0.25 if timeout is None else min(timeout, 0.25)
                 message = await asyncio.wait_for(ws.recv(), wait)
             except TimeoutError:
-                if deadline is not None and loop.time() >= deadline:
+                now = loop.time()
+                if deadline is not None and now >= deadline:
                     raise ServiceTimeout("stt", self._stt.drain_timeout) from None
+                stall = self._stt.stall_timeout
+                since = self._unanswered
+                if stall is not None and since is not None and now - since >= stall:
+                    raise ServiceTimeout("stt", stall) from None
                 continue
             except ConnectionClosed as e:
                 if self._ended:
@@ -541,6 +597,7 @@ class DeepgramStream(StreamMixin):
                     "closed",
                     f"stt: the server closed the stream (code {code}{_reason(reason)})",
                 ) from None
+            self._unanswered = None
             self._message(message)
 
     def _message(self, raw: str | bytes) -> None:

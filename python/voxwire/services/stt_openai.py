@@ -36,6 +36,7 @@ in an error message (a server that echoes it has it replaced by ``***``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import io
 import json
@@ -48,6 +49,8 @@ import numpy as np
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, StreamMixin, Transcript, Word
+from voxwire.services.http import HttpStatusError
+from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 __all__ = ["OpenAITranscriptionStream", "OpenAITranscriptionStt", "wav_bytes"]
 
@@ -105,6 +108,10 @@ class OpenAITranscriptionStt:
         Seconds for the connection.
     max_utterance
         Seconds of audio one utterance keeps; the rest is dropped and counted.
+    retry
+        When a request that failed before its answer is tried again
+        (:class:`~voxwire.services.retry.RetryPolicy`; default: up to 3 attempts on 429,
+        5xx and a refused connection, within 3 s).
 
     Raises
     ------
@@ -127,6 +134,7 @@ class OpenAITranscriptionStt:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         max_utterance: float = 60.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if importlib.util.find_spec("aiohttp") is None:
             raise ServiceError("stt", "unavailable", "stt: pip install aiohttp")
@@ -140,6 +148,8 @@ class OpenAITranscriptionStt:
             raise ValueError(f"response_format must be json or verbose_json: {response_format!r}")
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be > 0")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
         if not 0.5 <= max_utterance <= 600:
             raise ValueError(f"max_utterance must be in [0.5, 600] seconds: {max_utterance!r}")
         self.url = base_url.rstrip("/") + "/audio/transcriptions"
@@ -152,6 +162,9 @@ class OpenAITranscriptionStt:
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.max_utterance = float(max_utterance)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.retries = 0
+        """Requests tried again so far."""
 
     def __repr__(self) -> str:
         return f"OpenAITranscriptionStt(url={self.url!r}, model={self.model!r})"
@@ -189,7 +202,9 @@ class OpenAITranscriptionStream(StreamMixin):
         self.dropped_samples = 0
         """Samples past ``max_utterance`` that were not sent."""
         self.requests = 0
-        """Requests made."""
+        """Requests made (retries included)."""
+        self.retries = 0
+        """Requests tried again (each failed before its answer)."""
         self.last_latency: float | None = None
         """Seconds from the last ``finalize`` to its result."""
 
@@ -272,7 +287,12 @@ class OpenAITranscriptionStream(StreamMixin):
                     if pcm.size == 0:
                         result = Transcript("", True, t0, t0, from_finalize=True)
                     else:
-                        result = await self._post(session, pcm, t0)
+                        result = await with_retries(
+                            self._stt.retry,
+                            functools.partial(self._post, session, pcm, t0),
+                            fresh=lambda: not self._closed,
+                            on_retry=self._retried,
+                        )
                     self.last_latency = asyncio.get_running_loop().time() - asked
                     self._out.put(result)
         except asyncio.CancelledError:
@@ -283,6 +303,10 @@ class OpenAITranscriptionStream(StreamMixin):
             self._out.finish(e)
         else:
             self._out.finish()
+
+    def _retried(self, error: ServiceError, wait: float) -> None:
+        self.retries += 1
+        self._stt.retries += 1
 
     async def _post(self, session: Any, pcm: PCM, t0: float) -> Transcript:
         import aiohttp
@@ -309,10 +333,11 @@ class OpenAITranscriptionStream(StreamMixin):
                 body = await response.content.read(_MAX_BODY)
                 if response.status != 200:
                     text = stt._redact(body.decode("utf-8", "replace"))[:_ERROR_TEXT]
-                    raise ServiceError(
+                    raise HttpStatusError(
                         "stt",
-                        f"status_{response.status}",
+                        response.status,
                         f"stt: the server answered HTTP {response.status}: {text}",
+                        parse_retry_after(response.headers.get("Retry-After")),
                     )
         except TimeoutError:
             raise ServiceTimeout("stt", stt.timeout) from None

@@ -30,7 +30,7 @@ at ``done``. A barge-in in the moment between a word's audio and its timestamps 
 that word from what was heard.
 
 Errors are :class:`~voxwire.errors.ServiceError` (``service="tts"``) with the reasons of
-:class:`~voxwire.services.tts_elevenlabs.WsTtsClient`: ``status_NNN`` (the handshake
+:class:`~voxwire.services.ws.WsTtsClient`: ``status_NNN`` (the handshake
 refused), ``connect``, ``timeout``, ``closed``, ``bad_message``, and ``server_error`` for
 an ``error`` message (its ``error_code`` or ``title`` in the text). The API key is only in
 the header, never in a ``repr`` or an error message.
@@ -45,7 +45,8 @@ import numpy as np
 
 from voxwire.errors import ServiceError
 from voxwire.services.base import SpeechAudio, Word
-from voxwire.services.tts_elevenlabs import WsTtsClient, WsTtsStream
+from voxwire.services.retry import RetryPolicy
+from voxwire.services.ws import WsTtsClient, WsTtsStream
 
 __all__ = ["CARTESIA_VERSION", "CartesiaStream", "CartesiaTts"]
 
@@ -162,6 +163,10 @@ class CartesiaTts(WsTtsClient):
     timeout, connect_timeout
         Seconds a stream waits for its next message while audio is due, and for the
         connection.
+    retry
+        Retries of a connection that could not be made or was refused with 429/5xx
+        (:class:`~voxwire.services.retry.RetryPolicy`; see :mod:`voxwire.services.ws`
+        for the reconnect policy).
 
     Raises
     ------
@@ -183,6 +188,7 @@ class CartesiaTts(WsTtsClient):
         version: str = CARTESIA_VERSION,
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(voice_id, str) or not voice_id:
             raise ValueError(f"voice_id must be a non-empty str, got {voice_id!r}")
@@ -196,7 +202,7 @@ class CartesiaTts(WsTtsClient):
             raise ValueError(f"base_url must be a ws:// or wss:// URL, got {base_url!r}")
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
-        super().__init__(timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(timeout=timeout, connect_timeout=connect_timeout, retry=retry)
         self.voice_id = voice_id
         self.model_id = model_id
         self.language = language

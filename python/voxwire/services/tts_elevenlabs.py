@@ -47,20 +47,16 @@ never in a ``repr`` or an error message.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import importlib
-import itertools
-import json
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 import numpy as np
 
-from voxwire.errors import ServiceError, ServiceTimeout
-from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin, Word
+from voxwire.errors import ServiceError
+from voxwire.services.base import PCM, SpeechAudio, Word
+from voxwire.services.retry import RetryPolicy
+from voxwire.services.ws import WsTtsClient, WsTtsStream, b64_pcm
 
 __all__ = [
     "SAMPLE_RATES",
@@ -68,10 +64,9 @@ __all__ = [
     "ElevenLabsTts",
     "WsTtsClient",
     "WsTtsStream",
+    "b64_pcm",
     "words_from_alignment",
 ]
-
-_C = TypeVar("_C", bound="WsTtsClient")
 
 SAMPLE_RATES: Final = (8000, 16000, 22050, 24000)
 """The PCM output rates ElevenLabs offers (``pcm_RATE``)."""
@@ -79,319 +74,6 @@ SAMPLE_RATES: Final = (8000, 16000, 22050, 24000)
 
 def _bad(message: str) -> ServiceError:
     return ServiceError("tts", "bad_message", f"tts: {message}")
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def b64_pcm(data: object, carry: bytes = b"") -> tuple[PCM, bytes]:
-    """Little-endian PCM16 of base64 ``data`` after ``carry``, and the odd byte left."""
-    if not isinstance(data, str):
-        raise _bad(f"audio must be a base64 string, got {type(data).__name__}")
-    try:
-        raw = carry + base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad("audio is not base64") from None
-    cut = len(raw) - len(raw) % 2
-    return np.frombuffer(raw[:cut], dtype="<i2").astype(np.int16), raw[cut:]
-
-
-# --- the shared WebSocket client -----------------------------------------------------------
-
-
-class WsTtsStream(StreamMixin):
-    """One context on a :class:`WsTtsClient`'s connection (the vendor streams derive)."""
-
-    def __init__(self, client: WsTtsClient, context_id: str) -> None:
-        self._client = client
-        self.context_id = context_id
-        """The vendor's context id of this stream."""
-        self._outbox: Outbox[SpeechAudio] = Outbox()
-        self._carry = b""
-        self.samples = 0
-        """Samples of audio received so far."""
-        self.messages_sent = 0
-        """Messages of this stream sent so far."""
-        self._ws: Any = None  # the connection its messages went on
-        self._started = False
-        self._due = False  # audio is expected (text flushed or input ended)
-        self._ended = False
-        self._closed = False
-
-    # Vendor hooks --------------------------------------------------------------------------
-
-    def _on_message(self, message: Mapping[str, Any]) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _cancel_message(self) -> dict[str, Any] | None:  # pragma: no cover
-        raise NotImplementedError
-
-    # Shared --------------------------------------------------------------------------------
-
-    def _send(self, message: dict[str, Any]) -> None:
-        if not self._started:
-            self._started = True
-            self._client._register(self)
-        self._client._enqueue(self, message)
-
-    def _audio(self, data: object) -> PCM:
-        pcm, self._carry = b64_pcm(data, self._carry)
-        self.samples += len(pcm)
-        return pcm
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        self._client._forget(self)
-        self._outbox.finish(error)
-
-    async def aclose(self) -> None:
-        """Stop now (a barge-in): the vendor is told at once; late audio is dropped."""
-        if self._closed:
-            return
-        self._closed = True
-        self._outbox.drop()
-        client = self._client
-        if self._started and self.context_id in client._streams:
-            client._purge(self)
-            message = self._cancel_message()
-            if message is not None:
-                client._enqueue(self, message, force=True)
-        client._forget(self)
-
-    def __aiter__(self) -> AsyncIterator[SpeechAudio]:
-        return self
-
-    async def __anext__(self) -> SpeechAudio:
-        outbox = self._outbox
-        while True:
-            if not self._due or outbox.done:
-                return await outbox.get()
-            try:
-                return await asyncio.wait_for(outbox.get(), self._client.timeout)
-            except asyncio.TimeoutError:
-                if not self._due or outbox.done:
-                    continue
-                error = ServiceTimeout("tts", self._client.timeout)
-                await self.aclose()
-                raise error from None
-
-
-class WsTtsClient:
-    """One WebSocket shared by context streams: a sender and a reader task.
-
-    Messages are sent in the order the streams make them; each message read is routed to
-    its stream by context id. A connection that fails finishes every open stream with the
-    error; the next message reconnects.
-    """
-
-    def __init__(self, *, timeout: float, connect_timeout: float) -> None:
-        try:
-            self._client_mod: Any = importlib.import_module("websockets.asyncio.client")
-            self._ws_mod: Any = importlib.import_module("websockets")
-        except ImportError as e:
-            raise ServiceError(
-                "tts", "unavailable", f"tts: {type(self).__name__} needs websockets ({e})"
-            ) from e
-        self.timeout = _positive("timeout", timeout)
-        """Seconds a stream waits for its next message while audio is due."""
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
-        """Seconds to wait for the connection and its handshake."""
-        self._streams: dict[str, WsTtsStream] = {}
-        self._queue: asyncio.Queue[tuple[WsTtsStream, dict[str, Any]]] = asyncio.Queue()
-        self._sender: asyncio.Task[None] | None = None
-        self._ws: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
-        self.ignored = 0
-        """Messages read for no open stream (late audio after a cancel, ...), dropped."""
-        self.messages_sent = 0
-        """Messages sent so far."""
-
-    def _url(self) -> str:  # pragma: no cover - always overridden
-        raise NotImplementedError
-
-    def _headers(self) -> dict[str, str]:  # pragma: no cover - always overridden
-        raise NotImplementedError
-
-    def _scrub(self, text: str) -> str:  # pragma: no cover - always overridden
-        raise NotImplementedError
-
-    def _context_of(self, message: Mapping[str, Any]) -> str | None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _new_id(self) -> str:
-        return f"vx{id(self):x}-{next(self._ids)}"
-
-    def _register(self, stream: WsTtsStream) -> None:
-        self._streams[stream.context_id] = stream
-
-    def _forget(self, stream: WsTtsStream) -> None:
-        if self._streams.get(stream.context_id) is stream:
-            del self._streams[stream.context_id]
-
-    def _enqueue(self, stream: WsTtsStream, message: dict[str, Any], force: bool = False) -> None:
-        if stream._closed and not force:
-            return
-        self._queue.put_nowait((stream, message))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
-
-    def _purge(self, stream: WsTtsStream) -> None:
-        """Forget the messages of ``stream`` not yet sent."""
-        kept = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item[0] is not stream:
-                kept.append(item)
-        for item in kept:
-            self._queue.put_nowait(item)
-
-    async def _connect(self) -> Any:
-        if self._ws is not None:
-            return self._ws
-        ws_mod = self._ws_mod
-        try:
-            ws = await asyncio.wait_for(
-                self._client_mod.connect(
-                    self._url(),
-                    additional_headers=self._headers(),
-                    open_timeout=None,
-                    max_size=16 * 1024 * 1024,
-                    proxy=None,
-                ),
-                self.connect_timeout,
-            )
-        except asyncio.TimeoutError:
-            raise ServiceTimeout("tts", self.connect_timeout) from None
-        except ws_mod.InvalidStatus as e:
-            status = e.response.status_code
-            body = self._scrub(bytes(e.response.body or b"").decode("utf-8", "replace"))
-            raise ServiceError(
-                "tts", f"status_{status}", f"tts: the handshake got HTTP {status}: {body[:300]}"
-            ) from None
-        except (OSError, ws_mod.InvalidHandshake) as e:
-            raise ServiceError(
-                "tts", "connect", self._scrub(f"tts: cannot connect: {type(e).__name__}: {e}")
-            ) from None
-        self._ws = ws
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop(ws))
-        return ws
-
-    async def _send_loop(self) -> None:
-        while not self._queue.empty():
-            stream, message = self._queue.get_nowait()
-            for attempt in (1, 2):
-                try:
-                    ws = await self._connect()
-                    await ws.send(json.dumps(message))
-                except ServiceError as e:
-                    self._fail(e, everyone=True)
-                except self._ws_mod.ConnectionClosed as e:
-                    if self._ws is ws:
-                        self._ws = None
-                    if attempt == 1 and stream._ws is None:
-                        # An idle connection the server had closed: a stream with
-                        # nothing on it yet goes on a new one.
-                        continue
-                    error = ServiceError("tts", "closed", f"tts: the connection broke: {e}")
-                    stream._finish(error)
-                    self._fail(error, ws=ws)
-                except Exception as e:  # the connection broke while sending
-                    error = ServiceError(
-                        "tts", "closed", self._scrub(f"tts: the connection broke: {e}")
-                    )
-                    stream._finish(error)
-                    self._fail(error)
-                else:
-                    stream._ws = ws
-                    stream.messages_sent += 1
-                    self.messages_sent += 1
-                break
-
-    async def _read_loop(self, ws: Any) -> None:
-        error: ServiceError | None = None
-        try:
-            async for raw in ws:
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    error = _bad(f"a message is not JSON: {str(raw)[:200]!r}")
-                    break
-                if not isinstance(message, dict):
-                    error = _bad("a message must be a JSON object")
-                    break
-                context = self._context_of(message)
-                stream = self._streams.get(context) if context is not None else None
-                if stream is None:
-                    if context is None and self._global_error(message):
-                        error = self._server_error(message)
-                        break
-                    self.ignored += 1
-                    continue
-                try:
-                    stream._on_message(message)
-                except ServiceError as e:
-                    stream._finish(e)
-            else:
-                error = ServiceError("tts", "closed", "tts: the server closed the connection")
-        except self._ws_mod.ConnectionClosed as e:
-            error = ServiceError("tts", "closed", f"tts: the connection broke: {e}")
-        except asyncio.CancelledError:
-            raise
-        finally:
-            if self._ws is ws:
-                self._ws = None
-        if error is not None:
-            self._fail(error, ws=ws)
-        await ws.close()
-
-    def _global_error(self, message: Mapping[str, Any]) -> bool:
-        return message.get("error") is not None
-
-    def _server_error(self, message: Mapping[str, Any]) -> ServiceError:
-        error = message.get("message") or message.get("error") or message
-        return ServiceError(
-            "tts", "server_error", self._scrub(f"tts: the server sent an error: {error}")
-        )
-
-    def _fail(self, error: ServiceError, *, ws: Any = None, everyone: bool = False) -> None:
-        """End the streams on connection ``ws`` (any, if ``None``) with ``error``.
-
-        With ``everyone``, the streams waiting for a connection end too; the others go
-        on a new connection.
-        """
-        failed = {
-            stream
-            for stream in self._streams.values()
-            if everyone or (stream._ws is not None and (ws is None or stream._ws is ws))
-        }
-        for stream in failed:
-            stream._finish(error)
-        items = []
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        for item in items:
-            if not everyone and item[0] not in failed and not item[0]._closed:
-                self._queue.put_nowait(item)
-
-    async def aclose(self) -> None:
-        """Close the connection (open streams end with ``closed``)."""
-        for task in (self._sender, self._reader):
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait([task])
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-        self._fail(ServiceError("tts", "closed", "tts: the client was closed"), everyone=True)
-
-    async def __aenter__(self: _C) -> _C:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 # --- ElevenLabs --------------------------------------------------------------------------
@@ -542,6 +224,10 @@ class ElevenLabsTts(WsTtsClient):
     timeout, connect_timeout
         Seconds a stream waits for its next message while audio is due, and for the
         connection.
+    retry
+        Retries of a connection that could not be made or was refused with 429/5xx
+        (:class:`~voxwire.services.retry.RetryPolicy`; see :mod:`voxwire.services.ws`
+        for the reconnect policy).
 
     Raises
     ------
@@ -563,6 +249,7 @@ class ElevenLabsTts(WsTtsClient):
         inactivity_timeout: int = 180,
         timeout: float = 10.0,
         connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(voice_id, str) or not voice_id:
             raise ValueError(f"voice_id must be a non-empty str, got {voice_id!r}")
@@ -572,7 +259,7 @@ class ElevenLabsTts(WsTtsClient):
             raise ValueError(f"base_url must be a ws:// or wss:// URL, got {base_url!r}")
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
-        super().__init__(timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(timeout=timeout, connect_timeout=connect_timeout, retry=retry)
         self.voice_id = voice_id
         self.model_id = model_id
         self._rate = sample_rate

@@ -37,7 +37,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import importlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -46,7 +45,15 @@ import numpy as np
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin
-from voxwire.services.llm_openai import HttpSession, SseEvent, SseParser
+from voxwire.services.http import (
+    HttpSession,
+    HttpStatusError,
+    SseEvent,
+    SseParser,
+    aiohttp_module,
+    positive,
+)
+from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 if TYPE_CHECKING:
     import aiohttp
@@ -68,12 +75,6 @@ def pcm_from_bytes(data: bytes, carry: bytes = b"") -> tuple[PCM, bytes]:
     return np.frombuffer(data[:cut], dtype="<i2").astype(np.int16), data[cut:]
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
 class OpenAISpeechTts(HttpSession):
     """OpenAI's speech endpoint as a :class:`~voxwire.services.base.TextToSpeech`.
 
@@ -91,7 +92,12 @@ class OpenAISpeechTts(HttpSession):
     stream_format
         ``"sse"`` asks for server-sent events, ``None`` (default) for the raw body.
     timeout, connect_timeout
-        Seconds to wait for each byte of the answer, and for the connection.
+        Seconds to wait for each byte of the answer (before the first and between two:
+        a stall is a :class:`~voxwire.errors.ServiceTimeout`), and for the connection.
+    retry
+        When a request that failed before its first byte is tried again
+        (:class:`~voxwire.services.retry.RetryPolicy`; default: up to 3 attempts on 429,
+        5xx and a refused connection, within 3 s).
 
     Raises
     ------
@@ -113,24 +119,22 @@ class OpenAISpeechTts(HttpSession):
         stream_format: str | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
         for name, value in (("model", model), ("voice", voice)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty str, got {value!r}")
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
-        if speed is not None and not 0.25 <= _positive("speed", speed) <= 4.0:
+        if speed is not None and not 0.25 <= positive("speed", speed) <= 4.0:
             raise ValueError(f"speed must be in [0.25, 4], got {speed!r}")
         if stream_format not in (None, "audio", "sse"):
             raise ValueError(f"stream_format must be None, 'audio' or 'sse', got {stream_format!r}")
-        try:
-            self._aiohttp: Any = importlib.import_module("aiohttp")
-        except ImportError as e:
-            raise ServiceError(
-                "tts", "unavailable", f"tts: OpenAISpeechTts needs aiohttp ({e})"
-            ) from e
+        self._aiohttp: Any = aiohttp_module("tts", "OpenAISpeechTts")
         self._url = base_url.rstrip("/") + "/audio/speech"
         self.model = model
         self.voice = voice
@@ -138,8 +142,10 @@ class OpenAISpeechTts(HttpSession):
         self.speed = speed
         self.instructions = instructions
         self.stream_format = stream_format
-        self.timeout = _positive("timeout", timeout)
-        self.connect_timeout = _positive("connect_timeout", connect_timeout)
+        self.timeout = positive("timeout", timeout)
+        self.connect_timeout = positive("connect_timeout", connect_timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.retries = 0
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -202,7 +208,10 @@ class OpenAISpeechStream(StreamMixin):
         self._ended = False
         self._closed = False
         self.requests = 0
-        """Requests made so far."""
+        """Requests made so far (retries included)."""
+        self.retries = 0
+        """Requests tried again (each failed before its first byte)."""
+        self._body = 0  # bytes of the current text's answer read
 
     def push(self, text: str) -> None:
         """Queue text (sent at the next :meth:`flush` or :meth:`end_input`)."""
@@ -248,6 +257,30 @@ class OpenAISpeechStream(StreamMixin):
         self._outbox.finish()
 
     async def _speak(self, text: str) -> None:
+        self._body = 0
+        await with_retries(
+            self._tts.retry,
+            lambda: self._attempt(text),
+            fresh=lambda: self._body == 0 and not self._closed,
+            on_retry=self._retried,
+        )
+
+    def _retried(self, error: ServiceError, wait: float) -> None:
+        self.retries += 1
+        self._tts.retries += 1
+
+    async def _attempt(self, text: str) -> None:
+        try:
+            await self._request(text)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            error = self._error(e)
+            if isinstance(error, ServiceError):
+                raise error from None
+            raise
+
+    async def _request(self, text: str) -> None:
         tts = self._tts
         session = tts._session_now()
         self.requests += 1
@@ -275,6 +308,7 @@ class OpenAISpeechStream(StreamMixin):
             data = await response.content.read(_READ)
             if not data:
                 break
+            self._body += len(data)
             pcm, carry = pcm_from_bytes(data, carry)
             if not len(pcm):
                 continue
@@ -290,6 +324,7 @@ class OpenAISpeechStream(StreamMixin):
         done = False
         while not done:
             data = await response.content.read(_READ)
+            self._body += len(data)
             events = parser.feed(data) if data else parser.end()
             for event in events:
                 audio, done = _speech_event(event)
@@ -319,8 +354,11 @@ class OpenAISpeechStream(StreamMixin):
             text = error.get("message", text) if isinstance(error, dict) else str(error)
         text = self._tts._scrub(str(text))[:_ERROR_TEXT]
         message = f"tts: HTTP {response.status} {response.reason or ''}".rstrip()
-        return ServiceError(
-            "tts", f"status_{response.status}", f"{message}: {text}" if text else message
+        return HttpStatusError(
+            "tts",
+            response.status,
+            f"{message}: {text}" if text else message,
+            parse_retry_after(response.headers.get("Retry-After")),
         )
 
     def _error(self, e: BaseException) -> BaseException:
