@@ -38,10 +38,17 @@ from voxwire.services.base import (
     PCM,
     LanguageModel,
     LlmStream,
+    Preparable,
     SpeechToText,
     SttStream,
     TextToSpeech,
     TtsStream,
+)
+from voxwire.services.fallback import (
+    FallbackLlmStream,
+    FallbackSttStream,
+    FallbackTtsStream,
+    Switch,
 )
 from voxwire.voice.conversation import (
     Action,
@@ -300,7 +307,38 @@ class _AgentCall:
         started = self.call.started
         self.line_rate = started.media_format.sample_rate if started else rate
         self._open_stt()
+        self._spawn(self._prepare())
         self.apply(self.conversation.start(now))
+
+    async def _prepare(self) -> None:
+        """Warm the services up (pre-connect) so the first turn pays no handshake."""
+        for kind, service in (("llm", self.agent.llm), ("tts", self.agent.tts)):
+            if isinstance(service, Preparable):
+                try:
+                    await service.prepare()
+                except Exception as exc:  # the first turn tries again, or falls back
+                    log.warning(
+                        "%s call %r: preparing %s failed: %s",
+                        self.call.codec.name,
+                        _ident(self.call),
+                        kind,
+                        exc,
+                    )
+
+    def _watch(self, stream: object, reply: int | None) -> None:
+        """Report the switches of a fallback chain's stream to the conversation."""
+        if isinstance(stream, FallbackLlmStream | FallbackTtsStream | FallbackSttStream):
+            stream.on_switch = lambda switch: self._switched(reply, switch)
+
+    def _switched(self, reply: int | None, switch: Switch) -> None:
+        log.warning(
+            "%s call %r: fallback %s", self.call.codec.name, _ident(self.call), switch.describe()
+        )
+        self.apply(
+            self.conversation.service_switched(
+                reply, switch.error, switch.to_name, self.loop.time()
+            )
+        )
 
     def _inbound(self, event: Audio) -> PCM:
         rate = self.agent.stt.sample_rate
@@ -449,6 +487,7 @@ class _AgentCall:
 
     def _open_stt(self) -> None:
         self.stt = self.agent.stt.stream()
+        self._watch(self.stt, None)
         self.stt_task = self._spawn(self._read_stt(self.stt))
 
     async def _read_stt(self, stream: SttStream) -> None:
@@ -476,6 +515,7 @@ class _AgentCall:
         except Exception as exc:
             self._llm_failed(action.reply, exc)
             return
+        self._watch(io.llm, action.reply)
         io.llm_task = self._spawn(self._read_llm(action.reply, io.llm))
 
     async def _read_llm(self, reply: int, stream: LlmStream) -> None:
@@ -510,6 +550,7 @@ class _AgentCall:
         except Exception as exc:
             self._tts_failed(reply, exc)
             return
+        self._watch(io.tts, reply)
         io.tts_task = self._spawn(self._read_tts(reply, io.tts))
 
     async def _read_tts(self, reply: int, stream: TtsStream) -> None:

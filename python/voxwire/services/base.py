@@ -43,6 +43,7 @@ __all__ = [
     "LlmEvent",
     "LlmStream",
     "Outbox",
+    "Preparable",
     "Role",
     "SpeechAudio",
     "SpeechToText",
@@ -345,4 +346,21 @@ class TextToSpeech(Protocol):
 
     def stream(self) -> TtsStream:
         """Open a synthesis stream (one per reply)."""
+        ...
+
+
+# --- warming up ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    """A service that can get ready before its first use (optional for every service).
+
+    The voice agent calls :meth:`prepare` when a call starts, so the first turn does not
+    pay a connection's handshake: the WebSocket synthesisers open their connection, the
+    HTTP clients make their session. Engines that run in the process need nothing.
+    """
+
+    async def prepare(self) -> None:
+        """Get ready now (connect); a failure raises :class:`~voxwire.errors.ServiceError`."""
         ...

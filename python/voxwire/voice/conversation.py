@@ -560,6 +560,18 @@ class Conversation:
         self._count(error)
         return []
 
+    def service_switched(
+        self, reply: int | None, error: ServiceError, to: str, now: float
+    ) -> list[Action]:
+        """A fallback chain moved to service ``to`` after ``error``; the reply (``reply``,
+        or ``None`` for the recogniser) goes on. Counted, and recorded in the turn."""
+        self._count(error)
+        r = self._live(reply) if reply is not None else None
+        if r is not None:
+            r.metrics.errors.append(f"{error.service}:{error.reason}")
+            r.metrics.fallbacks.append(f"{error.service}:{error.reason}->{to}")
+        return []
+
     def retrieved(self, reply: int, context: str, now: float) -> list[Action]:
         """The knowledge hook's answer for ``reply`` (empty: nothing found or it failed)."""
         r = self._live(reply)

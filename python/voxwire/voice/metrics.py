@@ -83,6 +83,9 @@ class TurnMetrics:
     tool_rounds: int = 0
     errors: list[str] = field(default_factory=list)
     """Service failures of the turn, as ``"service:reason"``."""
+    fallbacks: list[str] = field(default_factory=list)
+    """Fallback switches of the turn, as ``"service:reason->ServiceClass"`` (the reply
+    went on with that service)."""
     endpoint_delay: float | None = None
     """The wait the turn-taking policy chose after the VAD's end of speech (seconds)."""
     preemptive: bool = False
@@ -143,4 +146,6 @@ class TurnMetrics:
             )
         if self.errors:
             extra += " errors=" + ",".join(self.errors)
+        if self.fallbacks:
+            extra += " fallbacks=" + ",".join(self.fallbacks)
         return f"turn {self.index}: ms after speech end: {parts}{extra}"
