@@ -9,7 +9,9 @@ frame, sends ``SpeechStarted`` at the first audio, an interim ``Results`` every
 ``idle_timeout`` seconds without audio or a KeepAlive. The words of each utterance are
 scripted (``utterances``) and spread over the utterance's audio. ``mode`` makes it
 misbehave: ``"drop"`` aborts the connection after the first frame, ``"garbage"`` answers
-the first frame with a line that is not JSON.
+the first frame with a line that is not JSON, ``"stall"`` never answers, ``"stall_mid"``
+answers the first frame (``SpeechStarted``) and nothing after; ``status`` refuses every
+upgrade with that HTTP status (429 with ``Retry-After: 0``).
 
 :class:`FakeTranscriptions` answers ``POST /v1/audio/transcriptions`` as OpenAI does,
 after parsing the multipart form (the WAV file is read back with :mod:`wave`).
@@ -74,6 +76,7 @@ class FakeDeepgram:
         self.status = status
         self.sessions: list[DeepgramSession] = []
         self.disconnected = asyncio.Event()
+        self.attempts = 0  # connection attempts (upgrade requests) seen
         self._server: Server | None = None
         self.port = 0
 
@@ -96,8 +99,12 @@ class FakeDeepgram:
         await self._server.wait_closed()
 
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.attempts += 1
         if self.status is not None:
-            return connection.respond(self.status, "refused\n")
+            response = connection.respond(self.status, "refused\n")
+            if self.status == 429:
+                response.headers["Retry-After"] = "0"
+            return response
         if request.headers.get("Authorization") != f"Token {KEY}":
             return connection.respond(401, "bad credentials\n")
         if not request.path.startswith("/v1/listen"):
@@ -162,6 +169,13 @@ class FakeDeepgram:
                     await ws.close(1011, "NET-0001: no audio received")
                     return
                 heard = received / per_second
+                if self.mode == "stall" or (self.mode == "stall_mid" and received > 0):
+                    if isinstance(message, bytes):
+                        session.frames.append(message)
+                        received += len(message)
+                    else:
+                        session.texts.append(message)
+                    continue  # heard, never answered
                 if isinstance(message, bytes):
                     session.frames.append(message)
                     if received == 0:
@@ -252,6 +266,8 @@ class Answer:
     stall: float = 0.0
     body: bytes | None = None  # the raw body instead of the JSON answer
     echo_key: bool = False
+    drop: bool = False  # cut the connection halfway through the answer
+    stall_mid: bool = False  # send half the answer, then nothing
 
 
 class FakeTranscriptions:
@@ -316,7 +332,21 @@ class FakeTranscriptions:
             message = "rate limited" if answer.status == 429 else "server error"
             if answer.echo_key:
                 message += f": {request.headers.get('Authorization')}"
-            return web.json_response({"error": {"message": message}}, status=answer.status)
+            headers = {"Retry-After": "0"} if answer.status == 429 else None
+            return web.json_response(
+                {"error": {"message": message}}, status=answer.status, headers=headers
+            )
+        if answer.drop or answer.stall_mid:
+            half = web.StreamResponse(headers={"Content-Length": "100"})
+            half.content_type = "application/json"
+            await half.prepare(request)
+            await half.write(b'{"text": "hel')
+            if answer.drop:
+                assert request.transport is not None
+                request.transport.abort()
+            else:
+                await asyncio.sleep(3600)
+            return half
         if answer.body is not None:
             return web.Response(body=answer.body, content_type="application/json")
         duration = samples / rate if rate else 0.0

@@ -7,9 +7,10 @@ visible sample by sample. Every character lasts :data:`CHAR_SECONDS`, so the tim
 word of a script is known exactly (:func:`expected_words`).
 
 Modes make the faults: ``"ok"``, ``"drop"`` (the connection is cut after the first audio),
-``"stall"`` (no answer at all), ``"garbage"`` (a message that is not JSON), ``"error"``
-(the vendor's error message), ``"status_401"`` / ``"status_500"`` (refused handshake or
-HTTP answer).
+``"stall"`` (no audio at all), ``"stall_mid"`` (the first audio, then nothing),
+``"garbage"`` (a message that is not JSON), ``"error"`` (the vendor's error message),
+``"status_401"`` / ``"status_429"`` (with ``Retry-After: 0``) / ``"status_500"`` (refused
+handshake or HTTP answer).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class WsFake:
         self.headers: list[Headers] = []
         self.contexts: dict[str, Context] = {}
         self.connections = 0
+        self.connected_at: list[float] = []  # loop times of the connections
         self.open: set[ServerConnection] = set()
         self._work: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,6 +119,10 @@ class WsFake:
             return connection.respond(HTTPStatus.UNAUTHORIZED, f"invalid key {self.key}\n")
         if self.mode == "status_500":
             return connection.respond(HTTPStatus.INTERNAL_SERVER_ERROR, "oops\n")
+        if self.mode == "status_429":
+            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "slow down\n")
+            response.headers["Retry-After"] = "0"
+            return response
         return None
 
     def context(self, context_id: str) -> Context:
@@ -132,6 +138,7 @@ class WsFake:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.connections += 1
+        self.connected_at.append(asyncio.get_running_loop().time())
         self.open.add(ws)
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -162,8 +169,8 @@ class WsFake:
         self, ws: ServerConnection, ctx: Context, text: str, make: Any, after: Any = None
     ) -> None:
         """Send the audio of ``text`` for ``ctx`` in messages built by ``make``."""
-        if self.mode == "stall":
-            return
+        if self.mode == "stall" or (self.mode == "stall_mid" and ctx.sent):
+            return  # (stalled: nothing more for this context, not even its end)
         if self.mode == "garbage":
             await ws.send("{not json")
             return
@@ -186,6 +193,8 @@ class WsFake:
             if self.mode == "drop":
                 ws.transport.abort()
                 return
+            if self.mode == "stall_mid":
+                return  # the first audio, then nothing
         if after is not None and not ctx.cancelled.is_set():
             await after()
 
@@ -410,6 +419,10 @@ class OpenAISpeechFake:
             )
         if self.mode == "status_500":
             return web.json_response({"error": {"message": "server broke"}}, status=500)
+        if self.mode == "status_429":
+            return web.json_response(
+                {"error": {"message": "rate limited"}}, status=429, headers={"Retry-After": "0"}
+            )
         if self.mode == "json":
             return web.json_response({"audio": "nope"})
         assert body["response_format"] == "pcm", body
@@ -439,6 +452,8 @@ class OpenAISpeechFake:
                     assert request.transport is not None
                     request.transport.abort()
                     return response
+                if self.mode == "stall_mid":
+                    await asyncio.sleep(3600)
                 if self.mode == "garbage" and self.sse:
                     await response.write(b"data: {not json\n\n")
             if self.sse:

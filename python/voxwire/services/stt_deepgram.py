@@ -97,6 +97,7 @@ from voxwire.g711 import encode_ulaw
 from voxwire.services.base import PCM, Outbox, StreamMixin, Transcript, Word
 from voxwire.services.http import HttpStatusError
 from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
+from voxwire.services.ws import Redacting
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -111,22 +112,6 @@ _KEEPALIVE: Final = '{"type":"KeepAlive"}'
 _FINALIZE: Final = '{"type":"Finalize"}'
 _CLOSE_STREAM: Final = '{"type":"CloseStream"}'
 _MAX_MESSAGE: Final = 1 << 20  # bytes of one server message
-
-
-class _Redacting(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The connection's logger: its debug lines show the request headers, with the key
-    replaced by ``***``."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__(logging.getLogger(f"{__name__}.ws"))
-        self._secret = secret
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        text = str(msg) % args if args else str(msg)
-        kwargs.setdefault("stacklevel", 2)
-        self.logger.log(level, text.replace(self._secret, "***"), **kwargs)
 
 
 def _reason(reason: str) -> str:
@@ -474,7 +459,7 @@ class DeepgramStream(StreamMixin):
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
         stt = self._stt
-        ws_log = _Redacting(stt._api_key)
+        ws_log = Redacting(logging.getLogger(f"{__name__}.ws"), stt._api_key)
         try:
             return await asyncio.wait_for(
                 connect(

@@ -73,6 +73,17 @@ def wav_bytes(pcm: PCM, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
+async def _read_body(response: Any) -> bytes:
+    """The whole answer, at most ``_MAX_BODY`` bytes (a cut answer raises)."""
+    body = b""
+    while len(body) < _MAX_BODY:
+        data = await response.content.read(_MAX_BODY - len(body))
+        if not data:
+            break
+        body += data
+    return body
+
+
 def _bad(message: str) -> ServiceError:
     return ServiceError("stt", "bad_message", f"stt: {message}")
 
@@ -330,7 +341,7 @@ class OpenAITranscriptionStream(StreamMixin):
         self.requests += 1
         try:
             async with session.post(stt.url, data=form, headers=stt._headers()) as response:
-                body = await response.content.read(_MAX_BODY)
+                body = await _read_body(response)
                 if response.status != 200:
                     text = stt._redact(body.decode("utf-8", "replace"))[:_ERROR_TEXT]
                     raise HttpStatusError(

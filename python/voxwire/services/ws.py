@@ -42,11 +42,32 @@ from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin
 from voxwire.services.retry import RetryPolicy, with_retries
 
-__all__ = ["WsTtsClient", "WsTtsStream", "b64_pcm"]
+__all__ = ["Redacting", "WsTtsClient", "WsTtsStream", "b64_pcm"]
 
 log = logging.getLogger("voxwire.services")
 
 _C = TypeVar("_C", bound="WsTtsClient")
+
+
+class Redacting(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A connection's logger whose lines have ``secret`` replaced by ``***``.
+
+    The websockets library logs the request headers of a handshake at DEBUG; the API key
+    goes in those headers, so every WebSocket client logs through one of these.
+    """
+
+    def __init__(self, logger: logging.Logger, secret: str | None) -> None:
+        super().__init__(logger)
+        self._secret = secret
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        kwargs.setdefault("stacklevel", 2)
+        self.logger.log(level, text, **kwargs)
 
 
 def _bad(message: str) -> ServiceError:
@@ -201,6 +222,11 @@ class WsTtsClient:
     def _scrub(self, text: str) -> str:  # pragma: no cover - always overridden
         raise NotImplementedError
 
+    def _secret(self) -> str | None:
+        """The API key (for the redacting logger); ``None`` if there is none."""
+        key = getattr(self, "_api_key", None)
+        return key if isinstance(key, str) and key else None
+
     def _context_of(self, message: Mapping[str, Any]) -> str | None:  # pragma: no cover
         raise NotImplementedError
 
@@ -268,6 +294,7 @@ class WsTtsClient:
                     open_timeout=None,
                     max_size=16 * 1024 * 1024,
                     proxy=None,
+                    logger=Redacting(logging.getLogger("voxwire.services.ws"), self._secret()),
                 ),
                 self.connect_timeout,
             )
