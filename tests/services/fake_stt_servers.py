@@ -76,6 +76,7 @@ class FakeDeepgram:
         self.status = status
         self.sessions: list[DeepgramSession] = []
         self.disconnected = asyncio.Event()
+        self.disconnected_at: float | None = None  # loop time the connection ended
         self.attempts = 0  # connection attempts (upgrade requests) seen
         self._server: Server | None = None
         self.port = 0
@@ -238,6 +239,7 @@ class FakeDeepgram:
         except ConnectionClosed:
             pass
         finally:
+            self.disconnected_at = asyncio.get_running_loop().time()
             self.disconnected.set()
 
 
@@ -278,6 +280,7 @@ class FakeTranscriptions:
         self.words = words
         self.uploads: list[Upload] = []
         self.handling: list[float] = []  # seconds the server spent on each request
+        self.left_at: float | None = None  # loop time a client left a stalled request
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -327,7 +330,11 @@ class FakeTranscriptions:
         )
         answer = self.answers.pop(0) if self.answers else Answer()
         if answer.stall:
-            await asyncio.sleep(answer.stall)
+            try:
+                await asyncio.sleep(answer.stall)
+            except asyncio.CancelledError:
+                self.left_at = loop.time()  # the client left the request
+                raise
         if answer.status != 200:
             message = "rate limited" if answer.status == 429 else "server error"
             if answer.echo_key:

@@ -71,6 +71,7 @@ class Context:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     closed_at_sent: int | None = None  # audio messages sent when close_context came
     finished: bool = False
+    stopped_at: float | None = None  # loop time the close_context or cancel arrived
 
 
 class WsFake:
@@ -231,6 +232,7 @@ class ElevenLabsFake(WsFake):
         if message.get("close_context") is True:
             assert set(message) == {"context_id", "close_context"}, message
             ctx.closed_at_sent = ctx.sent
+            ctx.stopped_at = asyncio.get_running_loop().time()
             self._generate(ws, ctx, final=True)
             return None
         raise AssertionError(f"unexpected message {message}")
@@ -289,6 +291,7 @@ class CartesiaFake(WsFake):
         ctx.messages.append(message)
         if message.get("cancel") is True:
             assert set(message) == {"context_id", "cancel"}, message
+            ctx.stopped_at = asyncio.get_running_loop().time()
             ctx.cancelled.set()
             return None
         assert message["output_format"] == {
@@ -384,6 +387,7 @@ class OpenAISpeechFake:
         self.requests: list[SpeechRequest] = []
         self.samples = 0
         self.left = asyncio.Event()
+        self.left_at: float | None = None  # loop time the client left a request
         self.finished = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -465,6 +469,7 @@ class OpenAISpeechFake:
             await response.write_eof()
             self.finished += 1
         except (asyncio.CancelledError, ConnectionResetError):
+            self.left_at = asyncio.get_running_loop().time()
             self.left.set()
             raise
         return response
