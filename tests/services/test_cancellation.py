@@ -18,7 +18,12 @@ import pytest
 pytest.importorskip("aiohttp", reason="the HTTP clients need aiohttp")
 pytest.importorskip("websockets", reason="the WebSocket clients need websockets")
 
-from fake_llm_servers import (
+from voxwire.services.base import ChatMessage, LanguageModel
+from voxwire.services.llm_anthropic import AnthropicModel
+from voxwire.services.llm_openai import OpenAIChatModel
+from voxwire.services.stt_deepgram import DeepgramStt
+from voxwire.services.stt_openai import OpenAITranscriptionStt
+from voxwire.services.testing.llm import (
     FakeServer,
     Script,
     anthropic_start,
@@ -26,15 +31,9 @@ from fake_llm_servers import (
     chunk,
     sse,
 )
-from fake_stt_servers import KEY as DEEPGRAM_KEY
-from fake_stt_servers import Answer, FakeDeepgram, FakeTranscriptions
-from fake_tts_servers import CartesiaFake, ElevenLabsFake, OpenAISpeechFake
-
-from voxwire.services.base import ChatMessage, LanguageModel
-from voxwire.services.llm_anthropic import AnthropicModel
-from voxwire.services.llm_openai import OpenAIChatModel
-from voxwire.services.stt_deepgram import DeepgramStt
-from voxwire.services.stt_openai import OpenAITranscriptionStt
+from voxwire.services.testing.stt import KEY as DEEPGRAM_KEY
+from voxwire.services.testing.stt import Answer, FakeDeepgram, FakeTranscriptions
+from voxwire.services.testing.tts import CartesiaFake, ElevenLabsFake, OpenAISpeechFake
 from voxwire.services.tts_cartesia import CartesiaTts
 from voxwire.services.tts_elevenlabs import ElevenLabsTts
 from voxwire.services.tts_openai import OpenAISpeechTts

@@ -19,9 +19,6 @@ pytest.importorskip("aiohttp", reason="the HTTP clients need aiohttp")
 pytest.importorskip("websockets", reason="the WebSocket clients need websockets")
 pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
 
-from fake_llm_servers import FakeServer, Script
-from fake_tts_servers import ElevenLabsFake
-
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
 from voxwire.agents.server import agent_server
 from voxwire.aio.surface import CallSurface
@@ -30,6 +27,8 @@ from voxwire.services.fake import FakeLlm, FakeStt, FakeTts
 from voxwire.services.fallback import FallbackLLM, FallbackTTS
 from voxwire.services.llm_openai import OpenAIChatModel
 from voxwire.services.retry import NO_RETRY
+from voxwire.services.testing.llm import FakeServer, Script
+from voxwire.services.testing.tts import ElevenLabsFake
 from voxwire.services.tts_elevenlabs import ElevenLabsTts
 from voxwire.sim import PROVIDERS, CallPlan, CallReport, place_call, synthesize
 

@@ -31,18 +31,6 @@ import pytest
 pytest.importorskip("aiohttp", reason="the HTTP clients need aiohttp")
 pytest.importorskip("websockets", reason="the WebSocket clients need websockets")
 
-from fake_llm_servers import (
-    FakeServer,
-    Script,
-    anthropic_start,
-    anthropic_text_block,
-    chunk,
-    sse,
-)
-from fake_stt_servers import KEY as DEEPGRAM_KEY
-from fake_stt_servers import Answer, FakeDeepgram, FakeTranscriptions
-from fake_tts_servers import CartesiaFake, ElevenLabsFake, OpenAISpeechFake
-
 from voxwire.errors import ServiceError
 from voxwire.services.base import (
     ChatMessage,
@@ -58,6 +46,17 @@ from voxwire.services.llm_openai import OpenAIChatModel
 from voxwire.services.retry import RetryPolicy
 from voxwire.services.stt_deepgram import DeepgramStt
 from voxwire.services.stt_openai import OpenAITranscriptionStt
+from voxwire.services.testing.llm import (
+    FakeServer,
+    Script,
+    anthropic_start,
+    anthropic_text_block,
+    chunk,
+    sse,
+)
+from voxwire.services.testing.stt import KEY as DEEPGRAM_KEY
+from voxwire.services.testing.stt import Answer, FakeDeepgram, FakeTranscriptions
+from voxwire.services.testing.tts import CartesiaFake, ElevenLabsFake, OpenAISpeechFake
 from voxwire.services.tts_cartesia import CartesiaTts
 from voxwire.services.tts_elevenlabs import ElevenLabsTts
 from voxwire.services.tts_openai import OpenAISpeechTts
@@ -96,7 +95,8 @@ def leaks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if KEY in r.getMessage() and not r.name.startswith(("websockets.server", "fake_"))
+        if KEY in r.getMessage()
+        and not r.name.startswith(("websockets.server", "voxwire.services.testing"))
     ]
 
 
@@ -372,6 +372,7 @@ def test_fault_table(client: str, fault: str, caplog: pytest.LogCaptureFixture) 
             finally:
                 with contextlib.suppress(Exception):
                     await service.aclose()
+            assert not getattr(fake, "violations", [])  # the client kept to the protocol
             return info.value, (h.attempts(fake) if fake is not None else 0), service
 
     error, attempts, service = asyncio.run(alone())

@@ -15,10 +15,9 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the HTTP model clients need aiohttp")
 
-from fake_llm_servers import FakeServer, Script
-
 from voxwire.services.base import ChatMessage, LlmEvent, TextDelta, ToolCall, Usage
 from voxwire.services.llm_openai import ChatChunkDecoder, OpenAIChatModel, SseParser
+from voxwire.services.testing.llm import FakeServer, Script
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE = (ChatMessage("user", "What is the weather in Paris?"),)

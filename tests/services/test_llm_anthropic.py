@@ -15,16 +15,6 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the HTTP model clients need aiohttp")
 
-from fake_llm_servers import (
-    FakeServer,
-    Script,
-    anthropic_end,
-    anthropic_event,
-    anthropic_start,
-    anthropic_text_block,
-    anthropic_tool_block,
-)
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import (
     ChatMessage,
@@ -45,6 +35,15 @@ from voxwire.services.llm_anthropic import (
 )
 from voxwire.services.llm_openai import LlmStatusError, SseParser
 from voxwire.services.retry import NO_RETRY
+from voxwire.services.testing.llm import (
+    FakeServer,
+    Script,
+    anthropic_end,
+    anthropic_event,
+    anthropic_start,
+    anthropic_text_block,
+    anthropic_tool_block,
+)
 
 T = TypeVar("T")
 KEY = "fake-anthropic-key-SECRET-987654321"

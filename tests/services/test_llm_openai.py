@@ -20,8 +20,6 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the HTTP model clients need aiohttp")
 
-from fake_llm_servers import FakeServer, Script, chunk, openai_text, sse
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services import http
 from voxwire.services.base import (
@@ -45,6 +43,7 @@ from voxwire.services.llm_openai import (
     openai_tools,
 )
 from voxwire.services.retry import NO_RETRY
+from voxwire.services.testing.llm import FakeServer, Script, chunk, openai_text, sse
 
 T = TypeVar("T")
 KEY = "fake-openai-key-SECRET-0123456789"

@@ -13,12 +13,11 @@ import pytest
 
 pytest.importorskip("websockets", reason="the Deepgram client needs websockets")
 
-from fake_stt_servers import KEY, SERVER_LOG, FakeDeepgram
-
 import voxwire
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import SpeechToText, SttStream, Transcript
 from voxwire.services.stt_deepgram import DeepgramStream, DeepgramStt, transcript_from_results
+from voxwire.services.testing.stt import KEY, SERVER_LOG, FakeDeepgram
 
 T = TypeVar("T")
 

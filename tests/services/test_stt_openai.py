@@ -12,8 +12,6 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the transcription client needs aiohttp")
 
-from fake_stt_servers import Answer, FakeTranscriptions
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import SpeechToText, SttStream, Transcript
 from voxwire.services.stt_openai import (
@@ -21,6 +19,7 @@ from voxwire.services.stt_openai import (
     OpenAITranscriptionStt,
     wav_bytes,
 )
+from voxwire.services.testing.stt import Answer, FakeTranscriptions
 
 T = TypeVar("T")
 KEY = "sk-test-SECRET-stt-42"

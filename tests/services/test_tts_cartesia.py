@@ -1,6 +1,6 @@
 """CartesiaTts: the TTS WebSocket client, against a local fake server.
 
-The fake (``fake_tts_servers.CartesiaFake``) checks that every message repeats the
+The fake (``voxwire.services.testing.tts.CartesiaFake``) checks that every message repeats the
 request, sends the audio of a counter signal in ``chunk`` messages, then the
 ``word_timestamps`` of the transcript in the context's seconds, and ``done`` after
 ``continue: false``; ``cancel`` stops its sending for the context.
@@ -17,10 +17,9 @@ import pytest
 
 pytest.importorskip("websockets", reason="the WebSocket TTS clients need websockets")
 
-from fake_tts_servers import CHUNK_CHARS, CartesiaFake, expected_words, signal
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import SpeechAudio, TextToSpeech, TtsStream
+from voxwire.services.testing.tts import CHUNK_CHARS, CartesiaFake, expected_words, signal
 from voxwire.services.tts_cartesia import CartesiaTts
 
 T = TypeVar("T")

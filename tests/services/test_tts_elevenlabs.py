@@ -1,6 +1,6 @@
 """ElevenLabsTts: the multi-context WebSocket client, against a local fake server.
 
-The fake (``fake_tts_servers.ElevenLabsFake``) checks each message, sends the audio of a
+The fake (``voxwire.services.testing.tts.ElevenLabsFake``) checks each message, sends the audio of a
 counter signal in messages that split words, with per-message alignment, and records
 what it saw per context.
 """
@@ -16,10 +16,9 @@ import pytest
 
 pytest.importorskip("websockets", reason="the WebSocket TTS clients need websockets")
 
-from fake_tts_servers import CHAR_SECONDS, ElevenLabsFake, expected_words, signal
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import SpeechAudio, TextToSpeech, TtsStream
+from voxwire.services.testing.tts import CHAR_SECONDS, ElevenLabsFake, expected_words, signal
 from voxwire.services.tts_elevenlabs import ElevenLabsStream, ElevenLabsTts
 
 T = TypeVar("T")

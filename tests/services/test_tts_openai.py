@@ -1,8 +1,8 @@
 """OpenAISpeechTts: the ``/audio/speech`` client, against a local aiohttp fake server.
 
-The fake (``fake_tts_servers.OpenAISpeechFake``) checks the key and the body, and streams
-the raw PCM of a counter signal in odd-sized writes (samples split between them), or the
-same audio as ``speech.audio.delta`` events.
+The fake (``voxwire.services.testing.tts.OpenAISpeechFake``) checks the key and the body,
+and streams the raw PCM of a counter signal in odd-sized writes (samples split between
+them), or the same audio as ``speech.audio.delta`` events.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the HTTP TTS client needs aiohttp")
 
-from fake_tts_servers import CHAR_SECONDS, OpenAISpeechFake, signal
-
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import SpeechAudio, TextToSpeech, TtsStream
+from voxwire.services.testing.tts import CHAR_SECONDS, OpenAISpeechFake, signal
 from voxwire.services.tts_openai import OpenAISpeechTts, pcm_from_bytes
 
 T = TypeVar("T")

@@ -35,8 +35,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from voxwire.services.testing import Checks
+
 KEY = "dg-secret-key-123"
-SERVER_LOG = logging.getLogger("fake_stt_servers.deepgram")
+SERVER_LOG = logging.getLogger("voxwire.services.testing.deepgram")
 
 
 def _port(sock: socket.socket) -> int:
@@ -67,7 +69,9 @@ class FakeDeepgram:
         latency: float = 0.02,
         mode: str = "normal",
         status: int | None = None,
+        key: str = KEY,
     ) -> None:
+        self.key = key
         self.utterances = list(utterances or ["hello world"])
         self.idle_timeout = idle_timeout
         self.interim_every = interim_every
@@ -106,7 +110,7 @@ class FakeDeepgram:
             if self.status == 429:
                 response.headers["Retry-After"] = "0"
             return response
-        if request.headers.get("Authorization") != f"Token {KEY}":
+        if request.headers.get("Authorization") != f"Token {self.key}":
             return connection.respond(401, "bad credentials\n")
         if not request.path.startswith("/v1/listen"):
             return connection.respond(404, "no such path\n")
@@ -272,10 +276,11 @@ class Answer:
     stall_mid: bool = False  # send half the answer, then nothing
 
 
-class FakeTranscriptions:
+class FakeTranscriptions(Checks):
     """``POST /v1/audio/transcriptions`` on 127.0.0.1:0, answering scripts in order."""
 
     def __init__(self, answers: list[Answer] | None = None, *, words: bool = True) -> None:
+        self.violations: list[str] = []
         self.answers = list(answers or [])
         self.words = words
         self.uploads: list[Upload] = []
@@ -303,7 +308,7 @@ class FakeTranscriptions:
         assert self._runner is not None
         await self._runner.cleanup()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         began = loop.time()
         fields: dict[str, list[str]] = {}
@@ -318,8 +323,8 @@ class FakeTranscriptions:
                 filename = part.filename or ""
                 content_type = part.headers.get("Content-Type", "")
                 with wave.open(io.BytesIO(bytes(data)), "rb") as w:
-                    assert w.getnchannels() == 1
-                    assert w.getsampwidth() == 2
+                    self.expect(w.getnchannels() == 1, "the WAV file must be mono")
+                    self.expect(w.getsampwidth() == 2, "the WAV file must be 16-bit")
                     rate, samples = w.getframerate(), w.getnframes()
             else:
                 fields.setdefault(name, []).append(bytes(data).decode())

@@ -27,7 +27,10 @@ import numpy as np
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from voxwire.services.testing import Checks, ProtocolViolation
 
 CHAR_SECONDS = 0.02
 """The audio length of each character, in seconds."""
@@ -74,10 +77,11 @@ class Context:
     stopped_at: float | None = None  # loop time the close_context or cancel arrived
 
 
-class WsFake:
+class WsFake(Checks):
     """What the ElevenLabs and Cartesia fakes share: a websockets server and records."""
 
     def __init__(self, rate: int, mode: str = "ok", key: str = "k-123") -> None:
+        self.violations: list[str] = []
         self.rate = rate
         self.mode = mode
         self.key = key
@@ -145,11 +149,15 @@ class WsFake:
         try:
             async for raw in ws:
                 message = json.loads(raw)
-                assert isinstance(message, dict)
+                self.expect(isinstance(message, dict), message)
                 self._tasks = tasks
                 self._on(ws, message)
-        except Exception:
-            pass
+        except ConnectionClosed:
+            pass  # the client went away
+        except ProtocolViolation:
+            pass  # recorded; the connection ends as a vendor's would
+        except ValueError as e:  # not JSON
+            self.violations.append(f"the client sent a message that is not JSON: {e}")
         finally:
             self.open.discard(ws)
             for t in tasks:
@@ -219,18 +227,18 @@ class ElevenLabsFake(WsFake):
         first = not ctx.messages
         ctx.messages.append(message)
         if first:
-            assert message == {"text": " ", "context_id": context_id}, message
+            self.expect(message == {"text": " ", "context_id": context_id}, message)
             self._text[context_id] = ""
             return None
         if "text" in message:
-            assert set(message) == {"text", "context_id"}, message
+            self.expect(set(message) == {"text", "context_id"}, message)
             self._text[context_id] += message["text"]
             return None
         if message.get("flush") is True:
             self._generate(ws, ctx, final=False)
             return None
         if message.get("close_context") is True:
-            assert set(message) == {"context_id", "close_context"}, message
+            self.expect(set(message) == {"context_id", "close_context"}, message)
             ctx.closed_at_sent = ctx.sent
             ctx.stopped_at = asyncio.get_running_loop().time()
             self._generate(ws, ctx, final=True)
@@ -290,19 +298,19 @@ class CartesiaFake(WsFake):
         ctx = self.context(context_id)
         ctx.messages.append(message)
         if message.get("cancel") is True:
-            assert set(message) == {"context_id", "cancel"}, message
+            self.expect(set(message) == {"context_id", "cancel"}, message)
             ctx.stopped_at = asyncio.get_running_loop().time()
             ctx.cancelled.set()
             return None
-        assert message["output_format"] == {
-            "container": "raw",
-            "encoding": "pcm_s16le",
-            "sample_rate": self.rate,
-        }, message
-        assert message["voice"]["mode"] == "id", message
-        assert message["add_timestamps"] is True, message
-        assert isinstance(message["continue"], bool), message
-        assert isinstance(message["transcript"], str), message
+        self.expect(
+            message["output_format"]
+            == {"container": "raw", "encoding": "pcm_s16le", "sample_rate": self.rate},
+            message,
+        )
+        self.expect(message["voice"]["mode"] == "id", message)
+        self.expect(message["add_timestamps"] is True, message)
+        self.expect(isinstance(message["continue"], bool), message)
+        self.expect(isinstance(message["transcript"], str), message)
         text, done = message["transcript"], not message["continue"]
         self.spawn(ctx, lambda previous: self._speak_after(ws, ctx, text, done, previous))
         return None
@@ -375,12 +383,13 @@ class SpeechRequest:
     body: dict[str, Any]
 
 
-class OpenAISpeechFake:
+class OpenAISpeechFake(Checks):
     """``POST /v1/audio/speech`` answering raw PCM (or SSE) of the counter signal."""
 
     RATE = 24000
 
     def __init__(self, mode: str = "ok", sse: bool = False, key: str = "k-123") -> None:
+        self.violations: list[str] = []
         self.mode = mode
         self.sse = sse
         self.key = key
@@ -429,8 +438,8 @@ class OpenAISpeechFake:
             )
         if self.mode == "json":
             return web.json_response({"audio": "nope"})
-        assert body["response_format"] == "pcm", body
-        assert isinstance(body["input"], str), body
+        self.expect(body.get("response_format") == "pcm", body)
+        self.expect(isinstance(body.get("input"), str), body)
         spc = round(self.RATE * CHAR_SECONDS)
         raw = signal(self.samples, spc * len(body["input"]), 1).astype("<i2").tobytes()
         self.samples += len(raw) // 2

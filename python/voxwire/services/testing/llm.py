@@ -1,4 +1,4 @@
-"""Local fake LLM servers for the HTTP client tests: real sockets on 127.0.0.1, port 0.
+"""Local fake LLM servers (Chat Completions, Anthropic Messages): real sockets on 127.0.0.1.
 
 A :class:`FakeServer` answers each POST with the next :class:`Script`: a status, headers,
 and the body as pieces written one by one with pauses between them (as a server that
@@ -98,6 +98,11 @@ class FakeServer:
         assert request.transport is not None
         peer = request.transport.get_extra_info("peername")
         self.requests.append(Recorded(request.path, dict(request.headers), body, tuple(peer)))
+        if not self.scripts:
+            return web.json_response(
+                {"error": {"message": "the fake server has no script left for this request"}},
+                status=500,
+            )
         script = self.scripts.pop(0)
         if script.head_delay:
             try:
@@ -108,8 +113,8 @@ class FakeServer:
         if script.status != 200 or script.json:
             text = b"".join(p for p in script.pieces if isinstance(p, bytes))
             if script.echo_headers:
-                text = json.dumps({"error": {"message": f"bad key: {dict(request.headers)}"}})
-                text = text.encode()
+                echoed = {"error": {"message": f"bad key: {dict(request.headers)}"}}
+                text = json.dumps(echoed).encode()
             return web.Response(
                 status=script.status,
                 body=text,
