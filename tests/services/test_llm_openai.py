@@ -42,7 +42,7 @@ from voxwire.services.llm_openai import (
     openai_messages,
     openai_tools,
 )
-from voxwire.services.retry import NO_RETRY
+from voxwire.services.retry import NO_RETRY, RetryPolicy
 from voxwire.services.testing.llm import FakeServer, Script, chunk, openai_text, sse
 
 T = TypeVar("T")
@@ -532,6 +532,29 @@ def test_429_is_typed_with_retry_after() -> None:
         2.0,
         str(error),
     )
+
+
+def test_a_429_is_retried_after_its_retry_after_and_a_500_with_backoff() -> None:
+    busy = b'{"error": {"message": "Rate limit reached", "type": "requests"}}'
+    scripts = [
+        Script([busy], status=429, headers={"Retry-After": "0.3"}),
+        Script([b"{}"], status=503),
+        Script(openai_text(["Hi"])),
+    ]
+    policy = RetryPolicy(attempts=3, base_delay=0.1, jitter=0.0, budget=2.0)
+    events, server = run(lambda: against(scripts, retry=policy))
+    assert text(events) == "Hi"
+    first, second, third = (r.at for r in server.requests)
+    assert second - first >= 0.3  # the server's Retry-After, not the backoff's 0.1 s
+    assert third - second >= 0.2  # the second retry's backoff: 0.1 * 2
+    assert all(r.body == server.requests[0].body for r in server.requests)
+
+
+def test_nothing_is_retried_once_the_answer_has_begun() -> None:
+    pieces = [sse(chunk({"content": "Hel"}))]
+    error, got = run(lambda: failing([Script(pieces, end="drop"), Script(openai_text(["x"]))]))
+    assert error.reason == "closed"
+    assert got == [TextDelta("Hel")]
 
 
 def test_the_api_key_is_in_no_error_repr_or_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -49,6 +49,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     peer: tuple[str, int]  # the client's address: the same for requests on one connection
+    at: float = 0.0  # the loop time it arrived
 
 
 class FakeServer:
@@ -97,7 +98,15 @@ class FakeServer:
             body = raw
         assert request.transport is not None
         peer = request.transport.get_extra_info("peername")
-        self.requests.append(Recorded(request.path, dict(request.headers), body, tuple(peer)))
+        self.requests.append(
+            Recorded(
+                request.path,
+                dict(request.headers),
+                body,
+                tuple(peer),
+                asyncio.get_running_loop().time(),
+            )
+        )
         if not self.scripts:
             return web.json_response(
                 {"error": {"message": "the fake server has no script left for this request"}},
