@@ -7,6 +7,11 @@ installed (audioop, soxr, ...) and prints one table per benchmark.
 each utterance back (:mod:`voxwire.agents`); ``voxwire call --protocol twilio URL`` calls
 it as the provider would, with a simulated caller that speaks, listens, barges in, and
 reports what it heard and the timings (:mod:`voxwire.sim`).
+
+``voxwire serve --agent demo`` and ``voxwire demo`` take services by name and URL
+(``--llm openai-compatible:http://127.0.0.1:11434/v1 --model llama3.2``, ``--stt
+deepgram``, ``--tts elevenlabs --voice ID``; :mod:`voxwire.services.registry`), their
+keys from the environment.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -87,6 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("-v", "--verbose", action="store_true", help="log the agent's turns")
+    _add_services(demo)
     knowledge = sub.add_parser(
         "knowledge",
         help="index and search a folder of .md/.txt files (SQLite FTS5)",
@@ -150,6 +157,56 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "start message's custom parameter 'token'); default $VOXWIRE_TOKEN",
     )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    _add_services(serve)
+
+
+def _add_services(parser: argparse.ArgumentParser) -> None:
+    from voxwire.services.registry import KINDS, service_names
+
+    group = parser.add_argument_group(
+        "services",
+        "the agent's engines by name, NAME or NAME:URL (in place of the demo's offline "
+        "ones; a MODULE:FACTORY agent gets them as FACTORY(services=...)). Keys come from "
+        "the environment: OPENAI_API_KEY, ANTHROPIC_API_KEY, DEEPGRAM_API_KEY, "
+        "ELEVENLABS_API_KEY, CARTESIA_API_KEY, sent only to the vendor's own host; for "
+        "any other URL name the variable with --llm-key-env (--stt-, --tts-key-env).",
+    )
+    what = {"stt": "speech-to-text", "llm": "language model", "tts": "text-to-speech"}
+    for kind in KINDS:
+        group.add_argument(
+            f"--{kind}",
+            metavar="SPEC",
+            help=f"the {what[kind]}: {', '.join(service_names(kind))}",
+        )
+    group.add_argument("--model", metavar="NAME", help="the language model's model")
+    group.add_argument("--stt-model", metavar="NAME", help="the speech-to-text model")
+    group.add_argument("--tts-model", metavar="NAME", help="the text-to-speech model")
+    group.add_argument("--voice", metavar="NAME", help="the text-to-speech voice (id)")
+    for kind in KINDS:
+        group.add_argument(
+            f"--{kind}-key-env",
+            metavar="VAR",
+            help=f"the environment variable holding the {kind} key",
+        )
+
+
+def _services(args: argparse.Namespace, protocol: str) -> Any:
+    """The services the options chose (a ServiceChoice), for ``protocol``'s line rate."""
+    from voxwire.services.registry import ServiceChoice
+
+    return ServiceChoice.parse(
+        stt=args.stt,
+        llm=args.llm,
+        tts=args.tts,
+        model=args.model,
+        stt_model=args.stt_model,
+        tts_model=args.tts_model,
+        voice=args.voice,
+        stt_key_env=args.stt_key_env,
+        llm_key_env=args.llm_key_env,
+        tts_key_env=args.tts_key_env,
+        line_rate=CODECS[protocol].default_rate,
+    )
 
 
 def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -212,8 +269,9 @@ def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
     return 0
 
 
-def _load_agent(spec: str) -> Any:
-    """``MODULE:FACTORY`` (or a built-in name) -> the agent the factory returns."""
+def _load_agent(spec: str, services: Any = None) -> Any:
+    """``MODULE:FACTORY`` (or a built-in name) -> the agent the factory returns; with
+    ``services`` chosen, ``FACTORY(services=services)``."""
     builtin = {"demo": "voxwire.agents.demo:build_agent"}
     target = builtin.get(spec, spec)
     module_name, sep, attr = target.partition(":")
@@ -222,7 +280,15 @@ def _load_agent(spec: str) -> Any:
             f"--agent takes MODULE:FACTORY or one of {', '.join(builtin)}, got {spec!r}"
         )
     factory = getattr(importlib.import_module(module_name), attr)
-    return factory()
+    if not services:
+        return factory()
+    try:
+        inspect.signature(factory).bind(services=services)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{target} takes no services= argument, so --stt/--llm/--tts cannot reach it"
+        ) from None
+    return factory(services=services)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -243,10 +309,23 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     port = args.port if args.port is not None else 9092 if tcp else 8080
 
+    from voxwire.services.registry import ServiceConfigError
+
+    try:
+        services = _services(args, args.protocol)
+    except ServiceConfigError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 2
+    if services and not args.agent:
+        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
+        return 2
     agent = None
     if args.agent:
         try:
-            agent = _load_agent(args.agent)
+            agent = _load_agent(args.agent, services)
+        except ServiceConfigError as exc:
+            print(f"voxwire serve: {exc}", file=sys.stderr)
+            return 2
         except (ImportError, AttributeError, ValueError) as exc:
             print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
             return 2
@@ -255,6 +334,8 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         where = "" if tcp or args.path else " (any path)"
         print(f"voxwire serve: {args.protocol} {kind} on {url}{where}", flush=True)
+        for line in services.describe().splitlines():
+            print(f"voxwire serve: {line}", flush=True)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -275,18 +356,21 @@ def _serve(args: argparse.Namespace) -> int:
                 ready=ready,
             )
             return
-        await serve_agent(
-            agent,
-            args.protocol,
-            args.host,
-            port,
-            pipeline_rate=getattr(agent, "pipeline_rate", PIPELINE_RATE),
-            path=args.path,
-            lead=args.lead,
-            auth=auth,
-            stop=stop,
-            ready=ready,
-        )
+        try:
+            await serve_agent(
+                agent,
+                args.protocol,
+                args.host,
+                port,
+                pipeline_rate=getattr(agent, "pipeline_rate", PIPELINE_RATE),
+                path=args.path,
+                lead=args.lead,
+                auth=auth,
+                stop=stop,
+                ready=ready,
+            )
+        finally:
+            await services.aclose()
 
     try:
         asyncio.run(run())
@@ -408,18 +492,29 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from voxwire.services.registry import ServiceConfigError
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
-        report = asyncio.run(run_demo(args.protocol))
+        services = _services(args, args.protocol)
+        report = asyncio.run(run_demo(args.protocol, services=services))
+    except ServiceConfigError as exc:
+        print(f"voxwire demo: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"voxwire demo: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
-    ok = report.hung_up and bool(report.bookings) and bool(report.history_after_barge_in)
+    if services:
+        # another engine answers in its own words: the call went through when every
+        # caller turn got a reply, with no service failing
+        ok = all(t.reply_start is not None for t in report.phone.turns) and not report.errors
+    else:
+        ok = report.hung_up and bool(report.bookings) and bool(report.history_after_barge_in)
     return 0 if ok else 1
 
 

@@ -6,7 +6,9 @@ need no key and no network: pocketsphinx hears the caller
 say (:mod:`voxwire.services.llm_rules`: intent rules, the clinic's knowledge folder on
 SQLite FTS5, and the booking tool on SQLite), and espeak-ng speaks
 (:mod:`voxwire.services.tts_espeak`). :func:`build_agent` makes it (what ``voxwire serve
---agent demo`` runs).
+--agent demo`` runs). Any of the three engines can be swapped for a service chosen by
+name (:mod:`voxwire.services.registry`: ``voxwire serve --agent demo --llm openai``,
+``voxwire demo --stt deepgram ...``); the clinic's knowledge and booking tools stay.
 
 :func:`run_demo` starts that agent on a telephony protocol on 127.0.0.1, calls it with the
 simulated phone (:mod:`voxwire.sim.dialog`), which says a script with espeak-ng's voice:
@@ -32,8 +34,9 @@ from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
 from voxwire.agents.server import agent_server
 from voxwire.aio.surface import CallSurface
 from voxwire.knowledge import KnowledgeBase, search_spec, search_tool
-from voxwire.services.base import LanguageModel
+from voxwire.services.base import LanguageModel, SpeechToText, TextToSpeech
 from voxwire.services.llm_rules import RulesModel
+from voxwire.services.registry import ServiceChoice
 from voxwire.sim.dialog import DialogReport, Turn, place_dialog
 from voxwire.sim.provider import PROVIDERS
 from voxwire.sim.speech import synthesize
@@ -130,31 +133,48 @@ class DemoAgent:
 def build_demo(
     *,
     llm: LanguageModel | None = None,
+    stt: SpeechToText | None = None,
+    tts: TextToSpeech | None = None,
+    services: ServiceChoice | None = None,
     bookings_db: str | Path = ":memory:",
     knowledge_db: str | Path = ":memory:",
     telephone: bool = True,
 ) -> DemoAgent:
     """The Harbor Dental agent on the offline engines (see the module docstring).
 
-    ``llm`` replaces the deterministic local model (e.g.
-    :class:`voxwire.services.llm_llama.LlamaCppModel`); ``bookings_db`` and
+    ``llm``, ``stt`` and ``tts`` replace the deterministic local model (e.g. with
+    :class:`voxwire.services.llm_llama.LlamaCppModel`), pocketsphinx and espeak-ng;
+    ``services`` (services chosen by name) fills those not given. ``bookings_db`` and
     ``knowledge_db`` are SQLite files (in memory by default). ``telephone`` tunes the
     recogniser for 8 kHz phone audio.
+
+    Raises
+    ------
+    voxwire.services.registry.ServiceConfigError
+        A chosen service cannot be made (its package is missing, a setting refused).
     """
     from voxwire.services.stt_pocketsphinx import PocketSphinxStt
     from voxwire.services.tts_espeak import EspeakTts
 
     knowledge = KnowledgeBase(knowledge_db)
     knowledge.add_folder(KNOWLEDGE_DIR)
+    if services is not None:
+        try:
+            stt = stt or services.build_stt(phrases=DEMO_PHRASES)
+            llm = llm or services.build_llm(knowledge=knowledge)
+            tts = tts or services.build_tts()
+        except Exception:
+            knowledge.close()
+            raise
     bookings = Bookings(bookings_db)
     tools = [
         Tool(search_spec(), functools.partial(search_tool, knowledge), timeout=2.0),
         Tool(book_spec(), functools.partial(book_tool, bookings), timeout=2.0),
     ]
     agent = VoiceAgent(
-        PocketSphinxStt(phrases=DEMO_PHRASES),
+        stt if stt is not None else PocketSphinxStt(phrases=DEMO_PHRASES),
         llm if llm is not None else RulesModel(knowledge),
-        EspeakTts(),
+        tts if tts is not None else EspeakTts(),
         system_prompt=SYSTEM_PROMPT,
         tools=tools,
         config=VoiceConfig(greeting=GREETING),
@@ -162,9 +182,10 @@ def build_demo(
     return DemoAgent(agent, knowledge, bookings)
 
 
-def build_agent() -> VoiceAgent:
-    """The demo agent, for ``voxwire serve --agent demo``."""
-    return build_demo().agent
+def build_agent(services: ServiceChoice | None = None) -> VoiceAgent:
+    """The demo agent, for ``voxwire serve --agent demo`` (with the services its
+    ``--stt``, ``--llm`` and ``--tts`` chose, in place of the offline engines)."""
+    return build_demo(services=services).agent
 
 
 # --- the demo call ------------------------------------------------------------------------
@@ -195,11 +216,13 @@ class DemoReport:
     phone: DialogReport
     wall_seconds: float
     errors: dict[str, int] = field(default_factory=dict)
+    engines: str = "offline engines"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
         return {
             "protocol": self.protocol,
+            "engines": self.engines,
             "turns": [
                 {
                     "said": t.said,
@@ -221,7 +244,7 @@ class DemoReport:
 
     def text(self) -> str:
         """The transcript, the history after the barge-in, and the latency table."""
-        lines = [f"voxwire demo: Harbor Dental on {self.protocol}, offline engines", ""]
+        lines = [f"voxwire demo: Harbor Dental on {self.protocol}, {self.engines}", ""]
         for i, t in enumerate(self.turns):
             lines.append(f"turn {i}")
             if t.said:
@@ -265,32 +288,68 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
-def _script(rate: int) -> list[Turn]:
+def _script(rate: int, script: Sequence[tuple[str, float | None]]) -> list[Turn]:
     turns = [Turn()]  # listen to the greeting first
-    for i, (text, barge) in enumerate(SCRIPT):
+    for i, (text, barge) in enumerate(script):
         speech = synthesize(text, rate, voice="en-us", wpm=150, seed=3 + i)
         turns.append(Turn(speech, text, barge_in_after=barge))
     return turns
 
 
-async def run_demo(protocol: str = "vonage", *, timeout: float = 90.0) -> DemoReport:
-    """Serve the demo agent on ``protocol`` on 127.0.0.1, call it, and report."""
+async def run_demo(
+    protocol: str = "vonage",
+    *,
+    services: ServiceChoice | None = None,
+    script: Sequence[tuple[str, float | None]] = SCRIPT,
+    timeout: float = 90.0,
+) -> DemoReport:
+    """Serve the demo agent on ``protocol`` on 127.0.0.1, call it, and report.
+
+    ``services`` replaces the offline engines it names (see :func:`build_demo`); the
+    caller says ``script`` (:data:`SCRIPT` by default), as (text, barge in after)
+    pairs. The services built here are closed at the end.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
     with tempfile.TemporaryDirectory() as tmp:
-        demo = build_demo(bookings_db=Path(tmp) / "bookings.db")
-        results: list[AgentCallResult] = []
-        snapshots: list[list[dict[str, Any]]] = []
+        try:
+            demo = build_demo(services=services, bookings_db=Path(tmp) / "bookings.db")
+            return await _run(demo, protocol, services, script, timeout, started)
+        finally:
+            if services is not None:
+                await services.aclose()
 
-        def on_end(call: CallSurface, result: AgentCallResult) -> None:
-            results.append(result)
 
-        demo.agent.on_end = on_end
-        demo.agent.on_turn = functools.partial(_snapshot, snapshots)
-        rate = PROVIDERS[protocol].default_rate
+def _engines(services: ServiceChoice | None) -> str:
+    if not services:
+        return "offline engines"
+    chosen = (services.stt, services.llm, services.tts)
+    offline = ("stt pocketsphinx", "llm rules", "tts espeak")
+    return "; ".join(s.describe() if s else d for s, d in zip(chosen, offline, strict=True))
+
+
+async def _run(
+    demo: DemoAgent,
+    protocol: str,
+    services: ServiceChoice | None,
+    script: Sequence[tuple[str, float | None]],
+    timeout: float,
+    started: float,
+) -> DemoReport:
+    loop = asyncio.get_running_loop()
+    results: list[AgentCallResult] = []
+    snapshots: list[list[dict[str, Any]]] = []
+
+    def on_end(call: CallSurface, result: AgentCallResult) -> None:
+        results.append(result)
+
+    demo.agent.on_end = on_end
+    demo.agent.on_turn = functools.partial(_snapshot, snapshots)
+    rate = PROVIDERS[protocol].default_rate
+    try:
         async with agent_server(demo.agent, protocol) as url:
             phone = await asyncio.wait_for(
-                place_dialog(url, protocol, _script(rate), quiet=0.7, reply_timeout=12.0),
+                place_dialog(url, protocol, _script(rate, script), quiet=0.7, reply_timeout=12.0),
                 timeout,
             )
             for _ in range(250):
@@ -298,12 +357,16 @@ async def run_demo(protocol: str = "vonage", *, timeout: float = 90.0) -> DemoRe
                     break
                 await asyncio.sleep(0.02)
         bookings = demo.bookings.list()
+    finally:
         demo.bookings.close()
         demo.knowledge.close()
     if not results:
         raise RuntimeError("the agent did not report the call")
-    result = results[0]
-    return _report(protocol, phone, result, snapshots, bookings, loop.time() - started)
+    report = _report(
+        protocol, script, phone, results[0], snapshots, bookings, loop.time() - started
+    )
+    report.engines = _engines(services)
+    return report
 
 
 def _snapshot(into: list[list[dict[str, Any]]], metrics: TurnMetrics, history: Any) -> None:
@@ -313,13 +376,14 @@ def _snapshot(into: list[list[dict[str, Any]]], metrics: TurnMetrics, history: A
 
 def _report(
     protocol: str,
+    script: Sequence[tuple[str, float | None]],
     phone: DialogReport,
     result: AgentCallResult,
     snapshots: Sequence[list[dict[str, Any]]],
     bookings: list[dict[str, str]],
     wall: float,
 ) -> DemoReport:
-    said = [""] + [text for text, _ in SCRIPT]
+    said = [""] + [text for text, _ in script]
     turns: list[DemoTurn] = []
     for i, m in enumerate(result.turns):
         turns.append(
