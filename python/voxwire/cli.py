@@ -191,7 +191,8 @@ def _add_services(parser: argparse.ArgumentParser) -> None:
 
 
 def _services(args: argparse.Namespace, protocol: str) -> Any:
-    """The services the options chose (a ServiceChoice), for ``protocol``'s line rate."""
+    """The services the options chose (a ServiceChoice), for ``protocol``'s line rate
+    (WebRTC's Opus runs at 48 kHz)."""
     from voxwire.services.registry import ServiceChoice
 
     return ServiceChoice.parse(
@@ -205,7 +206,7 @@ def _services(args: argparse.Namespace, protocol: str) -> Any:
         stt_key_env=args.stt_key_env,
         llm_key_env=args.llm_key_env,
         tts_key_env=args.tts_key_env,
-        line_rate=CODECS[protocol].default_rate,
+        line_rate=48000 if protocol == "webrtc" else CODECS[protocol].default_rate,
     )
 
 
@@ -399,10 +400,23 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    from voxwire.services.registry import ServiceConfigError
+
+    try:
+        services = _services(args, "webrtc")
+    except ServiceConfigError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 2
+    if services and not args.agent:
+        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
+        return 2
     handler: Any
     if args.agent:
         try:
-            handler = _load_agent(args.agent)
+            handler = _load_agent(args.agent, services)
+        except ServiceConfigError as exc:
+            print(f"voxwire serve: {exc}", file=sys.stderr)
+            return 2
         except (ImportError, AttributeError, ValueError) as exc:
             print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
             return 2
@@ -422,10 +436,15 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with server.serve(args.host, port) as url:
-            print(f"voxwire serve: webrtc {kind}: open {url} (WHIP at {url}whip)", flush=True)
-            await stop.wait()
-            await server.aclose()
+        try:
+            async with server.serve(args.host, port) as url:
+                print(f"voxwire serve: webrtc {kind}: open {url} (WHIP at {url}whip)", flush=True)
+                for line in services.describe().splitlines():
+                    print(f"voxwire serve: {line}", flush=True)
+                await stop.wait()
+                await server.aclose()
+        finally:
+            await services.aclose()
 
     try:
         asyncio.run(run())

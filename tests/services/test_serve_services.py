@@ -285,3 +285,17 @@ def test_the_demo_call_runs_on_a_chosen_model() -> None:
     assert turn.agent == REPLY
     assert turn.heard == REPLY
     assert report.errors == {}
+
+
+def test_serve_webrtc_takes_the_same_service_options(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("aiortc", reason="voxwire serve --protocol webrtc needs aiortc")
+    from voxwire.cli import main
+
+    webrtc = ["serve", "--protocol", "webrtc"]
+    assert main([*webrtc, "--agent", "demo", "--llm", "gpt"]) == 2
+    assert "--llm: unknown service 'gpt'" in capsys.readouterr().err
+    assert main([*webrtc, "--echo", "--llm", "rules"]) == 2
+    assert "need --agent" in capsys.readouterr().err
+    agent = "voxwire.agents.echo:echo_handler"
+    assert main([*webrtc, "--agent", agent, "--llm", "rules"]) == 2
+    assert "takes no services= argument" in capsys.readouterr().err
