@@ -1,9 +1,9 @@
 """``voxwire serve --agent demo --llm/--stt/--tts ...``: services chosen on the command line.
 
 The server runs as its own process (``python -m voxwire serve``), with its services
-pointed at the local fakes of ``tests/services`` over real sockets on 127.0.0.1, and the
-simulated phone calls it for one turn: what the caller said reaches the chosen STT and
-LLM, and what the caller hears is the fake LLM's reply, spoken by the chosen TTS.
+pointed at the local fakes of :mod:`voxwire.services.testing` over real sockets on
+127.0.0.1, and the simulated phone calls it for one turn: what the caller said reaches
+the chosen STT and LLM, and what the caller hears is the fake LLM's reply, spoken by the chosen TTS.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ pytest.importorskip("aiohttp", reason="the fake LLM server is aiohttp")
 pytest.importorskip("websockets", reason="the agent's server needs websockets")
 pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
 
-from fake_llm_servers import FakeServer, Script, openai_text
-from fake_stt_servers import KEY as DEEPGRAM_KEY
-from fake_stt_servers import FakeDeepgram
-from fake_tts_servers import CHAR_SECONDS, ElevenLabsFake
-
+from voxwire.services.testing.llm import FakeServer, Script, openai_text
+from voxwire.services.testing.stt import KEY as DEEPGRAM_KEY
+from voxwire.services.testing.stt import FakeDeepgram
+from voxwire.services.testing.tts import CHAR_SECONDS, ElevenLabsFake
 from voxwire.sim.caller import aligned_correlation
 from voxwire.sim.dialog import DialogReport, Turn, place_dialog
 from voxwire.sim.speech import synthesize
