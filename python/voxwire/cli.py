@@ -6,7 +6,9 @@ installed (audioop, soxr, ...) and prints one table per benchmark.
 ``voxwire serve --protocol twilio --echo`` runs a media-stream server whose agent echoes
 each utterance back (:mod:`voxwire.agents`); ``voxwire call --protocol twilio URL`` calls
 it as the provider would, with a simulated caller that speaks, listens, barges in, and
-reports what it heard and the timings (:mod:`voxwire.sim`).
+reports what it heard and the timings (:mod:`voxwire.sim`); ``voxwire loadtest --protocol
+twilio --calls N URL`` places N such calls at once and reports latency percentiles, pacing,
+errors and the server's CPU per call (:mod:`voxwire.sim.load`).
 
 ``voxwire serve --agent demo`` and ``voxwire demo`` take services by name and URL
 (``--llm openai-compatible:http://127.0.0.1:11434/v1 --model llama3.2``, ``--stt
@@ -75,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the tables as JSON")
     _add_serve(sub)
     _add_call(sub)
+    _add_loadtest(sub)
     demo = sub.add_parser(
         "demo",
         help="hold a phone conversation with the offline demo voice agent, on loopback",
@@ -251,6 +254,87 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     call.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S")
     call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
     call.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _add_loadtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    load = sub.add_parser(
+        "loadtest",
+        help="call a media-stream server with many simulated phones at once",
+        description="Place N simulated calls (the phone of 'voxwire call') at once over real "
+        "sockets, each talking for --duration seconds (every other turn over the reply), "
+        "and report reply and clear latency, outbound pacing, missed replies, errors by "
+        "close code, the generator's own CPU and lateness, and the server's CPU per call "
+        "when given its process id.",
+    )
+    load.add_argument("url", help="ws://host:port/path, or host:port for audiosocket")
+    load.add_argument("--protocol", required=True, choices=_PROTOCOLS)
+    load.add_argument("--calls", type=int, required=True, metavar="N", help="calls at once")
+    load.add_argument(
+        "--duration", type=float, default=10.0, metavar="S", help="seconds per call (10)"
+    )
+    load.add_argument(
+        "--ramp", type=float, default=1.0, metavar="R", help="seconds to start the calls over (1)"
+    )
+    load.add_argument(
+        "--barge-every",
+        type=int,
+        default=2,
+        metavar="K",
+        help="talk over every K-th reply (default 2; 0: never)",
+    )
+    load.add_argument("--say", metavar="WAV", help="16-bit PCM WAV file to say (default espeak-ng)")
+    load.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="measure this process's CPU (and its children's) per call, from /proc",
+    )
+    load.add_argument("--json", action="store_true", help="print the report as JSON, no progress")
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from voxwire.sim import PROVIDERS
+    from voxwire.sim.load import LoadProgress, run_load
+    from voxwire.sim.speech import SpeechUnavailable, read_wav, synthesize
+
+    rate = PROVIDERS[args.protocol].default_rate
+    try:
+        speech = read_wav(args.say, rate) if args.say else synthesize("Testing the line.", rate)
+        barge = synthesize("Sorry to interrupt.", rate, seed=2) if not args.say else speech
+    except (SpeechUnavailable, OSError, ValueError) as exc:
+        print(f"voxwire loadtest: {exc}", file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+
+    def show(progress: LoadProgress) -> None:
+        if args.json:
+            return
+        end = "" if tty and progress.ended < progress.calls else "\n"
+        print(("\r" if tty else "") + progress.line(), end=end, file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(
+            run_load(
+                args.url,
+                args.protocol,
+                args.calls,
+                duration=args.duration,
+                ramp=args.ramp,
+                speech=speech,
+                barge_in=barge,
+                barge_every=args.barge_every,
+                server_pid=args.server_pid,
+                progress=show,
+                progress_interval=1.0 if tty else 5.0,
+            )
+        )
+    except (ValueError, ProcessLookupError) as exc:
+        print(f"voxwire loadtest: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    ok = report.completed == args.calls and report.replies_missed == 0
+    return 0 if ok else 1
 
 
 def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
@@ -552,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "call":
         return _call(args)
+    if args.command == "loadtest":
+        return _loadtest(args)
     if args.command == "demo":
         return _demo(args)
 

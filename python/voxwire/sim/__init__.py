@@ -5,6 +5,8 @@
   marks once played, honours clear, and reports what it heard and the timings;
 * :mod:`voxwire.sim.dialog`: a caller that holds a conversation of several turns (each
   said when the last reply ends, or over it), for testing voice agents;
+* :mod:`voxwire.sim.load`: many such phones at once against one server (``voxwire
+  loadtest``): latency percentiles, pacing, errors by close code, CPU per call;
 * :mod:`voxwire.sim.speech`: espeak-ng phrases and WAV files for it to say.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from voxwire.sim.caller import CallPlan, CallReport, Network, place_call
 from voxwire.sim.dialog import DialogReport, Turn, place_dialog
+from voxwire.sim.load import LoadReport, run_load
 from voxwire.sim.provider import PROVIDERS, ProviderSide
 from voxwire.sim.speech import DEFAULT_PHRASE, read_wav, synthesize
 
@@ -21,11 +24,13 @@ __all__ = [
     "CallPlan",
     "CallReport",
     "DialogReport",
+    "LoadReport",
     "Network",
     "ProviderSide",
     "Turn",
     "place_call",
     "place_dialog",
     "read_wav",
+    "run_load",
     "synthesize",
 ]
