@@ -159,6 +159,34 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="require this shared token (query ?token=, header X-Voxwire-Token, or the "
         "start message's custom parameter 'token'); default $VOXWIRE_TOKEN",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N worker processes on the port (SO_REUSEPORT), supervised: a worker that "
+        "exits is restarted, SIGTERM drains them all (default: serve in this process)",
+    )
+    serve.add_argument(
+        "--max-calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="calls taken at once per worker; more are refused (HTTP 503 before the "
+        "WebSocket upgrade, the AudioSocket hangup)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM/SIGINT take no new call and let the calls up finish for at most S "
+        "seconds, then close them as going away (1001); a second signal closes them at once "
+        "(default 30)",
+    )
+    # set by the supervisor of --workers for its workers
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
 
@@ -378,9 +406,20 @@ def _load_agent(spec: str, services: Any = None) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
+    from voxwire.aio.admission import Admission
     from voxwire.security import TokenAuth
 
+    if args.workers < 0 or (args.max_calls is not None and args.max_calls < 1):
+        print("voxwire serve: --workers must be >= 0 and --max-calls >= 1", file=sys.stderr)
+        return 2
+    if not args.drain_timeout >= 0:
+        print("voxwire serve: --drain-timeout must be >= 0", file=sys.stderr)
+        return 2
+
     if args.protocol == "webrtc":
+        if args.workers or args.max_calls is not None:
+            print("voxwire serve: webrtc has no --workers or --max-calls yet", file=sys.stderr)
+            return 2
         return _serve_webrtc(args)
     tcp = CODECS[args.protocol].transport == "tcp"
     if args.token and tcp:
@@ -404,6 +443,21 @@ def _serve(args: argparse.Namespace) -> int:
     if services and not args.agent:
         print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
         return 2
+    kind = "echo agent" if not args.agent else f"agent {args.agent}"
+
+    def describe(url: str) -> str:
+        where = "" if tcp or args.path else " (any path)"
+        workers = f", {args.workers} workers" if args.workers else ""
+        return f"voxwire serve: {args.protocol} {kind} on {url}{where}{workers}"
+
+    def ready(url: str) -> None:
+        print(describe(url), flush=True)
+        for line in services.describe().splitlines():
+            print(f"voxwire serve: {line}", flush=True)
+
+    if args.workers:  # the workers load the agent and its services, each its own
+        return _supervise(args, port, describe)
+
     agent = None
     if args.agent:
         try:
@@ -414,19 +468,26 @@ def _serve(args: argparse.Namespace) -> int:
         except (ImportError, AttributeError, ValueError) as exc:
             print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
             return 2
-    kind = "echo agent" if agent is None else f"agent {args.agent}"
-
-    def ready(url: str) -> None:
-        where = "" if tcp or args.path else " (any path)"
-        print(f"voxwire serve: {args.protocol} {kind} on {url}{where}", flush=True)
-        for line in services.describe().splitlines():
-            print(f"voxwire serve: {line}", flush=True)
 
     async def run() -> None:
         stop = asyncio.Event()
+        stop_now = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            (stop_now if stop.is_set() else stop).set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
+        if args.parent_pid is not None:
+            orphan = loop.create_task(_watch_parent(args.parent_pid, stop))
+        admission = Admission(args.max_calls)
+        options: dict[str, Any] = {
+            "admission": admission,
+            "drain_timeout": args.drain_timeout,
+            "stop_now": stop_now,
+            "reuse_port": args.reuse_port,
+        }
         auth = TokenAuth(args.token) if args.token else None
         if agent is None:
             await serve_echo(
@@ -439,6 +500,7 @@ def _serve(args: argparse.Namespace) -> int:
                 auth=auth,
                 stop=stop,
                 ready=ready,
+                **options,
             )
             return
         try:
@@ -453,15 +515,22 @@ def _serve(args: argparse.Namespace) -> int:
                 auth=auth,
                 stop=stop,
                 ready=ready,
+                **options,
             )
         finally:
             await services.aclose()
+        if args.parent_pid is not None:
+            orphan.cancel()
 
     try:
         asyncio.run(run())
     except OSError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 1
+    if args.parent_pid is not None:
+        # drained: the supervisor forwards every signal it gets, a late one ends nothing
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     print("voxwire serve: stopped", flush=True)
     return 0
 
@@ -537,6 +606,55 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         return 1
     print("voxwire serve: stopped", flush=True)
     return 0
+
+
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    """Drain (set ``stop``) once the supervisor ``pid`` is gone (this process is
+    re-parented)."""
+    while os.getppid() == pid:
+        await asyncio.sleep(1.0)
+    logging.getLogger("voxwire.workers").warning("the supervisor %d is gone: draining", pid)
+    stop.set()
+
+
+def _worker_argv(argv: Sequence[str], port: int, parent: int) -> list[str]:
+    """A worker's ``voxwire serve`` arguments: the supervisor's, without ``--workers``,
+    on the reserved ``port``, sharing it."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--workers", "--port"):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return [*out, "--port", str(port), "--reuse-port", "--parent-pid", str(parent)]
+
+
+def _supervise(args: argparse.Namespace, port: int, describe: Any) -> int:
+    from voxwire.workers import Supervisor, reserve_port
+
+    try:
+        held = reserve_port(args.host, port)
+    except OSError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 1
+    port = held.getsockname()[1]
+    argv = _worker_argv(args.argv, port, os.getpid())
+
+    def command(index: int) -> list[str]:
+        return [sys.executable, "-m", "voxwire", "serve", *argv]
+
+    async def run() -> int:
+        supervisor = Supervisor(command, args.workers, grace=args.drain_timeout + 10.0)
+        return await supervisor.run(describe)
+
+    with held:
+        status = asyncio.run(run())
+    return status
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -630,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return knowledge_main(argv[1:])
     args = _build_parser().parse_args(argv)
+    args.argv = argv[1:]  # a command's own arguments (``serve --workers`` passes them on)
     if args.command == "bench":
         return _bench(args.only, args.quick, args.json)
     if args.command == "serve":

@@ -2,8 +2,16 @@
 
 :func:`serve_agent` serves any agent (a handler of :class:`voxwire.aio.Call`) for one
 protocol, on the ``websockets`` adapter (or the AudioSocket TCP server), with one pacer,
-until ``stop`` is set; then it closes every call (WebSocket close code 1001, or the
-AudioSocket hangup) and the listening socket. :func:`serve_echo` serves the echo agent.
+until ``stop`` is set. :func:`serve_echo` serves the echo agent.
+
+Drain
+-----
+When ``stop`` is set the server drains: its :class:`~voxwire.aio.admission.Admission`
+refuses new calls (HTTP 503 before the WebSocket upgrade, the AudioSocket hangup), the
+calls up go on until they end, for at most ``drain_timeout`` seconds (or until
+``stop_now`` is set), and then every call still up is closed with the protocol's going
+away (WebSocket close code 1001, or the AudioSocket hangup) and the listening socket
+closes.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
+from voxwire.aio.admission import Admission
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Call, Handler
 from voxwire.protocols import CODECS
@@ -79,12 +88,14 @@ async def serve_echo(
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
     on_end: Callable[[Call, EchoStats], None] | None = None,
+    **options: Any,
 ) -> None:
     """Serve the echo agent for ``protocol`` until ``stop`` is set (forever without one).
 
     ``hangover_ms`` is the silence that ends a caller's turn; ``on_end`` receives each
     call and its :class:`~voxwire.agents.echo.EchoStats` when the call ends (by default
-    they are logged). The other arguments are :func:`serve_agent`'s.
+    they are logged). The other arguments, and ``options`` (``admission``,
+    ``drain_timeout``, ...), are :func:`serve_agent`'s.
     """
     await serve_agent(
         functools.partial(
@@ -102,6 +113,7 @@ async def serve_echo(
         auth=auth,
         stop=stop,
         ready=ready,
+        **options,
     )
 
 
@@ -117,6 +129,10 @@ async def serve_agent(
     auth: TokenAuth | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
+    admission: Admission | None = None,
+    drain_timeout: float = 0.0,
+    stop_now: asyncio.Event | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -124,13 +140,18 @@ async def serve_agent(
     port). WebSocket protocols accept the media stream on ``path``, or on any path when
     it is None, and decode caller audio to ``pipeline_rate``; AudioSocket listens for
     TCP connections and delivers the line rate. ``lead`` is the pacer's lead. ``auth``
-    checks a shared token on every WebSocket connection (AudioSocket carries none). On
-    ``stop`` every call is closed (WebSocket close code 1001, or the AudioSocket hangup)
-    and then the listening socket.
+    checks a shared token on every WebSocket connection (AudioSocket carries none).
+    ``admission`` decides which calls are taken (a new one without a call limit by
+    default). On ``stop`` the server drains (see the module docstring) for at most
+    ``drain_timeout`` seconds, or until ``stop_now`` is set; ``reuse_port`` binds with
+    ``SO_REUSEPORT`` so that several worker processes share the port.
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
+    if not drain_timeout >= 0:
+        raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout}")
     stop = stop or asyncio.Event()
+    admission = admission if admission is not None else Admission()
     pacer = Pacer(lead)
     calls: set[Call] = set()
 
@@ -140,6 +161,23 @@ async def serve_agent(
             await handler(call)
         finally:
             calls.discard(call)
+
+    async def drain() -> None:
+        admission.start_drain()
+        if not calls or drain_timeout == 0:
+            return
+        log.info("draining: %d call(s) up, for at most %g s", len(calls), drain_timeout)
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(admission.wait_drained())]
+        if stop_now is not None:
+            waits.append(asyncio.ensure_future(stop_now.wait()))
+        try:
+            await asyncio.wait(waits, timeout=drain_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if calls:
+            log.info("drain over: closing %d call(s) still up", len(calls))
 
     async def shut_down() -> None:
         for call in list(calls):
@@ -156,12 +194,15 @@ async def serve_agent(
             raise ValueError("AudioSocket carries no token: protect it at the network level")
         from voxwire.aio.tcp import serve_audiosocket
 
-        tcp = await serve_audiosocket(tracked, host, port, pacer=pacer)
+        tcp = await serve_audiosocket(
+            tracked, host, port, pacer=pacer, admission=admission, reuse_port=reuse_port
+        )
         async with tcp:
             bound = tcp.sockets[0].getsockname()
             if ready is not None:
                 ready(f"tcp://{bound[0]}:{bound[1]}")
             await stop.wait()
+            await drain()
             tcp.close()
             await shut_down()
         return
@@ -176,11 +217,14 @@ async def serve_agent(
         path=path,
         auth=auth,
         pacer=pacer,
+        admission=admission,
+        reuse_port=reuse_port or None,
     ) as ws:
         bound = next(iter(ws.sockets)).getsockname()
         if ready is not None:
             ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
         await stop.wait()
+        await drain()
         ws.close(close_connections=False)
         await shut_down()
         with contextlib.suppress(asyncio.TimeoutError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from voxwire.aio.admission import Admission
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
@@ -84,18 +85,32 @@ async def serve_audiosocket(
     sample_rate: int = 8000,
     limits: Limits | None = None,
     pacer: Pacer | None = None,
+    admission: Admission | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
-    """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`."""
+    """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`.
+
+    With ``admission``, a connection it refuses (draining, full) is hung up at once (the
+    hangup message, then the socket closed), before any audio. ``reuse_port`` binds with
+    ``SO_REUSEPORT`` (workers sharing the port).
+    """
     lim = limits or Limits()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         transport = StreamTransport(reader, writer, hangup=pack(Kind.HANGUP))
-        await run_call(
-            AudioSocketCodec(sample_rate=sample_rate),
-            transport,
-            handler,
-            pacer=pacer,
-            limits=lim,
-        )
+        if admission is not None and not admission.admit(writer, lambda: not writer.is_closing()):
+            await transport.close(0, "refused")  # the hangup: TCP has no close code
+            return
+        try:
+            await run_call(
+                AudioSocketCodec(sample_rate=sample_rate),
+                transport,
+                handler,
+                pacer=pacer,
+                limits=lim,
+            )
+        finally:
+            if admission is not None:
+                admission.release(writer)
 
-    return await asyncio.start_server(on_connection, host, port)
+    return await asyncio.start_server(on_connection, host, port, reuse_port=reuse_port or None)

@@ -15,7 +15,9 @@
 
 The server accepts the media WebSocket on ``path`` (any path when ``None``), checks the
 optional :class:`~voxwire.security.TokenAuth` on the upgrade request (401 when absent and
-the protocol cannot carry it in the start message), and runs each connection through
+the protocol cannot carry it in the start message), asks the optional
+:class:`~voxwire.aio.admission.Admission` whether the call is taken (503 before the
+upgrade when the worker is draining or full), and runs each connection through
 :func:`~voxwire.aio.session.run_call` with a new codec.
 """
 
@@ -28,6 +30,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from voxwire.aio.admission import Admission
 from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Handler, Limits, run_call
@@ -109,14 +112,20 @@ def serve(
     auth: TokenAuth | None = None,
     limits: Limits | None = None,
     pacer: Pacer | None = None,
+    admission: Admission | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve media streams of ``protocol`` (a name from ``voxwire.protocols.CODECS`` or a
     codec factory) on ``host:port``; use as ``async with serve(...) as server``.
 
-    Extra keyword arguments go to :func:`websockets.asyncio.server.serve`.
+    With ``admission``, an upgrade is answered 503 (``Retry-After: 1``) while it refuses
+    calls; a call it takes is held until its connection ends. Extra keyword arguments go
+    to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for workers sharing
+    the port).
     """
     ws = _import_websockets()
+    from websockets.protocol import State
+
     factory = codec_factory(protocol)
     limits = limits or Limits()
 
@@ -132,21 +141,47 @@ def serve(
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
         return None
 
+    def process_response(
+        connection: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        # Decided here, on the response that would upgrade, so that an upgrade refused
+        # for any other reason (a bad handshake, a wrong token) never holds a call.
+        if admission is None or response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            return None
+        if admission.admit(connection, lambda: connection.state is not State.CLOSED):
+            return None
+        refused = connection.respond(
+            HTTPStatus.SERVICE_UNAVAILABLE, f"{admission.refusal() or 'refused'}\n"
+        )
+        refused.headers["Retry-After"] = "1"
+        return refused
+
     async def on_connection(connection: ServerConnection) -> None:
         authenticated = getattr(connection, "voxwire_authenticated", True)
-        await run_call(
-            factory(),
-            WebSocketsTransport(connection),
-            handler,
-            pacer=pacer,
-            limits=limits,
-            auth=auth,
-            authenticated=authenticated,
-        )
+        try:
+            await run_call(
+                factory(),
+                WebSocketsTransport(connection),
+                handler,
+                pacer=pacer,
+                limits=limits,
+                auth=auth,
+                authenticated=authenticated,
+            )
+        finally:
+            if admission is not None:
+                admission.release(connection)
 
     kwargs.setdefault("max_size", limits.max_message_bytes)
     kwargs.setdefault("compression", None)
     kwargs.setdefault("close_timeout", 2.0)
     kwargs.setdefault("select_subprotocol", _select_subprotocol)
-    server: Server = ws.serve(on_connection, host, port, process_request=process_request, **kwargs)
+    server: Server = ws.serve(
+        on_connection,
+        host,
+        port,
+        process_request=process_request,
+        process_response=process_response,
+        **kwargs,
+    )
     return server
