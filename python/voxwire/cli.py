@@ -184,6 +184,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "seconds, then close them as going away (1001); a second signal closes them at once "
         "(default 30)",
     )
+    serve.add_argument(
+        "--agent-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="answer HAProxy's agent-check on this TCP port (on --host): 'up N%%' with N the "
+        "free share of --max-calls, or 'drain'",
+    )
     # set by the supervisor of --workers for its workers
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -487,6 +495,7 @@ def _serve(args: argparse.Namespace) -> int:
             "drain_timeout": args.drain_timeout,
             "stop_now": stop_now,
             "reuse_port": args.reuse_port,
+            "agent_check": None if args.agent_port is None else (args.host, args.agent_port),
         }
         auth = TokenAuth(args.token) if args.token else None
         if agent is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,18 +76,33 @@ def children(pid: int) -> set[int]:
 
 
 def test_sigterm_lets_the_open_call_finish_and_refuses_new_ones(servers: list[Server]) -> None:
-    server = Server("--protocol", "vonage", "--echo", "--drain-timeout", "20")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        agent_port = s.getsockname()[1]
+    server = Server(
+        "--protocol", "vonage", "--echo", "--drain-timeout", "20", "--agent-port", str(agent_port)
+    )  # fmt: skip
     servers.append(server)
+
+    async def agent() -> str:
+        reader, writer = await asyncio.open_connection("127.0.0.1", agent_port)
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return data.decode()
 
     async def main() -> tuple[LoadReport, LoadReport, tuple[int, str, str, float]]:
         first = load(server.url, "vonage", 1, 6.0)
         await asyncio.sleep(1.5)  # the call is up, its first turn under way
+        replies.append(await agent())
         stopping = asyncio.get_running_loop().run_in_executor(None, server.stop, 30)
         await asyncio.sleep(0.5)
+        replies.append(await agent())
         late = await run_load(server.url, "vonage", 1, duration=1.0, ramp=0.0)
         return await first, late, await stopping
 
+    replies: list[str] = []
     first, late, (status, out, err, took) = asyncio.run(main())
+    assert replies == ["up 100%\n", "drain\n"]  # no call limit: load 0 until the drain
     assert first.completed == 1, first.summary()
     assert first.replies_missed == 0
     assert first.turns >= 2  # the call went on talking after the signal

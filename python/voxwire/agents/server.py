@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
-from voxwire.aio.admission import Admission
+from voxwire.aio.admission import Admission, serve_agent_check
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Call, Handler
 from voxwire.protocols import CODECS
@@ -133,6 +133,7 @@ async def serve_agent(
     drain_timeout: float = 0.0,
     stop_now: asyncio.Event | None = None,
     reuse_port: bool = False,
+    agent_check: tuple[str, int] | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -144,7 +145,10 @@ async def serve_agent(
     ``admission`` decides which calls are taken (a new one without a call limit by
     default). On ``stop`` the server drains (see the module docstring) for at most
     ``drain_timeout`` seconds, or until ``stop_now`` is set; ``reuse_port`` binds with
-    ``SO_REUSEPORT`` so that several worker processes share the port.
+    ``SO_REUSEPORT`` so that several worker processes share the port. WebSocket servers
+    answer ``GET /health`` and ``GET /ready`` on their port; ``agent_check`` (host, port)
+    adds the HAProxy agent-check responder (:func:`~voxwire.aio.admission.
+    serve_agent_check`), open until the server stops, drain included.
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -189,46 +193,57 @@ async def serve_agent(
             await asyncio.sleep(0.02)
         await pacer.aclose()
 
-    if CODECS[protocol].transport == "tcp":  # AudioSocket
-        if auth is not None:
-            raise ValueError("AudioSocket carries no token: protect it at the network level")
-        from voxwire.aio.tcp import serve_audiosocket
+    async with contextlib.AsyncExitStack() as stack:
+        if agent_check is not None:
+            checker = await serve_agent_check(admission, *agent_check, reuse_port=reuse_port)
+            stack.push_async_callback(_close, checker)
+            at = checker.sockets[0].getsockname()
+            log.info("agent check on %s:%d", at[0], at[1])
+        if CODECS[protocol].transport == "tcp":  # AudioSocket
+            if auth is not None:
+                raise ValueError("AudioSocket carries no token: protect it at the network level")
+            from voxwire.aio.tcp import serve_audiosocket
 
-        tcp = await serve_audiosocket(
-            tracked, host, port, pacer=pacer, admission=admission, reuse_port=reuse_port
-        )
-        async with tcp:
-            bound = tcp.sockets[0].getsockname()
+            tcp = await serve_audiosocket(
+                tracked, host, port, pacer=pacer, admission=admission, reuse_port=reuse_port
+            )
+            async with tcp:
+                bound = tcp.sockets[0].getsockname()
+                if ready is not None:
+                    ready(f"tcp://{bound[0]}:{bound[1]}")
+                await stop.wait()
+                await drain()
+                tcp.close()
+                await shut_down()
+            return
+
+        from voxwire.aio.websockets_server import serve
+
+        async with serve(
+            tracked,
+            codec_factory(protocol, pipeline_rate),
+            host,
+            port,
+            path=path,
+            auth=auth,
+            pacer=pacer,
+            admission=admission,
+            reuse_port=reuse_port or None,
+        ) as ws:
+            bound = next(iter(ws.sockets)).getsockname()
             if ready is not None:
-                ready(f"tcp://{bound[0]}:{bound[1]}")
+                ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
             await stop.wait()
             await drain()
-            tcp.close()
+            ws.close(close_connections=False)
             await shut_down()
-        return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 3.0)
 
-    from voxwire.aio.websockets_server import serve
 
-    async with serve(
-        tracked,
-        codec_factory(protocol, pipeline_rate),
-        host,
-        port,
-        path=path,
-        auth=auth,
-        pacer=pacer,
-        admission=admission,
-        reuse_port=reuse_port or None,
-    ) as ws:
-        bound = next(iter(ws.sockets)).getsockname()
-        if ready is not None:
-            ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
-        await stop.wait()
-        await drain()
-        ws.close(close_connections=False)
-        await shut_down()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(ws.wait_closed(), 3.0)
+async def _close(server: asyncio.Server) -> None:
+    server.close()
+    await server.wait_closed()
 
 
 @contextlib.asynccontextmanager

@@ -19,11 +19,15 @@ AudioSocket (TCP)         the connection is accepted and hung up at once (the ha
 
 What a balancer is told
 -----------------------
-:attr:`Admission.ready` (a new call would be taken) and the HAProxy agent-check reply
-(:meth:`Admission.agent_reply`): ``drain`` while draining, otherwise ``up N%`` where N is
-the free share of the worker (100 idle, 0 full), which HAProxy applies to the server's
-configured weight (configure ``weight 100`` so that small percentages do not round to
-zero).
+* ``GET /health`` on the WebSocket port: 200 while the process runs (liveness), draining
+  included (:func:`http_answer`);
+* ``GET /ready``: 200 while calls are admitted, 503 while draining or full (readiness,
+  :attr:`Admission.ready`);
+* the HAProxy agent-check reply on a TCP port of its own (:func:`serve_agent_check`,
+  :meth:`Admission.agent_reply`): ``drain`` while draining, otherwise ``up N%`` where N is
+  the free share of the worker (100 idle, 0 full), which HAProxy applies to the server's
+  configured weight (configure ``weight 100`` so that small percentages do not round to
+  zero).
 
 >>> a = Admission(max_calls=2)
 >>> a.admit("one"), a.admit("two"), a.admit("three")
@@ -44,7 +48,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Hashable
 
-__all__ = ["Admission"]
+__all__ = ["HEALTH_PATH", "READY_PATH", "Admission", "http_answer", "serve_agent_check"]
+
+HEALTH_PATH = "/health"
+READY_PATH = "/ready"
 
 
 def _always() -> bool:
@@ -153,3 +160,39 @@ class Admission:
     def _check_drained(self) -> None:
         if self.draining and not self._held:
             self._drained.set()
+
+
+def http_answer(admission: Admission, path: str) -> tuple[int, str] | None:
+    """The (status, body) of ``GET path`` for the health paths, None for any other path.
+
+    >>> a = Admission(max_calls=1)
+    >>> http_answer(a, "/health"), http_answer(a, "/ready"), http_answer(a, "/media")
+    ((200, 'ok\\n'), (200, 'ready\\n'), None)
+    >>> a.start_drain()
+    >>> http_answer(a, "/health"), http_answer(a, "/ready")
+    ((200, 'ok\\n'), (503, 'draining\\n'))
+    """
+    if path == HEALTH_PATH:
+        return 200, "ok\n"
+    if path == READY_PATH:
+        reason = admission.refusal()
+        return (200, "ready\n") if reason is None else (503, f"{reason}\n")
+    return None
+
+
+async def serve_agent_check(
+    admission: Admission, host: str, port: int, *, reuse_port: bool = False
+) -> asyncio.Server:
+    """The HAProxy ``agent-check`` responder: a TCP server that answers each connection
+    with :meth:`Admission.agent_reply` and closes it (``reuse_port`` for workers sharing
+    the port)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            writer.write(admission.agent_reply().encode("ascii"))
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    return await asyncio.start_server(answer, host, port, reuse_port=reuse_port or None)

@@ -30,7 +30,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from voxwire.aio.admission import Admission
+from voxwire.aio.admission import Admission, http_answer
 from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Handler, Limits, run_call
@@ -119,7 +119,9 @@ def serve(
     codec factory) on ``host:port``; use as ``async with serve(...) as server``.
 
     With ``admission``, an upgrade is answered 503 (``Retry-After: 1``) while it refuses
-    calls; a call it takes is held until its connection ends. Extra keyword arguments go
+    calls, a call it takes is held until its connection ends, and ``GET /health`` and
+    ``GET /ready`` are answered before any upgrade (:func:`~voxwire.aio.admission.
+    http_answer`; the media ``path``, when it is one of them, keeps it). Extra keyword arguments go
     to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for workers sharing
     the port).
     """
@@ -131,6 +133,10 @@ def serve(
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        if admission is not None and url.path != path:
+            answer = http_answer(admission, url.path)
+            if answer is not None:
+                return connection.respond(HTTPStatus(answer[0]), answer[1])
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
         if auth is not None:
