@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -191,6 +192,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="PORT",
         help="answer HAProxy's agent-check on this TCP port (on --host): 'up N%%' with N the "
         "free share of --max-calls, or 'drain'",
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="answer GET /metrics (Prometheus, needs prometheus-client: the 'metrics' extra) "
+        "and log a summary of each call as it ends",
     )
     # set by the supervisor of --workers for its workers
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
@@ -463,6 +470,12 @@ def _serve(args: argparse.Namespace) -> int:
         for line in services.describe().splitlines():
             print(f"voxwire serve: {line}", flush=True)
 
+    if args.metrics and importlib.util.find_spec("prometheus_client") is None:
+        print(
+            "voxwire serve: --metrics needs prometheus-client: pip install 'voxwire[metrics]'",
+            file=sys.stderr,
+        )
+        return 2
     if args.workers:  # the workers load the agent and its services, each its own
         return _supervise(args, port, describe)
 
@@ -490,7 +503,15 @@ def _serve(args: argparse.Namespace) -> int:
         if args.parent_pid is not None:
             orphan = loop.create_task(_watch_parent(args.parent_pid, stop))
         admission = Admission(args.max_calls)
+        metrics = None
+        if args.metrics:
+            from voxwire.aio.metrics import ServerMetrics
+
+            metrics = ServerMetrics(admission, lead=args.lead)
+            if agent is not None and hasattr(agent, "on_end"):
+                _observe_turns(agent, metrics)
         options: dict[str, Any] = {
+            "metrics": metrics,
             "admission": admission,
             "drain_timeout": args.drain_timeout,
             "stop_now": stop_now,
@@ -615,6 +636,19 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         return 1
     print("voxwire serve: stopped", flush=True)
     return 0
+
+
+def _observe_turns(agent: Any, metrics: Any) -> None:
+    """Chain the voice agent's ``on_end`` so that ``metrics`` sees each call's turns."""
+    user = agent.on_end
+
+    def on_end(call: Any, result: Any) -> None:
+        for turn in result.turns:
+            metrics.turn_ended(turn, call)
+        if user is not None:
+            user(call, result)
+
+    agent.on_end = on_end
 
 
 async def _watch_parent(pid: int, stop: asyncio.Event) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,12 @@ class EchoStats:
     """Replies cleared because the caller spoke over them."""
     reply_seconds: float = 0.0
     """Seconds of audio queued for playback."""
+    reply_delays: list[float] = field(default_factory=list, compare=False)
+    """Per reply, seconds of caller audio from the end of the speech to the reply being
+    queued (the VAD's hangover and frame): the server's part of the reply latency."""
+    clear_delays: list[float] = field(default_factory=list, compare=False)
+    """Per barge-in, seconds of caller audio from the onset of the speech to the clear
+    (the VAD's detection delay): the server's part of the clear latency."""
 
 
 class EchoAgent:
@@ -142,14 +148,18 @@ class EchoAgent:
         self._chunks.append(pcm.copy())  # the caller may reuse its buffer
         self._held += len(pcm)
         actions: list[Action] = []
+        frame = self.vad.frame_samples
         for event in self.vad.feed(pcm):
+            decided = (event.frame + 1) * frame  # the end of the frame that decided it
             if isinstance(event, SpeechStart):
                 self._start = event.sample
                 if self.speaking is not None:
                     self.speaking = None
                     self.stats.barge_ins += 1
+                    self.stats.clear_delays.append((decided - event.sample) / self.rate)
                     actions.append(Clear())
             elif isinstance(event, SpeechEnd) and self._start is not None:
+                self.stats.reply_delays.append((decided - event.sample) / self.rate)
                 # up to the end of the frame that ended the turn: the hangover's audio too
                 actions += self._reply(self._start, (event.frame + 1) * self.vad.frame_samples)
                 self._start = None

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.admission import Admission, serve_agent_check
@@ -31,6 +31,9 @@ from voxwire.protocols import CODECS
 from voxwire.protocols.base import MediaStreamCodec
 from voxwire.resample import Resampler
 from voxwire.security import TokenAuth
+
+if TYPE_CHECKING:
+    from voxwire.aio.metrics import ServerMetrics
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -97,12 +100,22 @@ async def serve_echo(
     they are logged). The other arguments, and ``options`` (``admission``,
     ``drain_timeout``, ...), are :func:`serve_agent`'s.
     """
+    ended = on_end or _log_call
+    metrics: ServerMetrics | None = options.get("metrics")
+    if metrics is not None:
+        user = ended
+
+        def both(call: Call, stats: EchoStats) -> None:
+            metrics.echo_ended(call, stats)
+            user(call, stats)
+
+        ended = both
     await serve_agent(
         functools.partial(
             echo_handler,
             rate=PIPELINE_RATE,
             hangover_ms=hangover_ms,
-            on_end=on_end or _log_call,
+            on_end=ended,
         ),
         protocol,
         host,
@@ -134,6 +147,7 @@ async def serve_agent(
     stop_now: asyncio.Event | None = None,
     reuse_port: bool = False,
     agent_check: tuple[str, int] | None = None,
+    metrics: ServerMetrics | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -148,7 +162,9 @@ async def serve_agent(
     ``SO_REUSEPORT`` so that several worker processes share the port. WebSocket servers
     answer ``GET /health`` and ``GET /ready`` on their port; ``agent_check`` (host, port)
     adds the HAProxy agent-check responder (:func:`~voxwire.aio.admission.
-    serve_agent_check`), open until the server stops, drain included.
+    serve_agent_check`), open until the server stops, drain included. ``metrics`` counts
+    every call that ends (and logs its summary) and answers ``GET /metrics`` on the
+    WebSocket port (:class:`~voxwire.aio.metrics.ServerMetrics`).
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -161,6 +177,8 @@ async def serve_agent(
 
     async def tracked(call: Call) -> None:
         calls.add(call)
+        if metrics is not None:
+            metrics.call_started(call)
         try:
             await handler(call)
         finally:
@@ -205,7 +223,13 @@ async def serve_agent(
             from voxwire.aio.tcp import serve_audiosocket
 
             tcp = await serve_audiosocket(
-                tracked, host, port, pacer=pacer, admission=admission, reuse_port=reuse_port
+                tracked,
+                host,
+                port,
+                pacer=pacer,
+                admission=admission,
+                reuse_port=reuse_port,
+                on_end=None if metrics is None else metrics.call_ended,
             )
             async with tcp:
                 bound = tcp.sockets[0].getsockname()
@@ -228,6 +252,8 @@ async def serve_agent(
             auth=auth,
             pacer=pacer,
             admission=admission,
+            metrics=None if metrics is None else metrics.exposition,
+            on_end=None if metrics is None else metrics.call_ended,
             reuse_port=reuse_port or None,
         ) as ws:
             bound = next(iter(ws.sockets)).getsockname()

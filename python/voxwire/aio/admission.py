@@ -48,10 +48,18 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Hashable
 
-__all__ = ["HEALTH_PATH", "READY_PATH", "Admission", "http_answer", "serve_agent_check"]
+__all__ = [
+    "HEALTH_PATH",
+    "METRICS_PATH",
+    "READY_PATH",
+    "Admission",
+    "http_answer",
+    "serve_agent_check",
+]
 
 HEALTH_PATH = "/health"
 READY_PATH = "/ready"
+METRICS_PATH = "/metrics"
 
 
 def _always() -> bool:

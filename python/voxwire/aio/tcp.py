@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from voxwire.aio.admission import Admission
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import Handler, Limits, run_call
+from voxwire.aio.session import Call, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.audiosocket import AudioSocketCodec, Kind, pack
 from voxwire.protocols.base import Outbound
@@ -87,12 +88,14 @@ async def serve_audiosocket(
     pacer: Pacer | None = None,
     admission: Admission | None = None,
     reuse_port: bool = False,
+    on_end: Callable[[Call], object] | None = None,
 ) -> asyncio.Server:
     """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`.
 
     With ``admission``, a connection it refuses (draining, full) is hung up at once (the
     hangup message, then the socket closed), before any audio. ``reuse_port`` binds with
-    ``SO_REUSEPORT`` (workers sharing the port).
+    ``SO_REUSEPORT`` (workers sharing the port). ``on_end`` receives each finished
+    :class:`~voxwire.aio.session.Call`.
     """
     lim = limits or Limits()
 
@@ -102,13 +105,15 @@ async def serve_audiosocket(
             await transport.close(0, "refused")  # the hangup: TCP has no close code
             return
         try:
-            await run_call(
+            call = await run_call(
                 AudioSocketCodec(sample_rate=sample_rate),
                 transport,
                 handler,
                 pacer=pacer,
                 limits=lim,
             )
+            if on_end is not None:
+                on_end(call)
         finally:
             if admission is not None:
                 admission.release(writer)

@@ -30,10 +30,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from voxwire.aio.admission import Admission, http_answer
+from voxwire.aio.admission import METRICS_PATH, Admission, http_answer
 from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import Handler, Limits, run_call
+from voxwire.aio.session import Call, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
@@ -113,6 +113,8 @@ def serve(
     limits: Limits | None = None,
     pacer: Pacer | None = None,
     admission: Admission | None = None,
+    metrics: Callable[[], tuple[str, bytes]] | None = None,
+    on_end: Callable[[Call], object] | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve media streams of ``protocol`` (a name from ``voxwire.protocols.CODECS`` or a
@@ -121,7 +123,9 @@ def serve(
     With ``admission``, an upgrade is answered 503 (``Retry-After: 1``) while it refuses
     calls, a call it takes is held until its connection ends, and ``GET /health`` and
     ``GET /ready`` are answered before any upgrade (:func:`~voxwire.aio.admission.
-    http_answer`; the media ``path``, when it is one of them, keeps it). Extra keyword arguments go
+    http_answer`; the media ``path``, when it is one of them, keeps it). ``metrics``
+    answers ``GET /metrics`` with its (content type, body); ``on_end`` receives each
+    finished :class:`~voxwire.aio.session.Call`. Extra keyword arguments go
     to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for workers sharing
     the port).
     """
@@ -137,6 +141,13 @@ def serve(
             answer = http_answer(admission, url.path)
             if answer is not None:
                 return connection.respond(HTTPStatus(answer[0]), answer[1])
+        if metrics is not None and url.path == METRICS_PATH and url.path != path:
+            content_type, body = metrics()
+            response = connection.respond(HTTPStatus.OK, "")
+            response.body = body
+            response.headers["Content-Type"] = content_type
+            response.headers["Content-Length"] = str(len(body))
+            return response
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
         if auth is not None:
@@ -165,7 +176,7 @@ def serve(
     async def on_connection(connection: ServerConnection) -> None:
         authenticated = getattr(connection, "voxwire_authenticated", True)
         try:
-            await run_call(
+            call = await run_call(
                 factory(),
                 WebSocketsTransport(connection),
                 handler,
@@ -174,6 +185,8 @@ def serve(
                 auth=auth,
                 authenticated=authenticated,
             )
+            if on_end is not None:
+                on_end(call)
         finally:
             if admission is not None:
                 admission.release(connection)
