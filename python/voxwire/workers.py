@@ -110,6 +110,9 @@ class Supervisor:
             *self.command(worker.index),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
+            # signals reach the workers through the supervisor only (a terminal's Ctrl-C
+            # goes to the whole process group: it would count twice and end the drain)
+            start_new_session=True,
         )
         worker.started = loop.time()
         reader = loop.create_task(self._read(worker, worker.process))

@@ -6,6 +6,7 @@ refused upgrades."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -28,23 +29,28 @@ from voxwire.sim.load import LoadReport, run_load
 class Server:
     """A ``voxwire serve`` subprocess; its URL from the ready line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, new_session: bool = False) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "voxwire", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=new_session,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         assert " on " in line, line + self.process.stderr.read()  # type: ignore[union-attr]
         self.url = line.split(" on ", 1)[1].split()[0]
 
-    def stop(self, timeout: float) -> tuple[int, str, str, float]:
-        """SIGTERM; (exit status, stdout, stderr, seconds to exit)."""
+    def stop(self, timeout: float, *, ctrl_c: bool = False) -> tuple[int, str, str, float]:
+        """SIGTERM (or SIGINT to the process group, as a terminal's Ctrl-C does);
+        (exit status, stdout, stderr, seconds to exit)."""
         began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        if ctrl_c:
+            os.killpg(self.process.pid, signal.SIGINT)
+        else:
+            self.process.send_signal(signal.SIGTERM)
         out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, out, err, time.monotonic() - began
 
@@ -188,7 +194,10 @@ def test_max_calls_hangs_up_audiosocket(servers: list[Server]) -> None:
 
 
 def test_workers_share_the_port_restart_and_drain(servers: list[Server]) -> None:
-    server = Server("--protocol", "vonage", "--echo", "--workers", "2", "--drain-timeout", "20")
+    server = Server(
+        "--protocol", "vonage", "--echo", "--workers", "2", "--drain-timeout", "20",
+        new_session=True,
+    )  # fmt: skip
     servers.append(server)
     pid = server.process.pid
     workers = children(pid)
@@ -209,7 +218,9 @@ def test_workers_share_the_port_restart_and_drain(servers: list[Server]) -> None
         await asyncio.sleep(1.5)  # the new worker binds the port
         calls = load(server.url, "vonage", 4, 4.0)
         await asyncio.sleep(1.5)
-        stopping = asyncio.get_running_loop().run_in_executor(None, server.stop, 40)
+        # Ctrl-C: SIGINT to every process of the group; the calls still finish
+        stop = functools.partial(server.stop, 40, ctrl_c=True)
+        stopping = asyncio.get_running_loop().run_in_executor(None, stop)
         await asyncio.sleep(0.5)
         late = await run_load(server.url, "vonage", 2, duration=1.0, ramp=0.0)
         return await calls, late, await stopping
