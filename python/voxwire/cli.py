@@ -432,8 +432,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
     if args.protocol == "webrtc":
-        if args.workers or args.max_calls is not None:
-            print("voxwire serve: webrtc has no --workers or --max-calls yet", file=sys.stderr)
+        if args.workers or args.max_calls is not None or args.agent_port or args.metrics:
+            print(
+                "voxwire serve: webrtc has no --workers, --max-calls, --agent-port or "
+                "--metrics yet",
+                file=sys.stderr,
+            )
             return 2
         return _serve_webrtc(args)
     tcp = CODECS[args.protocol].transport == "tcp"
