@@ -466,7 +466,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def describe(url: str) -> str:
         where = "" if tcp or args.path else " (any path)"
-        workers = f", {args.workers} workers" if args.workers else ""
+        workers = f" with {args.workers} workers" if args.workers else ""
         return f"voxwire serve: {args.protocol} {kind} on {url}{where}{workers}"
 
     def ready(url: str) -> None:
