@@ -9,27 +9,35 @@ No dependency beyond an ASGI server. Mount it where the provider connects::
     app = Starlette(routes=[WebSocketRoute("/media", MediaStreamApp(handler, "twilio"))])
 
 or, in FastAPI, ``app.mount("/media", MediaStreamApp(handler, "twilio"))``. It speaks the
-ASGI WebSocket protocol (https://asgi.readthedocs.io/en/latest/specs/www.html): a failed
-token check closes before ``websocket.accept``, which servers answer with HTTP 403;
-other scopes get a 404 (HTTP) or are ignored (lifespan).
+ASGI WebSocket protocol (https://asgi.readthedocs.io/en/latest/specs/www.html). A request
+it refuses (a failed token check: 401; more connections than its
+:class:`~voxwire.aio.handshake.ConnectionCaps`: 503) is answered before
+``websocket.accept`` with that HTTP status where the server offers the
+``websocket.http.response`` extension (uvicorn does), else closed before the accept,
+which servers answer with HTTP 403. Refusals are logged and counted in
+:data:`~voxwire.aio.session.VIOLATIONS`. Other scopes get a 404 (HTTP) or are ignored
+(lifespan).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from voxwire.aio.handshake import check_upgrade, select_subprotocol
+from voxwire.aio.handshake import ConnectionCaps, check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import CLOSE_POLICY, Handler, Limits, run_call
+from voxwire.aio.session import CLOSE_POLICY, VIOLATIONS, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
 from voxwire.security import TokenAuth
 
 __all__ = ["ASGITransport", "MediaStreamApp"]
+
+log = logging.getLogger("voxwire.aio")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -77,8 +85,22 @@ class ASGITransport:
             await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
 
+async def _refuse(scope: Scope, send: Send, status: int, text: str) -> None:
+    """Answer a WebSocket request with an HTTP error instead of accepting it."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": text.encode("utf-8")})
+    else:
+        await send({"type": "websocket.close", "code": CLOSE_POLICY})
+
+
 class MediaStreamApp:
-    """ASGI app running ``handler`` for each media WebSocket of ``protocol``."""
+    """ASGI app running ``handler`` for each media WebSocket of ``protocol``.
+
+    ``caps`` bounds the open connections (default :class:`ConnectionCaps()`: 1000 in
+    total, none per address; the address is the ASGI ``client``).
+    """
 
     def __init__(
         self,
@@ -88,12 +110,14 @@ class MediaStreamApp:
         auth: TokenAuth | None = None,
         limits: Limits | None = None,
         pacer: Pacer | None = None,
+        caps: ConnectionCaps | None = None,
     ) -> None:
         self.handler = handler
         self.factory = codec_factory(protocol)
         self.auth = auth
         self.limits = limits or Limits()
         self.pacer = pacer
+        self.caps = caps if caps is not None else ConnectionCaps()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -105,6 +129,8 @@ class MediaStreamApp:
         first = await receive()
         if first.get("type") != "websocket.connect":
             return
+        client = scope.get("client")
+        address = str(client[0]) if client else "?"
         authenticated = True
         if self.auth is not None:
             headers = {
@@ -113,20 +139,32 @@ class MediaStreamApp:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             check = check_upgrade(self.auth, headers, query)
             if check.refuse:
-                await send({"type": "websocket.close", "code": CLOSE_POLICY})
+                VIOLATIONS.note("unauthorized")
+                log.warning("refused a connection from %s: 401 missing or wrong token", address)
+                await _refuse(scope, send, 401, "missing or wrong token\n")
                 return
             authenticated = check.authenticated
-        accept: Message = {"type": "websocket.accept"}
-        subprotocol = select_subprotocol(scope.get("subprotocols", []))
-        if subprotocol is not None:
-            accept["subprotocol"] = subprotocol
-        await send(accept)
-        await run_call(
-            self.factory(),
-            ASGITransport(receive, send),
-            self.handler,
-            pacer=self.pacer,
-            limits=self.limits,
-            auth=self.auth,
-            authenticated=authenticated,
-        )
+        refused = self.caps.admit(address)
+        if refused:
+            VIOLATIONS.note(refused)
+            text = self.caps.refusal(refused)
+            log.warning("refused a connection from %s: 503 %s", address, text.strip())
+            await _refuse(scope, send, 503, text)
+            return
+        try:
+            accept: Message = {"type": "websocket.accept"}
+            subprotocol = select_subprotocol(scope.get("subprotocols", []))
+            if subprotocol is not None:
+                accept["subprotocol"] = subprotocol
+            await send(accept)
+            await run_call(
+                self.factory(),
+                ASGITransport(receive, send),
+                self.handler,
+                pacer=self.pacer,
+                limits=self.limits,
+                auth=self.auth,
+                authenticated=authenticated,
+            )
+        finally:
+            self.caps.release(address)

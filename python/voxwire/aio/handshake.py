@@ -8,7 +8,9 @@ way and hand the parts to these functions, so the decisions are made in one plac
   token, and whether the upgrade must be refused because it does not and cannot carry it
   later (``TokenAuth.deferred`` is false: no token in the start message either);
 * :func:`~voxwire.protocols.registry.select_subprotocol`: the WebSocket subprotocol to
-  accept from those the client offered (jambonz asks for ``audio.jambonz.org``).
+  accept from those the client offered (jambonz asks for ``audio.jambonz.org``);
+* :class:`ConnectionCaps`: whether one more connection, in total and from the client's
+  address, is admitted (the adapters answer HTTP 503 when it is not).
 
 >>> from voxwire.security import TokenAuth
 >>> check_upgrade(TokenAuth("k", custom_parameter=None), {}, {"token": "nope"})
@@ -27,7 +29,13 @@ from dataclasses import dataclass
 from voxwire.protocols.registry import SUBPROTOCOLS, select_subprotocol
 from voxwire.security import TokenAuth
 
-__all__ = ["SUBPROTOCOLS", "UpgradeCheck", "check_upgrade", "select_subprotocol"]
+__all__ = [
+    "SUBPROTOCOLS",
+    "ConnectionCaps",
+    "UpgradeCheck",
+    "check_upgrade",
+    "select_subprotocol",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +70,63 @@ def check_upgrade(
         return UpgradeCheck(authenticated=True, refuse=False)
     ok = auth.check_request(headers, query)
     return UpgradeCheck(authenticated=ok, refuse=not ok and not auth.deferred)
+
+
+class ConnectionCaps:
+    """Caps on a server's open media connections: in total, and per client address.
+
+    An adapter calls :meth:`admit` with the client's address before upgrading a request;
+    a non-empty answer is the reason to refuse it (HTTP 503, counted in
+    :data:`voxwire.aio.session.VIOLATIONS` as ``connections`` or ``per_address``). An
+    admitted connection must be released with :meth:`release` once, when it closes.
+
+    ``max_per_address`` is off by default: a provider's media gateway carries many calls
+    from one address, and behind a reverse proxy every client has the proxy's address.
+    Set it for servers that browsers or other end clients reach directly.
+
+    >>> caps = ConnectionCaps(max_total=2, max_per_address=1)
+    >>> caps.admit("10.0.0.1"), caps.admit("10.0.0.1")
+    ('', 'per_address')
+    >>> caps.admit("10.0.0.2"), caps.admit("10.0.0.3")
+    ('', 'connections')
+    >>> caps.release("10.0.0.1"); caps.open
+    1
+    """
+
+    def __init__(self, max_total: int | None = 1000, max_per_address: int | None = None) -> None:
+        for name, value in (("max_total", max_total), ("max_per_address", max_per_address)):
+            if value is not None and value < 1:
+                raise ValueError(f"ConnectionCaps.{name} must be >= 1 or None, got {value!r}")
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self._per_address: dict[str, int] = {}
+        self.open = 0
+
+    def admit(self, address: str) -> str:
+        """Count one more connection from ``address``; ``""`` when admitted, else the
+        kind of cap it would exceed (``"connections"`` or ``"per_address"``)."""
+        if self.max_total is not None and self.open >= self.max_total:
+            return "connections"
+        held = self._per_address.get(address, 0)
+        if self.max_per_address is not None and held >= self.max_per_address:
+            return "per_address"
+        self._per_address[address] = held + 1
+        self.open += 1
+        return ""
+
+    def release(self, address: str) -> None:
+        """Forget one admitted connection from ``address``."""
+        held = self._per_address.get(address, 0)
+        if held <= 0:
+            raise ValueError(f"no admitted connection from {address!r} to release")
+        if held == 1:
+            del self._per_address[address]
+        else:
+            self._per_address[address] = held - 1
+        self.open -= 1
+
+    def refusal(self, kind: str) -> str:
+        """The text of the 503 answer for a refusal of ``kind``."""
+        if kind == "per_address":
+            return f"too many connections from this address (max {self.max_per_address})\n"
+        return f"too many connections (max {self.max_total})\n"

@@ -30,9 +30,27 @@ constant                    code   when
 ``CLOSE_TOO_BIG``           1009   a message larger than ``Limits.max_message_bytes``
 ``CLOSE_INTERNAL``          1011   the handler or voxwire itself raised
 ``CLOSE_IDLE``              4000   nothing received for ``Limits.idle_timeout`` seconds
-``CLOSE_SLOW_PEER``         4001   more than ``Limits.max_pending_out`` messages wait
-                                   for the peer to read them (it stopped reading)
+``CLOSE_SLOW_PEER``         4001   the peer stopped reading: it has not answered a
+                                   read probe (a WebSocket ping, answered only once
+                                   everything sent before it was read) within
+                                   ``Limits.max_read_lag`` seconds, or more than
+                                   ``Limits.max_pending_out`` messages wait to be sent
 ==========================  =====  =================================================
+
+Every close for a limit is logged with the call's id and its reason, and counted in
+:data:`VIOLATIONS` by kind (``too_big``, ``audio_rate``, ``message_rate``, ``idle``,
+``slow_peer``, ``auth``; the adapters add the refusals made before the upgrade).
+
+Slow peers
+----------
+A peer that stops reading is not seen by the sender's queue for a long time: the two
+kernels' socket buffers absorb megabytes (on Linux loopback more than 40 s of a
+telephony stream) before a send blocks. So where the transport can probe (the
+``websockets`` server: a ping, whose pong the peer's WebSocket stack sends only after
+reading everything queued before the ping), a probe goes out every
+``Limits.read_probe_interval`` seconds and an answer later than ``Limits.max_read_lag``
+closes the call with ``CLOSE_SLOW_PEER``, well before the ``websockets`` keepalive
+(20 s + 20 s) would. A stall shorter than ``max_read_lag`` (a network hiccup) passes.
 
 Rate limits
 -----------
@@ -82,8 +100,10 @@ __all__ = [
     "CLOSE_SLOW_PEER",
     "CLOSE_TOO_BIG",
     "ERRORS",
+    "VIOLATIONS",
     "Call",
     "CallErrors",
+    "Counts",
     "Handler",
     "Limits",
     "Transport",
@@ -146,6 +166,42 @@ class CallErrors:
 ERRORS = CallErrors()
 """The process's :class:`CallErrors`: every call counts its exceptions here."""
 
+
+class Counts:
+    """Events counted by kind (thread-safe): limit violations, refusals."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def note(self, kind: str) -> None:
+        """Count one event of ``kind``."""
+        with self._lock:
+            self._counts[kind] = self._counts.get(kind, 0) + 1
+
+    def count(self, kind: str | None = None) -> int:
+        """Events counted, all or those of one kind."""
+        with self._lock:
+            if kind is None:
+                return sum(self._counts.values())
+            return self._counts.get(kind, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        """A copy of the counts, keyed by kind."""
+        with self._lock:
+            return dict(self._counts)
+
+    def clear(self) -> None:
+        """Forget every count."""
+        with self._lock:
+            self._counts.clear()
+
+
+VIOLATIONS = Counts()
+"""Calls closed for a limit and connections refused before the upgrade, by kind: the
+calls' ``too_big``, ``audio_rate``, ``message_rate``, ``idle``, ``slow_peer``, ``auth``,
+``auth_deadline``; the adapters' ``unauthorized``, ``connections``, ``per_address``."""
+
 _serial = itertools.count(1)
 
 
@@ -175,6 +231,31 @@ class Limits:
     #: outbound messages waiting for the peer to read them before the call is closed with
     #: ``CLOSE_SLOW_PEER`` (the pacer adds 50 a second: 500 is about 10 s of audio)
     max_pending_out: int = 500
+    #: seconds the peer may take to answer a read probe before the call is closed with
+    #: ``CLOSE_SLOW_PEER`` (transports that can probe only; see "Slow peers")
+    max_read_lag: float = 10.0
+    #: seconds between read probes
+    read_probe_interval: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_message_bytes",
+            "max_messages_per_second",
+            "max_audio_burst",
+            "max_audio_rate",
+            "idle_timeout",
+            "max_pending_events",
+            "max_pending_out",
+            "max_read_lag",
+            "read_probe_interval",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"Limits.{name} must be positive, got {value!r}")
+        for name in ("min_message_audio", "handler_grace"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"Limits.{name} must be >= 0, got {value!r}")
 
 
 class Transport(Protocol):
@@ -190,6 +271,15 @@ class Transport(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Close the connection with a code and a reason."""
+        ...
+
+
+class ProbingTransport(Transport, Protocol):
+    """A :class:`Transport` that can tell whether its peer is still reading."""
+
+    async def read_probe(self) -> None:
+        """Return once the peer has read everything sent before this call (raise
+        :class:`~voxwire.errors.ConnectionClosed` if the connection ends first)."""
         ...
 
 
@@ -350,7 +440,8 @@ class Call:
             messages = self.codec.send_audio(item)
         if self._out.qsize() + len(messages) > self.limits.max_pending_out:
             # The peer has stopped reading: holding its audio would grow without bound.
-            self._close_now(
+            self._limit(
+                "slow_peer",
                 CLOSE_SLOW_PEER,
                 f"peer not reading: {self._out.qsize()} messages pending "
                 f"(max_pending_out={self.limits.max_pending_out})",
@@ -384,7 +475,7 @@ class Call:
                     self.stream = None
                     self._authenticated = True
                 if not self._on_started(event):
-                    self._close_soon(CLOSE_POLICY, "authentication failed")
+                    self._limit("auth", CLOSE_POLICY, "authentication failed")
                     return False
             elif not self._authenticated:
                 continue
@@ -398,10 +489,16 @@ class Call:
                 return False
         return True
 
-    def _close_soon(self, code: int, reason: str) -> None:
-        log.info("closing %s call %r: %d %s", self.codec.name, self._ident(), code, reason)
+    def _limit(self, kind: str, code: int, reason: str) -> None:
+        """Close for a limit (or a failed authentication): log, count, close."""
+        if self.close_code is not None:
+            return
+        VIOLATIONS.note(kind)
+        log.warning(
+            "closing %s call %r for %s: %d %s", self.codec.name, self._ident(), kind, code, reason
+        )
         self._events.put_nowait(_END)
-        asyncio.get_running_loop().create_task(self.close(code, reason))
+        self._close_now(code, reason)
 
     def _ident(self) -> str:
         started = self.codec.started
@@ -457,7 +554,7 @@ class Call:
         loop = asyncio.get_running_loop()
         due = self._last_rx + self.limits.idle_timeout
         if loop.time() >= due:
-            self._close_soon(CLOSE_IDLE, f"idle for {self.limits.idle_timeout:g} s")
+            self._limit("idle", CLOSE_IDLE, f"idle for {self.limits.idle_timeout:g} s")
         else:
             self._idle = loop.call_at(due, self._check_idle)
 
@@ -481,7 +578,8 @@ class Call:
                     return
                 now = self._last_rx = loop.time()
                 if len(message) > limits.max_message_bytes:
-                    self._close_soon(
+                    self._limit(
+                        "too_big",
                         CLOSE_TOO_BIG,
                         f"message of {len(message)} bytes, limit {limits.max_message_bytes}",
                     )
@@ -504,10 +602,12 @@ class Call:
                 started = codec.started
                 if audio and started is not None:
                     refused = budget.audio(now, audio / started.media_format.sample_rate)
+                    kind = "audio_rate"
                 else:
                     refused = budget.message(now)
+                    kind = "message_rate"
                 if refused:
-                    self._close_soon(CLOSE_POLICY, refused)
+                    self._limit(kind, CLOSE_POLICY, refused)
                     return
                 stage = "dispatch"
                 if not self._dispatch(events):
@@ -533,6 +633,26 @@ class Call:
                 return
             except Exception as exc:
                 self._fail("writer", exc)
+                return
+
+    async def _probe_loop(self, probe: Callable[[], Awaitable[None]]) -> None:
+        """Probe the peer's reading (see "Slow peers"); close it when it lags."""
+        limits = self.limits
+        while self.close_code is None:
+            await asyncio.sleep(limits.read_probe_interval)
+            if self.close_code is not None:
+                return
+            try:
+                await asyncio.wait_for(probe(), limits.max_read_lag)
+            except asyncio.TimeoutError:
+                self._limit(
+                    "slow_peer",
+                    CLOSE_SLOW_PEER,
+                    f"peer not reading: no answer to a read probe in "
+                    f"{limits.max_read_lag:g} s (max_read_lag)",
+                )
+                return
+            except ConnectionClosed:
                 return
 
     def _shutdown(self) -> None:
@@ -575,6 +695,10 @@ async def run_call(
     writer = loop.create_task(call._write_loop())
     user = loop.create_task(_guarded(handler, call))
     closed = loop.create_task(call._closed.wait())
+    tasks = [reader, writer, user, closed]
+    probe: Callable[[], Awaitable[None]] | None = getattr(transport, "read_probe", None)
+    if probe is not None:
+        tasks.append(loop.create_task(call._probe_loop(probe)))
     try:
         await asyncio.wait({reader, user, closed}, return_when=asyncio.FIRST_COMPLETED)
         if user.done() and call.close_code is None:
@@ -590,9 +714,9 @@ async def run_call(
             await asyncio.wait_for(asyncio.shield(writer), 1.0)
     finally:
         call._shutdown()
-        for task in (reader, writer, user, closed):
+        for task in tasks:
             task.cancel()
-        results = await asyncio.gather(reader, writer, user, closed, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):  # a task raised past its guard: still counted
                 call._fail("task", result)

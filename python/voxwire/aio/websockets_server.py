@@ -15,25 +15,28 @@
 
 The server accepts the media WebSocket on ``path`` (any path when ``None``), checks the
 optional :class:`~voxwire.security.TokenAuth` on the upgrade request (401 when absent and
-the protocol cannot carry it in the start message), asks the optional
+the protocol cannot carry it in the start message), refuses connections beyond its
+:class:`~voxwire.aio.handshake.ConnectionCaps` with 503, asks the optional
 :class:`~voxwire.aio.admission.Admission` whether the call is taken (503 before the
 upgrade when the worker is draining or full), and runs each connection through
-:func:`~voxwire.aio.session.run_call` with a new codec.
+:func:`~voxwire.aio.session.run_call` with a new codec. Every refusal is logged and
+counted in :data:`~voxwire.aio.session.VIOLATIONS`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from voxwire.aio.admission import METRICS_PATH, Admission, http_answer
-from voxwire.aio.handshake import check_upgrade, select_subprotocol
+from voxwire.aio.handshake import ConnectionCaps, check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import Call, Handler, Limits, run_call
+from voxwire.aio.session import VIOLATIONS, Call, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
     from websockets.http11 import Request, Response
 
 __all__ = ["WebSocketsTransport", "serve"]
+
+log = logging.getLogger("voxwire.aio")
 
 
 def _import_websockets() -> Any:
@@ -77,6 +82,16 @@ class WebSocketsTransport:
 
         try:
             await self.connection.send(message)
+        except WsClosed as exc:
+            raise ConnectionClosed(None, str(exc)) from None
+
+    async def read_probe(self) -> None:
+        """A ping; its pong comes back once the peer has read everything sent before it."""
+        from websockets.exceptions import ConnectionClosed as WsClosed
+
+        try:
+            pong = await self.connection.ping()
+            await pong
         except WsClosed as exc:
             raise ConnectionClosed(None, str(exc)) from None
 
@@ -115,6 +130,7 @@ def serve(
     admission: Admission | None = None,
     metrics: Callable[[], tuple[str, bytes]] | None = None,
     on_end: Callable[[Call], object] | None = None,
+    caps: ConnectionCaps | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve media streams of ``protocol`` (a name from ``voxwire.protocols.CODECS`` or a
@@ -125,15 +141,24 @@ def serve(
     ``GET /ready`` are answered before any upgrade (:func:`~voxwire.aio.admission.
     http_answer`; the media ``path``, when it is one of them, keeps it). ``metrics``
     answers ``GET /metrics`` with its (content type, body); ``on_end`` receives each
-    finished :class:`~voxwire.aio.session.Call`. Extra keyword arguments go
-    to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for workers sharing
-    the port).
+    finished :class:`~voxwire.aio.session.Call`. ``caps`` bounds the open connections
+    (default :class:`ConnectionCaps()`: 1000 in total, none per address). Extra keyword
+    arguments go to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for
+    workers sharing the port).
     """
     ws = _import_websockets()
     from websockets.protocol import State
 
     factory = codec_factory(protocol)
     limits = limits or Limits()
+    caps = caps if caps is not None else ConnectionCaps()
+    watchers: set[asyncio.Task[None]] = set()
+
+    async def release_when_closed(connection: ServerConnection, address: str) -> None:
+        try:
+            await connection.wait_closed()
+        finally:
+            caps.release(address)
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -148,6 +173,7 @@ def serve(
             response.headers["Content-Type"] = content_type
             response.headers["Content-Length"] = str(len(body))
             return response
+        address = str(connection.remote_address[0]) if connection.remote_address else "?"
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
         if auth is not None:
@@ -155,7 +181,18 @@ def serve(
             check = check_upgrade(auth, headers, dict(parse_qsl(url.query)))
             connection.voxwire_authenticated = check.authenticated  # type: ignore[attr-defined]
             if check.refuse:
+                VIOLATIONS.note("unauthorized")
+                log.warning("refused a connection from %s: 401 missing or wrong token", address)
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        refused = caps.admit(address)
+        if refused:
+            VIOLATIONS.note(refused)
+            text = caps.refusal(refused)
+            log.warning("refused a connection from %s: 503 %s", address, text.strip())
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, text)
+        task = asyncio.get_running_loop().create_task(release_when_closed(connection, address))
+        watchers.add(task)
+        task.add_done_callback(watchers.discard)
         return None
 
     def process_response(
