@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +84,96 @@ def test_bench_plc_quick(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Packet-loss concealment" in out
     assert out.count("bursts of") == 4
+
+
+KEYS = "k2:test-key-not-a-secret-0002\nk1:test-key-not-a-secret-0001"
+
+
+def test_token_mints_with_the_first_key_and_verifies_with_the_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from voxwire.security import CallTokens, parse_keys
+
+    monkeypatch.setenv("VOXWIRE_TOKEN_KEY", KEYS)
+    assert main(["token", "--ttl", "60", "--call", "CA42"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("vx1.k2.")
+    claims = CallTokens(parse_keys(KEYS)).verify(token)
+    assert (claims.call, claims.expires_at - claims.issued_at) == ("CA42", 60)
+    key_file = tmp_path / "keys"
+    key_file.write_text("k1:test-key-not-a-secret-0001\n")
+    monkeypatch.delenv("VOXWIRE_TOKEN_KEY")
+    assert main(["token", "--call", "CA42", "--key-file", str(key_file)]) == 0
+    assert capsys.readouterr().out.startswith("vx1.k1.")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--call", "x"], None, "give --key-file or set $VOXWIRE_TOKEN_KEY"),
+        (["--call", "x"], "k1:short", "the secret has 5 bytes"),
+        (["--call", "x", "--key-file", "/nonexistent/keys"], None, "cannot read the key file"),
+        (["--call", "x", "--key-id", "k9"], KEYS, "unknown key id 'k9'"),
+    ],
+)
+def test_token_errors_are_messages_without_a_traceback(
+    args: list[str],
+    env: str | None,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VOXWIRE_TOKEN_KEY", raising=False)
+    if env is not None:
+        monkeypatch.setenv("VOXWIRE_TOKEN_KEY", env)
+    with contextlib.suppress(SystemExit):
+        assert main(["token", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert "test-key-not-a-secret" not in err
+
+
+def test_serve_with_a_key_set_accepts_a_minted_token_once() -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXWIRE_TOKEN_KEY": KEYS}
+    command = [sys.executable, "-m", "voxwire"]
+    server = subprocess.Popen(
+        [*command, "serve", "--protocol", "twilio", "--echo", "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = line.split(" on ", 1)[1].split()[0]
+        token = subprocess.run(
+            [*command, "token", "--call", "CA1"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout.strip()
+
+        async def status(query: str) -> int:
+            try:
+                async with connect(url + query, open_timeout=5):
+                    return 101
+            except InvalidStatus as exc:
+                return exc.response.status_code
+
+        async def statuses() -> list[int]:
+            return [await status(q) for q in ("?token=nope", f"?token={token}", f"?token={token}")]
+
+        assert asyncio.run(statuses()) == [401, 101, 401]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert "401 token already used" in err
+    assert token not in err

@@ -14,6 +14,10 @@ errors and the server's CPU per call (:mod:`voxwire.sim.load`).
 (``--llm openai-compatible:http://127.0.0.1:11434/v1 --model llama3.2``, ``--stt
 deepgram``, ``--tts elevenlabs --voice ID``; :mod:`voxwire.services.registry`), their
 keys from the environment.
+
+``voxwire token --ttl 60 --call ID`` mints a signed, expiring, single-use token for one
+call (:class:`voxwire.security.CallTokens`) with the key set in ``$VOXWIRE_TOKEN_KEY`` or
+``--key-file``; ``voxwire serve`` given the same key set accepts it.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_call(sub)
     _add_loadtest(sub)
+    _add_token(sub)
     demo = sub.add_parser(
         "demo",
         help="hold a phone conversation with the offline demo voice agent, on loopback",
@@ -159,6 +164,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=os.environ.get("VOXWIRE_TOKEN"),
         help="require this shared token (query ?token=, header X-Voxwire-Token, or the "
         "start message's custom parameter 'token'); default $VOXWIRE_TOKEN",
+    )
+    serve.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="accept signed per-call tokens (voxwire token) verified with the key set in "
+        "FILE (ID:SECRET lines; rotation: several ids); default $VOXWIRE_TOKEN_KEY",
     )
     serve.add_argument(
         "--workers",
@@ -380,6 +391,73 @@ def _loadtest(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+_KEY_ENV = "VOXWIRE_TOKEN_KEY"
+
+
+def _add_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = sub.add_parser(
+        "token",
+        help="mint a signed, expiring, single-use token for one call",
+        description="Print a token for one call, signed (HMAC-SHA256) with the first key of "
+        f"the key set in ${_KEY_ENV} or --key-file (ID:SECRET lines, the secret at least 16 "
+        "bytes). 'voxwire serve' with the same key set accepts it once, until it expires.",
+    )
+    token.add_argument(
+        "--ttl", type=_positive_float, default=60.0, metavar="S", help="lifetime (default 60)"
+    )
+    token.add_argument("--call", required=True, metavar="ID", help="the call it is for")
+    token.add_argument("--key-file", metavar="FILE", help=f"the key set (default ${_KEY_ENV})")
+    token.add_argument("--key-id", metavar="ID", help="mint with this key of the set")
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _key_set(key_file: str | None, command: str, *, required: bool) -> Any:
+    """The :class:`~voxwire.security.CallTokens` of ``--key-file`` or the environment;
+    ``None`` when neither is given and not ``required``. Raises SystemExit(2) with a
+    message (never the key) when the key set cannot be read."""
+    from voxwire.security import CallTokens, parse_keys
+
+    if key_file is not None:
+        try:
+            with open(key_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            print(f"voxwire {command}: cannot read the key file: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        where = key_file
+    elif os.environ.get(_KEY_ENV):
+        text, where = os.environ[_KEY_ENV], f"${_KEY_ENV}"
+    elif required:
+        print(f"voxwire {command}: give --key-file or set ${_KEY_ENV}", file=sys.stderr)
+        raise SystemExit(2)
+    else:
+        return None
+    try:
+        return CallTokens(parse_keys(text))
+    except ValueError as exc:
+        print(f"voxwire {command}: {where}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _token(args: argparse.Namespace) -> int:
+    tokens = _key_set(args.key_file, "token", required=True)
+    try:
+        print(tokens.mint(args.call, args.ttl, key_id=args.key_id))
+    except ValueError as exc:
+        print(f"voxwire token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(names: Sequence[str], quick: bool, as_json: bool) -> int:
     tables: list[Table] = []
     for name in names:
@@ -441,7 +519,11 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         return _serve_webrtc(args)
     tcp = CODECS[args.protocol].transport == "tcp"
-    if args.token and tcp:
+    try:
+        tokens = _key_set(args.key_file, "serve", required=False)
+    except SystemExit as exc:
+        return int(exc.code or 2)
+    if (args.token or tokens is not None) and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
         return 2
 
@@ -522,7 +604,11 @@ def _serve(args: argparse.Namespace) -> int:
             "reuse_port": args.reuse_port,
             "agent_check": None if args.agent_port is None else (args.host, args.agent_port),
         }
-        auth = TokenAuth(args.token) if args.token else None
+        auth = (
+            TokenAuth(args.token or None, tokens=tokens)
+            if args.token or tokens is not None
+            else None
+        )
         if agent is None:
             await serve_echo(
                 args.protocol,
@@ -806,6 +892,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _loadtest(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "token":
+        return _token(args)
 
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 

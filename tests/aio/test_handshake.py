@@ -39,12 +39,16 @@ def test_the_token_in_the_request_authenticates(
         assert check_upgrade(auth, headers, query) == UpgradeCheck(True, False)
 
 
-def test_a_missing_token_is_refused_only_when_it_cannot_come_later() -> None:
+def test_a_wrong_token_is_refused_and_a_missing_one_only_when_it_cannot_come_later() -> None:
     deferred = TokenAuth("k")
     strict = TokenAuth("k", custom_parameter=None)
-    assert check_upgrade(deferred, {}, {"token": "bad"}) == UpgradeCheck(False, False)
-    assert check_upgrade(strict, {}, {"token": "bad"}) == UpgradeCheck(False, True)
-    assert check_upgrade(strict, {"x-voxwire-token": "bad"}, {}) == UpgradeCheck(False, True)
+    assert check_upgrade(deferred, {}, {}) == UpgradeCheck(False, False)
+    assert check_upgrade(strict, {}, {}) == UpgradeCheck(False, True, "missing token")
+    for auth in (deferred, strict):
+        assert check_upgrade(auth, {}, {"token": "bad"}) == UpgradeCheck(False, True, "wrong token")
+        assert check_upgrade(auth, {"x-voxwire-token": "bad"}, {}) == UpgradeCheck(
+            False, True, "wrong token"
+        )
 
 
 def run(coro: Awaitable[Any]) -> Any:

@@ -88,7 +88,7 @@ def test_asgi_app_in_starlette_under_uvicorn() -> None:
                 async with connect(url + "/media?token=bad"):
                     pass
             assert info.value.response.status_code == 401
-            assert info.value.response.body == b"missing or wrong token\n"
+            assert info.value.response.body == b"wrong token\n"
 
     run(main())
 

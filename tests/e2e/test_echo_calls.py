@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from websockets.exceptions import InvalidStatus
 
 pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
 pytest.importorskip("websockets", reason="the WebSocket server needs websockets")
@@ -191,19 +192,23 @@ def test_a_server_with_a_token_hangs_up_on_callers_without_it() -> None:
     plan = CallPlan(speech("vonage"))
     outcome = run_all(
         {
-            "wrong": echo_call("vonage", plan, auth=auth, query="?token=nope"),
+            "none": echo_call("vonage", plan, auth=auth),
             "right": echo_call("vonage", plan, auth=auth, query="?token=s3cret"),
         }
     )
-    report, stats = outcome["wrong"]
-    # the token is checked at the upgrade and then in the start message (Vonage's
-    # headers): neither has it, so the call ends before the agent hears anything
+    report, stats = outcome["none"]
+    # no token at the upgrade, so it must come in the start message (Vonage's headers):
+    # it does not, so the call ends before the agent hears anything
     assert report.closed_by_server
     assert report.utterances == [] or report.utterances[0].reply_start is None
     assert [s.utterances for s in stats] in ([], [0])
     report, stats = outcome["right"]
     assert report.utterances[0].correlation >= CORRELATION_FLOOR
     assert stats[0].utterances == 1
+    # a wrong token is refused before the upgrade
+    with pytest.raises(InvalidStatus) as info:
+        run_all({"wrong": echo_call("vonage", plan, auth=auth, query="?token=nope")})
+    assert info.value.response.status_code == 401
 
 
 def test_shutdown_ends_live_calls() -> None:

@@ -9,18 +9,20 @@
     app.router.add_get("/media", media_stream_handler(handler, "twilio"))
     web.run_app(app, port=8080)
 
-A failed token check answers HTTP 401 before the upgrade (unless the protocol can still
-carry the token in its start message).
+A failed token check answers HTTP 401 before the upgrade (a wrong token always; a
+missing one unless the protocol can still carry it in its start message). The refusal
+is logged and counted in :data:`~voxwire.aio.session.VIOLATIONS`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from voxwire.aio.handshake import check_upgrade, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import Handler, Limits, run_call
+from voxwire.aio.session import VIOLATIONS, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = ["AiohttpTransport", "media_stream_handler"]
+
+log = logging.getLogger("voxwire.aio")
 
 
 def _import_aiohttp() -> Any:
@@ -93,9 +97,9 @@ def media_stream_handler(
     async def view(request: web.Request) -> web.StreamResponse:
         check = check_upgrade(auth, dict(request.headers), dict(request.query))
         if check.refuse:
-            response: web.StreamResponse = web_mod.Response(
-                status=401, text="missing or wrong token\n"
-            )
+            VIOLATIONS.note("unauthorized")
+            log.warning("refused a connection from %s: 401 %s", request.remote, check.reason)
+            response: web.StreamResponse = web_mod.Response(status=401, text=f"{check.reason}\n")
             return response
         offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
         subprotocol = select_subprotocol(p.strip() for p in offered.split(","))
@@ -114,6 +118,7 @@ def media_stream_handler(
             limits=lim,
             auth=auth,
             authenticated=check.authenticated,
+            credential=check.claims,
         )
         return ws
 

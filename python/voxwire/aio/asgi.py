@@ -131,19 +131,6 @@ class MediaStreamApp:
             return
         client = scope.get("client")
         address = str(client[0]) if client else "?"
-        authenticated = True
-        if self.auth is not None:
-            headers = {
-                k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
-            }
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            check = check_upgrade(self.auth, headers, query)
-            if check.refuse:
-                VIOLATIONS.note("unauthorized")
-                log.warning("refused a connection from %s: 401 missing or wrong token", address)
-                await _refuse(scope, send, 401, "missing or wrong token\n")
-                return
-            authenticated = check.authenticated
         refused = self.caps.admit(address)
         if refused:
             VIOLATIONS.note(refused)
@@ -152,6 +139,16 @@ class MediaStreamApp:
             await _refuse(scope, send, 503, text)
             return
         try:
+            headers = {
+                k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+            }
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            check = check_upgrade(self.auth, headers, query)
+            if check.refuse:
+                VIOLATIONS.note("unauthorized")
+                log.warning("refused a connection from %s: 401 %s", address, check.reason)
+                await _refuse(scope, send, 401, f"{check.reason}\n")
+                return
             accept: Message = {"type": "websocket.accept"}
             subprotocol = select_subprotocol(scope.get("subprotocols", []))
             if subprotocol is not None:
@@ -164,7 +161,8 @@ class MediaStreamApp:
                 pacer=self.pacer,
                 limits=self.limits,
                 auth=self.auth,
-                authenticated=authenticated,
+                authenticated=check.authenticated,
+                credential=check.claims,
             )
         finally:
             self.caps.release(address)

@@ -4,21 +4,25 @@ The adapters (:mod:`voxwire.aio.websockets_server`, :mod:`voxwire.aio.asgi`,
 :mod:`voxwire.aio.aiohttp_adapter`) each read the upgrade request in their framework's
 way and hand the parts to these functions, so the decisions are made in one place:
 
-* :func:`check_upgrade`: whether the request carries the :class:`~voxwire.security.TokenAuth`
-  token, and whether the upgrade must be refused because it does not and cannot carry it
-  later (``TokenAuth.deferred`` is false: no token in the start message either);
+* :func:`check_upgrade`: whether the request carries a valid
+  :class:`~voxwire.security.TokenAuth` token, and whether the upgrade must be refused
+  (HTTP 401): because it presents a token that is not valid, or because it presents none
+  and cannot carry one later (``TokenAuth.deferred`` is false: no token in the start
+  message either);
 * :func:`~voxwire.protocols.registry.select_subprotocol`: the WebSocket subprotocol to
   accept from those the client offered (jambonz asks for ``audio.jambonz.org``);
 * :class:`ConnectionCaps`: whether one more connection, in total and from the client's
   address, is admitted (the adapters answer HTTP 503 when it is not).
 
->>> from voxwire.security import TokenAuth
->>> check_upgrade(TokenAuth("k", custom_parameter=None), {}, {"token": "nope"})
-UpgradeCheck(authenticated=False, refuse=True)
+>>> from voxwire.security import TokenAuth, TokenClaims
+>>> check_upgrade(TokenAuth("k"), {}, {"token": "nope"})
+UpgradeCheck(authenticated=False, refuse=True, reason='wrong token', claims=None)
+>>> check_upgrade(TokenAuth("k", custom_parameter=None), {}, {})
+UpgradeCheck(authenticated=False, refuse=True, reason='missing token', claims=None)
 >>> check_upgrade(TokenAuth("k"), {}, {})
-UpgradeCheck(authenticated=False, refuse=False)
+UpgradeCheck(authenticated=False, refuse=False, reason='', claims=None)
 >>> check_upgrade(None, {}, {})
-UpgradeCheck(authenticated=True, refuse=False)
+UpgradeCheck(authenticated=True, refuse=False, reason='', claims=None)
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from voxwire.protocols.registry import SUBPROTOCOLS, select_subprotocol
-from voxwire.security import TokenAuth
+from voxwire.security import TokenAuth, TokenClaims
 
 __all__ = [
     "SUBPROTOCOLS",
@@ -44,12 +48,16 @@ class UpgradeCheck:
 
     ``authenticated`` is true when the request carried the token, or when no token is
     asked for; a call that is not authenticated yet must show the token in its start
-    message. ``refuse`` is true when the adapter must answer the request with an error
-    instead of upgrading (HTTP 401, or a close before ``websocket.accept`` in ASGI).
+    message (within ``Limits.auth_timeout``). ``refuse`` is true when the adapter must
+    answer the request with an error instead of upgrading (HTTP 401, or a close before
+    ``websocket.accept`` in ASGI servers without the HTTP response extension); ``reason``
+    says why (it never contains the token). ``claims`` are a signed token's.
     """
 
     authenticated: bool
     refuse: bool
+    reason: str = ""
+    claims: TokenClaims | None = None
 
 
 def check_upgrade(
@@ -68,8 +76,12 @@ def check_upgrade(
     """
     if auth is None:
         return UpgradeCheck(authenticated=True, refuse=False)
-    ok = auth.check_request(headers, query)
-    return UpgradeCheck(authenticated=ok, refuse=not ok and not auth.deferred)
+    credential = auth.check_credential(headers, query)
+    if credential.ok:
+        return UpgradeCheck(authenticated=True, refuse=False, claims=credential.claims)
+    if credential.presented or not auth.deferred:
+        return UpgradeCheck(authenticated=False, refuse=True, reason=credential.reason)
+    return UpgradeCheck(authenticated=False, refuse=False)
 
 
 class ConnectionCaps:

@@ -26,7 +26,10 @@ constant                    code   when
 ``CLOSE_PROTOCOL_ERROR``    1002   the peer broke the protocol beyond recovery (a
                                    refused start message included: the reason names
                                    the value)
-``CLOSE_POLICY``            1008   authentication failed, or a rate limit (see below)
+``CLOSE_POLICY``            1008   authentication failed (a wrong token in the start
+                                   message, or none within ``Limits.auth_timeout``
+                                   seconds of a connection that did not show one on
+                                   the upgrade), or a rate limit (see below)
 ``CLOSE_TOO_BIG``           1009   a message larger than ``Limits.max_message_bytes``
 ``CLOSE_INTERNAL``          1011   the handler or voxwire itself raised
 ``CLOSE_IDLE``              4000   nothing received for ``Limits.idle_timeout`` seconds
@@ -39,7 +42,8 @@ constant                    code   when
 
 Every close for a limit is logged with the call's id and its reason, and counted in
 :data:`VIOLATIONS` by kind (``too_big``, ``audio_rate``, ``message_rate``, ``idle``,
-``slow_peer``, ``auth``; the adapters add the refusals made before the upgrade).
+``slow_peer``, ``auth``, ``auth_deadline``; the adapters add the refusals made before
+the upgrade: ``unauthorized``, ``connections``, ``per_address``).
 
 Slow peers
 ----------
@@ -89,7 +93,7 @@ from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
 from voxwire.protocols.base import MediaStreamCodec, Outbound, SessionStats
 from voxwire.protocols.events import Audio, CallStarted, Event, MarkPlayed, Stopped
-from voxwire.security import TokenAuth
+from voxwire.security import TokenAuth, TokenClaims
 
 __all__ = [
     "CLOSE_IDLE",
@@ -236,6 +240,9 @@ class Limits:
     max_read_lag: float = 10.0
     #: seconds between read probes
     read_probe_interval: float = 2.0
+    #: seconds a connection that showed no token on the upgrade has to show it in its
+    #: start message before it is closed with ``CLOSE_POLICY``
+    auth_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -248,6 +255,7 @@ class Limits:
             "max_pending_out",
             "max_read_lag",
             "read_probe_interval",
+            "auth_timeout",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -300,6 +308,7 @@ class Call:
         limits: Limits,
         auth: TokenAuth | None = None,
         authenticated: bool = True,
+        credential: TokenClaims | None = None,
     ) -> None:
         self.codec = codec
         self.transport = transport
@@ -307,6 +316,8 @@ class Call:
         self._pacer = pacer
         self._auth = auth
         self._authenticated = authenticated
+        #: the claims of the signed per-call token the call authenticated with, if any
+        self.credential = credential
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self._out: asyncio.Queue[Outbound | None] = asyncio.Queue()
         self.stream: PacedStream | None = None
@@ -450,11 +461,21 @@ class Call:
         for message in messages:
             self._out.put_nowait(message)
 
-    def _on_started(self, started: CallStarted) -> bool:
+    @property
+    def authenticated(self) -> bool:
+        """Whether the call has shown a valid token (or none was asked for)."""
+        return self._authenticated
+
+    def _on_started(self, started: CallStarted) -> str:
+        """Open the paced stream; the reason when the start is refused."""
         if not self._authenticated:
-            if self._auth is None or not self._auth.check_start(started):
-                return False
+            if self._auth is None:
+                return "authentication failed"
+            credential = self._auth.check_started(started)
+            if not credential.ok:
+                return f"authentication failed: {credential.reason}"
             self._authenticated = True
+            self.credential = credential.claims
         fmt = started.media_format
         self.stream = PacedStream(
             fmt.sample_rate,
@@ -463,7 +484,7 @@ class Call:
             name=started.stream_id,
         )
         self._pacer.open(self.stream, self._sink)
-        return True
+        return ""
 
     def _dispatch(self, events: list[Event]) -> bool:
         """Route codec events; False when the call must end."""
@@ -474,8 +495,9 @@ class Call:
                     self._pacer.close(self.stream)
                     self.stream = None
                     self._authenticated = True
-                if not self._on_started(event):
-                    self._limit("auth", CLOSE_POLICY, "authentication failed")
+                refused = self._on_started(event)
+                if refused:
+                    self._limit("auth", CLOSE_POLICY, refused)
                     return False
             elif not self._authenticated:
                 continue
@@ -558,6 +580,15 @@ class Call:
         else:
             self._idle = loop.call_at(due, self._check_idle)
 
+    def _check_auth_deadline(self) -> None:
+        if self._authenticated or self.close_code is not None:
+            return
+        self._limit(
+            "auth_deadline",
+            CLOSE_POLICY,
+            f"not authenticated within {self.limits.auth_timeout:g} s (auth_timeout)",
+        )
+
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         limits = self.limits
@@ -568,6 +599,11 @@ class Call:
         budget = _Budget(limits, loop.time())
         self._last_rx = loop.time()
         self._idle = loop.call_at(self._last_rx + limits.idle_timeout, self._check_idle)
+        deadline = (
+            None
+            if self._authenticated
+            else loop.call_later(limits.auth_timeout, self._check_auth_deadline)
+        )
         stage = "recv"
         try:
             while self.close_code is None:
@@ -620,6 +656,8 @@ class Call:
             if self._idle is not None:  # idleness is the reader's to judge, not the grace's
                 self._idle.cancel()
                 self._idle = None
+            if deadline is not None:
+                deadline.cancel()
             self._events.put_nowait(_END)
 
     async def _write_loop(self) -> None:
@@ -674,12 +712,14 @@ async def run_call(
     limits: Limits | None = None,
     auth: TokenAuth | None = None,
     authenticated: bool = True,
+    credential: TokenClaims | None = None,
 ) -> Call:
     """Run one call to its end; return the finished :class:`Call` (for its stats).
 
     ``authenticated=False`` means the upgrade request did not carry the token and the
-    start message must (``auth.custom_parameter``); until it does, nothing reaches the
-    handler.
+    start message must (``auth.custom_parameter``) within ``limits.auth_timeout``
+    seconds; until it does, nothing reaches the handler. ``credential`` are the claims
+    of the signed token the upgrade request carried.
     """
     limits = limits or Limits()
     call = Call(
@@ -689,6 +729,7 @@ async def run_call(
         limits=limits,
         auth=auth,
         authenticated=authenticated,
+        credential=credential,
     )
     loop = asyncio.get_running_loop()
     reader = loop.create_task(call._read_loop())

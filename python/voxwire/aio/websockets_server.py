@@ -176,14 +176,6 @@ def serve(
         address = str(connection.remote_address[0]) if connection.remote_address else "?"
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
-        if auth is not None:
-            headers = dict(request.headers.raw_items())
-            check = check_upgrade(auth, headers, dict(parse_qsl(url.query)))
-            connection.voxwire_authenticated = check.authenticated  # type: ignore[attr-defined]
-            if check.refuse:
-                VIOLATIONS.note("unauthorized")
-                log.warning("refused a connection from %s: 401 missing or wrong token", address)
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
         refused = caps.admit(address)
         if refused:
             VIOLATIONS.note(refused)
@@ -193,6 +185,14 @@ def serve(
         task = asyncio.get_running_loop().create_task(release_when_closed(connection, address))
         watchers.add(task)
         task.add_done_callback(watchers.discard)
+        if auth is not None:
+            headers = dict(request.headers.raw_items())
+            check = check_upgrade(auth, headers, dict(parse_qsl(url.query)))
+            connection.voxwire_check = check  # type: ignore[attr-defined]
+            if check.refuse:
+                VIOLATIONS.note("unauthorized")
+                log.warning("refused a connection from %s: 401 %s", address, check.reason)
+                return connection.respond(HTTPStatus.UNAUTHORIZED, f"{check.reason}\n")
         return None
 
     def process_response(
@@ -211,7 +211,7 @@ def serve(
         return refused
 
     async def on_connection(connection: ServerConnection) -> None:
-        authenticated = getattr(connection, "voxwire_authenticated", True)
+        check = getattr(connection, "voxwire_check", None)
         try:
             call = await run_call(
                 factory(),
@@ -220,7 +220,8 @@ def serve(
                 pacer=pacer,
                 limits=limits,
                 auth=auth,
-                authenticated=authenticated,
+                authenticated=True if check is None else check.authenticated,
+                credential=None if check is None else check.claims,
             )
             if on_end is not None:
                 on_end(call)
