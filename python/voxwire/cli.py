@@ -172,6 +172,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "FILE (ID:SECRET lines; rotation: several ids); default $VOXWIRE_TOKEN_KEY",
     )
     serve.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve wss:// (AudioSocket: TLS) with this certificate chain; needs --tls-key",
+    )
+    serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -308,6 +314,11 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     call.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S")
     call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
     call.add_argument("--json", action="store_true", help="print the report as JSON")
+    call.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="trust this certificate (bundle) for wss:// and tls:// instead of the system's",
+    )
 
 
 def _add_loadtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -526,6 +537,20 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.token or tokens is not None) and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
         return 2
+    tls = None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_cert is not None:
+        import ssl
+
+        from voxwire.aio.tls import server_context
+
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
+            return 2
 
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -620,6 +645,7 @@ def _serve(args: argparse.Namespace) -> int:
                 auth=auth,
                 stop=stop,
                 ready=ready,
+                ssl=tls,
                 **options,
             )
             return
@@ -635,6 +661,7 @@ def _serve(args: argparse.Namespace) -> int:
                 auth=auth,
                 stop=stop,
                 ready=ready,
+                ssl=tls,
                 **options,
             )
         finally:
@@ -820,9 +847,22 @@ def _call(args: argparse.Namespace) -> int:
         args.delay / 1000, args.jitter / 1000, args.loss / 100, args.reorder / 100, args.seed
     )
 
+    tls = None
+    if args.tls_ca is not None:
+        import ssl
+
+        from voxwire.aio.tls import client_context
+
+        try:
+            tls = client_context(args.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"voxwire call: cannot load --tls-ca: {exc}", file=sys.stderr)
+            return 2
+
     async def run() -> CallReport:
         return await asyncio.wait_for(
-            place_call(args.url, args.protocol, plan, rate=rate, network=network), args.timeout
+            place_call(args.url, args.protocol, plan, rate=rate, network=network, ssl=tls),
+            args.timeout,
         )
 
     try:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
@@ -148,6 +149,7 @@ async def serve_agent(
     reuse_port: bool = False,
     agent_check: tuple[str, int] | None = None,
     metrics: ServerMetrics | None = None,
+    ssl: SSLContext | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -164,7 +166,9 @@ async def serve_agent(
     adds the HAProxy agent-check responder (:func:`~voxwire.aio.admission.
     serve_agent_check`), open until the server stops, drain included. ``metrics`` counts
     every call that ends (and logs its summary) and answers ``GET /metrics`` on the
-    WebSocket port (:class:`~voxwire.aio.metrics.ServerMetrics`).
+    WebSocket port (:class:`~voxwire.aio.metrics.ServerMetrics`). ``ssl``
+    (:func:`voxwire.aio.tls.server_context`) serves ``wss://``, or AudioSocket over TLS
+    (``tls://``).
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -230,11 +234,12 @@ async def serve_agent(
                 admission=admission,
                 reuse_port=reuse_port,
                 on_end=None if metrics is None else metrics.call_ended,
+                ssl=ssl,
             )
             async with tcp:
                 bound = tcp.sockets[0].getsockname()
                 if ready is not None:
-                    ready(f"tcp://{bound[0]}:{bound[1]}")
+                    ready(f"{'tcp' if ssl is None else 'tls'}://{bound[0]}:{bound[1]}")
                 await stop.wait()
                 await drain()
                 tcp.close()
@@ -255,10 +260,11 @@ async def serve_agent(
             metrics=None if metrics is None else metrics.exposition,
             on_end=None if metrics is None else metrics.call_ended,
             reuse_port=reuse_port or None,
+            ssl=ssl,
         ) as ws:
             bound = next(iter(ws.sockets)).getsockname()
             if ready is not None:
-                ready(f"ws://{bound[0]}:{bound[1]}{path or '/'}")
+                ready(f"{'ws' if ssl is None else 'wss'}://{bound[0]}:{bound[1]}{path or '/'}")
             await stop.wait()
             await drain()
             ws.close(close_connections=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as _ssl
 from collections.abc import Callable
 
 from voxwire.aio.admission import Admission
@@ -89,13 +90,15 @@ async def serve_audiosocket(
     admission: Admission | None = None,
     reuse_port: bool = False,
     on_end: Callable[[Call], object] | None = None,
+    ssl: _ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`.
 
     With ``admission``, a connection it refuses (draining, full) is hung up at once (the
     hangup message, then the socket closed), before any audio. ``reuse_port`` binds with
     ``SO_REUSEPORT`` (workers sharing the port). ``on_end`` receives each finished
-    :class:`~voxwire.aio.session.Call`.
+    :class:`~voxwire.aio.session.Call`. ``ssl`` (see :func:`voxwire.aio.tls.server_context`)
+    makes it a TLS listener, for peers that reach it through a TLS tunnel.
     """
     lim = limits or Limits()
 
@@ -118,4 +121,6 @@ async def serve_audiosocket(
             if admission is not None:
                 admission.release(writer)
 
-    return await asyncio.start_server(on_connection, host, port, reuse_port=reuse_port or None)
+    return await asyncio.start_server(
+        on_connection, host, port, reuse_port=reuse_port or None, ssl=ssl
+    )

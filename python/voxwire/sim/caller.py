@@ -41,6 +41,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -411,11 +412,17 @@ Recv = Callable[[], Awaitable[Message | None]]
 
 
 @contextlib.asynccontextmanager
-async def _connect(side: ProviderSide, url: str) -> AsyncIterator[tuple[Send, Recv]]:
+async def _connect(
+    side: ProviderSide, url: str, ssl: SSLContext | None = None
+) -> AsyncIterator[tuple[Send, Recv]]:
     if side.raw_tcp:
-        target = url.split("://", 1)[-1].rstrip("/")
-        host, _, port = target.rpartition(":")
-        reader, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+        scheme, _, target = url.rpartition("://")
+        host, _, port = target.rstrip("/").rpartition(":")
+        if scheme == "tls" and ssl is None:
+            from voxwire.aio.tls import client_context
+
+            ssl = client_context()
+        reader, writer = await asyncio.open_connection(host or "127.0.0.1", int(port), ssl=ssl)
 
         async def send_tcp(message: Message) -> None:
             data = message.encode() if isinstance(message, str) else message
@@ -448,7 +455,10 @@ async def _connect(side: ProviderSide, url: str) -> AsyncIterator[tuple[Send, Re
             'the simulated caller needs websockets: pip install "voxwire[websockets]"'
         ) from exc
     protocols = [Subprotocol(p) for p in side.subprotocols] or None
-    async with connect(url, subprotocols=protocols, compression=None, close_timeout=1.0) as ws:
+    tls: dict[str, Any] = {"ssl": ssl} if ssl is not None and url.startswith("wss:") else {}
+    async with connect(
+        url, subprotocols=protocols, compression=None, close_timeout=1.0, **tls
+    ) as ws:
 
         async def send_ws(message: Message) -> None:
             with contextlib.suppress(ConnectionClosed):
@@ -812,10 +822,13 @@ async def place_call(
     *,
     rate: int | None = None,
     network: Network | None = None,
+    ssl: SSLContext | None = None,
 ) -> CallReport:
     """Call ``url`` as the provider of ``protocol`` would, follow ``plan``, and report.
 
-    ``url`` is a ``ws://`` URL, or ``host:port`` (``tcp://host:port``) for AudioSocket.
+    ``url`` is a ``ws://`` or ``wss://`` URL, or ``host:port`` (``tcp://host:port``, or
+    ``tls://host:port`` over TLS) for AudioSocket; ``ssl`` is the client TLS context
+    (default: the system's trusted certificates).
     ``plan.speech`` must be at the line ``rate`` (the protocol's default when None).
     Bound the call with :func:`asyncio.wait_for`; it also ends when the server closes.
     """
@@ -823,5 +836,5 @@ async def place_call(
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROVIDERS)}")
     side = PROVIDERS[protocol](rate)
     caller = _Caller(side, plan, network or Network())
-    async with _connect(side, url) as (send, recv):
+    async with _connect(side, url, ssl) as (send, recv):
         return await caller.run(send, recv)
