@@ -178,6 +178,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help="append an audit log (JSON lines: call start/end, refusals, limit violations; "
+        "no audio, no secrets) to FILE",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -558,6 +564,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     port = args.port if args.port is not None else 9092 if tcp else 8080
+    if args.audit_log is not None:
+        from voxwire.audit import open_audit_log
+
+        try:
+            open_audit_log(args.audit_log)
+        except OSError as exc:
+            print(f"voxwire serve: cannot open the audit log: {exc}", file=sys.stderr)
+            return 2
 
     from voxwire.services.registry import ServiceConfigError
 

@@ -64,6 +64,7 @@ __all__ = [
     "TokenClaims",
     "TokenError",
     "parse_keys",
+    "redact_digits",
     "twilio_signature",
     "validate_twilio_signature",
 ]
@@ -351,6 +352,25 @@ class TokenAuth:
     def check_start(self, started: CallStarted) -> bool:
         """True if the start message's custom parameters carry a valid token."""
         return self.check_started(started).ok
+
+
+_DIGIT_WORDS = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple)"
+_DIGIT = rf"(?:\d|\b{_DIGIT_WORDS}\b)"
+# four or more digits, written or spoken, with spaces, dashes, dots or commas between
+_DIGIT_RUN = re.compile(rf"{_DIGIT}(?:[\s.,()+-]*{_DIGIT}){{3,}}", re.IGNORECASE)
+
+
+def redact_digits(text: str) -> str:
+    """``text`` with every run of four or more digits (written or spoken, with spaces,
+    dashes, dots or commas between them) replaced by ``[digits]``: card, account and
+    phone numbers stay out of logs.
+
+    >>> redact_digits("my card is 4111 1111 1111 1111, expiry 12/29")
+    'my card is [digits], expiry 12/29'
+    >>> redact_digits("account four five six seven eight, at 3 pm")
+    'account [digits], at 3 pm'
+    """
+    return _DIGIT_RUN.sub("[digits]", text)
 
 
 def _pairs(params: Mapping[str, str | Iterable[str]]) -> list[tuple[str, str]]:

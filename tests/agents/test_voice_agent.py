@@ -8,6 +8,7 @@ against its own server on 127.0.0.1 (port 0), bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -294,3 +295,19 @@ def test_a_preemptive_replys_tool_runs_once_after_the_turn(
     assert roles == ["user", "assistant", "tool", "assistant"]
     assert result.history.messages[-1].content == "Done: held friday."
     assert report.utterances[0].reply_start is not None
+
+
+def test_the_turn_log_line_carries_the_transcript_with_digit_runs_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    card = "my card number is 4111 1111 1111 1111"
+    agent = VoiceAgent(FakeStt([card]), FakeLlm(answer("Thank you, card noted.")), FakeTts())
+    caplog.set_level(logging.INFO, logger="voxwire")
+    report, results = asyncio.run(agent_call("twilio", CallPlan(speech("twilio")), agent))
+    assert report.utterances[0].reply_start is not None, report.summary()
+    (turn,) = results[0].turns
+    assert turn.user_text == card  # the conversation keeps the text; the log does not
+    lines = [r.getMessage() for r in caplog.records if "turn 0:" in r.getMessage()]
+    assert len(lines) == 1
+    assert 'caller="my card number is [digits]"' in lines[0]
+    assert not any("4111" in r.getMessage() for r in caplog.records)

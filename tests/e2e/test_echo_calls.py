@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -237,14 +238,16 @@ def _voxwire(*args: str) -> list[str]:
     return [sys.executable, "-m", "voxwire", *args]
 
 
-def test_cli_serve_and_call() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def test_cli_serve_and_call(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    serve = ("serve", "--protocol", "twilio", "--echo", "--port", "0", "--path", "/media")
     server = subprocess.Popen(
-        _voxwire("serve", "--protocol", "twilio", "--echo", "--port", "0", "--path", "/media"),
+        _voxwire(*serve, "--audit-log", "audit.jsonl"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=tmp_path,
     )
     try:
         assert server.stdout is not None
@@ -269,6 +272,10 @@ def test_cli_serve_and_call() -> None:
         assert server.returncode == 0, err
         assert "stopped" in out
         assert "1 utterance(s) echoed" in err
+        # the call is audited, and nothing else (no audio) is written where it ran
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl"]
+        events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert [e["event"] for e in events] == ["call_start", "call_end"]
     finally:
         if server.poll() is None:
             server.kill()

@@ -34,6 +34,7 @@ from voxwire.aio.surface import CallSurface
 from voxwire.errors import ServiceError
 from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
 from voxwire.resample import Resampler
+from voxwire.security import redact_digits
 from voxwire.services.base import (
     PCM,
     LanguageModel,
@@ -133,6 +134,11 @@ class VoiceAgent:
         Receives each turn's :class:`~voxwire.voice.metrics.TurnMetrics` and the call's
         history as the turn's reply ends (played out, interrupted or failed); every turn
         is also logged then.
+    log_text : callable or None, optional
+        How the caller's transcript and the reply the caller heard appear in each turn's
+        log line (and tool errors in the log): by default through
+        :func:`voxwire.security.redact_digits` (card, account and phone numbers become
+        ``[digits]``); ``None`` leaves the text out of the log.
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class VoiceAgent:
         history: Callable[[], History] | None = None,
         on_end: Callable[[CallSurface, AgentCallResult], None] | None = None,
         on_turn: Callable[[TurnMetrics, History], None] | None = None,
+        log_text: Callable[[str], str] | None = redact_digits,
     ) -> None:
         self.stt = stt
         self.llm = llm
@@ -163,6 +170,7 @@ class VoiceAgent:
         self.history = history
         self.on_end = on_end
         self.on_turn = on_turn
+        self.log_text = log_text
 
     @property
     def pipeline_rate(self) -> int:
@@ -362,7 +370,12 @@ class _AgentCall:
         closed = self.conversation.closed
         while closed:
             turn = closed.pop(0)
-            log.info("%s call %r %s", self.call.codec.name, _ident(self.call), turn.log_line())
+            log.info(
+                "%s call %r %s",
+                self.call.codec.name,
+                _ident(self.call),
+                turn.log_line(self.agent.log_text),
+            )
             if self.agent.on_turn is not None:
                 self.agent.on_turn(turn, self.conversation.history)
 
@@ -590,7 +603,7 @@ class _AgentCall:
                 self.call.codec.name,
                 _ident(self.call),
                 result.name,
-                result.content[:200],
+                self.agent.log_text(result.content[:200]) if self.agent.log_text else "(error)",
             )
         self.apply(self.conversation.tool_result(action.reply, outcome, self.loop.time()))
 

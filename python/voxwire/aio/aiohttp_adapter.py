@@ -16,13 +16,12 @@ is logged and counted in :data:`~voxwire.aio.session.VIOLATIONS`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from voxwire.aio.handshake import check_upgrade, select_subprotocol
+from voxwire.aio.handshake import check_upgrade, refused, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import VIOLATIONS, Handler, Limits, run_call
+from voxwire.aio.session import Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = ["AiohttpTransport", "media_stream_handler"]
-
-log = logging.getLogger("voxwire.aio")
 
 
 def _import_aiohttp() -> Any:
@@ -49,8 +46,10 @@ def _import_aiohttp() -> Any:
 class AiohttpTransport:
     """A :class:`~voxwire.aio.session.Transport` over an aiohttp ``WebSocketResponse``."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, *, remote: str = "") -> None:
         self.ws = ws
+        #: the client's address, for logs and the audit log
+        self.remote = remote
 
     async def recv(self) -> str | bytes:
         from aiohttp import WSMsgType
@@ -97,9 +96,8 @@ def media_stream_handler(
     async def view(request: web.Request) -> web.StreamResponse:
         check = check_upgrade(auth, dict(request.headers), dict(request.query))
         if check.refuse:
-            VIOLATIONS.note("unauthorized")
-            log.warning("refused a connection from %s: 401 %s", request.remote, check.reason)
-            response: web.StreamResponse = web_mod.Response(status=401, text=f"{check.reason}\n")
+            text = refused("unauthorized", 401, request.remote or "?", check.reason)
+            response: web.StreamResponse = web_mod.Response(status=401, text=text)
             return response
         offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
         subprotocol = select_subprotocol(p.strip() for p in offered.split(","))
@@ -112,7 +110,7 @@ def media_stream_handler(
         await ws.prepare(request)
         await run_call(
             factory(),
-            AiohttpTransport(ws),
+            AiohttpTransport(ws, remote=request.remote or ""),
             handler,
             pacer=pacer,
             limits=lim,

@@ -22,22 +22,19 @@ which servers answer with HTTP 403. Refusals are logged and counted in
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from voxwire.aio.handshake import ConnectionCaps, check_upgrade, select_subprotocol
+from voxwire.aio.handshake import ConnectionCaps, check_upgrade, refused, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import CLOSE_POLICY, VIOLATIONS, Handler, Limits, run_call
+from voxwire.aio.session import CLOSE_POLICY, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
 from voxwire.security import TokenAuth
 
 __all__ = ["ASGITransport", "MediaStreamApp"]
-
-log = logging.getLogger("voxwire.aio")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,10 +45,12 @@ Send = Callable[[Message], Awaitable[None]]
 class ASGITransport:
     """A :class:`~voxwire.aio.session.Transport` over an accepted ASGI WebSocket."""
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send, *, remote: str = "") -> None:
         self._receive = receive
         self._send = send
         self.closed = False
+        #: the client's address, for logs and the audit log
+        self.remote = remote
 
     async def recv(self) -> str | bytes:
         while True:
@@ -131,12 +130,9 @@ class MediaStreamApp:
             return
         client = scope.get("client")
         address = str(client[0]) if client else "?"
-        refused = self.caps.admit(address)
-        if refused:
-            VIOLATIONS.note(refused)
-            text = self.caps.refusal(refused)
-            log.warning("refused a connection from %s: 503 %s", address, text.strip())
-            await _refuse(scope, send, 503, text)
+        kind = self.caps.admit(address)
+        if kind:
+            await _refuse(scope, send, 503, refused(kind, 503, address, self.caps.refusal(kind)))
             return
         try:
             headers = {
@@ -145,9 +141,7 @@ class MediaStreamApp:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             check = check_upgrade(self.auth, headers, query)
             if check.refuse:
-                VIOLATIONS.note("unauthorized")
-                log.warning("refused a connection from %s: 401 %s", address, check.reason)
-                await _refuse(scope, send, 401, f"{check.reason}\n")
+                await _refuse(scope, send, 401, refused("unauthorized", 401, address, check.reason))
                 return
             accept: Message = {"type": "websocket.accept"}
             subprotocol = select_subprotocol(scope.get("subprotocols", []))
@@ -156,7 +150,7 @@ class MediaStreamApp:
             await send(accept)
             await run_call(
                 self.factory(),
-                ASGITransport(receive, send),
+                ASGITransport(receive, send, remote=address),
                 self.handler,
                 pacer=self.pacer,
                 limits=self.limits,

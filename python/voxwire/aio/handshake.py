@@ -27,9 +27,11 @@ UpgradeCheck(authenticated=True, refuse=False, reason='', claims=None)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from voxwire.audit import audit
 from voxwire.protocols.registry import SUBPROTOCOLS, select_subprotocol
 from voxwire.security import TokenAuth, TokenClaims
 
@@ -38,8 +40,11 @@ __all__ = [
     "ConnectionCaps",
     "UpgradeCheck",
     "check_upgrade",
+    "refused",
     "select_subprotocol",
 ]
+
+log = logging.getLogger("voxwire.aio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +143,18 @@ class ConnectionCaps:
         self.open -= 1
 
     def refusal(self, kind: str) -> str:
-        """The text of the 503 answer for a refusal of ``kind``."""
+        """The reason of the 503 answer for a refusal of ``kind``."""
         if kind == "per_address":
-            return f"too many connections from this address (max {self.max_per_address})\n"
-        return f"too many connections (max {self.max_total})\n"
+            return f"too many connections from this address (max {self.max_per_address})"
+        return f"too many connections (max {self.max_total})"
+
+
+def refused(kind: str, status: int, address: str, reason: str) -> str:
+    """Log, count (:data:`~voxwire.aio.session.VIOLATIONS`) and audit one request refused
+    before the upgrade; return the body of the HTTP answer."""
+    from voxwire.aio.session import VIOLATIONS
+
+    VIOLATIONS.note(kind)
+    log.warning("refused a connection from %s: %d %s", address, status, reason)
+    audit("connection_refused", status=status, kind=kind, reason=reason, remote=address)
+    return reason + "\n"

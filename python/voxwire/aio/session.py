@@ -89,6 +89,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.audit import audit, safe_parameters
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
 from voxwire.protocols.base import MediaStreamCodec, Outbound, SessionStats
@@ -331,6 +332,8 @@ class Call:
         self._last_rx = 0.0
         #: a process-unique number naming the call in logs before its stream id is known
         self.serial = next(_serial)
+        #: the client's address where the transport knows it (for logs and the audit log)
+        self.remote = str(getattr(transport, "remote", ""))
 
     # --- application API -------------------------------------------------------------
 
@@ -484,6 +487,22 @@ class Call:
             name=started.stream_id,
         )
         self._pacer.open(self.stream, self._sink)
+        claims = self.credential
+        audit(
+            "call_start",
+            call=self.serial,
+            protocol=self.codec.name,
+            remote=self.remote,
+            stream_id=started.stream_id,
+            call_id=started.call_id,
+            encoding=fmt.encoding,
+            rate=fmt.sample_rate,
+            custom=safe_parameters(
+                started.custom_parameters, self._auth.custom_parameter if self._auth else None
+            ),
+            token_call=claims.call if claims else None,
+            key_id=claims.key_id if claims else None,
+        )
         return ""
 
     def _dispatch(self, events: list[Event]) -> bool:
@@ -518,6 +537,15 @@ class Call:
         VIOLATIONS.note(kind)
         log.warning(
             "closing %s call %r for %s: %d %s", self.codec.name, self._ident(), kind, code, reason
+        )
+        audit(
+            "auth_failure" if kind.startswith("auth") else "limit_violation",
+            call=self.serial,
+            protocol=self.codec.name,
+            remote=self.remote,
+            kind=kind,
+            code=code,
+            reason=reason,
         )
         self._events.put_nowait(_END)
         self._close_now(code, reason)
@@ -732,6 +760,7 @@ async def run_call(
         credential=credential,
     )
     loop = asyncio.get_running_loop()
+    began = loop.time()
     reader = loop.create_task(call._read_loop())
     writer = loop.create_task(call._write_loop())
     user = loop.create_task(_guarded(handler, call))
@@ -764,6 +793,23 @@ async def run_call(
         code = call.close_code if call.close_code is not None else CLOSE_NORMAL
         with contextlib.suppress(Exception):
             await asyncio.wait_for(transport.close(code, call.close_reason), 1.0)
+        started = codec.started
+        audit(
+            "call_end",
+            call=call.serial,
+            protocol=codec.name,
+            remote=call.remote,
+            stream_id=started.stream_id if started else None,
+            code=code,
+            reason=call.close_reason,
+            seconds=round(loop.time() - began, 3),
+            audio_in_seconds=round(
+                codec.stats.audio_samples_in / started.media_format.sample_rate, 3
+            )
+            if started
+            else 0.0,
+            skipped=codec.stats.skipped,
+        )
     return call
 
 

@@ -46,6 +46,9 @@ class StreamTransport:
         self.read_size = read_size
         self.hangup = hangup
         self.closed = False
+        peer = writer.get_extra_info("peername")
+        #: the client's address, for logs and the audit log
+        self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     async def recv(self) -> bytes:
         try:

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from voxwire.aio.admission import METRICS_PATH, Admission, http_answer
-from voxwire.aio.handshake import ConnectionCaps, check_upgrade, select_subprotocol
+from voxwire.aio.handshake import ConnectionCaps, check_upgrade, refused, select_subprotocol
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.session import VIOLATIONS, Call, Handler, Limits, run_call
+from voxwire.aio.session import Call, Handler, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.registry import codec_factory
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
     from websockets.http11 import Request, Response
 
 __all__ = ["WebSocketsTransport", "serve"]
-
-log = logging.getLogger("voxwire.aio")
 
 
 def _import_websockets() -> Any:
@@ -67,6 +64,9 @@ class WebSocketsTransport:
 
     def __init__(self, connection: ServerConnection) -> None:
         self.connection = connection
+        address = connection.remote_address
+        #: the client's address, for logs and the audit log
+        self.remote = str(address[0]) if address else ""
 
     async def recv(self) -> str | bytes:
         from websockets.exceptions import ConnectionClosed as WsClosed
@@ -176,11 +176,9 @@ def serve(
         address = str(connection.remote_address[0]) if connection.remote_address else "?"
         if path is not None and url.path != path:
             return connection.respond(HTTPStatus.NOT_FOUND, "no media stream here\n")
-        refused = caps.admit(address)
-        if refused:
-            VIOLATIONS.note(refused)
-            text = caps.refusal(refused)
-            log.warning("refused a connection from %s: 503 %s", address, text.strip())
+        kind = caps.admit(address)
+        if kind:
+            text = refused(kind, 503, address, caps.refusal(kind))
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, text)
         task = asyncio.get_running_loop().create_task(release_when_closed(connection, address))
         watchers.add(task)
@@ -190,9 +188,8 @@ def serve(
             check = check_upgrade(auth, headers, dict(parse_qsl(url.query)))
             connection.voxwire_check = check  # type: ignore[attr-defined]
             if check.refuse:
-                VIOLATIONS.note("unauthorized")
-                log.warning("refused a connection from %s: 401 %s", address, check.reason)
-                return connection.respond(HTTPStatus.UNAUTHORIZED, f"{check.reason}\n")
+                text = refused("unauthorized", 401, address, check.reason)
+                return connection.respond(HTTPStatus.UNAUTHORIZED, text)
         return None
 
     def process_response(

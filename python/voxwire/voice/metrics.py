@@ -23,6 +23,8 @@ stage                       when
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -131,8 +133,10 @@ class TurnMetrics:
         out["ttfb"] = self.ttfb()
         return out
 
-    def log_line(self) -> str:
-        """One line for the call's log."""
+    def log_line(self, text: Callable[[str], str] | None = None) -> str:
+        """One line for the call's log; with ``text`` (a redaction such as
+        :func:`voxwire.security.redact_digits`), the caller's transcript and what the
+        caller heard of the reply, passed through it, are added."""
 
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value * 1000:.0f}"
@@ -148,4 +152,7 @@ class TurnMetrics:
             extra += " errors=" + ",".join(self.errors)
         if self.fallbacks:
             extra += " fallbacks=" + ",".join(self.fallbacks)
+        if text is not None:
+            extra += f" caller={json.dumps(text(self.user_text))}"
+            extra += f" heard={json.dumps(text(self.heard_text))}"
         return f"turn {self.index}: ms after speech end: {parts}{extra}"
