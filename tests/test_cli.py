@@ -177,3 +177,71 @@ def test_serve_with_a_key_set_accepts_a_minted_token_once() -> None:
         _, err = server.communicate(timeout=10)
     assert "401 token already used" in err
     assert token not in err
+
+
+def _not_a_wav(tmp: Path) -> str:
+    path = tmp / "notes.wav"
+    path.write_text("not audio")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--protocol", "twilio", "--echo", "--hangover-ms", "9999"], "expected 0 to 500"),
+        (["serve", "--protocol", "twilio", "--echo", "--lead", "-1"], "expected 0 to 1, got '-1'"),
+        (["serve", "--protocol", "twilio", "--echo", "--port", "99999"], "expected 0 to 65535"),
+        (["serve", "--protocol", "twilio", "--echo", "--port", "x"], "expected an integer"),
+        (["call", "--protocol", "twilio", "ws://h/", "--say", "WAV"], "is not a WAV file"),
+        (["call", "--protocol", "twilio", "ws://h/", "--say", "/no/such.wav"], "no such file"),
+        (["call", "--protocol", "twilio", "ws://h/", "--loss", "150"], "expected 0 to 100"),
+        (["call", "--protocol", "twilio", "ws://h/", "--timeout", "0"], "expected 0.1 to"),
+        (["call", "--protocol", "twilio", "ws://h/", "--rate", "7999"], "expected 8000 to 48000"),
+    ],
+)
+def test_bad_values_are_refused_at_parse_time_without_a_traceback(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [_not_a_wav(tmp_path) if a == "WAV" else a for a in args]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_call_shows_the_refusal_and_takes_a_token(tmp_path: Path) -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXWIRE_TOKEN": "shared-test-token"}
+    command = [sys.executable, "-m", "voxwire"]
+    server = subprocess.Popen(
+        [*command, "serve", "--protocol", "vonage", "--echo", "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+        call = [*command, "call", "--protocol", "vonage", url, "--say-text", "Hello there."]
+        env.pop("VOXWIRE_TOKEN")
+        wrong = subprocess.run(
+            [*call, "--token", "nope"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert wrong.returncode == 1
+        assert "refused by the server: HTTP 401 wrong token" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
+        right = subprocess.run(
+            [*call, "--token", "shared-test-token"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert right.returncode == 0, right.stderr
+        assert "echo correlation" in right.stdout
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)

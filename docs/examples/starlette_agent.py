@@ -11,7 +11,7 @@ your own ``VoiceAgent(stt, llm, tts, ...)`` in its place. In FastAPI::
 
     app = FastAPI()
     app.add_api_route("/voice", twiml, methods=["POST"])
-    app.mount("/media", media)
+    app.router.add_websocket_route("/media", media)    # not app.mount: see fastapi_app.py
 """
 
 from __future__ import annotations

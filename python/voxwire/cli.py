@@ -115,6 +115,49 @@ def _build_parser() -> argparse.ArgumentParser:
 _PROTOCOLS = tuple(CODECS)
 
 
+def _number(kind: type[int] | type[float], lo: float, hi: float, unit: str = "") -> Any:
+    """An argparse type: a ``kind`` number in [lo, hi], with a message naming the range."""
+    where = f"{lo:g} to {hi:g}{unit}"
+
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'} from {where}, "
+                f"got {value!r}"
+            ) from None
+        if not lo <= number <= hi:
+            raise argparse.ArgumentTypeError(f"expected {where}, got {value!r}")
+        return number
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _wav(value: str) -> str:
+    """An argparse type: a readable 16-bit PCM WAV file."""
+    import wave
+
+    try:
+        with wave.open(value, "rb") as wav:
+            width, frames = wav.getsampwidth(), wav.getnframes()
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"no such file: {value!r}") from None
+    except (wave.Error, EOFError, OSError) as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a WAV file ({exc})") from None
+    if width != 2:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected 16-bit PCM, got {8 * width}-bit samples"
+        )
+    if frames == 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: no audio")
+    return value
+
+
+_PORT = _number(int, 0, 65535)
+
+
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser(
         "serve",
@@ -141,20 +184,23 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--port", type=int, default=None, help="port (default 8080; 9092 for audiosocket)"
+        "--port",
+        type=_PORT,
+        default=None,
+        help="port, 0-65535, 0 for any free one (default 8080; 9092 for audiosocket)",
     )
     serve.add_argument(
         "--path", default=None, help="accept the media WebSocket only on this path (default: any)"
     )
     serve.add_argument(
         "--lead",
-        type=float,
+        type=_number(float, 0.0, 1.0),
         default=0.06,
-        help="seconds of audio the pacer may send ahead of real time (default 0.06)",
+        help="seconds of audio the pacer may send ahead of real time, 0-1 (default 0.06)",
     )
     serve.add_argument(
         "--hangover-ms",
-        type=int,
+        type=_number(int, 0, 500),
         default=200,
         metavar="MS",
         help="silence that ends the caller's turn, 0-500 (default 200)",
@@ -290,7 +336,7 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     call.add_argument("url", help="ws://host:port/path, or host:port for audiosocket")
     call.add_argument("--protocol", required=True, choices=_PROTOCOLS)
     what = call.add_mutually_exclusive_group()
-    what.add_argument("--say", metavar="WAV", help="16-bit PCM WAV file to say")
+    what.add_argument("--say", metavar="WAV", type=_wav, help="16-bit PCM WAV file to say")
     what.add_argument(
         "--say-text", metavar="TEXT", help="text to say, spoken by espeak-ng (espeakng-loader)"
     )
@@ -306,18 +352,35 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="what to say over the reply (default: a short phrase; the --say file without "
         "espeak-ng)",
     )
-    call.add_argument("--barge-in-after", type=float, default=0.4, metavar="S")
-    call.add_argument("--rate", type=int, default=None, help="line rate, where the protocol allows")
-    call.add_argument("--delay", type=float, default=0.0, metavar="MS", help="one-way delay")
-    call.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="delay deviation")
+    call.add_argument("--barge-in-after", type=_number(float, 0.0, 600.0), default=0.4, metavar="S")
     call.add_argument(
-        "--loss", type=float, default=0.0, metavar="PCT", help="caller media lost, percent"
+        "--rate",
+        type=_number(int, 8000, 48000),
+        default=None,
+        help="line rate, 8000-48000, where the protocol allows",
     )
+    percent = _number(float, 0.0, 100.0)
+    delay = _number(float, 0.0, 10000.0, " ms")
+    call.add_argument("--delay", type=delay, default=0.0, metavar="MS", help="one-way delay")
+    call.add_argument("--jitter", type=delay, default=0.0, metavar="MS", help="delay deviation")
+    call.add_argument("--loss", type=percent, default=0.0, metavar="PCT", help="media lost, %%")
     call.add_argument(
-        "--reorder", type=float, default=0.0, metavar="PCT", help="caller media reordered, percent"
+        "--reorder", type=percent, default=0.0, metavar="PCT", help="media reordered, %%"
     )
     call.add_argument("--seed", type=int, default=0, help="seed of the impairment model")
-    call.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S")
+    call.add_argument(
+        "--timeout",
+        type=_number(float, 0.1, 86400.0),
+        default=60.0,
+        metavar="S",
+        help="give up after S seconds",
+    )
+    call.add_argument(
+        "--token",
+        default=os.environ.get("VOXWIRE_TOKEN"),
+        help="send this token with the upgrade request (Authorization: Bearer; a shared "
+        "token or one from 'voxwire token'); default $VOXWIRE_TOKEN",
+    )
     call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
     call.add_argument("--json", action="store_true", help="print the report as JSON")
     call.add_argument(
@@ -861,6 +924,10 @@ def _call(args: argparse.Namespace) -> int:
         args.delay / 1000, args.jitter / 1000, args.loss / 100, args.reorder / 100, args.seed
     )
 
+    token = args.token or None
+    if token and PROVIDERS[args.protocol].raw_tcp:
+        print("voxwire call: AudioSocket carries no token", file=sys.stderr)
+        return 2
     tls = None
     if args.tls_ca is not None:
         import ssl
@@ -875,14 +942,25 @@ def _call(args: argparse.Namespace) -> int:
 
     async def run() -> CallReport:
         return await asyncio.wait_for(
-            place_call(args.url, args.protocol, plan, rate=rate, network=network, ssl=tls),
+            place_call(
+                args.url, args.protocol, plan, rate=rate, network=network, ssl=tls, token=token
+            ),
             args.timeout,
         )
 
     try:
         report = asyncio.run(run())
     except Exception as exc:  # a refused connection or handshake, the timeout
-        print(f"voxwire call: {type(exc).__name__}: {exc}", file=sys.stderr)
+        response = getattr(exc, "response", None)
+        if response is not None and hasattr(response, "status_code"):
+            body = bytes(getattr(response, "body", b"") or b"").decode("utf-8", "replace")
+            print(
+                f"voxwire call: refused by the server: HTTP {response.status_code} "
+                f"{body.strip()}".rstrip(),
+                file=sys.stderr,
+            )
+        else:
+            print(f"voxwire call: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.save_heard:
         write_wav(args.save_heard, report.heard, report.rate)

@@ -210,3 +210,24 @@ def test_a_signed_token_in_the_start_message_is_accepted_once() -> None:
     assert run(main()) == (CLOSE_POLICY, "authentication failed: token already used")
     assert VIOLATIONS.as_dict() == {"auth": 1}
     assert kinds(log.events).count("CallStarted") == 1
+
+
+def test_the_simulated_phone_reports_the_close_code_and_reason() -> None:
+    """What ``voxwire call`` prints: a Twilio call whose start message lacks the token."""
+    from voxwire.sim import CallPlan, place_call
+
+    auth = TokenAuth("s3cret")
+    plan = CallPlan(np.full(8000, 2000, dtype=np.int16))
+
+    async def main() -> Any:
+        async with websockets_server(echo_handler(EchoLog()), auth, Limits()) as url:
+            return await place_call(url, "twilio", plan)
+
+    report = run(main())
+    assert report.closed_by_server
+    assert (report.close_code, report.close_reason) == (
+        CLOSE_POLICY,
+        "authentication failed: missing token",
+    )
+    assert "closed by the server: 1008 authentication failed: missing token" in report.summary()
+    assert report.as_dict()["close_code"] == CLOSE_POLICY

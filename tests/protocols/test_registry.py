@@ -103,7 +103,11 @@ def test_protocol_names_select_by_fact_in_registry_order() -> None:
 
 
 def test_codec_factory_takes_a_name_or_a_factory() -> None:
-    assert codec_factory("twilio") is CODECS["twilio"]
+    for name, cls in CODECS.items():
+        codec = codec_factory(name)()
+        assert type(codec) is cls
+        assert codec.pipeline_rate is None  # caller audio stays at the line rate
+        assert codec._resampler_factory is not None  # audio played at another rate is converted
 
     def factory() -> MediaStreamCodec:
         return RawPcmCodec(sample_rate=8000)

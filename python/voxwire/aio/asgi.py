@@ -8,7 +8,9 @@ No dependency beyond an ASGI server. Mount it where the provider connects::
 
     app = Starlette(routes=[WebSocketRoute("/media", MediaStreamApp(handler, "twilio"))])
 
-or, in FastAPI, ``app.mount("/media", MediaStreamApp(handler, "twilio"))``. It speaks the
+or, in FastAPI, ``app.router.add_websocket_route("/media", MediaStreamApp(handler,
+"twilio"))`` (not ``app.mount("/media", ...)``: a mount serves only ``/media/`` and below,
+and a connection to ``/media`` gets 403). It speaks the
 ASGI WebSocket protocol (https://asgi.readthedocs.io/en/latest/specs/www.html). A request
 it refuses (a failed token check: 401; more connections than its
 :class:`~voxwire.aio.handshake.ConnectionCaps`: 503) is answered before

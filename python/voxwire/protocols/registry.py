@@ -29,6 +29,7 @@ attribute               meaning
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from voxwire.protocols.audiosocket import AudioSocketCodec
@@ -93,7 +94,9 @@ def protocol_names(
 def codec_factory(
     protocol: str | Callable[[], MediaStreamCodec],
 ) -> Callable[[], MediaStreamCodec]:
-    """What makes one call's codec: the registered class of a name, or ``protocol`` itself.
+    """What makes one call's codec: the registered class of a name (given voxwire's
+    resampler, so a handler may play audio at any rate: ``call.play(pcm, 24000)`` is
+    brought to the line rate), or ``protocol`` itself.
 
     Raises
     ------
@@ -103,11 +106,14 @@ def codec_factory(
     if not isinstance(protocol, str):
         return protocol
     try:
-        return CODECS[protocol]
+        cls = CODECS[protocol]
     except KeyError:
         raise KeyError(
             f"unknown protocol {protocol!r}; expected one of {', '.join(CODECS)}"
         ) from None
+    from voxwire.resample import Resampler
+
+    return functools.partial(cls, resampler=Resampler)
 
 
 def select_subprotocol(offered: Iterable[str]) -> str | None:

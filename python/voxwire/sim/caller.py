@@ -312,6 +312,10 @@ class CallReport:
     #: (first sample, samples) of each audio message as it played (cut short by a clear)
     played: list[tuple[int, int]] = field(default_factory=list)
     closed_by_server: bool = False
+    #: the WebSocket close code and reason the server sent (None and "" when it sent none,
+    #: and for AudioSocket)
+    close_code: int | None = None
+    close_reason: str = ""
     #: how much of the reply the caller heard after starting to talk over it (seconds)
     heard_after_barge_in: float | None = None
 
@@ -357,6 +361,8 @@ class CallReport:
             "media_lost": self.media_lost,
             "unexpected": self.unexpected[:10],
             "closed_by_server": self.closed_by_server,
+            "close_code": self.close_code,
+            "close_reason": self.close_reason,
         }
 
     def summary(self) -> str:
@@ -398,6 +404,10 @@ class CallReport:
             lines.append(
                 f"  unexpected messages: {len(self.unexpected)}, first: {self.unexpected[0]}"
             )
+        if self.close_code is not None:
+            by = "the server" if self.closed_by_server else "the phone"
+            reason = f" {self.close_reason}" if self.close_reason else ""
+            lines.append(f"  closed by {by}: {self.close_code}{reason}")
         return "\n".join(lines)
 
 
@@ -413,8 +423,15 @@ Recv = Callable[[], Awaitable[Message | None]]
 
 @contextlib.asynccontextmanager
 async def _connect(
-    side: ProviderSide, url: str, ssl: SSLContext | None = None
+    side: ProviderSide,
+    url: str,
+    ssl: SSLContext | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    closed: list[tuple[int | None, str]] | None = None,
 ) -> AsyncIterator[tuple[Send, Recv]]:
+    """Connect as the provider; ``closed`` receives the WebSocket close code and reason
+    the server sent, ``headers`` go with the upgrade request."""
     if side.raw_tcp:
         scheme, _, target = url.rpartition("://")
         host, _, port = target.rstrip("/").rpartition(":")
@@ -457,7 +474,12 @@ async def _connect(
     protocols = [Subprotocol(p) for p in side.subprotocols] or None
     tls: dict[str, Any] = {"ssl": ssl} if ssl is not None and url.startswith("wss:") else {}
     async with connect(
-        url, subprotocols=protocols, compression=None, close_timeout=1.0, **tls
+        url,
+        subprotocols=protocols,
+        compression=None,
+        close_timeout=1.0,
+        additional_headers=headers,
+        **tls,
     ) as ws:
 
         async def send_ws(message: Message) -> None:
@@ -467,7 +489,9 @@ async def _connect(
         async def recv_ws() -> Message | None:
             try:
                 return await ws.recv()
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
+                if closed is not None and exc.rcvd is not None and not closed:
+                    closed.append((exc.rcvd.code, exc.rcvd.reason))
                 return None
 
         yield send_ws, recv_ws
@@ -823,12 +847,15 @@ async def place_call(
     rate: int | None = None,
     network: Network | None = None,
     ssl: SSLContext | None = None,
+    token: str | None = None,
 ) -> CallReport:
     """Call ``url`` as the provider of ``protocol`` would, follow ``plan``, and report.
 
     ``url`` is a ``ws://`` or ``wss://`` URL, or ``host:port`` (``tcp://host:port``, or
     ``tls://host:port`` over TLS) for AudioSocket; ``ssl`` is the client TLS context
-    (default: the system's trusted certificates).
+    (default: the system's trusted certificates). ``token`` goes with the upgrade request
+    as ``Authorization: Bearer`` (WebSocket protocols). The report carries the close code
+    and reason the server sent.
     ``plan.speech`` must be at the line ``rate`` (the protocol's default when None).
     Bound the call with :func:`asyncio.wait_for`; it also ends when the server closes.
     """
@@ -836,5 +863,10 @@ async def place_call(
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROVIDERS)}")
     side = PROVIDERS[protocol](rate)
     caller = _Caller(side, plan, network or Network())
-    async with _connect(side, url, ssl) as (send, recv):
-        return await caller.run(send, recv)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    closed: list[tuple[int | None, str]] = []
+    async with _connect(side, url, ssl, headers=headers, closed=closed) as (send, recv):
+        report = await caller.run(send, recv)
+    if closed:
+        report.close_code, report.close_reason = closed[0]
+    return report
