@@ -100,11 +100,16 @@ class ProviderError(VoxwireError):
 
 
 class ConnectionClosed(VoxwireError):
-    """The transport closed; ``code`` and ``reason`` say how, when the protocol tells."""
+    """The transport closed; ``code`` and ``reason`` say how, when the protocol tells.
 
-    def __init__(self, code: int | None = None, reason: str = "") -> None:
+    ``local`` is true when the transport itself closed the connection because of the
+    peer's input (a frame larger than its limit: ``code`` 1009).
+    """
+
+    def __init__(self, code: int | None = None, reason: str = "", *, local: bool = False) -> None:
         self.code = code
         self.reason = reason
+        self.local = local
         super().__init__(f"connection closed (code={code}, reason={reason!r})")
 
 

@@ -638,7 +638,13 @@ class Call:
                 stage = "recv"
                 try:
                     message = await recv()
-                except ConnectionClosed:
+                except ConnectionClosed as exc:
+                    if exc.local and exc.code == CLOSE_TOO_BIG:
+                        self._limit(
+                            "too_big",
+                            CLOSE_TOO_BIG,
+                            f"message over {limits.max_message_bytes} bytes ({exc.reason})",
+                        )
                     return
                 now = self._last_rx = loop.time()
                 if len(message) > limits.max_message_bytes:

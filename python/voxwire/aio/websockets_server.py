@@ -74,6 +74,9 @@ class WebSocketsTransport:
         try:
             return await self.connection.recv()
         except WsClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
+                # the library refused a frame over max_size before reading it whole
+                raise ConnectionClosed(1009, exc.sent.reason, local=True) from None
             code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
             raise ConnectionClosed(code, reason) from None
 
