@@ -245,3 +245,37 @@ def test_call_shows_the_refusal_and_takes_a_token(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_serve_caps_its_connections() -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    serve = ["serve", "--protocol", "twilio", "--echo", "--port", "0", "--max-connections", "1"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voxwire", *serve, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+
+        async def second_one() -> tuple[int, bytes]:
+            async with connect(url, open_timeout=5):
+                with pytest.raises(InvalidStatus) as info:
+                    async with connect(url, open_timeout=5):
+                        pass
+                response = info.value.response
+                return response.status_code, bytes(response.body)
+
+        assert asyncio.run(second_one()) == (503, b"too many connections (max 1)\n")
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    assert "503 too many connections (max 1)" in err

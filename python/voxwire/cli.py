@@ -117,7 +117,7 @@ _PROTOCOLS = tuple(CODECS)
 
 def _number(kind: type[int] | type[float], lo: float, hi: float, unit: str = "") -> Any:
     """An argparse type: a ``kind`` number in [lo, hi], with a message naming the range."""
-    where = f"{lo:g} to {hi:g}{unit}"
+    where = f"{int(lo)} to {int(hi)}{unit}" if kind is int else f"{lo:g} to {hi:g}{unit}"
 
     def parse(value: str) -> int | float:
         try:
@@ -223,6 +223,21 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="serve wss:// (AudioSocket: TLS) with this certificate chain; needs --tls-key",
     )
     serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument(
+        "--max-connections",
+        type=_number(int, 1, 1_000_000),
+        default=1000,
+        metavar="N",
+        help="open WebSocket connections allowed; more are refused with 503 (default 1000)",
+    )
+    serve.add_argument(
+        "--max-per-address",
+        type=_number(int, 1, 1_000_000),
+        default=None,
+        metavar="N",
+        help="open WebSocket connections allowed from one client address (default: no cap; "
+        "a provider's gateway, or a proxy in front, carries many calls from one address)",
+    )
     serve.add_argument(
         "--audit-log",
         metavar="FILE",
@@ -678,6 +693,10 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
             return 2
 
+    from voxwire.aio.handshake import ConnectionCaps
+
+    caps = ConnectionCaps(args.max_connections, args.max_per_address)
+
     async def run() -> None:
         stop = asyncio.Event()
         stop_now = asyncio.Event()
@@ -723,6 +742,7 @@ def _serve(args: argparse.Namespace) -> int:
                 stop=stop,
                 ready=ready,
                 ssl=tls,
+                caps=caps,
                 **options,
             )
             return
@@ -739,6 +759,7 @@ def _serve(args: argparse.Namespace) -> int:
                 stop=stop,
                 ready=ready,
                 ssl=tls,
+                caps=caps,
                 **options,
             )
         finally:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.admission import Admission, serve_agent_check
+from voxwire.aio.handshake import ConnectionCaps
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.session import Call, Handler
 from voxwire.protocols import CODECS
@@ -150,6 +151,7 @@ async def serve_agent(
     agent_check: tuple[str, int] | None = None,
     metrics: ServerMetrics | None = None,
     ssl: SSLContext | None = None,
+    caps: ConnectionCaps | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -168,7 +170,8 @@ async def serve_agent(
     every call that ends (and logs its summary) and answers ``GET /metrics`` on the
     WebSocket port (:class:`~voxwire.aio.metrics.ServerMetrics`). ``ssl``
     (:func:`voxwire.aio.tls.server_context`) serves ``wss://``, or AudioSocket over TLS
-    (``tls://``).
+    (``tls://``). ``caps`` bounds the WebSocket connections
+    (:class:`~voxwire.aio.handshake.ConnectionCaps`).
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -261,6 +264,7 @@ async def serve_agent(
             on_end=None if metrics is None else metrics.call_ended,
             reuse_port=reuse_port or None,
             ssl=ssl,
+            caps=caps,
         ) as ws:
             bound = next(iter(ws.sockets)).getsockname()
             if ready is not None:
