@@ -279,3 +279,12 @@ def test_serve_caps_its_connections() -> None:
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "503 too many connections (max 1)" in err
+
+
+def test_serve_webrtc_refuses_the_options_it_does_not_honour(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["serve", "--protocol", "webrtc", "--echo", "--audit-log", "a.jsonl"]
+    assert main([*args, "--tls-cert", "c.pem", "--tls-key", "k.pem"]) == 2
+    err = capsys.readouterr().err
+    assert "--tls-cert, --tls-key, --audit-log: not available with --protocol webrtc" in err

@@ -605,10 +605,25 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
     if args.protocol == "webrtc":
-        if args.workers or args.max_calls is not None or args.agent_port or args.metrics:
+        unsupported = [
+            flag
+            for flag, value in (
+                ("--workers", args.workers or None),
+                ("--max-calls", args.max_calls),
+                ("--agent-port", args.agent_port),
+                ("--metrics", args.metrics or None),
+                ("--tls-cert", args.tls_cert),
+                ("--tls-key", args.tls_key),
+                ("--key-file", args.key_file),
+                ("--audit-log", args.audit_log),
+                ("--max-per-address", args.max_per_address),
+            )
+            if value is not None
+        ]
+        if unsupported:
             print(
-                "voxwire serve: webrtc has no --workers, --max-calls, --agent-port or "
-                "--metrics yet",
+                f"voxwire serve: {', '.join(unsupported)}: not available with --protocol "
+                "webrtc yet (the media-stream protocols only)",
                 file=sys.stderr,
             )
             return 2
