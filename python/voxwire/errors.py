@@ -23,8 +23,10 @@ __all__ = [
     "QueueFull",
     "RemoteProtocolError",
     "RtpError",
+    "SdpError",
     "ServiceError",
     "ServiceTimeout",
+    "SipParseError",
     "VoxwireError",
 ]
 
@@ -62,6 +64,29 @@ class RtpError(_Reasoned, RemoteProtocolError):
     Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
     ``bad_padding``; for an RFC 2198 (RED) payload ``red_empty``, ``red_header_past_end``,
     ``red_too_many_blocks``, ``red_block_past_end``.
+    """
+
+
+class SipParseError(_Reasoned, RemoteProtocolError):
+    """A malformed SIP message (RFC 3261 section 7) or one past the parser's limits;
+    ``reason`` names the rule it breaks.
+
+    Reasons: ``too_large``, ``no_header_end``, ``nul_byte``, ``bad_encoding``,
+    ``bare_cr_lf``, ``line_too_long``, ``bad_start_line``, ``bad_folding``, ``bad_header``,
+    ``too_many_headers``, ``too_many_vias``, ``too_many_values``, ``missing_header``,
+    ``bad_content_length``, ``body_too_large``, ``truncated_body``, ``bad_via``,
+    ``bad_cseq``, ``bad_call_id``, ``bad_address``.
+    """
+
+
+class SdpError(_Reasoned, RemoteProtocolError):
+    """A session description that is malformed (RFC 8866) or cannot be answered
+    (RFC 3264); ``reason`` names the rule it breaks.
+
+    Reasons: ``too_large``, ``nul_byte``, ``bad_line``, ``bad_version``, ``bad_origin``,
+    ``bad_connection``, ``bad_media``, ``too_many_media``, ``too_many_formats``,
+    ``too_many_attributes``, ``no_connection``, ``no_media`` (none at all),
+    ``no_common_codec`` (no stream voxwire can take: the answer is 488).
     """
 
 
