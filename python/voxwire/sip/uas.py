@@ -1,0 +1,781 @@
+"""A sans-I/O SIP user agent server: transactions, dialogs and timers (RFC 3261).
+
+One :class:`SipServer` per listening socket. It never touches a socket or a clock:
+
+* :meth:`SipServer.receive` takes one datagram, where it came from and ``now``;
+* :meth:`SipServer.datagrams` returns what to send, as ``(bytes, (host, port))``;
+* :meth:`SipServer.events` returns what the application must know: an
+  :class:`IncomingCall` (a new INVITE whose offer voxwire can answer), a
+  :class:`CallCancelled`, a :class:`CallConfirmed` (the ACK of the 200) and a
+  :class:`CallEnded`;
+* :meth:`SipServer.get_timer` / :meth:`SipServer.handle_timer` run the timers;
+* the application answers with :meth:`SipServer.ring`, :meth:`SipServer.answer`,
+  :meth:`SipServer.reject` and ends a call with :meth:`SipServer.hangup`.
+
+>>> from voxwire.sip.uas import SipServer
+>>> server = SipServer("192.0.2.1", 5060)
+>>> server.receive(
+...     b"OPTIONS sip:bot@192.0.2.1 SIP/2.0\\r\\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKx1\\r\\n"
+...     b"To: <sip:bot@192.0.2.1>\\r\\nFrom: <sip:lb@192.0.2.9>;tag=a\\r\\nCall-ID: c1\\r\\n"
+...     b"CSeq: 1 OPTIONS\\r\\n\\r\\n", ("192.0.2.9", 5060), now=0.0)
+>>> [(wire.split(b"\\r\\n")[0], dest) for wire, dest in server.datagrams()]
+[(b'SIP/2.0 200 OK', ('192.0.2.9', 5060))]
+
+What it does
+------------
+* **INVITE server transaction** (section 17.2.1): 100 Trying at once; retransmitted
+  INVITEs are answered with the last provisional response, or the final one, and
+  otherwise absorbed. A non-2xx final response is retransmitted on Timer G (T1 doubling up
+  to T2) until the ACK, for at most Timer H (64·T1); after the ACK, Timer I (T4) absorbs
+  ACK retransmissions. A 2xx is retransmitted by the UAS core (section 13.3.1.4) on the
+  same schedule until the ACK comes, in its own transaction, matched to the dialog; when
+  64·T1 pass without one, the call is ended with a BYE and :class:`CallEnded`
+  ``no_ack``. INVITE retransmissions after the 2xx are absorbed (RFC 6026 section 7.1,
+  Timer L = 64·T1).
+* **Non-INVITE server transactions** (section 17.2.2): a retransmitted request gets the
+  same response again until Timer J (64·T1).
+* **CANCEL** (section 9.2): 481 when no INVITE transaction matches; otherwise 200, and
+  487 to the INVITE when it had no final response yet (:class:`CallCancelled`).
+* **Dialogs** (section 12): local tag, remote tag, Call-ID, both CSeq spaces, the remote
+  target (Contact) and route set (Record-Route). A request inside an unknown dialog gets
+  481 (section 12.2.2), one with a lower CSeq 500. BYE ends a call from either side; the
+  server's BYE runs in a non-INVITE client transaction (section 17.1.2) retransmitted on
+  Timer E (T1 doubling to T2; T2 once a provisional came) until a final response or
+  Timer F (64·T1).
+* **OPTIONS** (section 11): 200 with Allow, Accept and Supported; 503 with Retry-After
+  while :attr:`SipServer.draining` (a balancer's health probe takes the server out). New
+  INVITEs while draining, or past ``max_calls``, get 503 too.
+* A re-INVITE (section 14) gets 488 and leaves the session as it was; REGISTER,
+  SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, MESSAGE and PUBLISH get 405 with Allow;
+  any other method 501; a Require naming an extension gets 420 (section 8.2.2.3); a
+  Request-URI that is not ``sip:``/``sips:`` 416; an INVITE body other than
+  ``application/sdp`` 415; an INVITE without an offer (the offer in the ACK) or whose offer
+  has nothing voxwire can take 488; an SDP that does not parse 400.
+* Responses go where section 18.2.2 and RFC 3581 say: to the Via's ``received`` address,
+  to the source port when the Via has ``rport``, else to the sent-by port.
+
+Malformed datagrams raise nothing: they are dropped and counted in :attr:`SipServer.errors`
+by :class:`~voxwire.errors.SipParseError` reason. Transactions are bounded
+(``max_transactions``); a request that would need one more is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from voxwire.errors import SdpError, SipParseError
+from voxwire.protocols.rtp_session import Codec
+from voxwire.sip.message import (
+    DEFAULT_LIMITS,
+    Limits,
+    NameAddr,
+    Request,
+    Response,
+    Via,
+    parse_message,
+    parse_name_addr,
+)
+from voxwire.sip.sdp import Answer, answer_offer, parse_sdp
+
+__all__ = [
+    "CallCancelled",
+    "CallConfirmed",
+    "CallEnded",
+    "EndReason",
+    "IncomingCall",
+    "SipEvent",
+    "SipServer",
+]
+
+Address = tuple[str, int]
+
+MAGIC_COOKIE: Final = "z9hG4bK"
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+_KNOWN_UNSUPPORTED: Final = frozenset(
+    {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "MESSAGE", "PUBLISH"}
+)
+_REASONS: Final[dict[int, str]] = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    603: "Decline",
+}
+
+EndReason = Literal["remote_bye", "no_ack"]
+"""Why the server ended a call by itself: the peer's BYE, or no ACK for the 200."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A new INVITE with an offer that can be answered; answer with :meth:`SipServer.answer`
+    (after :meth:`SipServer.ring`, if it rings) or :meth:`SipServer.reject`."""
+
+    handle: str
+    """The call's handle in the server's methods (the dialog's local tag)."""
+    call_id: str
+    answer: Answer
+    """The negotiated stream (codec, payload types, ptime, where to send)."""
+    request: Request
+    source: Address
+
+
+@dataclass(frozen=True, slots=True)
+class CallCancelled:
+    """The caller cancelled before the call was answered (487 was sent)."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfirmed:
+    """The ACK of the 200 came: the dialog is confirmed."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call ended without the application asking (a BYE came, or the 200 was never
+    acknowledged and the server sent a BYE)."""
+
+    handle: str
+    reason: EndReason
+
+
+SipEvent = IncomingCall | CallCancelled | CallConfirmed | CallEnded
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _uri_address(uri: str) -> Address | None:
+    """host:port of a sip: URI whose host is an IP literal, else None."""
+    _, _, rest = uri.partition(":")
+    rest = rest.split(";")[0].split("?")[0]
+    hostport = rest.rpartition("@")[2]
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not _is_ip(host) or (port_text and not port_text.isdigit()):
+        return None
+    port = int(port_text) if port_text else 5060
+    return (host, port) if 0 < port < 65536 else None
+
+
+@dataclass(eq=False)
+class _ServerTx:
+    request: Request
+    source: Address
+    dest: Address
+    via: Via
+    invite: bool
+    state: str = "trying"  # trying/proceeding, completed, confirmed, accepted
+    last: bytes | None = None  # last response sent
+    final: int | None = None
+    interval: float = 0.0
+    retransmit_at: float | None = None
+    expires_at: float | None = None
+    dialog: _Dialog | None = None
+
+    def deadline(self) -> float | None:
+        times = [t for t in (self.retransmit_at, self.expires_at) if t is not None]
+        return min(times) if times else None
+
+
+@dataclass(eq=False)
+class _ClientTx:
+    request: bytes
+    dest: Address
+    started: float
+    interval: float
+    retransmit_at: float | None
+    expires_at: float
+    state: str = "trying"  # trying, proceeding, completed
+
+
+@dataclass(eq=False)
+class _Dialog:
+    handle: str
+    call_id: str
+    remote_tag: str
+    local: NameAddr  # our address (To of the INVITE, with our tag)
+    remote: NameAddr  # the caller (From of the INVITE)
+    remote_target: str
+    route_set: list[str]
+    source: Address
+    invite: _ServerTx
+    invite_cseq: int
+    remote_cseq: int
+    local_cseq: int = field(default_factory=lambda: secrets.randbelow(2**31 - 1) + 1)
+    state: str = "early"  # early, answered (2xx sent, no ACK), confirmed, ended
+    ok: bytes | None = None
+    ok_interval: float = 0.0
+    ok_at: float | None = None
+    ok_give_up: float = 0.0
+
+    def deadline(self) -> float | None:
+        return self.ok_at
+
+
+class SipServer:
+    """The UAS of one SIP listening address; see the module documentation.
+
+    Parameters
+    ----------
+    host, port : str, int
+        The address the socket is bound to and that goes into Contact and Via (the address
+        peers reach: not ``0.0.0.0``).
+    codecs : tuple of {"pcmu", "pcma", "opus"}
+        What an offer may be answered with, in no order (the offer's order wins).
+    max_calls : int
+        Dialogs at once (early or established); further INVITEs get 503.
+    max_transactions : int
+        Server and client transactions at once; requests past it are dropped (counted).
+    limits : Limits
+        The parser's bounds.
+    t1, t2, t4 : float
+        RFC 3261 timer values in seconds (section 17.1.1.1: 0.5, 4 and 5).
+    user_agent : str
+        Value of the Server and User-Agent headers.
+    retry_after : int
+        Seconds in the Retry-After of a 503.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        codecs: tuple[Codec, ...] = ("pcmu", "pcma"),
+        max_calls: int = 100,
+        max_transactions: int = 4096,
+        limits: Limits = DEFAULT_LIMITS,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        user_agent: str = "voxwire",
+        retry_after: int = 5,
+    ) -> None:
+        if not (0 < t1 <= t2) or t4 <= 0 or max_calls < 1 or max_transactions < 1:
+            raise ValueError(
+                "SipServer: need 0 < t1 <= t2, t4 > 0 and positive bounds, got "
+                f"t1={t1}, t2={t2}, t4={t4}, max_calls={max_calls}, "
+                f"max_transactions={max_transactions}"
+            )
+        self.host = host
+        self.port = port
+        self.codecs = codecs
+        self.max_calls = max_calls
+        self.max_transactions = max_transactions
+        self.limits = limits
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self.user_agent = user_agent
+        self.retry_after = retry_after
+        #: while True, OPTIONS and new INVITEs get 503
+        self.draining = False
+        #: malformed datagrams dropped, by :class:`~voxwire.errors.SipParseError` reason
+        self.errors: Counter[str] = Counter()
+        #: what the server did, by name: ``request_<METHOD>``, ``response_<status>``,
+        #: ``retransmitted_<status>`` (responses resent on a timer or to a retransmitted
+        #: request), ``retransmitted_BYE``, ``absorbed`` (retransmitted requests and ACKs
+        #: that needed nothing), ``stray_response``, ``no_ack``, ``bye_timeout``,
+        #: ``overload`` (requests dropped at ``max_transactions``)
+        self.counters: Counter[str] = Counter()
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: list[SipEvent] = []
+        self._server_tx: dict[tuple[str, ...], _ServerTx] = {}
+        self._client_tx: dict[str, _ClientTx] = {}
+        self._dialogs: dict[str, _Dialog] = {}  # by local tag (the handle)
+        self._negotiated: dict[str, Answer] = {}
+
+    # --- I/O surface -----------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Address, now: float) -> None:
+        """Take one datagram from ``source`` at ``now``."""
+        if data.strip(b"\r\n") == b"":
+            return  # keep-alive
+        try:
+            message = parse_message(data, self.limits)
+        except SipParseError as e:
+            self.errors[e.reason] += 1
+            return
+        try:
+            if isinstance(message, Request):
+                # the addresses a dialog keeps must parse before any state is made
+                for name in ("Contact", "Record-Route"):
+                    for value in message.header_values(name):
+                        parse_name_addr(value)
+        except SipParseError as e:
+            self.errors[e.reason] += 1
+            return
+        if isinstance(message, Request):
+            self._request(message, source, now)
+        else:
+            self._response(message, now)
+
+    def datagrams(self) -> list[tuple[bytes, Address]]:
+        """What to send now, in order; each call returns what came since the last."""
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[SipEvent]:
+        """What happened since the last call, in order."""
+        out, self._events = self._events, []
+        return out
+
+    @property
+    def calls(self) -> int:
+        """Dialogs alive (early or established)."""
+        return len(self._dialogs)
+
+    @property
+    def transactions(self) -> int:
+        """Server and client transactions alive."""
+        return len(self._server_tx) + len(self._client_tx)
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run, or None."""
+        times = [t for tx in self._server_tx.values() if (t := tx.deadline()) is not None]
+        times += [t for d in self._dialogs.values() if (t := d.deadline()) is not None]
+        for ctx in self._client_tx.values():
+            times.append(ctx.expires_at)
+            if ctx.retransmit_at is not None:
+                times.append(ctx.retransmit_at)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due by ``now``."""
+        for key, tx in list(self._server_tx.items()):
+            if tx.expires_at is not None and now >= tx.expires_at:
+                del self._server_tx[key]  # Timer H, I, J or L
+                continue
+            if tx.retransmit_at is not None and now >= tx.retransmit_at and tx.last is not None:
+                self._send(tx.last, tx.dest)  # Timer G
+                self.counters[f"retransmitted_{tx.final}"] += 1
+                tx.interval = min(2 * tx.interval, self.t2)
+                tx.retransmit_at = now + tx.interval
+        for dialog in list(self._dialogs.values()):
+            if dialog.ok_at is None or now < dialog.ok_at or dialog.ok is None:
+                continue
+            if now >= dialog.ok_give_up:
+                # section 13.3.1.4: no ACK in 64*T1, the session is ended with a BYE
+                dialog.ok_at = None
+                self.counters["no_ack"] += 1
+                self._bye(dialog, now)
+                self._events.append(CallEnded(dialog.handle, "no_ack"))
+                continue
+            self._send(dialog.ok, dialog.invite.dest)
+            self.counters["retransmitted_200"] += 1
+            dialog.ok_interval = min(2 * dialog.ok_interval, self.t2)
+            dialog.ok_at = min(now + dialog.ok_interval, dialog.ok_give_up)
+        for branch, ctx in list(self._client_tx.items()):
+            if now >= ctx.expires_at:
+                del self._client_tx[branch]  # Timer F or K
+                if ctx.state != "completed":
+                    self.counters["bye_timeout"] += 1
+                continue
+            if ctx.retransmit_at is not None and now >= ctx.retransmit_at:
+                self._send(ctx.request, ctx.dest)  # Timer E
+                self.counters["retransmitted_BYE"] += 1
+                ctx.interval = (
+                    self.t2 if ctx.state == "proceeding" else min(2 * ctx.interval, self.t2)
+                )
+                ctx.retransmit_at = now + ctx.interval
+
+    # --- the application's answers -----------------------------------------------------
+
+    def ring(self, handle: str) -> None:
+        """Send 180 Ringing for the call (its dialog becomes early)."""
+        dialog = self._dialog(handle)
+        if dialog.state != "early" or dialog.invite.final is not None:
+            return
+        response = self._reply(dialog.invite, 180, dialog=dialog)
+        dialog.invite.state = "proceeding"
+        dialog.invite.last = response
+
+    def answer(self, handle: str, media_host: str, media_port: int, now: float) -> bytes:
+        """Send the 200 with the SDP answer (the stream on ``media_host:media_port``);
+        return the SDP sent. The 200 is retransmitted until the ACK (see the module)."""
+        dialog = self._dialog(handle)
+        tx = dialog.invite
+        if tx.final is not None:
+            raise RuntimeError(f"call {handle} was already answered or rejected")
+        answer = self._negotiated[handle]
+        sdp = answer.render(media_host, media_port, session_id=secrets.randbelow(2**31))
+        dialog.ok = self._reply(tx, 200, dialog=dialog, body=sdp)
+        dialog.state = "answered"
+        dialog.ok_interval = self.t1
+        dialog.ok_at = now + self.t1
+        dialog.ok_give_up = now + 64 * self.t1
+        tx.state = "accepted"
+        tx.final = 200
+        tx.retransmit_at = None
+        tx.expires_at = now + 64 * self.t1  # Timer L (RFC 6026)
+        return sdp
+
+    def reject(self, handle: str, status: int, now: float) -> None:
+        """Answer the call with a final ``status`` (4xx-6xx) and forget it."""
+        if not 300 <= status <= 699:
+            raise ValueError(f"reject: status must be 300-699, got {status}")
+        dialog = self._dialog(handle)
+        if dialog.invite.final is None:
+            self._final(dialog.invite, status, now, dialog=dialog)
+        self._end(dialog)
+
+    def hangup(self, handle: str, now: float) -> None:
+        """End the call: a BYE once it was answered, else 480 to the INVITE. A call that
+        already ended is left alone."""
+        dialog = self._dialogs.get(handle)
+        if dialog is None:
+            return
+        if dialog.state == "early":
+            self.reject(handle, 480, now)
+            return
+        dialog.ok_at = None
+        self._bye(dialog, now)
+
+    # --- requests ----------------------------------------------------------------------
+
+    def _request(self, request: Request, source: Address, now: float) -> None:
+        method = request.method
+        self.counters[f"request_{method}"] += 1
+        via = request.vias[0]
+        key = self._key(request, via, "INVITE" if method == "ACK" else method)
+        if method == "ACK":
+            self._ack(request, key, now)
+            return
+        tx = self._server_tx.get(key)
+        if tx is not None:
+            # a retransmission (sections 17.2.1, 17.2.2)
+            if tx.last is not None and tx.state != "accepted":
+                self._send(tx.last, tx.dest)
+                self.counters[f"retransmitted_{tx.final or 100}"] += 1
+            else:
+                self.counters["absorbed"] += 1
+            return
+        if len(self._server_tx) + len(self._client_tx) >= self.max_transactions:
+            self.counters["overload"] += 1
+            return
+        tx = _ServerTx(
+            request, source, self._response_address(via, source), via, method == "INVITE"
+        )
+        self._server_tx[key] = tx
+        if method == "CANCEL":
+            self._cancel(tx, key, now)
+            return
+        to_tag = request.to.tag
+        dialog = self._dialogs.get(to_tag) if to_tag else None
+        if dialog is not None and (
+            dialog.call_id != request.call_id or dialog.remote_tag != request.from_.tag
+        ):
+            dialog = None
+        if to_tag and dialog is None:
+            self._final(tx, 481, now)  # section 12.2.2
+            return
+        if request.uri.split(":")[0].lower() not in ("sip", "sips"):
+            self._final(tx, 416, now)
+            return
+        required = request.header_values("Require")
+        if required:
+            self._final(tx, 420, now, extra=[("Unsupported", ", ".join(required))])
+            return
+        if dialog is not None:
+            cseq = request.cseq[0]
+            if cseq <= dialog.remote_cseq:
+                self._final(tx, 500, now)  # section 12.2.2
+                return
+            dialog.remote_cseq = cseq
+        if method == "INVITE":
+            if dialog is not None:
+                self._final(tx, 488, now)  # re-INVITE: the session stays as it was
+            else:
+                self._invite(tx, now)
+        elif method == "BYE":
+            if dialog is None:
+                self._final(tx, 481, now)
+                return
+            self._final(tx, 200, now, dialog=dialog)
+            if dialog.invite.final is None:
+                self._final(dialog.invite, 487, now, dialog=dialog)
+            self._end(dialog)
+            self._events.append(CallEnded(dialog.handle, "remote_bye"))
+        elif method == "OPTIONS":
+            if self.draining and dialog is None:
+                self._final(tx, 503, now, extra=[("Retry-After", str(self.retry_after))])
+            else:
+                self._final(tx, 200, now, dialog=dialog, extra=self._capabilities())
+        elif method in _KNOWN_UNSUPPORTED:
+            self._final(tx, 405, now, dialog=dialog, extra=[("Allow", ALLOW)])
+        else:
+            self._final(tx, 501, now, dialog=dialog)
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "")]
+
+    def _invite(self, tx: _ServerTx, now: float) -> None:
+        request = tx.request
+        busy = self.draining or len(self._dialogs) >= self.max_calls
+        if busy:
+            self._final(tx, 503, now, extra=[("Retry-After", str(self.retry_after))])
+            return
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if request.body and content_type != "application/sdp":
+            self._final(tx, 415, now, extra=[("Accept", "application/sdp")])
+            return
+        if not request.body:
+            # an offerless INVITE wants the offer in the 200 and the answer in the ACK
+            self._final(tx, 488, now, extra=[("Warning", '399 voxwire "no SDP offer"')])
+            return
+        try:
+            answer = answer_offer(parse_sdp(request.body), self.codecs)
+        except SdpError as e:
+            self.errors[f"sdp_{e.reason}"] += 1
+            if e.reason in ("no_common_codec", "no_media"):
+                self._final(
+                    tx, 488, now, extra=[("Warning", '305 voxwire "Incompatible media format"')]
+                )
+            else:
+                self._final(tx, 400, now)
+            return
+        contact = request.header_values("Contact")
+        remote_target = parse_name_addr(contact[0]).uri if contact else request.from_.uri
+        handle = _token()
+        while handle in self._dialogs:
+            handle = _token()
+        dialog = _Dialog(
+            handle=handle,
+            call_id=request.call_id,
+            remote_tag=request.from_.tag,
+            local=request.to.with_tag(handle),
+            remote=request.from_,
+            remote_target=remote_target,
+            route_set=request.header_values("Record-Route"),
+            source=tx.source,
+            invite=tx,
+            invite_cseq=request.cseq[0],
+            remote_cseq=request.cseq[0],
+        )
+        self._dialogs[handle] = dialog
+        self._negotiated[handle] = answer
+        tx.dialog = dialog
+        tx.last = self._reply(tx, 100)
+        tx.state = "proceeding"
+        self._events.append(IncomingCall(handle, request.call_id, answer, request, tx.source))
+
+    def _ack(self, request: Request, key: tuple[str, ...], now: float) -> None:
+        tag = request.to.tag
+        dialog = self._dialogs.get(tag) if tag else None
+        if (
+            dialog is not None
+            and dialog.call_id == request.call_id
+            and dialog.remote_tag == request.from_.tag
+            and request.cseq[0] == dialog.invite_cseq
+            and dialog.state == "answered"
+        ):
+            dialog.state = "confirmed"
+            dialog.ok_at = None
+            self._events.append(CallConfirmed(dialog.handle))
+            return
+        tx = self._server_tx.get(key)
+        if tx is not None and tx.state == "completed":
+            tx.state = "confirmed"  # ACK of a non-2xx final response
+            tx.retransmit_at = None
+            tx.expires_at = now + self.t4  # Timer I
+            return
+        self.counters["absorbed"] += 1
+
+    def _cancel(self, tx: _ServerTx, key: tuple[str, ...], now: float) -> None:
+        invite = self._server_tx.get((*key[:-1], "INVITE"))
+        if invite is None or not invite.invite:
+            self._final(tx, 481, now)
+            return
+        dialog = invite.dialog
+        self._final(tx, 200, now, dialog=dialog)
+        if invite.final is None:
+            self._final(invite, 487, now, dialog=dialog)
+            if dialog is not None:
+                self._end(dialog)
+                self._events.append(CallCancelled(dialog.handle))
+
+    # --- responses ---------------------------------------------------------------------
+
+    def _response(self, response: Response, now: float) -> None:
+        via = response.vias[0]
+        ctx = self._client_tx.get(via.branch)
+        if ctx is None or response.cseq[1] != "BYE":
+            self.counters["stray_response"] += 1
+            return
+        self.counters[f"received_{response.status}"] += 1
+        if response.status < 200:
+            if ctx.state == "trying":
+                ctx.state = "proceeding"
+            return
+        if ctx.state != "completed":
+            ctx.state = "completed"
+            ctx.retransmit_at = None
+            ctx.expires_at = now + self.t4  # Timer K
+
+    # --- building and sending --------------------------------------------------------
+
+    def _key(self, request: Request, via: Via, method: str) -> tuple[str, ...]:
+        if via.branch.startswith(MAGIC_COOKIE):
+            return (via.branch, via.host.lower(), str(via.port or 5060), method)
+        # RFC 2543 peers (section 17.2.3): the request's identifying fields
+        return (
+            request.call_id,
+            request.from_.tag,
+            str(request.cseq[0]),
+            via.encode(),
+            method,
+        )
+
+    def _response_address(self, via: Via, source: Address) -> Address:
+        # section 18.2.2 (unreliable unicast) with RFC 3581 section 4
+        if "rport" in via.params:
+            return source
+        if "received" in via.params and _is_ip(via.params["received"]):
+            return (via.params["received"], via.port or 5060)
+        return (source[0], via.port or 5060)
+
+    def _top_via(self, tx: _ServerTx) -> str:
+        params = dict(tx.via.params)
+        if tx.via.host.strip("[]") != tx.source[0]:
+            params["received"] = tx.source[0]
+        if "rport" in params:
+            params["rport"] = str(tx.source[1])
+        return Via(tx.via.transport, tx.via.host, tx.via.port, params).encode()
+
+    def _reply(
+        self,
+        tx: _ServerTx,
+        status: int,
+        *,
+        dialog: _Dialog | None = None,
+        body: bytes = b"",
+        extra: list[tuple[str, str]] | None = None,
+    ) -> bytes:
+        request = tx.request
+        headers: list[tuple[str, str]] = []
+        vias = request.header_values("Via")
+        headers.append(("Via", self._top_via(tx)))
+        headers += [("Via", v) for v in vias[1:]]
+        to = request.to
+        if status > 100 and not to.tag:
+            to = to.with_tag(
+                dialog.handle if dialog is not None else tx.via.branch[-16:] or _token()
+            )
+        headers += [
+            ("From", request.header("From") or ""),
+            ("To", to.encode() if to is not request.to else request.header("To") or ""),
+            ("Call-ID", request.call_id),
+            ("CSeq", request.header("CSeq") or ""),
+        ]
+        if request.method == "INVITE" and dialog is not None and 100 < status < 300:
+            headers += [("Record-Route", r) for r in request.header_values("Record-Route")]
+            headers.append(("Contact", f"<sip:{self._hostport()}>"))
+        if status == 200 and request.method == "INVITE":
+            headers += [("Allow", ALLOW), ("Supported", "")]
+        headers.append(("Server", self.user_agent))
+        headers += extra or []
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        wire = Response(status, _REASONS.get(status, "Unknown"), headers, body).encode()
+        self.counters[f"response_{status}"] += 1
+        self._send(wire, tx.dest)
+        return wire
+
+    def _final(
+        self,
+        tx: _ServerTx,
+        status: int,
+        now: float,
+        *,
+        dialog: _Dialog | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        tx.last = self._reply(tx, status, dialog=dialog, extra=extra)
+        tx.final = status
+        tx.state = "completed"
+        if tx.invite:
+            tx.interval = self.t1
+            tx.retransmit_at = now + self.t1  # Timer G
+            tx.expires_at = now + 64 * self.t1  # Timer H
+        else:
+            tx.expires_at = now + 64 * self.t1  # Timer J
+
+    def _hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def _bye(self, dialog: _Dialog, now: float) -> None:
+        if dialog.state == "ended":
+            return
+        branch = MAGIC_COOKIE + _token()
+        dialog.local_cseq += 1
+        headers = [
+            ("Via", f"SIP/2.0/UDP {self._hostport()};branch={branch};rport"),
+            ("Max-Forwards", "70"),
+        ]
+        headers += [("Route", r) for r in dialog.route_set]
+        headers += [
+            ("From", dialog.local.encode()),
+            ("To", dialog.remote.encode()),
+            ("Call-ID", dialog.call_id),
+            ("CSeq", f"{dialog.local_cseq} BYE"),
+            ("User-Agent", self.user_agent),
+        ]
+        wire = Request("BYE", dialog.remote_target, headers).encode()
+        first_hop = (
+            parse_name_addr(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
+        )
+        dest = _uri_address(first_hop) or dialog.source
+        self._client_tx[branch] = _ClientTx(
+            wire, dest, now, self.t1, now + self.t1, now + 64 * self.t1
+        )
+        self.counters["request_sent_BYE"] += 1
+        self._send(wire, dest)
+        self._end(dialog)
+
+    def _end(self, dialog: _Dialog) -> None:
+        dialog.state = "ended"
+        dialog.ok_at = None
+        self._dialogs.pop(dialog.handle, None)
+        self._negotiated.pop(dialog.handle, None)
+
+    def _dialog(self, handle: str) -> _Dialog:
+        dialog = self._dialogs.get(handle)
+        if dialog is None:
+            raise KeyError(f"no call {handle!r} (it ended or was never made)")
+        return dialog
+
+    def _send(self, wire: bytes, dest: Address) -> None:
+        self._out.append((wire, dest))
