@@ -4,7 +4,8 @@
 installed (audioop, soxr, ...) and prints one table per benchmark.
 
 ``voxwire serve --protocol twilio --echo`` runs a media-stream server whose agent echoes
-each utterance back (:mod:`voxwire.agents`); ``voxwire call --protocol twilio URL`` calls
+each utterance back (:mod:`voxwire.agents`); ``--protocol sip`` answers SIP calls over UDP
+with the same agents (:mod:`voxwire.aio.sip`); ``voxwire call --protocol twilio URL`` calls
 it as the provider would, with a simulated caller that speaks, listens, barges in, and
 reports what it heard and the timings (:mod:`voxwire.sim`); ``voxwire loadtest --protocol
 twilio --calls N URL`` places N such calls at once and reports latency percentiles, pacing,
@@ -170,9 +171,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument(
         "--protocol",
         required=True,
-        choices=(*_PROTOCOLS, "webrtc"),
-        help="the provider's media stream, or webrtc: browsers (a talk page at / and WHIP "
-        "at /whip; needs the webrtc extra)",
+        choices=(*_PROTOCOLS, "webrtc", "sip"),
+        help="the provider's media stream; webrtc: browsers (a talk page at / and WHIP "
+        "at /whip; needs the webrtc extra); sip: SIP calls over UDP (TCP with --tcp)",
     )
     which = serve.add_mutually_exclusive_group(required=True)
     which.add_argument("--echo", action="store_true", help="run the echo agent")
@@ -187,7 +188,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--port",
         type=_PORT,
         default=None,
-        help="port, 0-65535, 0 for any free one (default 8080; 9092 for audiosocket)",
+        help="port, 0-65535, 0 for any free one (default 8080; 9092 for audiosocket; 5060 for "
+        "sip)",
     )
     serve.add_argument(
         "--path", default=None, help="accept the media WebSocket only on this path (default: any)"
@@ -286,6 +288,33 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     # set by the supervisor of --workers for its workers
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--media-host",
+        default=None,
+        help="sip: the address RTP binds to and the SDP, Contact and Via name (default --host)",
+    )
+    serve.add_argument(
+        "--rtp-ports",
+        type=_port_range,
+        default=None,
+        metavar="LOW-HIGH",
+        help="sip: the range of RTP ports (default: any free port)",
+    )
+    serve.add_argument(
+        "--codecs",
+        type=_codecs,
+        default=("pcmu", "pcma"),
+        metavar="LIST",
+        help="sip: the codecs an offer may be answered with, of pcmu, pcma, opus "
+        "(default pcmu,pcma; opus needs voxwire[opus])",
+    )
+    serve.add_argument(
+        "--rtp-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="sip: end a call with BYE after S seconds without RTP (default 15)",
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
 
@@ -338,6 +367,20 @@ def _services(args: argparse.Namespace, protocol: str) -> Any:
         tts_key_env=args.tts_key_env,
         line_rate=48000 if protocol == "webrtc" else CODECS[protocol].default_rate,
     )
+
+
+def _codecs(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names or any(n not in ("pcmu", "pcma", "opus") for n in names):
+        raise argparse.ArgumentTypeError(f"expected a list of pcmu, pcma, opus; got {value!r}")
+    return names
+
+
+def _port_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() or not 0 < int(low) <= int(high) < 65536:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH ports, got {value!r}")
+    return int(low), int(high)
 
 
 def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -628,6 +671,14 @@ def _serve(args: argparse.Namespace) -> int:
             )
             return 2
         return _serve_webrtc(args)
+    if args.protocol == "sip":
+        if args.workers or args.agent_port or args.metrics:
+            print(
+                "voxwire serve: sip has no --workers, --agent-port or --metrics yet",
+                file=sys.stderr,
+            )
+            return 2
+        return _serve_sip(args)
     tcp = CODECS[args.protocol].transport == "tcp"
     try:
         tokens = _key_set(args.key_file, "serve", required=False)
@@ -928,6 +979,88 @@ def _supervise(args: argparse.Namespace, port: int, describe: Any) -> int:
     with held:
         status = asyncio.run(run())
     return status
+
+
+def _serve_sip(args: argparse.Namespace) -> int:
+    import functools
+
+    from voxwire.agents.echo import EchoStats, echo_handler
+    from voxwire.agents.server import PIPELINE_RATE
+    from voxwire.aio.pacer import Pacer
+    from voxwire.aio.sip import serve_sip
+
+    if args.token:
+        print("voxwire serve: SIP carries no token (digest is not supported yet)", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    log = logging.getLogger("voxwire.agents")
+
+    def ended(call: Any, stats: EchoStats) -> None:
+        log.info(
+            "sip call %r ended: %d utterance(s) echoed (%.1f s), %d barge-in(s)",
+            getattr(call, "call_id", "?"),
+            stats.utterances,
+            stats.reply_seconds,
+            stats.barge_ins,
+        )
+
+    if args.agent:
+        try:
+            handler = _load_agent(args.agent)
+        except (ImportError, AttributeError, ValueError) as exc:
+            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
+            return 2
+        kind = f"agent {args.agent}"
+        rate = getattr(handler, "pipeline_rate", PIPELINE_RATE)
+    else:
+        handler = functools.partial(
+            echo_handler, rate=PIPELINE_RATE, hangover_ms=args.hangover_ms, on_end=ended
+        )
+        kind = "echo agent"
+        rate = PIPELINE_RATE
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        pacer = Pacer(args.lead)
+        server = await serve_sip(
+            handler,
+            args.host,
+            5060 if args.port is None else args.port,
+            media_host=args.media_host,
+            rtp_ports=args.rtp_ports,
+            codecs=args.codecs,
+            pipeline_rate=rate,
+            idle_timeout=args.rtp_timeout,
+            max_calls=args.max_calls or 100,
+            pacer=pacer,
+        )
+        port = server.local_addr[1]
+        print(f"voxwire serve: sip {kind} on sip:{server.sip.host}:{port} (udp)", flush=True)
+        try:
+            await stop.wait()
+            # drain: OPTIONS and new INVITEs get 503 while the calls up finish
+            server.drain()
+            stop.clear()
+            deadline = loop.time() + args.drain_timeout
+            while server.calls and loop.time() < deadline and not stop.is_set():
+                await asyncio.sleep(0.1)
+        finally:
+            await server.aclose()
+            await pacer.aclose()
+
+    try:
+        asyncio.run(run())
+    except (OSError, ValueError) as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 1
+    print("voxwire serve: stopped", flush=True)
+    return 0
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -132,9 +132,9 @@ def test_the_command_line_offers_the_registered_protocols() -> None:
     for command in ("serve", "call", "demo"):
         sub = subparsers.choices[command]
         (option,) = [a for a in sub._actions if "--protocol" in a.option_strings]
-        # serve also takes browsers over WebRTC, which is not a media-stream codec
-        extra = ["webrtc"] if command == "serve" else []
-        assert list(option.choices or []) == NAMES + extra, command
+        # serve also answers browsers (WebRTC) and SIP calls, which are not media-stream codecs
+        expected = [*NAMES, "webrtc", "sip"] if command == "serve" else NAMES
+        assert list(option.choices or []) == expected, command
 
 
 def test_raw_pcm_opening_with_audio_runs_at_the_constructed_rate() -> None:

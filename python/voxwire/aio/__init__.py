@@ -9,11 +9,14 @@
 * :func:`voxwire.aio.tcp.serve_audiosocket`: a TCP server for Asterisk AudioSocket;
 * :class:`voxwire.aio.rtp.RtpEndpoint`: a UDP endpoint for one RTP stream (its own
   playout clock; see :mod:`voxwire.aio.rtp`); :func:`voxwire.aio.rtp_call.serve_rtp` runs
-  one call per RTP peer on it (:class:`~voxwire.aio.rtp_call.RtpCall`).
+  one call per RTP peer on it (:class:`~voxwire.aio.rtp_call.RtpCall`);
+* :func:`voxwire.aio.sip.serve_sip`: a SIP server over UDP that answers INVITEs and runs
+  an RTP call per answered call (:class:`~voxwire.aio.sip.SipCall`).
 
 The WebSocket and TCP adapters run each call through
 :func:`voxwire.aio.session.run_call`, and hand the application a
-:class:`~voxwire.aio.session.Call`; RTP calls are :class:`~voxwire.aio.rtp_call.RtpCall`.
+:class:`~voxwire.aio.session.Call`; RTP calls are :class:`~voxwire.aio.rtp_call.RtpCall`
+(SIP calls a subclass of it).
 Both are a :class:`~voxwire.aio.surface.CallSurface`, the one surface agents are written
 against. All of them pace outbound audio with the process's one
 :class:`~voxwire.aio.pacer.Pacer`.

@@ -330,12 +330,13 @@ class RtpCall:
         # the endpoint's on_mark, called from the pacer: only queue
         self._deliver(MarkPlayed(name))
 
-    def _start(self) -> None:
+    def _call_started(self) -> CallStarted:
+        # the CallStarted of the stream's first packet (a signalled call adds its own ids)
         host, port = self.endpoint.remote_addr or ("", 0)
         ssrc = self.endpoint.remote_ssrc or 0
         ident = f"{host}:{port}/{ssrc:08x}"
         session = self.session
-        self._started = CallStarted(
+        return CallStarted(
             stream_id=ident,
             call_id=ident,
             media_format=MediaFormat(_ENCODING[session.codec], session.sample_rate),
@@ -347,6 +348,9 @@ class RtpCall:
                 "clock_rate": session.clock_rate,
             },
         )
+
+    def _start(self) -> None:
+        self._started = self._call_started()
         self._deliver(self._started)
 
     def _frame(self, frame: ReceivedFrame) -> None:

@@ -4,7 +4,8 @@
 :class:`voxwire.agents.pipeline.VoiceAgent`) are written against. Two classes provide it:
 
 * :class:`voxwire.aio.session.Call`, for the WebSocket dialects and AudioSocket;
-* :class:`voxwire.aio.rtp_call.RtpCall`, for a plain RTP stream over UDP.
+* :class:`voxwire.aio.rtp_call.RtpCall`, for a plain RTP stream over UDP, and its
+  subclass :class:`voxwire.aio.sip.SipCall`, for a SIP call's negotiated stream.
 
 A handler iterates the call's events and answers with paced audio and marks::
 

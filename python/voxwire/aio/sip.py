@@ -1,0 +1,464 @@
+"""SIP calls over UDP: the asyncio driver of :class:`voxwire.sip.uas.SipServer`.
+
+>>> async def main():                                                  # doctest: +SKIP
+...     server = await serve_sip(echo_handler, "192.0.2.1", 5060)
+...     ...                   # a trunk, a PBX or a softphone calls sip:bot@192.0.2.1
+...     await server.aclose()
+
+:func:`serve_sip` binds one UDP socket for signalling and runs the sans-I/O server on it:
+each datagram goes to :meth:`SipServer.receive` with the loop's clock, what it returns is
+sent, and its next timer is armed with ``loop.call_at``.
+
+A call
+------
+An INVITE whose offer can be answered rings (180) at once and is answered after
+``answer_delay`` seconds: the driver binds an RTP socket for the call (from ``rtp_ports``,
+even ports, or any free port), makes an :class:`~voxwire.protocols.rtp_session.RtpSession`
+for the negotiated codec, payload type and ptime, and answers with the SDP. The call is a
+:class:`SipCall`, an :class:`~voxwire.aio.rtp_call.RtpCall` whose protocol name is
+``"sip"`` and whose :class:`~voxwire.protocols.events.CallStarted` carries the SIP
+Call-ID and the From and To addresses in ``metadata``; the handler (the echo agent, a
+voice agent: anything written for :class:`~voxwire.aio.surface.CallSurface`) runs on it
+as on any other transport. Media is sent to the address and port of the offer and taken
+from the offer's host, from any port (a peer may send from another port than the one it
+receives on); RTP from other hosts is dropped and counted in
+:attr:`SipCall.foreign_packets`.
+
+The call ends when
+
+* the caller sends BYE (the handler sees :class:`~voxwire.protocols.events.Stopped`
+  ``"remote hung up"``, then the end of its iteration);
+* the handler returns or closes the call, or no RTP came for ``idle_timeout`` seconds
+  (:data:`~voxwire.aio.session.CLOSE_IDLE`): the server sends BYE;
+* the 200 was never acknowledged (:class:`~voxwire.sip.uas.CallEnded` ``no_ack``: the
+  server sent BYE);
+* the server closes (:meth:`SipUdpServer.aclose`).
+
+A CANCEL before the answer ends the pending call (487); a call the handler never got is
+not counted as a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from types import TracebackType
+
+from voxwire.aio.pacer import Pacer
+from voxwire.aio.rtp import Address, RtpEndpoint
+from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
+from voxwire.aio.session import CLOSE_NORMAL
+from voxwire.protocols.events import CallStarted, Stopped
+from voxwire.protocols.rtp_session import Codec, RtpSession
+from voxwire.sip.message import Limits
+from voxwire.sip.sdp import Answer
+from voxwire.sip.uas import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    IncomingCall,
+    SipServer,
+)
+
+__all__ = ["SipCall", "SipUdpServer", "serve_sip"]
+
+log = logging.getLogger("voxwire.aio")
+
+_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+class SipCall(RtpCall):
+    """One answered SIP call: an :class:`RtpCall` with the call's SIP identity."""
+
+    def __init__(self, endpoint: RtpEndpoint, incoming: IncomingCall, **options: float) -> None:
+        super().__init__(endpoint, **options)  # type: ignore[arg-type]
+        self.incoming = incoming
+        self.codec = replace(self.codec, name="sip")
+        #: RTP datagrams from another host than the offer's, dropped
+        self.foreign_packets = 0
+        #: True when the caller ended the call (BYE), or the server did for want of an ACK
+        self.ended_by_remote = False
+
+    @property
+    def call_id(self) -> str:
+        """The SIP Call-ID."""
+        return self.incoming.call_id
+
+    def _call_started(self) -> CallStarted:
+        started = super()._call_started()
+        request = self.incoming.request
+        metadata = {
+            **started.metadata,
+            "sip_call_id": self.incoming.call_id,
+            "from": request.header("From") or "",
+            "to": request.header("To") or "",
+            "request_uri": request.uri,
+        }
+        return replace(started, call_id=self.incoming.call_id, metadata=metadata)
+
+    def _remote_end(self, reason: str) -> None:
+        self.ended_by_remote = True
+        self._deliver(Stopped(reason))
+        self._close_now(CLOSE_NORMAL, reason)
+
+
+class _SignallingProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: SipUdpServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.server._datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.socket_errors += 1
+
+
+class _MediaProtocol(asyncio.DatagramProtocol):
+    def __init__(self, remote_host: str) -> None:
+        self.remote_host = remote_host
+        self.call: SipCall | None = None
+        self.endpoint: RtpEndpoint | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        endpoint = self.endpoint
+        if endpoint is None or endpoint.remote_addr is None:
+            return
+        if str(addr[0]) != self.remote_host:
+            if self.call is not None:
+                self.call.foreign_packets += 1
+            return
+        # the offer's host, from whatever port: the endpoint's stream
+        endpoint.datagram_received(data, endpoint.remote_addr)
+
+    def error_received(self, exc: Exception) -> None:
+        if self.endpoint is not None:
+            self.endpoint.socket_errors += 1
+
+
+class SipUdpServer:
+    """A SIP UAS on one UDP port running a handler per call; made by :func:`serve_sip`.
+
+    :attr:`sip` is the sans-I/O :class:`~voxwire.sip.uas.SipServer` (its ``counters`` and
+    ``errors`` say what came and went). :meth:`drain` makes OPTIONS and new INVITEs get
+    503 while calls go on; :meth:`aclose` ends every call with a BYE and closes.
+    """
+
+    def __init__(
+        self,
+        handler: RtpHandler,
+        *,
+        media_host: str,
+        rtp_ports: tuple[int, int] | None,
+        answer_delay: float,
+        pipeline_rate: int,
+        idle_timeout: float,
+        handler_grace: float,
+        session_options: Mapping[str, object],
+        lead: float,
+        pacer: Pacer | None,
+    ) -> None:
+        if answer_delay < 0 or idle_timeout <= 0:
+            raise ValueError(
+                f"serve_sip: answer_delay must be >= 0 and idle_timeout > 0, got "
+                f"{answer_delay}, {idle_timeout}"
+            )
+        if rtp_ports is not None and not (0 < rtp_ports[0] <= rtp_ports[1] < 65536):
+            raise ValueError(f"serve_sip: rtp_ports must be (low, high) ports, got {rtp_ports}")
+        self.handler = handler
+        self.media_host = media_host
+        self.rtp_ports = rtp_ports
+        self.answer_delay = answer_delay
+        self.pipeline_rate = pipeline_rate
+        self.idle_timeout = idle_timeout
+        self.handler_grace = handler_grace
+        self.session_options = dict(session_options)
+        self.lead = lead
+        self.pacer = pacer
+        self.sip: SipServer
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._calls: dict[str, SipCall] = {}
+        self._next_port = itertools.count()
+        #: calls that were answered and ran to their end
+        self.calls_finished = 0
+        #: ICMP errors reported by the signalling socket
+        self.socket_errors = 0
+        #: calls that could not be answered (no RTP port could be bound)
+        self.media_failures = 0
+
+    async def _bind(self, host: str, port: int, sip: dict[str, object]) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _SignallingProtocol(self), local_addr=(host, port)
+        )
+        self._transport = transport
+        bound = transport.get_extra_info("sockname")[1]
+        self.sip = SipServer(self.media_host, int(bound), **sip)  # type: ignore[arg-type]
+
+    @property
+    def local_addr(self) -> Address:
+        """The bound (host, port) of the signalling socket."""
+        if self._transport is None:
+            raise RuntimeError("SipUdpServer is not open")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    @property
+    def calls(self) -> int:
+        """Calls in progress (ringing or answered)."""
+        return len(self._tasks)
+
+    def drain(self) -> None:
+        """Answer OPTIONS and new INVITEs with 503 from now on; calls in progress go on."""
+        self.sip.draining = True
+
+    # --- signalling ------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _datagram(self, data: bytes, addr: Address) -> None:
+        self.sip.receive(data, addr, self._now())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.sip.handle_timer(self._now())
+        self._pump()
+
+    def _pump(self) -> None:
+        # send what the server wrote, act on its events (which may write more), re-arm
+        while True:
+            out = self.sip.datagrams()
+            transport = self._transport
+            for wire, dest in out:
+                if transport is not None and not transport.is_closing():
+                    transport.sendto(wire, dest)
+            events = self.sip.events()
+            if not events and not out:
+                break
+            for event in events:
+                self._event(event)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self.sip.get_timer()
+        if when is not None and self._transport is not None:
+            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, IncomingCall):
+            self.sip.ring(event.handle)
+            task = asyncio.get_running_loop().create_task(self._call(event))
+            self._tasks[event.handle] = task
+            task.add_done_callback(lambda _: self._tasks.pop(event.handle, None))
+        elif isinstance(event, CallCancelled):
+            pending = self._tasks.get(event.handle)
+            if pending is not None and event.handle not in self._calls:
+                pending.cancel()
+        elif isinstance(event, CallEnded):
+            call = self._calls.get(event.handle)
+            if call is not None:
+                reason = "remote hung up" if event.reason == "remote_bye" else "no ACK for the 200"
+                call._remote_end(reason)
+            else:
+                pending = self._tasks.get(event.handle)
+                if pending is not None:
+                    pending.cancel()
+        elif isinstance(event, CallConfirmed):
+            log.debug("sip call %s confirmed", event.handle)
+
+    # --- media -----------------------------------------------------------------------
+
+    async def _open_media(
+        self, remote_host: str
+    ) -> tuple[asyncio.DatagramTransport, _MediaProtocol]:
+        loop = asyncio.get_running_loop()
+        protocol = _MediaProtocol(remote_host)
+        if self.rtp_ports is None:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: protocol, local_addr=(self.media_host, 0)
+            )
+            return transport, protocol
+        low, high = self.rtp_ports
+        low += low % 2
+        count = (high - low) // 2 + 1
+        start = next(self._next_port)
+        for i in range(count):
+            port = low + 2 * ((start + i) % count)
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: protocol, local_addr=(self.media_host, port)
+                )
+            except OSError:
+                continue
+            return transport, protocol
+        raise OSError(f"no free RTP port in {self.rtp_ports}")
+
+    def _session(self, answer: Answer) -> RtpSession:
+        options: dict[str, object] = {"payload_type": answer.payload_type, "frame_ms": answer.ptime}
+        if answer.codec == "opus":
+            rate = self.pipeline_rate if self.pipeline_rate in _OPUS_RATES else 48000
+            options["sample_rate"] = rate
+        options.update(self.session_options)
+        return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
+
+    async def _call(self, incoming: IncomingCall) -> None:
+        handle = incoming.handle
+        transport: asyncio.DatagramTransport | None = None
+        answered = False
+        try:
+            if self.answer_delay:
+                await asyncio.sleep(self.answer_delay)
+            try:
+                transport, protocol = await self._open_media(incoming.answer.remote[0])
+            except OSError as exc:
+                self.media_failures += 1
+                log.warning("sip call %s: %s", incoming.call_id, exc)
+                self.sip.reject(handle, 503, self._now())
+                self._pump()
+                return
+            session = self._session(incoming.answer)
+            endpoint = RtpEndpoint.attach(
+                session, transport, incoming.answer.remote, lead=self.lead, pacer=self.pacer
+            )
+            call = SipCall(
+                endpoint,
+                incoming,
+                pipeline_rate=self.pipeline_rate,
+                idle_timeout=self.idle_timeout,
+            )
+            protocol.endpoint = endpoint
+            protocol.call = call
+            port = int(transport.get_extra_info("sockname")[1])
+            self.sip.answer(handle, self.media_host, port, self._now())
+            answered = True
+            self._calls[handle] = call
+            self._pump()
+            await run_call(call, self.handler, handler_grace=self.handler_grace)
+        finally:
+            self._calls.pop(handle, None)
+            if self._transport is not None:
+                self.sip.hangup(handle, self._now())  # BYE, or 480 when never answered
+                self._pump()
+            if transport is not None:
+                transport.close()
+            if answered:
+                self.calls_finished += 1
+
+    # --- life cycle ------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """End every call (a BYE each, :data:`CLOSE_GOING_AWAY` for the handlers), then
+        close the socket."""
+        self.sip.draining = True
+        tasks = list(self._tasks.values())
+        for handle, task in list(self._tasks.items()):
+            call = self._calls.get(handle)
+            if call is not None:
+                await call.close(CLOSE_GOING_AWAY, "server closing")
+            else:
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.handler_grace + 1.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> SipUdpServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def serve_sip(
+    handler: RtpHandler,
+    host: str = "127.0.0.1",
+    port: int = 5060,
+    *,
+    media_host: str | None = None,
+    rtp_ports: tuple[int, int] | None = None,
+    codecs: tuple[Codec, ...] = ("pcmu", "pcma"),
+    answer_delay: float = 0.0,
+    pipeline_rate: int = 16000,
+    idle_timeout: float = 15.0,
+    handler_grace: float = 2.0,
+    max_calls: int = 100,
+    session_options: Mapping[str, object] | None = None,
+    limits: Limits | None = None,
+    t1: float = 0.5,
+    lead: float = 0.04,
+    pacer: Pacer | None = None,
+) -> SipUdpServer:
+    """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
+
+    Parameters
+    ----------
+    handler : callable
+        ``async def handler(call)`` for each call (``echo_handler``, a ``VoiceAgent``).
+    host, port : str, int
+        Where signalling listens (port 0: any free port, see
+        :attr:`SipUdpServer.local_addr`).
+    media_host : str, optional
+        The address RTP sockets bind to and that goes into Contact, Via and the SDP
+        answer: what peers reach (default ``host``, which must then not be ``0.0.0.0``).
+    rtp_ports : (int, int), optional
+        The range RTP sockets bind in, on even ports; any free port by default.
+    codecs : tuple of {"pcmu", "pcma", "opus"}
+        The codecs an offer may be answered with (Opus needs ``voxwire[opus]``).
+    answer_delay : float
+        Seconds between the 180 and the 200.
+    pipeline_rate : int
+        Rate of the calls' :class:`~voxwire.protocols.events.Audio` events.
+    idle_timeout : float
+        Seconds without RTP after which a call ends with a BYE.
+    handler_grace : float
+        Seconds a handler has to return once its call ended.
+    max_calls : int
+        Calls at once; further INVITEs get 503.
+    session_options : mapping, optional
+        More keyword arguments for each call's RtpSession (jitter buffer settings...).
+    limits : Limits, optional
+        The SIP parser's bounds.
+    t1 : float
+        RFC 3261 T1, seconds (T2 stays 4 s, T4 5 s).
+    lead, pacer :
+        As in :class:`~voxwire.aio.rtp.RtpEndpoint`.
+    """
+    media = media_host or host
+    if media in ("0.0.0.0", "::"):
+        raise ValueError("serve_sip: listening on a wildcard address needs media_host")
+    server = SipUdpServer(
+        handler,
+        media_host=media,
+        rtp_ports=rtp_ports,
+        answer_delay=answer_delay,
+        pipeline_rate=pipeline_rate,
+        idle_timeout=idle_timeout,
+        handler_grace=handler_grace,
+        session_options=session_options or {},
+        lead=lead,
+        pacer=pacer,
+    )
+    sip: dict[str, object] = {"codecs": codecs, "max_calls": max_calls, "t1": t1}
+    if limits is not None:
+        sip["limits"] = limits
+    await server._bind(host, port, sip)
+    return server

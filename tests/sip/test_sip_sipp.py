@@ -1,0 +1,449 @@
+"""voxwire's SIP server against SIPp, over loopback UDP, with the echo agent on each call.
+
+Each test starts :func:`voxwire.aio.sip.serve_sip` on a free port, runs one SIPp
+scenario written for voxwire (``scenarios/*.xml``) against it and asserts SIPp's exit
+code (0: every call went as the scenario says; 1: one failed) and what the server
+counted. The audio call's SDP points SIPp's offer at a UDP socket of the test, which
+records what the bot sends back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+from rtp_peers import best_correlation
+
+from voxwire.agents.echo import EchoStats, echo_handler
+from voxwire.aio.session import CLOSE_IDLE
+from voxwire.aio.sip import SipCall, SipUdpServer, serve_sip
+from voxwire.g711 import decode_ulaw, encode_ulaw
+from voxwire.protocols.events import CallStarted, Event, Stopped
+from voxwire.rtp import RtpPacket, parse_rtp
+
+SIPP = shutil.which("sipp")
+pytestmark = pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian package sip-tester)")
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class SippRun:
+    returncode: int
+    messages: str
+    errors: str
+    stdout: str
+
+
+async def sipp(scenario: str, target: tuple[str, int], cwd: Path, *args: str) -> SippRun:
+    """Run one call of ``scenario`` against ``target``; return its exit code and logs."""
+    assert SIPP is not None
+    name = Path(scenario).stem
+    messages, errors = cwd / f"{name}.messages.log", cwd / f"{name}.errors.log"
+    proc = await asyncio.create_subprocess_exec(
+        SIPP,
+        f"{target[0]}:{target[1]}",
+        "-sf",
+        str(SCENARIOS / scenario),
+        "-i",
+        HOST,
+        "-mi",
+        HOST,
+        "-mp",
+        str(free_udp_port()),
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        "-trace_msg",
+        "-message_file",
+        str(messages),
+        "-trace_err",
+        "-error_file",
+        str(errors),
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 25)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
+    return SippRun(proc.returncode, read(messages), read(errors), out.decode(errors="replace"))
+
+
+def received(log: str, start: str) -> int:
+    """How many messages SIPp logged as received whose first line starts with ``start``."""
+    count = 0
+    for block in log.split("----------------------------------------------- ")[1:]:
+        lines = block.split("\n")
+        # a timestamp line, "UDP message received [N] bytes :", an empty line, the message
+        if len(lines) > 3 and "message received" in lines[1] and lines[3].startswith(start):
+            count += 1
+    return count
+
+
+class Recorder(asyncio.DatagramProtocol):
+    """The caller's RTP port as SIPp's offer names it: records what the bot sends."""
+
+    def __init__(self) -> None:
+        self.packets: list[RtpPacket] = []
+        self.sources: set[tuple[str, int]] = set()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.packets.append(parse_rtp(data))
+        self.sources.add((str(addr[0]), int(addr[1])))
+
+
+class Calls:
+    """The calls the server ran: their SIP calls and the events each handler saw."""
+
+    def __init__(self) -> None:
+        self.calls: list[SipCall] = []
+        self.events: list[list[Event]] = []
+        self.stats: list[EchoStats] = []
+
+    def wrap(self, handler: object) -> object:
+        async def run(call: SipCall) -> None:
+            seen: list[Event] = []
+            self.calls.append(call)
+            self.events.append(seen)
+
+            async def spy() -> None:
+                await handler(_Tap(call, seen))  # type: ignore[operator]
+
+            await spy()
+
+        return run
+
+
+class _Tap:
+    """Hands the handler the call, recording every event it iterates."""
+
+    def __init__(self, call: SipCall, seen: list[Event]) -> None:
+        self._call = call
+        self._seen = seen
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._call, name)
+
+    def __aiter__(self) -> object:
+        return self._iterate()
+
+    async def _iterate(self):  # type: ignore[no-untyped-def]
+        async for event in self._call:
+            self._seen.append(event)
+            yield event
+
+
+async def serving(calls: Calls, **options: object) -> SipUdpServer:
+    echo = functools.partial(echo_handler, rate=16000, on_end=lambda c, s: calls.stats.append(s))
+    handler = calls.wrap(echo)
+    return await serve_sip(handler, HOST, 0, **options)  # type: ignore[arg-type]
+
+
+def caller_audio(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Write the caller's line audio for call_audio.xml; return (line, the words as the
+    bot hears them after G.711)."""
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    from voxwire.sim import synthesize
+
+    words = synthesize("Hello, echo test.", 8000, seed=1)
+    pad = np.zeros(8000 + (-len(words) % 160), np.int16)
+    line = np.concatenate([np.zeros(1600, np.int16), words, pad])
+    # rtp_stream sends the file's bytes as they are: headerless mu-law, whole frames
+    (directory / "caller.ulaw").write_bytes(encode_ulaw(line).tobytes())
+    return line, decode_ulaw(encode_ulaw(words))
+
+
+def echo_correlation(recorder: Recorder, words: np.ndarray) -> float:
+    """How well what the bot sent back matches the caller's words: the median over the
+    words' voiced 100 ms windows of the best normalised correlation within 30 ms of the
+    whole reply's lag. Windowed, because the jitter buffer may lengthen or shorten a
+    pitch period or two to follow the network (time-stretching), which shifts the rest
+    of the reply by a few ms and lowers a single whole-reply correlation."""
+    voice = sorted((p for p in recorder.packets if p.payload_type == 0), key=lambda p: p.sequence)
+    assert len(voice) >= len(words) // 160, f"{len(voice)} packets back"
+    echoed = decode_ulaw(np.frombuffer(b"".join(p.payload for p in voice), np.uint8))
+    whole, lag = best_correlation(words, echoed, max_lag=8000)
+    ref, test = words.astype(np.float64), echoed.astype(np.float64)
+    scores = []
+    for start in range(0, len(ref) - 800, 800):
+        a = ref[start : start + 800]
+        if np.sqrt(np.mean(a * a)) < 300:
+            continue  # a pause between words: nothing to compare
+        best = 0.0
+        for shift in range(-240, 241, 4):
+            at = start + lag + shift
+            if at < 0 or at + 800 > len(test):
+                continue
+            b = test[at : at + 800]
+            denom = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+            if denom:
+                best = max(best, float(np.sum(a * b)) / denom)
+        scores.append(best)
+    value = float(np.median(scores))
+    print(f"echo: {len(voice)} packets, whole {whole:.3f} at lag {lag}, windows {value:.3f}")
+    return value
+
+
+def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(tmp_path: Path) -> None:
+    line, heard_words = caller_audio(tmp_path)
+
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls)
+        loop = asyncio.get_running_loop()
+        transport, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
+        rtp_port = transport.get_extra_info("sockname")[1]
+        try:
+            result = await sipp(
+                "call_audio.xml", server.local_addr, tmp_path, "-set", "rtp_port", str(rtp_port)
+            )
+            assert result.returncode == 0, result.errors or result.stdout
+            for _ in range(100):  # the server's BYE handling ends the handler
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            transport.close()
+            await server.aclose()
+        counters = server.sip.counters
+        assert counters["request_INVITE"] == 1
+        assert counters["response_100"] == counters["response_180"] == 1
+        assert counters["response_200"] == 2  # the INVITE's and the BYE's
+        assert counters["request_ACK"] == counters["request_BYE"] == 1
+        assert counters["request_sent_BYE"] == 0  # the caller hung up
+        assert sum(server.sip.errors.values()) == 0
+        assert server.calls_finished == 1
+        (call,) = calls.calls
+        assert call.ended_by_remote
+        assert call.codec.name == "sip"
+        started = calls.events[0][0]
+        assert isinstance(started, CallStarted)
+        assert started.call_id == call.call_id
+        assert started.metadata["codec"] == "pcmu"
+        assert "caller@" in str(started.metadata["from"])
+        assert Stopped("remote hung up") in calls.events[0]
+        assert call.stats.rtp is not None
+        assert call.stats.rtp.received >= len(line) // 160  # SIPp streamed the whole file
+        assert call.stats.rtp.lost == 0
+        (stats,) = calls.stats
+        assert (stats.utterances, stats.replies_played, stats.barge_ins) == (1, 1, 0)
+        # what came back is the utterance, echoed, on the offer's port
+        assert len(recorder.sources) == 1
+        assert echo_correlation(recorder, heard_words) > 0.9
+
+    run(scenario(), 40)
+
+
+def test_cancel_before_the_answer_gets_487(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls, answer_delay=5.0)
+        try:
+            result = await sipp("cancel.xml", server.local_addr, tmp_path)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        c = server.sip.counters
+        assert c["request_CANCEL"] == 1
+        assert c["response_487"] == 1
+        assert c["response_200"] == 1  # the CANCEL's only: the call was never answered
+        assert calls.calls == []
+        assert server.calls_finished == 0
+        assert server.calls == 0
+
+    run(scenario())
+
+
+def test_the_bot_hangs_up_with_bye_when_no_rtp_comes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls, idle_timeout=1.0)
+        try:
+            result = await sipp("server_hangs_up.xml", server.local_addr, tmp_path)
+            for _ in range(100):
+                if server.sip.counters["received_200"]:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        c = server.sip.counters
+        assert c["request_sent_BYE"] == 1
+        assert c["received_200"] == 1  # SIPp's answer to the BYE ended its transaction
+        assert c["retransmitted_BYE"] == 0
+        assert c["bye_timeout"] == 0
+        (call,) = calls.calls
+        assert not call.ended_by_remote
+        assert call.close_code == CLOSE_IDLE
+
+    run(scenario())
+
+
+def test_options_is_200_then_503_while_draining(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server = await serving(Calls())
+        try:
+            ok = await sipp("options_200.xml", server.local_addr, tmp_path)
+            server.drain()
+            busy = await sipp("options_503.xml", server.local_addr, tmp_path)
+            # the wrong expectation fails the call: SIPp exits 1
+            wrong = await sipp("options_200.xml", server.local_addr, tmp_path)
+        finally:
+            await server.aclose()
+        assert ok.returncode == 0, ok.errors or ok.stdout
+        assert busy.returncode == 0, busy.errors or busy.stdout
+        assert wrong.returncode == 1
+        assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS" in ok.messages
+        assert "Retry-After: 5" in busy.messages
+        assert server.sip.counters["response_200"] == 1
+        assert server.sip.counters["response_503"] == 2
+
+    run(scenario())
+
+
+def test_a_lost_ack_gets_the_200_retransmitted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls)
+        try:
+            result = await sipp("lost_ack.xml", server.local_addr, tmp_path)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        c = server.sip.counters
+        assert c["retransmitted_200"] == 2  # at T1 and 3*T1, before the ACK at 1.7 s
+        assert c["no_ack"] == 0
+        assert received(result.messages, "SIP/2.0 200 OK") == 4  # three of the INVITE, the BYE's
+        (call,) = calls.calls
+        assert call.ended_by_remote
+
+    run(scenario())
+
+
+def test_an_offer_with_nothing_to_take_gets_488(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls)
+        try:
+            result = await sipp("no_common_codec.xml", server.local_addr, tmp_path)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        assert server.sip.counters["response_488"] == 1
+        assert server.sip.errors["sdp_no_common_codec"] == 1
+        assert "Warning: 305" in result.messages
+        assert calls.calls == []
+
+    run(scenario())
+
+
+def _voxwire(*args: str) -> subprocess.Popen[str]:
+    here = str(Path(__file__).parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    return subprocess.Popen(
+        [sys.executable, "-m", "voxwire", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _listening(server: subprocess.Popen[str]) -> tuple[str, int]:
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    assert " on sip:127.0.0.1:" in line, line
+    host, port = line.split(" on sip:", 1)[1].split()[0].rsplit(":", 1)
+    return host, int(port)
+
+
+def _stop(server: subprocess.Popen[str]) -> tuple[str, str]:
+    server.send_signal(signal.SIGTERM)
+    out, err = server.communicate(timeout=10)
+    assert server.returncode == 0, err
+    assert "stopped" in out
+    return out, err
+
+
+def test_cli_serve_sip_echo(tmp_path: Path) -> None:
+    _, heard_words = caller_audio(tmp_path)
+    server = _voxwire("serve", "--protocol", "sip", "--echo", "--port", "0")
+    try:
+        target = _listening(server)
+
+        async def call() -> tuple[SippRun, Recorder]:
+            loop = asyncio.get_running_loop()
+            transport, recorder = await loop.create_datagram_endpoint(
+                Recorder, local_addr=(HOST, 0)
+            )
+            port = str(transport.get_extra_info("sockname")[1])
+            try:
+                return await sipp(
+                    "call_audio.xml", target, tmp_path, "-set", "rtp_port", port
+                ), recorder
+            finally:
+                transport.close()
+
+        result, recorder = run(call())
+        assert result.returncode == 0, result.errors or result.stdout
+        assert echo_correlation(recorder, heard_words) > 0.9
+        _, err = _stop(server)
+        assert "1 utterance(s) echoed" in err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_cli_serve_sip_agent_hangs_up_with_bye(tmp_path: Path) -> None:
+    server = _voxwire(
+        "serve", "--protocol", "sip", "--agent", "sip_agents:hang_up_soon", "--port", "0"
+    )
+    try:
+        target = _listening(server)
+        result = run(sipp("server_hangs_up.xml", target, tmp_path))
+        assert result.returncode == 0, result.errors or result.stdout
+        assert received(result.messages, "BYE sip:caller@") == 1
+        _stop(server)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
