@@ -21,8 +21,10 @@ Call-ID and the From and To addresses in ``metadata``; the handler (the echo age
 voice agent: anything written for :class:`~voxwire.aio.surface.CallSurface`) runs on it
 as on any other transport. Media is sent to the address and port of the offer and taken
 from the offer's host, from any port (a peer may send from another port than the one it
-receives on); RTP from other hosts is dropped and counted in
-:attr:`SipCall.foreign_packets`.
+receives on). When the first packet of the stream comes from another host (a caller
+behind NAT, or one whose SDP names another of its interfaces), the call latches onto
+that source and sends there (symmetric RTP, RFC 4961; ``latch=False`` turns it off);
+RTP from any other host is dropped and counted in :attr:`SipCall.foreign_packets`.
 
 The call ends when
 
@@ -77,8 +79,11 @@ class SipCall(RtpCall):
         super().__init__(endpoint, **options)  # type: ignore[arg-type]
         self.incoming = incoming
         self.codec = replace(self.codec, name="sip")
-        #: RTP datagrams from another host than the offer's, dropped
+        #: RTP datagrams from another host than the stream's, dropped
         self.foreign_packets = 0
+        #: where the stream was latched to when it came from another host than the
+        #: offer's (symmetric RTP); None when it came from the offer's host
+        self.latched_to: Address | None = None
         #: True when the caller ended the call (BYE), or the server did for want of an ACK
         self.ended_by_remote = False
 
@@ -117,8 +122,9 @@ class _SignallingProtocol(asyncio.DatagramProtocol):
 
 
 class _MediaProtocol(asyncio.DatagramProtocol):
-    def __init__(self, remote_host: str) -> None:
+    def __init__(self, remote_host: str, latch: bool) -> None:
         self.remote_host = remote_host
+        self.latch = latch
         self.call: SipCall | None = None
         self.endpoint: RtpEndpoint | None = None
 
@@ -126,12 +132,30 @@ class _MediaProtocol(asyncio.DatagramProtocol):
         endpoint = self.endpoint
         if endpoint is None or endpoint.remote_addr is None:
             return
-        if str(addr[0]) != self.remote_host:
+        source = (str(addr[0]), int(addr[1]))
+        if source[0] != self.remote_host:
+            if not (self.latch and endpoint.last_received is None and self._is_stream(data)):
+                if self.call is not None:
+                    self.call.foreign_packets += 1
+                return
+            # symmetric RTP (RFC 4961): the stream comes from elsewhere than the offer
+            # said (a NAT, a peer that names another interface); answer where it is
+            log.info("sip media latched to %s:%d (offer said %s)", *source, self.remote_host)
+            self.remote_host = source[0]
+            endpoint.remote_addr = source
             if self.call is not None:
-                self.call.foreign_packets += 1
-            return
-        # the offer's host, from whatever port: the endpoint's stream
+                self.call.latched_to = source
+        # the offer's host (or the latched one), from whatever port: the endpoint's stream
         endpoint.datagram_received(data, endpoint.remote_addr)
+
+    def _is_stream(self, data: bytes) -> bool:
+        # RTP version 2 of the session's payload type (not RTCP, not another stream)
+        assert self.endpoint is not None
+        return (
+            len(data) >= 12
+            and data[0] >> 6 == 2
+            and data[1] & 0x7F == self.endpoint.session.payload_type
+        )
 
     def error_received(self, exc: Exception) -> None:
         if self.endpoint is not None:
@@ -159,6 +183,7 @@ class SipUdpServer:
         session_options: Mapping[str, object],
         lead: float,
         pacer: Pacer | None,
+        latch: bool = True,
     ) -> None:
         if answer_delay < 0 or idle_timeout <= 0:
             raise ValueError(
@@ -168,6 +193,7 @@ class SipUdpServer:
         if rtp_ports is not None and not (0 < rtp_ports[0] <= rtp_ports[1] < 65536):
             raise ValueError(f"serve_sip: rtp_ports must be (low, high) ports, got {rtp_ports}")
         self.handler = handler
+        self.latch = latch
         self.media_host = media_host
         self.rtp_ports = rtp_ports
         self.answer_delay = answer_delay
@@ -278,7 +304,7 @@ class SipUdpServer:
         self, remote_host: str
     ) -> tuple[asyncio.DatagramTransport, _MediaProtocol]:
         loop = asyncio.get_running_loop()
-        protocol = _MediaProtocol(remote_host)
+        protocol = _MediaProtocol(remote_host, self.latch)
         if self.rtp_ports is None:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: protocol, local_addr=(self.media_host, 0)
@@ -406,6 +432,7 @@ async def serve_sip(
     t1: float = 0.5,
     lead: float = 0.04,
     pacer: Pacer | None = None,
+    latch: bool = True,
 ) -> SipUdpServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
@@ -441,6 +468,11 @@ async def serve_sip(
         RFC 3261 T1, seconds (T2 stays 4 s, T4 5 s).
     lead, pacer :
         As in :class:`~voxwire.aio.rtp.RtpEndpoint`.
+    latch : bool
+        Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
+        payload type comes from another host than the offer names (a caller behind NAT,
+        or one that names another interface), take the stream from there and send to
+        where it comes from. False: only the offer's host is heard.
     """
     media = media_host or host
     if media in ("0.0.0.0", "::"):
@@ -456,6 +488,7 @@ async def serve_sip(
         session_options=session_options or {},
         lead=lead,
         pacer=pacer,
+        latch=latch,
     )
     sip: dict[str, object] = {"codecs": codecs, "max_calls": max_calls, "t1": t1}
     if limits is not None:

@@ -1,0 +1,174 @@
+"""serve_sip against a caller scripted here over loopback UDP: symmetric RTP (a caller whose
+SDP names another address than the one it sends from) and the server's shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import numpy as np
+import pytest
+from uac import Caller
+
+from voxwire.agents.echo import EchoStats, echo_handler
+from voxwire.aio.rtp_call import CLOSE_GOING_AWAY
+from voxwire.aio.session import CLOSE_IDLE
+from voxwire.aio.sip import SipCall, SipUdpServer, serve_sip
+from voxwire.g711 import encode_ulaw
+from voxwire.rtp import RtpSender
+from voxwire.sip.message import Request, Response, parse_message
+
+HOST = "127.0.0.1"
+Address = tuple[str, int]
+
+
+class Peer(asyncio.DatagramProtocol):
+    """A UDP socket that keeps what it receives, parsed as SIP or as RTP."""
+
+    def __init__(self, sip: bool) -> None:
+        self.sip = sip
+        self.messages: asyncio.Queue[Request | Response] = asyncio.Queue()
+        self.rtp: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.sip:
+            self.messages.put_nowait(parse_message(data))
+        else:
+            self.rtp.append(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    async def expect(self, status: int) -> Response:
+        while True:
+            message = await asyncio.wait_for(self.messages.get(), 5)
+            if isinstance(message, Response) and message.status == status:
+                return message
+
+
+async def open_peer(sip: bool) -> Peer:
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(lambda: Peer(sip), local_addr=(HOST, 0))
+    peer.transport = transport
+    return peer
+
+
+def offer(host: str, port: int) -> bytes:
+    return (
+        f"v=0\r\no=caller 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=ptime:20\r\n"
+    ).encode()
+
+
+async def dial(
+    server: SipUdpServer, sip: Peer, caller: Caller, sdp_host: str, rtp_port: int
+) -> None:
+    assert sip.transport is not None
+    wire = caller.request("INVITE", body=offer(sdp_host, rtp_port))
+    wire = wire.replace(b"192.0.2.9:5062", f"{HOST}:{sip.port}".encode())
+    sip.transport.sendto(wire, server.local_addr)
+    ok = await sip.expect(200)
+    caller.to_tag = ok.to.tag
+    ack = caller.ack().replace(b"192.0.2.9:5062", f"{HOST}:{sip.port}".encode())
+    sip.transport.sendto(ack, server.local_addr)
+
+
+async def talk(media: Peer, to: Address, pcm: np.ndarray) -> None:
+    """Send PCMU in real time, 20 ms a packet, then 1.5 s of silence."""
+    assert media.transport is not None
+    sender = RtpSender(0, ssrc=0x5EC0)
+    frames = np.concatenate([pcm, np.zeros(12000 + (-len(pcm) % 160), np.int16)])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(0, len(frames), 160):
+        media.transport.sendto(sender.packet(encode_ulaw(frames[i : i + 160]).tobytes(), 160), to)
+        await asyncio.sleep(max(0.0, start + (i // 160 + 1) * 0.02 - loop.time()))
+
+
+@pytest.mark.parametrize("latch", [True, False])
+def test_a_caller_whose_sdp_names_another_address_is_latched_onto(latch: bool) -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    from voxwire.sim import synthesize
+
+    words = synthesize("Hello, echo test.", 8000, seed=1)
+
+    async def scenario() -> tuple[SipCall, EchoStats | None, int]:
+        calls: list[SipCall] = []
+        ended: list[EchoStats] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            await echo_handler(call, rate=16000, on_end=lambda c, s: ended.append(s))
+
+        server = await serve_sip(handler, HOST, 0, latch=latch, idle_timeout=1.0)
+        sip, media = await open_peer(True), await open_peer(False)
+        try:
+            # the offer names 127.0.0.2 (say, the caller's other interface); it sends from
+            # 127.0.0.1, as a caller behind NAT sends from the NAT's address
+            await dial(server, sip, Caller(), "127.0.0.2", media.port)
+            while not calls:
+                await asyncio.sleep(0.01)
+            (call,) = calls
+            await talk(media, call.endpoint.local_addr, words)
+            for _ in range(150):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+            sip.close()
+            media.close()
+        return call, (ended[0] if ended else None), len(media.rtp)
+
+    call, stats, echoed = asyncio.run(asyncio.wait_for(scenario(), 30))
+    if latch:
+        assert call.latched_to is not None
+        assert call.latched_to[0] == HOST
+        assert call.foreign_packets == 0
+        assert stats is not None
+        assert stats.utterances == 1
+        assert echoed >= len(words) // 160  # the echo came back to where the caller sends from
+        assert call.close_code is not None
+    else:
+        assert call.latched_to is None
+        assert call.foreign_packets >= 40  # dropped until the call ended
+        assert stats is not None
+        assert stats.utterances == 0  # nothing heard: the call ended idle, with a BYE
+        assert call.close_code == CLOSE_IDLE
+        assert echoed == 0
+
+
+def test_closing_the_server_ends_each_call_with_a_bye() -> None:
+    async def scenario() -> tuple[SipCall, Request, int]:
+        calls: list[SipCall] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            await functools.partial(echo_handler, rate=16000)(call)
+
+        server = await serve_sip(handler, HOST, 0)
+        sip, media = await open_peer(True), await open_peer(False)
+        await dial(server, sip, Caller(), HOST, media.port)
+        while not calls:
+            await asyncio.sleep(0.01)
+        await server.aclose()
+        try:
+            while True:
+                message = await asyncio.wait_for(sip.messages.get(), 5)
+                if isinstance(message, Request):
+                    return calls[0], message, server.calls
+        finally:
+            sip.close()
+            media.close()
+
+    call, bye, running = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert bye.method == "BYE"
+    assert call.close_code == CLOSE_GOING_AWAY
+    assert running == 0
