@@ -301,6 +301,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="sip: the range of RTP ports (default: any free port)",
     )
     serve.add_argument(
+        "--tcp", action="store_true", help="sip: listen on TCP too, on the same port"
+    )
+    serve.add_argument(
         "--codecs",
         type=_codecs,
         default=("pcmu", "pcma"),
@@ -1035,13 +1038,17 @@ def _serve_sip(args: argparse.Namespace) -> int:
             media_host=args.media_host,
             rtp_ports=args.rtp_ports,
             codecs=args.codecs,
+            tcp=args.tcp,
             pipeline_rate=rate,
             idle_timeout=args.rtp_timeout,
             max_calls=args.max_calls or 100,
             pacer=pacer,
         )
         port = server.local_addr[1]
-        print(f"voxwire serve: sip {kind} on sip:{server.sip.host}:{port} (udp)", flush=True)
+        transports = "udp, tcp" if args.tcp else "udp"
+        print(
+            f"voxwire serve: sip {kind} on sip:{server.sip.host}:{port} ({transports})", flush=True
+        )
         try:
             await stop.wait()
             # drain: OPTIONS and new INVITEs get 503 while the calls up finish

@@ -172,3 +172,43 @@ def test_closing_the_server_ends_each_call_with_a_bye() -> None:
     assert bye.method == "BYE"
     assert call.close_code == CLOSE_GOING_AWAY
     assert running == 0
+
+
+def test_tcp_framing_splits_and_joins_messages_and_closes_a_broken_stream() -> None:
+    async def scenario() -> tuple[list[int], bytes, dict[str, int]]:
+        server = await serve_sip(functools.partial(echo_handler, rate=16000), HOST, 0, tcp=True)
+        try:
+            reader, writer = await asyncio.open_connection(*server.local_addr)
+            port = writer.get_extra_info("sockname")[1]
+            options = [
+                Caller(call_id=f"o{i}")
+                .request("OPTIONS")
+                .replace(b"SIP/2.0/UDP 192.0.2.9:5062", f"SIP/2.0/TCP {HOST}:{port}".encode())
+                for i in range(3)
+            ]
+            # two messages in one write, the third cut in two writes, keep-alive CRLFs
+            writer.write(options[0] + b"\r\n\r\n" + options[1] + options[2][:30])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(options[2][30:])
+            await writer.drain()
+            statuses: list[int] = []
+            buffer = b""
+            while len(statuses) < 3:
+                buffer += await asyncio.wait_for(reader.read(65536), 5)
+                while b"\r\n\r\n" in buffer:
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    statuses.append(int(head.split(b" ", 2)[1]))
+            # a message without Content-Length cannot be framed: the connection is closed
+            writer.write(options[0].replace(b"Content-Length: 0\r\n", b""))
+            await writer.drain()
+            rest = await asyncio.wait_for(reader.read(65536), 5)
+            writer.close()
+            return statuses, rest, dict(server.stream_errors)
+        finally:
+            await server.aclose()
+
+    statuses, rest, errors = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert statuses == [200, 200, 200]
+    assert rest == b""  # closed
+    assert errors == {"bad_content_length": 1}

@@ -32,6 +32,7 @@ from voxwire.aio.sip import SipCall, SipUdpServer, serve_sip
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.protocols.events import CallStarted, Event, Stopped
 from voxwire.rtp import RtpPacket, parse_rtp
+from voxwire.sip.uas import SipServer
 
 SIPP = shutil.which("sipp")
 pytestmark = pytest.mark.skipif(SIPP is None, reason="needs sipp (Debian package sip-tester)")
@@ -170,10 +171,21 @@ class _Tap:
             yield event
 
 
+TRANSPORTS = [pytest.param("u1", id="udp"), pytest.param("t1", id="tcp")]
+
+
+def sip_of(server: SipUdpServer, transport: str) -> SipServer:
+    """The sans-I/O server that handled SIPp's messages over ``transport`` (SIPp's -t)."""
+    if transport == "u1":
+        return server.sip
+    assert server.sip_tcp is not None
+    return server.sip_tcp
+
+
 async def serving(calls: Calls, **options: object) -> SipUdpServer:
     echo = functools.partial(echo_handler, rate=16000, on_end=lambda c, s: calls.stats.append(s))
     handler = calls.wrap(echo)
-    return await serve_sip(handler, HOST, 0, **options)  # type: ignore[arg-type]
+    return await serve_sip(handler, HOST, 0, tcp=True, **options)  # type: ignore[arg-type]
 
 
 def caller_audio(directory: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -221,18 +233,28 @@ def echo_correlation(recorder: Recorder, words: np.ndarray) -> float:
     return value
 
 
-def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(
+    tmp_path: Path, transport: str
+) -> None:
     line, heard_words = caller_audio(tmp_path)
 
     async def scenario() -> None:
         calls = Calls()
         server = await serving(calls)
         loop = asyncio.get_running_loop()
-        transport, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
-        rtp_port = transport.get_extra_info("sockname")[1]
+        rtp, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
+        rtp_port = rtp.get_extra_info("sockname")[1]
         try:
             result = await sipp(
-                "call_audio.xml", server.local_addr, tmp_path, "-set", "rtp_port", str(rtp_port)
+                "call_audio.xml",
+                server.local_addr,
+                tmp_path,
+                "-set",
+                "rtp_port",
+                str(rtp_port),
+                "-t",
+                transport,
             )
             assert result.returncode == 0, result.errors or result.stdout
             for _ in range(100):  # the server's BYE handling ends the handler
@@ -240,15 +262,15 @@ def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(tmp_path: Path)
                     break
                 await asyncio.sleep(0.02)
         finally:
-            transport.close()
+            rtp.close()
             await server.aclose()
-        counters = server.sip.counters
+        counters = sip_of(server, transport).counters
         assert counters["request_INVITE"] == 1
         assert counters["response_100"] == counters["response_180"] == 1
         assert counters["response_200"] == 2  # the INVITE's and the BYE's
         assert counters["request_ACK"] == counters["request_BYE"] == 1
         assert counters["request_sent_BYE"] == 0  # the caller hung up
-        assert sum(server.sip.errors.values()) == 0
+        assert sum(sip_of(server, transport).errors.values()) == 0
         assert server.calls_finished == 1
         (call,) = calls.calls
         assert call.ended_by_remote
@@ -271,16 +293,17 @@ def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(tmp_path: Path)
     run(scenario(), 40)
 
 
-def test_cancel_before_the_answer_gets_487(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_cancel_before_the_answer_gets_487(tmp_path: Path, transport: str) -> None:
     async def scenario() -> None:
         calls = Calls()
         server = await serving(calls, answer_delay=5.0)
         try:
-            result = await sipp("cancel.xml", server.local_addr, tmp_path)
+            result = await sipp("cancel.xml", server.local_addr, tmp_path, "-t", transport)
         finally:
             await server.aclose()
         assert result.returncode == 0, result.errors or result.stdout
-        c = server.sip.counters
+        c = sip_of(server, transport).counters
         assert c["request_CANCEL"] == 1
         assert c["response_487"] == 1
         assert c["response_200"] == 1  # the CANCEL's only: the call was never answered
@@ -291,20 +314,21 @@ def test_cancel_before_the_answer_gets_487(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_the_bot_hangs_up_with_bye_when_no_rtp_comes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_bot_hangs_up_with_bye_when_no_rtp_comes(tmp_path: Path, transport: str) -> None:
     async def scenario() -> None:
         calls = Calls()
         server = await serving(calls, idle_timeout=1.0)
         try:
-            result = await sipp("server_hangs_up.xml", server.local_addr, tmp_path)
+            result = await sipp("server_hangs_up.xml", server.local_addr, tmp_path, "-t", transport)
             for _ in range(100):
-                if server.sip.counters["received_200"]:
+                if sip_of(server, transport).counters["received_200"]:
                     break
                 await asyncio.sleep(0.02)
         finally:
             await server.aclose()
         assert result.returncode == 0, result.errors or result.stdout
-        c = server.sip.counters
+        c = sip_of(server, transport).counters
         assert c["request_sent_BYE"] == 1
         assert c["received_200"] == 1  # SIPp's answer to the BYE ended its transaction
         assert c["retransmitted_BYE"] == 0
@@ -391,6 +415,7 @@ def _listening(server: subprocess.Popen[str]) -> tuple[str, int]:
     assert server.stdout is not None
     line = server.stdout.readline()
     assert " on sip:127.0.0.1:" in line, line
+    assert line.rstrip().endswith(("(udp)", "(udp, tcp)")), line
     host, port = line.split(" on sip:", 1)[1].split()[0].rsplit(":", 1)
     return host, int(port)
 
@@ -435,11 +460,11 @@ def test_cli_serve_sip_echo(tmp_path: Path) -> None:
 
 def test_cli_serve_sip_agent_hangs_up_with_bye(tmp_path: Path) -> None:
     server = _voxwire(
-        "serve", "--protocol", "sip", "--agent", "sip_agents:hang_up_soon", "--port", "0"
+        "serve", "--protocol", "sip", "--agent", "sip_agents:hang_up_soon", "--port", "0", "--tcp"
     )
     try:
         target = _listening(server)
-        result = run(sipp("server_hangs_up.xml", target, tmp_path))
+        result = run(sipp("server_hangs_up.xml", target, tmp_path, "-t", "t1"))  # over TCP
         assert result.returncode == 0, result.errors or result.stdout
         assert received(result.messages, "BYE sip:caller@") == 1
         _stop(server)

@@ -353,7 +353,7 @@ def _traffic(draw: st.DrawFn) -> list[tuple[float, bytes]]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_traffic(), st.lists(st.sampled_from(["ring", "answer", "reject", "hangup"]), max_size=6))
 def test_fuzz_the_server_never_raises_and_forgets_everything_in_the_end(
     traffic: list[tuple[float, bytes]], actions: list[str]
@@ -386,3 +386,33 @@ def test_fuzz_the_server_never_raises_and_forgets_everything_in_the_end(
     run_timers(s, now + 1000.0)
     assert s.transactions == 0
     assert s.get_timer() is None
+
+
+def test_over_tcp_responses_go_to_the_connection_and_only_the_200_is_retransmitted() -> None:
+    s = server(transport="TCP")
+    nat = ("198.51.100.7", 40123)  # the connection's peer, not the Via's sent-by
+    caller = Caller()
+    s.receive(caller.invite(), nat, 0.0)
+    ((_, dest),) = s.datagrams()
+    assert dest == nat
+    (call,) = s.events()
+    assert isinstance(call, IncomingCall)
+    s.answer(call.handle, SERVER[0], 40000, 0.0)
+    (ok,) = responses(s.datagrams())
+    assert ok.header("Contact") == f"<sip:{SERVER[0]}:{SERVER[1]};transport=tcp>"
+    assert [w for w, _ in run_timers(s, 2.0)] == [0.5, 1.5]  # section 13.3.1.4 still applies
+    caller.to_tag = ok.to.tag
+    s.receive(caller.ack(), nat, 2.0)
+    s.hangup(call.handle, 3.0)
+    ((wire, dest),) = s.datagrams()
+    bye = parse_message(wire)
+    assert dest == nat  # on the dialog's connection
+    assert bye.vias[0].transport == "TCP"
+    assert run_timers(s, 3.0 + 64 * T1 - 0.01) == []  # no Timer E over TCP
+    # a rejected INVITE: no Timer G; Timers I and J are zero
+    s.receive(Caller(call_id="c2").request("INVITE"), nat, 40.0)
+    assert statuses(s.datagrams()) == [488]
+    s.receive(Caller(call_id="c3").request("OPTIONS"), nat, 40.0)
+    assert statuses(s.datagrams()) == [200]
+    assert run_timers(s, 40.0 + 64 * T1) == []
+    assert s.transactions == 0

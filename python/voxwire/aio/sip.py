@@ -1,11 +1,12 @@
-"""SIP calls over UDP: the asyncio driver of :class:`voxwire.sip.uas.SipServer`.
+"""SIP calls over UDP (and TCP): the asyncio driver of :class:`voxwire.sip.uas.SipServer`.
 
 >>> async def main():                                                  # doctest: +SKIP
 ...     server = await serve_sip(echo_handler, "192.0.2.1", 5060)
 ...     ...                   # a trunk, a PBX or a softphone calls sip:bot@192.0.2.1
 ...     await server.aclose()
 
-:func:`serve_sip` binds one UDP socket for signalling and runs the sans-I/O server on it:
+:func:`serve_sip` binds one UDP socket for signalling (and, with ``tcp=True``, a TCP
+listener on the same port, with a server of its own) and runs the sans-I/O server on it:
 each datagram goes to :meth:`SipServer.receive` with the loop's clock, what it returns is
 sent, and its next timer is armed with ``loop.call_at``.
 
@@ -53,9 +54,10 @@ from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
 from voxwire.aio.session import CLOSE_NORMAL
+from voxwire.errors import SipParseError
 from voxwire.protocols.events import CallStarted, Stopped
 from voxwire.protocols.rtp_session import Codec, RtpSession
-from voxwire.sip.message import Limits
+from voxwire.sip.message import Limits, message_length
 from voxwire.sip.sdp import Answer
 from voxwire.sip.uas import (
     CallCancelled,
@@ -204,8 +206,14 @@ class SipUdpServer:
         self.lead = lead
         self.pacer = pacer
         self.sip: SipServer
+        #: the SIP server of the TCP listener (``tcp=True``), or None
+        self.sip_tcp: SipServer | None = None
         self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._tcp: asyncio.Server | None = None
+        self._writers: dict[Address, asyncio.StreamWriter] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._owner: dict[str, SipServer] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._calls: dict[str, SipCall] = {}
         self._next_port = itertools.count()
@@ -213,6 +221,10 @@ class SipUdpServer:
         self.calls_finished = 0
         #: ICMP errors reported by the signalling socket
         self.socket_errors = 0
+        #: TCP connections closed because their byte stream broke SIP framing, by reason
+        self.stream_errors: dict[str, int] = {}
+        #: messages for a TCP peer whose connection had gone
+        self.unsent = 0
         #: calls that could not be answered (no RTP port could be bound)
         self.media_failures = 0
 
@@ -222,8 +234,51 @@ class SipUdpServer:
             lambda: _SignallingProtocol(self), local_addr=(host, port)
         )
         self._transport = transport
-        bound = transport.get_extra_info("sockname")[1]
-        self.sip = SipServer(self.media_host, int(bound), **sip)  # type: ignore[arg-type]
+        bound = int(transport.get_extra_info("sockname")[1])
+        self.sip = SipServer(self.media_host, bound, **sip)  # type: ignore[arg-type]
+
+    async def _listen_tcp(self, host: str, sip: dict[str, object]) -> None:
+        # the same port number as the UDP socket (section 18: a server listens on both)
+        port = self.sip.port
+        self._tcp = await asyncio.start_server(self._connection, host, port)
+        self.sip_tcp = SipServer(self.media_host, port, transport="TCP", **sip)  # type: ignore[arg-type]
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        addr: Address = (str(peer[0]), int(peer[1]))
+        sip = self.sip_tcp
+        assert sip is not None
+        self._writers[addr] = writer
+        task = asyncio.current_task()
+        if task is not None:
+            self._readers.add(task)
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                while True:
+                    try:
+                        length = message_length(buffer, sip.limits)
+                    except SipParseError as e:
+                        # a stream cannot be resynchronised after bad framing: close it
+                        self.stream_errors[e.reason] = self.stream_errors.get(e.reason, 0) + 1
+                        return
+                    if length is None:
+                        break
+                    message = bytes(buffer[:length])
+                    del buffer[:length]
+                    sip.receive(message, addr, self._now())
+                    self._pump(sip)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._writers.pop(addr, None)
+            if task is not None:
+                self._readers.discard(task)
+            writer.close()
 
     @property
     def local_addr(self) -> Address:
@@ -240,7 +295,11 @@ class SipUdpServer:
 
     def drain(self) -> None:
         """Answer OPTIONS and new INVITEs with 503 from now on; calls in progress go on."""
-        self.sip.draining = True
+        for sip in self._servers():
+            sip.draining = True
+
+    def _servers(self) -> list[SipServer]:
+        return [self.sip] if self.sip_tcp is None else [self.sip, self.sip_tcp]
 
     # --- signalling ------------------------------------------------------------------
 
@@ -249,39 +308,51 @@ class SipUdpServer:
 
     def _datagram(self, data: bytes, addr: Address) -> None:
         self.sip.receive(data, addr, self._now())
-        self._pump()
+        self._pump(self.sip)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.sip.handle_timer(self._now())
-        self._pump()
+    def _on_timer(self, sip: SipServer) -> None:
+        self._timers.pop(id(sip), None)
+        sip.handle_timer(self._now())
+        self._pump(sip)
 
-    def _pump(self) -> None:
+    def _send(self, sip: SipServer, wire: bytes, dest: Address) -> None:
+        if sip is self.sip:
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.sendto(wire, dest)
+            return
+        writer = self._writers.get(dest)
+        if writer is None or writer.is_closing():
+            self.unsent += 1
+            return
+        writer.write(wire)
+
+    def _pump(self, sip: SipServer) -> None:
         # send what the server wrote, act on its events (which may write more), re-arm
         while True:
-            out = self.sip.datagrams()
-            transport = self._transport
+            out = sip.datagrams()
             for wire, dest in out:
-                if transport is not None and not transport.is_closing():
-                    transport.sendto(wire, dest)
-            events = self.sip.events()
+                self._send(sip, wire, dest)
+            events = sip.events()
             if not events and not out:
                 break
             for event in events:
-                self._event(event)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        when = self.sip.get_timer()
+                self._event(sip, event)
+        timer = self._timers.pop(id(sip), None)
+        if timer is not None:
+            timer.cancel()
+        when = sip.get_timer()
         if when is not None and self._transport is not None:
-            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+            loop = asyncio.get_running_loop()
+            self._timers[id(sip)] = loop.call_at(when, self._on_timer, sip)
 
-    def _event(self, event: object) -> None:
+    def _event(self, sip: SipServer, event: object) -> None:
         if isinstance(event, IncomingCall):
-            self.sip.ring(event.handle)
-            task = asyncio.get_running_loop().create_task(self._call(event))
+            sip.ring(event.handle)
+            self._owner[event.handle] = sip
+            task = asyncio.get_running_loop().create_task(self._call(sip, event))
             self._tasks[event.handle] = task
-            task.add_done_callback(lambda _: self._tasks.pop(event.handle, None))
+            task.add_done_callback(lambda _: self._forget(event.handle))
         elif isinstance(event, CallCancelled):
             pending = self._tasks.get(event.handle)
             if pending is not None and event.handle not in self._calls:
@@ -333,7 +404,11 @@ class SipUdpServer:
         options.update(self.session_options)
         return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
 
-    async def _call(self, incoming: IncomingCall) -> None:
+    def _forget(self, handle: str) -> None:
+        self._tasks.pop(handle, None)
+        self._owner.pop(handle, None)
+
+    async def _call(self, sip: SipServer, incoming: IncomingCall) -> None:
         handle = incoming.handle
         transport: asyncio.DatagramTransport | None = None
         answered = False
@@ -345,8 +420,8 @@ class SipUdpServer:
             except OSError as exc:
                 self.media_failures += 1
                 log.warning("sip call %s: %s", incoming.call_id, exc)
-                self.sip.reject(handle, 503, self._now())
-                self._pump()
+                sip.reject(handle, 503, self._now())
+                self._pump(sip)
                 return
             session = self._session(incoming.answer)
             endpoint = RtpEndpoint.attach(
@@ -361,16 +436,16 @@ class SipUdpServer:
             protocol.endpoint = endpoint
             protocol.call = call
             port = int(transport.get_extra_info("sockname")[1])
-            self.sip.answer(handle, self.media_host, port, self._now())
+            sip.answer(handle, self.media_host, port, self._now())
             answered = True
             self._calls[handle] = call
-            self._pump()
+            self._pump(sip)
             await run_call(call, self.handler, handler_grace=self.handler_grace)
         finally:
             self._calls.pop(handle, None)
             if self._transport is not None:
-                self.sip.hangup(handle, self._now())  # BYE, or 480 when never answered
-                self._pump()
+                sip.hangup(handle, self._now())  # BYE, or 480 when never answered
+                self._pump(sip)
             if transport is not None:
                 transport.close()
             if answered:
@@ -381,7 +456,7 @@ class SipUdpServer:
     async def aclose(self) -> None:
         """End every call (a BYE each, :data:`CLOSE_GOING_AWAY` for the handlers), then
         close the socket."""
-        self.sip.draining = True
+        self.drain()
         tasks = list(self._tasks.values())
         for handle, task in list(self._tasks.items()):
             call = self._calls.get(handle)
@@ -394,9 +469,18 @@ class SipUdpServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._writers.values()):
+                writer.close()
+            for reader in list(self._readers):
+                reader.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)
+            await self._tcp.wait_closed()
+            self._tcp = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -433,6 +517,7 @@ async def serve_sip(
     lead: float = 0.04,
     pacer: Pacer | None = None,
     latch: bool = True,
+    tcp: bool = False,
 ) -> SipUdpServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
@@ -468,6 +553,11 @@ async def serve_sip(
         RFC 3261 T1, seconds (T2 stays 4 s, T4 5 s).
     lead, pacer :
         As in :class:`~voxwire.aio.rtp.RtpEndpoint`.
+    tcp : bool
+        Listen for SIP over TCP too, on the same port number (section 18); each TCP
+        connection's byte stream is cut into messages by Content-Length (section 18.3),
+        and a connection whose stream breaks the framing is closed (counted in
+        :attr:`SipUdpServer.stream_errors`).
     latch : bool
         Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
         payload type comes from another host than the offer names (a caller behind NAT,
@@ -494,4 +584,10 @@ async def serve_sip(
     if limits is not None:
         sip["limits"] = limits
     await server._bind(host, port, sip)
+    if tcp:
+        try:
+            await server._listen_tcp(host, sip)
+        except OSError:
+            await server.aclose()
+            raise
     return server

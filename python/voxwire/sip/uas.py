@@ -52,7 +52,8 @@ What it does
   ``application/sdp`` 415; an INVITE without an offer (the offer in the ACK) or whose offer
   has nothing voxwire can take 488; an SDP that does not parse 400.
 * Responses go where section 18.2.2 and RFC 3581 say: to the Via's ``received`` address,
-  to the source port when the Via has ``rport``, else to the sent-by port.
+  to the source port when the Via has ``rport``, else to the sent-by port; over TCP
+  (``transport="TCP"``) to the connection the request came on.
 
 Malformed datagrams raise nothing: they are dropped and counted in :attr:`SipServer.errors`
 by :class:`~voxwire.errors.SipParseError` reason. Transactions are bounded
@@ -266,6 +267,12 @@ class SipServer:
         RFC 3261 timer values in seconds (section 17.1.1.1: 0.5, 4 and 5).
     user_agent : str
         Value of the Server and User-Agent headers.
+    transport : {"UDP", "TCP"}
+        The transport of the socket this server reads. Over TCP (reliable, section 18)
+        responses go back to the connection the request came on (the source address),
+        the server's BYE goes on the dialog's connection, and the retransmission timers
+        of unreliable transports (G, E) do not run; Timers I, J and K are zero. The 200
+        of an INVITE is still retransmitted until the ACK (section 13.3.1.4).
     retry_after : int
         Seconds in the Retry-After of a 503.
     """
@@ -284,6 +291,7 @@ class SipServer:
         t4: float = 5.0,
         user_agent: str = "voxwire",
         retry_after: int = 5,
+        transport: Literal["UDP", "TCP"] = "UDP",
     ) -> None:
         if not (0 < t1 <= t2) or t4 <= 0 or max_calls < 1 or max_transactions < 1:
             raise ValueError(
@@ -298,6 +306,10 @@ class SipServer:
         self.max_transactions = max_transactions
         self.limits = limits
         self.t1, self.t2, self.t4 = t1, t2, t4
+        if transport not in ("UDP", "TCP"):
+            raise ValueError(f"SipServer: transport must be 'UDP' or 'TCP', got {transport!r}")
+        self.transport = transport
+        self.reliable = transport != "UDP"
         self.user_agent = user_agent
         self.retry_after = retry_after
         #: while True, OPTIONS and new INVITEs get 503
@@ -609,7 +621,7 @@ class SipServer:
         if tx is not None and tx.state == "completed":
             tx.state = "confirmed"  # ACK of a non-2xx final response
             tx.retransmit_at = None
-            tx.expires_at = now + self.t4  # Timer I
+            tx.expires_at = now + (0.0 if self.reliable else self.t4)  # Timer I
             return
         self.counters["absorbed"] += 1
 
@@ -642,7 +654,7 @@ class SipServer:
         if ctx.state != "completed":
             ctx.state = "completed"
             ctx.retransmit_at = None
-            ctx.expires_at = now + self.t4  # Timer K
+            ctx.expires_at = now + (0.0 if self.reliable else self.t4)  # Timer K
 
     # --- building and sending --------------------------------------------------------
 
@@ -659,6 +671,8 @@ class SipServer:
         )
 
     def _response_address(self, via: Via, source: Address) -> Address:
+        if self.reliable:
+            return source  # the connection the request came on (section 18.2.2)
         # section 18.2.2 (unreliable unicast) with RFC 3581 section 4
         if "rport" in via.params:
             return source
@@ -701,7 +715,7 @@ class SipServer:
         ]
         if request.method == "INVITE" and dialog is not None and 100 < status < 300:
             headers += [("Record-Route", r) for r in request.header_values("Record-Route")]
-            headers.append(("Contact", f"<sip:{self._hostport()}>"))
+            headers.append(("Contact", f"<sip:{self._hostport()}{self._uri_transport()}>"))
         if status == 200 and request.method == "INVITE":
             headers += [("Allow", ALLOW), ("Supported", "")]
         headers.append(("Server", self.user_agent))
@@ -727,10 +741,13 @@ class SipServer:
         tx.state = "completed"
         if tx.invite:
             tx.interval = self.t1
-            tx.retransmit_at = now + self.t1  # Timer G
+            tx.retransmit_at = None if self.reliable else now + self.t1  # Timer G
             tx.expires_at = now + 64 * self.t1  # Timer H
         else:
-            tx.expires_at = now + 64 * self.t1  # Timer J
+            tx.expires_at = now + (0.0 if self.reliable else 64 * self.t1)  # Timer J
+
+    def _uri_transport(self) -> str:
+        return ";transport=tcp" if self.transport == "TCP" else ""
 
     def _hostport(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -742,7 +759,7 @@ class SipServer:
         branch = MAGIC_COOKIE + _token()
         dialog.local_cseq += 1
         headers = [
-            ("Via", f"SIP/2.0/UDP {self._hostport()};branch={branch};rport"),
+            ("Via", f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"),
             ("Max-Forwards", "70"),
         ]
         headers += [("Route", r) for r in dialog.route_set]
@@ -757,9 +774,15 @@ class SipServer:
         first_hop = (
             parse_name_addr(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
         )
-        dest = _uri_address(first_hop) or dialog.source
+        # over TCP the dialog's connection; over UDP the first hop, when it is an address
+        dest = dialog.source if self.reliable else _uri_address(first_hop) or dialog.source
         self._client_tx[branch] = _ClientTx(
-            wire, dest, now, self.t1, now + self.t1, now + 64 * self.t1
+            wire,
+            dest,
+            now,
+            self.t1,
+            None if self.reliable else now + self.t1,  # Timer E
+            now + 64 * self.t1,  # Timer F
         )
         self.counters["request_sent_BYE"] += 1
         self._send(wire, dest)
