@@ -13,7 +13,7 @@ from uac import Caller
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY
 from voxwire.aio.session import CLOSE_IDLE
-from voxwire.aio.sip import SipCall, SipUdpServer, serve_sip
+from voxwire.aio.sip import SipCall, SipCallServer, serve_sip
 from voxwire.g711 import encode_ulaw
 from voxwire.rtp import RtpSender
 from voxwire.sip.message import Request, Response, parse_message
@@ -68,7 +68,7 @@ def offer(host: str, port: int) -> bytes:
 
 
 async def dial(
-    server: SipUdpServer, sip: Peer, caller: Caller, sdp_host: str, rtp_port: int
+    server: SipCallServer, sip: Peer, caller: Caller, sdp_host: str, rtp_port: int
 ) -> None:
     assert sip.transport is not None
     wire = caller.request("INVITE", body=offer(sdp_host, rtp_port))

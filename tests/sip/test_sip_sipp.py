@@ -28,7 +28,7 @@ from rtp_peers import best_correlation
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.session import CLOSE_IDLE
-from voxwire.aio.sip import SipCall, SipUdpServer, serve_sip
+from voxwire.aio.sip import SipCall, SipCallServer, serve_sip
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.protocols.events import CallStarted, Event, Stopped
 from voxwire.rtp import RtpPacket, parse_rtp
@@ -174,7 +174,7 @@ class _Tap:
 TRANSPORTS = [pytest.param("u1", id="udp"), pytest.param("t1", id="tcp")]
 
 
-def sip_of(server: SipUdpServer, transport: str) -> SipServer:
+def sip_of(server: SipCallServer, transport: str) -> SipServer:
     """The sans-I/O server that handled SIPp's messages over ``transport`` (SIPp's -t)."""
     if transport == "u1":
         return server.sip
@@ -182,7 +182,7 @@ def sip_of(server: SipUdpServer, transport: str) -> SipServer:
     return server.sip_tcp
 
 
-async def serving(calls: Calls, **options: object) -> SipUdpServer:
+async def serving(calls: Calls, **options: object) -> SipCallServer:
     echo = functools.partial(echo_handler, rate=16000, on_end=lambda c, s: calls.stats.append(s))
     handler = calls.wrap(echo)
     return await serve_sip(handler, HOST, 0, tcp=True, **options)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ The call ends when
   (:data:`~voxwire.aio.session.CLOSE_IDLE`): the server sends BYE;
 * the 200 was never acknowledged (:class:`~voxwire.sip.uas.CallEnded` ``no_ack``: the
   server sent BYE);
-* the server closes (:meth:`SipUdpServer.aclose`).
+* the server closes (:meth:`SipCallServer.aclose`).
 
 A CANCEL before the answer ends the pending call (487); a call the handler never got is
 not counted as a call.
@@ -67,7 +67,7 @@ from voxwire.sip.uas import (
     SipServer,
 )
 
-__all__ = ["SipCall", "SipUdpServer", "serve_sip"]
+__all__ = ["SipCall", "SipCallServer", "serve_sip"]
 
 log = logging.getLogger("voxwire.aio")
 
@@ -77,8 +77,15 @@ _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 class SipCall(RtpCall):
     """One answered SIP call: an :class:`RtpCall` with the call's SIP identity."""
 
-    def __init__(self, endpoint: RtpEndpoint, incoming: IncomingCall, **options: float) -> None:
-        super().__init__(endpoint, **options)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        endpoint: RtpEndpoint,
+        incoming: IncomingCall,
+        *,
+        pipeline_rate: int = 16000,
+        idle_timeout: float = 15.0,
+    ) -> None:
+        super().__init__(endpoint, pipeline_rate=pipeline_rate, idle_timeout=idle_timeout)
         self.incoming = incoming
         self.codec = replace(self.codec, name="sip")
         #: RTP datagrams from another host than the stream's, dropped
@@ -113,7 +120,7 @@ class SipCall(RtpCall):
 
 
 class _SignallingProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: SipUdpServer) -> None:
+    def __init__(self, server: SipCallServer) -> None:
         self.server = server
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
@@ -164,8 +171,9 @@ class _MediaProtocol(asyncio.DatagramProtocol):
             self.endpoint.socket_errors += 1
 
 
-class SipUdpServer:
-    """A SIP UAS on one UDP port running a handler per call; made by :func:`serve_sip`.
+class SipCallServer:
+    """A SIP UAS on one UDP port (and its TCP twin) running a handler per call; made by
+    :func:`serve_sip`.
 
     :attr:`sip` is the sans-I/O :class:`~voxwire.sip.uas.SipServer` (its ``counters`` and
     ``errors`` say what came and went). :meth:`drain` makes OPTIONS and new INVITEs get
@@ -284,7 +292,7 @@ class SipUdpServer:
     def local_addr(self) -> Address:
         """The bound (host, port) of the signalling socket."""
         if self._transport is None:
-            raise RuntimeError("SipUdpServer is not open")
+            raise RuntimeError("SipCallServer is not open")
         host, port = self._transport.get_extra_info("sockname")[:2]
         return str(host), int(port)
 
@@ -486,7 +494,7 @@ class SipUdpServer:
             self._transport = None
             await asyncio.sleep(0)
 
-    async def __aenter__(self) -> SipUdpServer:
+    async def __aenter__(self) -> SipCallServer:
         return self
 
     async def __aexit__(
@@ -518,7 +526,7 @@ async def serve_sip(
     pacer: Pacer | None = None,
     latch: bool = True,
     tcp: bool = False,
-) -> SipUdpServer:
+) -> SipCallServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
     Parameters
@@ -527,7 +535,7 @@ async def serve_sip(
         ``async def handler(call)`` for each call (``echo_handler``, a ``VoiceAgent``).
     host, port : str, int
         Where signalling listens (port 0: any free port, see
-        :attr:`SipUdpServer.local_addr`).
+        :attr:`SipCallServer.local_addr`).
     media_host : str, optional
         The address RTP sockets bind to and that goes into Contact, Via and the SDP
         answer: what peers reach (default ``host``, which must then not be ``0.0.0.0``).
@@ -557,7 +565,7 @@ async def serve_sip(
         Listen for SIP over TCP too, on the same port number (section 18); each TCP
         connection's byte stream is cut into messages by Content-Length (section 18.3),
         and a connection whose stream breaks the framing is closed (counted in
-        :attr:`SipUdpServer.stream_errors`).
+        :attr:`SipCallServer.stream_errors`).
     latch : bool
         Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
         payload type comes from another host than the offer names (a caller behind NAT,
@@ -567,7 +575,7 @@ async def serve_sip(
     media = media_host or host
     if media in ("0.0.0.0", "::"):
         raise ValueError("serve_sip: listening on a wildcard address needs media_host")
-    server = SipUdpServer(
+    server = SipCallServer(
         handler,
         media_host=media,
         rtp_ports=rtp_ports,

@@ -702,14 +702,14 @@ class SipServer:
         vias = request.header_values("Via")
         headers.append(("Via", self._top_via(tx)))
         headers += [("Via", v) for v in vias[1:]]
-        to = request.to
-        if status > 100 and not to.tag:
-            to = to.with_tag(
-                dialog.handle if dialog is not None else tx.via.branch[-16:] or _token()
-            )
+        to = request.header("To") or ""
+        if status > 100 and not request.to.tag:
+            # the request's To as it came, with the tag appended (section 8.2.6.2)
+            tag = dialog.handle if dialog is not None else tx.via.branch[-16:] or _token()
+            to = f"{to};tag={tag}"
         headers += [
             ("From", request.header("From") or ""),
-            ("To", to.encode() if to is not request.to else request.header("To") or ""),
+            ("To", to),
             ("Call-ID", request.call_id),
             ("CSeq", request.header("CSeq") or ""),
         ]
