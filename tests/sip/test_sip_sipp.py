@@ -30,7 +30,7 @@ from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.session import CLOSE_IDLE
 from voxwire.aio.sip import SipCall, SipCallServer, serve_sip
 from voxwire.g711 import decode_ulaw, encode_ulaw
-from voxwire.protocols.events import CallStarted, Event, Stopped
+from voxwire.protocols.events import CallStarted, Dtmf, Event, Stopped
 from voxwire.rtp import RtpPacket, parse_rtp
 from voxwire.sip.uas import SipServer
 
@@ -291,6 +291,41 @@ def test_a_call_with_audio_is_echoed_and_ends_on_the_callers_bye(
         assert echo_correlation(recorder, heard_words) > 0.9
 
     run(scenario(), 40)
+
+
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # ships with sip-tester
+
+
+def test_a_key_press_reaches_the_handler_once(tmp_path: Path) -> None:
+    if not DTMF_PCAP.exists():
+        pytest.skip(f"needs {DTMF_PCAP} (Debian package sip-tester)")
+    shutil.copy(DTMF_PCAP, tmp_path / "dtmf_1.pcap")
+    (tmp_path / "silence.ulaw").write_bytes(b"\xff" * 160 * 50)  # 1 s of mu-law silence
+
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls)
+        try:
+            result = await sipp("dtmf.xml", server.local_addr, tmp_path)
+            for _ in range(100):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        (events,) = calls.events
+        keys = [e for e in events if isinstance(e, Dtmf)]
+        # the pcap holds 10 packets of one event, its end packet three times (RFC 4733
+        # section 2.5.1.4): one key press
+        assert [k.digit for k in keys] == ["1"]
+        assert keys[0].duration_ms is not None
+        assert keys[0].duration_ms > 0
+        (call,) = calls.calls
+        assert call.dtmf_dropped == 0
+        assert call.stats.other_payload_types == {}  # the events never reached the session
+
+    run(scenario())
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -26,6 +26,10 @@ receives on). When the first packet of the stream comes from another host (a cal
 behind NAT, or one whose SDP names another of its interfaces), the call latches onto
 that source and sends there (symmetric RTP, RFC 4961; ``latch=False`` turns it off);
 RTP from any other host is dropped and counted in :attr:`SipCall.foreign_packets`.
+When the answer kept ``telephone-event``, its packets are RFC 4733 key presses: each key
+comes to the handler once as a :class:`~voxwire.protocols.events.Dtmf` event, in order
+with the audio (:meth:`RtpCall.dtmf`; a key pressed before the first audio packet is
+counted in ``dtmf_dropped``).
 
 The call ends when
 
@@ -54,9 +58,11 @@ from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
 from voxwire.aio.session import CLOSE_NORMAL
-from voxwire.errors import SipParseError
+from voxwire.errors import RtpError, SipParseError
 from voxwire.protocols.events import CallStarted, Stopped
 from voxwire.protocols.rtp_session import Codec, RtpSession
+from voxwire.protocols.telephone_event import TelephoneEvents
+from voxwire.rtp import parse_rtp
 from voxwire.sip.message import Limits, message_length
 from voxwire.sip.sdp import Answer
 from voxwire.sip.uas import (
@@ -131,11 +137,13 @@ class _SignallingProtocol(asyncio.DatagramProtocol):
 
 
 class _MediaProtocol(asyncio.DatagramProtocol):
-    def __init__(self, remote_host: str, latch: bool) -> None:
+    def __init__(self, remote_host: str, latch: bool, answer: Answer) -> None:
         self.remote_host = remote_host
         self.latch = latch
         self.call: SipCall | None = None
         self.endpoint: RtpEndpoint | None = None
+        self.event_pt = answer.telephone_event
+        self.events = TelephoneEvents(answer.clock_rate) if self.event_pt is not None else None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         endpoint = self.endpoint
@@ -154,8 +162,23 @@ class _MediaProtocol(asyncio.DatagramProtocol):
             endpoint.remote_addr = source
             if self.call is not None:
                 self.call.latched_to = source
+        if self.event_pt is not None and len(data) >= 12 and data[1] & 0x7F == self.event_pt:
+            self._telephone_event(data)
+            return
         # the offer's host (or the latched one), from whatever port: the endpoint's stream
         endpoint.datagram_received(data, endpoint.remote_addr)
+
+    def _telephone_event(self, data: bytes) -> None:
+        # RFC 4733 key presses beside the audio: deduplicated by timestamp, one Dtmf each
+        assert self.events is not None
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            self.events.malformed += 1
+            return
+        for event in self.events.receive(bytes(packet.payload), packet.timestamp):
+            if self.call is not None:
+                self.call.dtmf(event)
 
     def _is_stream(self, data: bytes) -> bool:
         # RTP version 2 of the session's payload type (not RTCP, not another stream)
@@ -379,11 +402,9 @@ class SipCallServer:
 
     # --- media -----------------------------------------------------------------------
 
-    async def _open_media(
-        self, remote_host: str
-    ) -> tuple[asyncio.DatagramTransport, _MediaProtocol]:
+    async def _open_media(self, answer: Answer) -> tuple[asyncio.DatagramTransport, _MediaProtocol]:
         loop = asyncio.get_running_loop()
-        protocol = _MediaProtocol(remote_host, self.latch)
+        protocol = _MediaProtocol(answer.remote[0], self.latch, answer)
         if self.rtp_ports is None:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: protocol, local_addr=(self.media_host, 0)
@@ -424,7 +445,7 @@ class SipCallServer:
             if self.answer_delay:
                 await asyncio.sleep(self.answer_delay)
             try:
-                transport, protocol = await self._open_media(incoming.answer.remote[0])
+                transport, protocol = await self._open_media(incoming.answer)
             except OSError as exc:
                 self.media_failures += 1
                 log.warning("sip call %s: %s", incoming.call_id, exc)
