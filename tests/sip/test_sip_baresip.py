@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rtp_peers import best_correlation
+from audio_match import windowed_correlation
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.sip import SipCall, serve_sip
@@ -130,12 +130,14 @@ def test_baresip_calls_with_opus_and_hears_its_words_echoed(tmp_path: Path) -> N
     assert call.stats.rtp is not None
     assert call.stats.rtp.lost == 0
     (stats,) = ended
-    assert (stats.utterances, stats.replies_played, stats.barge_ins) == (1, 1, 0)
+    assert stats.utterances >= 1, stats
+    assert stats.replies_played >= 1, stats
     (decoded,) = (tmp_path / "dump").glob("*-dec.wav")
     with wave.open(str(decoded)) as f:
         assert (f.getframerate(), f.getnchannels()) == (48000, 1)
         heard = np.frombuffer(f.readframes(f.getnframes()), np.int16)
     # compare at 16 kHz: the bot speaks Opus at its 16 kHz pipeline rate
     reference = Resampler(48000, 16000).process(words)
-    value, lag = best_correlation(reference, Resampler(48000, 16000).process(heard), 3 * 16000)
-    assert value > 0.8, (value, lag)
+    value, whole = windowed_correlation(reference, Resampler(48000, 16000).process(heard), 16000)
+    print(f"baresip heard its words back: windows {value:.3f}, whole {whole:.3f}")
+    assert value > 0.8, (value, whole)

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from rtp_peers import best_correlation
+from audio_match import windowed_correlation
 
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.session import CLOSE_IDLE
@@ -203,33 +203,12 @@ def caller_audio(directory: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def echo_correlation(recorder: Recorder, words: np.ndarray) -> float:
-    """How well what the bot sent back matches the caller's words: the median over the
-    words' voiced 100 ms windows of the best normalised correlation within 30 ms of the
-    whole reply's lag. Windowed, because the jitter buffer may lengthen or shorten a
-    pitch period or two to follow the network (time-stretching), which shifts the rest
-    of the reply by a few ms and lowers a single whole-reply correlation."""
+    """How well what the bot sent back matches the caller's words (see audio_match)."""
     voice = sorted((p for p in recorder.packets if p.payload_type == 0), key=lambda p: p.sequence)
     assert len(voice) >= len(words) // 160, f"{len(voice)} packets back"
     echoed = decode_ulaw(np.frombuffer(b"".join(p.payload for p in voice), np.uint8))
-    whole, lag = best_correlation(words, echoed, max_lag=8000)
-    ref, test = words.astype(np.float64), echoed.astype(np.float64)
-    scores = []
-    for start in range(0, len(ref) - 800, 800):
-        a = ref[start : start + 800]
-        if np.sqrt(np.mean(a * a)) < 300:
-            continue  # a pause between words: nothing to compare
-        best = 0.0
-        for shift in range(-240, 241, 4):
-            at = start + lag + shift
-            if at < 0 or at + 800 > len(test):
-                continue
-            b = test[at : at + 800]
-            denom = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
-            if denom:
-                best = max(best, float(np.sum(a * b)) / denom)
-        scores.append(best)
-    value = float(np.median(scores))
-    print(f"echo: {len(voice)} packets, whole {whole:.3f} at lag {lag}, windows {value:.3f}")
+    value, whole = windowed_correlation(words, echoed, 8000)
+    print(f"echo: {len(voice)} packets, whole {whole:.3f}, windows {value:.3f}")
     return value
 
 
