@@ -352,9 +352,12 @@ def _add_services(parser: argparse.ArgumentParser) -> None:
         )
 
 
+_LINE_RATES = {"webrtc": 48000, "sip": 8000}  # the transports that are not codecs
+
+
 def _services(args: argparse.Namespace, protocol: str) -> Any:
     """The services the options chose (a ServiceChoice), for ``protocol``'s line rate
-    (WebRTC's Opus runs at 48 kHz)."""
+    (WebRTC's Opus runs at 48 kHz; SIP's is G.711's 8 kHz unless Opus is negotiated)."""
     from voxwire.services.registry import ServiceChoice
 
     return ServiceChoice.parse(
@@ -368,7 +371,7 @@ def _services(args: argparse.Namespace, protocol: str) -> Any:
         stt_key_env=args.stt_key_env,
         llm_key_env=args.llm_key_env,
         tts_key_env=args.tts_key_env,
-        line_rate=48000 if protocol == "webrtc" else CODECS[protocol].default_rate,
+        line_rate=_LINE_RATES.get(protocol) or CODECS[protocol].default_rate,
     )
 
 
@@ -1010,9 +1013,23 @@ def _serve_sip(args: argparse.Namespace) -> int:
             stats.barge_ins,
         )
 
+    from voxwire.services.registry import ServiceConfigError
+
+    try:
+        services = _services(args, "sip")
+    except ServiceConfigError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
+        return 2
+    if services and not args.agent:
+        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
+        return 2
+    handler: Any
     if args.agent:
         try:
-            handler = _load_agent(args.agent)
+            handler = _load_agent(args.agent, services)
+        except ServiceConfigError as exc:
+            print(f"voxwire serve: {exc}", file=sys.stderr)
+            return 2
         except (ImportError, AttributeError, ValueError) as exc:
             print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
             return 2

@@ -212,3 +212,18 @@ def test_tcp_framing_splits_and_joins_messages_and_closes_a_broken_stream() -> N
     assert statuses == [200, 200, 200]
     assert rest == b""  # closed
     assert errors == {"bad_content_length": 1}
+
+
+def test_serve_sip_takes_the_same_service_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from voxwire.cli import main
+
+    sip = ["serve", "--protocol", "sip", "--port", "0"]
+    assert main([*sip, "--agent", "demo", "--llm", "gpt"]) == 2
+    assert "--llm: unknown service 'gpt'" in capsys.readouterr().err
+    assert main([*sip, "--echo", "--llm", "rules"]) == 2
+    assert "need --agent" in capsys.readouterr().err
+    agent = "voxwire.agents.echo:echo_handler"
+    assert main([*sip, "--agent", agent, "--llm", "rules"]) == 2
+    assert "takes no services= argument" in capsys.readouterr().err
+    assert main([*sip, "--echo", "--token", "not-a-real-token"]) == 2
+    assert "SIP carries no token" in capsys.readouterr().err
