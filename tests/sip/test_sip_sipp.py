@@ -486,3 +486,33 @@ def test_cli_serve_sip_agent_hangs_up_with_bye(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_cli_sigterm_drains_then_hangs_up(tmp_path: Path) -> None:
+    server = _voxwire("serve", "--protocol", "sip", "--echo", "--port", "0", "--drain-timeout", "2")
+    try:
+        target = _listening(server)
+
+        async def scenario() -> tuple[SippRun, SippRun, float]:
+            loop = asyncio.get_running_loop()
+            call = asyncio.create_task(sipp("server_hangs_up.xml", target, tmp_path))
+            await asyncio.sleep(1.0)  # the call is up (no RTP, and --rtp-timeout is 15 s)
+            server.send_signal(signal.SIGTERM)
+            signalled = loop.time()
+            await asyncio.sleep(0.3)
+            busy = await sipp("options_503.xml", target, tmp_path)  # draining: 503
+            ended = await call  # the BYE came once the drain timeout passed
+            return ended, busy, loop.time() - signalled
+
+        ended, busy, waited = run(scenario())
+        assert busy.returncode == 0, busy.errors or busy.stdout
+        assert ended.returncode == 0, ended.errors or ended.stdout
+        assert received(ended.messages, "BYE sip:caller@") == 1
+        assert waited >= 2.0
+        out, err = server.communicate(timeout=10)
+        assert server.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
