@@ -64,7 +64,17 @@ class SippRun:
 
 
 async def sipp(scenario: str, target: tuple[str, int], cwd: Path, *args: str) -> SippRun:
-    """Run one call of ``scenario`` against ``target``; return its exit code and logs."""
+    """Run one call of ``scenario`` against ``target``; return its exit code and logs.
+
+    The media port is picked free just before SIPp binds it; on a shared machine another
+    process may take it in between, so a run that could not bind it is made once more."""
+    result = await _sipp(scenario, target, cwd, *args)
+    if result.returncode != 0 and "Unable to bind" in result.stdout + result.errors:
+        result = await _sipp(scenario, target, cwd, *args)
+    return result
+
+
+async def _sipp(scenario: str, target: tuple[str, int], cwd: Path, *args: str) -> SippRun:
     assert SIPP is not None
     name = Path(scenario).stem
     messages, errors = cwd / f"{name}.messages.log", cwd / f"{name}.errors.log"
