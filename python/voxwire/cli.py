@@ -188,8 +188,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--port",
         type=_PORT,
         default=None,
-        help="port, 0-65535, 0 for any free one (default 8080; 9092 for audiosocket; 5060 for "
-        "sip)",
+        help="port, 0-65535, 0 for any free one (default 8080; 9092 for audiosocket; 5060 for sip)",
     )
     serve.add_argument(
         "--path", default=None, help="accept the media WebSocket only on this path (default: any)"
@@ -678,9 +677,23 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         return _serve_webrtc(args)
     if args.protocol == "sip":
-        if args.workers or args.agent_port or args.metrics:
+        unsupported = [
+            flag
+            for flag, value in (
+                ("--workers", args.workers or None),
+                ("--agent-port", args.agent_port),
+                ("--metrics", args.metrics or None),
+                ("--tls-cert", args.tls_cert),
+                ("--tls-key", args.tls_key),
+                ("--key-file", args.key_file),
+                ("--audit-log", args.audit_log),
+                ("--max-per-address", args.max_per_address),
+            )
+            if value is not None
+        ]
+        if unsupported:
             print(
-                "voxwire serve: sip has no --workers, --agent-port or --metrics yet",
+                f"voxwire serve: {', '.join(unsupported)}: not available with --protocol sip yet",
                 file=sys.stderr,
             )
             return 2
