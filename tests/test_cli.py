@@ -288,3 +288,16 @@ def test_serve_webrtc_refuses_the_options_it_does_not_honour(
     assert main([*args, "--tls-cert", "c.pem", "--tls-key", "k.pem"]) == 2
     err = capsys.readouterr().err
     assert "--tls-cert, --tls-key, --audit-log: not available with --protocol webrtc" in err
+
+
+def test_serve_sip_refuses_the_options_it_does_not_take() -> None:
+    options = ["--tls-cert", "a.pem", "--tls-key", "b.pem", "--workers", "2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "voxwire", "serve", "--protocol", "sip", "--echo", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--workers, --tls-cert, --tls-key: not available with --protocol sip" in done.stderr
+    assert "Traceback" not in done.stderr
