@@ -92,6 +92,10 @@ void check_rate(const char* name, std::uint32_t rate) {
 
 // Ratios with at most this many branches and M >= 2 use the per-branch decimator kernels.
 constexpr std::size_t kFewBranches = 8;
+// The AVX2 decimator splits a window into its M phases on the stack, M - 1 floats past the
+// window at most; beyond this M (rates far apart, such as 135 kHz -> 8 kHz) the portable loop,
+// with the same arithmetic, runs instead.
+constexpr std::size_t kFewMaxDown = 64;
 
 // The read-only part of a stream's step through its filter.
 struct Walk {
@@ -450,7 +454,7 @@ VOXWIRE_AVX2 std::size_t produce_few_avx2(const Walk& w, const float* buffer, st
   const std::size_t total = ((fill - cursor.next - taps + 1) * L - cursor.phase + M - 1) / M;
   const std::size_t span = fill - cursor.next;
   const std::size_t per_phase = (span + M - 1) / M;
-  alignas(32) float split[kBufferSize + 64];
+  alignas(32) float split[kBufferSize + kFewMaxDown];  // M <= kFewMaxDown
   split_phases(buffer + cursor.next, span, M, per_phase, split);
   // Tap r of an output whose window starts at offset o reads phase (o + r) % M at
   // (o + r) / M; stepped instead of divided.
@@ -576,7 +580,10 @@ std::size_t produce_block(const Walk& w, const float* buffer, std::size_t fill, 
 #if VOXWIRE_RESAMPLE_AVX2
   if (has_avx2()) {
     if (up) return produce_up_avx2(w, buffer, fill, c, out, clipped);
-    if (few) return produce_few_avx2(w, buffer, fill, c, out, clipped);
+    if (few && w.step_whole * w.up + w.step_phase <= kFewMaxDown) {
+      return produce_few_avx2(w, buffer, fill, c, out, clipped);
+    }
+    if (few) return produce_chain_portable(w, buffer, fill, c, out, clipped);
     return produce_avx2(w, buffer, fill, c, out, clipped);
   }
 #endif
