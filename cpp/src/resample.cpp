@@ -106,6 +106,7 @@ struct Walk {
   std::size_t step_phase;  // M % L: branches per output beyond that
   std::size_t pulse;       // branch 0 is a unit pulse at this tap; >= taps if it is not
   std::size_t first;       // taps before this one are the zero padding
+  const Filter* filter;    // for the branches in visiting order, where the filter has them
 };
 
 // Output k of a block: window buffer[next, next + taps) through branch `phase`; then the window
@@ -225,7 +226,7 @@ std::size_t produce_chain_portable(const Walk& w, const float* buffer, std::size
 #if VOXWIRE_RESAMPLE_AVX2
 #define VOXWIRE_AVX2 __attribute__((target("avx2,fma")))
 
-VOXWIRE_AVX2 inline float dot_avx2(const float* c, const float* x, std::size_t taps) noexcept {
+VOXWIRE_AVX2 VOXWIRE_INLINE float dot_avx2(const float* c, const float* x, std::size_t taps) noexcept {
 #define VOXWIRE_BLOCK(acc, r) \
   _mm256_fmadd_ps(_mm256_loadu_ps(c + (r)), _mm256_loadu_ps(x + (r)), acc)
   __m256 a0 = _mm256_setzero_ps();
@@ -249,6 +250,43 @@ VOXWIRE_AVX2 inline float dot_avx2(const float* c, const float* x, std::size_t t
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
+// dot_avx2 for two windows through the same branch, each coefficient vector loaded once.
+VOXWIRE_AVX2 VOXWIRE_INLINE void dot2_avx2(const float* c, const float* x, const float* y,
+                                           std::size_t taps, float& dx, float& dy) noexcept {
+#define VOXWIRE_BLOCK2(acc, bcc, r)                               \
+  do {                                                            \
+    const __m256 k = _mm256_loadu_ps(c + (r));                    \
+    acc = _mm256_fmadd_ps(k, _mm256_loadu_ps(x + (r)), acc);      \
+    bcc = _mm256_fmadd_ps(k, _mm256_loadu_ps(y + (r)), bcc);      \
+  } while (false)
+  __m256 a0 = _mm256_setzero_ps();
+  __m256 a1 = a0;
+  __m256 a2 = a0;
+  __m256 a3 = a0;
+  __m256 b0 = a0;
+  __m256 b1 = a0;
+  __m256 b2 = a0;
+  __m256 b3 = a0;
+  std::size_t r = 0;
+  for (; r + 32 <= taps; r += 32) {
+    VOXWIRE_BLOCK2(a0, b0, r);
+    VOXWIRE_BLOCK2(a1, b1, r + 8);
+    VOXWIRE_BLOCK2(a2, b2, r + 16);
+    VOXWIRE_BLOCK2(a3, b3, r + 24);
+  }
+  if (r < taps) VOXWIRE_BLOCK2(a0, b0, r);
+  if (r + 8 < taps) VOXWIRE_BLOCK2(a1, b1, r + 8);
+  if (r + 16 < taps) VOXWIRE_BLOCK2(a2, b2, r + 16);
+#undef VOXWIRE_BLOCK2
+  const __m256 va = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+  const __m256 vb = _mm256_add_ps(_mm256_add_ps(b0, b2), _mm256_add_ps(b1, b3));
+  const __m128 sa = _mm_add_ps(_mm256_castps256_ps128(va), _mm256_extractf128_ps(va, 1));
+  const __m128 sb = _mm_add_ps(_mm256_castps256_ps128(vb), _mm256_extractf128_ps(vb, 1));
+  const __m128 h = _mm_hadd_ps(sa, sb);  // a: h0 h1, b: h2 h3
+  dx = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+  dy = _mm_cvtss_f32(_mm_add_ss(_mm_movehl_ps(h, h), _mm_shuffle_ps(h, h, 3)));
+}
+
 // Eight outputs to dst[0, 8): as float, or through to_int16's exact steps (scale, round to
 // nearest even with 1.5 * 2^23, truncate the integer, saturate) with the clip count.
 template <class Out>
@@ -270,41 +308,81 @@ VOXWIRE_AVX2 inline void store8(Out* dst, __m256 acc, std::uint64_t& clips) noex
   }
 }
 
+// Writes eight[0, k) to dst: one vector conversion for eight, else one at a time.
+template <class Out>
+VOXWIRE_AVX2 VOXWIRE_INLINE void put_avx2(Out* dst, const float* eight, std::size_t k,
+                                          std::uint64_t& clips) noexcept {
+  if (k == 8) {
+    store8(dst, _mm256_loadu_ps(eight), clips);
+    return;
+  }
+  for (std::size_t j = 0; j < k; ++j) {
+    if constexpr (std::is_same_v<Out, float>) {
+      dst[j] = eight[j];
+    } else {
+      dst[j] = to_int16(eight[j], clips);
+    }
+  }
+}
+
+// Every other ratio, one dot product per output. Outputs L apart use the same branch with
+// windows M samples apart; where both are in this block (a 20 ms chunk at 44.1 kHz -> 16 kHz
+// is two whole cycles of the 160 branches), they are computed together so that each
+// coefficient is loaded once for two outputs. The arithmetic per output is unchanged.
 template <class Out>
 VOXWIRE_AVX2 std::size_t produce_avx2(const Walk& w, const float* buffer, std::size_t fill,
                                       Cursor& cursor, Out* out,
                                       std::uint64_t& clipped) noexcept {
-  std::size_t n = 0;
   std::uint64_t clips = 0;
   Cursor c = cursor;
-  const auto one = [&]() {
-    const float acc = c.phase == 0 && w.pulse < w.taps
-                          ? buffer[c.next + w.pulse]
-                          : dot_avx2(w.coefficients + c.phase * w.taps, buffer + c.next, w.taps);
-    advance(w, c);
-    return acc;
-  };
-  // Eight at a time so that int16 conversion is one vector operation.
+  const std::size_t L = w.up;
+  const std::size_t M = w.step_whole * L + w.step_phase;
+  // Outputs whose window is complete, as Resampler::output_size counts them.
+  const std::size_t total =
+      c.next + w.taps > fill ? 0 : ((fill - c.next - w.taps + 1) * L - c.phase + M - 1) / M;
+  // Branches in visiting order where the filter has them: the next output's follow this one's.
+  const float* visit = w.filter->visit_order();
+  const float* table = visit != nullptr ? visit : w.coefficients;
+  std::size_t slot = visit != nullptr ? w.filter->visit_slot(c.phase) : c.phase;
+  const bool has_pulse = w.pulse < w.taps;
   alignas(32) float eight[8];
-  for (;;) {
-    Cursor last = c;
-    for (std::size_t k = 0; k < 7; ++k) advance(w, last);
-    if (last.next + w.taps > fill) break;
-    for (float& v : eight) v = one();
-    store8(out + n, _mm256_load_ps(eight), clips);
-    n += 8;
-  }
-  while (c.next + w.taps <= fill) {
-    const float acc = one();
-    if constexpr (std::is_same_v<Out, float>) {
-      out[n++] = acc;
-    } else {
-      out[n++] = to_int16(acc, clips);
+  std::size_t n = 0;
+  if (visit != nullptr) {
+    alignas(32) float later[8];
+    for (; n + 2 * L <= total; n += 2 * L) {
+      for (std::size_t j = 0; j < L; j += 8) {
+        const std::size_t k = std::min<std::size_t>(8, L - j);
+        for (std::size_t i = 0; i < k; ++i) {
+          const float* x = buffer + c.next;
+          if (c.phase == 0 && has_pulse) {
+            eight[i] = x[w.pulse];
+            later[i] = x[M + w.pulse];
+          } else {
+            dot2_avx2(table + slot * w.taps, x, x + M, w.taps, eight[i], later[i]);
+          }
+          advance(w, c);
+          slot = slot + 1 == L ? 0 : slot + 1;
+        }
+        put_avx2(out + n + j, eight, k, clips);
+        put_avx2(out + n + L + j, later, k, clips);
+      }
+      c.next += M;  // past the second cycle: L outputs on, the same branch M samples later
     }
+  }
+  for (; n < total; n += 8) {
+    const std::size_t k = std::min<std::size_t>(8, total - n);
+    for (std::size_t j = 0; j < k; ++j) {
+      eight[j] = c.phase == 0 && has_pulse
+                     ? buffer[c.next + w.pulse]
+                     : dot_avx2(table + slot * w.taps, buffer + c.next, w.taps);
+      advance(w, c);
+      slot = visit == nullptr ? c.phase : (slot + 1 == L ? 0 : slot + 1);
+    }
+    put_avx2(out + n, eight, k, clips);
   }
   cursor = c;
   clipped += clips;
-  return n;
+  return total;
 }
 
 // Integer-factor interpolation (M = 1): all L branches read the same window, and output
@@ -436,6 +514,71 @@ VOXWIRE_AVX2 inline void split_phases(const float* x, std::size_t n, std::size_t
   }
 }
 
+// One residue's pass over the split window (see produce_few_avx2).
+struct FewPass {
+  const float* coef;
+  std::size_t first;
+  std::size_t taps;
+  std::size_t M;
+  std::size_t per_phase;
+  std::size_t q0;
+  bool pulse;
+};
+
+// V vectors of eight consecutive outputs from `start`: lane j of a[b] accumulates c[r] * x
+// over the taps in order, one fused multiply-add per tap. Tap r of an output whose window
+// starts at offset o reads phase (o + r) % M at (o + r) / M; stepped instead of divided.
+template <std::size_t V>
+VOXWIRE_AVX2 VOXWIRE_INLINE void few_vectors(const FewPass& f, const float* start,
+                                             __m256* a) noexcept {
+  if (f.pulse) {
+    for (std::size_t b = 0; b < V; ++b) a[b] = _mm256_loadu_ps(start + 8 * b);
+    return;
+  }
+  __m256 acc[V];
+  for (auto& v : acc) v = _mm256_setzero_ps();
+  const float* d = start;
+  std::size_t q = f.q0;
+  for (std::size_t r = f.first; r < f.taps; ++r) {
+    const __m256 k = _mm256_broadcast_ss(f.coef + r);
+    for (std::size_t b = 0; b < V; ++b) acc[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), acc[b]);
+    if (++q == f.M) {
+      q = 0;
+      d -= (f.M - 1) * f.per_phase - 1;
+    } else {
+      d += f.per_phase;
+    }
+  }
+  for (std::size_t b = 0; b < V; ++b) a[b] = acc[b];
+}
+
+// Writes the first k outputs of vectors a[0, nv) (k > 8 (nv - 1)) to dst[(m0 + l) * L]: lanes
+// past k read the zeroed slack or the next phase and are dropped, uncounted.
+template <class Out>
+VOXWIRE_AVX2 void few_write(Out* dst, std::size_t L, std::size_t m0, const __m256* a,
+                            std::size_t nv, std::size_t k, Out* lanes,
+                            std::uint64_t& clips) noexcept {
+  if (k == 8 * nv && L == 1) {
+    for (std::size_t b = 0; b < nv; ++b) store8(dst + m0 + 8 * b, a[b], clips);
+    return;
+  }
+  for (std::size_t b = 0; b + 1 < nv; ++b) store8(lanes + 8 * b, a[b], clips);
+  if (k == 8 * nv) {
+    store8(lanes + 8 * (nv - 1), a[nv - 1], clips);
+  } else {
+    alignas(32) float last[8];
+    _mm256_store_ps(last, a[nv - 1]);
+    for (std::size_t l = 0; 8 * (nv - 1) + l < k; ++l) {
+      if constexpr (std::is_same_v<Out, float>) {
+        lanes[8 * (nv - 1) + l] = last[l];
+      } else {
+        lanes[8 * (nv - 1) + l] = to_int16(last[l], clips);
+      }
+    }
+  }
+  for (std::size_t l = 0; l < k; ++l) dst[(m0 + l) * L] = lanes[l];
+}
+
 // Ratios with few branches (L <= kFewBranches, M >= 2; e.g. 48k -> 16k, 24k -> 16k): outputs
 // k, k + L, k + 2L, ... use one branch and windows M inputs apart. The window is first split
 // into its M phases (d_q[m] = x[next + m M + q]) so that, for each of the L residues, eight
@@ -454,18 +597,17 @@ VOXWIRE_AVX2 std::size_t produce_few_avx2(const Walk& w, const float* buffer, st
   const std::size_t total = ((fill - cursor.next - taps + 1) * L - cursor.phase + M - 1) / M;
   const std::size_t span = fill - cursor.next;
   const std::size_t per_phase = (span + M - 1) / M;
-  alignas(32) float split[kBufferSize + kFewMaxDown];  // M <= kFewMaxDown
+  // Phase q fills split[q * per_phase, q * per_phase + ceil((span - q) / M)); at most its last
+  // slot stays empty. Empty slots and the eight past the end are zeroed for the partial
+  // vector of each residue.
+  alignas(32) float split[kBufferSize + 2 * kFewMaxDown];
   split_phases(buffer + cursor.next, span, M, per_phase, split);
+  for (std::size_t q = 0; q < M; ++q) {
+    if (q + (per_phase - 1) * M >= span) split[q * per_phase + per_phase - 1] = 0.0f;
+  }
+  std::fill_n(split + M * per_phase, 8, 0.0f);
   // Tap r of an output whose window starts at offset o reads phase (o + r) % M at
   // (o + r) / M; stepped instead of divided.
-  const auto next_tap = [&](const float*& d, std::size_t& q) {
-    if (++q == M) {
-      q = 0;
-      d -= (M - 1) * per_phase - 1;
-    } else {
-      d += per_phase;
-    }
-  };
   std::uint64_t clips = 0;
   Cursor c{0, cursor.phase};  // window offsets relative to cursor.next
   Out lanes[64];
@@ -477,81 +619,28 @@ VOXWIRE_AVX2 std::size_t produce_few_avx2(const Walk& w, const float* buffer, st
     const float* start = split + (o % M) * per_phase + o / M;
     const std::size_t q0 = o % M;
     Out* dst = out + res;
-    const auto put = [&](std::size_t m0, std::size_t k) {
-      for (std::size_t l = 0; l < k; ++l) dst[(m0 + l) * L] = lanes[l];
-    };
+    const FewPass pass{coef, w.first, taps, M, per_phase, q0, pulse};
+    __m256 a[8];
     std::size_t m = 0;
     for (; m + 64 <= count; m += 64) {
-      __m256 a[8];
-      if (pulse) {
-        for (std::size_t b = 0; b < 8; ++b) a[b] = _mm256_loadu_ps(start + m + 8 * b);
-      } else {
-        for (auto& v : a) v = _mm256_setzero_ps();
-        const float* d = start + m;
-        std::size_t q = q0;
-        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-          const __m256 k = _mm256_broadcast_ss(coef + r);
-          for (std::size_t b = 0; b < 8; ++b) {
-            a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
-          }
-        }
-      }
-      if (L == 1) {
-        for (std::size_t b = 0; b < 8; ++b) store8(dst + m + 8 * b, a[b], clips);
-      } else {
-        for (std::size_t b = 0; b < 8; ++b) store8(lanes + 8 * b, a[b], clips);
-        put(m, 64);
-      }
+      few_vectors<8>(pass, start + m, a);
+      few_write(dst, L, m, a, 8, 64, lanes, clips);
     }
-    for (; m + 32 <= count; m += 32) {
-      __m256 a[4];
-      if (pulse) {
-        for (std::size_t b = 0; b < 4; ++b) a[b] = _mm256_loadu_ps(start + m + 8 * b);
-      } else {
-        for (auto& v : a) v = _mm256_setzero_ps();
-        const float* d = start + m;
-        std::size_t q = q0;
-        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-          const __m256 k = _mm256_broadcast_ss(coef + r);
-          for (std::size_t b = 0; b < 4; ++b) {
-            a[b] = _mm256_fmadd_ps(k, _mm256_loadu_ps(d + 8 * b), a[b]);
-          }
-        }
+    // The rest in one pass over the taps, one accumulator per started vector of eight, so
+    // that as many independent chains as possible hide the latency of the multiply-adds.
+    if (m < count) {
+      const std::size_t nv = (count - m + 7) / 8;
+      switch (nv) {
+        case 1: few_vectors<1>(pass, start + m, a); break;
+        case 2: few_vectors<2>(pass, start + m, a); break;
+        case 3: few_vectors<3>(pass, start + m, a); break;
+        case 4: few_vectors<4>(pass, start + m, a); break;
+        case 5: few_vectors<5>(pass, start + m, a); break;
+        case 6: few_vectors<6>(pass, start + m, a); break;
+        case 7: few_vectors<7>(pass, start + m, a); break;
+        default: few_vectors<8>(pass, start + m, a); break;
       }
-      for (std::size_t b = 0; b < 4; ++b) store8(lanes + 8 * b, a[b], clips);
-      put(m, 32);
-    }
-    for (; m + 8 <= count; m += 8) {
-      __m256 a = _mm256_setzero_ps();
-      if (pulse) {
-        a = _mm256_loadu_ps(start + m);
-      } else {
-        const float* d = start + m;
-        std::size_t q = q0;
-        for (std::size_t r = w.first; r < taps; ++r, next_tap(d, q)) {
-          a = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + r), _mm256_loadu_ps(d), a);
-        }
-      }
-      if (L == 1) {
-        store8(dst + m, a, clips);
-      } else {
-        store8(lanes, a, clips);
-        put(m, 8);
-      }
-    }
-    for (; m < count; ++m) {
-      const float* x = buffer + cursor.next + c.next + m * M;
-      float acc = 0.0f;
-      if (pulse) {
-        acc = x[w.pulse];
-      } else {
-        for (std::size_t r = w.first; r < taps; ++r) acc = std::fma(coef[r], x[r], acc);
-      }
-      if constexpr (std::is_same_v<Out, float>) {
-        dst[m * L] = acc;
-      } else {
-        dst[m * L] = to_int16(acc, clips);
-      }
+      few_write(dst, L, m, a, nv, count - m, lanes, clips);
     }
   }
   // Move the cursor past `total` outputs.
@@ -702,6 +791,19 @@ Filter::Filter(std::uint32_t in_rate, std::uint32_t out_rate, Quality quality)
   if (ones == 1 && static_cast<std::size_t>(zeros) == stride_ - 1) {
     pulse_ = static_cast<std::size_t>(std::find(b0.begin(), b0.end(), 1.0f) - b0.begin());
   }
+  // The general kernel reads one branch per output, stepping by M mod L; with many branches
+  // that walk jumps through a table larger than the L1 cache. A copy in visiting order makes
+  // it one sequential stream. (gcd(L, M) = 1, so the walk visits every branch once per cycle.)
+  if (up_ > kFewBranches && down_ > 1) {
+    visit_ = std::make_unique<float[]>(up_ * stride_);
+    slot_ = std::make_unique<std::uint32_t[]>(up_);
+    for (std::uint32_t k = 0; k < up_; ++k) {
+      const std::uint32_t p = static_cast<std::uint32_t>(
+          (static_cast<std::uint64_t>(k) * down_) % up_);
+      slot_[p] = k;
+      std::copy_n(coefficients_.get() + p * stride_, stride_, visit_.get() + k * stride_);
+    }
+  }
 }
 
 std::shared_ptr<const Filter> Filter::get(std::uint32_t in_rate, std::uint32_t out_rate,
@@ -769,7 +871,7 @@ template <class Out>
 std::size_t Resampler::produce(Out* out) {
   const Filter& f = *filter_;
   const Walk walk{f.branch(0).data(), f.stride(), f.up(), f.down() / f.up(), f.down() % f.up(),
-                  f.pulse(), f.stride() - f.taps()};
+                  f.pulse(), f.stride() - f.taps(), &f};
   Cursor cursor{next_, phase_};
   const std::size_t n = produce_block(walk, buffer_.data(), fill_, cursor, out, clipped_);
   next_ = cursor.next;

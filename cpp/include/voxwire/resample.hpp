@@ -95,6 +95,14 @@ class Filter {
   /// The tap at which branch 0 is a unit pulse (it is for integer-factor interpolation and equal
   /// rates: those outputs are input samples, copied), or stride() if it is not.
   [[nodiscard]] std::size_t pulse() const noexcept { return pulse_; }
+  /// The branches again, in the order a stream visits them: slot k holds branch (k * down()) %
+  /// up(), so consecutive outputs read consecutive memory. Empty (nullptr) for ratios whose
+  /// kernels do not use it (equal rates, integer-factor interpolation, at most 8 branches).
+  [[nodiscard]] const float* visit_order() const noexcept { return visit_.get(); }
+  /// The slot of branch `phase` in visit_order() (0 <= phase < up()); only when it is set.
+  [[nodiscard]] std::size_t visit_slot(std::size_t phase) const noexcept {
+    return slot_[phase];
+  }
   /// Cutoff (-6 dB point) in cycles per input sample.
   [[nodiscard]] double cutoff() const noexcept { return cutoff_; }
   /// Kaiser window shape parameter beta.
@@ -111,13 +119,18 @@ class Filter {
   double cutoff_ = 0.5;
   double beta_ = 0.0;
   std::unique_ptr<float[]> coefficients_;
+  std::unique_ptr<float[]> visit_;
+  std::unique_ptr<std::uint32_t[]> slot_;
 };
 
 /// Floats in a stream's history buffer: the filter window plus room to convert input in blocks.
-inline constexpr std::size_t kBufferSize = 976;
+/// As many as fit a stream's 4 KB, so that a 20 ms chunk at 44.1 kHz and the window before it
+/// (882 + 111 samples) are one block.
+inline constexpr std::size_t kBufferSize = 1000;
 /// Longest accepted filter (taps per branch, before padding to a multiple of 8): leaves at
-/// least 256 samples per block.
-inline constexpr std::size_t kMaxTaps = kBufferSize - 256 - 8;
+/// least 280 samples per block.
+inline constexpr std::size_t kMaxTaps = 712;
+static_assert(kMaxTaps + 8 + 280 <= kBufferSize);
 
 /// One mono stream being converted from in_rate to out_rate.
 ///
