@@ -54,11 +54,12 @@ void require(bool ok, const char* what, std::size_t need, std::size_t have) {
   }
 }
 
-// Index of the highest set bit of v (v >= 1, v < 2^24): read off the float exponent, which
-// vectorises where a count-leading-zeros instruction does not exist for SIMD lanes.
-inline std::int32_t top_bit(std::int32_t v) noexcept {
-  const auto bits = std::bit_cast<std::uint32_t>(static_cast<float>(v));
-  return static_cast<std::int32_t>(bits >> 23) - 127;
+// The bits of float(v) from bit 19 up: the exponent (127 + index of the top bit of v) and,
+// below it, the four bits that follow v's top bit, truncated. Exact for 0 < v < 2^24. This is
+// how both encoders find segment and mantissa without a variable shift, which most SIMD
+// instruction sets lack for 32-bit lanes, so the loops below vectorise for the baseline ISA.
+inline std::int32_t float_code(std::int32_t v) noexcept {
+  return static_cast<std::int32_t>(std::bit_cast<std::uint32_t>(static_cast<float>(v)) >> 19);
 }
 
 inline std::int16_t load_pcm(const std::byte* p) noexcept {
@@ -76,24 +77,26 @@ inline void store_pcm(std::byte* p, std::int32_t v) noexcept {
 // the bias 33, clamped to 8191; segment = position of its top bit above bit 5; the code is the
 // one's complement of (segment, 4 mantissa bits), sign bit set for x >= 0. `neg_bias` is 0 for
 // G.191 (magnitude ~x >> 2) and 4 for audioop (magnitude -(x >> 2) = (~x + 4) >> 2).
+// With a in [33, 8191] its top bit is bit seg + 5, so float_code(a) - ((127 + 5) << 4) is
+// (seg << 4) | mant.
 inline std::uint8_t ulaw_code(std::int32_t x, std::int32_t neg_bias) noexcept {
   const std::int32_t neg = x >> 31;
   const std::int32_t a = std::min((((x ^ neg) + (neg & neg_bias)) >> 2) + 33, 0x1FFF);
-  const std::int32_t seg = top_bit(a) - 5;
-  const std::int32_t mant = (a >> (seg + 1)) & 0xF;
-  return static_cast<std::uint8_t>(((seg << 4) | mant | (neg & 0x80)) ^ 0xFF);
+  const std::int32_t seg_mant = float_code(a) - (132 << 4);
+  return static_cast<std::uint8_t>((seg_mant | (neg & 0x80)) ^ 0xFF);
 }
 
 // A-law encoder (G.711 Table 1a, G.191 alaw_compress): 12-bit magnitude (one's complement for
 // negatives); segment 0 is linear, segment e >= 1 keeps the 4 bits below the top bit; even
 // bits toggled with 0x55, sign bit set for x >= 0.
+// (seg << 4) | mant equals ix itself below 32 (segments 0 and 1 share the step 1), and
+// float_code(ix) - ((127 + 3) << 4) from 16 up, which is at most ix there; so it is the
+// smaller of ix and the float form of max(ix, 16).
 inline std::uint8_t alaw_code(std::int32_t x) noexcept {
   const std::int32_t neg = x >> 31;
   const std::int32_t ix = (x ^ neg) >> 4;
-  const std::int32_t top = top_bit(ix | 1);
-  const std::int32_t seg = std::max(top - 3, 0);
-  const std::int32_t mant = (ix >> std::max(top - 4, 0)) & 0xF;
-  return static_cast<std::uint8_t>(((seg << 4) | mant | (~neg & 0x80)) ^ 0x55);
+  const std::int32_t seg_mant = std::min(ix, float_code(std::max(ix, 16)) - (130 << 4));
+  return static_cast<std::uint8_t>((seg_mant | (~neg & 0x80)) ^ 0x55);
 }
 
 // mu-law decoder (G.191 ulaw_expand): ((mantissa * 8 + 132) << segment) - 132, signed.
