@@ -385,6 +385,21 @@ PyMethodDef g711_methods[] = {
 void bind_g711(py::module_& m) {
   if (PyModule_AddFunctions(m.ptr(), g711_methods) != 0) throw py::error_already_set();
 
+  // Which kernels the bulk functions run on this CPU, for the benchmark's notes.
+  m.def(
+      "_g711_isa",
+      []() -> const char* {
+        switch (g711::current_isa()) {
+          case g711::Isa::avx512:
+            return "avx512";
+          case g711::Isa::avx2:
+            return "avx2";
+          default:
+            return "portable";
+        }
+      },
+      "_g711_isa() -> str: the instruction set of the G.711 bulk kernels in use");
+
   // The same bytes -> bytes mu-law kernels behind a pybind11 dispatch, so the benchmark can
   // put the two entry points side by side. Not part of the public API.
   m.def(

@@ -64,6 +64,17 @@ int ref_alaw_value(std::uint8_t code) {
   return (code & 0x80) ? 8 * mag12 : -8 * mag12;
 }
 
+std::string isa_name(g711::Isa isa) {
+  switch (isa) {
+    case g711::Isa::avx2:
+      return "avx2";
+    case g711::Isa::avx512:
+      return "avx512";
+    default:
+      return "portable";
+  }
+}
+
 }  // namespace
 
 TEST(G711Reference, UlawDecodeMatchesTableEnds) {
@@ -138,9 +149,11 @@ TEST_P(G711Isa, BulkDecodeCoversEveryCodeInEveryLane) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, G711Isa, ::testing::Values(g711::Isa::portable, g711::Isa::avx2),
+INSTANTIATE_TEST_SUITE_P(Isas, G711Isa,
+                         ::testing::Values(g711::Isa::portable, g711::Isa::avx2,
+                                           g711::Isa::avx512),
                          [](const ::testing::TestParamInfo<g711::Isa>& p) {
-                           return std::string(p.param == g711::Isa::avx2 ? "avx2" : "portable");
+                           return isa_name(p.param);
                          });
 
 TEST(G711Isa, SelectionReportsWhatRuns) {
@@ -227,10 +240,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(BulkCase{EncodeMode::g191, g711::Isa::portable},
                       BulkCase{EncodeMode::audioop, g711::Isa::portable},
                       BulkCase{EncodeMode::g191, g711::Isa::avx2},
-                      BulkCase{EncodeMode::audioop, g711::Isa::avx2}),
+                      BulkCase{EncodeMode::audioop, g711::Isa::avx2},
+                      BulkCase{EncodeMode::g191, g711::Isa::avx512},
+                      BulkCase{EncodeMode::audioop, g711::Isa::avx512}),
     [](const ::testing::TestParamInfo<BulkCase>& p) {
-      return std::string(p.param.mode == EncodeMode::g191 ? "g191" : "audioop") +
-             (p.param.isa == g711::Isa::avx2 ? "_avx2" : "_portable");
+      return std::string(p.param.mode == EncodeMode::g191 ? "g191" : "audioop") + "_" +
+             isa_name(p.param.isa);
     });
 
 TEST(G711Contract, TypedSpansAndErrors) {

@@ -28,6 +28,7 @@ enum class Isa : std::uint8_t {
   portable = 0,  ///< Plain C++ (compiler-vectorised for the baseline ISA, tables for decode).
   avx2 = 1,      ///< Hand-written AVX2 kernels (x86-64).
   best = 2,      ///< The fastest the CPU supports (the default).
+  avx512 = 3,    ///< AVX-512 BW + VBMI encoders and the AVX2 decoders (x86-64).
 };
 
 /// Restricts the bulk functions to `isa` for the whole process (for tests and benchmarks).
