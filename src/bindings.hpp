@@ -33,5 +33,6 @@ void bind_stretch(py::module_& m);
 void bind_opus(py::module_& m);
 void bind_jitter(py::module_& m);
 void bind_media_path(py::module_& m);
+void bind_agc(py::module_& m);
 
 }  // namespace voxwire::bindings

@@ -30,4 +30,5 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   voxwire::bindings::bind_opus(m);
   voxwire::bindings::bind_jitter(m);
   voxwire::bindings::bind_media_path(m);
+  voxwire::bindings::bind_agc(m);
 }
