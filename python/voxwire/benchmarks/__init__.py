@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "plc": "voxwire.benchmarks.plc",
     "jitter": "voxwire.benchmarks.jitter",
     "media": "voxwire.benchmarks.media_path",
+    "agc": "voxwire.benchmarks.agc",
 }
 """Benchmark name -> module, in the order ``voxwire bench`` runs them."""
 
