@@ -705,3 +705,51 @@ def test_no_draft_when_the_policy_answers_at_once_or_without_a_final() -> None:
     h2.take(h2.conv.transcript(Transcript("book a", False), h2.now))
     h2.silence(0.3)
     assert h2.conv.drafts["started"] == 0  # interim words only: nothing stable to answer
+
+
+def _stt_pcm(actions: list[Action]) -> np.ndarray:
+    return np.concatenate([a.pcm for a in actions if isinstance(a, SttAudio)])
+
+
+def test_without_agc_the_recogniser_hears_the_line_as_it_is() -> None:
+    h = Harness(VoiceConfig(agc=False))
+    assert h.conv.agc is None
+    quiet = (tone(2.0).astype(np.float64) * 0.05).astype(np.int16)
+    np.testing.assert_array_equal(_stt_pcm(h.feed(quiet)), quiet)
+
+
+def test_agc_is_on_by_default_and_leaves_a_loud_caller_alone() -> None:
+    h = Harness()
+    assert h.conv.agc is not None
+    loud = (tone(2.0).astype(np.float64) * 0.5).astype(np.int16)  # about -20 dBFS
+    np.testing.assert_array_equal(_stt_pcm(h.feed(loud)), loud)
+    assert h.conv.agc.gain_db == 0.0
+
+
+def test_agc_lifts_a_quiet_caller_for_the_recogniser_and_the_vad() -> None:
+    h = Harness()
+    assert h.conv.agc is not None
+    quiet = (tone(3.0).astype(np.float64) * 10 ** (-24 / 20)).astype(np.int16)
+    h.silence(0.2)
+    heard = _stt_pcm(h.feed(quiet))
+    assert h.conv.agc.gain_db == pytest.approx(-26.0 - h.conv.agc.speech_level_dbfs, abs=0.5)
+    assert h.conv.agc.gain_db > 10.0
+    tail = slice(len(quiet) // 2, len(quiet))
+    lift = 20 * np.log10(np.abs(heard[tail]).max() / np.abs(quiet[tail]).max())
+    assert lift > 10.0
+    assert h.conv.vad.active
+
+
+def test_agc_holds_its_gain_while_the_reply_plays() -> None:
+    h = Harness()
+    _start, play = start_speaking(h, LONG)
+    agc = h.conv.agc
+    assert agc is not None
+    gain, frames = agc.target_gain_db, agc.speech_frames
+    # the reply's own echo, 15 dB down: never the caller's level
+    echo = (play.pcm.astype(np.float64) * 10 ** (-15 / 20)).astype(np.int16)
+    got = h.feed(np.concatenate([np.zeros(640, np.int16), echo]))
+    assert agc.hold
+    assert agc.target_gain_db == gain
+    assert agc.speech_frames == frames
+    assert not h.of(Clear, got)

@@ -13,7 +13,10 @@ tools, and what the phone must do (play, mark, clear, hang up).
 
 Listening and the end of a turn
 -------------------------------
-Caller audio goes through voxwire's VAD (with the turn policy's hangover). When the VAD
+Caller audio goes through voxwire's VAD (with the turn policy's hangover), after the
+automatic gain control (``VoiceConfig.agc``, on by default, boost only: it lifts quiet
+lines and leaves loud ones alone; it holds its gain while a reply plays, so the reply's
+echo never sets the caller's level). When the VAD
 ends an utterance the turn ends after ``policy.delay(text)`` more seconds, ``text`` being
 the transcript so far: a complete sentence is answered at once, text that stops on
 "and", "um" or a digit waits longer (:mod:`voxwire.voice.turns`). Speech before then
@@ -76,6 +79,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from voxwire.agc import Agc
 from voxwire.errors import ServiceError
 from voxwire.services.base import (
     PCM,
@@ -338,6 +342,16 @@ class VoiceConfig:
     preemptive_max_wait: float = 0.75
     """... and at most this far: a longer wait means the words say the caller is not done
     (a trailing "and", "um", a digit run), and a draft would mostly be thrown away."""
+    agc: bool = True
+    """Put the caller's audio through :class:`voxwire.Agc` (automatic gain control, no
+    added latency) before the VAD and the recogniser. On by default, set to boost only
+    (``agc_min_gain_db=0``): it lifts quiet lines, where it raised the offline
+    recogniser's word accuracy, and leaves lines at -10 dBFS peak and louder as they are,
+    where gain control did not help it (``docs/agc.md``)."""
+    agc_max_gain_db: float = 30.0
+    """The gain control's largest gain (dB)."""
+    agc_min_gain_db: float = 0.0
+    """The gain control's smallest gain (dB): 0 never attenuates."""
 
 
 # --- the reply ------------------------------------------------------------------------
@@ -432,6 +446,14 @@ class Conversation:
         self.config = config or VoiceConfig()
         self.tools = (*tools, END_CALL_SPEC)
         self.vad = Vad(rate, hangover_ms=policy.hangover_ms)
+        #: the caller's gain control (``config.agc``), or None
+        self.agc: Agc | None = None
+        if self.config.agc:
+            self.agc = Agc(
+                rate,
+                max_gain_db=self.config.agc_max_gain_db,
+                min_gain_db=self.config.agc_min_gain_db,
+            )
         self._frame = self.vad.frame_samples
         self._pending = np.zeros(0, np.int16)
         self._fed = 0  # samples given to the VAD
@@ -504,14 +526,22 @@ class Conversation:
         if whole == 0:
             return out
         frames = data[:whole]
-        batch = self.vad.process_batch(frames)
+        audible = self._reply_audible()
+        heard = frames
+        if self.agc is not None:
+            # The reply coming back over the line is not the caller's level: the gain is
+            # held while it plays.
+            self.agc.hold = audible
+            heard = self.agc.process(frames)
+        batch = self.vad.process_batch(heard)
         n = whole // self._frame
         end_sample = self._fed + whole
-        stt = frames
+        stt = heard
         below = [math.inf] * n  # per frame: dB below the reply it came back (echo test)
-        gate = self._echo_gate(frames, n, now, below) if self._reply_audible() else None
+        # The echo test compares the line's own levels with the reply's, before any gain.
+        gate = self._echo_gate(frames, n, now, below) if audible else None
         if gate is not None and gate.any():
-            stt = frames.copy()
+            stt = heard.copy()
             stt.reshape(n, self._frame)[gate] = 0
         out.append(SttAudio(stt))
         events = {e.frame: e for e in batch.events}
