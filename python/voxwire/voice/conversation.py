@@ -345,9 +345,9 @@ class VoiceConfig:
     agc: bool = True
     """Put the caller's audio through :class:`voxwire.Agc` (automatic gain control, no
     added latency) before the VAD and the recogniser. On by default, set to boost only
-    (``agc_min_gain_db=0``): it lifts quiet lines, where it raised the offline
-    recogniser's word accuracy, and leaves lines at -10 dBFS peak and louder as they are,
-    where gain control did not help it (``docs/agc.md``)."""
+    (``agc_min_gain_db=0``): it lifts quiet lines (-40 to -20 dBFS peak), where it raised
+    the offline recogniser's word accuracy, and leaves speech at or above its -26 dBFS
+    target as it is, where gain control did not help (``docs/agc.md``)."""
     agc_max_gain_db: float = 30.0
     """The gain control's largest gain (dB)."""
     agc_min_gain_db: float = 0.0
