@@ -424,3 +424,16 @@ def test_stt_backlog_overflow_is_a_service_error() -> None:
     with pytest.raises(ServiceError) as err:
         asyncio.run(main())
     assert (err.value.service, err.value.reason) == ("stt", "overloaded")
+
+
+def test_a_missing_engine_names_the_extra_that_brings_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `voxwire demo` prints this message when the demo's engines are not installed.
+    import voxwire.services.stt_pocketsphinx as stt_module
+    import voxwire.services.tts_espeak as tts_module
+
+    monkeypatch.setattr(stt_module, "pocketsphinx_available", lambda: False)
+    with pytest.raises(ServiceError, match=re.escape("pip install 'voxwire[demo]'")):
+        PocketSphinxStt()
+    monkeypatch.setattr(tts_module, "espeak_available", lambda: False)
+    with pytest.raises(ServiceError, match=re.escape("pip install 'voxwire[demo]'")):
+        tts_module._Engine()

@@ -550,7 +550,11 @@ class PocketSphinxStt:
         decoder_options: dict[str, Any] | None = None,
     ) -> None:
         if not pocketsphinx_available():
-            raise ServiceError("stt", "unavailable", "stt: needs the pocketsphinx wheel")
+            raise ServiceError(
+                "stt",
+                "unavailable",
+                "stt: needs the pocketsphinx wheel (pip install 'voxwire[demo]')",
+            )
         if not 0.06 <= endpoint_window <= 5.0:
             raise ValueError(f"endpoint_window must be 0.06 to 5 s, got {endpoint_window}")
         if not 0.0 < endpoint_ratio < 1.0:

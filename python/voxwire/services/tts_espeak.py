@@ -128,7 +128,11 @@ class _Engine:
 
     def __init__(self) -> None:
         if not espeak_available():
-            raise ServiceError("tts", "unavailable", "espeak-ng needs the espeakng-loader wheel")
+            raise ServiceError(
+                "tts",
+                "unavailable",
+                "espeak-ng needs the espeakng-loader wheel (pip install 'voxwire[demo]')",
+            )
         import espeakng_loader  # type: ignore[import-untyped,unused-ignore]
 
         lib = ctypes.CDLL(espeakng_loader.get_library_path())
