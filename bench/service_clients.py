@@ -24,10 +24,18 @@ Two figures per client:
 
 Each client's output is checked before it is timed (every token, every sample, in
 order). The SDKs are those installed (``pip install openai anthropic deepgram-sdk
-cartesia elevenlabs``); a missing one leaves its column empty. The ElevenLabs SDK has no
-column: its streaming-input client (``convert_realtime``) derives its URL from the base
-URL with the scheme forced to ``wss://`` and is synchronous, so it cannot be pointed at a
-plain local ``ws://`` server.
+cartesia elevenlabs``); a missing one leaves its column empty, with a note.
+
+ElevenLabs runs over TLS in both columns: the SDK's streaming-input client
+(``text_to_speech.convert_realtime``) connects to its base URL with the scheme made
+``wss://``. The fake server serves the same app on a second port over TLS, with a
+self-signed certificate for 127.0.0.1 made here at run time (``selfsigned.py``), and
+this process trusts it through ``SSL_CERT_FILE`` (websockets builds the default ``ssl``
+context at each connection, under both clients). The SDK is synchronous: it runs in a
+worker thread of its own, each chunk handed to the event loop with
+``call_soon_threadsafe``, and opens a new connection for every call (its first unit
+includes that handshake). An SDK request that times out is counted in the row's note,
+not timed.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import importlib.metadata
 import json
@@ -42,12 +51,18 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import selfsigned
 
 KEY = "bench-key-not-real"
 VOICE = "bench-voice"
@@ -154,7 +169,7 @@ def pcm_chunk(index: int, samples: int) -> bytes:
     return (np.arange(index * samples, (index + 1) * samples) % 30000).astype("<i2").tobytes()
 
 
-async def _serve() -> None:
+async def _serve(cert: str | None, key: str | None) -> None:
     from aiohttp import web
     from websockets.asyncio.server import serve
 
@@ -193,8 +208,10 @@ async def _serve() -> None:
             await deepgram(ws)
         elif path.startswith("/tts/websocket"):
             await cartesia(ws)
-        else:
+        elif "/multi-stream-input" in path:
             await elevenlabs(ws)
+        else:
+            await elevenlabs_single(ws)
 
     async def deepgram(ws: Any) -> None:
         heard = 0
@@ -298,18 +315,30 @@ async def _serve() -> None:
             text = message.get("text", "").strip()
             for char in text:
                 i = sent[context] = sent.get(context, -1) + 1
-                alignment = {"chars": [char], "charStartTimesMs": [0], "charDurationsMs": [20]}
-                await ws.send(
-                    json.dumps(
-                        {
-                            "audio": b64_chunk(i),
-                            "isFinal": None,
-                            "alignment": alignment,
-                            "normalizedAlignment": alignment,
-                            "contextId": context,
-                        }
-                    )
-                )
+                await ws.send(json.dumps({**elevenlabs_audio(i, char), "contextId": context}))
+
+    def elevenlabs_audio(i: int, char: str) -> dict[str, Any]:
+        alignment = {"chars": [char], "charStartTimesMs": [0], "charDurationsMs": [20]}
+        return {
+            "audio": b64_chunk(i),
+            "isFinal": None,
+            "alignment": alignment,
+            "normalizedAlignment": alignment,
+        }
+
+    async def elevenlabs_single(ws: Any) -> None:
+        # /stream-input: one context a connection; {"text": ""} ends it, then the server
+        # sends isFinal and closes the connection
+        sent = -1
+        async for raw in ws:
+            text = json.loads(raw).get("text", "")
+            if text == "":
+                await ws.send(json.dumps({"isFinal": True}))
+                await ws.close()
+                return
+            for char in text.strip():
+                sent += 1
+                await ws.send(json.dumps(elevenlabs_audio(sent, char)))
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -320,9 +349,19 @@ async def _serve() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with serve(websocket, "127.0.0.1", 0, compression=None, max_size=None) as ws_server:
-        ws_port = next(iter(ws_server.sockets)).getsockname()[1]
-        print(json.dumps({"http": http_port, "ws": ws_port}), flush=True)
+    async with contextlib.AsyncExitStack() as servers:
+        ports = {"http": http_port}
+        ws_server = await servers.enter_async_context(
+            serve(websocket, "127.0.0.1", 0, compression=None, max_size=None)
+        )
+        ports["ws"] = next(iter(ws_server.sockets)).getsockname()[1]
+        if cert and key:  # the same app over TLS, with the certificate the parent made
+            tls = selfsigned.server_context(Path(cert), Path(key))
+            wss_server = await servers.enter_async_context(
+                serve(websocket, "127.0.0.1", 0, ssl=tls, compression=None, max_size=None)
+            )
+            ports["wss"] = next(iter(wss_server.sockets)).getsockname()[1]
+        print(json.dumps(ports), flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     await runner.cleanup()
@@ -338,10 +377,12 @@ class Case:
     service = ""
     unit = ""
     client = ""
+    tls = False  # run over the wss:// server
 
-    def __init__(self, http: str, ws: str) -> None:
+    def __init__(self, http: str, ws: str, wss: str = "") -> None:
         self.http = http
         self.ws = ws
+        self.wss = wss  # the WebSocket server over TLS, when a certificate could be made
 
     async def setup(self) -> None:
         pass
@@ -657,12 +698,14 @@ class CartesiaWsSdk(CartesiaWs):
 
 
 class ElevenLabsWs(Case):
-    service, unit, client = "TTS: ElevenLabs multi-context WebSocket", "audio message", "voxwire"
+    service, unit, client = "TTS: ElevenLabs WebSocket, over TLS", "audio message", "voxwire"
+    tls = True
 
     async def setup(self) -> None:
         from voxwire.services.tts_elevenlabs import ElevenLabsTts
 
-        self.tts = ElevenLabsTts(VOICE, api_key=KEY, base_url=self.ws, sample_rate=AUDIO_RATE)
+        url = self.wss or self.ws  # ws:// only when no certificate could be made
+        self.tts = ElevenLabsTts(VOICE, api_key=KEY, base_url=url, sample_rate=AUDIO_RATE)
 
     async def stream(self, n: int, first: Callable[[], None]) -> Any:
         chunks = []
@@ -683,13 +726,61 @@ class ElevenLabsWs(Case):
         await self.tts.aclose()
 
 
-PAIRS: list[tuple[type[Case], type[Case] | None, str]] = [
+class ElevenLabsWsSdk(ElevenLabsWs):
+    """The SDK's streaming-input TTS, ``text_to_speech.convert_realtime``: a synchronous
+    generator on a ``websockets.sync`` connection to ``/stream-input`` (one context, one
+    connection a call), its URL the base URL with the scheme made ``wss://``. It runs as an
+    asyncio application would run it: in a worker thread of its own, each chunk handed to
+    the event loop with ``call_soon_threadsafe``; the caller reads them from a queue."""
+
+    client = "elevenlabs"
+
+    async def setup(self) -> None:
+        from elevenlabs.client import ElevenLabs
+
+        if not self.wss:
+            raise RuntimeError("no TLS server: no certificate could be made")
+        # it trusts the server through SSL_CERT_FILE (see fake_server)
+        base = "https://" + self.wss.removeprefix("wss://")
+        self.sdk = ElevenLabs(api_key=KEY, base_url=base)
+        self.worker = concurrent.futures.ThreadPoolExecutor(1, "elevenlabs-sdk")
+
+    async def stream(self, n: int, first: Callable[[], None]) -> Any:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def synthesise() -> None:
+            try:
+                for audio in self.sdk.text_to_speech.convert_realtime(
+                    VOICE,
+                    text=iter(["x" * n]),
+                    model_id="eleven_flash_v2_5",
+                    output_format=f"pcm_{AUDIO_RATE}",
+                ):
+                    loop.call_soon_threadsafe(queue.put_nowait, audio)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        done = loop.run_in_executor(self.worker, synthesise)
+        chunks = []
+        while (audio := await queue.get()) is not None:
+            if not chunks:
+                first()
+            chunks.append(np.frombuffer(audio, "<i2"))
+        await done  # raises what the SDK raised
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+    async def close(self) -> None:
+        self.worker.shutdown()
+
+
+PAIRS: list[tuple[type[Case], type[Case], str]] = [
     (OpenAIChat, OpenAIChatSdk, "openai"),
     (AnthropicMessages, AnthropicMessagesSdk, "anthropic"),
     (OpenAISpeech, OpenAISpeechSdk, "openai"),
     (DeepgramLive, DeepgramLiveSdk, "deepgram-sdk"),
     (CartesiaWs, CartesiaWsSdk, "cartesia"),
-    (ElevenLabsWs, None, "elevenlabs"),
+    (ElevenLabsWs, ElevenLabsWsSdk, "elevenlabs"),
 ]
 
 
@@ -731,38 +822,59 @@ def _version(dist: str) -> str:
 
 
 async def measure(
-    http: str, ws: str, *, rounds: int, units: int, firsts: int, sdks: bool = True
+    http: str,
+    ws: str,
+    *,
+    rounds: int,
+    units: int,
+    firsts: int,
+    sdks: bool = True,
+    wss: str = "",
 ) -> list[dict[str, Any]]:
     rows = []
     for ours_cls, sdk_cls, dist in PAIRS:
-        ours = ours_cls(http, ws)
+        ours = ours_cls(http, ws, wss)
         await ours.setup()
         cases: list[Case] = [ours]
         note = ""
-        if not sdks:
+        if ours.tls and not wss:
+            note = "no certificate (needs cryptography or openssl): voxwire over ws://, no SDK"
+        elif not sdks:
             note = "SDKs not run"
-        elif sdk_cls is not None and _version(dist):
-            sdk = sdk_cls(http, ws)
+        elif _version(dist):
+            sdk = sdk_cls(http, ws, wss)
             try:
                 await sdk.setup()
                 await _checked(sdk, 5)
                 cases.append(sdk)
             except Exception as exc:  # an SDK that cannot run here: said in the table
                 note = f"{dist} failed: {type(exc).__name__}: {exc}"[:120]
-        elif sdk_cls is None:
-            note = f"{dist} {_version(dist) or '(not installed)'}: cannot target a local ws:// URL"
         else:
             note = f"{dist} not installed"
         for case in cases:
             await _checked(case, units)
         cpu: dict[str, list[float]] = {c.client: [] for c in cases}
         first: dict[str, list[float]] = {c.client: [] for c in cases}
+        timeouts = 0  # an SDK's requests that timed out: counted, not timed
+
+        async def timed(case: Case, how: Any, *args: Any) -> list[float]:
+            nonlocal timeouts
+            try:
+                return [await how(case, *args)]
+            except TimeoutError:
+                if case.client == "voxwire":
+                    raise
+                timeouts += 1
+                return []
+
         for _ in range(rounds):  # alternate, so drift in the machine's load hits both
             for case in cases:
-                cpu[case.client].append(await cpu_per_unit(case, units))
+                cpu[case.client] += await timed(case, cpu_per_unit, units)
             for _ in range(firsts):
                 for case in cases:
-                    first[case.client].append(await first_unit(case))
+                    first[case.client] += await timed(case, first_unit)
+        if timeouts:
+            note = f"{timeouts} of {rounds * (firsts + 1)} SDK requests timed out (not timed)"
         for case in cases:
             await case.close()
         row: dict[str, Any] = {
@@ -809,10 +921,43 @@ def render(rows: list[dict[str, Any]], units: int, rounds: int) -> str:
     return "\n".join(lines + (["", *notes] if notes else []))
 
 
+@contextlib.contextmanager
+def _certificate() -> Any:
+    """A self-signed certificate for 127.0.0.1, trusted by this process while in use:
+    ``SSL_CERT_FILE`` names it, so the default ``ssl`` context (made at each connection by
+    websockets, under both voxwire's client and the ElevenLabs SDK) takes it as its only CA.
+    None when neither cryptography nor openssl can make one."""
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            cert, key = selfsigned.self_signed(Path(directory))
+        except selfsigned.NoCertificate:
+            yield None
+            return
+        before = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        try:
+            yield cert, key
+        finally:
+            if before is None:
+                del os.environ["SSL_CERT_FILE"]
+            else:
+                os.environ["SSL_CERT_FILE"] = before
+
+
 @contextlib.asynccontextmanager
-async def fake_server():  # type: ignore[no-untyped-def]
+async def fake_server() -> AsyncIterator[tuple[str, str, str]]:
+    """Run the fake server; yield its ``http://``, ``ws://`` and ``wss://`` base URLs (the
+    last empty when no certificate could be made)."""
+    with _certificate() as pair:
+        tls = ["--cert", str(pair[0]), "--key", str(pair[1])] if pair else []
+        async with _serving(tls) as urls:
+            yield urls
+
+
+@contextlib.asynccontextmanager
+async def _serving(tls: list[str]) -> AsyncIterator[tuple[str, str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve"],
+        [sys.executable, os.path.abspath(__file__), "--serve", *tls],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -821,7 +966,8 @@ async def fake_server():  # type: ignore[no-untyped-def]
         assert proc.stdout is not None
         line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
         ports = json.loads(line)
-        yield f"http://127.0.0.1:{ports['http']}", f"ws://127.0.0.1:{ports['ws']}"
+        wss = f"wss://127.0.0.1:{ports['wss']}" if "wss" in ports else ""
+        yield f"http://127.0.0.1:{ports['http']}", f"ws://127.0.0.1:{ports['ws']}", wss
     finally:
         assert proc.stdin is not None
         assert proc.stdout is not None
@@ -838,10 +984,10 @@ async def run(
     *, quick: bool, rounds: int = 5, units: int = 2000, sdks: bool = True
 ) -> list[dict[str, Any]]:
     """Start the fake server, measure every client, return the rows of the table."""
-    async with fake_server() as (http, ws):
+    async with fake_server() as (http, ws, wss):
         if quick:
-            return await measure(http, ws, rounds=1, units=50, firsts=3, sdks=sdks)
-        return await measure(http, ws, rounds=rounds, units=units, firsts=40, sdks=sdks)
+            return await measure(http, ws, rounds=1, units=50, firsts=3, sdks=sdks, wss=wss)
+        return await measure(http, ws, rounds=rounds, units=units, firsts=40, sdks=sdks, wss=wss)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -851,9 +997,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=2000, help="units per stream")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cert", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve())
+        asyncio.run(_serve(args.cert, args.key))
         return 0
     warnings.simplefilter("ignore", DeprecationWarning)  # websockets.legacy, in an SDK
     runner = run(quick=args.quick, rounds=args.rounds, units=args.tokens)

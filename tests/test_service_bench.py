@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -47,3 +49,42 @@ def test_a_wrong_stream_fails_the_check() -> None:
 
     with pytest.raises(AssertionError, match="wrong output"):
         asyncio.run(sc._checked(Short("http://127.0.0.1:9", "ws://127.0.0.1:9"), 5))
+
+
+ELEVENLABS = [p for p in sc.PAIRS if p[2] == "elevenlabs"]
+
+
+def test_the_elevenlabs_row_runs_over_tls_and_says_when_the_sdk_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sc, "PAIRS", ELEVENLABS)
+    monkeypatch.setattr(sc, "_version", lambda dist: "")
+    (row,) = asyncio.run(asyncio.wait_for(sc.run(quick=True), 60))
+    assert row["voxwire_us"] > 0
+    assert "sdk_us" not in row
+    assert row["note"] == "elevenlabs not installed"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK reads ConnectionClosed.code
+def test_the_elevenlabs_sdk_reaches_the_tls_fake_only_when_it_trusts_the_certificate() -> None:
+    pytest.importorskip("elevenlabs", reason="the ElevenLabs SDK is not installed")
+
+    async def check() -> None:
+        async with sc.fake_server() as (http, ws, wss):
+            assert wss.startswith("wss://127.0.0.1:")
+            sdk = sc.ElevenLabsWsSdk(http, ws, wss)
+            await sdk.setup()
+            try:
+                await sc._checked(sdk, 20)  # every sample, in order
+                first = await sc.first_unit(sdk)
+                assert first > 0
+                trusted = os.environ.pop("SSL_CERT_FILE")
+                try:  # the default CAs do not know the bench's certificate
+                    with pytest.raises(ssl.SSLCertVerificationError):
+                        await sc._checked(sdk, 5)
+                finally:
+                    os.environ["SSL_CERT_FILE"] = trusted
+            finally:
+                await sdk.close()
+
+    asyncio.run(asyncio.wait_for(check(), 60))
