@@ -88,3 +88,17 @@ def test_the_elevenlabs_sdk_reaches_the_tls_fake_only_when_it_trusts_the_certifi
                 await sdk.close()
 
     asyncio.run(asyncio.wait_for(check(), 60))
+
+
+def test_without_a_certificate_the_elevenlabs_row_says_it_ran_over_plain_ws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def none(directory: Path) -> None:
+        raise sc.selfsigned.NoCertificate("neither cryptography nor openssl")
+
+    monkeypatch.setattr(sc, "PAIRS", ELEVENLABS)
+    monkeypatch.setattr(sc.selfsigned, "self_signed", none)
+    (row,) = asyncio.run(asyncio.wait_for(sc.run(quick=True), 60))
+    assert row["voxwire_us"] > 0
+    assert "sdk_us" not in row
+    assert row["note"].startswith("no certificate")
