@@ -29,9 +29,9 @@ cartesia elevenlabs``); a missing one leaves its column empty, with a note.
 ElevenLabs runs over TLS in both columns: the SDK's streaming-input client
 (``text_to_speech.convert_realtime``) connects to its base URL with the scheme made
 ``wss://``. The fake server serves the same app on a second port over TLS, with a
-self-signed certificate for 127.0.0.1 made here at run time (``selfsigned.py``), and
-this process trusts it through ``SSL_CERT_FILE`` (websockets builds the default ``ssl``
-context at each connection, under both clients). The SDK is synchronous: it runs in a
+self-signed certificate for 127.0.0.1 made here at run time
+(:func:`voxwire.aio.tls.self_signed`), and this process trusts it through
+``SSL_CERT_FILE`` (websockets builds the default ``ssl`` context at each connection, under both clients). The SDK is synchronous: it runs in a
 worker thread of its own, each chunk handed to the event loop with
 ``call_soon_threadsafe``, and opens a new connection for every call (its first unit
 includes that handshake). An SDK request that times out is counted in the row's note,
@@ -60,9 +60,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import selfsigned
+from voxwire.aio import tls as selfsigned
 
 KEY = "bench-key-not-real"
 VOICE = "bench-voice"
@@ -356,7 +354,7 @@ async def _serve(cert: str | None, key: str | None) -> None:
         )
         ports["ws"] = next(iter(ws_server.sockets)).getsockname()[1]
         if cert and key:  # the same app over TLS, with the certificate the parent made
-            tls = selfsigned.server_context(Path(cert), Path(key))
+            tls = selfsigned.server_context(cert, key)
             wss_server = await servers.enter_async_context(
                 serve(websocket, "127.0.0.1", 0, ssl=tls, compression=None, max_size=None)
             )
