@@ -31,11 +31,11 @@ ElevenLabs runs over TLS in both columns: the SDK's streaming-input client
 ``wss://``. The fake server serves the same app on a second port over TLS, with a
 self-signed certificate for 127.0.0.1 made here at run time
 (:func:`voxwire.aio.tls.self_signed`), and this process trusts it through
-``SSL_CERT_FILE`` (websockets builds the default ``ssl`` context at each connection, under both clients). The SDK is synchronous: it runs in a
-worker thread of its own, each chunk handed to the event loop with
-``call_soon_threadsafe``, and opens a new connection for every call (its first unit
-includes that handshake). An SDK request that times out is counted in the row's note,
-not timed.
+``SSL_CERT_FILE`` (websockets builds the default ``ssl`` context at each connection,
+under both clients). The SDK is synchronous: it runs in a worker thread of its own,
+each chunk handed to the event loop with ``call_soon_threadsafe``, and opens a new
+connection for every call (its first unit includes that handshake). An SDK request that
+times out is counted in the row's note, not timed.
 """
 
 from __future__ import annotations
