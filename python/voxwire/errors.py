@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "CodecError",
+    "ConformanceError",
     "ConnectionClosed",
     "LocalProtocolError",
     "OpusPacketError",
@@ -45,6 +46,16 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol does not allow."""
+
+
+class ConformanceError(VoxwireError, AssertionError):
+    """The application sent what the provider's documentation does not allow.
+
+    Raised by a simulated provider in strict mode (:mod:`voxwire.sim.providers`) on the
+    first wire-format violation: wrong key set, value type, frame type (text or binary),
+    invalid base64, a message the provider does not accept. It is an ``AssertionError``
+    too, so a test framework reports it as a failed check.
+    """
 
 
 class _Reasoned(Exception):

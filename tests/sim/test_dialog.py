@@ -559,7 +559,7 @@ def test_an_rtp_dialog_measures_where_the_agent_stopped_sending() -> None:
 def test_the_rtp_phone_side_refuses_what_is_not_its_stream() -> None:
     from voxwire.rtp import RtpSender
     from voxwire.sim.dialog import _RtpSide
-    from voxwire.sim.provider import PlayAudio, Unexpected
+    from voxwire.sim.providers import PlayAudio, Unexpected
 
     side = _RtpSide()
     assert side.opening() == []

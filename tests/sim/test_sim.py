@@ -10,7 +10,7 @@ import voxwire
 from voxwire.protocols import CODECS, Audio, CallStarted, Cleared, MarkPlayed, protocol_names
 from voxwire.resample import Resampler
 from voxwire.sim.caller import Playout, aligned_correlation
-from voxwire.sim.provider import PROVIDERS, ClearAudio, PlayAudio, PlayMark, Unexpected
+from voxwire.sim.providers import PROVIDERS, ClearAudio, PlayAudio, PlayMark, Unexpected
 
 G711 = {"twilio", "telnyx", "plivo"}
 MARKS = set(protocol_names(supports_marks=True))
@@ -32,13 +32,41 @@ def test_every_registered_protocol_has_a_simulated_side_and_no_other() -> None:
 
 
 @pytest.mark.parametrize("protocol", sorted(CODECS))
-def test_the_simulated_side_states_the_codecs_facts(protocol: str) -> None:
+def test_the_simulated_side_takes_the_codecs_facts(protocol: str) -> None:
     side, codec = PROVIDERS[protocol], CODECS[protocol]
+    assert side.codec is codec
     assert side.name == codec.name
     assert side.default_rate == codec.default_rate
-    assert set(side.rates) <= set(codec.rates)
+    assert side.rates == codec.rates
     assert side.subprotocols == codec.subprotocols
     assert side.raw_tcp == (codec.transport == "tcp")
+    assert (side.supports_marks, side.supports_clear) == (
+        codec.supports_marks,
+        codec.supports_clear,
+    )
+
+
+@pytest.mark.parametrize("protocol", sorted(CODECS))
+def test_the_simulated_side_runs_at_every_rate_of_the_protocol(protocol: str) -> None:
+    for rate in PROVIDERS[protocol].rates:
+        side = PROVIDERS[protocol](rate, strict=True)
+        codec = CODECS[protocol]()
+        events = [e for m in side.opening() for e in codec.receive(m, 0.0)]
+        events += codec.receive(side.audio(tone(side.frame, rate)), 0.02)
+        started = [e for e in events if isinstance(e, CallStarted)]
+        assert started[-1].media_format.sample_rate == rate, (protocol, rate)
+        assert [len(e.pcm) for e in events if isinstance(e, Audio)] in ([side.frame], [])
+        assert codec.stats.skipped == 0
+
+
+@pytest.mark.parametrize("protocol", sorted(set(CODECS) - {"teler", "audiosocket"}))
+def test_custom_parameters_reach_the_application(protocol: str) -> None:
+    side = PROVIDERS[protocol](parameters={"room": "7", "agent": "echo"})
+    codec = CODECS[protocol]()
+    for message in side.opening():
+        codec.receive(message, 0.0)
+    assert codec.started is not None
+    assert codec.started.custom_parameters.items() >= {"room": "7", "agent": "echo"}.items()
 
 
 @pytest.mark.parametrize("protocol", sorted(PROVIDERS))

@@ -38,7 +38,7 @@ from voxwire.services.base import LanguageModel, SpeechToText, TextToSpeech
 from voxwire.services.llm_rules import RulesModel
 from voxwire.services.registry import ServiceChoice
 from voxwire.sim.dialog import DialogReport, Turn, place_dialog
-from voxwire.sim.provider import PROVIDERS
+from voxwire.sim.providers import PROVIDERS
 from voxwire.sim.speech import synthesize
 from voxwire.voice.conversation import VoiceConfig
 from voxwire.voice.metrics import STAGES, TurnMetrics

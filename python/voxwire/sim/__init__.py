@@ -1,6 +1,10 @@
 """The phone side of a call, simulated: what ``voxwire call`` runs.
 
-* :mod:`voxwire.sim.provider`: each protocol as the provider speaks it;
+* :mod:`voxwire.sim.providers`: each protocol as the provider speaks it, one module per
+  protocol, lenient like the provider or strict (raising
+  :class:`~voxwire.errors.ConformanceError` on any wire-format violation);
+* :mod:`voxwire.sim.phone`: the phone's speaker on a clock, and :class:`FakePhone`, a
+  provider side and its speaker in memory, for testing an application's wire format;
 * :mod:`voxwire.sim.caller`: a caller that speaks in real time, plays the replies, echoes
   marks once played, honours clear, and reports what it heard and the timings;
 * :mod:`voxwire.sim.dialog`: a caller that holds a conversation of several turns (each
@@ -15,7 +19,8 @@ from __future__ import annotations
 from voxwire.sim.caller import CallPlan, CallReport, Network, place_call
 from voxwire.sim.dialog import DialogReport, Turn, place_dialog
 from voxwire.sim.load import LoadReport, run_load
-from voxwire.sim.provider import PROVIDERS, ProviderSide
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import PROVIDERS, ProviderSide
 from voxwire.sim.speech import DEFAULT_PHRASE, read_wav, synthesize
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "CallPlan",
     "CallReport",
     "DialogReport",
+    "FakePhone",
     "LoadReport",
     "Network",
     "ProviderSide",

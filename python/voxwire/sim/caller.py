@@ -1,6 +1,6 @@
 """The simulated caller: a phone-side peer that speaks, listens, and times the replies.
 
-It behaves like the provider's side of a media stream (:mod:`voxwire.sim.provider`):
+It behaves like the provider's side of a media stream (:mod:`voxwire.sim.providers`):
 it opens the stream (connected, then start), sends the caller's audio in real time, one
 20 ms message per 20 ms, plays what the application sends at the line rate, echoes a mark
 only once the audio before it has played, and on a clear drops the queued audio and
@@ -38,8 +38,7 @@ import itertools
 import math
 import random
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any, Generic, TypeVar
@@ -48,15 +47,8 @@ import numpy as np
 import numpy.typing as npt
 
 from voxwire.netsim import Impairment
-from voxwire.sim.provider import (
-    PROVIDERS,
-    ClearAudio,
-    Message,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    Unexpected,
-)
+from voxwire.sim.phone import FakePhone, Playout
+from voxwire.sim.providers import PROVIDERS, Message, ProviderSide
 from voxwire.sim.speech import speech_bounds
 
 __all__ = [
@@ -73,96 +65,7 @@ __all__ = [
 PCM = npt.NDArray[np.int16]
 
 
-# --- the phone's speaker ----------------------------------------------------------------
-
-
-class Playout:
-    """The phone's playback queue on a sample clock (sans-I/O).
-
-    Positions are line-rate samples since ``t0``. :meth:`enqueue` appends audio (starting
-    it at ``now`` when the queue had run dry), :meth:`mark` places a mark after the audio
-    queued so far, :meth:`due` returns the marks whose audio has played by ``now``, and
-    :meth:`clear` cuts playback at ``now`` and returns the marks it dropped.
-    """
-
-    def __init__(self, rate: int, t0: float) -> None:
-        self.rate = rate
-        self.t0 = t0
-        self.end = 0  # where the queued audio ends
-        self.segments: list[tuple[int, PCM, float]] = []  # (start, audio, arrival time)
-        self._marks: deque[tuple[int, str]] = deque()
-
-    def sample(self, now: float) -> int:
-        """The position playing at ``now``."""
-        return max(0, math.floor((now - self.t0) * self.rate + 1e-6))
-
-    def time(self, position: int) -> float:
-        """When ``position`` plays."""
-        return self.t0 + position / self.rate
-
-    def enqueue(self, pcm: PCM, now: float) -> int:
-        """Queue audio; return the position where it starts playing."""
-        start = max(self.end, self.sample(now))
-        if len(pcm):
-            self.segments.append((start, pcm, now))
-            self.end = start + len(pcm)
-        return start
-
-    def mark(self, name: str, now: float) -> int:
-        """Queue a mark after the audio queued so far; return its position."""
-        position = max(self.end, self.sample(now))
-        self._marks.append((position, name))
-        return position
-
-    def due(self, now: float) -> list[str]:
-        """Marks whose audio has played by ``now``, in order."""
-        played = self.sample(now)
-        out: list[str] = []
-        while self._marks and self._marks[0][0] <= played:
-            out.append(self._marks.popleft()[1])
-        return out
-
-    def next_due(self) -> float | None:
-        """When the next mark falls due, or None."""
-        return self.time(self._marks[0][0]) if self._marks else None
-
-    def playing(self, now: float) -> bool:
-        """Whether audio is playing (or queued) at ``now``."""
-        return self.end > self.sample(now)
-
-    def clear(self, now: float) -> list[str]:
-        """Stop playback at ``now``: drop the rest; return the marks still pending."""
-        cut = self.sample(now)
-        kept: list[tuple[int, PCM, float]] = []
-        for start, pcm, arrived in self.segments:
-            if start < cut:
-                kept.append((start, pcm[: cut - start], arrived))
-        self.segments = kept
-        self.end = min(self.end, cut)
-        pending = [name for _, name in self._marks]
-        self._marks.clear()
-        return pending
-
-    def played(self, start: int, n: int) -> PCM:
-        """What the speaker played over positions ``[start, start + n)`` (a clear cuts it)."""
-        out = np.zeros(max(0, n), dtype=np.int16)
-        end = start + n
-        for first, pcm, _ in reversed(self.segments):
-            last = first + len(pcm)
-            if last <= start:
-                break
-            lo, hi = max(first, start), min(last, end)
-            if lo < hi:
-                out[lo - start : hi - start] = pcm[lo - first : hi - first]
-        return out
-
-    def track(self, length: int | None = None) -> PCM:
-        """Everything played, as one signal from ``t0`` (silence where nothing played)."""
-        end = max((s + len(p) for s, p, _ in self.segments), default=0)
-        out = np.zeros(max(end, length or 0), dtype=np.int16)
-        for start, pcm, _ in self.segments:
-            out[start : start + len(pcm)] = pcm
-        return out
+# --- the measure of an echo ------------------------------------------------------------
 
 
 def aligned_correlation(said: PCM, heard: PCM) -> tuple[float, int]:
@@ -502,7 +405,7 @@ async def _connect(
 R = TypeVar("R")
 
 
-class _Phone(ABC, Generic[R]):
+class _Phone(FakePhone[ProviderSide], ABC, Generic[R]):
     """The phone's side of one call on the running event loop.
 
     It queues what the caller sends (through the uplink impairment), plays what comes back
@@ -515,17 +418,14 @@ class _Phone(ABC, Generic[R]):
     FRAME = 0.02
 
     def __init__(self, side: ProviderSide, network: Network) -> None:
-        self.side = side
+        super().__init__(side)
         self.network = network
         self.loop = asyncio.get_running_loop()
-        self.rate = side.rate
-        self.playout = Playout(side.rate, 0.0)
         self.uplink = network.uplink() if network.active else None
         self.downlink = network.downlink() if network.active else None
         # what happened on the line
         self.clears: list[float] = []  # arrival times, seconds from t0
         self.marks: list[MarkRecord] = []
-        self.unexpected: list[str] = []
         self.messages_sent = 0
         self.messages_received = 0
         self.media_lost = 0
@@ -556,12 +456,6 @@ class _Phone(ABC, Generic[R]):
     @abstractmethod
     def _finish(self) -> R:
         """The report, once the call has ended."""
-
-    def _on_audio(self, pcm: PCM, start: int, now: float) -> None:
-        """Audio arrived and was queued to play from position ``start``."""
-
-    def _on_clear(self, now: float) -> None:
-        """A clear arrived; called before the playout drops its queue."""
 
     # uplink: every message leaves through one queue, in arrival-time order
     def _put(self, message: Message, now: float, media: bool = False) -> None:
@@ -614,37 +508,31 @@ class _Phone(ABC, Generic[R]):
         self._handle(message, now)
 
     def _handle(self, message: Message, now: float) -> None:
-        t = now - self.playout.t0
-        for event in self.side.parse(message):
-            if isinstance(event, PlayAudio):
-                start = self.playout.enqueue(event.pcm, now)
-                self._on_audio(event.pcm, start, now)
-            elif isinstance(event, PlayMark):
-                position = self.playout.mark(event.name, now)
-                record = MarkRecord(event.name, t, position)
-                self._marks[event.name] = record
-                self.marks.append(record)
-            elif isinstance(event, ClearAudio):
-                self.clears.append(t)
-                self._on_clear(now)
-                pending = self.playout.clear(now)
-                for name in pending:
-                    if name in self._marks:
-                        self._marks[name].cleared = True
-                for reply in self.side.cleared(pending):
-                    self._put(reply, now)
-            elif isinstance(event, Unexpected):
-                self.unexpected.append(event.reason)
+        for reply in self.deliver(message, now):
+            self._put(reply, now)
         self._tick_wake.set()
 
+    # the phone's records of what the application asked for
+    def _on_mark(self, name: str, position: int, now: float) -> None:
+        record = MarkRecord(name, now - self.playout.t0, position)
+        self._marks[name] = record
+        self.marks.append(record)
+
+    def _on_cleared(self, pending: Sequence[str], now: float) -> None:
+        self.clears.append(now - self.playout.t0)
+        for name in pending:
+            if name in self._marks:
+                self._marks[name].cleared = True
+
+    def _on_mark_played(self, name: str, now: float) -> None:
+        record = self._marks.get(name)
+        if record is not None:
+            record.played_at = now - self.playout.t0
+            record.echoed = record.played_at
+
     def _echo_due_marks(self, now: float) -> None:
-        for name in self.playout.due(now):
-            record = self._marks.get(name)
-            if record is not None:
-                record.played_at = now - self.playout.t0
-                record.echoed = record.played_at
-            for reply in self.side.mark_played(name):
-                self._put(reply, now)
+        for reply in self.advance(now):
+            self._put(reply, now)
 
     # helpers for scripts
     def _frames(self, pcm: PCM) -> Iterator[PCM]:

@@ -77,7 +77,7 @@ from voxwire.errors import RtpError
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.rtp import RtpSender, parse_rtp
 from voxwire.sim.caller import MarkRecord, Network, Recv, Send, _connect, _Phone
-from voxwire.sim.provider import (
+from voxwire.sim.providers import (
     PROVIDERS,
     Message,
     PhoneEvent,
@@ -684,6 +684,8 @@ class _RtpSide(ProviderSide):
     """
 
     name = "rtp"
+    supports_marks = False
+    supports_clear = False
     PAYLOAD_TYPE = 0
 
     def __init__(self) -> None:

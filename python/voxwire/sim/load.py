@@ -52,7 +52,7 @@ import numpy.typing as npt
 from voxwire.protocols.registry import CODECS
 from voxwire.sim.caller import Network, Recv, Send, _connect
 from voxwire.sim.dialog import Turn, _Dialog, _Said
-from voxwire.sim.provider import PROVIDERS, ProviderSide
+from voxwire.sim.providers import PROVIDERS, ProviderSide
 
 __all__ = [
     "LoadProgress",
