@@ -1,18 +1,11 @@
-"""Make the fake provider peers in tests/protocols importable as ``peers``; keep long
-garbage-collection pauses out of the real-time socket tests."""
+"""Keep long garbage-collection pauses out of the real-time socket tests."""
 
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parents[1] / "protocols")
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(autouse=True)

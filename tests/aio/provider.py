@@ -1,4 +1,4 @@
-"""A simulated provider over a real socket: a fake peer driven in real time."""
+"""A simulated provider over a real socket: a strict fake phone driven in real time."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from peers import Peer
 
 from voxwire.aio import Call
+from voxwire.errors import ConformanceError
 from voxwire.protocols import Audio, CallStarted, Cleared, Event, MarkPlayed, Stopped
+from voxwire.sim.phone import FakePhone
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Recv = Callable[[], Awaitable[str | bytes | None]]
@@ -27,7 +29,7 @@ class Report:
 
 
 async def play_call(
-    peer: Peer,
+    peer: FakePhone[Any],
     send: Send,
     recv: Recv,
     caller_audio: np.ndarray,
@@ -52,7 +54,7 @@ async def play_call(
             report.arrivals.append(now)
             report.messages.append(message)
             replies = peer.advance(now)  # mark echoes due by now
-            replies += peer.deliver(message)
+            replies += peer.deliver(message, now)
             for reply in replies:
                 await send(reply)
 
@@ -69,11 +71,11 @@ async def play_call(
             await send(message)
         n = peer.frame
         for i in range(0, len(caller_audio) - n + 1, n):
-            await send(peer.caller(caller_audio[i : i + n]))
+            await send(peer.say(caller_audio[i : i + n]))
             if realtime:
                 await asyncio.sleep(max(0.0, t0 + (i // n + 1) * 0.02 - loop.time()))
         await asyncio.sleep(tail)
-        stop_messages = peer.stop() if stop else []
+        stop_messages = peer.hang_up() if stop else []
         for message in stop_messages:
             await send(message)
         if stop_messages:  # the server closes after the stream stopped
@@ -82,7 +84,10 @@ async def play_call(
     finally:
         playing.cancel()
         reading.cancel()
-        await asyncio.gather(playing, reading, return_exceptions=True)
+        results = await asyncio.gather(playing, reading, return_exceptions=True)
+    for result in results:  # a message the provider does not allow fails the test
+        if isinstance(result, ConformanceError):
+            raise result
     return report
 
 

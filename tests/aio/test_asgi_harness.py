@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 import numpy as np
-from peers import TwilioPeer
-from provider import EchoLog, echo_handler
 
+from tests.aio.provider import EchoLog, echo_handler
 from voxwire.aio.asgi import MediaStreamApp
 from voxwire.security import TokenAuth
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 
 
 class Harness:
@@ -71,15 +72,15 @@ def test_a_wrong_token_closes_before_accepting() -> None:
 def test_a_call_through_asgi_events() -> None:
     log = EchoLog()
     app = MediaStreamApp(echo_handler(log), "twilio")
-    peer = TwilioPeer()
-    frames = [peer.caller(np.full(160, 1000 * (i + 1), np.int16)) for i in range(3)]
+    peer = FakePhone(TwilioSide(strict=True))
+    frames = [peer.say(np.full(160, 1000 * (i + 1), np.int16)) for i in range(3)]
     incoming = [{"type": "websocket.connect"}]
     incoming += [{"type": "websocket.receive", "text": m} for m in [*peer.opening(), *frames]]
     harness = run(app, ws_scope(subprotocols=["audio.jambonz.org"]), incoming)
     assert harness.sent[0] == {"type": "websocket.accept", "subprotocol": "audio.jambonz.org"}
     media = [json.loads(m["text"]) for m in harness.sent if m["type"] == "websocket.send"]
     assert [m["event"] for m in media] == ["media"] * 3  # the echo, within the 60 ms lead
-    assert all(m["streamSid"] == peer.sid for m in media)
+    assert all(m["streamSid"] == peer.side.sid for m in media)
     for message in media:
         peer.deliver(json.dumps(message))
     peer.advance(1.0)
@@ -93,7 +94,7 @@ def test_a_call_through_asgi_events() -> None:
 def test_client_disconnect_ends_the_call() -> None:
     log = EchoLog()
     app = MediaStreamApp(echo_handler(log), "twilio")
-    peer = TwilioPeer()
+    peer = FakePhone(TwilioSide(strict=True))
     incoming = [{"type": "websocket.connect"}]
     incoming += [{"type": "websocket.receive", "text": m} for m in peer.opening()]
     harness = run(app, ws_scope(), incoming)

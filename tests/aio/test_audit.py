@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import TwilioPeer
-from provider import EchoLog, echo_handler, play_call
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.aio.provider import EchoLog, echo_handler, play_call
 from voxwire.aio import Limits
 from voxwire.aio.websockets_server import serve
 from voxwire.audit import AUDIT_LOGGER, open_audit_log
 from voxwire.security import CallTokens, TokenAuth, redact_digits
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 from voxwire.voice.metrics import TurnMetrics
 
 SHARED = "shared-test-token-8c1f"
@@ -64,6 +65,9 @@ def test_the_audit_log_records_calls_refusals_and_violations_without_secrets(
     signed = tokens.mint("CA-audit-1", ttl=60)
     tone = (3000 * np.sin(np.arange(4000) / 5)).astype(np.int16)
     sent: list[str | bytes] = []
+    # a call with a signed token, and custom parameters, one of them a secret
+    custom = {"agent": "echo", "api_key": "custom-secret-value"}
+    peer = FakePhone(TwilioSide(strict=True, parameters=custom))
 
     async def main() -> None:
         limits = Limits(auth_timeout=0.3, max_messages_per_second=20)
@@ -74,9 +78,6 @@ def test_the_audit_log_records_calls_refusals_and_violations_without_secrets(
             with pytest.raises(InvalidStatus):
                 async with connect(url + "?token=not-" + SHARED):
                     pass
-            # a call with a signed token, and custom parameters, one of them a secret
-            custom = {"agent": "echo", "api_key": "custom-secret-value"}
-            peer = TwilioPeer(custom=custom)
             async with connect(url + "?token=" + signed) as ws:
 
                 async def send(message: str | bytes) -> None:
@@ -93,7 +94,7 @@ def test_the_audit_log_records_calls_refusals_and_violations_without_secrets(
                 await play_call(peer, send, recv, tone, tail=0.2)
             # the token in the start message of another call, then a flood
             async with connect(url) as ws:
-                for message in TwilioPeer(custom={"token": SHARED}).opening():
+                for message in TwilioSide(strict=True, parameters={"token": SHARED}).opening():
                     await ws.send(message)
                 with contextlib.suppress(ConnectionClosed):
                     for _ in range(60):
@@ -123,8 +124,8 @@ def test_the_audit_log_records_calls_refusals_and_violations_without_secrets(
         "wrong token",
     )
     assert refused["remote"] == "127.0.0.1"
-    assert start["stream_id"] == TwilioPeer.sid
-    assert start["call_id"] == TwilioPeer.call_sid
+    assert start["stream_id"] == peer.side.sid
+    assert start["call_id"] == peer.side.call_sid
     assert (start["encoding"], start["rate"], start["remote"]) == ("mulaw", 8000, "127.0.0.1")
     assert start["custom"] == {"agent": "echo"}
     assert (start["token_call"], start["key_id"]) == ("CA-audit-1", "k1")

@@ -15,18 +15,19 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
-from peers import TwilioPeer
-from provider import EchoLog, echo_handler, kinds, play_call
-from servers import uvicorn_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.aio.provider import EchoLog, echo_handler, kinds, play_call
+from tests.aio.servers import uvicorn_server
 from voxwire.aio import Call, Limits
 from voxwire.aio.aiohttp_adapter import media_stream_handler
 from voxwire.aio.asgi import MediaStreamApp
 from voxwire.aio.session import CLOSE_POLICY, VIOLATIONS
 from voxwire.aio.websockets_server import serve
 from voxwire.security import CallTokens, TokenAuth
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 
 KEY = b"test-key-not-a-secret-0001"
 
@@ -89,8 +90,15 @@ async def status(url: str, **kw: Any) -> tuple[int, bytes]:
     return info.value.response.status_code, bytes(info.value.response.body)
 
 
-async def echo_call(ws: ClientConnection, peer: TwilioPeer | None = None) -> TwilioPeer:
-    peer = peer or TwilioPeer()
+def twilio(**parameters: str) -> FakePhone[TwilioSide]:
+    """A strict Twilio phone whose start message carries ``parameters``."""
+    return FakePhone(TwilioSide(strict=True, parameters=parameters))
+
+
+async def echo_call(
+    ws: ClientConnection, peer: FakePhone[TwilioSide] | None = None
+) -> FakePhone[TwilioSide]:
+    peer = peer or twilio()
 
     async def send(message: str | bytes) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -167,7 +175,7 @@ def test_without_a_token_on_the_request_the_start_message_has_a_deadline(kind: s
         async with SERVERS[kind](echo_handler(log), auth, limits) as url:
             async with connect(url) as ws:
                 t0 = loop.time()
-                connected = TwilioPeer().opening()[0]
+                connected = twilio().opening()[0]
 
                 async def keep_talking() -> None:
                     with contextlib.suppress(ConnectionClosed):
@@ -181,7 +189,7 @@ def test_without_a_token_on_the_request_the_start_message_has_a_deadline(kind: s
                 talking.cancel()
             # the token in the start message, in time: the call goes on
             async with connect(url) as ws:
-                await echo_call(ws, TwilioPeer(custom={"token": "s3cret"}))
+                await echo_call(ws, twilio(token="s3cret"))
             return closed, elapsed
 
     closed, elapsed = run(main())
@@ -201,9 +209,9 @@ def test_a_signed_token_in_the_start_message_is_accepted_once() -> None:
         async with websockets_server(echo_handler(log), auth, Limits()) as url:
             signed = tokens.mint("CA362b", ttl=60)
             async with connect(url) as ws:
-                await echo_call(ws, TwilioPeer(custom={"token": signed}))
+                await echo_call(ws, twilio(token=signed))
             async with connect(url) as ws:
-                for message in TwilioPeer(custom={"token": signed}).opening():
+                for message in twilio(token=signed).opening():
                     await ws.send(message)
                 return await close_of(ws)
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import TwilioPeer
-from provider import EchoLog, echo_handler, play_call
-from servers import uvicorn_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.aio.provider import EchoLog, echo_handler, play_call
+from tests.aio.servers import uvicorn_server
 from voxwire.aio.asgi import MediaStreamApp
 from voxwire.aio.handshake import ConnectionCaps
 from voxwire.aio.session import VIOLATIONS
 from voxwire.aio.websockets_server import serve
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 
 
 def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:
@@ -58,8 +59,8 @@ async def refused(url: str, address: str) -> tuple[int, bytes]:
     return info.value.response.status_code, info.value.response.body
 
 
-async def one_call(ws: ClientConnection) -> TwilioPeer:
-    peer = TwilioPeer()
+async def one_call(ws: ClientConnection) -> FakePhone[TwilioSide]:
+    peer = FakePhone(TwilioSide(strict=True))
 
     async def send(message: str | bytes) -> None:
         with contextlib.suppress(ConnectionClosed):

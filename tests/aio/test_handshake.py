@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from provider import EchoLog, echo_handler
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from tests.aio.provider import EchoLog, echo_handler
 from voxwire.aio.aiohttp_adapter import media_stream_handler
 from voxwire.aio.handshake import SUBPROTOCOLS, UpgradeCheck, check_upgrade
 from voxwire.aio.websockets_server import serve

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from certs import self_signed
-from peers import TwilioPeer
-from provider import play_call
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.aio.certs import self_signed
+from tests.aio.provider import play_call
 from voxwire.aio import Call, Limits
 from voxwire.aio.handshake import ConnectionCaps
 from voxwire.aio.session import VIOLATIONS
@@ -40,6 +39,8 @@ from voxwire.aio.tls import client_context, server_context
 from voxwire.aio.websockets_server import serve
 from voxwire.protocols import Audio, CallStarted
 from voxwire.security import CallTokens, TokenAuth
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 
 SHARED = "hostile-table-token"
 KEYS = {"k1": b"test-key-not-a-secret-0001"}
@@ -117,16 +118,16 @@ async def close_of(ws: ClientConnection, timeout: float = 5.0) -> tuple[int | No
         return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
 
 
-async def opened(server: Server, peer: TwilioPeer, query: str = "") -> Any:
+async def opened(server: Server, peer: TwilioSide, query: str = "") -> Any:
     ws = await server.client(query)
     for message in peer.opening():
         await ws.send(message)
     return ws
 
 
-def frames(peer: TwilioPeer, seconds: float) -> list[str]:
+def frames(peer: TwilioSide, seconds: float) -> list[str]:
     silence = np.zeros(160, dtype=np.int16)
-    return [str(peer.caller(silence)) for _ in range(round(seconds * 50))]
+    return [str(peer.audio(silence)) for _ in range(round(seconds * 50))]
 
 
 # --- the rows --------------------------------------------------------------------------
@@ -159,7 +160,7 @@ async def replayed_token(server: Server) -> tuple[int | None, str]:
 
 async def stalling_unauthenticated(server: Server) -> tuple[int | None, str]:
     async with server.client() as ws:
-        connected = TwilioPeer().opening()[0]
+        connected = TwilioSide(strict=True).opening()[0]
 
         async def keep_talking() -> None:
             with contextlib.suppress(ConnectionClosed):
@@ -176,13 +177,13 @@ async def stalling_unauthenticated(server: Server) -> tuple[int | None, str]:
 
 async def wrong_token_in_start(server: Server) -> tuple[int | None, str]:
     async with server.client() as ws:
-        for message in TwilioPeer(custom={"token": "nope"}).opening():
+        for message in TwilioSide(strict=True, parameters={"token": "nope"}).opening():
             await ws.send(message)
         return await close_of(ws)
 
 
 async def huge_frame(server: Server) -> tuple[int | None, str]:
-    peer = TwilioPeer(custom={"token": SHARED})
+    peer = TwilioSide(strict=True, parameters={"token": SHARED})
     ws = await opened(server, peer)
     with contextlib.suppress(ConnectionClosed):
         await ws.send("x" * (10 * 1024 * 1024))
@@ -190,7 +191,7 @@ async def huge_frame(server: Server) -> tuple[int | None, str]:
 
 
 async def control_flood(server: Server) -> tuple[int | None, str]:
-    ws = await opened(server, TwilioPeer(custom={"token": SHARED}))
+    ws = await opened(server, TwilioSide(strict=True, parameters={"token": SHARED}))
     with contextlib.suppress(ConnectionClosed):
         for _ in range(200):
             await ws.send(json.dumps({"event": "noise"}))
@@ -200,7 +201,7 @@ async def control_flood(server: Server) -> tuple[int | None, str]:
 
 
 async def audio_flood(server: Server) -> tuple[int | None, str]:
-    peer = TwilioPeer(custom={"token": SHARED})
+    peer = TwilioSide(strict=True, parameters={"token": SHARED})
     ws = await opened(server, peer)
     with contextlib.suppress(ConnectionClosed):
         for message in frames(peer, 20.0):
@@ -211,7 +212,7 @@ async def audio_flood(server: Server) -> tuple[int | None, str]:
 
 
 async def silent_after_start(server: Server) -> tuple[int | None, str]:
-    ws = await opened(server, TwilioPeer(custom={"token": SHARED}))
+    ws = await opened(server, TwilioSide(strict=True, parameters={"token": SHARED}))
     closed = await close_of(ws)
     await ws.close()
     return closed
@@ -219,7 +220,7 @@ async def silent_after_start(server: Server) -> tuple[int | None, str]:
 
 async def stops_reading(server: Server) -> tuple[int | None, str]:
     before = len(server.calls)
-    peer = TwilioPeer(custom={"token": SHARED, "talk": "long"})
+    peer = TwilioSide(strict=True, parameters={"token": SHARED, "talk": "long"})
     ws = await server.client(max_queue=1)
     for message in peer.opening():
         await ws.send(message)
@@ -231,7 +232,7 @@ async def stops_reading(server: Server) -> tuple[int | None, str]:
         if call is not None and call.close_code is not None:
             break
         with contextlib.suppress(ConnectionClosed):
-            await ws.send(peer.caller(silence))
+            await ws.send(peer.audio(silence))
         await asyncio.sleep(0.02)
     ws.transport.abort()
     call = server.calls[before]
@@ -298,7 +299,7 @@ ROWS: list[Row] = [
 
 async def normal_call(server: Server) -> int:
     """A legitimate call: the samples of the echo it hears."""
-    peer = TwilioPeer()
+    peer = FakePhone(TwilioSide(strict=True))
     async with server.client("?token=" + SHARED) as ws:
 
         async def send(message: str | bytes) -> None:

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
-from peers import AudioSocketPeer, TelnyxPeer, TwilioPeer, VonagePeer
-from provider import EchoLog, echo_handler, kinds, play_call
-from servers import uvicorn_server
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import voxwire
+from tests.aio.provider import EchoLog, echo_handler, kinds, play_call
+from tests.aio.servers import uvicorn_server
 from voxwire.aio import Call, Pacer
 from voxwire.aio.aiohttp_adapter import media_stream_handler
 from voxwire.aio.asgi import MediaStreamApp
@@ -26,6 +25,8 @@ from voxwire.aio.tcp import serve_audiosocket
 from voxwire.pacing import PacedStream
 from voxwire.protocols import MarkPlayed
 from voxwire.security import TokenAuth
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import AudioSocketSide, TelnyxSide, TwilioSide, VonageSide
 
 
 def run(coro: Awaitable[Any], timeout: float = 15.0) -> Any:
@@ -70,7 +71,7 @@ def test_asgi_app_in_starlette_under_uvicorn() -> None:
     app = Starlette(routes=[WebSocketRoute("/media", media)])
 
     async def main() -> None:
-        peer = TelnyxPeer()
+        peer = FakePhone(TelnyxSide(strict=True))
         audio = speech(0.4)
         async with uvicorn_server(app) as url:
             async with connect(url + "/media?token=s3cret") as ws:
@@ -120,7 +121,7 @@ def test_aiohttp_handler_echo_and_auth() -> None:
     )
 
     async def main() -> None:
-        peer = VonagePeer()
+        peer = FakePhone(VonageSide(strict=True))
         audio = speech(0.4, 16000)
         async with aiohttp_server(app) as url:
             headers = {"Authorization": "Bearer s3cret"}
@@ -147,7 +148,7 @@ def test_audiosocket_tcp_echo_and_hangup() -> None:
     async def main() -> None:
         server = await serve_audiosocket(echo_handler(log), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        peer = AudioSocketPeer()
+        peer = FakePhone(AudioSocketSide(strict=True))
         audio = speech(0.4)
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -173,7 +174,7 @@ def test_audiosocket_tcp_echo_and_hangup() -> None:
         assert kinds(log.events)[-1] == "Stopped"
         # the server answered the hangup with its own hangup message and closed
         assert report.closed
-        assert peer.hung_up
+        assert peer.side.hung_up
 
     run(main())
 
@@ -222,6 +223,8 @@ def test_handler_sees_marks_and_can_clear_before_start_guarded() -> None:
             port = next(iter(srv.sockets)).getsockname()[1]
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 send, recv = pair(ws)
-                await play_call(TwilioPeer(), send, recv, speech(0.1), tail=0.1)
+                await play_call(
+                    FakePhone(TwilioSide(strict=True)), send, recv, speech(0.1), tail=0.1
+                )
 
     run(main())

@@ -15,16 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import TwilioPeer
-from provider import play_call
-from servers import uvicorn_server
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.aio.provider import play_call
+from tests.aio.servers import uvicorn_server
 from voxwire.aio import Call
 from voxwire.aio.asgi import MediaStreamApp
 from voxwire.aio.websockets_server import serve
 from voxwire.protocols import CallStarted
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import TwilioSide
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "fastapi_app.py"
 
@@ -53,8 +54,8 @@ def peak_hz(pcm: np.ndarray, rate: int) -> float:
     return float(np.argmax(spectrum) * rate / len(pcm))
 
 
-async def listen(url: str) -> TwilioPeer:
-    peer = TwilioPeer()
+async def listen(url: str) -> FakePhone[TwilioSide]:
+    peer = FakePhone(TwilioSide(strict=True))
     async with connect(url) as ws:
 
         async def send(message: str | bytes) -> None:
@@ -85,7 +86,7 @@ async def asgi_url() -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("server", [websockets_url, asgi_url])
 def test_24_khz_audio_plays_on_an_8_khz_line(server: Any) -> None:
-    async def main() -> TwilioPeer:
+    async def main() -> FakePhone[TwilioSide]:
         async with server() as url:
             return await listen(url)
 
@@ -110,7 +111,7 @@ def test_the_fastapi_example_serves_media_on_the_path_itself() -> None:
     pytest.importorskip("fastapi", reason="the example is a FastAPI app")
     example = load_example()
 
-    async def main() -> tuple[str, TwilioPeer, int]:
+    async def main() -> tuple[str, FakePhone[TwilioSide], int]:
         async with uvicorn_server(example.app) as url:
             reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
             writer.write(

@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from rtp_peers import best_correlation
 
+from tests.aio.rtp_peers import best_correlation
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpServer, run_rtp_call, serve_rtp

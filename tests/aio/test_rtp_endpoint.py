@@ -11,8 +11,8 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from rtp_peers import Capture, RecordingProxy, by_index, snr_db, voiced
 
+from tests.aio.rtp_peers import Capture, RecordingProxy, by_index, snr_db, voiced
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.errors import OpusUnavailable
 from voxwire.g711 import decode_ulaw, encode_ulaw

@@ -20,8 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rtp_peers import PCM, Fates, RecordingProxy, best_correlation, by_index, snr_db, voiced
 
+from tests.aio.rtp_peers import (
+    PCM,
+    Fates,
+    RecordingProxy,
+    best_correlation,
+    by_index,
+    snr_db,
+    voiced,
+)
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.errors import OpusUnavailable
 from voxwire.g711 import decode_ulaw

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import JambonzPeer, Peer, PlivoPeer, TelerPeer, TelnyxPeer, TwilioPeer, VonagePeer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
@@ -36,6 +35,15 @@ from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.protocols import Audio
 from voxwire.protocols.registry import CODECS
 from voxwire.protocols.twilio import TwilioCodec
+from voxwire.sim.providers import (
+    JambonzSide,
+    PlivoSide,
+    ProviderSide,
+    TelerSide,
+    TelnyxSide,
+    TwilioSide,
+    VonageSide,
+)
 
 
 def run(coro: Awaitable[Any], timeout: float = 15.0) -> Any:
@@ -80,10 +88,10 @@ class ScriptTransport:
         self._ended.set()
 
 
-def media(peer: TwilioPeer, seconds: float) -> list[str]:
+def media(peer: TwilioSide, seconds: float) -> list[str]:
     """Twilio media messages of 20 ms carrying ``seconds`` of audio."""
     frame = np.zeros(160, dtype=np.int16)
-    return [str(peer.caller(frame)) for _ in range(round(seconds * 50))]
+    return [str(peer.audio(frame)) for _ in range(round(seconds * 50))]
 
 
 async def echo(call: Call) -> None:
@@ -127,7 +135,15 @@ def errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 # --- every stage: logged once, counted, closed with a code ------------------------------
 
-SID = TwilioPeer.sid
+CALL_ID = "18ad3ab5-a668-481c-e02b-83e7395059f0"
+
+
+def twilio() -> TwilioSide:
+    """The strict Twilio side of the call every test here places (one stream id)."""
+    return TwilioSide(call_id=CALL_ID, strict=True)
+
+
+SID = twilio().sid
 
 
 class Boom(RuntimeError):
@@ -137,7 +153,7 @@ class Boom(RuntimeError):
 def test_codec_receive_raising_closes_1011_logged_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    peer = TwilioPeer()
+    peer = twilio()
     codec = TwilioCodec()
     receive = codec.receive
 
@@ -161,7 +177,7 @@ def test_codec_receive_raising_closes_1011_logged_and_counted(
 
 
 def test_transport_recv_raising_is_counted_under_recv(caplog: pytest.LogCaptureFixture) -> None:
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport(list(peer.opening()))
     transport.fail_recv = OSError("socket broke")
     one_call(transport)
@@ -177,7 +193,7 @@ def test_dispatch_raising_closes_1011(
         raise Boom("queue broke")
 
     monkeypatch.setattr(Call, "_deliver", deliver)
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport([*peer.opening(), *media(peer, 0.1)])
     one_call(transport)
     assert transport.closed == (CLOSE_INTERNAL, "internal error in dispatch: Boom")
@@ -198,7 +214,7 @@ def test_codec_timer_raising_closes_1011(caplog: pytest.LogCaptureFixture) -> No
 
     codec.get_timer = get_timer  # type: ignore[method-assign]
     codec.handle_timer = handle_timer  # type: ignore[method-assign]
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport([*peer.opening(), None, *media(peer, 0.1)])
     one_call(transport, codec=codec)
     assert len(fired) == 1
@@ -216,7 +232,7 @@ def test_pacer_sink_raising_closes_1011(caplog: pytest.LogCaptureFixture) -> Non
         raise Boom("encoder broke")
 
     codec.send_audio = send_audio  # type: ignore[method-assign]
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport([*peer.opening(), *media(peer, 0.1), None, None])
     call = one_call(transport, echo, codec=codec)
     assert transport.closed == (CLOSE_INTERNAL, "internal error in sink: Boom")
@@ -228,7 +244,7 @@ def test_pacer_sink_raising_closes_1011(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_writer_raising_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport(
         [*peer.opening(), *media(peer, 0.1), None, None], fail_send=OSError("peer reset")
     )
@@ -245,7 +261,7 @@ def test_handler_raising_is_counted(caplog: pytest.LogCaptureFixture) -> None:
         async for _ in call:
             raise Boom("application bug")
 
-    peer = TwilioPeer()
+    peer = twilio()
     transport = ScriptTransport([*peer.opening(), *media(peer, 0.1)])
     one_call(transport, handler)
     assert transport.closed == (CLOSE_INTERNAL, "handler error")
@@ -256,7 +272,7 @@ def test_handler_raising_is_counted(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_protocol_error_closes_1002_logged_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    peer = TwilioPeer()
+    peer = twilio()
     other = str(peer.opening()[1]).replace(peer.sid, "MZother")
     transport = ScriptTransport([*peer.opening(), other])
     one_call(transport)
@@ -288,26 +304,26 @@ def test_call_errors_counts_by_stage_and_type() -> None:
 
 
 def twilio_opening(rate: int) -> list[str | bytes]:
-    connected, start = TwilioPeer().opening()
+    connected, start = twilio().opening()
     body = json.loads(start)
     body["start"]["mediaFormat"]["sampleRate"] = rate
     return [connected, json.dumps(body)]
 
 
-def peer_opening(cls: type[Peer], rate: int) -> list[str | bytes]:
-    peer = cls()
-    peer.rate = rate
+def peer_opening(cls: type[ProviderSide], rate: int) -> list[str | bytes]:
+    peer = cls(strict=True)
+    peer.rate = rate  # a rate the side would refuse to be built with
     opening: list[str | bytes] = peer.opening()
     return opening
 
 
 OPENINGS: dict[str, Callable[[int], list[str | bytes]]] = {
     "twilio": twilio_opening,
-    "telnyx": lambda rate: peer_opening(TelnyxPeer, rate),
-    "plivo": lambda rate: peer_opening(PlivoPeer, rate),
-    "teler": lambda rate: peer_opening(TelerPeer, rate),
-    "jambonz": lambda rate: peer_opening(JambonzPeer, rate),
-    "vonage": lambda rate: peer_opening(VonagePeer, rate),
+    "telnyx": lambda rate: peer_opening(TelnyxSide, rate),
+    "plivo": lambda rate: peer_opening(PlivoSide, rate),
+    "teler": lambda rate: peer_opening(TelerSide, rate),
+    "jambonz": lambda rate: peer_opening(JambonzSide, rate),
+    "vonage": lambda rate: peer_opening(VonageSide, rate),
 }
 
 
@@ -370,7 +386,7 @@ def test_a_refused_rate_closes_1002_naming_it(
 
 def test_the_codec_refuses_a_rate_before_recording_the_start() -> None:
     codec = CODECS["telnyx"](pipeline_rate=16000, resampler=voxwire.Resampler)
-    opening = peer_opening(TelnyxPeer, 7999)
+    opening = peer_opening(TelnyxSide, 7999)
     for message in opening[:-1]:
         codec.receive(message, 0.0)
     with pytest.raises(RemoteProtocolError, match="7999"):
@@ -423,7 +439,7 @@ def test_a_stall_delivered_at_once_survives_over_a_socket() -> None:
 
     async def main() -> tuple[int | None, str]:
         async with server(handler, "twilio") as url, connect(url) as ws:
-            peer = TwilioPeer()
+            peer = twilio()
             for message in peer.opening():
                 await ws.send(message)
             for message in media(peer, 0.5):
@@ -444,7 +460,7 @@ def test_a_stall_delivered_at_once_survives_over_a_socket() -> None:
 def test_a_flood_of_audio_is_closed_1008_over_a_socket() -> None:
     async def main() -> tuple[int | None, str]:
         async with server(drain, "twilio") as url, connect(url) as ws:
-            peer = TwilioPeer()
+            peer = twilio()
             for message in peer.opening():
                 await ws.send(message)
             with contextlib.suppress(WsClosed):
@@ -460,7 +476,7 @@ def test_a_flood_of_audio_is_closed_1008_over_a_socket() -> None:
 def test_a_flood_of_control_messages_is_closed_1008_over_a_socket() -> None:
     async def main() -> tuple[int | None, str]:
         async with server(drain, "twilio") as url, connect(url) as ws:
-            peer = TwilioPeer()
+            peer = twilio()
             for message in peer.opening():
                 await ws.send(message)
             with contextlib.suppress(WsClosed):
@@ -477,7 +493,7 @@ def test_a_flood_of_control_messages_is_closed_1008_over_a_socket() -> None:
 
 
 def test_the_idle_timer_rearms_while_messages_come_and_fires_when_they_stop() -> None:
-    peer = TwilioPeer()
+    peer = twilio()
     # a message every 0.1 s for 0.6 s (longer than the 0.25 s timeout), then silence
     script: list[str | bytes | None] = [*peer.opening()]
     for message in media(peer, 0.12):
@@ -491,7 +507,7 @@ def test_the_idle_timer_rearms_while_messages_come_and_fires_when_they_stop() ->
 
 def test_the_idle_timer_stops_with_the_stream() -> None:
     """After the stop message the handler's grace runs on; idleness no longer counts."""
-    peer = TwilioPeer()
+    peer = twilio()
     stop = json.dumps({"event": "stop", "streamSid": peer.sid, "stop": {}})
     transport = ScriptTransport([*peer.opening(), *media(peer, 0.1), stop])
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import TwilioPeer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsClosed
 
@@ -21,6 +20,7 @@ from voxwire.aio.session import VIOLATIONS
 from voxwire.aio.websockets_server import serve
 from voxwire.protocols import CallStarted
 from voxwire.protocols.twilio import TwilioCodec
+from voxwire.sim.providers import TwilioSide
 
 
 class NeverReads:
@@ -43,7 +43,7 @@ class NeverReads:
 def test_outbound_queue_is_bounded_and_the_call_closes() -> None:
     async def main() -> Call:
         codec = TwilioCodec()
-        for message in TwilioPeer().opening():
+        for message in TwilioSide(strict=True).opening():
             codec.receive(message, 0.0)
         call = Call(codec, NeverReads(), pacer=Pacer(), limits=Limits(max_pending_out=5))
         frame = np.zeros(160, dtype=np.int16)
@@ -79,12 +79,12 @@ async def talk(calls: list[Call], started: asyncio.Event, call: Call) -> None:
             started.set()
 
 
-async def caller_sending(ws: ClientConnection, peer: TwilioPeer, seconds: float) -> None:
+async def caller_sending(ws: ClientConnection, peer: TwilioSide, seconds: float) -> None:
     """Keep sending caller audio (so the call is not idle) without reading anything."""
     frame = np.zeros(160, dtype=np.int16)
     for _ in range(round(seconds * 50)):
         try:
-            await ws.send(peer.caller(frame))
+            await ws.send(peer.audio(frame))
         except WsClosed:
             return
         await asyncio.sleep(0.02)
@@ -98,6 +98,7 @@ def test_a_peer_that_stops_reading_is_closed_4001_by_the_probe(
 ) -> None:
     VIOLATIONS.clear()
     calls: list[Call] = []
+    sid: list[str] = []
 
     async def main() -> float:
         started = asyncio.Event()
@@ -106,7 +107,8 @@ def test_a_peer_that_stops_reading_is_closed_4001_by_the_probe(
             port = next(iter(s.sockets)).getsockname()[1]
             # a receive queue of one message: once it is full the client reads no more
             async with connect(f"ws://127.0.0.1:{port}/", max_queue=1) as ws:
-                peer = TwilioPeer()
+                peer = TwilioSide(strict=True)
+                sid.append(peer.sid)
                 for message in peer.opening():
                     await ws.send(message)
                 await started.wait()
@@ -129,7 +131,7 @@ def test_a_peer_that_stops_reading_is_closed_4001_by_the_probe(
     assert elapsed < 1.25 + 1.0 + 1.0
     assert VIOLATIONS.as_dict() == {"slow_peer": 1}
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("for slow_peer: 4001 peer not reading" in m and TwilioPeer.sid in m for m in logged)
+    assert any("for slow_peer: 4001 peer not reading" in m and sid[0] in m for m in logged)
 
 
 def test_a_peer_that_pauses_reading_shorter_than_the_lag_survives() -> None:
@@ -145,7 +147,7 @@ def test_a_peer_that_pauses_reading_shorter_than_the_lag_survives() -> None:
         ) as s:
             port = next(iter(s.sockets)).getsockname()[1]
             async with connect(f"ws://127.0.0.1:{port}/", max_queue=1) as ws:
-                peer = TwilioPeer()
+                peer = TwilioSide(strict=True)
                 for message in peer.opening():
                     await ws.send(message)
                 await started.wait()

@@ -14,18 +14,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from certs import self_signed
-from peers import AudioSocketPeer, TwilioPeer
-from provider import EchoLog, echo_handler, play_call
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
 import voxwire
+from tests.aio.certs import self_signed
+from tests.aio.provider import EchoLog, echo_handler, play_call
 from voxwire.agents.server import serve_echo
 from voxwire.aio.tcp import serve_audiosocket
 from voxwire.aio.tls import client_context, server_context
 from voxwire.aio.websockets_server import serve
 from voxwire.sim import CallPlan, place_call
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import AudioSocketSide, TwilioSide
 from voxwire.sim.speech import synthesize
 
 
@@ -50,7 +51,7 @@ def test_wss_echo_with_a_self_signed_certificate(tmp_path: Path, maker: str) -> 
     cert, key = self_signed(tmp_path, use_openssl=maker == "openssl")
     log = EchoLog()
 
-    async def main() -> TwilioPeer:
+    async def main() -> FakePhone[TwilioSide]:
         tls = server_context(cert, key)
         async with serve(echo_handler(log), "twilio", "127.0.0.1", 0, ssl=tls) as srv:
             port = next(iter(srv.sockets)).getsockname()[1]
@@ -63,7 +64,7 @@ def test_wss_echo_with_a_self_signed_certificate(tmp_path: Path, maker: str) -> 
             with pytest.raises(InvalidMessage):
                 async with connect(f"ws://127.0.0.1:{port}/media", open_timeout=2):
                     pass
-            peer = TwilioPeer()
+            peer = FakePhone(TwilioSide(strict=True))
             async with connect(url, ssl=client_context(cert)) as ws:
 
                 async def send(message: str | bytes) -> None:
@@ -86,7 +87,7 @@ def test_audiosocket_over_tls(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     log = EchoLog()
 
-    async def main() -> AudioSocketPeer:
+    async def main() -> FakePhone[AudioSocketSide]:
         server = await serve_audiosocket(
             echo_handler(log), "127.0.0.1", 0, ssl=server_context(cert, key)
         )
@@ -95,7 +96,7 @@ def test_audiosocket_over_tls(tmp_path: Path) -> None:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=client_context(cert)
             )
-            peer = AudioSocketPeer()
+            peer = FakePhone(AudioSocketSide(strict=True))
 
             async def send(message: str | bytes) -> None:
                 writer.write(message if isinstance(message, bytes) else message.encode())

@@ -1,25 +1,19 @@
-"""Conformance of every codec against a fake provider peer built from the documentation."""
+"""Conformance of every codec against the strict simulated provider of its protocol.
+
+Each case wires a codec to a :class:`FakePhone` over a strict provider side
+(:mod:`voxwire.sim.providers`): anything the codec sends that the provider's documentation
+does not allow raises :class:`~voxwire.errors.ConformanceError`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
-from peers import (
-    AudioSocketPeer,
-    ExotelPeer,
-    JambonzPeer,
-    Peer,
-    PlivoPeer,
-    RawPcmPeer,
-    TelerPeer,
-    TelnyxPeer,
-    TwilioPeer,
-    VonagePeer,
-)
 
 import voxwire
 from voxwire.protocols import (
@@ -42,12 +36,24 @@ from voxwire.protocols import (
     TwilioCodec,
     VonageCodec,
 )
+from voxwire.sim.phone import FakePhone
+from voxwire.sim.providers import (
+    AudioSocketSide,
+    ExotelSide,
+    JambonzSide,
+    PlivoSide,
+    RawPcmSide,
+    TelerSide,
+    TelnyxSide,
+    TwilioSide,
+    VonageSide,
+)
 
 
 @dataclass
 class Case:
     name: str
-    peer: Callable[[], Peer]
+    peer: Callable[[], FakePhone[Any]]
     codec: Callable[[], MediaStreamCodec]
     lossy: bool  # G.711 on the line
     connected: bool  # a Connected event comes first
@@ -56,39 +62,107 @@ class Case:
 
 
 CASES = [
-    Case("twilio", TwilioPeer, TwilioCodec, True, True, None, True),
-    Case("telnyx", TelnyxPeer, TelnyxCodec, True, True, None, True),
+    Case(
+        "twilio",
+        lambda: FakePhone(TwilioSide(strict=True, parameters={"agent": "echo"})),
+        TwilioCodec,
+        True,
+        True,
+        None,
+        True,
+    ),
+    Case("telnyx", lambda: FakePhone(TelnyxSide(strict=True)), TelnyxCodec, True, True, None, True),
     Case(
         "telnyx-l16",
-        lambda: TelnyxPeer(rate=16000, encoding="L16"),
+        lambda: FakePhone(TelnyxSide(16000, encoding="L16", strict=True)),
         TelnyxCodec,
         False,
         True,
         None,
         True,
     ),
-    Case("telnyx-pcma", lambda: TelnyxPeer(encoding="PCMA"), TelnyxCodec, True, True, None, True),
-    Case("exotel", ExotelPeer, ExotelCodec, False, True, None, False),
-    Case("plivo", PlivoPeer, PlivoCodec, True, False, Cleared, False),
+    Case(
+        "telnyx-pcma",
+        lambda: FakePhone(TelnyxSide(encoding="PCMA", strict=True)),
+        TelnyxCodec,
+        True,
+        True,
+        None,
+        True,
+    ),
+    Case(
+        "exotel", lambda: FakePhone(ExotelSide(strict=True)), ExotelCodec, False, True, None, False
+    ),
+    Case(
+        "plivo",
+        lambda: FakePhone(
+            PlivoSide(strict=True, parameters={"userId": "12345", "sessionId": "abc-xyz"})
+        ),
+        PlivoCodec,
+        True,
+        False,
+        Cleared,
+        False,
+    ),
     Case(
         "plivo-l16",
-        lambda: PlivoPeer(rate=16000, content_type="audio/x-l16"),
+        lambda: FakePhone(PlivoSide(16000, strict=True)),
         PlivoCodec,
         False,
         False,
         Cleared,
         False,
     ),
-    Case("vonage", VonagePeer, VonageCodec, False, True, Cleared, False),
-    Case("vonage-8k", lambda: VonagePeer(rate=8000), VonageCodec, False, True, Cleared, False),
-    Case("teler", TelerPeer, TelerCodec, False, False, None, False),
-    Case("jambonz", lambda: JambonzPeer(rate=16000), JambonzCodec, False, True, None, True),
-    Case("rawpcm", RawPcmPeer, RawPcmCodec, False, False, Cleared, True),
-    Case("audiosocket", AudioSocketPeer, AudioSocketCodec, False, False, None, False),
+    Case(
+        "vonage",
+        lambda: FakePhone(VonageSide(strict=True)),
+        VonageCodec,
+        False,
+        True,
+        Cleared,
+        False,
+    ),
+    Case(
+        "vonage-8k",
+        lambda: FakePhone(VonageSide(8000, strict=True)),
+        VonageCodec,
+        False,
+        True,
+        Cleared,
+        False,
+    ),
+    Case("teler", lambda: FakePhone(TelerSide(strict=True)), TelerCodec, False, False, None, False),
+    Case(
+        "jambonz",
+        lambda: FakePhone(JambonzSide(16000, strict=True)),
+        JambonzCodec,
+        False,
+        True,
+        None,
+        True,
+    ),
+    Case(
+        "rawpcm",
+        lambda: FakePhone(RawPcmSide(strict=True)),
+        RawPcmCodec,
+        False,
+        False,
+        Cleared,
+        True,
+    ),
+    Case(
+        "audiosocket",
+        lambda: FakePhone(AudioSocketSide(strict=True)),
+        AudioSocketCodec,
+        False,
+        False,
+        None,
+        False,
+    ),
 ]
 IDS = [c.name for c in CASES]
 MARKS = [c for c in CASES if c.codec().supports_marks]
-STOPS = [c for c in CASES if c.peer().stop()]
+STOPS = [c for c in CASES if c.peer().hang_up()]
 
 
 def tone(rate: int, n: int, seed: int) -> np.ndarray:
@@ -105,7 +179,7 @@ def line(case: Case, pcm: np.ndarray) -> np.ndarray:
     return np.frombuffer(voxwire.decode_ulaw(voxwire.encode_ulaw(pcm.tobytes())), np.int16)
 
 
-def start(case: Case) -> tuple[Peer, MediaStreamCodec, list[Event]]:
+def start(case: Case) -> tuple[FakePhone[Any], MediaStreamCodec, list[Event]]:
     peer = case.peer()
     codec = case.codec()
     events: list[Event] = []
@@ -138,7 +212,7 @@ def test_opening_announces_the_call_and_its_format(case: Case) -> None:
 def test_inbound_audio_decodes_to_the_callers_pcm(case: Case) -> None:
     peer, codec, _ = start(case)
     chunks = [tone(peer.rate, peer.frame, seed) for seed in range(12)]
-    events = feed(codec, [peer.caller(c) for c in chunks])
+    events = feed(codec, [peer.say(c) for c in chunks])
     assert all(isinstance(e, Audio) for e in events)
     audio = [e for e in events if isinstance(e, Audio)]
     assert len(audio) == len(chunks)
@@ -211,10 +285,10 @@ def test_clear_flushes_the_peer_and_reports_back(case: Case) -> None:
 @pytest.mark.parametrize("case", STOPS, ids=[c.name for c in STOPS])
 def test_stop_ends_the_stream(case: Case) -> None:
     peer, codec, _ = start(case)
-    events = feed(codec, peer.stop())
+    events = feed(codec, peer.hang_up())
     assert isinstance(events[-1], Stopped)
     assert codec.stopped
-    assert feed(codec, [peer.caller(tone(peer.rate, peer.frame, 1))]) == []
+    assert feed(codec, [peer.say(tone(peer.rate, peer.frame, 1))]) == []
     assert codec.stats.after_stop == 1
 
 
@@ -229,18 +303,18 @@ def test_twilio_counters_are_strings_and_metadata_kept() -> None:
     peer, codec, events = start(CASES[0])
     started = events[-1]
     assert isinstance(started, CallStarted)
-    assert started.stream_id == peer.sid
-    assert started.call_id == peer.call_sid
+    assert started.stream_id == peer.side.sid
+    assert started.call_id == peer.side.call_sid
     assert started.custom_parameters == {"agent": "echo"}
     assert started.media_format.encoding == "mulaw"
-    (audio,) = codec.receive(peer.caller(tone(8000, 160, 3)), 0.0)
+    (audio,) = codec.receive(peer.say(tone(8000, 160, 3)), 0.0)
     assert isinstance(audio, Audio)
     assert audio.sequence == 1
     assert audio.timestamp_ms == 0
     out = json.loads(codec.send_mark("m")[0])
-    assert out == {"event": "mark", "streamSid": peer.sid, "mark": {"name": "m"}}
-    assert json.loads(codec.send_clear()[0]) == {"event": "clear", "streamSid": peer.sid}
-    (dtmf,) = codec.receive(peer.dtmf("7"), 0.0)
+    assert out == {"event": "mark", "streamSid": peer.side.sid, "mark": {"name": "m"}}
+    assert json.loads(codec.send_clear()[0]) == {"event": "clear", "streamSid": peer.side.sid}
+    (dtmf,) = codec.receive(peer.side.dtmf("7"), 0.0)
     assert dtmf == voxwire.protocols.Dtmf("7")
 
 
@@ -254,7 +328,7 @@ def test_plivo_numbers_are_numbers_and_extra_headers_parsed() -> None:
     assert play["media"]["contentType"] == "audio/x-mulaw"
     assert json.loads(codec.send_mark("cp")[0]) == {
         "event": "checkpoint",
-        "streamId": peer.stream_id,
+        "streamId": peer.side.stream_id,
         "name": "cp",
     }
 
@@ -281,7 +355,7 @@ def test_teler_chunk_ids_are_unique_and_interrupt_names_one() -> None:
     for i in range(3):
         for message in codec.send_audio(tone(8000, 160, i)):
             peer.deliver(message)
-    assert peer.chunk_ids == [1, 2, 3]
+    assert peer.side.chunk_ids == [1, 2, 3]
     assert json.loads(codec.send_interrupt(2)[0]) == {"type": "interrupt", "chunk_id": 2}
     with pytest.raises(voxwire.errors.LocalProtocolError):
         codec.send_interrupt(4)
@@ -296,23 +370,23 @@ def test_jambonz_refuses_stereo() -> None:
 
 
 def test_telnyx_refuses_codecs_it_cannot_decode() -> None:
-    peer = TelnyxPeer(encoding="OPUS")
+    side = TelnyxSide(encoding="OPUS", strict=True)
     codec = TelnyxCodec()
     with pytest.raises(voxwire.errors.RemoteProtocolError, match="PCMU"):
-        feed(codec, peer.opening())
+        feed(codec, side.opening())
 
 
 def test_audiosocket_higher_rate_reannounces_the_format() -> None:
-    peer = AudioSocketPeer(rate=16000)
+    side = AudioSocketSide(16000, strict=True)
     codec = AudioSocketCodec()
-    events = feed(codec, peer.opening())
+    events = feed(codec, side.opening())
     assert isinstance(events[0], CallStarted)
     assert events[0].media_format.sample_rate == 8000
-    events = codec.receive(peer.caller(tone(16000, 320, 1)), 0.0)
+    events = codec.receive(side.audio(tone(16000, 320, 1)), 0.0)
     assert [type(e) for e in events] == [CallStarted, Audio]
     assert events[0].media_format.sample_rate == 16000  # type: ignore[union-attr]
     # a later message at another rate is skipped, the stream goes on
-    assert codec.receive(AudioSocketPeer(rate=8000).caller(tone(8000, 160, 2)), 0.0) == []
+    assert codec.receive(AudioSocketSide(8000).audio(tone(8000, 160, 2)), 0.0) == []
     assert codec.stats.bad_frame_size == 1
     out = codec.send_audio(tone(16000, 320, 3))
     assert out[0][:3] == bytes([0x12, 0x02, 0x80])
@@ -341,12 +415,12 @@ def test_resampler_hook_converts_both_directions() -> None:
         made.append((in_rate, out_rate))
         return Repeat(in_rate, out_rate)
 
-    peer = TwilioPeer()
+    peer = FakePhone(TwilioSide(strict=True))
     codec = TwilioCodec(pipeline_rate=16000, resampler=factory)
     feed(codec, peer.opening())
     assert made == [(8000, 16000)]
     chunk = tone(8000, 160, 5)
-    (audio,) = codec.receive(peer.caller(chunk), 0.0)
+    (audio,) = codec.receive(peer.say(chunk), 0.0)
     assert isinstance(audio, Audio)
     assert (audio.sample_rate, audio.line_rate, len(audio.pcm)) == (16000, 8000, 320)
     np.testing.assert_array_equal(audio.pcm[::2], line(CASES[0], chunk))

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from peers import PEERS, Peer
 
 from voxwire.errors import ProtocolError
 from voxwire.protocols import CODECS, MediaStreamCodec
+from voxwire.sim.providers import PROVIDERS, ProviderSide
 
-CASES: list[tuple[type[Peer], type[MediaStreamCodec]]] = [
-    (PEERS[name], codec) for name, codec in CODECS.items()
+CASES: list[tuple[type[ProviderSide], type[MediaStreamCodec]]] = [
+    (PROVIDERS[name], codec) for name, codec in CODECS.items()
 ]
 
 KEYS = [
@@ -149,13 +149,13 @@ def run(codec: MediaStreamCodec, inputs: list[str | bytes]) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs=st.lists(messages, max_size=6), after_start=st.booleans())
 def test_parsers_raise_only_protocol_errors(
-    peer_cls: type[Peer],
+    peer_cls: type[ProviderSide],
     codec_cls: type[MediaStreamCodec],
     inputs: list[str | bytes],
     after_start: bool,
 ) -> None:
     codec = codec_cls()
-    prefix = peer_cls().opening() if after_start else []
+    prefix = peer_cls(strict=True).opening() if after_start else []
     run(codec, [*prefix, *inputs])
 
 
@@ -163,12 +163,12 @@ def test_parsers_raise_only_protocol_errors(
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_mutated_valid_messages_raise_only_protocol_errors(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec], data: st.DataObject
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec], data: st.DataObject
 ) -> None:
     import numpy as np
 
-    peer = peer_cls()
-    valid = [*peer.opening(), peer.caller(np.zeros(peer.frame, np.int16))]
+    peer = peer_cls(strict=True)
+    valid = [*peer.opening(), peer.audio(np.zeros(peer.frame, np.int16))]
     mutated: list[str | bytes] = []
     for message in valid:
         raw = message.encode() if isinstance(message, str) else message

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from peers import ExotelPeer, Peer, PlivoPeer, TelerPeer, TelnyxPeer, TwilioPeer
 
 from voxwire import Resampler
 from voxwire.protocols import (
@@ -19,13 +18,21 @@ from voxwire.protocols import (
 )
 from voxwire.protocols.base import Base64MediaCodec
 from voxwire.protocols.events import Audio
+from voxwire.sim.providers import (
+    ExotelSide,
+    PlivoSide,
+    ProviderSide,
+    TelerSide,
+    TelnyxSide,
+    TwilioSide,
+)
 
 CASES = [
-    (TwilioPeer, TwilioCodec),
-    (TelnyxPeer, TelnyxCodec),
-    (ExotelPeer, ExotelCodec),
-    (PlivoPeer, PlivoCodec),
-    (TelerPeer, TelerCodec),
+    (TwilioSide, TwilioCodec),
+    (TelnyxSide, TelnyxCodec),
+    (ExotelSide, ExotelCodec),
+    (PlivoSide, PlivoCodec),
+    (TelerSide, TelerCodec),
 ]
 
 
@@ -34,7 +41,7 @@ def hook(in_rate: int, out_rate: int) -> Resampler[np.int16]:
     return Resampler(in_rate, out_rate)
 
 
-def opened(peer: Peer, codec: MediaStreamCodec) -> MediaStreamCodec:
+def opened(peer: ProviderSide, codec: MediaStreamCodec) -> MediaStreamCodec:
     for message in peer.opening():
         codec.receive(message, 0.0)
     assert codec.started is not None
@@ -52,20 +59,20 @@ def audio_fields(events: list[Any]) -> list[tuple[object, ...]]:
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), CASES, ids=[c.name for _, c in CASES])
 @pytest.mark.parametrize("pipeline_rate", [None, 16000, 48000])
 def test_native_path_equals_the_hook(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec], pipeline_rate: int | None
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec], pipeline_rate: int | None
 ) -> None:
     rng = np.random.default_rng(3)
     kw: dict[str, Any] = {"pipeline_rate": pipeline_rate}
-    peer = peer_cls()
+    peer = peer_cls(strict=True)
     native = opened(peer, codec_cls(resampler=Resampler, **kw))
-    stepwise = opened(peer_cls(), codec_cls(resampler=hook, **kw))
+    stepwise = opened(peer_cls(call_id=peer.call_id), codec_cls(resampler=hook, **kw))
     assert isinstance(native, Base64MediaCodec)
     assert isinstance(stepwise, Base64MediaCodec)
     assert native._decoder is not None
     assert (stepwise._decoder is None) == (pipeline_rate not in (None, peer.rate))
     for i in range(12):
         pcm = rng.integers(-12000, 12000, peer.frame + (i % 3) * 8).astype(np.int16)
-        message = peer.caller(pcm)
+        message = peer.audio(pcm)
         assert audio_fields(native.receive(message, 0.02 * i)) == audio_fields(
             stepwise.receive(message, 0.02 * i)
         )
@@ -79,13 +86,13 @@ def test_native_path_equals_the_hook(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), CASES, ids=[c.name for _, c in CASES])
 def test_native_path_counts_bad_payloads(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
-    peer = peer_cls()
+    peer = peer_cls(strict=True)
     codec = opened(peer, codec_cls())
     assert isinstance(codec, Base64MediaCodec)
     assert codec._decoder is not None
-    good = peer.caller(np.zeros(peer.frame, dtype=np.int16))
+    good = peer.audio(np.zeros(peer.frame, dtype=np.int16))
     assert isinstance(good, str)
     payload = max(
         (part for part in good.split('"') if len(part) >= 40), key=len

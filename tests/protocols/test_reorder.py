@@ -8,9 +8,9 @@ import random
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from peers import TelnyxPeer
 
 from voxwire.protocols import Audio, ReorderBuffer, TelnyxCodec
+from voxwire.sim.providers import TelnyxSide
 
 
 @settings(max_examples=200, deadline=None)
@@ -83,12 +83,12 @@ def test_capacity_overflow_gives_up_the_gap_at_once() -> None:
 
 
 def test_telnyx_media_arriving_out_of_order_is_delivered_in_order() -> None:
-    peer = TelnyxPeer()
+    peer = TelnyxSide(strict=True)
     codec = TelnyxCodec(reorder_capacity=4, reorder_delay=0.06)
     for message in peer.opening():
         codec.receive(message, 0.0)
     frames = [np.full(160, i * 100, np.int16) for i in range(8)]
-    messages = [peer.caller(f) for f in frames]
+    messages = [peer.audio(f) for f in frames]
     order = [0, 2, 1, 3, 5, 4, 7, 6]
     events = []
     for t, i in enumerate(order):
@@ -101,11 +101,11 @@ def test_telnyx_media_arriving_out_of_order_is_delivered_in_order() -> None:
 
 
 def test_telnyx_lost_media_is_released_by_the_timer() -> None:
-    peer = TelnyxPeer()
+    peer = TelnyxSide(strict=True)
     codec = TelnyxCodec(reorder_delay=0.05)
     for message in peer.opening():
         codec.receive(message, 0.0)
-    messages = [peer.caller(np.zeros(160, np.int16)) for _ in range(4)]
+    messages = [peer.audio(np.zeros(160, np.int16)) for _ in range(4)]
     assert len(codec.receive(messages[0], 0.00)) == 1
     assert codec.receive(messages[2], 0.02) == []  # chunk 2 is lost
     assert codec.receive(messages[3], 0.04) == []
@@ -121,13 +121,13 @@ def test_telnyx_lost_media_is_released_by_the_timer() -> None:
 
 
 def test_telnyx_stop_flushes_held_media_first() -> None:
-    peer = TelnyxPeer()
+    peer = TelnyxSide(strict=True)
     codec = TelnyxCodec()
     for message in peer.opening():
         codec.receive(message, 0.0)
-    messages = [peer.caller(np.zeros(160, np.int16)) for _ in range(3)]
+    messages = [peer.audio(np.zeros(160, np.int16)) for _ in range(3)]
     codec.receive(messages[0], 0.0)
     codec.receive(messages[2], 0.0)
-    events = codec.receive(peer.stop()[0], 0.01)
+    events = codec.receive(peer.closing()[0], 0.01)
     assert [type(e).__name__ for e in events] == ["Audio", "Stopped"]
-    assert json.loads(peer.stop()[0])["event"] == "stop"
+    assert json.loads(peer.closing()[0])["event"] == "stop"

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from peers import PEERS, Peer
 
 from voxwire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from voxwire.protocols import (
@@ -24,19 +23,20 @@ from voxwire.protocols import (
     protocol_names,
 )
 from voxwire.protocols.base import Base64MediaCodec
+from voxwire.sim.providers import PROVIDERS, ProviderSide
 
-ALL_WS = [(PEERS[name], CODECS[name]) for name in protocol_names(transport="websocket")]
+ALL_WS = [(PROVIDERS[name], CODECS[name]) for name in protocol_names(transport="websocket")]
 JSON_MEDIA = [case for case in ALL_WS if issubclass(case[1], Base64MediaCodec)]
 
 
-def ids(cases: list[tuple[type[Peer], type[MediaStreamCodec]]]) -> list[str]:
+def ids(cases: list[tuple[type[ProviderSide], type[MediaStreamCodec]]]) -> list[str]:
     return [codec.name for _, codec in cases]
 
 
 def started(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec], **kw: Any
-) -> tuple[Peer, MediaStreamCodec]:
-    peer = peer_cls()
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec], **kw: Any
+) -> tuple[ProviderSide, MediaStreamCodec]:
+    peer = peer_cls(strict=True)
     codec = codec_cls(**kw)
     for message in peer.opening():
         codec.receive(message, 0.0)
@@ -44,7 +44,7 @@ def started(
     return peer, codec
 
 
-def frame(peer: Peer) -> np.ndarray:
+def frame(peer: ProviderSide) -> np.ndarray:
     return np.zeros(peer.frame, dtype=np.int16)
 
 
@@ -61,7 +61,7 @@ def replace_payload(obj: Any, value: str) -> bool:
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), ALL_WS, ids=ids(ALL_WS))
 def test_malformed_json_is_counted_and_skipped(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     peer, codec = started(peer_cls, codec_cls)
     for text in ("{not json", "[1, 2]", '"media"', "null", '{"event": 5}', "{}"):
@@ -69,16 +69,16 @@ def test_malformed_json_is_counted_and_skipped(
     assert codec.stats.malformed + codec.stats.unknown_event == 6
     assert "malformed" in codec.stats.first_reason
     # the session goes on
-    assert len(codec.receive(peer.caller(frame(peer)), 0.0)) == 1
+    assert len(codec.receive(peer.audio(frame(peer)), 0.0)) == 1
 
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), JSON_MEDIA, ids=ids(JSON_MEDIA))
 @pytest.mark.parametrize("payload", ["@@@@", "AAA", "AA=A", "Zm9v\x00", 12])
 def test_bad_base64_is_counted_and_skipped(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec], payload: object
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec], payload: object
 ) -> None:
     peer, codec = started(peer_cls, codec_cls)
-    msg = json.loads(peer.caller(frame(peer)))
+    msg = json.loads(peer.audio(frame(peer)))
     assert replace_payload(msg, payload)  # type: ignore[arg-type]
     assert codec.receive(json.dumps(msg), 0.0) == []
     assert codec.stats.bad_base64 + codec.stats.malformed == 1
@@ -87,10 +87,10 @@ def test_bad_base64_is_counted_and_skipped(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), JSON_MEDIA, ids=ids(JSON_MEDIA))
 def test_odd_l16_and_empty_payloads_are_wrong_frame_sizes(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     peer, codec = started(peer_cls, codec_cls)
-    msg = json.loads(peer.caller(frame(peer)))
+    msg = json.loads(peer.audio(frame(peer)))
     replace_payload(msg, "")
     assert codec.receive(json.dumps(msg), 0.0) == []
     assert codec.stats.bad_frame_size == 1
@@ -98,7 +98,7 @@ def test_odd_l16_and_empty_payloads_are_wrong_frame_sizes(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), JSON_MEDIA, ids=ids(JSON_MEDIA))
 def test_unknown_events_are_counted_and_skipped(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     _, codec = started(peer_cls, codec_cls)
     key = "type" if codec_cls is TelerCodec else "event"
@@ -112,11 +112,11 @@ EXPLICIT_START = [case for case in ALL_WS if case[1] is not RawPcmCodec]
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), EXPLICIT_START, ids=ids(EXPLICIT_START))
 def test_media_before_start_is_counted_and_skipped(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
-    peer = peer_cls()
+    peer = peer_cls(strict=True)
     codec = codec_cls()
-    media = peer.caller(frame(peer))
+    media = peer.audio(frame(peer))
     assert codec.receive(media, 0.0) == []
     assert codec.stats.media_before_start == 1
     for message in peer.opening():
@@ -126,7 +126,7 @@ def test_media_before_start_is_counted_and_skipped(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), ALL_WS, ids=ids(ALL_WS))
 def test_duplicate_start_is_skipped_and_a_second_stream_is_an_error(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     peer, codec = started(peer_cls, codec_cls)
     start = peer.opening()[-1]
@@ -141,7 +141,7 @@ def test_duplicate_start_is_skipped_and_a_second_stream_is_an_error(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), JSON_MEDIA, ids=ids(JSON_MEDIA))
 def test_binary_frames_on_a_text_protocol_are_skipped(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     _, codec = started(peer_cls, codec_cls)
     assert codec.receive(b"\x00\x01\x02", 0.0) == []
@@ -150,7 +150,7 @@ def test_binary_frames_on_a_text_protocol_are_skipped(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), ALL_WS, ids=ids(ALL_WS))
 def test_too_many_bad_messages_end_the_session(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
     _, codec = started(peer_cls, codec_cls, max_skipped=3)
     for _ in range(3):
@@ -161,9 +161,9 @@ def test_too_many_bad_messages_end_the_session(
 
 @pytest.mark.parametrize(("peer_cls", "codec_cls"), ALL_WS, ids=ids(ALL_WS))
 def test_sending_outside_the_protocol_is_a_local_error(
-    peer_cls: type[Peer], codec_cls: type[MediaStreamCodec]
+    peer_cls: type[ProviderSide], codec_cls: type[MediaStreamCodec]
 ) -> None:
-    peer = peer_cls()
+    peer = peer_cls(strict=True)
     codec = codec_cls()
     with pytest.raises(LocalProtocolError, match="before the stream has started"):
         codec.send_audio(frame(peer))

@@ -1,0 +1,1 @@
+"""End-to-end calls over loopback: the agents against the simulated phone."""
