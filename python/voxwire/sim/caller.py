@@ -44,9 +44,9 @@ from ssl import SSLContext
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from voxwire.netsim import Impairment
+from voxwire.protocols.base import PCM
 from voxwire.sim.phone import FakePhone, Playout
 from voxwire.sim.providers import PROVIDERS, Message, ProviderSide
 from voxwire.sim.speech import speech_bounds
@@ -61,8 +61,6 @@ __all__ = [
     "aligned_correlation",
     "place_call",
 ]
-
-PCM = npt.NDArray[np.int16]
 
 
 # --- the measure of an echo ------------------------------------------------------------

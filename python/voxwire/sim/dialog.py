@@ -71,10 +71,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from voxwire.errors import RtpError
 from voxwire.g711 import decode_ulaw, encode_ulaw
+from voxwire.protocols.base import PCM
 from voxwire.rtp import RtpSender, parse_rtp
 from voxwire.sim.caller import MarkRecord, Network, Recv, Send, _connect, _Phone
 from voxwire.sim.providers import (
@@ -97,8 +97,6 @@ __all__ = [
     "place_dialog",
     "place_rtp_dialog",
 ]
-
-PCM = npt.NDArray[np.int16]
 
 
 def _seconds(name: str, value: float | None) -> None:

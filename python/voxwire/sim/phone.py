@@ -35,20 +35,12 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
-from voxwire.sim.providers.base import (
-    ClearAudio,
-    Message,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    Unexpected,
-)
+from voxwire.sim.providers.base import ProviderSide
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PlayAudio, PlayMark, Unexpected
 
 __all__ = ["FakePhone", "Playout"]
 
-PCM = npt.NDArray[np.int16]
 S = TypeVar("S", bound=ProviderSide)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voxwire.protocols.base import PCM
 from voxwire.resample import resample
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "word_errors",
 ]
 
-PCM = npt.NDArray[np.int16]
 
 DEFAULT_PHRASE = "This is the voxwire echo test on a telephone line."
 """What the simulated caller says when given neither a WAV file nor a text."""

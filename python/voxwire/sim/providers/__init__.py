@@ -19,13 +19,13 @@ voxwire.errors.ConformanceError: vonage: clear: expected keys ['action'], got ['
 from __future__ import annotations
 
 from voxwire.sim.providers.audiosocket import AudioSocketSide
-from voxwire.sim.providers.base import (
+from voxwire.sim.providers.base import ProviderSide
+from voxwire.sim.providers.events import (
     ClearAudio,
     Message,
     PhoneEvent,
     PlayAudio,
     PlayMark,
-    ProviderSide,
     Unexpected,
 )
 from voxwire.sim.providers.exotel import ExotelSide

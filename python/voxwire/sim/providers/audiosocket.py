@@ -10,15 +10,8 @@ from __future__ import annotations
 import uuid
 
 from voxwire.protocols.audiosocket import AudioSocketCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    ProviderSide,
-    is_uuid,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, is_uuid, l16
+from voxwire.sim.providers.events import PCM, Message, PhoneEvent, PlayAudio
 
 __all__ = ["AudioSocketSide", "tlv"]
 

@@ -1,9 +1,10 @@
-"""What every simulated provider shares: the events a message asks for, the strict checks.
+"""What every simulated provider shares: the side's interface, its facts, the strict checks.
 
 A :class:`ProviderSide` speaks a protocol the way the telephony provider does: it builds
 the opening messages (connected, start, ...), one message per 20 ms of caller audio and
 the closing message, and it reads what the application sends back (audio, marks, clear)
-into :class:`PlayAudio`, :class:`PlayMark` and :class:`ClearAudio`. It answers a played
+into the events of :mod:`voxwire.sim.providers.events` (play audio, a mark, a clear, or
+:class:`~voxwire.sim.providers.events.Unexpected`). It answers a played
 mark and a clear as the provider's documentation says.
 
 The protocol's facts (``name``, ``default_rate``, ``rates``, ``subprotocols``, whether it
@@ -30,56 +31,15 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from voxwire.errors import ConformanceError
 from voxwire.protocols.base import MediaStreamCodec
+from voxwire.sim.providers.events import PCM, Message, PhoneEvent, Unexpected
 
-__all__ = [
-    "ClearAudio",
-    "Message",
-    "PhoneEvent",
-    "PlayAudio",
-    "PlayMark",
-    "ProviderSide",
-    "Unexpected",
-]
-
-PCM = npt.NDArray[np.int16]
-Message = str | bytes
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class PlayAudio:
-    """The application sent audio to play to the caller (line-rate PCM)."""
-
-    pcm: PCM
-
-
-@dataclass(frozen=True, slots=True)
-class PlayMark:
-    """The application asked to be told when the audio sent so far has played."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ClearAudio:
-    """The application asked to drop the audio queued for the caller (barge-in)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unexpected:
-    """A message the provider would not accept (kept for the report; raised when strict)."""
-
-    reason: str
-
-
-PhoneEvent = PlayAudio | PlayMark | ClearAudio | Unexpected
+__all__ = ["ProviderSide", "b64", "dumps", "field", "is_uuid", "l16"]
 
 
 def dumps(obj: object) -> str:

@@ -9,18 +9,8 @@ sends ``media`` (in chunks of multiples of 320 bytes), ``mark`` (echoed when pla
 from __future__ import annotations
 
 from voxwire.protocols.exotel import ExotelCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    b64,
-    dumps,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, b64, dumps, l16
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio, PlayMark
 
 __all__ = ["ExotelSide"]
 

@@ -11,18 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from voxwire.protocols.jambonz import JambonzCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    dumps,
-    field,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, dumps, field, l16
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio, PlayMark
 
 __all__ = ["JambonzSide"]
 

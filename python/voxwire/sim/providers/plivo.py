@@ -14,19 +14,8 @@ import numpy as np
 
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.protocols.plivo import PlivoCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    b64,
-    dumps,
-    field,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, b64, dumps, field, l16
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio, PlayMark
 
 __all__ = ["PlivoSide"]
 

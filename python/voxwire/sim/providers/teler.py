@@ -11,18 +11,8 @@ from __future__ import annotations
 import uuid
 
 from voxwire.protocols.teler import TelerCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    ProviderSide,
-    b64,
-    dumps,
-    field,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, b64, dumps, field, l16
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio
 
 __all__ = ["TelerSide"]
 

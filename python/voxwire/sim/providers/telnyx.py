@@ -14,18 +14,8 @@ import numpy as np
 
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.protocols.telnyx import TelnyxCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    b64,
-    dumps,
-    l16,
-)
+from voxwire.sim.providers.base import ProviderSide, b64, dumps, l16
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio, PlayMark
 
 __all__ = ["TelnyxSide"]
 

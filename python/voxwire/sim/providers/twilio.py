@@ -15,18 +15,8 @@ import numpy as np
 
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.protocols.twilio import TwilioCodec
-from voxwire.sim.providers.base import (
-    PCM,
-    ClearAudio,
-    Message,
-    PhoneEvent,
-    PlayAudio,
-    PlayMark,
-    ProviderSide,
-    b64,
-    dumps,
-    is_uuid,
-)
+from voxwire.sim.providers.base import ProviderSide, b64, dumps, is_uuid
+from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, PlayAudio, PlayMark
 
 __all__ = ["TwilioSide"]
 
