@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from voxwire.protocols.base import PCM
 from voxwire.protocols.registry import CODECS
 from voxwire.sim.caller import Network, Recv, Send, _connect
 from voxwire.sim.dialog import Turn, _Dialog, _Said
@@ -61,8 +61,6 @@ __all__ = [
     "process_tree_cpu",
     "run_load",
 ]
-
-PCM = npt.NDArray[np.int16]
 
 _WARMUP = 1.0  # seconds after the last call started before the CPU window opens
 _LAG_PROBE = 0.01  # seconds the lateness probe sleeps
