@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from rtp_peers import best_correlation
+
+from tests.aio.rtp_peers import best_correlation
 
 
 def windowed_correlation(said: np.ndarray, heard: np.ndarray, rate: int) -> tuple[float, float]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audio_match import windowed_correlation
 
+from tests.sip.audio_match import windowed_correlation
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.sip import SipCall, serve_sip
 from voxwire.resample import Resampler

@@ -8,8 +8,8 @@ import functools
 
 import numpy as np
 import pytest
-from uac import Caller
 
+from tests.sip.uac import Caller
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY
 from voxwire.aio.session import CLOSE_IDLE

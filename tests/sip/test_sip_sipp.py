@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
-from audio_match import windowed_correlation
 
+from tests.sip.audio_match import windowed_correlation
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.session import CLOSE_IDLE
 from voxwire.aio.sip import SipCall, SipCallServer, serve_sip

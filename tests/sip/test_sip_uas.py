@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from uac import CALLER, OFFER, SERVER, Caller, requests, responses, statuses
 
+from tests.sip.uac import CALLER, OFFER, SERVER, Caller, requests, responses, statuses
 from voxwire.sip.message import parse_message
 from voxwire.sip.uas import CallCancelled, CallConfirmed, CallEnded, IncomingCall, SipServer
 
