@@ -35,7 +35,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from voxwire import __version__
 from voxwire.benchmarks import BENCHMARKS
@@ -640,6 +640,41 @@ def _load_agent(spec: str, services: Any = None) -> Any:
     return factory(services=services)
 
 
+def _refuse(message: str) -> NoReturn:
+    """Print ``voxwire serve: message`` and leave with status 2 (``main`` returns it)."""
+    print(f"voxwire serve: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _chosen_services(args: argparse.Namespace, protocol: str) -> Any:
+    """The services ``--stt/--llm/--tts`` chose for ``protocol``; refused (status 2) when
+    they cannot be had or come without ``--agent``."""
+    from voxwire.services.registry import ServiceConfigError
+
+    try:
+        services = _services(args, protocol)
+    except ServiceConfigError as exc:
+        _refuse(str(exc))
+    if services and not args.agent:
+        _refuse("--stt, --llm and --tts need --agent")
+    return services
+
+
+def _chosen_agent(args: argparse.Namespace, services: Any) -> Any:
+    """The ``--agent`` (with ``services``), or None for the echo agent; refused (status 2)
+    when it cannot be loaded."""
+    from voxwire.services.registry import ServiceConfigError
+
+    if not args.agent:
+        return None
+    try:
+        return _load_agent(args.agent, services)
+    except ServiceConfigError as exc:
+        _refuse(str(exc))
+    except (ImportError, AttributeError, ValueError) as exc:
+        _refuse(f"cannot load the agent: {exc}")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
     from voxwire.aio.admission import Admission
@@ -736,16 +771,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"voxwire serve: cannot open the audit log: {exc}", file=sys.stderr)
             return 2
 
-    from voxwire.services.registry import ServiceConfigError
-
-    try:
-        services = _services(args, args.protocol)
-    except ServiceConfigError as exc:
-        print(f"voxwire serve: {exc}", file=sys.stderr)
-        return 2
-    if services and not args.agent:
-        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
-        return 2
+    services = _chosen_services(args, args.protocol)
     kind = "echo agent" if not args.agent else f"agent {args.agent}"
 
     def describe(url: str) -> str:
@@ -767,16 +793,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers:  # the workers load the agent and its services, each its own
         return _supervise(args, port, describe)
 
-    agent = None
-    if args.agent:
-        try:
-            agent = _load_agent(args.agent, services)
-        except ServiceConfigError as exc:
-            print(f"voxwire serve: {exc}", file=sys.stderr)
-            return 2
-        except (ImportError, AttributeError, ValueError) as exc:
-            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
-            return 2
+    agent = _chosen_agent(args, services)
 
     from voxwire.aio.handshake import ConnectionCaps
 
@@ -883,26 +900,9 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
-    from voxwire.services.registry import ServiceConfigError
-
-    try:
-        services = _services(args, "webrtc")
-    except ServiceConfigError as exc:
-        print(f"voxwire serve: {exc}", file=sys.stderr)
-        return 2
-    if services and not args.agent:
-        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
-        return 2
-    handler: Any
-    if args.agent:
-        try:
-            handler = _load_agent(args.agent, services)
-        except ServiceConfigError as exc:
-            print(f"voxwire serve: {exc}", file=sys.stderr)
-            return 2
-        except (ImportError, AttributeError, ValueError) as exc:
-            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
-            return 2
+    services = _chosen_services(args, "webrtc")
+    handler: Any = _chosen_agent(args, services)
+    if handler is not None:
         kind = f"agent {args.agent}"
     else:
         handler = functools.partial(echo_handler, rate=PIPELINE_RATE, hangover_ms=args.hangover_ms)
@@ -1026,26 +1026,9 @@ def _serve_sip(args: argparse.Namespace) -> int:
             stats.barge_ins,
         )
 
-    from voxwire.services.registry import ServiceConfigError
-
-    try:
-        services = _services(args, "sip")
-    except ServiceConfigError as exc:
-        print(f"voxwire serve: {exc}", file=sys.stderr)
-        return 2
-    if services and not args.agent:
-        print("voxwire serve: --stt, --llm and --tts need --agent", file=sys.stderr)
-        return 2
-    handler: Any
-    if args.agent:
-        try:
-            handler = _load_agent(args.agent, services)
-        except ServiceConfigError as exc:
-            print(f"voxwire serve: {exc}", file=sys.stderr)
-            return 2
-        except (ImportError, AttributeError, ValueError) as exc:
-            print(f"voxwire serve: cannot load the agent: {exc}", file=sys.stderr)
-            return 2
+    services = _chosen_services(args, "sip")
+    handler: Any = _chosen_agent(args, services)
+    if handler is not None:
         kind = f"agent {args.agent}"
         rate = getattr(handler, "pipeline_rate", PIPELINE_RATE)
     else:
@@ -1223,7 +1206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         return _bench(args.only, args.quick, args.json)
     if args.command == "serve":
-        return _serve(args)
+        try:
+            return _serve(args)
+        except SystemExit as exc:  # a refusal (_refuse) with its message printed
+            return int(exc.code or 0) if isinstance(exc.code, int) else 2
     if args.command == "call":
         return _call(args)
     if args.command == "loadtest":
