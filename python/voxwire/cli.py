@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -217,6 +218,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE",
         help="accept signed per-call tokens (voxwire token) verified with the key set in "
         "FILE (ID:SECRET lines; rotation: several ids); default $VOXWIRE_TOKEN_KEY",
+    )
+    serve.add_argument(
+        "--used-tokens",
+        metavar="PATH",
+        help="remember used signed tokens in this SQLite file, shared by the server "
+        "processes of one host (default: in memory; --workers gives its workers a file)",
     )
     serve.add_argument(
         "--tls-cert",
@@ -563,11 +570,17 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _key_set(key_file: str | None, command: str, *, required: bool) -> Any:
-    """The :class:`~voxwire.security.CallTokens` of ``--key-file`` or the environment;
-    ``None`` when neither is given and not ``required``. Raises SystemExit(2) with a
-    message (never the key) when the key set cannot be read."""
+def _key_set(
+    key_file: str | None, command: str, *, required: bool, used_tokens: str | None = None
+) -> Any:
+    """The :class:`~voxwire.security.CallTokens` of ``--key-file`` or the environment
+    (remembering used tokens in the SQLite file ``used_tokens`` if given); ``None`` when
+    neither is given and not ``required``. Raises SystemExit(2) with a message (never the
+    key) when the key set or the file cannot be read."""
+    import sqlite3
+
     from voxwire.security import CallTokens, parse_keys
+    from voxwire.used_tokens import SqliteUsedTokens
 
     if key_file is not None:
         try:
@@ -585,7 +598,19 @@ def _key_set(key_file: str | None, command: str, *, required: bool) -> Any:
     else:
         return None
     try:
-        return CallTokens(parse_keys(text))
+        keys = parse_keys(text)
+    except ValueError as exc:
+        print(f"voxwire {command}: {where}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    used = None
+    if used_tokens is not None:
+        try:
+            used = SqliteUsedTokens(used_tokens)
+        except sqlite3.Error as exc:
+            print(f"voxwire {command}: --used-tokens {used_tokens}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    try:
+        return CallTokens(keys, used=used)
     except ValueError as exc:
         print(f"voxwire {command}: {where}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -649,6 +674,7 @@ _NOT_TAKEN = {
         "tls_cert",
         "tls_key",
         "key_file",
+        "used_tokens",
         "audit_log",
         "max_per_address",
     ),
@@ -659,6 +685,7 @@ _NOT_TAKEN = {
         "tls_cert",
         "tls_key",
         "key_file",
+        "used_tokens",
         "audit_log",
         "max_per_address",
     ),
@@ -729,7 +756,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_webrtc(args) if args.protocol == "webrtc" else _serve_sip(args)
     tcp = CODECS[args.protocol].transport == "tcp"
     try:
-        tokens = _key_set(args.key_file, "serve", required=False)
+        tokens = _key_set(args.key_file, "serve", required=False, used_tokens=args.used_tokens)
     except SystemExit as exc:
         return int(exc.code or 2)
     if (args.token or tokens is not None) and tcp:
@@ -981,6 +1008,10 @@ def _supervise(args: argparse.Namespace, port: int, describe: Any) -> int:
         return 1
     port = held.getsockname()[1]
     argv = _worker_argv(args.argv, port, os.getpid())
+    private = None
+    if args.used_tokens is None:  # a token used on one worker must not open another
+        private = tempfile.TemporaryDirectory(prefix="voxwire-serve-")
+        argv += ["--used-tokens", os.path.join(private.name, "used-tokens.sqlite")]
 
     def command(index: int) -> list[str]:
         return [sys.executable, "-m", "voxwire", "serve", *argv]
@@ -990,7 +1021,11 @@ def _supervise(args: argparse.Namespace, port: int, describe: Any) -> int:
         return await supervisor.run(describe)
 
     with held:
-        status = asyncio.run(run())
+        try:
+            status = asyncio.run(run())
+        finally:
+            if private is not None:
+                private.cleanup()
     return status
 
 

@@ -23,8 +23,9 @@ key named by the key id, of the text before the last dot. :meth:`CallTokens.veri
 checks the mac before it reads the claims, then refuses a token that expired (more than
 ``max_skew`` seconds ago), was issued more than ``max_skew`` seconds in the future, lives
 longer than ``max_ttl``, or was used before (its ``jti`` is remembered until it expires:
-a token opens one connection). Keys rotate by key id: mint with the newest, verify with
-every key still listed.
+a token opens one connection; :mod:`voxwire.used_tokens` says where it is remembered, in
+the process or in a file the workers of one host share). Keys rotate by key id: mint with
+the newest, verify with every key still listed.
 
 Twilio request signatures
 -------------------------
@@ -50,13 +51,13 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from voxwire.protocols.events import CallStarted
+from voxwire.used_tokens import MemoryUsedTokens, UsedTokens
 
 __all__ = [
     "CallTokens",
@@ -148,8 +149,9 @@ class CallTokens:
     ``keys`` maps key ids to secrets, the first (or ``current``) used to mint; the others
     are still accepted (rotation: add the new key first, drop the old once its tokens
     have expired). ``clock`` gives the wall-clock time in seconds since the epoch.
-    ``max_used`` bounds the memory of used tokens: when it is full of tokens that have
-    not expired yet, new tokens are refused until some expire (it fails closed).
+    ``used`` remembers the used tokens (:mod:`voxwire.used_tokens`; by default this
+    process's memory, bounded by ``max_used``: when it is full of tokens that have not
+    expired yet, new tokens are refused until some expire, it fails closed).
 
     >>> tokens = CallTokens({"k2": b"0123456789abcdef"}, clock=lambda: 1000.0)
     >>> token = tokens.mint("CA42", ttl=60)
@@ -169,6 +171,7 @@ class CallTokens:
         max_skew: float = 30.0,
         max_ttl: float = 24 * 3600.0,
         max_used: int = 100_000,
+        used: UsedTokens | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not keys:
@@ -188,8 +191,7 @@ class CallTokens:
         self.max_ttl = max_ttl
         self.max_used = max_used
         self.clock = clock
-        self._used: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.used: UsedTokens = MemoryUsedTokens(max_used) if used is None else used
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -256,14 +258,7 @@ class CallTokens:
         if exp - iat > self.max_ttl:
             raise TokenError("token lives longer than max_ttl")
         if consume:
-            with self._lock:
-                if jti in self._used:
-                    raise TokenError("token already used")
-                if len(self._used) >= self.max_used:
-                    self._used = {k: t for k, t in self._used.items() if t >= now}
-                    if len(self._used) >= self.max_used:
-                        raise TokenError("too many live tokens in use; try again later")
-                self._used[jti] = exp + self.max_skew
+            self.used.claim(jti, exp + self.max_skew, now)
         return TokenClaims(call, iat, exp, key_id, jti)
 
 
