@@ -220,6 +220,19 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "FILE (ID:SECRET lines; rotation: several ids); default $VOXWIRE_TOKEN_KEY",
     )
     serve.add_argument(
+        "--record",
+        metavar="DIR",
+        help="record every call to a stereo WAV in DIR (caller left, agent right as heard); "
+        "nothing is recorded without it",
+    )
+    serve.add_argument(
+        "--record-retention-days",
+        type=_positive_float,
+        default=30.0,
+        metavar="DAYS",
+        help="delete recordings older than DAYS (at start and hourly as calls come; default 30)",
+    )
+    serve.add_argument(
         "--used-tokens",
         metavar="PATH",
         help="remember used signed tokens in this SQLite file, shared by the server "
@@ -675,6 +688,7 @@ _NOT_TAKEN = {
         "tls_key",
         "key_file",
         "used_tokens",
+        "record",
         "audit_log",
         "max_per_address",
     ),
@@ -686,6 +700,7 @@ _NOT_TAKEN = {
         "tls_key",
         "key_file",
         "used_tokens",
+        "record",
         "audit_log",
         "max_per_address",
     ),
@@ -792,6 +807,15 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"voxwire serve: cannot open the audit log: {exc}", file=sys.stderr)
             return 2
 
+    recorder = None
+    if args.record is not None and not args.workers:  # each worker makes its own
+        from voxwire.recording import Recorder
+
+        try:
+            recorder = Recorder(args.record, args.record_retention_days)
+        except OSError as exc:
+            print(f"voxwire serve: --record {args.record}: {exc}", file=sys.stderr)
+            return 2
     services = _chosen_services(args, args.protocol)
     kind = "echo agent" if not args.agent else f"agent {args.agent}"
 
@@ -847,6 +871,7 @@ def _serve(args: argparse.Namespace) -> int:
             "stop_now": stop_now,
             "reuse_port": args.reuse_port,
             "agent_check": None if args.agent_port is None else (args.host, args.agent_port),
+            "recorder": recorder,
         }
         auth = (
             TokenAuth(args.token or None, tokens=tokens)

@@ -36,6 +36,7 @@ from voxwire.security import TokenAuth
 
 if TYPE_CHECKING:
     from voxwire.aio.metrics import ServerMetrics
+    from voxwire.recording import Recorder
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -152,6 +153,7 @@ async def serve_agent(
     metrics: ServerMetrics | None = None,
     ssl: SSLContext | None = None,
     caps: ConnectionCaps | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -171,7 +173,8 @@ async def serve_agent(
     WebSocket port (:class:`~voxwire.aio.metrics.ServerMetrics`). ``ssl``
     (:func:`voxwire.aio.tls.server_context`) serves ``wss://``, or AudioSocket over TLS
     (``tls://``). ``caps`` bounds the WebSocket connections
-    (:class:`~voxwire.aio.handshake.ConnectionCaps`).
+    (:class:`~voxwire.aio.handshake.ConnectionCaps`). ``recorder`` records every call
+    (:class:`~voxwire.recording.Recorder`; nothing is recorded without one).
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -187,7 +190,7 @@ async def serve_agent(
         if metrics is not None:
             metrics.call_started(call)
         try:
-            await handler(call)
+            await (handler(call) if recorder is None else recorder.record(handler, call))
         finally:
             calls.discard(call)
 
