@@ -435,6 +435,15 @@ def test_the_greeting_is_said_at_the_start() -> None:
     assert h.history.messages[-1].content == "Hello, Harbor Dental."
 
 
+def test_a_resumed_call_says_the_resume_greeting_or_nothing() -> None:
+    h = Harness(VoiceConfig(greeting="Hello, Harbor Dental."))
+    assert h.take(h.conv.start(0.0, resumed=True)) == []
+    assert h.history.messages == []
+    h = Harness(VoiceConfig(greeting="Hello.", resume_greeting="Sorry, we were cut off."))
+    got = h.take(h.conv.start(0.0, resumed=True))
+    assert [a.text for a in h.of(SpeakText, got)] == ["Sorry, we were cut off."]
+
+
 def test_a_call_that_ends_mid_reply_keeps_only_the_heard_words() -> None:
     h = Harness()
     _start, _ = start_speaking(h, LONG)

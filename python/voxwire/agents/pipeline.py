@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ from voxwire.services.fallback import (
     FallbackTtsStream,
     Switch,
 )
+from voxwire.store.base import ConversationStore, StoredConversation, StoreError, call_key
 from voxwire.voice.conversation import (
     Action,
     CancelLlm,
@@ -96,6 +98,16 @@ class AgentCallResult:
     drafts: dict[str, int] = field(default_factory=dict)
     """Preemptive replies: ``started``, ``used`` and ``discarded`` (see
     :attr:`voxwire.voice.conversation.VoiceConfig.preemptive`)."""
+    started_at: float | None = None
+    """When the stream started (wall clock, Unix seconds); None if it never did."""
+    ended_by: str = "connection_lost"
+    """How the call ended: ``caller_hung_up`` (the provider's stop), ``agent_hung_up``,
+    ``server_closed`` (the server closed it: drain, a limit) or ``connection_lost``."""
+    resumed: bool = False
+    """The conversation was resumed from the agent's store (an earlier stream of the
+    same call)."""
+    connection: int = 1
+    """Which stream of the call this was (2 and up after a resume)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -105,6 +117,10 @@ class AgentCallResult:
             "errors": dict(self.errors),
             "hung_up": self.hung_up,
             "drafts": dict(self.drafts),
+            "started_at": self.started_at,
+            "ended_by": self.ended_by,
+            "resumed": self.resumed,
+            "connection": self.connection,
         }
 
 
@@ -139,6 +155,15 @@ class VoiceAgent:
         log line (and tool errors in the log): by default through
         :func:`voxwire.security.redact_digits` (card, account and phone numbers become
         ``[digits]``); ``None`` leaves the text out of the log.
+    store : ConversationStore, optional
+        Where each call's conversation is kept (:mod:`voxwire.store`): saved after every
+        turn whose reply ended and every tool result, loaded when a call starts, so that
+        a call whose stream is re-opened (on this worker or another) resumes its
+        history; deleted when the call ends with the caller's or the agent's hang-up.
+        A store that fails is logged and counted (``store.counts``), and the call goes
+        on without it.
+    store_timeout : float
+        The longest a call's start waits for the store's answer (seconds).
     """
 
     def __init__(
@@ -156,6 +181,8 @@ class VoiceAgent:
         on_end: Callable[[CallSurface, AgentCallResult], None] | None = None,
         on_turn: Callable[[TurnMetrics, History], None] | None = None,
         log_text: Callable[[str], str] | None = redact_digits,
+        store: ConversationStore | None = None,
+        store_timeout: float = 1.0,
     ) -> None:
         self.stt = stt
         self.llm = llm
@@ -171,6 +198,8 @@ class VoiceAgent:
         self.on_end = on_end
         self.on_turn = on_turn
         self.log_text = log_text
+        self.store = store
+        self.store_timeout = store_timeout
 
     @property
     def pipeline_rate(self) -> int:
@@ -264,16 +293,39 @@ class _AgentCall:
         self.hung_up = False
         self.line_rate = 0
         self.stt_failures = 0
+        # the store: this call's key, what was stored before this stream, the saves
+        self.key: str | None = None
+        self.started_at: float | None = None
+        self.ended_by = "connection_lost"
+        self.resumed = False
+        self.connection = 1
+        self.turns_before = 0  # turns of earlier streams of the call
+        self.turns_ended = 0  # turns of this stream whose reply ended
+        self.saving: asyncio.Task[None] | None = None
+        self.save_again = False
+        self.store_done = False  # the call's last save (or its deletion) is made
 
     def result(self) -> AgentCallResult:
         c = self.conversation
-        return AgentCallResult(c.history, c.turns, dict(c.errors), self.hung_up, dict(c.drafts))
+        return AgentCallResult(
+            c.history,
+            c.turns,
+            dict(c.errors),
+            self.hung_up,
+            dict(c.drafts),
+            started_at=self.started_at,
+            ended_by=self.ended_by,
+            resumed=self.resumed,
+            connection=self.connection,
+        )
 
     # --- the call's events -----------------------------------------------------------
 
     async def run(self) -> None:
         try:
             async for event in self.call:
+                if self.stt is None and isinstance(event, Audio | CallStarted):
+                    await self._resume()
                 now = self.loop.time()
                 if isinstance(event, Audio):
                     if self.stt is None:
@@ -289,12 +341,125 @@ class _AgentCall:
                     if self.stt is None:
                         self._open(event.media_format.sample_rate, now)
                 elif isinstance(event, Stopped):
+                    self.ended_by = "caller_hung_up"
                     break
                 if self.hung_up:
                     break
+            if self.hung_up:
+                self.ended_by = "agent_hung_up"
+            elif self.ended_by != "caller_hung_up" and (
+                getattr(self.call, "close_code", None) is not None
+            ):
+                self.ended_by = "server_closed"
         finally:
             self.apply(self.conversation.close(self._heard_of_live()))
             await self._shutdown()
+            await self._finish_store()
+
+    # --- the store -------------------------------------------------------------------
+
+    async def _resume(self) -> None:
+        """Once, as the call starts: key it, and load its stored conversation."""
+        started = self.call.started
+        if self.started_at is not None or started is None:
+            return
+        self.started_at = time.time()
+        store = self.agent.store
+        if store is None:
+            return
+        name = self.call.codec.name
+        try:
+            self.key = call_key(name, started)
+            stored = await asyncio.wait_for(store.load(self.key), self.agent.store_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a store that fails never fails the call
+            if isinstance(exc, asyncio.TimeoutError):
+                store.counts.note("load_failed")
+            log.warning("%s call %r: loading its conversation failed: %r", name, self.key, exc)
+            return
+        if stored is None:
+            return
+        history = self.conversation.history
+        for message in stored.history.messages:
+            history.append(message)
+        self.resumed = True
+        self.connection = stored.connections + 1
+        self.turns_before = stored.turns
+        log.info(
+            "%s call %r resumed: %d message(s) of %d turn(s), stream %d",
+            name,
+            self.key,
+            len(stored.history.messages),
+            stored.turns,
+            self.connection,
+        )
+
+    def _save(self) -> None:
+        """Save the conversation as it is now, after any save in flight (one at a time,
+        the newest state last)."""
+        if self.agent.store is None or self.key is None or self.store_done:
+            return
+        if self.saving is not None and not self.saving.done():
+            self.save_again = True
+            return
+        self.saving = asyncio.ensure_future(self._write())
+
+    def _snapshot(self) -> StoredConversation:
+        history = History.from_dict(self.conversation.history.to_dict())
+        return StoredConversation(
+            history,
+            turns=self.turns_before + self.turns_ended,
+            connections=self.connection,
+            protocol=self.call.codec.name,
+        )
+
+    async def _write(self) -> None:
+        store = self.agent.store
+        assert store is not None
+        assert self.key is not None
+        while True:
+            self.save_again = False
+            try:
+                await store.save(self.key, self._snapshot())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, StoreError):
+                    store.counts.note("save_failed")
+                log.warning(
+                    "%s call %r: saving its conversation failed: %r",
+                    self.call.codec.name,
+                    self.key,
+                    exc,
+                )
+            if not self.save_again:
+                return
+
+    async def _finish_store(self) -> None:
+        """The call ended: wait for the last save; forget the conversation when the
+        call is over for good (a hang-up), keep it when the stream may come back."""
+        store = self.agent.store
+        if store is None or self.key is None:
+            return
+        if self.ended_by not in ("caller_hung_up", "agent_hung_up"):
+            self._save()
+        self.store_done = True
+        if self.saving is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.saving, 2 * self.agent.store_timeout)
+        if self.ended_by in ("caller_hung_up", "agent_hung_up"):
+            try:
+                await asyncio.wait_for(store.delete(self.key), self.agent.store_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "%s call %r: forgetting its conversation failed: %r",
+                    self.call.codec.name,
+                    self.key,
+                    exc,
+                )
 
     def _heard_of_live(self) -> float | None:
         """How far the reply under way had played when the call ended (None: nothing)."""
@@ -316,7 +481,7 @@ class _AgentCall:
         self.line_rate = started.media_format.sample_rate if started else rate
         self._open_stt()
         self._spawn(self._prepare())
-        self.apply(self.conversation.start(now))
+        self.apply(self.conversation.start(now, resumed=self.resumed))
 
     async def _prepare(self) -> None:
         """Warm the services up (pre-connect) so the first turn pays no handshake."""
@@ -368,8 +533,10 @@ class _AgentCall:
     def report_turns(self) -> None:
         """Log the turns whose replies ended, and hand them to ``on_turn``."""
         closed = self.conversation.closed
+        saved = False
         while closed:
             turn = closed.pop(0)
+            self.turns_ended += 1
             log.info(
                 "%s call %r %s",
                 self.call.codec.name,
@@ -378,6 +545,9 @@ class _AgentCall:
             )
             if self.agent.on_turn is not None:
                 self.agent.on_turn(turn, self.conversation.history)
+            saved = True
+        if saved:
+            self._save()
 
     def _do(self, action: Action) -> None:
         if isinstance(action, SttAudio):
@@ -606,6 +776,7 @@ class _AgentCall:
                 self.agent.log_text(result.content[:200]) if self.agent.log_text else "(error)",
             )
         self.apply(self.conversation.tool_result(action.reply, outcome, self.loop.time()))
+        self._save()  # a tool that ran is never run again after a resume
 
     async def _retrieve(self, action: Retrieve) -> None:
         hook = self.agent.knowledge

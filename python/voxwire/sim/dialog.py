@@ -597,6 +597,7 @@ async def place_dialog(
     reply_timeout: float = 8.0,
     lead: float = 0.4,
     tail: float = 0.3,
+    call_id: str | None = None,
 ) -> DialogReport:
     """Call ``url`` as the provider of ``protocol`` would, say ``turns``, and report.
 
@@ -620,6 +621,9 @@ async def place_dialog(
         and finish, or to begin for a barge-in (default 8).
     lead, tail : float
         Silence before the first turn and after the last reply, in seconds.
+    call_id : str, optional
+        The call's identifier (default: a new one); the same id again is the provider
+        re-opening the stream of the same call.
 
     Raises
     ------
@@ -636,7 +640,7 @@ async def place_dialog(
     if protocol not in PROVIDERS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROVIDERS)}")
     script = _checked(turns, quiet=quiet, reply_timeout=reply_timeout, lead=lead, tail=tail)
-    side = PROVIDERS[protocol](rate)
+    side = PROVIDERS[protocol](rate, call_id=call_id)
     dialog = _Dialog(
         side,
         script,

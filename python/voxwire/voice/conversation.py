@@ -333,6 +333,9 @@ class VoiceConfig:
     """Longest transcript of one caller turn kept (longer is cut)."""
     greeting: str = ""
     """Said when the call starts (empty: the agent waits for the caller)."""
+    resume_greeting: str = ""
+    """Said instead of ``greeting`` when the call resumes a stored conversation (its
+    stream was re-opened; empty: the agent waits for the caller)."""
     knowledge: bool = False
     """Run the knowledge hook (:class:`Retrieve`) on every caller turn."""
     preemptive: bool = False
@@ -505,13 +508,15 @@ class Conversation:
 
     # --- public inputs -------------------------------------------------------------
 
-    def start(self, now: float) -> list[Action]:
-        """The call started: say the greeting, if there is one."""
-        if not self.config.greeting:
+    def start(self, now: float, *, resumed: bool = False) -> list[Action]:
+        """The call started: say the greeting, if there is one (``resume_greeting`` when
+        the history was resumed from an earlier stream of the call)."""
+        greeting = self.config.resume_greeting if resumed else self.config.greeting
+        if not greeting:
             return []
         reply = self._new_reply(now, user_text="")
         out: list[Action] = []
-        self._speak(reply, self.config.greeting, out, now)
+        self._speak(reply, greeting, out, now)
         self._finish_text(reply, out, now)
         return out
 
