@@ -304,6 +304,33 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="answer GET /metrics (Prometheus, needs prometheus-client: the 'metrics' extra) "
         "and log a summary of each call as it ends",
     )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep each call's conversation in a store so that a call whose stream is "
+        "re-opened (on any worker) resumes it: sqlite:PATH (one node) or redis://HOST:PORT "
+        "(a fleet; the 'fleet' extra); needs a voice agent (--agent)",
+    )
+    serve.add_argument(
+        "--store-ttl",
+        type=_number(float, 1.0, 30 * 86400.0),
+        default=3600.0,
+        metavar="S",
+        help="seconds a conversation is kept after its last save (default 3600)",
+    )
+    serve.add_argument(
+        "--records",
+        metavar="PATH",
+        help="write a record of every call at hang-up to the SQLite file PATH (table "
+        "'calls': ids, start/end, outcome, per-turn metrics, quality); needs --agent",
+    )
+    serve.add_argument(
+        "--records-retention-days",
+        type=_number(float, 0.001, 36500.0),
+        default=30.0,
+        metavar="N",
+        help="delete call records older than N days, at start and hourly (default 30)",
+    )
     # set by the supervisor of --workers for its workers
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -691,6 +718,8 @@ _NOT_TAKEN = {
         "record",
         "audit_log",
         "max_per_address",
+        "store",
+        "records",
     ),
     "sip": (
         "workers",
@@ -703,6 +732,8 @@ _NOT_TAKEN = {
         "record",
         "audit_log",
         "max_per_address",
+        "store",
+        "records",
     ),
 }
 """The serve options the WebRTC and SIP servers do not take yet: refused, not ignored."""
@@ -839,6 +870,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _supervise(args, port, describe)
 
     agent = _chosen_agent(args, services)
+    if (args.store or args.records) and not hasattr(agent, "store"):
+        print("voxwire serve: --store and --records need a voice agent (--agent)", file=sys.stderr)
+        return 2
 
     from voxwire.aio.handshake import ConnectionCaps
 
@@ -864,6 +898,7 @@ def _serve(args: argparse.Namespace) -> int:
             metrics = ServerMetrics(admission, lead=args.lead)
             if agent is not None and hasattr(agent, "on_end"):
                 _observe_turns(agent, metrics)
+        state = await _open_state(args, agent)
         options: dict[str, Any] = {
             "metrics": metrics,
             "admission": admission,
@@ -912,6 +947,7 @@ def _serve(args: argparse.Namespace) -> int:
             )
         finally:
             await services.aclose()
+            await state.aclose()
         if args.parent_pid is not None:
             orphan.cancel()
 
@@ -982,6 +1018,70 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         return 1
     print("voxwire serve: stopped", flush=True)
     return 0
+
+
+class _State:
+    """The conversation store and the call records of ``voxwire serve``, while it runs."""
+
+    def __init__(self) -> None:
+        self.store: Any = None
+        self.records: Any = None
+        self.retention: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        if self.retention is not None:
+            self.retention.cancel()
+        if self.records is not None:
+            await self.records.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+
+
+async def _open_state(args: argparse.Namespace, agent: Any) -> _State:
+    """Open ``--store`` and ``--records`` and attach them to the voice ``agent``;
+    refused (status 2) when they cannot be opened."""
+    import sqlite3
+
+    state = _State()
+    if args.store:
+        from voxwire.store import open_store
+
+        try:
+            state.store = open_store(args.store, ttl=args.store_ttl)
+        except (ValueError, ImportError, sqlite3.Error) as exc:
+            _refuse(f"cannot open the store: {exc}")
+        agent.store = state.store
+        logging.getLogger("voxwire.store").info("conversations in %r", state.store)
+    if args.records:
+        from voxwire.store.records import CallRecords
+
+        try:
+            state.records = CallRecords(args.records, retention_days=args.records_retention_days)
+        except (ValueError, sqlite3.Error) as exc:
+            await state.aclose()
+            _refuse(f"cannot open the call records: {exc}")
+        state.retention = asyncio.get_running_loop().create_task(state.records.run_retention())
+        _record_calls(agent, state.records, args.lead)
+    return state
+
+
+def _record_calls(agent: Any, records: Any, lead: float) -> None:
+    """Chain the voice agent's ``on_end`` so that every call it held is recorded."""
+    from voxwire.aio.metrics import call_quality
+    from voxwire.aio.session import Call
+    from voxwire.store.records import record_of
+
+    user = agent.on_end
+
+    def on_end(call: Any, result: Any) -> None:
+        quality = call_quality(call, 20.0 + 1000 * lead, 0.0) if isinstance(call, Call) else None
+        record = record_of(call, result, text=agent.log_text, quality=quality)
+        if record is not None:
+            records.submit(record)
+        if user is not None:
+            user(call, result)
+
+    agent.on_end = on_end
 
 
 def _observe_turns(agent: Any, metrics: Any) -> None:
