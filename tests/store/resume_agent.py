@@ -31,7 +31,8 @@ def remember(messages: Sequence[ChatMessage]) -> str:
                 name = earlier.split(NAME_GIVEN, 1)[1].strip(" .").title()
                 return f"Your name is {name}."
         return "I do not know your name."
-    return f"Noted, that makes {len(said)} things you told me."
+    things = "thing" if len(said) == 1 else "things"
+    return f"Noted, that makes {len(said)} {things} you told me."
 
 
 def build() -> VoiceAgent:

@@ -3,7 +3,8 @@
 first, the first is killed with SIGKILL in the middle of the call, the phone re-opens
 the same call's stream on the second, and the second answers from the history the
 first left. Both servers write call records, with a retention that removes an old row
-when they start."""
+when they start. The same with ``voxwire serve --workers 2``: the worker holding the call
+is killed and the call's new stream lands on a worker the supervisor still runs."""
 
 from __future__ import annotations
 
@@ -216,3 +217,97 @@ def test_a_killed_workers_call_resumes_on_another_with_redis(
 ) -> None:
     pytest.importorskip("redis", reason="the Redis store needs the redis package")
     run_failover(tmp_path, servers, redis_server.url)  # type: ignore[attr-defined]
+
+
+def children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out.update(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def holding(workers: set[int], port: int) -> set[int]:
+    """The workers with an established connection on the server's ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # ESTABLISHED
+                    inodes.add(fields[9])
+    found: set[int] = set()
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                found.add(pid)
+    return found
+
+
+def test_a_killed_workers_call_resumes_under_the_same_supervisor(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    store_url = f"sqlite://{tmp_path}/state.db"
+    # every worker reads the same script: only the count in the reply tells a resumed
+    # history ("3 things") from a fresh one ("1 thing")
+    supervisor = Server(
+        tmp_path / "w.log", "a table please|for two|at eight", "--workers", "2",
+        "--store", store_url,
+    )  # fmt: skip
+    servers.append(supervisor)
+    port = int(supervisor.url.rsplit(":", 1)[1].split("/")[0])
+    workers = children(supervisor.process.pid)
+    assert len(workers) == 2
+
+    async def main() -> None:
+        store: ConversationStore = open_store(store_url)
+
+        async def stored_turns(n: int) -> bool:
+            found = await store.load(KEY)
+            return found is not None and found.turns >= n
+
+        try:
+            talk = asyncio.ensure_future(
+                place_dialog(
+                    supervisor.url,
+                    "twilio",
+                    [Turn(said("a table please")), Turn(said("for two", 2))],
+                    call_id=CALL,
+                    tail=60.0,
+                )
+            )
+            await until(lambda: stored_turns(2))
+            (victim,) = holding(workers, port)
+            os.kill(victim, signal.SIGKILL)
+            await asyncio.wait_for(talk, 10)
+            talk = asyncio.ensure_future(
+                place_dialog(
+                    supervisor.url,
+                    "twilio",
+                    [Turn(said("a table please"))],
+                    call_id=CALL,
+                    tail=2.0,
+                )
+            )
+            await until(lambda: stored_turns(3))
+            (server,) = holding(children(supervisor.process.pid), port)
+            assert server != victim
+            after = await store.load(KEY)
+            assert after is not None
+            assert [m.content for m in after.history.messages if m.role == "assistant"] == [
+                "Noted, that makes 1 thing you told me.",
+                "Noted, that makes 2 things you told me.",
+                "Noted, that makes 3 things you told me.",
+            ]
+            report = await asyncio.wait_for(talk, 20)
+            assert report.turns[0].reply_latency is not None, report.summary()
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+    supervisor.stop()
+    assert "exited with -9" in (tmp_path / "w.log").read_text()
