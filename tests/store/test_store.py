@@ -227,7 +227,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 
 def test_sqlite_is_safe_with_several_worker_processes(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    SqliteStore(path)  # the table exists before the writers race
+    asyncio.run(SqliteStore(path).aclose())  # the table exists before the writers race
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(w)]) for w in range(4)
     ]

@@ -126,4 +126,6 @@ class RedisStore:
         await self._call("delete", "delete", self.prefix + key)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        # redis 5.0.1 renamed close() to aclose()
+        closer = getattr(self._client, "aclose", None) or self._client.close
+        await closer()
