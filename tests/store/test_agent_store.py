@@ -207,3 +207,41 @@ def test_a_store_that_fails_never_fails_the_call() -> None:
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_a_tool_call_left_without_its_result_is_answered_on_resume(tmp_path: Path) -> None:
+    from voxwire.agents.pipeline import INTERRUPTED_TOOL
+
+    async def main() -> None:
+        store = Recording(tmp_path / "state.db")
+        history = History()
+        history.add_user("book monday and tuesday")
+        history.add_assistant(
+            "",
+            [ToolCall("c1", "book", {"day": "monday"}), ToolCall("c2", "book", {"day": "tuesday"})],
+        )
+        history.add_tool_result("c1", "book", "booked monday, id 7")
+        # the worker died before c2 returned
+        await store.save(key_of(CALL), StoredConversation(history, turns=0))
+        seen: list[list[ChatMessage]] = []
+
+        def reply(messages: Sequence[ChatMessage]) -> str:
+            seen.append(list(messages))
+            return "Monday is booked; I could not confirm Tuesday."
+
+        agent = VoiceAgent(FakeStt(["did it work"]), FakeLlm(reply), FakeTts(), store=store)
+        _, result = await call(agent, [Turn(said("did it work"))])
+        assert result.resumed
+        roles = [(m.role, m.tool_call_id) for m in seen[0]]
+        assert roles == [
+            ("user", ""),
+            ("assistant", ""),
+            ("tool", "c1"),
+            ("tool", "c2"),
+            ("user", ""),
+        ]
+        assert seen[0][3].content == INTERRUPTED_TOOL
+        assert seen[0][3].name == "book"
+        await store.aclose()
+
+    asyncio.run(main())

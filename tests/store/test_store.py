@@ -263,3 +263,27 @@ def test_open_store_takes_sqlite_and_redis_urls(tmp_path: Path) -> None:
     for bad in ("postgres://h/db", "sqlite:", "x.db"):
         with pytest.raises(ValueError, match="sqlite"):
             open_store(bad)
+
+
+def test_open_tool_calls_get_a_result_after_their_round_once() -> None:
+    from voxwire.services.base import ToolCall
+
+    history = History()
+    history.add_user("book two days")
+    history.add_assistant("", [ToolCall("a", "book", {}), ToolCall("b", "book", {})])
+    history.add_assistant("One moment, please.")
+    history.add_tool_result("b", "book", "done b")  # b answered later, out of order
+    history.add_user("and another")
+    history.add_assistant("", [ToolCall("c", "book", {})])
+    assert history.close_open_tool_calls("unknown") == 2
+    assert [(m.role, m.tool_call_id, m.content) for m in history.messages] == [
+        ("user", "", "book two days"),
+        ("assistant", "", ""),
+        ("tool", "a", "unknown"),
+        ("assistant", "", "One moment, please."),
+        ("tool", "b", "done b"),
+        ("user", "", "and another"),
+        ("assistant", "", ""),
+        ("tool", "c", "unknown"),
+    ]
+    assert history.close_open_tool_calls("unknown") == 0

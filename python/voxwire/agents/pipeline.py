@@ -79,9 +79,15 @@ from voxwire.voice.metrics import TurnMetrics
 from voxwire.voice.tools import Tool, ToolBox
 from voxwire.voice.turns import TurnPolicy
 
-__all__ = ["AgentCallResult", "KnowledgeHook", "VoiceAgent"]
+__all__ = ["INTERRUPTED_TOOL", "AgentCallResult", "KnowledgeHook", "VoiceAgent"]
 
 log = logging.getLogger("voxwire.agents")
+
+INTERRUPTED_TOOL = (
+    "unknown: the call's connection was lost while this tool ran; it may or may not have completed"
+)
+"""The result a resumed history gives a tool call that has none (its worker died
+while the tool ran)."""
 
 KnowledgeHook = Callable[[str], Awaitable[str]]
 """``await hook(user_text)`` returns context for the model (empty: none)."""
@@ -383,6 +389,7 @@ class _AgentCall:
         history = self.conversation.history
         for message in stored.history.messages:
             history.append(message)
+        history.close_open_tool_calls(INTERRUPTED_TOOL)
         self.resumed = True
         self.connection = stored.connections + 1
         self.turns_before = stored.turns

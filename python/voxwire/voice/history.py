@@ -127,6 +127,33 @@ class History:
         for index in sorted(drop, reverse=True):
             del self.messages[index]
 
+    def close_open_tool_calls(self, content: str) -> int:
+        """Give every tool call that has no result the result ``content``; how many.
+
+        A history saved while a tool ran (its worker died) holds the call without its
+        result, which chat models refuse; the result inserted after the call's round
+        says what is known (that it may or may not have run).
+        """
+        answered = {m.tool_call_id for m in self.messages if m.role == "tool"}
+        added = 0
+        i = 0
+        while i < len(self.messages):
+            message = self.messages[i]
+            i += 1
+            open_calls = [c for c in message.tool_calls if c.id not in answered]
+            if message.role != "assistant" or not open_calls:
+                continue
+            while i < len(self.messages) and self.messages[i].role == "tool":
+                i += 1
+            for call in open_calls:
+                self.messages.insert(
+                    i, ChatMessage("tool", content, tool_call_id=call.id, name=call.name)
+                )
+                answered.add(call.id)
+                i += 1
+                added += 1
+        return added
+
     def messages_for_model(self) -> list[ChatMessage]:
         """The system prompt and the newest whole turns that fit ``max_chars``.
 
