@@ -5,12 +5,14 @@ from __future__ import annotations
 import doctest
 import math
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import voxwire.voice.turns
-from voxwire.voice.turns import TurnPolicy
+from voxwire.voice.turns import Prosody, TurnPolicy, prosody
 
 POLICY = TurnPolicy(min_delay=0.1, max_delay=1.1, hangover_ms=200)
 
@@ -179,3 +181,157 @@ def test_text_must_be_a_str() -> None:
 def test_a_lone_opener_waits() -> None:
     assert POLICY.completeness("well") == 0.15
     assert POLICY.completeness("very well") == 0.7
+
+
+# --- prosody ---------------------------------------------------------------------------------
+
+
+def _glide(
+    seconds: float, start_hz: float, end_hz: float, rate: int = 16000, level: float = 8000.0
+) -> npt.NDArray[np.int16]:
+    """A voiced sound whose pitch glides from ``start_hz`` to ``end_hz`` (harmonics of a
+    pulse train), as the last syllables of a statement (falling) or a list item (rising)."""
+    n = round(seconds * rate)
+    f0 = np.geomspace(start_hz, end_hz, n)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    pcm: npt.NDArray[np.int16] = np.round(level * x / np.abs(x).max()).astype(np.int16)
+    return pcm
+
+
+def _voice(end_hz: float, rate: int = 16000) -> npt.NDArray[np.int16]:
+    """0.3 s level at 140 Hz, then 0.2 s gliding to ``end_hz``."""
+    level = _glide(0.3, 140.0, 140.0, rate)
+    return np.concatenate([level, _glide(0.2, 140.0, end_hz, rate)])
+
+
+def test_prosody_hears_a_fall_a_rise_and_a_level_end() -> None:
+    fall = prosody(_voice(100.0), 16000)
+    rise = prosody(_voice(190.0), 16000)
+    level = prosody(_voice(140.0), 16000)
+    assert fall.known
+    assert rise.known
+    assert level.known
+    assert fall.final_pitch < -3.0  # 140 -> 100 Hz is 5.8 semitones down
+    assert rise.final_pitch > 3.0
+    assert abs(level.final_pitch) < 0.5
+    assert fall.voiced > 0.8
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+def test_prosody_at_every_rate(rate: int) -> None:
+    assert prosody(_voice(100.0, rate), rate).final_pitch < -3.0
+    assert prosody(_voice(190.0, rate), rate).final_pitch > 3.0
+
+
+def test_prosody_reads_only_the_end() -> None:
+    rising_then_falling = np.concatenate([_voice(190.0), _voice(100.0)])
+    assert prosody(rising_then_falling, 16000).final_pitch < -3.0
+
+
+def test_prosody_of_noise_silence_and_too_little_audio_is_unknown() -> None:
+    rng = np.random.default_rng(3)
+    noise = np.round(rng.standard_normal(8000) * 3000).astype(np.int16)
+    assert not prosody(noise, 16000).known
+    assert not prosody(np.zeros(8000, dtype=np.int16), 16000).known
+    assert not prosody(_voice(100.0)[:400], 16000).known
+    assert not prosody(np.zeros(0, dtype=np.int16), 16000).known
+    # voiced early, then a long unvoiced stretch: the end itself tells nothing
+    tail = np.round(rng.standard_normal(4000) * 300).astype(np.int16)
+    assert not prosody(np.concatenate([_voice(100.0), tail]), 16000).known
+
+
+@pytest.mark.parametrize(
+    ("pcm", "rate", "error", "match"),
+    [
+        (np.zeros(8000, dtype=np.float32), 16000, TypeError, "int16 numpy array"),
+        (b"\x00" * 100, 16000, TypeError, "int16 numpy array"),
+        (np.zeros((2, 4000), dtype=np.int16), 16000, ValueError, "1-D, got 2"),
+        (np.zeros(8000, dtype=np.int16), 44100, ValueError, "got 44100"),
+        (np.zeros(8000, dtype=np.int16), 4000, ValueError, "got 4000"),
+        (np.zeros(8000, dtype=np.int16), 16000.0, TypeError, "rate must be an int"),
+    ],
+)
+def test_prosody_bad_input(pcm: object, rate: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        prosody(pcm, rate)  # type: ignore[arg-type]
+
+
+FALLING = Prosody(-2.0, 0.9)
+RISING = Prosody(0.8, 0.9)
+HALF = Prosody(-0.75, 0.9)  # halfway between a sure rise (-0.5) and a sure fall (-1)
+UNKNOWN = Prosody(math.nan, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("text", "falling", "rising"),
+    [
+        ("i went to the pharmacy", 0.85, 0.05),  # a clause that could end
+        ("yes", 0.95, 0.05),  # a closing keeps its own score when it falls
+        ("i think so", 0.85, 0.05),
+        ("and", 0.05, 0.05),  # the words say it goes on: the voice does not matter
+        ("um", 0.0, 0.0),
+        ("i'd like", 0.2, 0.2),
+        ("send it to the", 0.05, 0.05),
+        ("can you tell me when the pharmacy closes today", 0.85, 0.3),  # a question
+        ("and also um where is my nearest branch", 0.85, 0.3),
+        ("what time do you close tonight", 0.85, 0.3),
+        ("the address is twelve", 0.1, 0.5),  # a number said falling: digits read out
+        ("my number is five five five", 0.1, 0.1),
+        ("my number is five five five one two three four five six seven", 0.85, 0.05),
+    ],
+)
+def test_prosody_weighs_plain_text(text: str, falling: float, rising: float) -> None:
+    assert POLICY.completeness(text, FALLING) == pytest.approx(falling)
+    assert POLICY.completeness(text, RISING) == pytest.approx(rising)
+
+
+def test_prosody_between_a_rise_and_a_fall_is_linear() -> None:
+    assert POLICY.completeness("i went to the pharmacy", HALF) == pytest.approx(0.45)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I went to the pharmacy",  # capitals: a punctuating recognizer
+        "i went to the pharmacy.",
+        "i went to the pharmacy,",
+        "is it open?",
+        "",
+    ],
+)
+def test_prosody_does_not_change_punctuated_or_empty_text(text: str) -> None:
+    expected = POLICY.completeness(text)
+    assert POLICY.completeness(text, FALLING) == expected
+    assert POLICY.completeness(text, RISING) == expected
+
+
+def test_unknown_prosody_leaves_the_text_score() -> None:
+    assert not UNKNOWN.known
+    assert POLICY.completeness("i went to the pharmacy", UNKNOWN) == pytest.approx(0.7)
+    assert POLICY.delay("yes", UNKNOWN) == POLICY.delay("yes")
+
+
+def test_delay_and_silence_take_the_prosody() -> None:
+    fast = POLICY.delay("i went to the pharmacy", FALLING)
+    slow = POLICY.delay("i went to the pharmacy", RISING)
+    assert fast == pytest.approx(0.1 + 1.0 * 0.15)
+    assert slow == pytest.approx(0.1 + 1.0 * 0.95)
+    assert POLICY.silence("i went to the pharmacy", RISING) == pytest.approx(0.2 + slow)
+
+
+def test_prosody_must_be_a_prosody() -> None:
+    with pytest.raises(TypeError, match="prosody must be a Prosody or None, got float"):
+        POLICY.delay("yes", -2.0)  # type: ignore[arg-type]
+
+
+def test_prosody_from_audio_drives_the_policy() -> None:
+    text = "i need eggs"
+    assert POLICY.delay(text, prosody(_voice(100.0), 16000)) < 0.3
+    assert POLICY.delay(text, prosody(_voice(190.0), 16000)) > 1.0
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=80))
+def test_any_prosody_gives_a_score_in_range(pitch: float, text: str) -> None:
+    score = POLICY.completeness(text, Prosody(pitch, 0.5))
+    assert 0.0 <= score <= 1.0

@@ -7,7 +7,7 @@ trailing comma or a number read out digit by digit is not over, while a question
 whole sentence usually is. :class:`TurnPolicy` turns the transcript so far into how much
 longer to wait.
 
->>> from voxwire.voice.turns import TurnPolicy
+>>> from voxwire.voice.turns import Prosody, TurnPolicy
 >>> policy = TurnPolicy()
 >>> policy.delay("Can you move my appointment to Friday?") == policy.min_delay
 True
@@ -15,6 +15,11 @@ True
 True
 >>> round(policy.completeness("I'd like to book a table for,"), 2)
 0.05
+>>> falling, rising = Prosody(-2.0, 0.8), Prosody(0.5, 0.8)
+>>> policy.delay("i went to the pharmacy", falling) < 0.25
+True
+>>> policy.delay("i went to the pharmacy", rising) > 1.2
+True
 
 The rule
 --------
@@ -61,6 +66,27 @@ the deadline may be worked out again whenever a newer transcript arrives.
 
 * an empty transcript (the recognizer has not caught up): 0.5.
 
+Prosody
+-------
+Plain text (no punctuation, no capitals: pocketsphinx and many streaming recognizers)
+cannot tell "i went to the pharmacy" finished from "i went to the pharmacy [pause] and
+then ...". The voice often can: a statement said to its end falls in pitch, a list item,
+a clause with more to come or a hesitation stays level or rises. :func:`prosody` measures
+that from the last 400 ms of audio before the speech end (about 0.1 ms of numpy per
+speech end), and ``completeness(text, prosody)`` weighs it in, on plain text only (a
+punctuating recognizer has heard the prosody already):
+
+* words that say the turn goes on (a score under 0.25 above: "and", "um", "the", ...)
+  keep their score whatever the voice does;
+* any other text is weighed by how much the pitch fell over the last 30 ms against the
+  median of the 400 ms: a fall of 1 semitone or more gives 0.85, a fall of 0.5 semitone
+  or less (a level or rising end) gives 0.05, linear between; a question ("can you ...",
+  "what time ...") said rising gives 0.3 instead (it may be asked, or be a list inside a
+  question);
+* a number said falling is a group of digits read out ("seven seven two [pause] nine four
+  one"): 0.1, as digits; said rising it keeps its text score;
+* an end too little voiced to tell (``Prosody.known`` false) leaves the text's score.
+
 The scores and the defaults (``min_delay``, ``max_delay``, ``hangover_ms``) were tuned
 on a labelled corpus of synthetic caller turns with pauses inside them;
 ``python bench/turn_taking.py`` measures false cut-offs and end-of-turn delay on a
@@ -69,11 +95,16 @@ held-out part of it, side by side with fixed-silence endpointing (``docs/turn-ta
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["TurnPolicy"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Prosody", "TurnPolicy", "prosody"]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -158,8 +189,131 @@ _OPENERS: Final = frozenset(["well", "now", "see", "look", "listen"])  # as the 
 _OPEN_WORD_PUNCTUATED: Final = 0.25
 _OPEN_WORD_PLAIN: Final = 0.7
 
+_WH: Final = _words("what when where why how which who whose whom")
+_QUESTION_AUX: Final = _words(
+    "can could would will is are was were do does did may might should shall have has"
+)
+_LEADERS: Final = (
+    _FILLERS | _CONJUNCTIONS | _DISCOURSE | _OPENERS | _words("okay ok then please sorry hi hello")
+)
+_ASKED: Final = _words("you i we it there he she they someone anyone somebody anybody this that")
+
+# Weighing plain text with the pitch at its end (``_with_prosody``): a final pitch at or
+# below _FALL_AT semitones is a sure fall, at or above _RISE_AT a sure level or rising end,
+# linear between. Tuned on the tune split of bench/turn_taking.py.
+_FALL_AT: Final = -1.0
+_RISE_AT: Final = -0.5
+_FALL: Final = 0.85  # a text that could end, said falling
+_RISE: Final = 0.05  # ... said level or rising: a list item, a clause with more to come
+_QUESTION_RISE: Final = 0.3  # a question said rising: asked, or a list inside it
+_DIGITS_FALL: Final = 0.1  # a number short of a whole one, said falling
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _TAIL: Final = 160  # characters of the text's end that decide
+
+
+# --- prosody -------------------------------------------------------------------------------
+
+_PITCH_RATE: Final = 8000  # the pitch tracker's working rate (audio is decimated to it)
+_PITCH_WINDOW_S: Final = 0.4  # audio before the speech end that is analysed
+_PITCH_FRAME: Final = 320  # 40 ms frames at 8 kHz (two periods of a 50 Hz voice)
+_PITCH_HOP: Final = 160  # every 20 ms
+_PITCH_LAGS: Final = (_PITCH_RATE // 400, _PITCH_RATE // 60)  # 60-400 Hz
+_VOICED: Final = 0.5  # normalised autocorrelation peak of a voiced frame
+_FINAL_FRAMES: Final = 2  # the last voiced frames that give the final pitch
+_FINAL_SPAN: Final = 10  # ... when they lie within the last 200 ms of the window
+_MAX_SAMPLES: Final = 1 << 24
+
+
+@functools.cache
+def _window_terms() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The Hann window and its own autocorrelation (to undo its taper at each lag)."""
+    window = np.hanning(_PITCH_FRAME)
+    spectrum = np.fft.rfft(window, 2 * _PITCH_FRAME)
+    own = np.fft.irfft(np.abs(spectrum) ** 2)[:_PITCH_FRAME]
+    return window, np.maximum(own / own[0], 1e-3)
+
+
+@dataclass(frozen=True, slots=True)
+class Prosody:
+    """How an utterance ended, from its audio (:func:`prosody`).
+
+    Attributes
+    ----------
+    final_pitch : float
+        The pitch of the last voiced 30 ms before the speech end against the median
+        pitch of the 400 ms before it, in semitones: negative for a final fall (a
+        statement said to its end), around zero or positive for a level or rising end
+        (a list item, "um", a comma, a question). ``nan`` when too little of the end
+        was voiced to tell.
+    voiced : float
+        Share of voiced 10 ms steps in the analysed 400 ms, in [0, 1].
+    """
+
+    final_pitch: float
+    voiced: float
+
+    @property
+    def known(self) -> bool:
+        """Whether the end was voiced enough for :attr:`final_pitch` to mean anything."""
+        return math.isfinite(self.final_pitch)
+
+
+_UNKNOWN: Final = Prosody(math.nan, 0.0)
+
+
+def prosody(pcm: npt.NDArray[np.int16], rate: int) -> Prosody:
+    """The pitch movement at the end of ``pcm``: mono PCM16 at ``rate`` that ends where
+    the speech ended (``SpeechEnd.sample``); only its last 400 ms are read.
+
+    The pitch comes from the normalised autocorrelation of 40 ms Hann frames every
+    10 ms at 8 kHz (the audio is averaged down to it), 60 to 400 Hz; a frame is voiced
+    when its peak reaches 0.5 and it is within 30 dB of the loudest. Costs about 0.1 ms.
+
+    Raises
+    ------
+    TypeError
+        If ``pcm`` is not an int16 array or ``rate`` not an int.
+    ValueError
+        If ``rate`` is not a multiple of 8000 up to 48000 or ``pcm`` is not 1-D.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, int):
+        raise TypeError(f"prosody: rate must be an int, got {type(rate).__name__}")
+    if rate % _PITCH_RATE or not _PITCH_RATE <= rate <= 48000:
+        raise ValueError(f"prosody: rate must be 8000, 16000, 24000, 32000 or 48000, got {rate}")
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
+        raise TypeError("prosody: pcm must be an int16 numpy array")
+    if pcm.ndim != 1:
+        raise ValueError(f"prosody: pcm must be 1-D, got {pcm.ndim} dimensions")
+    step = rate // _PITCH_RATE
+    x = pcm[-round(_PITCH_WINDOW_S * rate) :].astype(np.float64)
+    x = x[: len(x) // step * step].reshape(-1, step).mean(axis=1)
+    if len(x) < _PITCH_FRAME + _PITCH_HOP:
+        return _UNKNOWN
+    count = (len(x) - _PITCH_FRAME) // _PITCH_HOP + 1
+    start = len(x) - _PITCH_FRAME - (count - 1) * _PITCH_HOP  # the last frame ends at the end
+    index = start + _PITCH_HOP * np.arange(count)[:, None] + np.arange(_PITCH_FRAME)[None, :]
+    frames = x[index]
+    frames -= frames.mean(axis=1, keepdims=True)
+    window, own = _window_terms()
+    spectrum = np.fft.rfft(frames * window, 2 * _PITCH_FRAME, axis=1)
+    corr = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, axis=1)[:, :_PITCH_FRAME]
+    energy = corr[:, 0]
+    if energy.max() <= 0.0:
+        return _UNKNOWN
+    low, high = _PITCH_LAGS
+    lags = corr[:, low:high] / np.maximum(energy[:, None], 1e-9) / own[None, low:high]
+    peak = lags.max(axis=1)
+    # the shortest lag near the best one: an octave too low is the usual error
+    lag = low + np.argmax(lags >= 0.9 * peak[:, None], axis=1)
+    voiced = (peak >= _VOICED) & (energy >= energy.max() * 1e-3)
+    share = float(voiced.mean())
+    where = np.flatnonzero(voiced)
+    if len(where) < _FINAL_FRAMES + 1 or where[-_FINAL_FRAMES] < count - _FINAL_SPAN:
+        return Prosody(math.nan, share)
+    semitones = 12.0 * np.log2(_PITCH_RATE / lag[where])
+    final = float(semitones[-_FINAL_FRAMES:].mean() - np.median(semitones))
+    return Prosody(final, share)
 
 
 def _check(name: str, value: object, low: float, high: float) -> float:
@@ -198,6 +352,45 @@ def _digit_run(words: list[str]) -> int:
     if tokens == 1 and not words[-1].isdigit():
         return 0
     return digits
+
+
+def _question(words: list[str]) -> bool:
+    """Whether the clause the text ends in opens as a question ("can you ...", "could
+    I ...", "what time ...", "and also um where is ..."), as far as the words tell."""
+    start = 0
+    for i, word in enumerate(words):
+        if word not in _LEADERS:
+            break
+        start = i + 1
+    head = words[start : start + 2]
+    if not head:
+        return False
+    if head[0] in _WH:
+        return True
+    return len(head) == 2 and head[0] in _QUESTION_AUX and head[1] in _ASKED
+
+
+def _with_prosody(score: float, words: list[str], final_pitch: float) -> float:
+    """The text's score on plain text weighed with the pitch at its end (semitones).
+
+    Only a text that could end there is weighed (score at least 0.25, or a number): a
+    final fall makes a clause complete, a level or rising end makes it wait (a question
+    less: it may end rising). A number said falling is a group of digits read out, as
+    callers read numbers, and waits as digits do.
+    """
+    last = words[-1]
+    one_number = score == 0.5 and (last.isdigit() or last in _DIGITS or last in _NUMBERS)
+    short_digits = one_number or (score == 0.1 and _digit_run(words) > 0)
+    if score < 0.25 and not short_digits:
+        return score  # the words say it goes on, whatever the voice does
+    fall = min(1.0, max(0.0, (_RISE_AT - final_pitch) / (_RISE_AT - _FALL_AT)))
+    if short_digits:
+        rise_score, fall_score = score, _DIGITS_FALL
+    elif _question(words):
+        rise_score, fall_score = _QUESTION_RISE, _FALL
+    else:
+        rise_score, fall_score = min(score, _RISE), max(score, _FALL)
+    return rise_score + fall * (fall_score - rise_score)
 
 
 class TurnPolicy:
@@ -259,20 +452,28 @@ class TurnPolicy:
         """The detector hangover the delays assume, in ms."""
         return self._hangover_ms
 
-    def delay(self, text: str) -> float:
+    def delay(self, text: str, prosody: Prosody | None = None) -> float:
         """Seconds to wait, after the detector reports the end of speech, before the
-        caller's turn counts as over, given the transcript ``text`` so far."""
-        return self._min + (self._max - self._min) * (1.0 - self.completeness(text))
+        caller's turn counts as over, given the transcript ``text`` so far and, where the
+        caller has it, how the speech ended (:func:`prosody` of the audio up to
+        ``SpeechEnd.sample``)."""
+        score = self.completeness(text, prosody)
+        return self._min + (self._max - self._min) * (1.0 - score)
 
-    def silence(self, text: str) -> float:
+    def silence(self, text: str, prosody: Prosody | None = None) -> float:
         """Seconds of silence after the last speech frame (``SpeechEnd.time``) before the
-        turn counts as over: ``hangover_ms / 1000 + delay(text)``."""
-        return self._hangover_ms / 1000.0 + self.delay(text)
+        turn counts as over: ``hangover_ms / 1000 + delay(text, prosody)``."""
+        return self._hangover_ms / 1000.0 + self.delay(text, prosody)
 
-    def completeness(self, text: str) -> float:
-        """How surely ``text`` is a whole turn, in [0, 1] (see the module docstring)."""
+    def completeness(self, text: str, prosody: Prosody | None = None) -> float:
+        """How surely ``text`` is a whole turn, in [0, 1] (see the module docstring).
+        ``prosody`` weighs in only on plain text (no punctuation, no capitals)."""
         if not isinstance(text, str):
             raise TypeError(f"TurnPolicy: text must be a str, got {type(text).__name__}")
+        if prosody is not None and not isinstance(prosody, Prosody):
+            raise TypeError(
+                f"TurnPolicy: prosody must be a Prosody or None, got {type(prosody).__name__}"
+            )
         tail = text[-_TAIL:].rstrip()
         # Closing quotes and brackets do not change where the text ends.
         tail = tail.rstrip("\"')]}\u201d\u2019\u00bb*_")
@@ -296,7 +497,9 @@ class TurnPolicy:
             return score + 0.1 if _goes_on(words[-1]) else 0.9
         if last in ",;:-\u2013\u2014":
             return min(score, 0.05)
-        return score
+        if punctuated or prosody is None or not prosody.known:
+            return score
+        return _with_prosody(score, words, prosody.final_pitch)
 
     @staticmethod
     def _words(words: list[str], punctuated: bool) -> float:
