@@ -259,7 +259,7 @@ def test_prosody_bad_input(pcm: object, rate: object, error: type[Exception], ma
 
 FALLING = Prosody(-2.0, 0.9)
 RISING = Prosody(0.8, 0.9)
-HALF = Prosody(-0.75, 0.9)  # halfway between a sure rise (-0.5) and a sure fall (-1)
+HALF = Prosody(-1.0, 0.9)  # halfway between a sure rise (-0.5) and a sure fall (-1.5)
 UNKNOWN = Prosody(math.nan, 0.1)
 
 
@@ -273,9 +273,14 @@ UNKNOWN = Prosody(math.nan, 0.1)
         ("um", 0.0, 0.0),
         ("i'd like", 0.2, 0.2),
         ("send it to the", 0.05, 0.05),
-        ("can you tell me when the pharmacy closes today", 0.85, 0.3),  # a question
-        ("and also um where is my nearest branch", 0.85, 0.3),
-        ("what time do you close tonight", 0.85, 0.3),
+        ("can you tell me when the pharmacy closes today", 0.85, 0.85),  # a question
+        ("and also um where is my nearest branch", 0.85, 0.85),
+        ("what time do you close tonight", 0.85, 0.85),
+        ("could i get a large pizza with mushrooms", 0.85, 0.85),
+        ("i could get a large pizza", 0.85, 0.05),  # not a question: it opens on "i"
+        ("what", 0.85, 0.85),
+        ("what time do you", 0.85, 0.05),  # its verb is still to come
+        ("is it", 0.85, 0.85),
         ("the address is twelve", 0.1, 0.5),  # a number said falling: digits read out
         ("my number is five five five", 0.1, 0.1),
         ("my number is five five five one two three four five six seven", 0.85, 0.05),

@@ -79,10 +79,10 @@ punctuating recognizer has heard the prosody already):
 * words that say the turn goes on (a score under 0.25 above: "and", "um", "the", ...)
   keep their score whatever the voice does;
 * any other text is weighed by how much the pitch fell over the last 30 ms against the
-  median of the 400 ms: a fall of 1 semitone or more gives 0.85, a fall of 0.5 semitone
-  or less (a level or rising end) gives 0.05, linear between; a question ("can you ...",
-  "what time ...") said rising gives 0.3 instead (it may be asked, or be a list inside a
-  question);
+  median of the 400 ms: a fall of 1.5 semitones or more gives 0.85, a fall of 0.5
+  semitone or less (a level or rising end) gives 0.05, linear between; a question ("can
+  you ...", "what time ...") gives 0.85 either way (questions end rising as often as
+  falling);
 * a number said falling is a group of digits read out ("seven seven two [pause] nine four
   one"): 0.1, as digits; said rising it keeps its text score;
 * an end too little voiced to tell (``Prosody.known`` false) leaves the text's score.
@@ -201,11 +201,11 @@ _ASKED: Final = _words("you i we it there he she they someone anyone somebody an
 # Weighing plain text with the pitch at its end (``_with_prosody``): a final pitch at or
 # below _FALL_AT semitones is a sure fall, at or above _RISE_AT a sure level or rising end,
 # linear between. Tuned on the tune split of bench/turn_taking.py.
-_FALL_AT: Final = -1.0
+_FALL_AT: Final = -1.5
 _RISE_AT: Final = -0.5
 _FALL: Final = 0.85  # a text that could end, said falling
 _RISE: Final = 0.05  # ... said level or rising: a list item, a clause with more to come
-_QUESTION_RISE: Final = 0.3  # a question said rising: asked, or a list inside it
+_QUESTION_RISE: Final = 0.85  # a question said rising: asked (as often as said falling)
 _DIGITS_FALL: Final = 0.1  # a number short of a whole one, said falling
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -355,8 +355,9 @@ def _digit_run(words: list[str]) -> int:
 
 
 def _question(words: list[str]) -> bool:
-    """Whether the clause the text ends in opens as a question ("can you ...", "could
-    I ...", "what time ...", "and also um where is ..."), as far as the words tell."""
+    """Whether the text opens as a question ("can you ...", "could I ...", "what
+    time ...", "and also um where is ...") and has its verb ("what time do you" has
+    not yet), as far as the words tell."""
     start = 0
     for i, word in enumerate(words):
         if word not in _LEADERS:
@@ -365,6 +366,8 @@ def _question(words: list[str]) -> bool:
     head = words[start : start + 2]
     if not head:
         return False
+    if len(words) - start > 2 and words[-2] in _QUESTION_AUX and words[-1] in _ASKED:
+        return False  # "what time do you": the verb is still to come
     if head[0] in _WH:
         return True
     return len(head) == 2 and head[0] in _QUESTION_AUX and head[1] in _ASKED
