@@ -104,8 +104,8 @@ def test_score_counts_turns_pauses_and_delays() -> None:
     assert len(s.delays) == 2
     assert s.median == pytest.approx(0.55, abs=0.06)
     rows = bench.table(turns, TurnPolicy())
-    assert [r[0].split(" ")[0] for r in rows] == ["voxwire", "voxwire", "VAD", "VAD", "VAD"]
-    assert rows[3][1] == "50.0% (1/2)"
+    assert [r[0].split(" ")[0] for r in rows] == ["voxwire"] * 3 + ["VAD"] * 3
+    assert rows[4][1] == "50.0% (1/2)"
 
 
 def test_corpus_is_seeded_and_timed_from_its_audio() -> None:
@@ -179,4 +179,63 @@ def test_preemptive_drafts_are_counted_thrown_away_or_answering() -> None:
     none = bench.score_turn(_turn(0.4), bench.FixedSilence(1.0))
     assert (none.drafts, none.wasted, none.answered_by_draft) == (0, 0, False)
     rows = bench.preemptive_table([_turn(0.4)], TurnPolicy())
-    assert [r[0] for r in rows] == ["punctuated text", "plain lowercase text"]
+    assert [r[0] for r in rows] == [
+        "punctuated text",
+        "plain lowercase text + prosody",
+        "plain lowercase text alone",
+    ]
+
+
+def _glide(seconds: float, start_hz: float, end_hz: float) -> npt.NDArray[np.int16]:
+    """A voiced sound gliding from ``start_hz`` to ``end_hz`` over its last 0.2 s."""
+    n, tail = round(seconds * RATE), round(0.2 * RATE)
+    f0 = np.concatenate([np.full(n - tail, start_hz), np.geomspace(start_hz, end_hz, tail)])
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    pcm: npt.NDArray[np.int16] = np.round(8000 * x / np.abs(x).max()).astype(np.int16)
+    return pcm
+
+
+def _sung_turn(pause: float, first_end_hz: float) -> Any:
+    """ "I need eggs," said ending at ``first_end_hz`` (from 140 Hz), ``pause`` s, then
+    "and milk." falling to 100 Hz."""
+    a, b = _glide(0.8, 140.0, first_end_hz), _glide(0.6, 140.0, 100.0)
+    words = [[("I", 0.2), ("need", 0.5), ("eggs,", 0.8)], [("and", 0.25), ("milk.", 0.6)]]
+    return bench._assemble("I need eggs, | and milk.", "test", [a, b], words, [pause], 7)
+
+
+def test_prosody_waits_through_a_rising_pause_and_answers_a_fall() -> None:
+    policy = TurnPolicy()
+    rising = _sung_turn(0.8, 190.0)
+    # plain text alone: "i need eggs" could be the whole turn, the 800 ms pause cuts in
+    alone = bench.score_turn(rising, policy, punctuated=False)
+    assert alone.cut_offs == 1
+    # the rise at "eggs" says more is coming; "and milk" falls and is answered at once
+    heard = bench.score_turn(rising, policy, punctuated=False, prosodic=True)
+    assert heard.cut_offs == 0
+    assert heard.delay is not None
+    assert heard.delay < 0.4
+    # a fall at "eggs" sounds finished: the agent starts inside the pause
+    falling = bench.score_turn(_sung_turn(0.8, 100.0), policy, punctuated=False, prosodic=True)
+    assert falling.cut_offs == 1
+    # prosody is only read where the text could end: punctuated text ignores it
+    punctuated = bench.score_turn(_sung_turn(0.8, 100.0), policy, prosodic=True)
+    assert punctuated.cut_offs == 0
+
+
+def test_small_espeak_corpus_cuts_off_far_less_than_plain_vad() -> None:
+    """Eight held-out turns (one voice, speed and pitch per turn from the split's seed):
+    voxwire with plain lowercase text and prosody cuts off at most half as many turns as
+    550 ms of silence, and with punctuated text at most one."""
+    pytest.importorskip("espeakng_loader")
+    turns = bench.build(bench.HELD_OUT, 8)
+    policy = TurnPolicy()
+    vad_200 = bench.score(turns, bench.FixedSilence(0.2))
+    vad_550 = bench.score(turns, bench.FixedSilence(0.55))
+    plain = bench.score(turns, policy, punctuated=False, prosodic=True)
+    punctuated = bench.score(turns, policy)
+    assert vad_200.cut_turns >= 6
+    assert vad_550.cut_turns >= 5
+    assert plain.cut_turns <= vad_550.cut_turns // 2
+    assert punctuated.cut_turns <= 1
+    assert len(plain.delays) == len(turns)
