@@ -364,6 +364,28 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="S",
         help="sip: end a call with BYE after S seconds without RTP (default 15)",
     )
+    serve.add_argument(
+        "--sip-credentials",
+        metavar="FILE",
+        help="sip: challenge INVITEs (401, digest) and take those of the USER:PASSWORD lines "
+        "of FILE; default the lines in $VOXWIRE_SIP_CREDENTIALS",
+    )
+    serve.add_argument(
+        "--sip-allow",
+        metavar="NETS",
+        help="sip: comma-separated networks whose INVITEs pass unchallenged; without "
+        "credentials the others get 403",
+    )
+    serve.add_argument(
+        "--sip-realm", default="voxwire", help="sip: the digest realm (default voxwire)"
+    )
+    serve.add_argument(
+        "--sip-digest",
+        default="SHA-256,MD5",
+        metavar="LIST",
+        help="sip: digest algorithms offered, in order (default SHA-256,MD5; MD5 alone or "
+        "first for peers that take only the first challenge or know only MD5)",
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
 
@@ -1163,7 +1185,12 @@ def _serve_sip(args: argparse.Namespace) -> int:
     from voxwire.aio.sip import serve_sip
 
     if args.token:
-        print("voxwire serve: SIP carries no token (digest is not supported yet)", file=sys.stderr)
+        print("voxwire serve: SIP carries no token (use --sip-credentials)", file=sys.stderr)
+        return 2
+    try:
+        auth = _sip_auth(args)
+    except ValueError as exc:
+        print(f"voxwire serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -1210,9 +1237,12 @@ def _serve_sip(args: argparse.Namespace) -> int:
             idle_timeout=args.rtp_timeout,
             max_calls=args.max_calls or 100,
             pacer=pacer,
+            auth=auth,
         )
         port = server.local_addr[1]
         transports = "udp, tcp" if args.tcp else "udp"
+        if auth is not None:
+            log.info("sip calls authenticated: %r", auth)  # user count and networks only
         print(
             f"voxwire serve: sip {kind} on sip:{server.sip.host}:{port} ({transports})", flush=True
         )
@@ -1235,6 +1265,37 @@ def _serve_sip(args: argparse.Namespace) -> int:
         return 1
     print("voxwire serve: stopped", flush=True)
     return 0
+
+
+def _sip_auth(args: argparse.Namespace) -> Any:
+    """The Authenticator of ``--sip-credentials``/``$VOXWIRE_SIP_CREDENTIALS`` and
+    ``--sip-allow``, or None for neither; ValueError (never naming a password) when they
+    are wrong."""
+    from voxwire.sip.auth import Authenticator, load_credentials
+
+    if args.sip_credentials is not None:
+        try:
+            with open(args.sip_credentials, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"--sip-credentials: cannot read {args.sip_credentials}: {exc}"
+            ) from None
+        where = args.sip_credentials
+    else:
+        text = os.environ.get("VOXWIRE_SIP_CREDENTIALS", "")
+        where = "$VOXWIRE_SIP_CREDENTIALS"
+    try:
+        credentials = load_credentials(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    allow = [n for n in (args.sip_allow or "").split(",") if n.strip()]
+    if args.sip_credentials is not None and not credentials:
+        raise ValueError(f"{where}: no USER:PASSWORD line")
+    if not credentials and not allow:
+        return None
+    algorithms = tuple(a.strip().upper() for a in args.sip_digest.split(",") if a.strip())
+    return Authenticator(credentials, realm=args.sip_realm, allow=allow, algorithms=algorithms)
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from tests.sip.audio_match import windowed_correlation
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.sip import SipCall, serve_sip
 from voxwire.resample import Resampler
+from voxwire.sip.auth import Authenticator
 
 BARESIP = shutil.which("baresip")
 pytestmark = pytest.mark.skipif(BARESIP is None, reason="needs baresip (Debian package baresip)")
@@ -141,3 +142,67 @@ def test_baresip_calls_with_opus_and_hears_its_words_echoed(tmp_path: Path) -> N
     value, whole = windowed_correlation(reference, Resampler(48000, 16000).process(heard), 16000)
     print(f"baresip heard its words back: windows {value:.3f}, whole {whole:.3f}")
     assert value > 0.8, (value, whole)
+
+
+def test_baresip_answers_the_digest_challenge(tmp_path: Path) -> None:
+    with wave.open(str(tmp_path / "in.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(8000)
+        f.writeframes(np.zeros(8000, np.int16).tobytes())  # 1 s: baresip hangs up after it
+    _config(tmp_path)
+    # the password is in baresip's account file, never on a command line
+    (tmp_path / "accounts").write_text(
+        f"<sip:caller@{HOST}>;auth_user=pbx;auth_pass=ext-204-pw;regint=0;audio_codecs=PCMU\n"
+    )
+
+    async def scenario() -> tuple[int, str, list[SipCall], dict[str, int]]:
+        calls: list[SipCall] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            await echo_handler(call, rate=16000)
+
+        # libre 1.1 (baresip 1.0.0) gives up on a SHA-256 challenge: MD5 alone
+        auth = Authenticator({"pbx": "ext-204-pw"}, realm="bot", algorithms=("MD5",))
+        server = await serve_sip(handler, HOST, 0, auth=auth)
+        assert BARESIP is not None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                BARESIP,
+                "-n",
+                HOST,
+                "-f",
+                str(tmp_path),
+                "-e",
+                f"/dial sip:bot@{HOST}:{server.local_addr[1]}",
+                "-t",
+                "4",
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            for _ in range(100):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace"), calls, dict(server.sip.counters)
+
+    returncode, output, calls, counters = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert returncode == 0, output[-2000:]
+    assert "Call established" in output, output[-3000:]
+    assert counters["response_401"] == 1
+    assert counters["auth_no_credentials"] == counters["auth_authorized"] == 1
+    assert counters["request_INVITE"] == counters["request_ACK"] == 2  # each answer's ACK
+    (call,) = calls
+    assert call.incoming.user == "pbx"
+    assert call.ended_by_remote

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from voxwire.aio.sip import SipCall, SipCallServer, serve_sip
 from voxwire.g711 import decode_ulaw, encode_ulaw
 from voxwire.protocols.events import CallStarted, Dtmf, Event, Stopped
 from voxwire.rtp import RtpPacket, parse_rtp
+from voxwire.sip.auth import Authenticator
 from voxwire.sip.uas import SipServer
 
 SIPP = shutil.which("sipp")
@@ -422,10 +424,57 @@ def test_an_offer_with_nothing_to_take_gets_488(tmp_path: Path) -> None:
     run(scenario())
 
 
-def _voxwire(*args: str) -> subprocess.Popen[str]:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_digest_challenge_is_answered_and_the_call_taken(tmp_path: Path, transport: str) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        # SIPp 3.6.1 answers the first challenge only, and only MD5: MD5 goes first
+        auth = Authenticator(
+            {"trunk": "pw-of-the-trunk"}, realm="bot", algorithms=("MD5", "SHA-256")
+        )
+        server = await serving(calls, auth=auth)
+        try:
+            ok = await sipp(
+                "digest.xml",
+                server.local_addr,
+                tmp_path,
+                "-au",
+                "trunk",
+                "-ap",
+                "pw-of-the-trunk",
+                "-t",
+                transport,
+            )
+            for _ in range(100):  # the caller's BYE ends the handler
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+            c = Counter(sip_of(server, transport).counters)
+            wrong = await sipp(
+                "digest.xml", server.local_addr, tmp_path, "-au", "trunk", "-ap", "guess"
+            )
+        finally:
+            await server.aclose()
+        assert ok.returncode == 0, ok.errors or ok.stdout
+        assert wrong.returncode == 1, wrong.errors or wrong.stdout  # refused: the call failed
+        assert c["response_401"] == 1
+        assert c["auth_no_credentials"] == 1
+        assert c["auth_authorized"] == 1
+        assert c["response_200"] == 2  # the authorized INVITE's and the BYE's
+        assert c["retransmitted_401"] == 0  # SIPp's ACK ended the 401's transaction
+        w = server.sip.counters  # the wrong password's run, over UDP
+        assert w["auth_wrong_password"] == 1
+        assert w["response_401"] == c["response_401"] * (transport == "u1") + 2
+        (call,) = calls.calls
+        assert call.incoming.user == "trunk"
+
+    run(scenario())
+
+
+def _voxwire(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     here = str(Path(__file__).parent)
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     return subprocess.Popen(
         [sys.executable, "-m", "voxwire", *args],
         stdout=subprocess.PIPE,
@@ -526,3 +575,52 @@ def test_cli_sigterm_drains_then_hangs_up(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_cli_serve_sip_challenges_with_credentials_from_the_environment(tmp_path: Path) -> None:
+    password = "never-in-a-log-8f3a"
+    server = _voxwire(
+        "serve",
+        "--protocol",
+        "sip",
+        "--echo",
+        "--port",
+        "0",
+        "--sip-realm",
+        "bot",
+        "--sip-digest",
+        "MD5,SHA-256",  # SIPp 3.6.1 takes the first challenge, MD5 only
+        env={"VOXWIRE_SIP_CREDENTIALS": f"# the trunk\ntrunk:{password}\n"},
+    )
+    try:
+        target = _listening(server)
+        ok = run(sipp("digest.xml", target, tmp_path, "-au", "trunk", "-ap", password))
+        wrong = run(sipp("digest.xml", target, tmp_path, "-au", "trunk", "-ap", "guess"))
+        assert ok.returncode == 0, ok.errors or ok.stdout
+        assert wrong.returncode == 1, wrong.errors or wrong.stdout
+        out, err = _stop(server)
+        assert "sip calls authenticated: Authenticator(users=1, realm='bot'" in err
+        assert password not in out + err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_cli_serve_sip_refuses_bad_credentials(tmp_path: Path) -> None:
+    bad = tmp_path / "credentials"
+    bad.write_text("trunk:s3cret-value\nnocolon\n")
+    for args, env, message in [
+        (["--sip-credentials", str(bad)], {}, "credentials line 2: expected USER:PASSWORD"),
+        (["--sip-credentials", str(tmp_path / "missing")], {}, "cannot read"),
+        (["--sip-allow", "10.0.0.0/33"], {}, "does not appear to be"),
+        ([], {"VOXWIRE_SIP_CREDENTIALS": "a:b"}, "algorithms must be"),
+    ]:
+        extra = ["--sip-digest", "SHA-512"] if not args else []
+        server = _voxwire(
+            "serve", "--protocol", "sip", "--echo", "--port", "0", *args, *extra, env=env
+        )
+        out, err = server.communicate(timeout=30)
+        assert server.returncode == 2, (args, out, err)
+        assert message in err, err
+        assert "s3cret-value" not in out + err

@@ -63,6 +63,7 @@ from voxwire.protocols.events import CallStarted, Stopped
 from voxwire.protocols.rtp_session import Codec, RtpSession
 from voxwire.protocols.telephone_event import TelephoneEvents
 from voxwire.rtp import parse_rtp
+from voxwire.sip.auth import Authenticator
 from voxwire.sip.message import Limits, message_length
 from voxwire.sip.sdp import Answer
 from voxwire.sip.uas import (
@@ -116,6 +117,7 @@ class SipCall(RtpCall):
             "from": request.header("From") or "",
             "to": request.header("To") or "",
             "request_uri": request.uri,
+            "sip_user": self.incoming.user,
         }
         return replace(started, call_id=self.incoming.call_id, metadata=metadata)
 
@@ -547,6 +549,7 @@ async def serve_sip(
     pacer: Pacer | None = None,
     latch: bool = True,
     tcp: bool = False,
+    auth: Authenticator | None = None,
 ) -> SipCallServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
@@ -587,6 +590,10 @@ async def serve_sip(
         connection's byte stream is cut into messages by Content-Length (section 18.3),
         and a connection whose stream breaks the framing is closed (counted in
         :attr:`SipCallServer.stream_errors`).
+    auth : Authenticator, optional
+        Who may call: a digest challenge (401) for INVITEs from outside its allow-list,
+        403 when it has no credentials (:mod:`voxwire.sip.auth`); the user a call
+        authenticated as is ``metadata["sip_user"]`` of its CallStarted.
     latch : bool
         Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
         payload type comes from another host than the offer names (a caller behind NAT,
@@ -609,7 +616,7 @@ async def serve_sip(
         pacer=pacer,
         latch=latch,
     )
-    sip: dict[str, object] = {"codecs": codecs, "max_calls": max_calls, "t1": t1}
+    sip: dict[str, object] = {"codecs": codecs, "max_calls": max_calls, "t1": t1, "auth": auth}
     if limits is not None:
         sip["limits"] = limits
     await server._bind(host, port, sip)

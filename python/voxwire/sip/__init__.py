@@ -4,12 +4,14 @@
 * :mod:`voxwire.sip.message`: the bounded parser and the serializer;
 * :mod:`voxwire.sip.sdp`: one audio stream's offer/answer;
 * :mod:`voxwire.sip.uas`: transactions, dialogs and timers, driven by ``now``;
+* :mod:`voxwire.sip.auth`: the digest challenge and the source allow-list;
 * :mod:`voxwire.aio.sip`: the asyncio driver over UDP, which runs an RTP call per
   answered INVITE (:func:`voxwire.aio.sip.serve_sip`).
 """
 
 from __future__ import annotations
 
+from voxwire.sip.auth import Authenticator
 from voxwire.sip.message import Limits, NameAddr, Request, Response, Via, parse_message
 from voxwire.sip.sdp import Answer, SessionDescription, answer_offer, parse_sdp
 from voxwire.sip.uas import (
@@ -23,6 +25,7 @@ from voxwire.sip.uas import (
 
 __all__ = [
     "Answer",
+    "Authenticator",
     "CallCancelled",
     "CallConfirmed",
     "CallEnded",

@@ -45,6 +45,10 @@ What it does
 * **OPTIONS** (section 11): 200 with Allow, Accept and Supported; 503 with Retry-After
   while :attr:`SipServer.draining` (a balancer's health probe takes the server out). New
   INVITEs while draining, or past ``max_calls``, get 503 too.
+* **Authentication** (section 22, with ``auth``, :mod:`voxwire.sip.auth`): a new INVITE
+  from outside the allow-list gets 401 with a digest challenge (SHA-256 and MD5) until it
+  carries valid credentials, or 403 when there are none to check; the challenge's
+  transaction is an ordinary non-2xx one (Timer G until its ACK).
 * A re-INVITE (section 14) gets 488 and leaves the session as it was; REGISTER,
   SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, MESSAGE and PUBLISH get 405 with Allow;
   any other method 501; a Require naming an extension gets 420 (section 8.2.2.3); a
@@ -70,6 +74,7 @@ from typing import Final, Literal
 
 from voxwire.errors import SdpError, SipParseError
 from voxwire.protocols.rtp_session import Codec
+from voxwire.sip.auth import Authenticator
 from voxwire.sip.message import (
     DEFAULT_LIMITS,
     Limits,
@@ -104,6 +109,8 @@ _REASONS: Final[dict[int, str]] = {
     180: "Ringing",
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
@@ -136,6 +143,9 @@ class IncomingCall:
     """The negotiated stream (codec, payload types, ptime, where to send)."""
     request: Request
     source: Address
+    user: str = ""
+    """The user the INVITE authenticated as (digest), or "" (no authentication, or a
+    source of the allow-list)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +285,11 @@ class SipServer:
         of an INVITE is still retransmitted until the ACK (section 13.3.1.4).
     retry_after : int
         Seconds in the Retry-After of a 503.
+    auth : Authenticator, optional
+        Who may call (:mod:`voxwire.sip.auth`): each new INVITE from outside its
+        allow-list is challenged (401, digest) until it carries valid credentials, or
+        refused (403) when there are none to check. OPTIONS, CANCEL, ACK and requests
+        inside a dialog are not challenged. None: anyone may call.
     """
 
     def __init__(
@@ -292,6 +307,7 @@ class SipServer:
         user_agent: str = "voxwire",
         retry_after: int = 5,
         transport: Literal["UDP", "TCP"] = "UDP",
+        auth: Authenticator | None = None,
     ) -> None:
         if not (0 < t1 <= t2) or t4 <= 0 or max_calls < 1 or max_transactions < 1:
             raise ValueError(
@@ -312,6 +328,7 @@ class SipServer:
         self.reliable = transport != "UDP"
         self.user_agent = user_agent
         self.retry_after = retry_after
+        self.auth = auth
         #: while True, OPTIONS and new INVITEs get 503
         self.draining = False
         #: malformed datagrams dropped, by :class:`~voxwire.errors.SipParseError` reason
@@ -320,7 +337,8 @@ class SipServer:
         #: ``retransmitted_<status>`` (responses resent on a timer or to a retransmitted
         #: request), ``retransmitted_BYE``, ``absorbed`` (retransmitted requests and ACKs
         #: that needed nothing), ``stray_response``, ``no_ack``, ``bye_timeout``,
-        #: ``overload`` (requests dropped at ``max_transactions``)
+        #: ``overload`` (requests dropped at ``max_transactions``), ``auth_<reason>``
+        #: (the verdict on each INVITE, :attr:`voxwire.sip.auth.AuthResult.reason`)
         self.counters: Counter[str] = Counter()
         self._out: list[tuple[bytes, Address]] = []
         self._events: list[SipEvent] = []
@@ -555,6 +573,18 @@ class SipServer:
 
     def _invite(self, tx: _ServerTx, now: float) -> None:
         request = tx.request
+        user = ""
+        if self.auth is not None:
+            # before anything else: an unauthenticated peer learns nothing of the server
+            verdict = self.auth.check(request, tx.source, now)
+            self.counters[f"auth_{verdict.reason}"] += 1
+            if verdict.outcome == "forbidden":
+                self._final(tx, 403, now)
+                return
+            if verdict.outcome == "challenge":
+                self._final(tx, 401, now, extra=self.auth.challenge(now, stale=verdict.stale))
+                return
+            user = verdict.user
         busy = self.draining or len(self._dialogs) >= self.max_calls
         if busy:
             self._final(tx, 503, now, extra=[("Retry-After", str(self.retry_after))])
@@ -601,7 +631,7 @@ class SipServer:
         tx.dialog = dialog
         tx.last = self._reply(tx, 100)
         tx.state = "proceeding"
-        self._events.append(IncomingCall(handle, request.call_id, answer, request, tx.source))
+        self._events.append(IncomingCall(handle, request.call_id, answer, request, tx.source, user))
 
     def _ack(self, request: Request, key: tuple[str, ...], now: float) -> None:
         tag = request.to.tag
