@@ -1,5 +1,6 @@
 """serve_sip against a caller scripted here over loopback UDP: symmetric RTP (a caller whose
-SDP names another address than the one it sends from) and the server's shutdown."""
+SDP names another address than the one it sends from), the inactivity timeout across a
+hold, a stream moved by re-INVITE, and the server's shutdown."""
 
 from __future__ import annotations
 
@@ -227,3 +228,70 @@ def test_serve_sip_takes_the_same_service_options(capsys: pytest.CaptureFixture[
     assert "takes no services= argument" in capsys.readouterr().err
     assert main([*sip, "--echo", "--token", "not-a-real-token"]) == 2
     assert "SIP carries no token" in capsys.readouterr().err
+
+
+def test_no_rtp_is_due_while_held_inactive_and_a_moved_stream_is_followed() -> None:
+    async def scenario() -> tuple[SipCall, bool, float, int]:
+        calls: list[SipCall] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            await echo_handler(call, rate=16000)
+
+        server = await serve_sip(handler, HOST, 0, idle_timeout=0.6)
+        sip, media, moved = await open_peer(True), await open_peer(False), await open_peer(False)
+        loop = asyncio.get_running_loop()
+        assert sip.transport is not None
+
+        def reinvite(cseq: int, body: bytes) -> None:
+            assert sip.transport is not None
+            wire = caller.request("INVITE", cseq=cseq, body=body)
+            sip.transport.sendto(
+                wire.replace(b"192.0.2.9:5062", f"{HOST}:{sip.port}".encode()), server.local_addr
+            )
+
+        def ack(cseq: int) -> None:
+            assert sip.transport is not None
+            wire = caller.request("ACK", cseq=cseq)
+            sip.transport.sendto(
+                wire.replace(b"192.0.2.9:5062", f"{HOST}:{sip.port}".encode()), server.local_addr
+            )
+
+        caller = Caller()
+        try:
+            await dial(server, sip, caller, HOST, media.port)
+            while not calls:
+                await asyncio.sleep(0.01)
+            (call,) = calls
+            await talk(media, call.endpoint.local_addr, np.zeros(800, np.int16))  # 1.6 s
+            # inactive: the caller sends nothing and nothing is due for 1.5 s
+            reinvite(2, offer(HOST, media.port).replace(b"a=ptime:20", b"a=ptime:20\r\na=inactive"))
+            await sip.expect(200)
+            ack(2)
+            await asyncio.sleep(1.5)
+            alive_while_held = call.close_code is None
+            # resumed on another port: the inactivity timeout counts from the resumption
+            reinvite(3, offer(HOST, moved.port))
+            await sip.expect(200)
+            ack(3)
+            resumed = loop.time()
+            call.play(np.full(1600, 3000, np.int16), 8000)  # 0.2 s to the new port
+            for _ in range(150):
+                if call.close_code is not None:
+                    break
+                await asyncio.sleep(0.02)
+            ended = loop.time() - resumed
+        finally:
+            await server.aclose()
+            sip.close()
+            media.close()
+            moved.close()
+        return call, alive_while_held, ended, len(moved.rtp)
+
+    call, alive_while_held, ended, to_moved = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert alive_while_held
+    assert call.close_code == CLOSE_IDLE
+    assert 0.5 <= ended < 1.5  # idle_timeout after the resumption, not after the hold
+    assert call.updates == 2
+    assert call.endpoint.remote_addr is not None
+    assert to_moved >= 8  # the bot's audio went to the port the last offer named

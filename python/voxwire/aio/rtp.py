@@ -166,6 +166,11 @@ class RtpEndpoint:
         self.foreign_datagrams = 0
         #: frames sent before any remote address was known (encoded, not sent)
         self.unsent_frames = 0
+        #: while True the paced audio goes on (its time passes, its marks come back) but
+        #: no packet is made or sent: a signalled call on hold (RFC 3264 section 8.4)
+        self.muted = False
+        #: frames that were due while muted
+        self.muted_frames = 0
         #: ICMP errors reported by the socket
         self.socket_errors = 0
         #: exceptions raised by ``on_frame`` (logged; the clock goes on)
@@ -401,6 +406,12 @@ class RtpEndpoint:
                 future.set_result(None)
             return
         if not isinstance(item, np.ndarray):
+            return
+        if self.muted:
+            # the frame's time passes unsent; the stream resumes as a new talkspurt, with
+            # the sequence numbers unbroken and the timestamp skipped over the pause
+            self.muted_frames += 1
+            self._tx_restart = True
             return
         assert self._loop is not None
         now = self._loop.time()

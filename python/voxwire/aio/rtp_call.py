@@ -371,6 +371,11 @@ class RtpCall:
         self._deliver(Stopped(reason))
         self._close_now(CLOSE_IDLE, reason)
 
+    def _idle_since(self, last: float | None) -> float:
+        # when the inactivity timeout starts counting: the last packet, or the call's start
+        # (a signalled call that holds the stream counts from elsewhere)
+        return self._created if last is None else last
+
     def _ident(self) -> str:
         return self._started.stream_id if self._started else "(not started)"
 
@@ -382,7 +387,7 @@ class RtpCall:
                     return
                 now = loop.time()
                 last = self.endpoint.last_received
-                if now - (self._created if last is None else last) > self.idle_timeout:
+                if now - self._idle_since(last) > self.idle_timeout:
                     self._idle()
                     return
                 if self._started is None:

@@ -70,6 +70,7 @@ from voxwire.sip.uas import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
+    CallUpdated,
     IncomingCall,
     SipServer,
 )
@@ -79,6 +80,11 @@ __all__ = ["SipCall", "SipCallServer", "serve_sip"]
 log = logging.getLogger("voxwire.aio")
 
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+_END_REASONS = {
+    "remote_bye": "remote hung up",
+    "no_ack": "no ACK for the 200",
+    "session_expired": "the session expired (no refresh)",
+}
 
 
 class SipCall(RtpCall):
@@ -101,7 +107,64 @@ class SipCall(RtpCall):
         #: offer's (symmetric RTP); None when it came from the offer's host
         self.latched_to: Address | None = None
         #: True when the caller ended the call (BYE), or the server did for want of an ACK
+        #: or of a session refresh (RFC 4028)
         self.ended_by_remote = False
+        #: the stream as negotiated last (the INVITE's, then each re-INVITE's or UPDATE's)
+        self.answer = incoming.answer
+        #: re-INVITEs and UPDATEs that changed the session
+        self.updates = 0
+        self._media: _MediaProtocol | None = None
+        self._receiving = True
+        self._receiving_since = float("-inf")
+        self._offered = incoming.answer.remote  # the last address an offer named
+        self._sending = True
+
+    @property
+    def on_hold(self) -> bool:
+        """True while the caller holds the call: nothing is sent (the audio played goes
+        on being paced, and its marks come back, but no packet leaves)."""
+        return self.endpoint.muted
+
+    @property
+    def held_frames(self) -> int:
+        """Frames not sent because the call was on hold."""
+        return self.endpoint.muted_frames
+
+    def _renegotiated(self, update: CallUpdated, now: float) -> None:
+        # a re-INVITE's or UPDATE's answer: where media goes, whether it is sent, whether
+        # it comes (the inactivity timeout does not run while the caller sends nothing)
+        answer = update.answer
+        previous = self._offered
+        self.answer = answer
+        self.updates += 1
+        media = self._media
+        if media is None:
+            return
+        host, port = answer.remote
+        if host not in ("0.0.0.0", "::") and port and (host, port) != previous:
+            # the caller moved its stream (the offer names another address or port); a
+            # stream latched onto stays where it is unless the address itself changed
+            self._offered = (host, port)
+            if self.latched_to is None or host != previous[0]:
+                media.remote_host = host
+                self.endpoint.remote_addr = (host, port)
+                self.latched_to = None
+        media.event_pt = answer.telephone_event
+        if media.event_pt is not None and media.events is None:
+            media.events = TelephoneEvents(answer.clock_rate)
+        sending = update.sending and host not in ("0.0.0.0", "::") and port != 0
+        if sending != self._sending:
+            log.info("sip call %s %s", self.call_id, "resumed" if sending else "held")
+        self._sending = sending
+        self.endpoint.muted = not sending
+        if update.receiving and not self._receiving:
+            self._receiving_since = now
+        self._receiving = update.receiving
+
+    def _idle_since(self, last: float | None) -> float:
+        if not self._receiving:
+            return asyncio.get_running_loop().time()  # no RTP is due: never idle
+        return max(super()._idle_since(last), self._receiving_since)
 
     @property
     def call_id(self) -> str:
@@ -393,12 +456,15 @@ class SipCallServer:
         elif isinstance(event, CallEnded):
             call = self._calls.get(event.handle)
             if call is not None:
-                reason = "remote hung up" if event.reason == "remote_bye" else "no ACK for the 200"
-                call._remote_end(reason)
+                call._remote_end(_END_REASONS[event.reason])
             else:
                 pending = self._tasks.get(event.handle)
                 if pending is not None:
                     pending.cancel()
+        elif isinstance(event, CallUpdated):
+            call = self._calls.get(event.handle)
+            if call is not None:
+                call._renegotiated(event, self._now())
         elif isinstance(event, CallConfirmed):
             log.debug("sip call %s confirmed", event.handle)
 
@@ -466,6 +532,7 @@ class SipCallServer:
             )
             protocol.endpoint = endpoint
             protocol.call = call
+            call._media = protocol
             port = int(transport.get_extra_info("sockname")[1])
             sip.answer(handle, self.media_host, port, self._now())
             answered = True
@@ -550,6 +617,8 @@ async def serve_sip(
     latch: bool = True,
     tcp: bool = False,
     auth: Authenticator | None = None,
+    min_se: int = 90,
+    session_expires: int = 1800,
 ) -> SipCallServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
@@ -594,6 +663,10 @@ async def serve_sip(
         Who may call: a digest challenge (401) for INVITEs from outside its allow-list,
         403 when it has no credentials (:mod:`voxwire.sip.auth`); the user a call
         authenticated as is ``metadata["sip_user"]`` of its CallStarted.
+    min_se, session_expires : int
+        RFC 4028 session timers: the smallest session interval taken (less gets 422) and
+        the largest granted, seconds. A caller that asks for a session timer refreshes
+        it (re-INVITE or UPDATE); a session not refreshed in time ends with a BYE.
     latch : bool
         Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
         payload type comes from another host than the offer names (a caller behind NAT,
@@ -616,7 +689,14 @@ async def serve_sip(
         pacer=pacer,
         latch=latch,
     )
-    sip: dict[str, object] = {"codecs": codecs, "max_calls": max_calls, "t1": t1, "auth": auth}
+    sip: dict[str, object] = {
+        "codecs": codecs,
+        "max_calls": max_calls,
+        "t1": t1,
+        "auth": auth,
+        "min_se": min_se,
+        "session_expires": session_expires,
+    }
     if limits is not None:
         sip["limits"] = limits
     await server._bind(host, port, sip)

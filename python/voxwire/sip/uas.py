@@ -49,9 +49,28 @@ What it does
   from outside the allow-list gets 401 with a digest challenge (SHA-256 and MD5) until it
   carries valid credentials, or 403 when there are none to check; the challenge's
   transaction is an ordinary non-2xx one (Timer G until its ACK).
-* A re-INVITE (section 14) gets 488 and leaves the session as it was; REGISTER,
-  SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK, MESSAGE and PUBLISH get 405 with Allow;
-  any other method 501; a Require naming an extension gets 420 (section 8.2.2.3); a
+* **re-INVITE and UPDATE** (section 14, RFC 3311) inside a confirmed dialog: a new offer
+  of the call's codec (same payload type) is answered at once, the direction mirrored
+  (hold: ``sendonly`` is answered ``recvonly``, ``inactive`` ``inactive``; ``c=0.0.0.0``
+  as RFC 3264 section 8.4 describes), the o= version raised when the answer changed, and
+  :class:`CallUpdated` says what the stream is now. The 2xx of a re-INVITE is
+  retransmitted until its ACK like the first one's. A re-INVITE without an offer gets the
+  session as it is offered in the 200, and the ACK's answer applies. An offer without the
+  codec gets 488 and the session stays as it was (section 14.2). A re-INVITE while the
+  dialog's last INVITE is open (no final response yet, or its 2xx not acknowledged) gets
+  500 with a random Retry-After of 0-10 s (section 14.2), an UPDATE before the INVITE's
+  offer was answered too (RFC 3311 section 5.2); an UPDATE outside a dialog 481. An
+  UPDATE without a body gets 200 (a session refresh). voxwire sends no re-INVITE or UPDATE
+  of its own, so it never meets glare and never sends 491.
+* **Session timers** (RFC 4028 section 9): a request with ``Session-Expires`` from a
+  caller that supports ``timer`` gets 422 with ``Min-SE`` below ``min_se``; otherwise the
+  interval is granted with the caller as the refresher (voxwire sends no refreshes) and
+  each refresh (re-INVITE or UPDATE) starts it again; without one the server sends BYE
+  ``min(32, N/3)`` seconds before the session expires (section 10,
+  :class:`CallEnded` ``session_expired``).
+* REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, PRACK, MESSAGE and PUBLISH get 405 with Allow;
+  any other method 501; a Require naming an extension but ``timer`` gets 420 (section
+  8.2.2.3); a
   Request-URI that is not ``sip:``/``sips:`` 416; an INVITE body other than
   ``application/sdp`` 415; an INVITE without an offer (the offer in the ACK) or whose offer
   has nothing voxwire can take 488; an SDP that does not parse 400.
@@ -69,7 +88,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from voxwire.errors import SdpError, SipParseError
@@ -91,6 +110,7 @@ __all__ = [
     "CallCancelled",
     "CallConfirmed",
     "CallEnded",
+    "CallUpdated",
     "EndReason",
     "IncomingCall",
     "SipEvent",
@@ -100,10 +120,11 @@ __all__ = [
 Address = tuple[str, int]
 
 MAGIC_COOKIE: Final = "z9hG4bK"
-ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 _KNOWN_UNSUPPORTED: Final = frozenset(
-    {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "MESSAGE", "PUBLISH"}
+    {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "INFO", "PRACK", "MESSAGE", "PUBLISH"}
 )
+_NOWHERE: Final = frozenset({"0.0.0.0", "::"})
 _REASONS: Final[dict[int, str]] = {
     100: "Trying",
     180: "Ringing",
@@ -116,6 +137,7 @@ _REASONS: Final[dict[int, str]] = {
     415: "Unsupported Media Type",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
+    422: "Session Interval Too Small",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
     486: "Busy Here",
@@ -127,8 +149,11 @@ _REASONS: Final[dict[int, str]] = {
     603: "Decline",
 }
 
-EndReason = Literal["remote_bye", "no_ack"]
-"""Why the server ended a call by itself: the peer's BYE, or no ACK for the 200."""
+EndReason = Literal["remote_bye", "no_ack", "session_expired"]
+"""Why the server ended a call by itself: the peer's BYE, no ACK for the 200, or no
+session refresh in time (RFC 4028 section 10: the server sent a BYE)."""
+SUPPORTED: Final = "timer"
+"""The extensions voxwire takes (RFC 4028 session timers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +188,30 @@ class CallConfirmed:
 
 
 @dataclass(frozen=True, slots=True)
+class CallUpdated:
+    """A re-INVITE or an UPDATE changed the session (section 14, RFC 3311): ``answer`` is
+    the stream as it is now. Its ``direction`` is voxwire's: ``recvonly`` or ``inactive``
+    while the caller holds the call (send nothing), ``sendonly`` or ``inactive`` while
+    the caller sends nothing (expect no RTP), ``sendrecv`` when it resumed. ``sending``
+    is False when the offer named no address to send to (``c=0.0.0.0``, RFC 3264 section
+    8.4: the old way to hold)."""
+
+    handle: str
+    answer: Answer
+    method: str
+
+    @property
+    def sending(self) -> bool:
+        """Whether media may be sent now."""
+        return self.answer.direction in ("sendrecv", "sendonly")
+
+    @property
+    def receiving(self) -> bool:
+        """Whether the peer sends media now."""
+        return self.answer.direction in ("sendrecv", "recvonly")
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call ended without the application asking (a BYE came, or the 200 was never
     acknowledged and the server sent a BYE)."""
@@ -171,7 +220,7 @@ class CallEnded:
     reason: EndReason
 
 
-SipEvent = IncomingCall | CallCancelled | CallConfirmed | CallEnded
+SipEvent = IncomingCall | CallCancelled | CallConfirmed | CallUpdated | CallEnded
 
 
 def _token() -> str:
@@ -252,9 +301,22 @@ class _Dialog:
     ok_interval: float = 0.0
     ok_at: float | None = None
     ok_give_up: float = 0.0
+    confirmed_once: bool = False
+    # the session (RFC 3264 section 8): the stream as negotiated last, where voxwire
+    # receives it, the o= line's id and version, the last SDP sent
+    answer: Answer | None = None
+    media: Address = ("", 0)
+    sdp_id: int = 0
+    sdp_version: int = 0
+    sdp: bytes = b""
+    offer_in_ok: bool = False  # a re-INVITE without an offer: its answer is in the ACK
+    # RFC 4028: the negotiated interval (0: no session timer) and when to send the BYE
+    session_expires: int = 0
+    expire_at: float | None = None
 
     def deadline(self) -> float | None:
-        return self.ok_at
+        times = [t for t in (self.ok_at, self.expire_at) if t is not None]
+        return min(times) if times else None
 
 
 class SipServer:
@@ -285,6 +347,10 @@ class SipServer:
         of an INVITE is still retransmitted until the ACK (section 13.3.1.4).
     retry_after : int
         Seconds in the Retry-After of a 503.
+    min_se, session_expires : int
+        RFC 4028 session timers: the smallest session interval taken (a request that
+        asks for less gets 422 with this Min-SE; RFC 4028 says 90 s at least, tests use
+        less) and the largest one granted, seconds.
     auth : Authenticator, optional
         Who may call (:mod:`voxwire.sip.auth`): each new INVITE from outside its
         allow-list is challenged (401, digest) until it carries valid credentials, or
@@ -308,6 +374,8 @@ class SipServer:
         retry_after: int = 5,
         transport: Literal["UDP", "TCP"] = "UDP",
         auth: Authenticator | None = None,
+        min_se: int = 90,
+        session_expires: int = 1800,
     ) -> None:
         if not (0 < t1 <= t2) or t4 <= 0 or max_calls < 1 or max_transactions < 1:
             raise ValueError(
@@ -329,6 +397,12 @@ class SipServer:
         self.user_agent = user_agent
         self.retry_after = retry_after
         self.auth = auth
+        if not 0 < min_se <= session_expires:
+            raise ValueError(
+                f"SipServer: need 0 < min_se <= session_expires, got {min_se}, {session_expires}"
+            )
+        self.min_se = min_se
+        self.session_expires = session_expires
         #: while True, OPTIONS and new INVITEs get 503
         self.draining = False
         #: malformed datagrams dropped, by :class:`~voxwire.errors.SipParseError` reason
@@ -414,6 +488,12 @@ class SipServer:
                 tx.interval = min(2 * tx.interval, self.t2)
                 tx.retransmit_at = now + tx.interval
         for dialog in list(self._dialogs.values()):
+            if dialog.expire_at is not None and now >= dialog.expire_at:
+                # RFC 4028 section 10: no refresh came; the session ends with a BYE
+                self.counters["session_expired"] += 1
+                self._bye(dialog, now)
+                self._events.append(CallEnded(dialog.handle, "session_expired"))
+                continue
             if dialog.ok_at is None or now < dialog.ok_at or dialog.ok is None:
                 continue
             if now >= dialog.ok_give_up:
@@ -460,9 +540,23 @@ class SipServer:
         if tx.final is not None:
             raise RuntimeError(f"call {handle} was already answered or rejected")
         answer = self._negotiated[handle]
-        sdp = answer.render(media_host, media_port, session_id=secrets.randbelow(2**31))
-        dialog.ok = self._reply(tx, 200, dialog=dialog, body=sdp)
+        dialog.sdp_id = dialog.sdp_version = secrets.randbelow(2**31 - 1) + 1
+        dialog.answer = answer
+        dialog.media = (media_host, media_port)
+        sdp = dialog.sdp = answer.render(media_host, media_port, session_id=dialog.sdp_id)
+        self._accept(tx, dialog, sdp, now, dialog.session_expires)
+        return sdp
+
+    def _accept(
+        self, tx: _ServerTx, dialog: _Dialog, sdp: bytes, now: float, interval: int
+    ) -> None:
+        # the 2xx of an INVITE, retransmitted by the core until the ACK (section 13.3.1.4)
+        dialog.ok = self._reply(
+            tx, 200, dialog=dialog, body=sdp, extra=self._timer_headers(interval)
+        )
+        self._arm_session(dialog, interval, now)
         dialog.state = "answered"
+        dialog.invite_cseq = tx.request.cseq[0]
         dialog.ok_interval = self.t1
         dialog.ok_at = now + self.t1
         dialog.ok_give_up = now + 64 * self.t1
@@ -470,7 +564,6 @@ class SipServer:
         tx.final = 200
         tx.retransmit_at = None
         tx.expires_at = now + 64 * self.t1  # Timer L (RFC 6026)
-        return sdp
 
     def reject(self, handle: str, status: int, now: float) -> None:
         """Answer the call with a final ``status`` (4xx-6xx) and forget it."""
@@ -534,9 +627,9 @@ class SipServer:
         if request.uri.split(":")[0].lower() not in ("sip", "sips"):
             self._final(tx, 416, now)
             return
-        required = request.header_values("Require")
-        if required:
-            self._final(tx, 420, now, extra=[("Unsupported", ", ".join(required))])
+        unsupported = [r for r in request.header_values("Require") if r.lower() != SUPPORTED]
+        if unsupported:
+            self._final(tx, 420, now, extra=[("Unsupported", ", ".join(unsupported))])
             return
         if dialog is not None:
             cseq = request.cseq[0]
@@ -546,9 +639,14 @@ class SipServer:
             dialog.remote_cseq = cseq
         if method == "INVITE":
             if dialog is not None:
-                self._final(tx, 488, now)  # re-INVITE: the session stays as it was
+                self._reinvite(tx, dialog, now)
             else:
                 self._invite(tx, now)
+        elif method == "UPDATE":
+            if dialog is None:
+                self._final(tx, 481, now)  # RFC 3311 section 5.2: only inside a dialog
+                return
+            self._update(tx, dialog, now)
         elif method == "BYE":
             if dialog is None:
                 self._final(tx, 481, now)
@@ -569,7 +667,50 @@ class SipServer:
             self._final(tx, 501, now, dialog=dialog)
 
     def _capabilities(self) -> list[tuple[str, str]]:
-        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "")]
+        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)]
+
+    def _session_timer(self, tx: _ServerTx, now: float) -> int | None:
+        """The session interval to grant an INVITE, re-INVITE or UPDATE (RFC 4028 section
+        9), 0 for none; None when it was answered 422 (too small) or 400."""
+        request = tx.request
+        value = request.header("Session-Expires")
+        if value is None:
+            return 0
+        text, _, params = value.partition(";")
+        if not text.strip().isdigit() or len(text.strip()) > 10:
+            self._final(tx, 400, now, dialog=tx.dialog)
+            return None
+        interval = int(text.strip())
+        min_se = self.min_se
+        peer_min = (request.header("Min-SE") or "").split(";")[0].strip()
+        if peer_min.isdigit() and len(peer_min) <= 10:
+            min_se = max(min_se, int(peer_min))
+        supported = {v.lower() for v in request.header_values("Supported")}
+        if "timer" not in supported:
+            # the caller cannot refresh (or understand a 422), and voxwire does not refresh
+            # sessions itself: no session timer
+            self.counters["session_timer_declined"] += 1
+            return 0
+        if interval < self.min_se:
+            self.counters["session_too_small"] += 1
+            self._final(tx, 422, now, dialog=tx.dialog, extra=[("Min-SE", str(self.min_se))])
+            return None
+        del params  # the refresher is always the caller: voxwire sends no refreshes
+        return max(min(interval, self.session_expires), min_se)
+
+    def _timer_headers(self, interval: int) -> list[tuple[str, str]]:
+        if not interval:
+            return []
+        return [
+            ("Session-Expires", f"{interval};refresher=uac"),
+            ("Require", "timer"),
+        ]
+
+    def _arm_session(self, dialog: _Dialog, interval: int, now: float) -> None:
+        # RFC 4028 section 10: the side that does not refresh sends its BYE a third of the
+        # interval (at most 32 s) before the session would expire
+        dialog.session_expires = interval
+        dialog.expire_at = now + interval - min(32.0, interval / 3) if interval else None
 
     def _invite(self, tx: _ServerTx, now: float) -> None:
         request = tx.request
@@ -608,6 +749,9 @@ class SipServer:
             else:
                 self._final(tx, 400, now)
             return
+        interval = self._session_timer(tx, now)
+        if interval is None:
+            return
         contact = request.header_values("Contact")
         remote_target = parse_name_addr(contact[0]).uri if contact else request.from_.uri
         handle = _token()
@@ -626,12 +770,109 @@ class SipServer:
             invite_cseq=request.cseq[0],
             remote_cseq=request.cseq[0],
         )
+        dialog.session_expires = interval
         self._dialogs[handle] = dialog
         self._negotiated[handle] = answer
         tx.dialog = dialog
         tx.last = self._reply(tx, 100)
         tx.state = "proceeding"
         self._events.append(IncomingCall(handle, request.call_id, answer, request, tx.source, user))
+
+    def _retry_later(self, tx: _ServerTx, now: float, dialog: _Dialog) -> None:
+        # section 14.2, RFC 3311 section 5.2: 500 and a random Retry-After of 0-10 s
+        extra = [("Retry-After", str(secrets.randbelow(11)))]
+        self._final(tx, 500, now, dialog=dialog, extra=extra)
+
+    def _reinvite(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
+        if dialog.state != "confirmed":
+            # an INVITE while the dialog's last one is open: no final response to it yet
+            # (early), or its 2xx not yet acknowledged
+            self.counters["overlapping_INVITE"] += 1
+            self._retry_later(tx, now, dialog)
+            return
+        tx.dialog = dialog
+        interval = self._session_timer(tx, now)  # a re-INVITE refreshes the session
+        if interval is None:
+            return
+        if not tx.request.body:
+            # no offer: the 200 offers the session as it is, the ACK answers (RFC 3264 s. 8)
+            dialog.offer_in_ok = True
+            dialog.invite = tx
+            self._accept(tx, dialog, dialog.sdp, now, interval)
+            return
+        sdp = self._renegotiate(tx, dialog, now)
+        if sdp is None:
+            return
+        dialog.offer_in_ok = False
+        dialog.invite = tx
+        self._accept(tx, dialog, sdp, now, interval)
+
+    def _update(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
+        if dialog.state == "early" or dialog.answer is None:
+            # the INVITE's offer is not answered yet (RFC 3311 section 5.2)
+            self.counters["overlapping_UPDATE"] += 1
+            self._retry_later(tx, now, dialog)
+            return
+        tx.dialog = dialog
+        interval = self._session_timer(tx, now)  # an UPDATE refreshes the session
+        if interval is None:
+            return
+        sdp = b""
+        if tx.request.body:
+            new = self._renegotiate(tx, dialog, now)
+            if new is None:
+                return
+            sdp = new
+        self._final(tx, 200, now, dialog=dialog, body=sdp, extra=self._timer_headers(interval))
+        self._arm_session(dialog, interval, now)
+
+    def _negotiate(self, body: bytes, dialog: _Dialog) -> Answer:
+        # a new offer of the call's stream: the codec and its payload type stay (the RTP
+        # session is made for them), everything else may change
+        assert dialog.answer is not None
+        current = dialog.answer
+        new = answer_offer(parse_sdp(body), (current.codec,))
+        if (new.payload_type, new.clock_rate) != (current.payload_type, current.clock_rate):
+            raise SdpError("codec_changed", "a new offer must keep the call's codec")
+        new = replace(new, ptime=current.ptime)
+        if new.remote[0] in _NOWHERE:
+            # RFC 3264 section 8.4 (RFC 2543 hold): nothing may be sent to 0.0.0.0
+            direction = {"sendrecv": "recvonly", "sendonly": "inactive"}
+            new = replace(new, direction=direction.get(new.direction, new.direction))
+        return new
+
+    def _renegotiate(self, tx: _ServerTx, dialog: _Dialog, now: float) -> bytes | None:
+        """The answer to the offer of a re-INVITE or UPDATE, or None when it was refused
+        (the session stays as it was, section 14.2)."""
+        request = tx.request
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/sdp":
+            self._final(tx, 415, now, dialog=dialog, extra=[("Accept", "application/sdp")])
+            return None
+        try:
+            new = self._negotiate(request.body, dialog)
+        except SdpError as e:
+            self.errors[f"sdp_{e.reason}"] += 1
+            if e.reason in ("no_common_codec", "no_media", "codec_changed"):
+                warning = '305 voxwire "Incompatible media format"'
+                self._final(tx, 488, now, dialog=dialog, extra=[("Warning", warning)])
+            else:
+                self._final(tx, 400, now, dialog=dialog)
+            return None
+        return self._apply(dialog, new, request.method)
+
+    def _apply(self, dialog: _Dialog, new: Answer, method: str) -> bytes:
+        # the answer's SDP: the o= version grows when anything changed (RFC 3264 section 8)
+        host, port = dialog.media
+        sdp = new.render(host, port, session_id=dialog.sdp_id, version=dialog.sdp_version)
+        if sdp != dialog.sdp:
+            dialog.sdp_version += 1
+            sdp = new.render(host, port, session_id=dialog.sdp_id, version=dialog.sdp_version)
+        dialog.answer = new
+        dialog.sdp = sdp
+        self.counters["session_updated"] += 1
+        self._events.append(CallUpdated(dialog.handle, new, method))
+        return sdp
 
     def _ack(self, request: Request, key: tuple[str, ...], now: float) -> None:
         tag = request.to.tag
@@ -645,7 +886,12 @@ class SipServer:
         ):
             dialog.state = "confirmed"
             dialog.ok_at = None
-            self._events.append(CallConfirmed(dialog.handle))
+            if dialog.offer_in_ok:
+                dialog.offer_in_ok = False
+                self._answer_in_ack(request, dialog)
+            if not dialog.confirmed_once:
+                dialog.confirmed_once = True
+                self._events.append(CallConfirmed(dialog.handle))
             return
         tx = self._server_tx.get(key)
         if tx is not None and tx.state == "completed":
@@ -654,6 +900,20 @@ class SipServer:
             tx.expires_at = now + (0.0 if self.reliable else self.t4)  # Timer I
             return
         self.counters["absorbed"] += 1
+
+    def _answer_in_ack(self, request: Request, dialog: _Dialog) -> None:
+        # the answer to the 200's offer (a re-INVITE without one); a bad or missing answer
+        # leaves the session as it was
+        if not request.body:
+            return
+        try:
+            new = self._negotiate(request.body, dialog)
+        except SdpError as e:
+            self.errors[f"sdp_{e.reason}"] += 1
+            return
+        dialog.answer = new  # dialog.sdp stays what was sent: the 200's offer
+        self.counters["session_updated"] += 1
+        self._events.append(CallUpdated(dialog.handle, new, "ACK"))
 
     def _cancel(self, tx: _ServerTx, key: tuple[str, ...], now: float) -> None:
         invite = self._server_tx.get((*key[:-1], "INVITE"))
@@ -743,11 +1003,11 @@ class SipServer:
             ("Call-ID", request.call_id),
             ("CSeq", request.header("CSeq") or ""),
         ]
-        if request.method == "INVITE" and dialog is not None and 100 < status < 300:
+        if request.method in ("INVITE", "UPDATE") and dialog is not None and 100 < status < 300:
             headers += [("Record-Route", r) for r in request.header_values("Record-Route")]
             headers.append(("Contact", f"<sip:{self._hostport()}{self._uri_transport()}>"))
-        if status == 200 and request.method == "INVITE":
-            headers += [("Allow", ALLOW), ("Supported", "")]
+        if status == 200 and request.method in ("INVITE", "UPDATE"):
+            headers += [("Allow", ALLOW), ("Supported", SUPPORTED)]
         headers.append(("Server", self.user_agent))
         headers += extra or []
         if body:
@@ -765,8 +1025,9 @@ class SipServer:
         *,
         dialog: _Dialog | None = None,
         extra: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
     ) -> None:
-        tx.last = self._reply(tx, status, dialog=dialog, extra=extra)
+        tx.last = self._reply(tx, status, dialog=dialog, extra=extra, body=body)
         tx.final = status
         tx.state = "completed"
         if tx.invite:
