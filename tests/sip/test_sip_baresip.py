@@ -10,6 +10,7 @@ what baresip heard back correlates with what it said.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import wave
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from tests.sip.audio_match import windowed_correlation
 from voxwire.agents.echo import EchoStats, echo_handler
 from voxwire.aio.sip import SipCall, serve_sip
+from voxwire.protocols.events import CallStarted
 from voxwire.resample import Resampler
 from voxwire.sip.auth import Authenticator
 
@@ -206,3 +208,60 @@ def test_baresip_answers_the_digest_challenge(tmp_path: Path) -> None:
     (call,) = calls
     assert call.incoming.user == "pbx"
     assert call.ended_by_remote
+
+
+def test_baresip_hears_the_keys_the_bot_presses(tmp_path: Path) -> None:
+    with wave.open(str(tmp_path / "in.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(8000)
+        f.writeframes(np.zeros(3 * 8000, np.int16).tobytes())
+    _config(tmp_path)
+    (tmp_path / "accounts").write_text(f"<sip:caller@{HOST}>;regint=0;audio_codecs=PCMU\n")
+
+    async def scenario() -> tuple[int, str, list[SipCall]]:
+        calls: list[SipCall] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            async for event in call:
+                if isinstance(event, CallStarted):
+                    await call.send_dtmf("1#", duration_ms=120)
+                    # baresip's jitter buffer lets the last packets out when more come
+                    call.play(np.zeros(4000, np.int16))
+
+        server = await serve_sip(handler, HOST, 0)
+        assert BARESIP is not None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                BARESIP,
+                "-n",
+                HOST,
+                "-f",
+                str(tmp_path),
+                "-e",
+                f"/dial sip:bot@{HOST}:{server.local_addr[1]}",
+                "-t",
+                "4",
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        finally:
+            await server.aclose()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace"), calls
+
+    returncode, output, calls = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert returncode == 0, output[-2000:]
+    (call,) = calls
+    assert call.answer.telephone_event is not None  # baresip offers telephone-event
+    assert call.dtmf_sent == 2
+    events = re.findall(r"received event: '(.)' \(end=(.)\)", output)
+    assert events == [("1", "0"), ("1", "1"), ("#", "0"), ("#", "1")], output[-3000:]

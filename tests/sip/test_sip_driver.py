@@ -264,6 +264,8 @@ def test_no_rtp_is_due_while_held_inactive_and_a_moved_stream_is_followed() -> N
                 await asyncio.sleep(0.01)
             (call,) = calls
             await talk(media, call.endpoint.local_addr, np.zeros(800, np.int16))  # 1.6 s
+            with pytest.raises(RuntimeError, match="telephone-event"):
+                await call.send_dtmf("1")  # the offer had no telephone-event
             # inactive: the caller sends nothing and nothing is due for 1.5 s
             reinvite(2, offer(HOST, media.port).replace(b"a=ptime:20", b"a=ptime:20\r\na=inactive"))
             await sip.expect(200)

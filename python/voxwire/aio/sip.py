@@ -29,7 +29,8 @@ RTP from any other host is dropped and counted in :attr:`SipCall.foreign_packets
 When the answer kept ``telephone-event``, its packets are RFC 4733 key presses: each key
 comes to the handler once as a :class:`~voxwire.protocols.events.Dtmf` event, in order
 with the audio (:meth:`RtpCall.dtmf`; a key pressed before the first audio packet is
-counted in ``dtmf_dropped``).
+counted in ``dtmf_dropped``). :meth:`SipCall.send_dtmf` presses keys towards the caller,
+as RFC 4733 events of the same payload type.
 
 The call ends when
 
@@ -61,7 +62,7 @@ from voxwire.aio.session import CLOSE_NORMAL
 from voxwire.errors import RtpError, SipParseError
 from voxwire.protocols.events import CallStarted, Stopped
 from voxwire.protocols.rtp_session import Codec, RtpSession
-from voxwire.protocols.telephone_event import TelephoneEvents
+from voxwire.protocols.telephone_event import TelephoneEvents, event_payloads
 from voxwire.rtp import parse_rtp
 from voxwire.sip.auth import Authenticator
 from voxwire.sip.message import Limits, message_length
@@ -118,6 +119,53 @@ class SipCall(RtpCall):
         self._receiving_since = float("-inf")
         self._offered = incoming.answer.remote  # the last address an offer named
         self._sending = True
+        self._rtp: asyncio.DatagramTransport | None = None
+        #: keys sent with :meth:`send_dtmf`
+        self.dtmf_sent = 0
+
+    async def send_dtmf(self, digits: str, *, duration_ms: int = 100, gap_ms: int = 60) -> None:
+        """Press ``digits`` (``0-9 * # A-D``) towards the caller as RFC 4733 telephone
+        events of the negotiated ``telephone-event`` type, in the stream's SSRC and
+        sequence space: per key, one packet per frame (ptime) with the duration so far,
+        the end packet three times (section 2.5.1.4), then ``gap_ms`` of pause. The bot's
+        audio is not sent while a key sounds (its time passes, as on hold) and resumes
+        as a new talkspurt.
+
+        Raises
+        ------
+        RuntimeError
+            The call has not started, is on hold, or its answer has no telephone-event.
+        ValueError
+            A key that is not a DTMF key, or a duration past 65535 timestamp units.
+        """
+        self._require_started()
+        event_pt = self.answer.telephone_event
+        if event_pt is None:
+            raise RuntimeError("send_dtmf: the call did not negotiate telephone-event")
+        if self.on_hold:
+            raise RuntimeError("send_dtmf: the call is on hold")
+        session = self.session
+        step = session.frame_ticks
+        duration = max(step, round(duration_ms * self.answer.clock_rate / 1000))
+        keys = [event_payloads(d, duration, step) for d in digits]  # every key checked first
+        frame = session.frame_ms / 1000
+        self.endpoint.muted = True
+        try:
+            for payloads in keys:
+                timestamp = session.next_timestamp
+                for i, payload in enumerate(payloads):
+                    if self.close_code is not None or not self._sending:
+                        return
+                    wire = session.send_event(payload, event_pt, timestamp, marker=i == 0)
+                    transport, dest = self._rtp, self.endpoint.remote_addr
+                    if transport is not None and not transport.is_closing() and dest:
+                        transport.sendto(wire, dest)
+                    await asyncio.sleep(frame)
+                session.pause(-(-duration // step))  # the audio goes on after the event
+                self.dtmf_sent += 1
+                await asyncio.sleep(gap_ms / 1000)
+        finally:
+            self.endpoint.muted = not self._sending
 
     @property
     def on_hold(self) -> bool:
@@ -533,6 +581,7 @@ class SipCallServer:
             protocol.endpoint = endpoint
             protocol.call = call
             call._media = protocol
+            call._rtp = transport
             port = int(transport.get_extra_info("sockname")[1])
             sip.answer(handle, self.media_host, port, self._now())
             answered = True

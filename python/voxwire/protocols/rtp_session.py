@@ -73,6 +73,7 @@ from voxwire.rtp import (
     RED_MAX_BLOCK_SIZE,
     RED_MAX_OFFSET,
     RedBlock,
+    RtpPacket,
     RtpSender,
     RtpSource,
     RtpStats,
@@ -522,6 +523,27 @@ class RtpSession:
             )
         else:
             wire = self._sender.packet(payload, self.frame_ticks)
+        self._n.packets_sent += 1
+        self._n.bytes_sent += len(wire)
+        return wire
+
+    def send_event(
+        self, payload: bytes, payload_type: int, timestamp: int, *, marker: bool
+    ) -> bytes:
+        """One packet of another payload type in the sent stream (RFC 4733 telephone events
+        beside the audio): the stream's SSRC and next sequence number, ``timestamp`` as
+        given; the audio's timestamps do not move (:meth:`pause` skips them over the
+        event)."""
+        if not 0 <= payload_type <= 127 or not 0 <= timestamp < 1 << 32:
+            raise ValueError(
+                f"RtpSession.send_event: payload type 0..127 and a 32-bit timestamp, got "
+                f"{payload_type}, {timestamp}"
+            )
+        sender = self._sender
+        wire = RtpPacket(
+            payload_type, sender.sequence, timestamp, sender.ssrc, payload, marker=marker
+        ).to_bytes()
+        sender.sequence = (sender.sequence + 1) & 0xFFFF
         self._n.packets_sent += 1
         self._n.bytes_sent += len(wire)
         return wire

@@ -1,4 +1,4 @@
-"""RFC 4733 telephone events (DTMF over RTP), received: sans-I/O.
+"""RFC 4733 telephone events (DTMF over RTP), received and sent: sans-I/O.
 
 An event's packets share one RTP timestamp (the event's start); the payload is four
 bytes: the event code, a byte holding the end bit (0x80), a reserved bit and the volume,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from voxwire.protocols.events import Dtmf
 
-__all__ = ["DIGITS", "TelephoneEvents"]
+__all__ = ["DIGITS", "TelephoneEvents", "event_payloads"]
 
 DIGITS = "0123456789*#ABCD"
 """Event codes 0-15 (RFC 4733 section 3.2)."""
@@ -70,3 +70,21 @@ class TelephoneEvents:
         if len(self._order) > 64:  # remember the last few events only
             self._ended.discard(self._order.pop(0))
         return [Dtmf(DIGITS[code], round(duration * 1000 / self.clock_rate))]
+
+
+def event_payloads(digit: str, duration: int, step: int, *, volume: int = 10) -> list[bytes]:
+    """The payloads of one key press, in the order sent (RFC 4733 section 2.5.1): one
+    every ``step`` timestamp units with the duration so far, then the end packet three
+    times (section 2.5.1.4), all for one event at ``duration`` units; ``volume`` in -dBm0
+    (0-63)."""
+    code = DIGITS.find(digit.upper()) if len(digit) == 1 else -1
+    if code < 0:
+        raise ValueError(f"event_payloads: a key of {DIGITS!r}, got {digit!r}")
+    if not 0 < step <= duration <= 0xFFFF or not 0 <= volume <= 63:
+        raise ValueError(
+            f"event_payloads: need 0 < step <= duration <= 65535 and volume 0-63, got "
+            f"{step}, {duration}, {volume}"
+        )
+    out = [bytes((code, volume)) + d.to_bytes(2, "big") for d in range(step, duration, step)]
+    end = bytes((code, 0x80 | volume)) + duration.to_bytes(2, "big")
+    return [*out, end, end, end]
