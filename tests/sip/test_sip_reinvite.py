@@ -4,6 +4,9 @@ offers (488, the session unchanged), offerless re-INVITEs, UPDATE."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.sip.test_sip_uas import answered, incoming, run_timers, server
 from tests.sip.uac import CALLER, OFFER, SERVER, Caller, responses, statuses
 from voxwire.sip.message import Response, parse_message
@@ -202,3 +205,64 @@ def test_update_with_and_without_an_offer() -> None:
     (busy,) = responses(s.datagrams())
     assert busy.status == 500
     assert busy.header("Retry-After") is not None
+
+
+_BODIES = [
+    b"",
+    offer(),
+    offer("sendonly"),
+    offer("inactive"),
+    offer(host="0.0.0.0"),
+    offer(port=0),
+    OFFER.replace(b"RTP/AVP 0 8 101", b"RTP/AVP 8"),
+    b"v=0\r\nbroken",
+    b"not sdp at all",
+]
+_HEADERS = [
+    (),
+    (("Supported", "timer"), ("Session-Expires", "120")),
+    (("Supported", "timer"), ("Session-Expires", "5")),
+    (("Session-Expires", "abc"),),
+    (("Require", "timer"), ("Min-SE", "99999999999")),
+    (("Content-Type", "text/plain"),),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["INVITE", "UPDATE", "ACK", "OPTIONS", "INFO", "BYE"]),
+            st.integers(-1, 2),  # CSeq step: old, same, next, a jump
+            st.sampled_from(_BODIES),
+            st.sampled_from(_HEADERS),
+            st.floats(0, 40),
+            st.booleans(),  # a retransmission (the last branch again)
+        ),
+        max_size=20,
+    )
+)
+def test_fuzz_in_dialog_traffic_never_raises_and_leaves_nothing_behind(
+    traffic: list[tuple[str, int, bytes, tuple[tuple[str, str], ...], float, bool]],
+) -> None:
+    s = server(min_se=30)
+    caller = Caller()
+    handle, _ = confirmed(s, caller)
+    now = 0.0
+    for method, step, body, headers, wait, again in traffic:
+        now += wait
+        s.handle_timer(now)
+        caller.cseq = max(1, caller.cseq + step)
+        branch = caller.branches.get(method) if again else None
+        wire = caller.request(method, body=body, extra=headers, branch=branch)
+        s.receive(wire, CALLER, now)
+        for response in responses(s.datagrams()):
+            assert response.status in (200, 400, 415, 420, 422, 481, 488, 500, 405)
+        for event in s.events():
+            if isinstance(event, CallUpdated):
+                assert event.answer.codec == "pcmu"
+    s.hangup(handle, now)
+    run_timers(s, now + 1000.0)
+    assert s.transactions == 0
+    assert s.get_timer() is None
+    assert s.calls == 0
