@@ -241,7 +241,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument(
         "--tls-cert",
         metavar="PEM",
-        help="serve wss:// (AudioSocket: TLS) with this certificate chain; needs --tls-key",
+        help="serve wss:// (AudioSocket: TLS; webrtc: https://) with this certificate chain; "
+        "needs --tls-key",
     )
     serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument(
@@ -733,10 +734,6 @@ _NOT_TAKEN = {
         "max_calls",
         "agent_port",
         "metrics",
-        "tls_cert",
-        "tls_key",
-        "key_file",
-        "used_tokens",
         "record",
         "audit_log",
         "max_per_address",
@@ -999,6 +996,24 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
     except WebRtcUnavailable as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        tokens = _key_set(args.key_file, "serve", required=False, used_tokens=args.used_tokens)
+    except SystemExit as exc:
+        return int(exc.code or 2)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_cert is not None:
+        import ssl
+
+        from voxwire.aio.tls import server_context
+
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -1013,7 +1028,10 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         kind = "echo agent"
     server = WebRtcServer(
         handler,
-        auth=TokenAuth(args.token) if args.token else None,
+        auth=TokenAuth(args.token or None, tokens=tokens)
+        if args.token or tokens is not None
+        else None,
+        tls=tls,
         pipeline_rate=getattr(handler, "pipeline_rate", PIPELINE_RATE),
     )
     port = args.port if args.port is not None else 8080

@@ -30,6 +30,35 @@ from voxwire.sim.caller import aligned_correlation  # noqa: E402
 from voxwire.sim.speech import synthesize, write_wav  # noqa: E402
 from voxwire.webrtc import WebRtcServer  # noqa: E402
 
+FLAGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+]
+
+
+async def launch(p: Any, wav: Path, *extra: str) -> Any:
+    """Headless Chromium whose microphone plays ``wav`` (looped)."""
+    return await p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}", *extra],
+    )
+
+
+def caller_wav(tmp_path: Path, text: str, tail: float = 5.0) -> tuple[Path, np.ndarray]:
+    """The fake microphone's WAV: Chromium loops it from when the page asks for the
+    microphone, so silence while the call connects, the speech, then ``tail`` seconds of
+    silence (for the reply to come back)."""
+    speech = synthesize(text, 48000, seed=4)
+    lead, rest = np.zeros(48000 * 3 // 2, np.int16), np.zeros(round(48000 * tail), np.int16)
+    wav = tmp_path / "caller.wav"
+    write_wav(wav, np.concatenate([lead, speech, rest]), 48000)
+    return wav, speech
+
 
 @pytest.fixture(autouse=True)
 def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,12 +101,7 @@ STATS = """async () => {
 
 
 def test_the_page_talks_to_the_echo_agent_in_chromium(tmp_path: Path) -> None:
-    speech = synthesize("Hello from the browser, can you hear me?", 48000, seed=4)
-    wav = tmp_path / "caller.wav"
-    # Chromium loops the file from when the page asks for the microphone: silence while the
-    # call connects, the speech, then silence long enough for the echo to come back
-    lead, tail = np.zeros(48000 * 3 // 2, np.int16), np.zeros(48000 * 5, np.int16)
-    write_wav(wav, np.concatenate([lead, speech, tail]), 48000)
+    wav, speech = caller_wav(tmp_path, "Hello from the browser, can you hear me?")
     caller_audio: list[np.ndarray] = []
 
     async def handler(call: RtpCall) -> None:
@@ -87,19 +111,7 @@ def test_the_page_talks_to_the_echo_agent_in_chromium(tmp_path: Path) -> None:
 
     async def main() -> tuple[dict[str, Any], list[str], float]:
         async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
-            browser = await p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-audio-capture={wav}",
-                    "--allow-loopback-in-peer-connection",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    "--autoplay-policy=no-user-gesture-required",
-                    "--no-sandbox",
-                ],
-            )
+            browser = await launch(p, wav)
             page = await browser.new_page()
             await page.goto(url + "?raw=1")  # Chrome's own audio processing off
             await page.click("#talk")
@@ -134,3 +146,83 @@ def test_the_page_talks_to_the_echo_agent_in_chromium(tmp_path: Path) -> None:
     said = np.concatenate([down.process(speech), down.flush()])
     value, _ = aligned_correlation(said, np.concatenate(caller_audio))
     assert value > 0.5, value  # 0.96 on an idle machine; unrelated speech scores < 0.2
+
+
+def test_the_page_over_https_with_a_single_use_token_in_chromium(tmp_path: Path) -> None:
+    from tests.aio.certs import self_signed
+    from voxwire.aio.tls import server_context
+    from voxwire.security import CallTokens, TokenAuth
+
+    cert, key = self_signed(tmp_path)
+    wav, _ = caller_wav(tmp_path, "Hello over a secure page.")
+    tokens = CallTokens({"k1": b"0123456789abcdef0123456789abcdef"})
+    token = tokens.mint("browser-call", 120)
+    server = WebRtcServer(
+        echo_handler, auth=TokenAuth(tokens=tokens), tls=server_context(cert, key)
+    )
+
+    async def main() -> tuple[str, bool, int, str]:
+        async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
+            browser = await launch(p, wav, "--ignore-certificate-errors")
+            page = await browser.new_page()
+            await page.goto(f"{url}?raw=1&token={token}")
+            secure = await page.evaluate("window.isSecureContext")
+            await page.click("#talk")
+            await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=20000)
+            await page.click("#talk")  # hang up: the DELETE carries the same token
+            await page.wait_for_function("window.voxwireStatus === 'idle'")
+            for _ in range(100):
+                if not server.peers:
+                    break
+                await asyncio.sleep(0.05)
+            ended = len(server.peers)
+            # the token opened one call: the page given it again is refused before any peer
+            again = await browser.new_page()
+            await again.goto(f"{url}?raw=1&token={token}")
+            await again.click("#talk")
+            await again.wait_for_function(
+                "(window.voxwireStatus || '').startsWith('error')", timeout=20000
+            )
+            status = await again.evaluate("window.voxwireStatus")
+            await browser.close()
+        return url, secure, ended, status
+
+    url, secure, ended, status = asyncio.run(asyncio.wait_for(main(), 90))
+    assert url.startswith("https://")
+    assert secure  # the microphone is given to a secure context, off localhost too
+    assert ended == 0  # the page's DELETE, with its token, ended the call
+    assert server.answered == 1
+    assert status.startswith("error: 401"), status
+    assert server.refused == {401: 1}
+
+
+def test_the_page_shows_the_agents_transcript_in_chromium(tmp_path: Path) -> None:
+    from voxwire.agents.pipeline import VoiceAgent
+    from voxwire.services.fake import FakeLlm, FakeStt, FakeTts
+
+    wav, _ = caller_wav(tmp_path, "What time do you open?", tail=8.0)
+    agent = VoiceAgent(
+        FakeStt(["what time do you open"], latency=0.4),
+        FakeLlm(lambda messages: "We open at nine.", first_token=0.05, per_token=0.01),
+        FakeTts(first_audio=0.05),
+    )
+    server = WebRtcServer(agent, pipeline_rate=agent.pipeline_rate)
+
+    async def main() -> list[str]:
+        async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
+            browser = await launch(p, wav)
+            page = await browser.new_page()
+            await page.goto(url + "?raw=1")
+            await page.click("#talk")
+            await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=20000)
+            await page.wait_for_selector("#transcript li.agent", timeout=40000)
+            lines: list[str] = await page.eval_on_selector_all(
+                "#transcript li", "items => items.map((li) => li.className + ': ' + li.textContent)"
+            )
+            await page.click("#talk")
+            await page.wait_for_function("window.voxwireStatus === 'idle'")
+            await browser.close()
+        return lines
+
+    lines = asyncio.run(asyncio.wait_for(main(), 90))
+    assert lines[:2] == ["user: Youwhat time do you open", "agent: AgentWe open at nine."], lines

@@ -323,6 +323,58 @@ def test_a_token_is_required_when_set() -> None:
     assert asyncio.run(asyncio.wait_for(main(), 30)) == [401, 401, 201]
 
 
+def test_signed_single_use_tokens_over_https(tmp_path: Any) -> None:
+    from tests.aio.certs import self_signed
+    from voxwire.aio.tls import client_context, server_context
+    from voxwire.security import CallTokens, TokenAuth
+
+    cert, key = self_signed(tmp_path)
+    tokens = CallTokens({"k1": b"0123456789abcdef0123456789abcdef"})
+    server = WebRtcServer(
+        echo_handler, auth=TokenAuth(tokens=tokens), tls=server_context(cert, key)
+    )
+    token, other = tokens.mint("call-1", 60), tokens.mint("call-2", 60)
+
+    async def main() -> tuple[str, list[int]]:
+        out = []
+        tls = client_context(cert)
+        async with server.serve("127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+            browser = Browser(np.zeros(RATE * 3, np.int16))
+            offer = await browser.offer()
+            sdp = {"Content-Type": "application/sdp"}
+            async with http.get(url, ssl=tls) as resp:
+                out.append(resp.status)
+            forged = url + "whip?token=vx1.k1.forged.mac"
+            async with http.post(forged, data=offer, headers=sdp, ssl=tls) as resp:
+                out.append(resp.status)
+            signed = url + f"whip?token={token}"
+            async with http.post(signed, data=offer, headers=sdp, ssl=tls) as resp:
+                out.append(resp.status)
+                location = resp.headers["Location"]
+            peers = len(server.peers)
+            # the token opened its call; replayed, it opens no other (401 before any peer)
+            bearer = {**sdp, "Authorization": f"Bearer {token}"}
+            async with http.post(url + "whip", data=offer, headers=bearer, ssl=tls) as resp:
+                out.append(resp.status)
+            out.append(len(server.peers) - peers)
+            # only the token that opened the session ends it
+            resource = url.rstrip("/") + location
+            for shown in (other, token):
+                headers = {"Authorization": f"Bearer {shown}"}
+                async with http.delete(resource, headers=headers, ssl=tls) as resp:
+                    out.append(resp.status)
+            await browser.close()
+            await server.aclose()
+        return url, out
+
+    url, statuses = asyncio.run(asyncio.wait_for(main(), 30))
+    assert url.startswith("https://127.0.0.1:")
+    assert statuses == [200, 401, 201, 401, 0, 401, 200]
+    assert server.answered == 1
+    assert server.refused == {401: 3}
+    assert server.peers == {}
+
+
 def test_voxwire_serve_webrtc_serves_the_page_and_stops_on_sigterm() -> None:
     import os
     import signal
@@ -356,3 +408,87 @@ def test_voxwire_serve_webrtc_serves_the_page_and_stops_on_sigterm() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_voxwire_serve_webrtc_over_https_with_signed_tokens(tmp_path: Any) -> None:
+    import os
+    import signal
+    import ssl
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.aio.certs import self_signed
+    from voxwire.aio.tls import client_context
+
+    cert, key = self_signed(tmp_path)
+    keys = tmp_path / "keys"
+    keys.write_text("k1:test-key-not-a-secret-0001\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("VOXWIRE_TOKEN_KEY", None)
+    command = [sys.executable, "-m", "voxwire", "serve", "--protocol", "webrtc", "--echo"]
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--key-file", str(keys)]
+    alone = subprocess.run(
+        [*command, "--tls-cert", str(cert)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert alone.returncode == 2
+    assert "--tls-cert and --tls-key go together" in alone.stderr
+    with subprocess.Popen(
+        [*command, *tls, "--port", "0", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "webrtc echo agent: open https://127.0.0.1:" in line, line
+            url = line.split("open ")[1].split(" ")[0]
+            context: ssl.SSLContext = client_context(cert)
+            with urllib.request.urlopen(url, timeout=5, context=context) as resp:
+                assert resp.status == 200
+            request = urllib.request.Request(
+                url + "whip?token=vx1.k1.forged.mac",
+                data=b"v=0\r\n",
+                headers={"Content-Type": "application/sdp"},
+                method="POST",
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5, context=context)
+            refused.value.close()
+            assert refused.value.code == 401
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_a_transcript_replays_to_late_pages_and_drops_for_slow_ones() -> None:
+    from voxwire.webrtc.server import MAX_TURNS, Transcript
+
+    async def main() -> tuple[list[int], list[int], int]:
+        transcript = Transcript()
+        transcript.add({"n": 0})
+        early: list[int] = []
+
+        async def read(into: list[int]) -> None:
+            async for turn in transcript.follow():
+                into.append(turn["n"])
+
+        reader = asyncio.ensure_future(read(early))
+        await asyncio.sleep(0)  # subscribed, nothing read yet
+        for n in range(1, MAX_TURNS + 10):  # more than a slow reader's queue holds
+            transcript.add({"n": n})
+        transcript.end()
+        await asyncio.wait_for(reader, 5)
+        late: list[int] = []
+        await asyncio.wait_for(read(late), 5)  # after the end: what was kept, then done
+        return early, late, transcript.dropped
+
+    early, late, dropped = asyncio.run(main())
+    assert early[-1] == MAX_TURNS + 9 and len(early) == MAX_TURNS
+    assert dropped == MAX_TURNS + 10 - len(early)
+    assert late == list(range(10, MAX_TURNS + 10))

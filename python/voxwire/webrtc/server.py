@@ -17,7 +17,20 @@ Routes
     is ``201 Created`` with ``Location: /whip/<id>`` and the SDP answer, every candidate
     included. ``OPTIONS /whip`` answers ``204`` with ``Accept-Post: application/sdp``.
 ``DELETE /whip/<id>``
-    Ends that session (``200``; ``404`` for an unknown id).
+    Ends that session (``200``; ``404`` for an unknown id). With a token set, the request
+    carries the token that opened the session (a signed token is single-use: it opened
+    the session, it may also end it, but opens no other).
+``GET /whip/<id>/events``
+    The call's transcript as Server-Sent Events, when the handler is a
+    :class:`~voxwire.agents.pipeline.VoiceAgent`: one ``turn`` event per turn as its
+    reply ends, ``data`` a JSON object ``{"user": ..., "agent": ..., "interrupted":
+    ...}`` (what the caller said, what the caller heard of the reply), and an ``end``
+    event when the call ends. The session id (128 random bits) is what authorises it:
+    ``EventSource`` cannot send a header.
+
+With ``tls`` (an :class:`ssl.SSLContext`, :func:`voxwire.aio.tls.server_context`) the page
+and the signalling are served over HTTPS, which browsers require before they give a page
+the microphone anywhere but on localhost.
 
 Errors, each with a short reason in the text body: ``401`` without the token (when one
 is set: ``Authorization: Bearer <token>``, as RFC 9725 section 4.5 has it, or
@@ -32,13 +45,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
+import hmac
+import json
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator
+import secrets
+import ssl
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
-from voxwire.aio.rtp_call import RtpHandler
+from voxwire.aio.rtp_call import RtpCall, RtpHandler
 from voxwire.security import TokenAuth
 from voxwire.webrtc.peer import WebRtcPeer, WebRtcUnavailable
 from voxwire.webrtc.sdp import MAX_SDP_BYTES, SdpError
@@ -46,6 +65,79 @@ from voxwire.webrtc.sdp import MAX_SDP_BYTES, SdpError
 __all__ = ["WebRtcServer"]
 
 log = logging.getLogger("voxwire.webrtc")
+
+
+#: turns kept for a page that subscribes late, and queued for one that reads slowly
+MAX_TURNS = 64
+
+
+class Transcript:
+    """The turns of one call, for its page: each subscriber gets those so far, then the
+    next ones as they come. Bounded: the last :data:`MAX_TURNS` are kept, and a
+    subscriber that falls :data:`MAX_TURNS` behind loses the oldest (counted in
+    ``dropped``)."""
+
+    def __init__(self) -> None:
+        self.turns: deque[dict[str, Any]] = deque(maxlen=MAX_TURNS)
+        self.ended = False
+        self.dropped = 0
+        self._queues: list[asyncio.Queue[dict[str, Any] | None]] = []
+
+    def add(self, turn: dict[str, Any]) -> None:
+        self.turns.append(turn)
+        for queue in self._queues:
+            self._put(queue, turn)
+
+    def end(self) -> None:
+        self.ended = True
+        for queue in self._queues:
+            self._put(queue, None)
+
+    def _put(self, queue: asyncio.Queue[dict[str, Any] | None], item: Any) -> None:
+        if queue.qsize() >= MAX_TURNS:
+            queue.get_nowait()
+            self.dropped += 1
+        queue.put_nowait(item)
+
+    async def follow(self) -> AsyncIterator[dict[str, Any]]:
+        """The turns so far, then each new one, until the call ends."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(MAX_TURNS + 1)
+        for turn in self.turns:
+            queue.put_nowait(turn)
+        if self.ended:
+            queue.put_nowait(None)
+        self._queues.append(queue)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self._queues.remove(queue)
+
+
+# the transcript of the call whose handler runs in this context (the agent's tasks inherit it)
+_TRANSCRIPT: contextvars.ContextVar[Transcript | None] = contextvars.ContextVar(
+    "voxwire_webrtc_transcript", default=None
+)
+
+
+def _publish_turns(agent: Any) -> None:
+    """Chain ``agent.on_turn`` so that each turn also reaches its call's :class:`Transcript`."""
+    user: Callable[[Any, Any], None] | None = agent.on_turn
+
+    def on_turn(turn: Any, history: Any) -> None:
+        transcript = _TRANSCRIPT.get()
+        if transcript is not None:
+            transcript.add(
+                {
+                    "user": turn.user_text,
+                    "agent": turn.heard_text or ("" if turn.interrupted else turn.reply_text),
+                    "interrupted": turn.interrupted,
+                }
+            )
+        if user is not None:
+            user(turn, history)
+
+    agent.on_turn = on_turn
 
 
 def page() -> bytes:
@@ -64,7 +156,10 @@ class WebRtcServer:
     max_sessions : int
         Calls at once; more are refused with 503.
     auth : TokenAuth, optional
-        The token every WHIP request must carry.
+        The token every WHIP request must carry (a shared token, or signed single-use
+        tokens of a :class:`~voxwire.security.CallTokens`).
+    tls : ssl.SSLContext, optional
+        Serve over HTTPS with this context.
     pipeline_rate, idle_timeout, opus_bitrate, opus_loss_percent :
         For each call (:class:`~voxwire.webrtc.peer.WebRtcPeer`).
     """
@@ -75,6 +170,7 @@ class WebRtcServer:
         *,
         max_sessions: int = 100,
         auth: TokenAuth | None = None,
+        tls: ssl.SSLContext | None = None,
         pipeline_rate: int = 16000,
         idle_timeout: float = 15.0,
         opus_bitrate: int = 32000,
@@ -85,12 +181,18 @@ class WebRtcServer:
         self.handler = handler
         self.max_sessions = max_sessions
         self.auth = auth
+        self.tls = tls
         self.pipeline_rate = pipeline_rate
         self.idle_timeout = idle_timeout
         self.opus_bitrate = opus_bitrate
         self.opus_loss_percent = opus_loss_percent
-        #: the calls under way, by session id
+        #: the calls under way, by session id (the ``/whip/<id>`` of their resource)
         self.peers: dict[str, WebRtcPeer] = {}
+        #: each call's transcript, by session id, while the call is under way
+        self.transcripts: dict[str, Transcript] = {}
+        self._owners: dict[str, str] = {}  # the token that opened each session
+        if hasattr(handler, "on_turn"):  # a VoiceAgent: its turns go to the page
+            _publish_turns(handler)
         #: requests refused, by HTTP status
         self.refused: Counter[int] = Counter()
         #: calls answered since the server started
@@ -106,6 +208,7 @@ class WebRtcServer:
         app.router.add_post("/whip", self._offer)
         app.router.add_delete("/whip/{id}", self._delete)
         app.router.add_patch("/whip/{id}", self._patch)
+        app.router.add_get("/whip/{id}/events", self._events)
         app.on_shutdown.append(self._shutdown)
         return app
 
@@ -117,11 +220,11 @@ class WebRtcServer:
 
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=self.tls)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         try:
-            yield f"http://{host}:{bound}/"
+            yield f"{'https' if self.tls else 'http'}://{host}:{bound}/"
         finally:
             await runner.cleanup()
 
@@ -144,6 +247,15 @@ class WebRtcServer:
         if self.auth is None:
             return True
         return self.auth.check_request(dict(request.headers), dict(request.query))
+
+    @staticmethod
+    def _presented(request: Any) -> str:
+        """The token a request shows (``Authorization: Bearer``, ``X-Voxwire-Token`` or
+        ``?token=``), or ""."""
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return str(auth[7:].strip())
+        return str(request.headers.get("X-Voxwire-Token") or request.query.get("token", ""))
 
     async def _page(self, request: Any) -> Any:
         from aiohttp import web
@@ -193,12 +305,20 @@ class WebRtcServer:
             return self._refuse(501, str(exc))
         except ValueError as exc:  # aiortc's own SDP checks
             return self._refuse(400, f"invalid offer: {exc}")
-        self.peers[peer.id] = peer
+        session = secrets.token_urlsafe(16)
+        transcript = Transcript()
+        self.peers[session] = peer
+        self.transcripts[session] = transcript
+        self._owners[session] = self._presented(request)
         self.answered += 1
-        task = peer.start(self.handler)
+        task = peer.start(functools.partial(self._run, transcript))
 
-        def forget(_: asyncio.Task[None], pid: str = peer.id) -> None:
-            self.peers.pop(pid, None)
+        def forget(_: asyncio.Task[None], sid: str = session) -> None:
+            self.peers.pop(sid, None)
+            self._owners.pop(sid, None)
+            ended = self.transcripts.pop(sid, None)
+            if ended is not None:
+                ended.end()
 
         task.add_done_callback(forget)
         log.info("webrtc %s: answered", peer.id)
@@ -206,17 +326,41 @@ class WebRtcServer:
             status=201,
             body=peer.answer.encode(),
             content_type="application/sdp",
-            headers={"Location": f"/whip/{peer.id}"},
+            headers={"Location": f"/whip/{session}"},
         )
+
+    async def _run(self, transcript: Transcript, call: RtpCall) -> None:
+        _TRANSCRIPT.set(transcript)
+        await self.handler(call)
+
+    async def _events(self, request: Any) -> Any:
+        from aiohttp import web
+
+        transcript = self.transcripts.get(request.match_info["id"])
+        if transcript is None:
+            return self._refuse(404, "no such session")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        await response.write(b": voxwire transcript\n\n")
+        async for turn in transcript.follow():
+            await response.write(f"event: turn\ndata: {json.dumps(turn)}\n\n".encode())
+        await response.write(b"event: end\ndata: {}\n\n")
+        return response
 
     async def _delete(self, request: Any) -> Any:
         from aiohttp import web
 
-        if not self._authorised(request):
-            return self._refuse(401, "missing or wrong token")
-        peer = self.peers.pop(request.match_info["id"], None)
-        if peer is None:
+        session = request.match_info["id"]
+        owner = self._owners.get(session)
+        if owner is None:
             return self._refuse(404, "no such session")
+        if self.auth is not None and not hmac.compare_digest(
+            self._presented(request).encode(), owner.encode()
+        ):
+            return self._refuse(401, "not the token that opened the session")
+        peer = self.peers.pop(session)
         await peer.close("ended by the browser")
         return web.Response(status=200)
 
