@@ -226,3 +226,57 @@ def test_the_page_shows_the_agents_transcript_in_chromium(tmp_path: Path) -> Non
 
     lines = asyncio.run(asyncio.wait_for(main(), 90))
     assert lines[:2] == ["user: Youwhat time do you open", "agent: AgentWe open at nine."], lines
+
+
+def test_without_webrtc_the_page_falls_back_to_the_raw_pcm_websocket(tmp_path: Path) -> None:
+    wav, speech = caller_wav(tmp_path, "Hello from a browser without web RTC.")
+    caller_audio: list[np.ndarray] = []
+
+    async def handler(call: Any) -> None:
+        await echo_handler(Recorded(call, caller_audio))
+
+    server = WebRtcServer(handler)
+
+    async def main() -> tuple[float, str, int, int]:
+        async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
+            browser = await launch(p, wav)
+            page = await browser.new_page()
+            # a browser without WebRTC: the page finds no RTCPeerConnection
+            await page.add_init_script("delete window.RTCPeerConnection;")
+            await page.goto(url + "?raw=1")
+            transport = await page.text_content("#transport") or ""
+            await page.click("#talk")
+            await page.wait_for_function(
+                "window.voxwireStatus === 'connected (WebSocket)'", timeout=20000
+            )
+            calls = server.websockets
+            # the echo plays in the page: the meter (an analyser node) on the worklet's output
+            loudest = 0.0
+            for _ in range(round((1.5 + 2 * len(speech) / 48000 + 2.5) / 0.05)):
+                width = await page.evaluate("parseFloat($('agent').style.width || '0')")
+                loudest = max(loudest, width)
+                await asyncio.sleep(0.05)
+            frames = await page.evaluate("state.frames")
+            await page.click("#talk")  # hang up: the WebSocket closes
+            await page.wait_for_function("window.voxwireStatus === 'idle'")
+            for _ in range(100):
+                if not server.websockets:
+                    break
+                await asyncio.sleep(0.05)
+            left = server.websockets
+            await browser.close()
+        return loudest, transport, calls, left, frames
+
+    loudest, transport, calls, left, frames = asyncio.run(asyncio.wait_for(main(), 90))
+    assert frames["sent"] > 100, frames  # the microphone's 20 ms frames went out
+    assert frames["received"] > 20, frames  # and the echo came back
+    assert transport == "WebSocket (raw PCM)"
+    assert calls == 1
+    assert left == 0
+    assert server.peers == {}
+    assert server.answered == 1
+    assert loudest > 20, loudest  # the reply played: above -48 dBFS
+    down = Resampler(48000, 16000)
+    said = np.concatenate([down.process(speech), down.flush()])
+    value, _ = aligned_correlation(said, np.concatenate(caller_audio))
+    assert value > 0.5, value  # the agent heard the fake microphone's speech

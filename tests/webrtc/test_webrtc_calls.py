@@ -475,8 +475,7 @@ def test_a_transcript_replays_to_late_pages_and_drops_for_slow_ones() -> None:
         early: list[int] = []
 
         async def read(into: list[int]) -> None:
-            async for turn in transcript.follow():
-                into.append(turn["n"])
+            into.extend([turn["n"] async for turn in transcript.follow()])
 
         reader = asyncio.ensure_future(read(early))
         await asyncio.sleep(0)  # subscribed, nothing read yet
@@ -489,6 +488,64 @@ def test_a_transcript_replays_to_late_pages_and_drops_for_slow_ones() -> None:
         return early, late, transcript.dropped
 
     early, late, dropped = asyncio.run(main())
-    assert early[-1] == MAX_TURNS + 9 and len(early) == MAX_TURNS
+    assert early[-1] == MAX_TURNS + 9
+    assert len(early) == MAX_TURNS
     assert dropped == MAX_TURNS + 10 - len(early)
     assert late == list(range(10, MAX_TURNS + 10))
+
+
+def test_the_raw_pcm_websocket_fallback_echoes_and_checks_the_token() -> None:
+    import json
+
+    from voxwire.security import TokenAuth
+
+    server = WebRtcServer(echo_handler, auth=TokenAuth("test-token-123"), max_sessions=1)
+    said = SAID[: RATE * 2]
+
+    async def main() -> tuple[list[int], np.ndarray]:
+        statuses = []
+        heard: list[np.ndarray] = []
+        async with server.serve("127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+            ws_url = url.replace("http", "ws", 1) + "ws"
+            for query in ("", "?token=wrong"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(ws_url + query)
+                statuses.append(refused.value.status)
+            async with http.ws_connect(ws_url + "?token=test-token-123") as ws:
+                # one call at a time: a second, on either transport, is refused
+                with pytest.raises(aiohttp.WSServerHandshakeError) as full:
+                    await http.ws_connect(ws_url + "?token=test-token-123")
+                statuses.append(full.value.status)
+                await ws.send_str(json.dumps({"event": "start", "sampleRate": RATE}))
+                pcm = np.concatenate([said, np.zeros(RATE * 3, np.int16)])
+                t0 = time.monotonic()
+                for i in range(0, len(pcm), FRAME):
+                    await ws.send_bytes(pcm[i : i + FRAME].astype("<i2").tobytes())
+                    await asyncio.sleep(max(0.0, t0 + (i + FRAME) / RATE - time.monotonic()))
+                    while True:
+                        try:
+                            msg = await ws.receive(timeout=0.001)
+                        except asyncio.TimeoutError:
+                            break
+                        if msg.type is aiohttp.WSMsgType.BINARY:
+                            heard.append(np.frombuffer(msg.data, "<i2"))
+                        elif msg.type is aiohttp.WSMsgType.TEXT:
+                            event = json.loads(msg.data)
+                            if event["event"] == "mark":  # played at once
+                                await ws.send_str(msg.data)
+                        else:
+                            break
+            for _ in range(100):
+                if not server.websockets:
+                    break
+                await asyncio.sleep(0.05)
+            await server.aclose()
+        return statuses, np.concatenate(heard) if heard else np.zeros(0, np.int16)
+
+    statuses, heard = asyncio.run(asyncio.wait_for(main(), 60))
+    assert statuses == [401, 401, 503]
+    assert server.refused == {401: 2, 503: 1}
+    assert server.websockets == 0
+    assert server.answered == 1
+    value, _ = aligned_correlation(to16k(said), to16k(heard))
+    assert value > 0.5, value  # the echo came back over the raw-PCM dialect

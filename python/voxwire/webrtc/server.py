@@ -28,6 +28,12 @@ Routes
     event when the call ends. The session id (128 random bits) is what authorises it:
     ``EventSource`` cannot send a header.
 
+``GET /ws``
+    The page's fallback when the browser has no WebRTC (or the page is opened with
+    ``?ws=1``): the same handler over voxwire's raw-PCM WebSocket dialect
+    (:mod:`voxwire.webrtc.fallback`), the token checked on the upgrade (``401``), at most
+    ``max_sessions`` calls of either kind (``503``).
+
 With ``tls`` (an :class:`ssl.SSLContext`, :func:`voxwire.aio.tls.server_context`) the page
 and the signalling are served over HTTPS, which browsers require before they give a page
 the microphone anywhere but on localhost.
@@ -55,7 +61,7 @@ import ssl
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from voxwire.aio.rtp_call import RtpCall, RtpHandler
 from voxwire.security import TokenAuth
@@ -195,8 +201,11 @@ class WebRtcServer:
             _publish_turns(handler)
         #: requests refused, by HTTP status
         self.refused: Counter[int] = Counter()
-        #: calls answered since the server started
+        #: calls answered since the server started (WebRTC and WebSocket)
         self.answered = 0
+        #: the raw-PCM WebSocket calls under way (the fallback)
+        self.websockets = 0
+        self._sockets: set[Any] = set()
 
     def app(self) -> Any:
         """The aiohttp application (to run it yourself, or mount it in yours)."""
@@ -209,6 +218,7 @@ class WebRtcServer:
         app.router.add_delete("/whip/{id}", self._delete)
         app.router.add_patch("/whip/{id}", self._patch)
         app.router.add_get("/whip/{id}/events", self._events)
+        app.router.add_get("/ws", self._websocket)
         app.on_shutdown.append(self._shutdown)
         return app
 
@@ -233,6 +243,8 @@ class WebRtcServer:
         peers = list(self.peers.values())
         self.peers.clear()
         await asyncio.gather(*(p.close("server closing") for p in peers))
+        sockets = list(self._sockets)
+        await asyncio.gather(*(ws.close(code=1001, message=b"server closing") for ws in sockets))
 
     # --- handlers --------------------------------------------------------------------
 
@@ -279,7 +291,7 @@ class WebRtcServer:
             return self._refuse(415, "the offer must be application/sdp")
         if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
             return self._refuse(413, f"the offer is longer than {MAX_SDP_BYTES} bytes")
-        if len(self.peers) >= self.max_sessions:
+        if len(self.peers) + self.websockets >= self.max_sessions:
             return self._refuse(503, f"{self.max_sessions} calls under way")
         try:
             body = await request.read()
@@ -333,6 +345,43 @@ class WebRtcServer:
         _TRANSCRIPT.set(transcript)
         await self.handler(call)
 
+    async def _websocket(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from voxwire.agents.server import codec_factory
+        from voxwire.aio.session import Handler, Limits, run_call
+        from voxwire.webrtc.fallback import AiohttpTransport
+
+        claims = None
+        if self.auth is not None:
+            credential = self.auth.check_credential(dict(request.headers), dict(request.query))
+            if not credential.ok:
+                return self._refuse(401, credential.reason or "missing or wrong token")
+            claims = credential.claims
+        if len(self.peers) + self.websockets >= self.max_sessions:
+            return self._refuse(503, f"{self.max_sessions} calls under way")
+        limits = Limits()
+        ws = web.WebSocketResponse(max_msg_size=limits.max_message_bytes, heartbeat=None)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        self.websockets += 1
+        self.answered += 1
+        log.info("webrtc: raw-PCM WebSocket call from %s", request.remote)
+        try:
+            await run_call(
+                codec_factory("rawpcm", self.pipeline_rate)(),
+                AiohttpTransport(ws),
+                # a media-stream Call: the agents take any CallSurface (echo, VoiceAgent)
+                cast(Handler, self.handler),
+                limits=limits,
+                auth=self.auth,
+                credential=claims,
+            )
+        finally:
+            self.websockets -= 1
+            self._sockets.discard(ws)
+        return ws
+
     async def _events(self, request: Any) -> Any:
         from aiohttp import web
 
@@ -343,10 +392,11 @@ class WebRtcServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
-        await response.write(b": voxwire transcript\n\n")
-        async for turn in transcript.follow():
-            await response.write(f"event: turn\ndata: {json.dumps(turn)}\n\n".encode())
-        await response.write(b"event: end\ndata: {}\n\n")
+        with contextlib.suppress(ConnectionResetError):  # the page went away
+            await response.write(b": voxwire transcript\n\n")
+            async for turn in transcript.follow():
+                await response.write(f"event: turn\ndata: {json.dumps(turn)}\n\n".encode())
+            await response.write(b"event: end\ndata: {}\n\n")
         return response
 
     async def _delete(self, request: Any) -> Any:
