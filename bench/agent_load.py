@@ -271,10 +271,17 @@ async def load(url: str, pid: int, n: int, warmup: float, window: float) -> Load
     await asyncio.sleep(max(0.0, w1 - loop.time()))
     s1, m1, b = process_cpu(pid), time.process_time(), loop.time()
     q1 = run_queue_wait(pid)
-    await asyncio.gather(*senders)
+    # A server that stops reading (or a stuck connection) must not hold the run: the
+    # senders get until 10 s after their last frame, then count as errors.
+    _, stuck = await asyncio.wait(senders, timeout=max(0.0, t_stop - loop.time()) + 10.0)
+    for c, task in zip(callers, senders, strict=True):
+        if task in stuck:
+            c.errors.append("sender stuck: the server stopped reading")
+            task.cancel()
     await asyncio.wait(readers, timeout=5)
-    for task in readers:
+    for task in [*readers, *stuck]:
         task.cancel()
+    await asyncio.gather(*readers, *stuck, return_exceptions=True)
     expected, missed, latency, intervals = score(callers, w0, w1)
     late = [late for c in callers for due, late in c.lateness if w0 <= due < w1]
     cores = (s1 - s0) / (b - a)

@@ -346,10 +346,16 @@ class PacingScheduler:
             heapq.heappop(self._heap)
         return None
 
-    def poll(self, now: float) -> list[tuple[PacedStream, PacedItem]]:
-        """Everything due at ``now``, stream by stream, in each stream's order."""
+    def poll(self, now: float, max_items: int | None = None) -> list[tuple[PacedStream, PacedItem]]:
+        """Everything due at ``now``, stream by stream, in each stream's order.
+
+        With ``max_items`` no further stream is taken once that many items are out (a
+        stream's due items always come together): the streams left stay due, and the
+        next poll hands them out first.
+        """
         out: list[tuple[PacedStream, PacedItem]] = []
-        while self._heap and self._heap[0][0] <= now + _EPS:
+        limit = math.inf if max_items is None else max_items
+        while self._heap and self._heap[0][0] <= now + _EPS and len(out) < limit:
             due, counter, stream = heapq.heappop(self._heap)
             if self._entry.get(stream) != (due, counter):
                 continue

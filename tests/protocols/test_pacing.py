@@ -285,3 +285,22 @@ def test_playout_position_follows_the_send_clock_and_never_passes_what_was_sent(
     assert stream.playout_position(3.03) == 1600 + 240
     stream.clear()
     assert stream.playout_position(3.03) == stream.sent_samples
+
+
+def test_poll_max_items_leaves_the_other_streams_due_for_the_next_poll() -> None:
+    sched = PacingScheduler(lead=0.0)
+    streams = [sched.add(PacedStream(8000, name=str(i))) for i in range(3)]
+    for i, stream in enumerate(streams):
+        stream.push(frames(2, start=10 * i))
+    first = sched.poll(0.0, max_items=1)
+    assert len(first) == 1  # one stream's due item, then the round stops
+    deadline = sched.next_deadline()
+    assert deadline is not None
+    assert deadline <= 0.0  # the other two are still due
+    rest = sched.poll(0.0)
+    assert len(rest) == 2
+    served = {id(s) for s, _ in first + rest}
+    assert served == {id(s) for s in streams}  # every stream once, none twice
+    # nothing was skipped or sent early: the second frames come at 20 ms
+    assert sched.poll(0.01) == []
+    assert len(sched.poll(F)) == 3

@@ -22,6 +22,11 @@ log = logging.getLogger("voxwire.aio")
 
 Sink = Callable[[PacedItem], None]
 
+ROUND_ITEMS = 64
+"""Items handed to the sinks before the pacer lets the event loop run again: a pacer
+that is behind (an overloaded process) catches up in rounds of this size, with the
+sockets read and the other tasks run between them, instead of in one long stretch."""
+
 
 class Pacer:
     """Drive a :class:`~voxwire.pacing.PacingScheduler` on the running event loop."""
@@ -70,7 +75,7 @@ class Pacer:
         loop = asyncio.get_running_loop()
         while self._sinks:
             now = loop.time()
-            for stream, item in self.scheduler.poll(now):
+            for stream, item in self.scheduler.poll(now, ROUND_ITEMS):
                 sink = self._sinks.get(stream)
                 if sink is None:
                     continue
@@ -85,6 +90,11 @@ class Pacer:
                 await self._wake.wait()
                 continue
             if deadline <= loop.time():
+                # Behind (the sinks took longer than the frames are apart, or the
+                # round stopped at ROUND_ITEMS): let the loop run once before the next
+                # round, or an overloaded process would spin here, reading no socket
+                # and running no task, until every stream's queue ran dry.
+                await asyncio.sleep(0)
                 continue
             # one timer handle per sleep, not a task: cheap at thousands of wake-ups a second
             timer = loop.call_at(deadline, self._wake.set)
