@@ -126,6 +126,17 @@ class Caller:
         event["streamSid"] = self.sid
         return json.dumps(event)
 
+    def media(self, k: int, payload: str) -> str:
+        """The ``media`` message of frame ``k``: :meth:`message`'s JSON, formatted without
+        :func:`json.dumps` (the generator sends 50 a second per call; base64 needs no
+        escaping)."""
+        self.seq += 1
+        return (
+            f'{{"event": "media", "media": {{"track": "inbound", "chunk": "{k + 1}", '
+            f'"timestamp": "{k * 20}", "payload": "{payload}"}}, '
+            f'"sequenceNumber": "{self.seq}", "streamSid": "{self.sid}"}}'
+        )
+
     async def connect(self, url: str) -> None:
         from websockets.asyncio.client import connect
 
@@ -192,9 +203,7 @@ class Caller:
                     # the speech ends inside this frame; it is sent once complete
                     within = self.speech_end_sample - j * FRAME
                     self.speech_ends.append(due - TICK + within / 8000)
-                media = {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20)}
-                media["payload"] = self.payloads[j]
-                await self.ws.send(self.message({"event": "media", "media": media}))
+                await self.ws.send(self.media(k, self.payloads[j]))
                 k += 1
             stop = {"accountSid": "AC" + "0" * 32, "callSid": "CA" + self.sid[2:]}
             await self.ws.send(self.message({"event": "stop", "stop": stop}))

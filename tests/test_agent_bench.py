@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -135,6 +136,19 @@ def test_the_callers_cycle_is_whole_frames_of_mu_law() -> None:
     assert len(set(base64.b64decode(payloads[-1]))) == 1
     with pytest.raises(ValueError, match="longer than the cycle"):
         load.cycle_payloads(np.ones(8000 * 6, np.int16))
+
+
+def test_the_callers_media_message_is_the_json_of_the_event() -> None:
+    caller = load.Caller(0, 1, ["AAAA"], 0)
+    fast = caller.media(4, "f/+AgA==")
+    slow = caller.message(
+        {
+            "event": "media",
+            "media": {"track": "inbound", "chunk": "5", "timestamp": "80", "payload": "f/+AgA=="},
+        }
+    )
+    assert json.loads(fast) == {**json.loads(slow), "sequenceNumber": "1"}
+    assert json.loads(slow)["sequenceNumber"] == "2"  # one counter for both
 
 
 def test_process_cpu_reads_proc() -> None:

@@ -333,3 +333,23 @@ def test_segmenter_on_foreign_decisions() -> None:
     assert at[11] == 9 * 160
     active = (flags & voxwire._core.VAD_ACTIVE).astype(bool)
     assert active.tolist() == [False] * 4 + [True] * 7 + [False] * 2
+
+
+def test_process_frames_a_message_at_a_time_equals_one_batch() -> None:
+    audio = burst_clip(RATE, [(0.5, 1.2), (1.5, 2.0), (2.1, 2.5)], 3.0)
+    whole = Vad(RATE).process_batch(audio)
+    vad = Vad(RATE)
+    speech: list[bool] = []
+    events: list[SpeechStart | SpeechEnd] = []
+    step = 2 * FRAME  # two frames a call, as a live stream gives them
+    for at in range(0, len(audio) - len(audio) % step, step):
+        flags, found = vad.process_frames(np.ascontiguousarray(audio[at : at + step]))
+        speech += flags
+        events += found
+    n = len(speech)
+    assert n == len(audio) // step * 2
+    assert speech == whole.speech[:n].tolist()
+    assert tuple(events) == tuple(e for e in whole.events if e.frame < n)
+    assert events  # the clip has utterances: the comparison is not of empty lists
+    with pytest.raises(TypeError, match="process_frames"):
+        vad.process_frames(np.zeros(FRAME, np.float32))  # type: ignore[arg-type]

@@ -297,6 +297,27 @@ class Vad:
             scores, (flags & _SPEECH).astype(bool), (flags & _ACTIVE).astype(bool), tuple(events)
         )
 
+    def process_frames(self, samples: npt.NDArray[np.int16]) -> tuple[list[bool], list[VadEvent]]:
+        """:meth:`process_batch` for a live stream's few frames at a time: each frame's
+        decision (:attr:`VadBatch.speech`) as a list, and the events; no arrays are made
+        (at one or two frames a message, their overhead is most of the cost)."""
+        start = self.frames
+        try:
+            _, flags, at = self._native.process_batch(samples)
+        except TypeError:
+            raise TypeError(
+                f"Vad.process_frames: expected a C-contiguous int16 array, got "
+                f"{type(samples).__name__}"
+            ) from None
+        marks = flags.tolist()
+        events: list[VadEvent] = []
+        for i, f in enumerate(marks):
+            if f & (_START | _END):
+                sample = int(at[i])
+                kind = SpeechStart if f & _START else SpeechEnd
+                events.append(kind(sample, sample / self._rate, start + i))
+        return [bool(f & _SPEECH) for f in marks], events
+
     def feed(self, pcm: npt.NDArray[np.int16] | bytes | bytearray | memoryview) -> list[VadEvent]:
         """Take any number of samples, analyse every whole frame, keep the rest for the next
         call, and return the events (usually none). The shape for asyncio transports whose

@@ -593,6 +593,21 @@ def test_tts_first_audio_latency_then_faster_than_real_time() -> None:
     assert record.samples == sum(len(c.pcm) for c in chunks)
 
 
+def test_tts_repeats_a_text_exactly_and_its_chunks_are_the_callers_own() -> None:
+    """The synthesised audio of a text is kept for the next stream that says it: each
+    chunk is a writable copy, so what one consumer does to its audio reaches no other."""
+    tts = FakeTts(first_audio=0)
+    text = "Sure. We open at nine."
+    first = run(synthesise(tts, text))
+    for chunk in first:
+        assert chunk.pcm.flags.writeable
+        chunk.pcm[:] = 0  # a consumer that works in place (a gain, a mix)
+    second = run(synthesise(tts, text))
+    expected, _ = speech_signal(text, RATE)
+    np.testing.assert_array_equal(np.concatenate([c.pcm for c in second]), expected)
+    assert [c.words for c in second] == [c.words for c in first]
+
+
 def test_tts_word_timings_match_the_audio() -> None:
     tts = FakeTts(first_audio=0, chunk=0.13)
     texts = ["Hello there, my friend. ", "How are you doing today?", " Fine!"]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from voxwire.recording import Recorder
 
 __all__ = [
+    "ACCEPT_BACKLOG",
     "CLOSE_GOING_AWAY",
     "PIPELINE_RATE",
     "agent_server",
@@ -54,6 +55,11 @@ PIPELINE_RATE = 16000
 
 CLOSE_GOING_AWAY = 1001
 """WebSocket close code sent to every call when the server shuts down."""
+
+ACCEPT_BACKLOG = 1024
+"""Connections the kernel holds for the WebSocket server before it accepts them. asyncio's
+default, 100, is less than a burst of calls starting together: the connections over it
+wait for SYN retransmits (1 s, then 3 s, ...) before they are even seen."""
 
 
 def codec_factory(
@@ -268,6 +274,7 @@ async def serve_agent(
             reuse_port=reuse_port or None,
             ssl=ssl,
             caps=caps,
+            backlog=ACCEPT_BACKLOG,
         ) as ws:
             bound = next(iter(ws.sockets)).getsockname()
             if ready is not None:

@@ -63,17 +63,20 @@ class WebSocketsTransport:
     """A :class:`~voxwire.aio.session.Transport` over a ``websockets`` connection."""
 
     def __init__(self, connection: ServerConnection) -> None:
+        from websockets.exceptions import ConnectionClosed as WsClosed
+
         self.connection = connection
+        # imported once here: an import statement per message costs more than the
+        # receive itself (websockets resolves its submodules through a lazy __getattr__)
+        self._ws_closed = WsClosed
         address = connection.remote_address
         #: the client's address, for logs and the audit log
         self.remote = str(address[0]) if address else ""
 
     async def recv(self) -> str | bytes:
-        from websockets.exceptions import ConnectionClosed as WsClosed
-
         try:
             return await self.connection.recv()
-        except WsClosed as exc:
+        except self._ws_closed as exc:
             if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
                 # the library refused a frame over max_size before reading it whole
                 raise ConnectionClosed(1009, exc.sent.reason, local=True) from None
@@ -81,11 +84,9 @@ class WebSocketsTransport:
             raise ConnectionClosed(code, reason) from None
 
     async def send(self, message: Outbound) -> None:
-        from websockets.exceptions import ConnectionClosed as WsClosed
-
         try:
             await self.connection.send(message)
-        except WsClosed as exc:
+        except self._ws_closed as exc:
             raise ConnectionClosed(None, str(exc)) from None
 
     async def read_probe(self) -> None:

@@ -78,6 +78,8 @@ _T = TypeVar("_T")
 _TOKEN: Final = re.compile(r"\s*(?:[\w'\u2019]+|[^\w\s])|\s+")
 _WORD: Final = re.compile(r"\S+")
 _FULL_SCALE: Final = 32768.0
+_NO_SAMPLES: Final[PCM] = np.zeros(0, dtype=np.int16)
+_NO_SAMPLES.flags.writeable = False
 
 
 def _check_seconds(**values: float) -> None:
@@ -260,7 +262,7 @@ class FakeSttStream(StreamMixin):
             self._block * (_FULL_SCALE * 10 ** (service.threshold_dbfs / 20)) ** 2
         )
         self._out: Outbox[Transcript] = Outbox()
-        self._partial = np.zeros(0, dtype=np.int16)
+        self._partial = _NO_SAMPLES
         self._open = True
         # the utterance under way
         self._in_speech = False
@@ -301,13 +303,17 @@ class FakeSttStream(StreamMixin):
         whole = len(data) // n * n
         if whole:
             base = self.pushed_samples - len(self._partial)
-            blocks = data[:whole].reshape(-1, n).astype(np.float64)
-            energy = np.einsum("ij,ij->i", blocks, blocks)
+            blocks = data[:whole].reshape(-1, n)
+            energy = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64).tolist()
+            threshold = self._energy_threshold
             for i, e in enumerate(energy):
-                self._block_done(base + i * n, bool(e > self._energy_threshold))
+                speech = e > threshold
+                if not speech and not self._in_speech:
+                    continue  # silence between utterances: nothing to do
+                self._block_done(base + i * n, speech)
                 if not self._open:  # the transcript script failed
                     return
-        self._partial = data[whole:].copy()
+        self._partial = data[whole:].copy() if whole < len(data) else _NO_SAMPLES
         self.pushed_samples += len(pcm)
 
     def _block_done(self, at: int, speech: bool) -> None:
@@ -716,6 +722,17 @@ def speech_signal(
     return pcm, tuple(words)
 
 
+@functools.lru_cache(maxsize=256)
+def _signal(
+    text: str, sample_rate: int, words_per_second: float
+) -> tuple[PCM, tuple[tuple[str, int, int], ...]]:
+    """:func:`speech_signal`, read-only and kept: every call of a load test says the same
+    few sentences, and making their audio again each time cost more than the call."""
+    pcm, words = speech_signal(text, sample_rate, words_per_second)
+    pcm.flags.writeable = False
+    return pcm, words
+
+
 @dataclass(slots=True)
 class FakeTtsRequest:
     """The record of one :meth:`FakeTts.stream`.
@@ -907,7 +924,7 @@ class FakeTtsStream(StreamMixin, _Pausing):
         return self
 
     def _synthesise(self, text: str) -> None:
-        pcm, words = speech_signal(text, self._rate, self._service.words_per_second)
+        pcm, words = _signal(text, self._rate, self._service.words_per_second)
         if self._current is not None:
             self._position += len(self._current.pcm)
         base = self._position

@@ -136,6 +136,8 @@ def _dbfs(mean_square: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return result
 
 
+_NO_SAMPLES: npt.NDArray[np.int16] = np.zeros(0, np.int16)
+_NO_SAMPLES.flags.writeable = False
 _GAP_FRAMES = 4  # 80 ms without speech while paused ends one sound
 _SOUNDING_DBFS = -50.0  # reply audio louder than this shows the echo path when it returns
 
@@ -458,7 +460,7 @@ class Conversation:
                 min_gain_db=self.config.agc_min_gain_db,
             )
         self._frame = self.vad.frame_samples
-        self._pending = np.zeros(0, np.int16)
+        self._pending = _NO_SAMPLES
         self._fed = 0  # samples given to the VAD
         #: every turn, in order
         self.turns: list[TurnMetrics] = []
@@ -524,13 +526,12 @@ class Conversation:
         """Caller audio at :attr:`rate` (any length), received at ``now``."""
         if self.ended or len(pcm) == 0:
             return []
-        out: list[Action] = []
         data = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
         whole = len(data) // self._frame * self._frame
-        self._pending = data[whole:].copy() if whole < len(data) else np.zeros(0, np.int16)
+        self._pending = data[whole:].copy() if whole < len(data) else _NO_SAMPLES
         if whole == 0:
-            return out
-        frames = data[:whole]
+            return []
+        frames = data[:whole] if whole < len(data) else data
         audible = self._reply_audible()
         heard = frames
         if self.agc is not None:
@@ -538,25 +539,34 @@ class Conversation:
             # held while it plays.
             self.agc.hold = audible
             heard = self.agc.process(frames)
-        batch = self.vad.process_batch(heard)
-        n = whole // self._frame
+        speech, events = self.vad.process_frames(heard)
         end_sample = self._fed + whole
+        self._fed = end_sample
+        if not audible:
+            if self._reply is None and not events:
+                # listening, and the VAD saw no start or end: no frame changes anything
+                # (see _frame_step), only the recogniser hears it
+                return [SttAudio(heard)]
+            gate = None
+        else:
+            n = whole // self._frame
+            below = [math.inf] * n  # per frame: dB below the reply it came back (echo test)
+            # The echo test compares the line's own levels with the reply's, before any gain.
+            gate = self._echo_gate(frames, n, now, below)
         stt = heard
-        below = [math.inf] * n  # per frame: dB below the reply it came back (echo test)
-        # The echo test compares the line's own levels with the reply's, before any gain.
-        gate = self._echo_gate(frames, n, now, below) if audible else None
         if gate is not None and gate.any():
             stt = heard.copy()
-            stt.reshape(n, self._frame)[gate] = 0
-        out.append(SttAudio(stt))
-        events = {e.frame: e for e in batch.events}
-        first_frame = self._fed // self._frame
-        for i in range(n):
-            t = now - (end_sample - (first_frame + i + 1) * self._frame) / self.rate
-            event = events.get(first_frame + i)
-            echo = bool(gate[i]) if gate is not None else False
-            self._frame_step(bool(batch.speech[i]), echo, event, t, out, below[i])
-        self._fed = end_sample
+            stt.reshape(len(speech), self._frame)[gate] = 0
+        out: list[Action] = [SttAudio(stt)]
+        at = {e.frame: e for e in events} if events else None
+        first_frame = (end_sample - whole) // self._frame
+        for i, is_speech in enumerate(speech):
+            t = now - (whole - (i + 1) * self._frame) / self.rate
+            event = at.get(first_frame + i) if at is not None else None
+            if gate is None:
+                self._frame_step(is_speech, False, event, t, out, math.inf)
+            else:
+                self._frame_step(is_speech, bool(gate[i]), event, t, out, below[i])
         return out
 
     def transcript(self, result: Transcript, now: float) -> list[Action]:
@@ -804,12 +814,16 @@ class Conversation:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` is next due, or None."""
-        times = [self._endpoint_at, self._final_wait]
+        due = self._endpoint_at
+        wait = self._final_wait
+        if wait is not None and (due is None or wait < due):
+            due = wait
         for r in (self._reply, self._carry, self._draft):
             if r is not None:
-                times += [r.llm_deadline, r.tts_deadline, r.filler_at, r.retrieve_deadline]
-        due = [t for t in times if t is not None]
-        return min(due) if due else None
+                for t in (r.llm_deadline, r.tts_deadline, r.filler_at, r.retrieve_deadline):
+                    if t is not None and (due is None or t < due):
+                        due = t
+        return due
 
     def handle_timer(self, now: float) -> list[Action]:
         """Run whatever is due at ``now``."""
