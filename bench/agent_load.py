@@ -310,6 +310,58 @@ async def load(url: str, pid: int, n: int, warmup: float, window: float) -> Load
     )
 
 
+def inbound_cost(calls: int, seconds: float) -> float:
+    """CPU seconds per call-second of the agent's inbound path, in this process.
+
+    ``calls`` conversations each take ``seconds`` of the callers' cycle, message by
+    message, as the server does: the Twilio codec (JSON, base64, mu-law, 8 -> 16 kHz),
+    :meth:`~voxwire.voice.conversation.Conversation.audio` (gain, VAD, turn steps) and
+    the fake recogniser. No sockets, no event loop, no reply: process CPU time, so a
+    machine busy with other work slows it down without changing the figure much.
+    """
+    from voxwire.protocols import CODECS, Audio
+    from voxwire.resample import Resampler
+    from voxwire.services.fake import FakeStt
+    from voxwire.sim import synthesize
+    from voxwire.voice.conversation import Conversation, SttAudio
+    from voxwire.voice.history import History
+    from voxwire.voice.turns import TurnPolicy
+
+    payloads, _ = cycle_payloads(synthesize(al.QUESTION, 8000, seed=1))
+    callers = [Caller(i, calls, payloads, 0) for i in range(calls)]
+    codecs = []
+    for c in callers:
+        codec = CODECS["twilio"](pipeline_rate=16000, resampler=Resampler)
+        start = {
+            "streamSid": c.sid,
+            "callSid": "CA" + c.sid[2:],
+            "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        }
+        codec.receive(c.message({"event": "start", "start": start}), 0.0)
+        codecs.append(codec)
+    stt = FakeStt([al.QUESTION.lower()], latency=al.STT_LATENCY)
+    parts = [
+        (codec, Conversation(16000, TurnPolicy(), History("")), stt.stream()) for codec in codecs
+    ]
+    frames = round(seconds / TICK)
+    messages = [
+        [c.media(k, payloads[(k + c.offset) % len(payloads)]) for c in callers]
+        for k in range(frames)
+    ]
+    t0 = time.process_time()
+    for k, row in enumerate(messages):
+        now = k * TICK
+        for (codec, conversation, stream), message in zip(parts, row, strict=True):
+            for event in codec.receive(message, now):
+                if isinstance(event, Audio):
+                    for action in conversation.audio(event.pcm, now):
+                        if isinstance(action, SttAudio):
+                            stream.push(action.pcm)
+            conversation.get_timer()
+    return (time.process_time() - t0) / (calls * frames * TICK)
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
@@ -388,6 +440,15 @@ def table(rows: list[tuple[str, LoadResult | str]]) -> list[str]:
 async def run(args: argparse.Namespace) -> None:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {args.generator_cpu})
+    if args.inbound:
+        costs = sorted(inbound_cost(args.inbound, args.window) for _ in range(5))
+        print(
+            f"Inbound path (python bench/agent_load.py {' '.join(sys.argv[1:])}): "
+            f"{args.inbound} calls x {args.window:g} s, 5 runs; CPU per call-second "
+            f"min {costs[0] * 1000:.2f} ms, median {costs[2] * 1000:.2f} ms "
+            f"({costs[0] * 1e6 * TICK:.1f} us per 20 ms message at the minimum)"
+        )
+        return
     rows: list[tuple[str, LoadResult | str]] = []
     for n in args.ns:
         rows.append(("voxwire", await run_one("voxwire", n, args)))
@@ -429,6 +490,13 @@ def main() -> None:
         "--profile", default="", help="folder for py-spy profiles of the voxwire server"
     )
     parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable")
+    parser.add_argument(
+        "--inbound",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="only time the inbound path of CALLS calls in this process (no servers)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -181,3 +181,9 @@ def test_the_load_table() -> None:
         "| voxwire | 10 | 0.200 | 0.0200 | 1 / 40 | 500 / 700 | 23.0 | 0.100 | 2.0 | 25% |"
     )
     assert "not measured: no venv" in lines[3]
+
+
+def test_the_inbound_cost_is_cpu_per_call_second() -> None:
+    cost = load.inbound_cost(2, 0.4)
+    # the work of 0.8 call-seconds was done: some CPU, far less than real time
+    assert 0 < cost < 1
