@@ -31,6 +31,7 @@ from voxwire.voice.conversation import (
     VoiceConfig,
 )
 from voxwire.voice.history import History
+from voxwire.voice.turns import Prosody, TurnPolicy
 
 RATE = 16000
 FRAME = RATE // 50
@@ -762,3 +763,63 @@ def test_agc_holds_its_gain_while_the_reply_plays() -> None:
     assert agc.target_gain_db == gain
     assert agc.speech_frames == frames
     assert not h.of(Clear, got)
+
+
+def glide(seconds: float, start_hz: float, end_hz: float) -> np.ndarray:
+    """A voiced sound whose pitch moves from ``start_hz`` to ``end_hz`` in its last 0.2 s."""
+    n, tail = round(seconds * RATE), round(0.2 * RATE)
+    f0 = np.concatenate([np.full(n - tail, start_hz), np.geomspace(start_hz, end_hz, tail)])
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return np.round(8000 * x / np.abs(x).max()).astype(np.int16)
+
+
+@dataclass
+class ProsodicPolicy:
+    """A turn policy that takes the pitch at the end of speech and records it."""
+
+    hangover_ms: int = 200
+    given: list[Prosody | None] = field(default_factory=list)
+
+    def delay(self, text: str, prosody: Prosody | None = None) -> float:
+        self.given.append(prosody)
+        return 0.1
+
+
+def ended(policy: object, end_hz: float, config: VoiceConfig | None = None) -> list[float]:
+    """Seconds from the VAD's end of speech to the end of the turn, and what the policy got."""
+    conv = Conversation(RATE, policy, History("You are a test."), config=config)  # type: ignore[arg-type]
+    h = Harness()
+    h.conv = conv
+    h.silence(0.3)
+    h.feed(glide(0.9, 150.0, end_hz))
+    h.take(conv.transcript(Transcript("i need eggs", True, 0, 0.9), h.now))
+    spoke_until = h.now
+    for _ in range(100):
+        got = h.silence(0.02)
+        if h.of(StartLlm, got):
+            return [h.now - spoke_until]
+    raise AssertionError("the turn never ended")
+
+
+def test_the_policy_is_given_how_the_speech_ended() -> None:
+    rising, falling = ProsodicPolicy(), ProsodicPolicy()
+    ended(rising, 210.0)
+    ended(falling, 100.0)
+    up, down = rising.given[-1], falling.given[-1]
+    assert up is not None
+    assert down is not None
+    assert up.final_pitch > 2.0, up
+    assert down.final_pitch < -2.0, down
+    off = ProsodicPolicy()
+    ended(off, 210.0, VoiceConfig(prosody=False))
+    assert off.given
+    assert set(off.given) == {None}
+
+
+def test_a_plain_transcript_ending_rising_waits_longer_than_one_ending_falling() -> None:
+    (rising,) = ended(TurnPolicy(), 210.0)
+    (falling,) = ended(TurnPolicy(), 100.0)
+    (unheard,) = ended(TurnPolicy(), 210.0, VoiceConfig(prosody=False))
+    assert rising > falling + 0.2, (rising, falling)
+    assert abs(unheard - rising) > 0.1, (unheard, rising)  # the pitch made the difference

@@ -69,6 +69,7 @@ as the caller. Such frames never start a barge-in and reach the recogniser as si
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 import re
 from collections import deque
@@ -97,6 +98,7 @@ from voxwire.vad import SpeechEnd, SpeechStart, Vad
 from voxwire.voice.history import History
 from voxwire.voice.metrics import ToolRecord, TurnMetrics
 from voxwire.voice.text import SentenceChunker
+from voxwire.voice.turns import Prosody, prosody
 
 __all__ = [
     "END_CALL",
@@ -291,8 +293,19 @@ class ToolOutcome:
     seconds: float = 0.0
 
 
+def _takes_prosody(policy: object) -> bool:
+    """Whether ``policy.delay`` takes a second argument, ``prosody``."""
+    try:
+        return "prosody" in inspect.signature(policy.delay).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 class EndpointPolicy(Protocol):
-    """How long to wait after the VAD's end of speech (:class:`voxwire.voice.turns.TurnPolicy`)."""
+    """How long to wait after the VAD's end of speech (:class:`voxwire.voice.turns.TurnPolicy`).
+
+    A policy whose ``delay`` also takes ``prosody`` (a :class:`~voxwire.voice.turns.
+    Prosody` or None) is given how the speech ended (``VoiceConfig.prosody``)."""
 
     @property
     def hangover_ms(self) -> int: ...
@@ -353,6 +366,12 @@ class VoiceConfig:
     (``agc_min_gain_db=0``): it lifts quiet lines (-40 to -20 dBFS peak), where it raised
     the offline recogniser's word accuracy, and leaves speech at or above its -26 dBFS
     target as it is, where gain control did not help (``docs/agc.md``)."""
+    prosody: bool = True
+    """Give the turn policy how the caller's speech ended (its final pitch,
+    :func:`voxwire.voice.turns.prosody` of the last 400 ms before the VAD's end of speech)
+    where the policy takes it (``TurnPolicy.delay(text, prosody)``): on plain transcripts
+    a final fall answers a clause that could end, a level or rising end waits
+    (``docs/turn-taking.md``). Costs one pitch track of 400 ms per end of speech."""
     agc_max_gain_db: float = 30.0
     """The gain control's largest gain (dB)."""
     agc_min_gain_db: float = 0.0
@@ -462,6 +481,13 @@ class Conversation:
         self._frame = self.vad.frame_samples
         self._pending = _NO_SAMPLES
         self._fed = 0  # samples given to the VAD
+        #: whether the policy is given the pitch at each end of speech (config.prosody)
+        self._prosodic = self.config.prosody and _takes_prosody(policy)
+        #: (first sample, audio) of the recent messages: enough for the pitch before a
+        #: speech end, which the VAD reports its hangover late
+        self._recent: deque[tuple[int, PCM]] = deque()
+        self._recent_samples = int((0.5 + policy.hangover_ms / 1000) * rate)
+        self._end_prosody: Prosody | None = None
         #: every turn, in order
         self.turns: list[TurnMetrics] = []
         #: turns whose reply ended (played out, interrupted or failed) since the driver
@@ -542,6 +568,11 @@ class Conversation:
         speech, events = self.vad.process_frames(heard)
         end_sample = self._fed + whole
         self._fed = end_sample
+        if self._prosodic:  # the last second or so, for the pitch at an end of speech
+            recent = self._recent
+            recent.append((end_sample - whole, heard))
+            while recent[0][0] + len(recent[0][1]) < end_sample - self._recent_samples:
+                recent.popleft()
         if not audible:
             if self._reply is None and not events:
                 # listening, and the VAD saw no start or end: no frame changes anything
@@ -924,9 +955,12 @@ class Conversation:
             self._endpoint_at = None
             self._final_wait = None
             self._vad_end_at = None
+            self._end_prosody = None
             self._discard_draft(out)  # the caller went on
         elif isinstance(event, SpeechEnd) and self._user_open:
             self._user_open = False
+            if self._prosodic:
+                self._end_prosody = self._prosody_before(event.sample)
             self._turn_started = True
             self._speech_end = t - self.policy.hangover_ms / 1000
             self._vad_end_at = t
@@ -936,7 +970,10 @@ class Conversation:
         if self._vad_end_at is None or self.state != "listening":
             return
         text = self._turn_text()
-        delay = self.policy.delay(text)
+        if self._prosodic:
+            delay = self.policy.delay(text, self._end_prosody)  # type: ignore[call-arg]
+        else:
+            delay = self.policy.delay(text)
         self._endpoint_at = max(now, self._vad_end_at + delay)
         d = self._draft
         if d is not None and (self._interim or d.metrics.user_text != text):
@@ -952,6 +989,22 @@ class Conversation:
             <= self.config.preemptive_max_wait
         ):
             self._start_draft(text, now, out)
+
+    def _prosody_before(self, sample: int) -> Prosody | None:
+        """How the speech ending at ``sample`` ended, from the audio kept; None when too
+        little of it is kept or the audio cannot tell."""
+        start = sample - int(0.4 * self.rate)
+        parts = [
+            chunk[max(0, start - at) : max(0, sample - at)]
+            for at, chunk in self._recent
+            if at < sample and at + len(chunk) > start
+        ]
+        if not parts:
+            return None
+        try:
+            return prosody(np.concatenate(parts), self.rate)
+        except ValueError:
+            return None
 
     def _turn_text(self) -> str:
         parts = [*self._turn_texts, self._interim] if self._interim else self._turn_texts
