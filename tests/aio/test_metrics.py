@@ -103,6 +103,11 @@ def test_echo_server_metrics_and_call_summaries(caplog: pytest.LogCaptureFixture
     assert after[("voxwire_call_mos_sum", ())] / 2 == pytest.approx(expected_mos, abs=1e-3)
     assert after[("voxwire_call_loss_ratio_sum", ())] == 0
     assert after[("voxwire_calls_refused_total", (("reason", "full"),))] == 0
+    # each call runs tasks of its own (reader, writer, agent) that end with it
+    assert during[("voxwire_asyncio_tasks", ())] >= after[("voxwire_asyncio_tasks", ())] + 4
+    assert after[("voxwire_asyncio_tasks", ())] >= 1  # the server's own
+    assert after[("process_open_fds", ())] >= 3
+    assert after[("process_resident_memory_bytes", ())] > 10e6
 
     summaries = [
         json.loads(r.getMessage().split("call summary ", 1)[1])

@@ -35,6 +35,11 @@ name                                              what
                                                   late drops) over media expected
 ``voxwire_call_r_factor``, ``voxwire_call_mos``   per call: the G.107 E-model estimate
                                                   (:mod:`voxwire.quality`)
+``voxwire_asyncio_tasks``                         tasks of the server's event loop now (a
+                                                  task leak shows here first)
+``process_resident_memory_bytes``,                the process's RSS and open file
+``process_open_fds``, ...                         descriptors (prometheus-client's process
+                                                  collector, Linux)
 ================================================  ==========================================
 
 Media jitter, concealment and jitter-buffer delay exist on RTP calls only; the WebSocket
@@ -54,6 +59,7 @@ their delays, or the voice agent's turns with their latency and TTFB).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -152,6 +158,10 @@ class ServerMetrics:
         prom.Gauge("voxwire_load", "Share of max_calls in use.", registry=reg).set_function(
             lambda: admission.load
         )
+        prom.Gauge(
+            "voxwire_asyncio_tasks", "Tasks of the server's event loop.", registry=reg
+        ).set_function(_tasks)
+        prom.ProcessCollector(registry=reg)
         self.calls = prom.Counter(
             "voxwire_calls", "Calls ended, by outcome.", ["outcome"], registry=reg
         )
@@ -293,6 +303,15 @@ class ServerMetrics:
     def exposition(self) -> tuple[str, bytes]:
         """(content type, body) of ``GET /metrics``: the Prometheus text format."""
         return self._content_type, self._generate(self.registry)
+
+
+def _tasks() -> float:
+    """The tasks of the running loop (a scrape is answered on the server's loop); NaN
+    when read from outside any loop."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return float("nan")
 
 
 def _round(value: float | None) -> float | None:
