@@ -1,0 +1,1 @@
+"""The reference deployment (deploy/) checked against the code it deploys."""
