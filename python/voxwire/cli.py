@@ -332,6 +332,18 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="delete call records older than N days, at start and hourly (default 30)",
     )
+    serve.add_argument(
+        "--control",
+        action="store_true",
+        help="serve the control API on the WebSocket port (GET /calls, POST "
+        "/calls/ID/hangup, /mute, /unmute) for the bearer token of $VOXWIRE_CONTROL_TOKEN "
+        "or --control-token-file",
+    )
+    serve.add_argument(
+        "--control-token-file",
+        metavar="FILE",
+        help="the control API's bearer token: the first line of FILE (16 characters or more)",
+    )
     # set by the supervisor of --workers for its workers
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -739,11 +751,13 @@ _NOT_TAKEN = {
         "max_per_address",
         "store",
         "records",
+        "control",
     ),
     "sip": (
         "workers",
         "agent_port",
         "metrics",
+        "control",
         "tls_cert",
         "tls_key",
         "key_file",
@@ -827,6 +841,30 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.token or tokens is not None) and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
         return 2
+    control_token = None
+    if args.control or args.control_token_file:
+        from voxwire.aio.control import load_token
+
+        if tcp:
+            print("voxwire serve: AudioSocket has no HTTP port for --control", file=sys.stderr)
+            return 2
+        if not args.control:
+            print("voxwire serve: --control-token-file needs --control", file=sys.stderr)
+            return 2
+        env = os.environ.get("VOXWIRE_CONTROL_TOKEN")
+        if env is None and not args.control_token_file:
+            print(
+                "voxwire serve: --control needs $VOXWIRE_CONTROL_TOKEN or --control-token-file",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            control_token = load_token(
+                None if args.control_token_file else env, args.control_token_file
+            )
+        except (ValueError, OSError) as exc:
+            print(f"voxwire serve: the control token: {exc}", file=sys.stderr)
+            return 2
     tls = None
     if (args.tls_cert is None) != (args.tls_key is None):
         print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -918,7 +956,13 @@ def _serve(args: argparse.Namespace) -> int:
             if agent is not None and hasattr(agent, "on_end"):
                 _observe_turns(agent, metrics)
         state = await _open_state(args, agent)
+        control = None
+        if control_token is not None:
+            from voxwire.aio.control import Control
+
+            control = Control(control_token, server_delay_ms=20.0 + 1000 * args.lead)
         options: dict[str, Any] = {
+            "control": control,
             "metrics": metrics,
             "admission": admission,
             "drain_timeout": args.drain_timeout,

@@ -35,6 +35,7 @@ from voxwire.resample import Resampler
 from voxwire.security import TokenAuth
 
 if TYPE_CHECKING:
+    from voxwire.aio.control import Control
     from voxwire.aio.metrics import ServerMetrics
     from voxwire.recording import Recorder
 
@@ -160,6 +161,7 @@ async def serve_agent(
     ssl: SSLContext | None = None,
     caps: ConnectionCaps | None = None,
     recorder: Recorder | None = None,
+    control: Control | None = None,
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -180,7 +182,9 @@ async def serve_agent(
     (:func:`voxwire.aio.tls.server_context`) serves ``wss://``, or AudioSocket over TLS
     (``tls://``). ``caps`` bounds the WebSocket connections
     (:class:`~voxwire.aio.handshake.ConnectionCaps`). ``recorder`` records every call
-    (:class:`~voxwire.recording.Recorder`; nothing is recorded without one).
+    (:class:`~voxwire.recording.Recorder`; nothing is recorded without one). ``control``
+    serves the control API on the WebSocket port (:class:`~voxwire.aio.control.Control`:
+    list the calls, hang up, mute).
     """
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
@@ -195,10 +199,14 @@ async def serve_agent(
         calls.add(call)
         if metrics is not None:
             metrics.call_started(call)
+        if control is not None:
+            control.call_started(call)
         try:
             await (handler(call) if recorder is None else recorder.record(handler, call))
         finally:
             calls.discard(call)
+            if control is not None:
+                control.call_ended(call)
 
     async def drain() -> None:
         admission.start_drain()
@@ -236,6 +244,8 @@ async def serve_agent(
         if CODECS[protocol].transport == "tcp":  # AudioSocket
             if auth is not None:
                 raise ValueError("AudioSocket carries no token: protect it at the network level")
+            if control is not None:
+                raise ValueError("AudioSocket has no HTTP port for the control API")
             from voxwire.aio.tcp import serve_audiosocket
 
             tcp = await serve_audiosocket(
@@ -275,6 +285,11 @@ async def serve_agent(
             ssl=ssl,
             caps=caps,
             backlog=ACCEPT_BACKLOG,
+            control=None
+            if control is None
+            else (
+                lambda method, at, authorization: control.answer(method, at, authorization, calls)
+            ),
         ) as ws:
             bound = next(iter(ws.sockets)).getsockname()
             if ready is not None:

@@ -334,6 +334,10 @@ class Call:
         self.serial = next(_serial)
         #: the client's address where the transport knows it (for logs and the audit log)
         self.remote = str(getattr(transport, "remote", ""))
+        #: while set, :meth:`play` drops the agent's audio (:meth:`mute`)
+        self.muted = False
+        #: line-rate samples :meth:`play` dropped while muted
+        self.muted_samples = 0
 
     # --- application API -------------------------------------------------------------
 
@@ -359,9 +363,28 @@ class Call:
             yield item  # type: ignore[misc]
 
     def play(self, pcm: object, sample_rate: int | None = None) -> None:
-        """Queue audio for paced playback (at ``sample_rate``, default the line rate)."""
+        """Queue audio for paced playback (at ``sample_rate``, default the line rate);
+        dropped (and counted in :attr:`muted_samples`) while :attr:`muted`."""
         stream = self._require_stream()
-        stream.push(self.codec.line_pcm(pcm, sample_rate))
+        line = self.codec.line_pcm(pcm, sample_rate)
+        if self.muted:
+            self.muted_samples += len(line)
+            return
+        stream.push(line)
+
+    def mute(self) -> None:
+        """Silence the agent: what is queued is dropped, here and at the provider (as
+        :meth:`clear` does), and what it plays next is not sent until :meth:`unmute`.
+        Marks still pass, so an agent waiting for its audio to be heard is not stuck."""
+        if self.muted:
+            return
+        self.muted = True
+        if self.stream is not None and self.close_code is None:
+            self.clear()
+
+    def unmute(self) -> None:
+        """Let the agent's audio through again (from what it plays next)."""
+        self.muted = False
 
     def flush(self) -> None:
         """Pad and queue the last partial frame (call at the end of an utterance)."""

@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocketsTransport", "serve"]
 
+ControlAnswer = Callable[[str, str, "str | None"], "tuple[int, bytes, dict[str, str]] | None"]
+"""What answers the control API's requests: (method, path, Authorization header) to
+(status, body, headers), or None for another path."""
+
 
 def _import_websockets() -> Any:
     try:
@@ -135,6 +139,7 @@ def serve(
     metrics: Callable[[], tuple[str, bytes]] | None = None,
     on_end: Callable[[Call], object] | None = None,
     caps: ConnectionCaps | None = None,
+    control: ControlAnswer | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve media streams of ``protocol`` (a name from ``voxwire.protocols.CODECS`` or a
@@ -144,7 +149,10 @@ def serve(
     calls, a call it takes is held until its connection ends, and ``GET /health`` and
     ``GET /ready`` are answered before any upgrade (:func:`~voxwire.aio.admission.
     http_answer`; the media ``path``, when it is one of them, keeps it). ``metrics``
-    answers ``GET /metrics`` with its (content type, body); ``on_end`` receives each
+    answers ``GET /metrics`` with its (content type, body); ``control`` answers the
+    control API's paths (``control(method, path, authorization)`` gives (status, JSON
+    body, headers), or None for a path that is not its own; :class:`~voxwire.aio.
+    control.Control`); ``on_end`` receives each
     finished :class:`~voxwire.aio.session.Call`. ``caps`` bounds the open connections
     (default :class:`ConnectionCaps()`: 1000 in total, none per address). Extra keyword
     arguments go to :func:`websockets.asyncio.server.serve` (``reuse_port=True`` for
@@ -170,6 +178,18 @@ def serve(
             answer = http_answer(admission, url.path)
             if answer is not None:
                 return connection.respond(HTTPStatus(answer[0]), answer[1])
+        if control is not None and url.path != path:
+            method = getattr(request, "method", "GET")  # websockets < 14 reads GET only
+            answered = control(method, url.path, request.headers.get("Authorization"))
+            if answered is not None:
+                status, body, headers = answered
+                response = connection.respond(HTTPStatus(status), "")
+                response.body = body
+                response.headers["Content-Type"] = "application/json"
+                response.headers["Content-Length"] = str(len(body))
+                for name, value in headers.items():
+                    response.headers[name] = value
+                return response
         if metrics is not None and url.path == METRICS_PATH and url.path != path:
             content_type, body = metrics()
             response = connection.respond(HTTPStatus.OK, "")
