@@ -364,8 +364,12 @@ class Call:
 
     def play(self, pcm: object, sample_rate: int | None = None) -> None:
         """Queue audio for paced playback (at ``sample_rate``, default the line rate);
-        dropped (and counted in :attr:`muted_samples`) while :attr:`muted`."""
+        dropped (and counted in :attr:`muted_samples`) while :attr:`muted`, and dropped
+        once the provider has stopped the stream: a handler still working through the
+        events queued before the stop is not failed for answering a caller who left."""
         stream = self._require_stream()
+        if self.codec.stopped:
+            return
         line = self.codec.line_pcm(pcm, sample_rate)
         if self.muted:
             self.muted_samples += len(line)
