@@ -45,6 +45,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from voxwire.sim.load import LoadProgress, _one_call, _Outcome
 from voxwire.sim.providers import PROVIDERS
 from voxwire.sim.speech import synthesize
@@ -91,6 +93,13 @@ class SoakReport:
         points = [(s.t / 60.0, float(getattr(s, figure))) for s in self.steady()]
         return slope(points)
 
+    def trend(self, figure: str) -> float:
+        """The slope of ``figure`` per minute at a constant number of calls up (see
+        :func:`trend`): what stays of :meth:`slope` once the calls up, which a late load
+        generator makes vary, are accounted for."""
+        steady = self.steady()
+        return trend([(s.t / 60.0, float(s.calls_up), float(getattr(s, figure))) for s in steady])
+
     @property
     def failed(self) -> int:
         return sum(self.errors.values()) + self.replies_missed + int(self.server_errors)
@@ -113,6 +122,7 @@ class SoakReport:
             "calls_up_min": min((s.calls_up for s in steady), default=0),
             "calls_up_max": max((s.calls_up for s in steady), default=0),
             "slope_per_min": {f: round(self.slope(f), 3) for f in FIGURES},
+            "trend_per_min": {f: round(self.trend(f), 3) for f in FIGURES},
             "first": {f: getattr(steady[0], f) for f in FIGURES} if steady else {},
             "last": {f: getattr(steady[-1], f) for f in FIGURES} if steady else {},
             "idle_before": _figures(self.idle_before),
@@ -126,8 +136,8 @@ class SoakReport:
             f"{self.seconds:.0f} s ({d['samples']} samples, slopes after {self.warmup:g} s)",
             f"calls: {self.started} started, {self.completed} ran to their end; "
             f"{d['calls_up_min']}-{d['calls_up_max']} up",
-            "| figure | idle before | first | last | slope per minute | idle after |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| figure | idle before | first | last | slope/min | at constant calls | idle after |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for f in FIGURES:
             cells = [
@@ -135,6 +145,7 @@ class SoakReport:
                 d["first"].get(f, "-"),
                 d["last"].get(f, "-"),
                 f"{d['slope_per_min'][f]:+.3f}",
+                f"{d['trend_per_min'][f]:+.3f}",
                 d["idle_after"].get(f, "-"),
             ]
             lines.append(f"| {f} | " + " | ".join(str(c) for c in cells) + " |")
@@ -144,6 +155,24 @@ class SoakReport:
             f"scrapes failed {self.scrapes_failed}"
         )
         return "\n".join(lines)
+
+
+def trend(points: Sequence[tuple[float, float, float]]) -> float:
+    """The least-squares coefficient of ``t`` in ``y = a + slope * t + k * calls`` over
+    ``(t, calls, y)`` points: the slope of ``y`` at a constant number of calls (0 for
+    fewer than four points).
+
+    >>> round(trend([(0, 10, 100.0), (1, 20, 180.0), (2, 10, 100.0), (3, 20, 180.0)]), 6)
+    0.0
+    >>> round(trend([(0, 10, 100.0), (1, 20, 182.0), (2, 10, 104.0), (3, 20, 186.0)]), 6)
+    2.0
+    """
+    if len(points) < 4:
+        return 0.0
+    t, calls, y = (np.array(column, dtype=float) for column in zip(*points, strict=True))
+    design = np.column_stack([np.ones_like(t), t, calls])
+    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+    return float(coefficients[1])
 
 
 def _figures(sample: Sample | None) -> dict[str, float]:
