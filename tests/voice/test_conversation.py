@@ -802,24 +802,27 @@ def ended(policy: object, end_hz: float, config: VoiceConfig | None = None) -> l
     raise AssertionError("the turn never ended")
 
 
+PROSODY = VoiceConfig(prosody=True)
+
+
 def test_the_policy_is_given_how_the_speech_ended() -> None:
     rising, falling = ProsodicPolicy(), ProsodicPolicy()
-    ended(rising, 210.0)
-    ended(falling, 100.0)
+    ended(rising, 210.0, PROSODY)
+    ended(falling, 100.0, PROSODY)
     up, down = rising.given[-1], falling.given[-1]
     assert up is not None
     assert down is not None
     assert up.final_pitch > 2.0, up
     assert down.final_pitch < -2.0, down
     off = ProsodicPolicy()
-    ended(off, 210.0, VoiceConfig(prosody=False))
+    ended(off, 210.0)  # off by default
     assert off.given
     assert set(off.given) == {None}
 
 
 def test_a_plain_transcript_ending_rising_waits_longer_than_one_ending_falling() -> None:
-    (rising,) = ended(TurnPolicy(), 210.0)
-    (falling,) = ended(TurnPolicy(), 100.0)
-    (unheard,) = ended(TurnPolicy(), 210.0, VoiceConfig(prosody=False))
+    (rising,) = ended(TurnPolicy(), 210.0, PROSODY)
+    (falling,) = ended(TurnPolicy(), 100.0, PROSODY)
+    (unheard,) = ended(TurnPolicy(), 210.0)
     assert rising > falling + 0.2, (rising, falling)
     assert abs(unheard - rising) > 0.1, (unheard, rising)  # the pitch made the difference

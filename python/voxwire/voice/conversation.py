@@ -366,12 +366,14 @@ class VoiceConfig:
     (``agc_min_gain_db=0``): it lifts quiet lines (-40 to -20 dBFS peak), where it raised
     the offline recogniser's word accuracy, and leaves speech at or above its -26 dBFS
     target as it is, where gain control did not help (``docs/agc.md``)."""
-    prosody: bool = True
+    prosody: bool = False
     """Give the turn policy how the caller's speech ended (its final pitch,
     :func:`voxwire.voice.turns.prosody` of the last 400 ms before the VAD's end of speech)
     where the policy takes it (``TurnPolicy.delay(text, prosody)``): on plain transcripts
     a final fall answers a clause that could end, a level or rising end waits
-    (``docs/turn-taking.md``). Costs one pitch track of 400 ms per end of speech."""
+    (``docs/turn-taking.md``). Costs one pitch track of 400 ms per end of speech. Off by
+    default: it halves the cut-offs on plain transcripts but waits 1-1.5 s where a caller
+    ends statements rising or the recogniser garbles a question's verb."""
     agc_max_gain_db: float = 30.0
     """The gain control's largest gain (dB)."""
     agc_min_gain_db: float = 0.0
