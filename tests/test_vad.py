@@ -353,3 +353,40 @@ def test_process_frames_a_message_at_a_time_equals_one_batch() -> None:
     assert events  # the clip has utterances: the comparison is not of empty lists
     with pytest.raises(TypeError, match="process_frames"):
         vad.process_frames(np.zeros(FRAME, np.float32))  # type: ignore[arg-type]
+
+
+def test_tune_and_heldout_splits_share_no_voice_and_no_noise() -> None:
+    tune, held = corpus.SPLITS["tune"], corpus.SPLITS["heldout"]
+    assert not set(tune.languages) & set(held.languages)
+    assert not set(tune.variants) & set(held.variants)
+    assert not set(tune.noises) & set(held.noises)
+    everything = corpus.SPLITS["all"]
+    assert set(tune.languages) | set(held.languages) == set(everything.languages)
+    assert set(tune.variants) | set(held.variants) == set(everything.variants)
+    with pytest.raises(ValueError, match="split must be one of"):
+        corpus.build(seed=5, clips=1, clip_s=4.0, split="train")
+
+
+def test_heldout_noises_are_mixed_at_their_snr_and_reproducible() -> None:
+    if not corpus.espeak_available():
+        pytest.skip("the VAD corpus needs the espeakng-loader wheel (pip install espeakng-loader)")
+    held = corpus.build(seed=5, clips=1, clip_s=4.0, split="heldout")
+    tune = corpus.build(seed=5, clips=1, clip_s=4.0, split="tune")
+    assert held.split == "heldout"
+    # Other voices speak: the same seed gives other audio.
+    assert not np.array_equal(held.clips[0].audio[:16000], tune.clips[0].audio[:16000])
+    clean = held.clips[0].audio.astype(np.float64)
+    blocks = clean[: len(clean) // 160 * 160].reshape(-1, 160)
+    speech_power = float(np.mean(blocks[held.clips[0].labels[: len(blocks)]] ** 2))
+    for kind in corpus.SPLITS["heldout"].noises:
+        x = corpus.mix(held, 0, kind, 10, 16000)
+        n = x.audio.astype(np.float64) - clean
+        assert 10 * np.log10(speech_power / np.mean(n**2)) == pytest.approx(10.0, abs=0.2), kind
+        np.testing.assert_array_equal(x.audio, corpus.mix(held, 0, kind, 10, 16000).audio)
+    conditions = [
+        c for c, _ in corpus.iter_conditions(seed=5, clips=1, clip_s=4.0, split="heldout")
+    ]
+    assert {c.noise for c in conditions} == set(corpus.SPLITS["heldout"].noises)
+    assert len(conditions) == 4 * len(corpus.SNRS_DB) * len(corpus.RATES)
+    with pytest.raises(ValueError, match="unknown noise"):
+        corpus.mix(held, 0, "rain", 10, 16000)

@@ -20,6 +20,16 @@ Every clip is then mixed with each noise (white, pink, brown, babble of five ove
 synthetic talkers, and mains hum with clicks) at 20, 10, 5 and 0 dB SNR (active speech level
 over noise power), and heard either at 16 kHz or through the telephone path: band-limited to
 300-3400 Hz, decimated to 8 kHz and round-tripped through G.711 mu-law.
+
+Splits
+------
+``split="all"`` (the default) draws voices from every language and variant and mixes the
+five noises above. For tuning a detector and then measuring it on data it never saw, two
+disjoint splits exist: ``"tune"`` (half the espeak-ng languages and variants; white, pink,
+five-talker babble and hum with clicks) and ``"heldout"`` (the other languages and
+variants, babble made of those other voices, and other noises: brown, three-talker babble,
+a cafe of eight talkers with dish clatter, and a fan with blade tones). Give the two
+different seeds as well; :data:`SPLITS` names the voices and noises of each.
 """
 
 from __future__ import annotations
@@ -49,10 +59,12 @@ __all__ = [
     "NOISES",
     "RATES",
     "SNRS_DB",
+    "SPLITS",
     "Condition",
     "Corpus",
     "CorpusUnavailable",
     "LabelledAudio",
+    "Split",
     "build",
     "espeak_available",
     "iter_conditions",
@@ -66,6 +78,7 @@ BLOCK_S = 0.01
 """The label grid: one label per 10 ms block."""
 
 NOISES = ("white", "pink", "brown", "babble", "hum+clicks")
+_ALL_NOISES = (*NOISES, "babble3", "cafe", "fan")  # index is part of the noise's seed
 SNRS_DB = (20, 10, 5, 0)
 RATES = (16000, 8000)
 
@@ -151,6 +164,23 @@ _VARIANTS = (
     "paul",
     "zac",
 )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which voices speak (and make the babble) and which noises are mixed in."""
+
+    languages: tuple[str, ...]
+    variants: tuple[str, ...]
+    noises: tuple[str, ...]
+
+
+SPLITS = {
+    "all": Split(_LANGUAGES, _VARIANTS, NOISES),
+    "tune": Split(_LANGUAGES[0::2], _VARIANTS[0::2], ("white", "pink", "babble", "hum+clicks")),
+    "heldout": Split(_LANGUAGES[1::2], _VARIANTS[1::2], ("brown", "babble3", "cafe", "fan")),
+}
+"""The corpus splits: ``tune`` and ``heldout`` share no voice and no noise."""
 
 
 class CorpusUnavailable(RuntimeError):
@@ -351,10 +381,14 @@ class Corpus:
     seed: int
     clips: tuple[LabelledAudio, ...]
     babble: npt.NDArray[np.float64]
+    split: str = "all"
 
 
-def _synth_utterance(tts: _Espeak, rng: np.random.Generator, text: str) -> npt.NDArray[np.float64]:
-    voice = f"{_LANGUAGES[rng.integers(len(_LANGUAGES))]}+{_VARIANTS[rng.integers(len(_VARIANTS))]}"
+def _synth_utterance(
+    tts: _Espeak, rng: np.random.Generator, text: str, split: Split = SPLITS["all"]
+) -> npt.NDArray[np.float64]:
+    langs, variants = split.languages, split.variants
+    voice = f"{langs[rng.integers(len(langs))]}+{variants[rng.integers(len(variants))]}"
     wpm = int(rng.integers(130, 221))
     pitch = int(rng.integers(25, 76))
     raw = tts.say(text, voice, wpm, pitch, int(rng.integers(1, 2**31))).astype(np.float64)
@@ -374,8 +408,9 @@ def _pick_text(rng: np.random.Generator) -> str:
     return f"{_SENTENCES[a]} {_SENTENCES[b]}"
 
 
-def _build_clean(seed: int, clips: int, clip_s: float) -> Corpus:
+def _build_clean(seed: int, clips: int, clip_s: float, split: str = "all") -> Corpus:
     tts = _Espeak()
+    voices = SPLITS[split]
     rng = np.random.default_rng([CORPUS_VERSION, seed])
     out: list[LabelledAudio] = []
     for _ in range(clips):
@@ -390,7 +425,7 @@ def _build_clean(seed: int, clips: int, clip_s: float) -> Corpus:
             pos += gap
             if pos * BLOCK_S >= clip_s:
                 break
-            utt = _synth_utterance(tts, rng, _pick_text(rng))
+            utt = _synth_utterance(tts, rng, _pick_text(rng), voices)
             utt = np.concatenate([utt, np.zeros(-len(utt) % _BLOCK)])
             lab = _labels_for(utt)
             level_db = rng.uniform(-32.0, -20.0)
@@ -410,17 +445,22 @@ def _build_clean(seed: int, clips: int, clip_s: float) -> Corpus:
             )
         )
     # Babble material: other sentences by other voices, never the clip's own audio.
-    talk = [_synth_utterance(tts, rng, _SENTENCES[i]) for i in rng.permutation(len(_SENTENCES))]
+    talk = [
+        _synth_utterance(tts, rng, _SENTENCES[i], voices) for i in rng.permutation(len(_SENTENCES))
+    ]
     babble = np.concatenate([t / np.sqrt(np.mean(t**2)) for t in talk])
-    return Corpus(seed, tuple(out), babble)
+    return Corpus(seed, tuple(out), babble, split)
 
 
-def _load_or_build(seed: int, clips: int, clip_s: float) -> Corpus:
-    key = hashlib.sha256(f"v{CORPUS_VERSION}-{seed}-{clips}-{clip_s}".encode()).hexdigest()[:16]
+def _load_or_build(seed: int, clips: int, clip_s: float, split: str = "all") -> Corpus:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+    name = f"v{CORPUS_VERSION}-{seed}-{clips}-{clip_s}" + ("" if split == "all" else f"-{split}")
+    key = hashlib.sha256(name.encode()).hexdigest()[:16]
     path = _cache_dir() / f"vad-corpus-{key}.npz"
     if path.exists():
         try:
-            return _read(path, seed)
+            return _read(path, seed, split)
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache entry is rebuilt below
     if not espeak_available():
@@ -441,6 +481,7 @@ def _load_or_build(seed: int, clips: int, clip_s: float) -> Corpus:
                 str(clips),
                 repr(clip_s),
                 str(out),
+                split,
             ],
             capture_output=True,
             text=True,
@@ -448,7 +489,7 @@ def _load_or_build(seed: int, clips: int, clip_s: float) -> Corpus:
         )
         if proc.returncode != 0 or not out.exists():
             raise CorpusUnavailable(f"building the VAD corpus failed: {proc.stderr.strip()}")
-        clean = _read(out, seed)
+        clean = _read(out, seed, split)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             staged = path.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -459,13 +500,14 @@ def _load_or_build(seed: int, clips: int, clip_s: float) -> Corpus:
     return clean
 
 
-def _read(path: Path, seed: int) -> Corpus:
+def _read(path: Path, seed: int, split: str) -> Corpus:
     with np.load(path) as z:
         n = int(z["clips"])
         return Corpus(
             seed,
             tuple(LabelledAudio(z[f"a{i}"], _RATE, z[f"l{i}"], z[f"u{i}"]) for i in range(n)),
             z["babble"],
+            split,
         )
 
 
@@ -476,15 +518,18 @@ def _write(path: Path, corpus: Corpus) -> None:
     np.savez_compressed(path, **arrays)
 
 
-def build(seed: int = 0, clips: int = 6, clip_s: float = 30.0) -> Corpus:
-    """The clean corpus for ``seed``, from the cache when present.
+def build(seed: int = 0, clips: int = 6, clip_s: float = 30.0, split: str = "all") -> Corpus:
+    """The clean corpus for ``seed`` with the voices of ``split`` (see :data:`SPLITS`),
+    from the cache when present.
 
     Raises
     ------
     CorpusUnavailable
         If espeak-ng (the ``espeakng-loader`` wheel) is not installed.
+    ValueError
+        If ``split`` is not one of :data:`SPLITS`.
     """
-    return _load_or_build(seed, clips, clip_s)
+    return _load_or_build(seed, clips, clip_s, split)
 
 
 def _noise(
@@ -501,14 +546,48 @@ def _noise(
         spec *= np.maximum(f, 20.0) ** -slope
         spec[0] = 0.0
         return np.fft.irfft(spec, n)
-    if kind == "babble":
-        talkers = 5
+    if kind in ("babble", "babble3", "cafe"):
+        talkers = {"babble": 5, "babble3": 3, "cafe": 8}[kind]
         out = np.zeros(n)
         for _ in range(talkers):
             start = int(rng.integers(len(babble)))
             idx = (start + np.arange(n)) % len(babble)
             out += babble[idx] * rng.uniform(0.6, 1.0)
+        if kind == "cafe":
+            # Dish and cutlery clatter: decaying high-frequency rings, a few per second.
+            rms = np.sqrt(np.mean(out**2))
+            at = 0
+            while True:
+                at += int(rng.exponential(0.4) * _RATE) + 1
+                if at >= n:
+                    break
+                length = int(rng.uniform(0.02, 0.12) * _RATE)
+                t = np.arange(length) / _RATE
+                ring = np.zeros(length)
+                for _ in range(3):
+                    ring += np.sin(2 * np.pi * rng.uniform(2000.0, 6500.0) * t)
+                ring *= np.exp(-t / (length / _RATE / 5)) * rms * rng.uniform(0.5, 2.5)
+                end = min(n, at + length)
+                out[at:end] += ring[: end - at]
         return out
+    if kind == "fan":
+        # Broadband air noise rolled off above 1 kHz, a blade tone with harmonics whose
+        # speed wobbles slowly, and a slow level swell.
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1.0 / _RATE)
+        spec /= np.sqrt(1.0 + (f / 1000.0) ** 2)
+        air = np.fft.irfft(spec, n)
+        air /= np.sqrt(np.mean(air**2))
+        t = np.arange(n) / _RATE
+        blade = rng.uniform(90.0, 240.0) * (1.0 + 0.01 * np.sin(2 * np.pi * 0.3 * t))
+        phase = 2 * np.pi * np.cumsum(blade) / _RATE
+        tone = np.zeros(n)
+        for h in (1, 2, 3, 4):
+            tone += np.sin(h * phase) / h
+        tone /= np.sqrt(np.mean(tone**2))
+        swell = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 6.3))
+        fan: npt.NDArray[np.float64] = (air + 0.5 * tone) * swell
+        return fan
     if kind == "hum+clicks":
         t = np.arange(n) / _RATE
         mains = 50.0 if rng.random() < 0.5 else 60.0
@@ -528,7 +607,7 @@ def _noise(
             end = min(n, at + length)
             clicks[at:end] += seg[: end - at]
         return hum + clicks
-    raise ValueError(f"unknown noise {kind!r}; expected one of {NOISES}")
+    raise ValueError(f"unknown noise {kind!r}; expected one of {_ALL_NOISES}")
 
 
 def _telephone(x: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
@@ -545,7 +624,11 @@ def mix(corpus: Corpus, index: int, noise: str, snr_db: int, rate: int) -> Label
     if rate not in RATES:
         raise ValueError(f"rate must be one of {RATES}, got {rate}")
     clip = corpus.clips[index]
-    rng = np.random.default_rng([CORPUS_VERSION, corpus.seed, index, NOISES.index(noise), snr_db])
+    if noise not in _ALL_NOISES:
+        raise ValueError(f"unknown noise {noise!r}; expected one of {_ALL_NOISES}")
+    rng = np.random.default_rng(
+        [CORPUS_VERSION, corpus.seed, index, _ALL_NOISES.index(noise), snr_db]
+    )
     speech = clip.audio.astype(np.float64)
     blocks = _block_power(speech)
     speech_power = float(np.mean(blocks[clip.labels[: len(blocks)]]))
@@ -561,18 +644,24 @@ def iter_conditions(
     seed: int = 0,
     clips: int = 6,
     clip_s: float = 30.0,
-    noises: tuple[str, ...] = NOISES,
+    noises: tuple[str, ...] | None = None,
     snrs_db: tuple[int, ...] = SNRS_DB,
     rates: tuple[int, ...] = RATES,
+    split: str = "all",
 ) -> Iterator[tuple[Condition, list[LabelledAudio]]]:
-    """Every (noise, SNR, rate) condition with its mixed clips, in a fixed order.
+    """Every (noise, SNR, rate) condition with its mixed clips, in a fixed order; the
+    voices, and unless given the noises, are those of ``split``.
 
     Raises
     ------
     CorpusUnavailable
         If espeak-ng (the ``espeakng-loader`` wheel) is not installed.
+    ValueError
+        If ``split`` is not one of :data:`SPLITS`.
     """
-    corpus = _load_or_build(seed, clips, clip_s)
+    corpus = _load_or_build(seed, clips, clip_s, split)
+    if noises is None:
+        noises = SPLITS[split].noises
     for rate in rates:
         for noise in noises:
             for snr in snrs_db:
@@ -582,6 +671,7 @@ def iter_conditions(
 
 if __name__ == "__main__":
     # The builder process behind _load_or_build: python -m voxwire.benchmarks.corpus
-    # SEED CLIPS CLIP_S OUT.npz
+    # SEED CLIPS CLIP_S OUT.npz [SPLIT]
     _seed, _clips, _clip_s, _out = sys.argv[1:5]
-    _write(Path(_out), _build_clean(int(_seed), int(_clips), float(_clip_s)))
+    _split = sys.argv[5] if len(sys.argv) > 5 else "all"
+    _write(Path(_out), _build_clean(int(_seed), int(_clips), float(_clip_s), _split))
