@@ -4,15 +4,18 @@ few thousand mutations of the seeds hold the contract (atheris runs the long sea
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fuzz import targets
 from tests.fuzz.targets import Finding, codec_input, decode_case, encode_case, sip_input
+from voxwire.errors import SipParseError
 from voxwire.protocols import CODECS, Audio
 from voxwire.protocols.base import MediaStreamCodec
 from voxwire.protocols.registry import codec_factory
+from voxwire.sip.message import parse_message
 from voxwire.sip.uas import SipServer
 
 
@@ -114,3 +117,18 @@ def test_the_sip_checks_catch_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SipServer, "receive", crashes)
     with pytest.raises(Finding, match="IndexError"):
         sip_input(targets.sip_seeds()[1])
+
+
+def test_the_inputs_the_fuzzers_found_hold_the_contract() -> None:
+    # each file is an input a long run found to break a contract, kept once fixed
+    found = sorted((Path(__file__).parent / "regressions").glob("*.bin"))
+    assert found
+    for path in found:
+        target = sip_input if path.name.startswith("sip-") else codec_input
+        target(path.read_bytes())
+
+
+def test_an_empty_via_is_refused_by_the_parser() -> None:
+    data = (Path(__file__).parent / "regressions" / "sip-empty-via.bin").read_bytes()
+    with pytest.raises(SipParseError, match="empty Via"):
+        parse_message(data)

@@ -195,7 +195,10 @@ def test_the_page_over_https_with_a_single_use_token_in_chromium(tmp_path: Path)
     assert ended == 0  # the page's DELETE, with its token, ended the call
     assert server.answered == 1
     assert status.startswith("error: 401"), status
-    assert server.refused == {401: 1}
+    # the second page's offer; the first page's DELETE may find its session already
+    # closed by the peer connection's end (404), a race the page ignores
+    assert server.refused[401] == 1
+    assert set(server.refused) <= {401, 404}, server.refused
 
 
 def test_the_page_shows_the_agents_transcript_in_chromium(tmp_path: Path) -> None:

@@ -500,6 +500,8 @@ def parse_message(
     for name in mandatory:
         if message.header(name) is None:
             raise SipParseError("missing_header", f"no {name} header")
+    if not message.header_values("Via"):  # "Via:" with nothing in it
+        raise SipParseError("missing_header", "an empty Via header")
     lengths = {v.strip() for n, v in headers if n == "Content-Length"}
     body = raw[end + 4 :]
     if lengths:
