@@ -40,7 +40,11 @@ class Server:
     def __init__(self, log: Path, says: str, *options: str) -> None:
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)]),
+            # the repository root for the test agent (tests.store...); voxwire itself is
+            # whatever this interpreter imports (the source tree or an installed wheel)
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            ),
             "RESUME_AGENT_SAYS": says,
         }
         self.log = log
