@@ -142,6 +142,31 @@ class StoreCounts:
         with self._lock:
             return dict(self._counts)
 
+    def encode(self, conversation: StoredConversation, max_bytes: int) -> bytes:
+        """:func:`encode`, counting ``save_failed`` when it refuses and ``trimmed`` when it
+        dropped turns to fit."""
+        try:
+            raw, dropped = encode(conversation, max_bytes)
+        except StoreError:
+            self.note("save_failed")
+            raise
+        if dropped:
+            self.note("trimmed")
+        return raw
+
+    def decode(self, raw: bytes | str | None) -> StoredConversation | None:
+        """:func:`decode` of what a backend read (None for nothing stored), counting
+        ``hit`` or ``load_failed``."""
+        if raw is None:
+            return None
+        try:
+            found = decode(raw)
+        except StoreError:
+            self.note("load_failed")
+            raise
+        self.note("hit")
+        return found
+
 
 def _turn_starts(history: History) -> list[int]:
     return [i for i, m in enumerate(history.messages) if m.role == "user"]

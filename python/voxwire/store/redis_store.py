@@ -20,8 +20,6 @@ from voxwire.store.base import (
     StoreCounts,
     StoredConversation,
     StoreError,
-    decode,
-    encode,
 )
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]
@@ -100,26 +98,11 @@ class RedisStore:
         return result
 
     async def load(self, key: str) -> StoredConversation | None:
-        raw = await self._call("load", "get", self.prefix + key)
-        if raw is None:
-            return None
-        try:
-            found = decode(raw)
-        except StoreError:
-            self.counts.note("load_failed")
-            raise
-        self.counts.note("hit")
-        return found
+        return self.counts.decode(await self._call("load", "get", self.prefix + key))
 
     async def save(self, key: str, conversation: StoredConversation) -> None:
         conversation.updated = time.time()
-        try:
-            raw, dropped = encode(conversation, self.max_bytes)
-        except StoreError:
-            self.counts.note("save_failed")
-            raise
-        if dropped:
-            self.counts.note("trimmed")
+        raw = self.counts.encode(conversation, self.max_bytes)
         await self._call("save", "set", self.prefix + key, raw, ex=max(1, round(self.ttl)))
 
     async def delete(self, key: str) -> None:

@@ -42,8 +42,6 @@ from voxwire.store.base import (
     StoreCounts,
     StoredConversation,
     StoreError,
-    decode,
-    encode,
 )
 
 __all__ = ["SqliteStore", "open_sqlite"]
@@ -152,27 +150,12 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else bytes(row[0])
 
-        raw = await self._run("load", work)
-        if raw is None:
-            return None
-        try:
-            found = decode(raw)
-        except StoreError:
-            self.counts.note("load_failed")
-            raise
-        self.counts.note("hit")
-        return found
+        return self.counts.decode(await self._run("load", work))
 
     async def save(self, key: str, conversation: StoredConversation) -> None:
         now = self.clock()
         conversation.updated = now
-        try:
-            raw, dropped = encode(conversation, self.max_bytes)
-        except StoreError:
-            self.counts.note("save_failed")
-            raise
-        if dropped:
-            self.counts.note("trimmed")
+        raw = self.counts.encode(conversation, self.max_bytes)
 
         def work() -> None:
             self._conn.execute(
