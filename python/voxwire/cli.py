@@ -336,8 +336,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--control",
         action="store_true",
         help="serve the control API on the WebSocket port (GET /calls, POST "
-        "/calls/ID/hangup, /mute, /unmute) for the bearer token of $VOXWIRE_CONTROL_TOKEN "
-        "or --control-token-file",
+        "/calls/ID/hangup, /mute, /unmute, /say?text=) for the bearer token of "
+        "$VOXWIRE_CONTROL_TOKEN or --control-token-file",
     )
     serve.add_argument(
         "--control-token-file",

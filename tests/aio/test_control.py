@@ -13,13 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("espeakng_loader", reason="the callers' speech is made with espeak-ng")
 pytest.importorskip("websockets", reason="the server needs websockets")
 
-from voxwire.agents.server import serve_echo
+from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
+from voxwire.agents.server import agent_server, serve_echo
+from voxwire.aio import Call
 from voxwire.aio.control import Control, load_token
+from voxwire.services.fake import FakeLlm, FakeStt, FakeTts
+from voxwire.sim import CallPlan, place_call
 from voxwire.sim.load import run_load
 
 TOKEN = "a-control-token-of-some-length"
@@ -85,6 +90,8 @@ def test_list_mute_unmute_and_hang_up_calls() -> None:
         seen["get hangup"] = await request(port, "GET", f"/calls/{one}/hangup")
         seen["unknown"] = await request(port, "POST", "/calls/MZnothing/hangup")
         seen["bad action"] = await request(port, "POST", f"/calls/{one}/transfer")
+        seen["echo say"] = await request(port, "POST", f"/calls/{one}/say?text=Hello")
+        seen["no text"] = await request(port, "POST", f"/calls/{one}/say")
         seen["hangup"] = await request(port, "POST", f"/calls/{one}/hangup")
         seen["report"] = await load
         seen["after"] = await request(port, "GET", "/calls")
@@ -129,6 +136,9 @@ def test_list_mute_unmute_and_hang_up_calls() -> None:
     assert seen["get hangup"][1]["Allow"] == "POST"
     assert seen["unknown"][0] == 404
     assert seen["bad action"][0] == 404
+    assert seen["echo say"][0] == 409  # the echo agent says no text it is given
+    assert "cannot say" in seen["echo say"][2]["error"]
+    assert seen["no text"][0] == 400
     assert seen["hangup"][0] == 202
     assert seen["hangup"][2]["state"] == "closing"
     report = seen["report"]
@@ -136,6 +146,55 @@ def test_list_mute_unmute_and_hang_up_calls() -> None:
     assert report.completed == 1
     assert report.errors == {"1000": 1}
     assert seen["after"][2] == {"calls": []}
+
+
+def test_the_voice_agent_says_a_text_it_is_given() -> None:
+    """POST /calls/ID/say: the agent speaks the text to the phone and keeps it in the
+    history; a second text while the first plays waits its turn; an empty one is 400."""
+    results: list[AgentCallResult] = []
+
+    def on_end(call: Call, result: AgentCallResult) -> None:
+        results.append(result)
+
+    agent = VoiceAgent(FakeStt(["unused"]), FakeLlm(lambda messages: "unused"), FakeTts())
+    agent.on_end = on_end
+    first, second = "This call may be recorded.", "An agent will join shortly."
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with agent_server(agent, "twilio", control=Control(TOKEN)) as url:
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            # a caller who says nothing: whatever plays is what the control API asked for
+            plan = CallPlan(np.zeros(1600, np.int16), quiet=1.0, reply_timeout=8.0, tail=0.5)
+            call = asyncio.create_task(place_call(url, "twilio", plan))
+            for _ in range(200):
+                listed = (await request(port, "GET", "/calls"))[2]["calls"]
+                if listed:
+                    break
+                await asyncio.sleep(0.02)
+            call_id = listed[0]["call_id"]
+            path = f"/calls/{call_id}/say?text="
+            seen["first"] = await request(port, "POST", path + first.replace(" ", "%20"))
+            seen["second"] = await request(port, "POST", path + second.replace(" ", "+"))
+            seen["empty"] = await request(port, "POST", path)
+            seen["report"] = await asyncio.wait_for(call, 30)
+            for _ in range(150):
+                if results:
+                    break
+                await asyncio.sleep(0.02)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen["first"][0] == 202
+    assert seen["first"][2]["state"] == "up"
+    assert seen["second"][0] == 202
+    assert seen["empty"][0] == 400
+    report = seen["report"]
+    assert np.count_nonzero(report.heard) > 0.5 * 8000  # the phone heard the speech
+    (result,) = results
+    said = [m.content for m in result.history.messages if m.role == "assistant"]
+    assert said == [first, second]
+    assert [t.user_text for t in result.turns] == ["", ""]
 
 
 def test_load_token() -> None:

@@ -12,6 +12,8 @@ from voxwire.services.base import SpeechAudio, TextDelta, ToolCall, Transcript, 
 from voxwire.services.fake import speech_signal
 from voxwire.voice.conversation import (
     END_CALL,
+    MAX_SAY_CHARS,
+    MAX_SAYS_WAITING,
     Action,
     CancelLlm,
     CancelTts,
@@ -443,6 +445,54 @@ def test_a_resumed_call_says_the_resume_greeting_or_nothing() -> None:
     h = Harness(VoiceConfig(greeting="Hello.", resume_greeting="Sorry, we were cut off."))
     got = h.take(h.conv.start(0.0, resumed=True))
     assert [a.text for a in h.of(SpeakText, got)] == ["Sorry, we were cut off."]
+
+
+def test_a_text_said_on_a_free_line_is_spoken_at_once_as_an_assistant_turn() -> None:
+    h = Harness()
+    got = h.take(h.conv.say("This call may be recorded.", h.now))
+    (speak,) = h.of(SpeakText, got)
+    assert isinstance(speak, SpeakText)
+    assert speak.text == "This call may be recorded."
+    assert h.of(StartTts, got)
+    assert h.of(EndTts, got)
+    assert h.conv.live_reply == speak.reply
+    assert h.history.messages[-1].role == "assistant"
+    assert h.history.messages[-1].content == "This call may be recorded."
+    assert h.conv.turns[-1].user_text == ""
+
+
+def test_a_text_said_during_a_reply_waits_until_that_reply_has_played() -> None:
+    h = Harness()
+    start = h.say_turn("what are your opening hours")
+    h.reply(start.reply, "We open at nine.")
+    assert h.take(h.conv.say("One more thing.", h.now)) == []
+    assert h.conv.says_waiting == 1
+    h.synth(start.reply, "We open at nine.")
+    end = h.take(h.conv.tts_done(start.reply, h.now))
+    (final,) = [m for m in h.of(Mark, end) if isinstance(m, Mark) and m.final]
+    assert isinstance(final, Mark)
+    h.take(h.conv.mark_played(h.marks[0].name, h.now))
+    got = h.take(h.conv.mark_played(final.name, h.now + 1.2))
+    assert [a.text for a in h.of(SpeakText, got) if isinstance(a, SpeakText)] == ["One more thing."]
+    assert h.conv.says_waiting == 0
+    assert [m.content for m in h.history.messages[-2:]] == ["We open at nine.", "One more thing."]
+
+
+def test_texts_to_say_are_bounded_and_refused_with_a_reason() -> None:
+    h = Harness()
+    for text in ("", "   "):
+        with pytest.raises(ValueError, match="no text"):
+            h.conv.say(text, h.now)
+    with pytest.raises(ValueError, match="characters at most"):
+        h.conv.say("a" * (MAX_SAY_CHARS + 1), h.now)
+    h.take(h.conv.say("First.", h.now))
+    for i in range(MAX_SAYS_WAITING):
+        assert h.take(h.conv.say(f"Waiting {i}.", h.now)) == []
+    with pytest.raises(ValueError, match="already wait"):
+        h.conv.say("One too many.", h.now)
+    h.take(h.conv.close())
+    with pytest.raises(ValueError, match="ended"):
+        h.conv.say("Too late.", h.now)
 
 
 def test_a_call_that_ends_mid_reply_keeps_only_the_heard_words() -> None:

@@ -328,6 +328,7 @@ class _AgentCall:
     # --- the call's events -----------------------------------------------------------
 
     async def run(self) -> None:
+        self.call.on_say = self.say
         try:
             async for event in self.call:
                 if self.stt is None and isinstance(event, Audio | CallStarted):
@@ -358,9 +359,16 @@ class _AgentCall:
             ):
                 self.ended_by = "server_closed"
         finally:
+            self.call.on_say = None
             self.apply(self.conversation.close(self._heard_of_live()))
             await self._shutdown()
             await self._finish_store()
+
+    def say(self, text: str) -> None:
+        """Say ``text`` into the call (:meth:`Conversation.say`); ValueError when refused."""
+        if self.stt is None:
+            raise ValueError("the call's conversation has not started yet")
+        self.apply(self.conversation.say(text, self.loop.time()))
 
     # --- the store -------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The control API of a server: list the calls up, hang one up, mute or unmute its agent.
+"""The control API of a server: list the calls up, hang one up, mute or unmute its agent,
+have it say a text.
 
 Served on the WebSocket port, beside ``/health``, ``/ready`` and ``/metrics``, before any
 upgrade (``voxwire serve --control``; :func:`voxwire.agents.server.serve_agent` with
@@ -16,6 +17,12 @@ request                     answer
                             barge-in does, here and at the provider) and what it plays
                             next is not sent, until ``unmute``
 ``POST /calls/ID/unmute``   200 ``CALL``
+``POST /calls/ID/say?text=``  202 ``CALL``: the agent says the (URL-encoded) text, at
+                            once on a free line, else once its reply under way has
+                            played; kept in the history as heard. 400 without a text;
+                            409 when the call's agent cannot say a text (the echo
+                            agent) or refuses it, with its reason (over 2000
+                            characters, 8 texts already wait, not started yet)
 ==========================  ========================================================
 
 A ``CALL`` is ``{"call_id", "protocol", "state", "muted", "duration_s",
@@ -24,7 +31,8 @@ A ``CALL`` is ``{"call_id", "protocol", "state", "muted", "duration_s",
 ``closing``; ``quality`` the loss and E-model estimate of
 :func:`voxwire.aio.metrics.call_quality`. The id is the provider's stream id (a call
 not started yet has none and is not listed). Another method on a control path is 405
-with ``Allow``; POST requests carry no body (the WebSocket library refuses one).
+with ``Allow``; POST requests carry no body (the WebSocket library refuses one): the text to say
+comes in the query string.
 
 >>> control = Control("s3cret")
 >>> control.answer("GET", "/calls", "Bearer s3cret", [])[0:2]
@@ -43,6 +51,7 @@ import json
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from voxwire.aio.session import CLOSE_NORMAL, Call
 
@@ -50,7 +59,7 @@ __all__ = ["CALLS_PATH", "Control", "load_token"]
 
 CALLS_PATH = "/calls"
 
-_ACTIONS = ("hangup", "mute", "unmute")
+_ACTIONS = ("hangup", "mute", "unmute", "say")
 
 
 def load_token(value: str | None = None, file: str | None = None) -> str:
@@ -100,8 +109,11 @@ class Control:
     def answer(
         self, method: str, path: str, authorization: str | None, calls: Iterable[Call]
     ) -> tuple[int, bytes, dict[str, str]] | None:
-        """(status, JSON body, extra headers) of a request on a control path; None for a
-        path that is not one (the media stream, the health paths)."""
+        """(status, JSON body, extra headers) of a request on a control path (``path``
+        with its query string, if any); None for a path that is not one (the media
+        stream, the health paths)."""
+        url = urlsplit(path)
+        path = url.path
         if path != CALLS_PATH and not path.startswith(CALLS_PATH + "/"):
             return None
         if not self._authorized(authorization):
@@ -129,11 +141,24 @@ class Control:
                 call.close(CLOSE_NORMAL, "hung up by the control API")
             )
             return _json(202, self.describe(call, closing=True))
+        if action == "say":
+            return self._say(call, parse_qs(url.query).get("text", [""])[-1])
         if action == "mute":
             call.mute()
         else:
             call.unmute()
         return _json(200, self.describe(call))
+
+    def _say(self, call: Call, text: str) -> tuple[int, bytes, dict[str, str]]:
+        if not text.strip():
+            return _error(400, "give the text to say: ?text=...")
+        if call.on_say is None:
+            return _error(409, "the agent of this call cannot say a text")
+        try:
+            call.on_say(text)
+        except ValueError as exc:
+            return _error(409, str(exc))
+        return _json(202, self.describe(call))
 
     @staticmethod
     def call_id(call: Call) -> str:

@@ -154,6 +154,8 @@ class RtpCall:
         self.line_rate = session.sample_rate
         self.idle_timeout = idle_timeout
         self.max_pending_events = max_pending_events
+        #: says a text into the call as the agent, where the call's agent can
+        self.on_say: Callable[[str], None] | None = None
         self.codec = RtpCodecInfo(
             session.codec, session.payload_type, session.clock_rate, session.sample_rate
         )

@@ -338,6 +338,9 @@ class Call:
         self.muted = False
         #: line-rate samples :meth:`play` dropped while muted
         self.muted_samples = 0
+        #: says a text into the call as the agent, where the call's agent can (set by
+        #: :class:`voxwire.agents.pipeline.VoiceAgent`; the control API's ``say``)
+        self.on_say: Callable[[str], None] | None = None
 
     # --- application API -------------------------------------------------------------
 

@@ -34,7 +34,7 @@ transport can carry; code that needs either uses the concrete class.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from voxwire.pacing import PacedStream
@@ -62,6 +62,10 @@ class CallSurface(Protocol):
     Positions (:attr:`queued_total`, :meth:`playout_position`, :attr:`played_samples`)
     count line-rate samples since the call started.
     """
+
+    on_say: Callable[[str], None] | None
+    """Says a text into the call as the agent (raising ValueError for one it refuses);
+    set by an agent that can speak a text it is given (VoiceAgent), None otherwise."""
 
     @property
     def codec(self) -> NamedCodec:

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["WebSocketsTransport", "serve"]
 
 ControlAnswer = Callable[[str, str, "str | None"], "tuple[int, bytes, dict[str, str]] | None"]
-"""What answers the control API's requests: (method, path, Authorization header) to
-(status, body, headers), or None for another path."""
+"""What answers the control API's requests: (method, path with its query string,
+Authorization header) to (status, body, headers), or None for another path."""
 
 
 def _import_websockets() -> Any:
@@ -180,7 +180,7 @@ def serve(
                 return connection.respond(HTTPStatus(answer[0]), answer[1])
         if control is not None and url.path != path:
             method = getattr(request, "method", "GET")  # websockets < 14 reads GET only
-            answered = control(method, url.path, request.headers.get("Authorization"))
+            answered = control(method, request.path, request.headers.get("Authorization"))
             if answered is not None:
                 status, body, headers = answered
                 response = connection.respond(HTTPStatus(status), "")

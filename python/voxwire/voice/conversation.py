@@ -102,6 +102,8 @@ from voxwire.voice.turns import Prosody, prosody
 
 __all__ = [
     "END_CALL",
+    "MAX_SAYS_WAITING",
+    "MAX_SAY_CHARS",
     "Action",
     "CancelLlm",
     "CancelTts",
@@ -140,6 +142,11 @@ def _dbfs(mean_square: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 _NO_SAMPLES: npt.NDArray[np.int16] = np.zeros(0, np.int16)
 _NO_SAMPLES.flags.writeable = False
+MAX_SAY_CHARS = 2000
+"""Longest text :meth:`Conversation.say` takes."""
+MAX_SAYS_WAITING = 8
+"""Texts :meth:`Conversation.say` holds while a reply is under way."""
+
 _GAP_FRAMES = 4  # 80 ms without speech while paused ends one sound
 _SOUNDING_DBFS = -50.0  # reply audio louder than this shows the echo path when it returns
 
@@ -535,6 +542,7 @@ class Conversation:
         self._mark_count = 0
         #: service failures counted by "service:reason"
         self.errors: dict[str, int] = {}
+        self._says: deque[str] = deque()  # texts to say once the line is free
 
     # --- public inputs -------------------------------------------------------------
 
@@ -549,6 +557,50 @@ class Conversation:
         self._speak(reply, greeting, out, now)
         self._finish_text(reply, out, now)
         return out
+
+    def say(self, text: str, now: float) -> list[Action]:
+        """Say ``text`` as the agent (an operator's words, an announcement): at once when
+        no reply is under way, else as soon as that reply has finished playing (or been
+        cut by the caller and the caller's turn answered). It is an assistant turn like any
+        other: synthesised, paced, cut at what the caller heard when talked over, and
+        kept in the history as heard; its turn has no caller text.
+
+        Raises
+        ------
+        ValueError
+            When the text is empty, longer than :data:`MAX_SAY_CHARS`, when
+            :data:`MAX_SAYS_WAITING` texts already wait, or when the call has ended.
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("there is no text to say")
+        if len(text) > MAX_SAY_CHARS:
+            raise ValueError(f"a text to say is {MAX_SAY_CHARS} characters at most")
+        if self.ended:
+            raise ValueError("the call has ended")
+        if self._reply is not None or self._draft is not None or self._says:
+            if len(self._says) >= MAX_SAYS_WAITING:
+                raise ValueError(f"{MAX_SAYS_WAITING} texts already wait to be said")
+            self._says.append(text)
+            return []
+        out: list[Action] = []
+        self._say_now(text, out, now)
+        return out
+
+    @property
+    def says_waiting(self) -> int:
+        """Texts given to :meth:`say` that wait for the line."""
+        return len(self._says)
+
+    def _say_now(self, text: str, out: list[Action], now: float) -> None:
+        reply = self._new_reply(now, user_text="")
+        self._speak(reply, text, out, now)
+        self._finish_text(reply, out, now)
+
+    def _say_waiting(self, out: list[Action], now: float) -> None:
+        """The line is free: say the next text waiting, if any."""
+        if self._says and self._reply is None and self._draft is None and not self.ended:
+            self._say_now(self._says.popleft(), out, now)
 
     def audio(self, pcm: PCM, now: float) -> list[Action]:
         """Caller audio at :attr:`rate` (any length), received at ``now``."""
@@ -1047,6 +1099,7 @@ class Conversation:
             return
         self._discard_draft(out)
         if not text:
+            self._say_waiting(out, now)  # the caller's sound was no turn: the line is free
             return
         r = self._new_reply(now, user_text=text)
         m = r.metrics
@@ -1270,6 +1323,7 @@ class Conversation:
         if r.end_call:
             self.ended = True
             out.append(HangUp("the agent ended the call"))
+        self._say_waiting(out, now)
 
     def _cancel(self, r: _Reply, out: list[Action]) -> None:
         if r.llm_open:
