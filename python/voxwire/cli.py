@@ -956,6 +956,13 @@ def _serve(args: argparse.Namespace) -> int:
             if agent is not None and hasattr(agent, "on_end"):
                 _observe_turns(agent, metrics)
         state = await _open_state(args, agent)
+        if metrics is not None:
+            if state.store is not None:
+                metrics.count("store", state.store.counts.as_dict)
+            if state.records is not None:
+                metrics.count("records", state.records.counts.as_dict)
+            if recorder is not None:
+                metrics.count("recordings", recorder.counts)
         control = None
         if control_token is not None:
             from voxwire.aio.control import Control

@@ -240,6 +240,10 @@ class Recorder:
         self._last_sweep = 0.0
         self.sweep()
 
+    def counts(self) -> dict[str, int]:
+        """Calls ``recorded``, recordings that ``failed``, old recordings ``deleted``."""
+        return {"recorded": self.recorded, "failed": self.failures, "deleted": self.deleted}
+
     async def record(self, handler: Callable[[Any], Awaitable[None]], call: CallSurface) -> None:
         """Run ``handler`` on ``call`` with its audio recorded."""
         if self.clock() - self._last_sweep >= SWEEP_EVERY:

@@ -10,8 +10,11 @@ import logging
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("espeakng_loader", reason="the callers' speech is made with espeak-ng")
@@ -26,6 +29,7 @@ from voxwire.aio.admission import Admission
 from voxwire.aio.metrics import ServerMetrics
 from voxwire.protocols.events import CallStarted
 from voxwire.quality import mos, r_factor
+from voxwire.sim import CallPlan, place_call
 from voxwire.sim.load import run_load
 from voxwire.voice.metrics import TurnMetrics
 
@@ -224,3 +228,64 @@ def test_cli_serve_metrics() -> None:
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_counted_sources_are_read_at_each_scrape() -> None:
+    metrics = ServerMetrics(Admission())
+    counts = {"save": 3}
+    metrics.count("store", lambda: counts)
+
+    def samples() -> dict[tuple[str, tuple[Any, ...]], float]:
+        _, body = metrics.exposition()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+        }
+
+    key = "voxwire_state_operations_total"
+    assert samples()[(key, (("operation", "save"), ("source", "store")))] == 3
+    counts["save_failed"] = 1
+    assert samples()[(key, (("operation", "save_failed"), ("source", "store")))] == 1
+
+
+def test_cli_serve_metrics_count_the_state_operations(tmp_path: Path) -> None:
+    old = tmp_path / "2020-01-01" / "old.wav"
+    old.parent.mkdir()
+    old.write_bytes(b"RIFF")
+    os.utime(old, (time.time() - 3 * 86400,) * 2)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voxwire", "serve", "--protocol", "twilio", "--agent", "demo",
+         "--port", "0", "--metrics", "--record", str(tmp_path),
+         "--record-retention-days", "1", "--records", str(tmp_path / "calls.db"),
+         "--store", f"sqlite:{tmp_path / 'state.db'}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+        # one call: the demo greets a caller who says nothing, and the call ends
+        plan = CallPlan(np.zeros(1600, np.int16), quiet=0.8, reply_timeout=15.0)
+        asyncio.run(asyncio.wait_for(place_call(url, "twilio", plan), 60))
+        key = "voxwire_state_operations_total"
+        added = (key, (("operation", "add"), ("source", "records")))
+        for _ in range(200):  # the record is written as the call's handler ends
+            _, _, samples = asyncio.run(scrape(port_of(url)))
+            if added in samples:
+                break
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    assert samples[added] == 1
+    assert samples[(key, (("operation", "recorded"), ("source", "recordings")))] == 1
+    store = {op: n for (name, labels), n in samples.items() if name == key
+             for (_, op), (_, source) in [labels] if source == "store"}  # fmt: skip
+    assert store.get("save", 0) >= 1, store  # the greeting's turn was saved
+    assert "save_failed" not in store
+    assert samples[(key, (("operation", "deleted"), ("source", "recordings")))] == 1
+    assert samples[(key, (("operation", "failed"), ("source", "recordings")))] == 0
+    assert not old.exists()

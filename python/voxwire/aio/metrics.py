@@ -35,6 +35,12 @@ name                                              what
                                                   late drops) over media expected
 ``voxwire_call_r_factor``, ``voxwire_call_mos``   per call: the G.107 E-model estimate
                                                   (:mod:`voxwire.quality`)
+``voxwire_state_operations_total``               the store's, call records' and
+``{source,operation}``                            recordings' operations (``source``
+                                                  ``store``, ``records``, ``recordings``;
+                                                  ``operation`` e.g. ``save``,
+                                                  ``save_failed``, ``add_failed``,
+                                                  ``failed``, ``deleted``)
 ``voxwire_asyncio_tasks``                         tasks of the server's event loop now (a
                                                   task leak shows here first)
 ``process_resident_memory_bytes``,                the process's RSS and open file
@@ -64,7 +70,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from voxwire.aio.admission import METRICS_PATH, Admission
@@ -203,6 +209,8 @@ class ServerMetrics:
             registry=reg,
         )
 
+        counted = self._counted = dict[str, Callable[[], Mapping[str, int]]]()
+
         class _Counted:
             """Counters kept elsewhere (admission refusals, ERRORS), read at scrape."""
 
@@ -221,6 +229,16 @@ class ServerMetrics:
                 for (stage, kind), n in sorted(ERRORS.as_dict().items()):
                     errors.add_metric([stage, kind], n)
                 yield errors
+                operations = CounterMetricFamily(
+                    "voxwire_state_operations",
+                    "Operations of the store, the call records and the recordings, by "
+                    "what did them and outcome.",
+                    labels=["source", "operation"],
+                )
+                for source, read in sorted(counted.items()):
+                    for operation, n in sorted(read().items()):
+                        operations.add_metric([source, operation], n)
+                yield operations
 
         reg.register(_Counted())
         self._content_type: str = prom.CONTENT_TYPE_LATEST
@@ -229,6 +247,12 @@ class ServerMetrics:
         self._started: weakref.WeakKeyDictionary[Call, float] = weakref.WeakKeyDictionary()
 
     # --- what the server feeds -------------------------------------------------------
+
+    def count(self, source: str, read: Callable[[], Mapping[str, int]]) -> None:
+        """Expose the counts ``read()`` gives at each scrape as
+        ``voxwire_state_operations{source=..., operation=...}`` (the store's
+        ``counts.as_dict``, the call records', a recorder's)."""
+        self._counted[source] = read
 
     def call_started(self, call: Call) -> None:
         """A call's handler started (for the summary's duration)."""
