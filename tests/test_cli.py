@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.serving import serving
 from voxwire import __version__
 from voxwire.benchmarks._harness import Impl, Table, time_interleaved
 from voxwire.cli import main
@@ -145,17 +145,8 @@ def test_serve_with_a_key_set_accepts_a_minted_token_once() -> None:
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXWIRE_TOKEN_KEY": KEYS}
     command = [sys.executable, "-m", "voxwire"]
-    server = subprocess.Popen(
-        [*command, "serve", "--protocol", "twilio", "--echo", "--port", "0", "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = line.split(" on ", 1)[1].split()[0]
+    with serving("--protocol", "twilio", "--echo", "--port", "0", "-q", env=env) as server:
+        url = server.url
         token = subprocess.run(
             [*command, "token", "--call", "CA1"],
             capture_output=True,
@@ -175,9 +166,7 @@ def test_serve_with_a_key_set_accepts_a_minted_token_once() -> None:
             return [await status(q) for q in ("?token=nope", f"?token={token}", f"?token={token}")]
 
         assert asyncio.run(statuses()) == [401, 101, 401]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=10)
+    err = server.stderr
     assert "401 token already used" in err
     assert token not in err
 
@@ -218,16 +207,8 @@ def test_call_shows_the_refusal_and_takes_a_token(tmp_path: Path) -> None:
     pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXWIRE_TOKEN": "shared-test-token"}
     command = [sys.executable, "-m", "voxwire"]
-    server = subprocess.Popen(
-        [*command, "serve", "--protocol", "vonage", "--echo", "--port", "0", "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+    with serving("--protocol", "vonage", "--echo", "--port", "0", "-q", env=dict(env)) as server:
+        url = server.url
         call = [*command, "call", "--protocol", "vonage", url, "--say-text", "Hello there."]
         env.pop("VOXWIRE_TOKEN")
         wrong = subprocess.run(
@@ -245,9 +226,6 @@ def test_call_shows_the_refusal_and_takes_a_token(tmp_path: Path) -> None:
         )
         assert right.returncode == 0, right.stderr
         assert "echo correlation" in right.stdout
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
 
 
 def test_serve_caps_its_connections() -> None:
@@ -257,17 +235,9 @@ def test_serve_caps_its_connections() -> None:
     from websockets.exceptions import InvalidStatus
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    serve = ["serve", "--protocol", "twilio", "--echo", "--port", "0", "--max-connections", "1"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voxwire", *serve, "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+    serve = ["--protocol", "twilio", "--echo", "--port", "0", "--max-connections", "1", "-q"]
+    with serving(*serve, env=env) as server:
+        url = server.url
 
         async def second_one() -> tuple[int, bytes]:
             async with connect(url, open_timeout=5):
@@ -278,10 +248,7 @@ def test_serve_caps_its_connections() -> None:
                 return response.status_code, bytes(response.body)
 
         assert asyncio.run(second_one()) == (503, b"too many connections (max 1)\n")
-    finally:
-        server.terminate()
-        _, err = server.communicate(timeout=10)
-    assert "503 too many connections (max 1)" in err
+    assert "503 too many connections (max 1)" in server.stderr
 
 
 def test_serve_webrtc_refuses_the_options_it_does_not_honour(

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.aio.provider import play_call
+from tests.serving import serving
 from voxwire.agents.server import agent_server
 from voxwire.aio.surface import CallSurface
 from voxwire.protocols import Audio
@@ -217,22 +218,13 @@ def test_serve_records_with_a_retention_and_refuses_a_bad_one(tmp_path: Path) ->
     # one utterance for the VAD (a phrase it splits would clear the first echo at a time
     # that depends on scheduling, and the echo heard would vary from run to run)
     speech = synthesize("Please book a table for two tonight.", LINE)
-    server = subprocess.Popen(
-        [*base, "--port", "0", "--record", str(tmp_path), "--record-retention-days", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+    with serving(
+        "--protocol", "twilio", "--echo", "--port", "0", "--record", str(tmp_path),
+        "--record-retention-days", "1",
+    ) as server:  # fmt: skip
         speech_then_silence = np.concatenate([speech, np.zeros(3 * LINE, np.int16)])
-        heard = asyncio.run(asyncio.wait_for(one_call(url, speech_then_silence), 30))
+        heard = asyncio.run(asyncio.wait_for(one_call(server.url, speech_then_silence), 30))
         assert heard > 0.8 * speech.size  # the echo of the caller's speech
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
     assert not old.exists()
     (path,) = tmp_path.glob("*/*.wav")
     rate, frames = read(path)

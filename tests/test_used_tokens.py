@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving import serving
 from voxwire.security import CallTokens, TokenError
 from voxwire.used_tokens import MemoryUsedTokens, SqliteUsedTokens, UsedTokens
 
@@ -113,17 +113,9 @@ def test_workers_share_the_used_tokens() -> None:
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXWIRE_TOKEN_KEY": KEYS}
     command = [sys.executable, "-m", "voxwire"]
-    server = subprocess.Popen(
-        [*command, "serve", "--protocol", "twilio", "--echo", "--port", "0", "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = line.split(" on ", 1)[1].split()[0]
+    args = ["--protocol", "twilio", "--echo", "--port", "0", "--workers", "2"]
+    with serving(*args, env=env) as server:
+        url = server.url
         minted = subprocess.run(
             [*command, "token", "--call", "CA1"], capture_output=True, text=True, env=env
         )
@@ -143,8 +135,6 @@ def test_workers_share_the_used_tokens() -> None:
             return [await status(f"?token={token}") for _ in range(17)]
 
         assert asyncio.run(statuses()) == [101] + [401] * 16
-    finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=30)
+    err = server.stderr
     assert err.count("401 token already used") == 16, err
     assert token not in err

@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("espeakng_loader", reason="the callers' speech is made with espeak-ng")
 pytest.importorskip("websockets", reason="the server needs websockets")
 
+from tests.serving import serving
 from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
 from voxwire.agents.server import agent_server, serve_echo
 from voxwire.aio import Call
@@ -247,20 +248,8 @@ def test_cli_control_options(tmp_path: Path) -> None:
 def test_cli_serves_the_control_api(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "voxwire", "serve", "--protocol", "twilio", "--echo",
-         "--port", "0", "--control", "--control-token-file", str(path), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        port = int(line.split(" on ", 1)[1].split()[0].rsplit(":", 1)[1].split("/")[0])
-        assert asyncio.run(request(port, "GET", "/calls"))[:1] == (200,)
-        assert asyncio.run(request(port, "GET", "/calls", token="y" * 20))[0] == 401
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    args = ["--protocol", "twilio", "--echo", "--port", "0", "--control",
+            "--control-token-file", str(path), "-q"]  # fmt: skip
+    with serving(*args) as server:
+        assert asyncio.run(request(server.port, "GET", "/calls"))[:1] == (200,)
+        assert asyncio.run(request(server.port, "GET", "/calls", token="y" * 20))[0] == 401

@@ -8,8 +8,6 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ pytest.importorskip("prometheus_client", reason="the metrics need prometheus-cli
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.serving import serving
 from voxwire.agents.server import serve_agent, serve_echo
 from voxwire.aio import Call
 from voxwire.aio.admission import Admission
@@ -198,36 +197,12 @@ def test_voice_agent_turns_feed_the_latency_and_ttfb_histograms() -> None:
 
 
 def test_cli_serve_metrics() -> None:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voxwire",
-            "serve",
-            "--protocol",
-            "twilio",
-            "--echo",
-            "--port",
-            "0",
-            "--metrics",
-            "--max-calls",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
-        status, _, samples = asyncio.run(scrape(port_of(url)))
+    args = ["--protocol", "twilio", "--echo", "--port", "0", "--metrics", "--max-calls", "3"]
+    with serving(*args) as server:
+        status, _, samples = asyncio.run(scrape(server.port))
         assert status == 200
         assert samples[("voxwire_active_calls", ())] == 0
         assert samples[("voxwire_draining", ())] == 0
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
 
 
 def test_counted_sources_are_read_at_each_scrape() -> None:
@@ -254,32 +229,21 @@ def test_cli_serve_metrics_count_the_state_operations(tmp_path: Path) -> None:
     old.parent.mkdir()
     old.write_bytes(b"RIFF")
     os.utime(old, (time.time() - 3 * 86400,) * 2)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voxwire", "serve", "--protocol", "twilio", "--agent", "demo",
-         "--port", "0", "--metrics", "--record", str(tmp_path),
-         "--record-retention-days", "1", "--records", str(tmp_path / "calls.db"),
-         "--store", f"sqlite:{tmp_path / 'state.db'}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split(" on ", 1)[1].split()[0]
+    args = ["--protocol", "twilio", "--agent", "demo", "--port", "0", "--metrics",
+            "--record", str(tmp_path), "--record-retention-days", "1",
+            "--records", str(tmp_path / "calls.db"),
+            "--store", f"sqlite:{tmp_path / 'state.db'}"]  # fmt: skip
+    with serving(*args) as server:
         # one call: the demo greets a caller who says nothing, and the call ends
         plan = CallPlan(np.zeros(1600, np.int16), quiet=0.8, reply_timeout=15.0)
-        asyncio.run(asyncio.wait_for(place_call(url, "twilio", plan), 60))
+        asyncio.run(asyncio.wait_for(place_call(server.url, "twilio", plan), 60))
         key = "voxwire_state_operations_total"
         added = (key, (("operation", "add"), ("source", "records")))
         for _ in range(200):  # the record is written as the call's handler ends
-            _, _, samples = asyncio.run(scrape(port_of(url)))
+            _, _, samples = asyncio.run(scrape(server.port))
             if added in samples:
                 break
             time.sleep(0.05)
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
     assert samples[added] == 1
     assert samples[(key, (("operation", "recorded"), ("source", "recordings")))] == 1
     store = {op: n for (name, labels), n in samples.items() if name == key

@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("espeakng_loader", reason="the callers' speech is made with espeak-ng")
 pytest.importorskip("websockets", reason="the servers and phones need websockets")
 
+from tests.serving import serving
 from voxwire.agents.server import serve_agent, serve_echo
 from voxwire.aio import Call
 from voxwire.protocols.events import CallStarted
@@ -167,18 +168,8 @@ def test_process_tree_cpu_counts_the_children() -> None:
 
 
 def test_cli_loadtest_against_voxwire_serve() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voxwire", "serve", "--protocol", "vonage", "--echo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = line.split(" on ", 1)[1].split()[0]
+    with serving("--protocol", "vonage", "--echo", "--port", "0") as served:
+        url, server = served.url, served.process
         command = [sys.executable, "-m", "voxwire", "loadtest", url, "--protocol", "vonage"]
         result = subprocess.run(
             [
@@ -217,6 +208,3 @@ def test_cli_loadtest_against_voxwire_serve() -> None:
         assert text.returncode == 0, text.stderr
         assert "reply latency:" in text.stdout
         assert "1 ended (0 failed)" in text.stderr
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
