@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage
 import voxwire
 from tests.aio.certs import self_signed
 from tests.aio.provider import EchoLog, echo_handler, play_call
+from tests.serving import serving
 from voxwire.agents.server import serve_echo
 from voxwire.aio.tcp import serve_audiosocket
 from voxwire.aio.tls import client_context, server_context
@@ -172,17 +173,9 @@ def test_cli_serve_tls(tmp_path: Path) -> None:
     assert wrong.returncode == 2
     assert "cannot load the TLS certificate and key" in wrong.stderr
     assert "Traceback" not in wrong.stderr
-    server = subprocess.Popen(
-        [*command, "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = line.split(" on ", 1)[1].split()[0]
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    with serving("--protocol", "twilio", "--echo", "--port", "0", *tls, "-q") as server:
+        url = server.url
         assert url.startswith("wss://127.0.0.1:")
 
         async def opened() -> str | None:
@@ -190,6 +183,3 @@ def test_cli_serve_tls(tmp_path: Path) -> None:
                 return ws.protocol.state.name
 
         assert run(opened()) == "OPEN"
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
