@@ -413,9 +413,12 @@ async def soak(
         await asyncio.gather(*running, return_exceptions=True)
     report.seconds = loop.time() - begin
     # the server closes the last connections: idle again, as it was before the first call
+    # (a call's last task, its close, may still be finishing when its socket is gone)
+    before = report.idle_before
+    assert before is not None
     for _ in range(50):
-        report.idle_after = await reading()
-        if report.idle_after.calls_up == 0 and report.idle_after.fds <= report.idle_before.fds:
+        after = report.idle_after = await reading()
+        if after.calls_up == 0 and after.fds <= before.fds and after.tasks <= before.tasks:
             break
         await asyncio.sleep(0.1)
     report.server_errors = (await scrape(host, port)).get("voxwire_errors_total", 0.0)
