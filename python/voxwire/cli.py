@@ -16,6 +16,10 @@ errors and the server's CPU per call (:mod:`voxwire.sim.load`).
 deepgram``, ``--tts elevenlabs --voice ID``; :mod:`voxwire.services.registry`), their
 keys from the environment.
 
+``voxwire dial sip:user@host`` places an outbound SIP call with the same agents and
+leaves with a status saying whether it was answered, busy or not answered
+(:mod:`voxwire.cli_dial`).
+
 ``voxwire token --ttl 60 --call ID`` mints a signed, expiring, single-use token for one
 call (:class:`voxwire.security.CallTokens`) with the key set in ``$VOXWIRE_TOKEN_KEY`` or
 ``--key-file``; ``voxwire serve`` given the same key set accepts it.
@@ -41,6 +45,7 @@ from typing import Any, NoReturn
 from voxwire import __version__
 from voxwire.benchmarks import BENCHMARKS
 from voxwire.benchmarks._harness import Table
+from voxwire.cli_dial import add_dial, dial_main
 from voxwire.protocols.registry import CODECS
 
 __all__ = ["main"]
@@ -84,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the tables as JSON")
     _add_serve(sub)
     _add_call(sub)
+    _add_services(add_dial(sub))
     _add_loadtest(sub)
     _add_token(sub)
     demo = sub.add_parser(
@@ -1496,6 +1502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(exc.code or 0) if isinstance(exc.code, int) else 2
     if args.command == "call":
         return _call(args)
+    if args.command == "dial":
+        return dial_main(args, lambda a: _chosen_agent(a, _chosen_services(a, "sip")))
     if args.command == "loadtest":
         return _loadtest(args)
     if args.command == "demo":

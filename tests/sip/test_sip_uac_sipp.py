@@ -24,7 +24,7 @@ import pytest
 from tests.sip.audio_match import windowed_correlation
 from tests.sip.test_sip_sipp import free_udp_port, received
 from voxwire.aio.sip_uac import OutboundCall, open_dialer
-from voxwire.protocols.events import Audio, CallStarted
+from voxwire.protocols.events import Audio, CallStarted, Stopped
 from voxwire.sip.uac import Registered
 
 SIPP = shutil.which("sipp")
@@ -145,8 +145,10 @@ def test_an_answered_call_runs_the_handler_hears_its_echo_and_hangs_up(tmp_path:
 
             result = await dialer.dial(f"sip:callee@{sipp.uri_host}", handler, ring_timeout=10)
             assert result.outcome == "answered", result
-            assert result.status == 200 and 180 in result.progress
-            assert result.call is not None and not result.call.ended_by_remote
+            assert result.status == 200
+            assert 180 in result.progress
+            assert result.call is not None
+            assert not result.call.ended_by_remote
             code = await sipp.finish()
             assert code == 0, sipp.log()
             assert dialer.client.counters["request_sent_BYE"] == 1
@@ -157,3 +159,239 @@ def test_an_answered_call_runs_the_handler_hears_its_echo_and_hangs_up(tmp_path:
     value, whole = windowed_correlation(said, back, 16000)
     print(f"echo correlation windows {value:.3f}, whole {whole:.3f}")
     assert value > 0.8
+
+
+def test_a_digest_challenge_is_answered_and_the_callees_bye_ends_the_call(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        sipp = Sipp("uas_digest.xml", tmp_path, "-set", "password", "s3cret-pw")
+        await sipp.start()
+        async with await open_dialer(HOST, user="alice", password="s3cret-pw") as dialer:
+            stopped: list[str] = []
+
+            async def handler(call: OutboundCall) -> None:
+                stopped.extend([e.reason async for e in call if isinstance(e, Stopped)])
+
+            result = await dialer.dial(f"sip:callee@{sipp.uri_host}", handler, ring_timeout=10)
+            code = await sipp.finish()
+            assert code == 0, sipp.log()
+            assert result.outcome == "answered", result
+            assert result.call is not None
+            assert result.call.ended_by_remote
+            assert stopped == ["remote hung up"]
+            counters = dialer.client.counters
+            assert counters["received_401"] == 1
+            assert counters["request_sent_INVITE"] == 2
+            assert counters["request_received_BYE"] == 1
+            assert counters["response_200"] == 1
+            assert counters["request_sent_BYE"] == 0
+
+    run(scenario())
+
+
+def test_wrong_credentials_fail_the_call(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        sipp = Sipp("uas_digest.xml", tmp_path, "-set", "password", "the-right-one")
+        await sipp.start()
+        async with await open_dialer(HOST, user="alice", password="a-wrong-one") as dialer:
+            result = await dialer.dial(f"sip:callee@{sipp.uri_host}", _never, ring_timeout=10)
+            code = await sipp.finish()
+            assert result.outcome == "failed", result
+            assert result.status == 403
+            assert code == 1, sipp.log()  # the scenario's wrong-credentials branch fails
+            assert dialer.client.calls == 0
+
+    run(scenario())
+
+
+async def _never(call: OutboundCall) -> None:
+    raise AssertionError("the call was not to be answered")
+
+
+def test_a_transfer_refers_the_callee_follows_the_notifies_and_ends_the_call(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        sipp = Sipp("uas_refer.xml", tmp_path)
+        await sipp.start()
+        async with await open_dialer(HOST) as dialer:
+            outcome: list[bool] = []
+
+            async def handler(call: OutboundCall) -> None:
+                async for event in call:
+                    if isinstance(event, CallStarted):
+                        ok = await call.transfer("sip:human@192.0.2.50:5060")
+                        outcome.append(ok)
+
+            result = await dialer.dial(f"sip:callee@{sipp.uri_host}", handler, ring_timeout=10)
+            code = await sipp.finish()
+            assert code == 0, sipp.log()
+            assert outcome == [True]
+            call = result.call
+            assert call is not None
+            assert call.transferred
+            assert call.transfer_statuses == [202, 100, 200]
+            counters = dialer.client.counters
+            assert counters["request_sent_REFER"] == 1
+            assert counters["request_received_NOTIFY"] == 2
+            assert counters["request_sent_BYE"] == 1
+            assert received(sipp.messages.read_text(), "BYE ") == 1
+
+    run(scenario())
+
+
+def test_a_registration_is_challenged_refreshed_before_it_expires_and_removed(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        sipp = Sipp("registrar.xml", tmp_path, "-set", "password", "ext-pw")
+        await sipp.start()
+        dialer = await open_dialer(HOST, user="alice", password="ext-pw")
+        try:
+            ok = await dialer.register(
+                f"sip:alice@{sipp.uri_host}", registrar=f"sip:{sipp.uri_host}", expires=60
+            )
+            assert ok
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while len(dialer.registrations) < 2 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert dialer.registrations[:2] == [
+                Registered(f"sip:alice@{sipp.uri_host}", 2),
+                Registered(f"sip:alice@{sipp.uri_host}", 2),
+            ]
+        finally:
+            await dialer.aclose()
+        code = await sipp.finish()
+        assert code == 0, sipp.log()
+        assert dialer.registrations[-1] == Registered(f"sip:alice@{sipp.uri_host}", 0)
+        counters = dialer.client.counters
+        assert counters["request_sent_REGISTER"] == 4  # challenged, answered, refresh, removal
+        assert counters["received_401"] == 1
+
+    run(scenario())
+
+
+# --- the command line: its exit status for each outcome ---------------------------------
+
+
+def voxwire_dial(
+    uri: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "PYTHONPATH": str(root / "python"), **(env or {})}
+    if env is None:
+        environment.pop("VOXWIRE_SIP_PASSWORD", None)
+    return subprocess.run(
+        [sys.executable, "-m", "voxwire", "dial", uri, "--json", "-q", *args],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        env=environment,
+    )
+
+
+async def dial_against(
+    scenario: str,
+    tmp_path: Path,
+    *args: str,
+    sipp_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], int, Sipp]:
+    sipp = Sipp(scenario, tmp_path, *sipp_args)
+    await sipp.start()
+    uri = f"sip:callee@{sipp.uri_host}"
+    result = await asyncio.to_thread(voxwire_dial, uri, *args, env=env)
+    code = await sipp.finish()
+    return result, code, sipp
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    import json
+
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert lines, result.stdout + result.stderr
+    value = json.loads(lines[-1])
+    assert isinstance(value, dict)
+    return value
+
+
+def test_cli_answered_exits_0(tmp_path: Path) -> None:
+    result, code, sipp = run(
+        dial_against(
+            "uas_answer.xml", tmp_path, "--echo", "--max-duration", "1.5", sipp_args=("-rtp_echo",)
+        )
+    )
+    assert code == 0, sipp.log()
+    assert result.returncode == 0, result.stderr
+    assert report(result)["outcome"] == "answered"
+
+
+def test_cli_digest_with_the_password_from_the_environment_exits_0(tmp_path: Path) -> None:
+    result, code, sipp = run(
+        dial_against(
+            "uas_digest.xml",
+            tmp_path,
+            "--sip-user",
+            "alice",
+            sipp_args=("-set", "password", "from-env"),
+            env={"VOXWIRE_SIP_PASSWORD": "from-env"},
+        )
+    )
+    assert code == 0, sipp.log()
+    assert result.returncode == 0, result.stderr
+    assert report(result)["ended_by_remote"] is True
+    assert "from-env" not in result.stdout + result.stderr
+
+
+def test_cli_busy_exits_3(tmp_path: Path) -> None:
+    result, code, sipp = run(dial_against("uas_busy.xml", tmp_path))
+    assert code == 0, sipp.log()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert report(result) == {
+        "outcome": "busy",
+        "status": 486,
+        "reason": "Busy Here",
+        "progress": [],
+    }
+
+
+def test_cli_no_answer_is_cancelled_and_exits_4(tmp_path: Path) -> None:
+    result, code, sipp = run(dial_against("uas_no_answer.xml", tmp_path, "--ring-timeout", "1"))
+    assert code == 0, sipp.log()
+    assert result.returncode == 4, result.stdout + result.stderr
+    value = report(result)
+    assert value["outcome"] == "no_answer"
+    assert value["status"] == 487
+    assert value["progress"] == [180]
+
+
+def test_cli_transfer_exits_5(tmp_path: Path) -> None:
+    result, code, sipp = run(
+        dial_against(
+            "uas_refer.xml",
+            tmp_path,
+            "--transfer-to",
+            "sip:human@192.0.2.50:5060",
+            "--transfer-after",
+            "0.5",
+        )
+    )
+    assert code == 0, sipp.log()
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert report(result)["transfer_statuses"] == [202, 100, 200]
+
+
+def test_cli_nobody_there_exits_1() -> None:
+    result = voxwire_dial(f"sip:nobody@{HOST}:{free_udp_port()}", "--ring-timeout", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report(result) == {
+        "outcome": "failed",
+        "status": 408,
+        "reason": "no response",
+        "progress": [],
+    }
+
+
+def test_cli_usage_errors_exit_2() -> None:
+    assert voxwire_dial("tel:+15551234").returncode == 2
+    assert voxwire_dial(f"sip:a@{HOST}", "--codecs", "gsm").returncode == 2

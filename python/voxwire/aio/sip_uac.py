@@ -18,10 +18,10 @@ callee to another party (a blind transfer, RFC 3515) and ends this leg when it w
 
 * ``answered``: a 2xx came, the handler ran to the call's end (either side's BYE);
 * ``busy``: 486 or 600;
-* ``no_answer``: nothing answered in ``ring_timeout`` seconds (the INVITE was cancelled),
-  or 408/480/487 came;
-* ``failed``: anything else (no response at all, a 4xx-6xx, an answer without a codec
-  voxwire takes).
+* ``no_answer``: the callee rang but did not answer in ``ring_timeout`` seconds (the
+  INVITE was cancelled), or 408/480/487 came;
+* ``failed``: anything else: no response at all within ``ring_timeout`` (nor Timer B),
+  another 4xx-6xx, an answer without a codec voxwire takes.
 
 :meth:`SipDialer.register` keeps a registration (RFC 3261 section 10) of the socket's
 Contact until :meth:`SipDialer.aclose`, which unregisters.
@@ -33,14 +33,14 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
-from voxwire.aio.rtp_call import RtpHandler, run_call
+from voxwire.aio.rtp_call import run_call
 from voxwire.aio.sip import SipCall, _MediaProtocol
 from voxwire.errors import SdpError
 from voxwire.protocols.rtp_session import Codec, RtpSession
@@ -60,11 +60,13 @@ from voxwire.sip.uac import (
 )
 from voxwire.sip.uas import IncomingCall
 
-__all__ = ["DialResult", "OutboundCall", "SipDialer", "open_dialer", "render_offer"]
+__all__ = ["CallHandler", "DialResult", "OutboundCall", "SipDialer", "open_dialer", "render_offer"]
 
 log = logging.getLogger("voxwire.aio")
 
 Outcome = Literal["answered", "busy", "no_answer", "failed"]
+CallHandler = Callable[["OutboundCall"], Awaitable[None]]
+"""A handler of outbound calls (any RtpCall handler is one)."""
 _OPUS_PT = 111
 _EVENT_PT = 101
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -292,7 +294,7 @@ class SipDialer:
     async def dial(
         self,
         uri: str,
-        handler: RtpHandler,
+        handler: CallHandler,
         *,
         ring_timeout: float = 30.0,
         display: str = "",
@@ -328,7 +330,7 @@ class SipDialer:
         ring_timeout: float,
         transport: asyncio.DatagramTransport,
         protocol: _MediaProtocol,
-        handler: RtpHandler,
+        handler: CallHandler,
     ) -> DialResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ring_timeout
@@ -348,8 +350,10 @@ class SipDialer:
             if isinstance(event, CallProgress):
                 progress.append(event.status)
             elif isinstance(event, CallFailed):
-                if cancelled and event.status in (408, 487):
+                if cancelled and (event.status == 487 or (event.status == 408 and progress)):
                     return DialResult("no_answer", event.status, "no answer", progress=progress)
+                if event.status == 408 and not progress:
+                    return DialResult("failed", 408, "no response", progress=progress)
                 return DialResult(
                     _classify(event.status), event.status, event.reason, progress=progress
                 )
@@ -362,7 +366,7 @@ class SipDialer:
         transport: asyncio.DatagramTransport,
         protocol: _MediaProtocol,
         progress: list[int],
-        handler: RtpHandler,
+        handler: CallHandler,
     ) -> DialResult:
         handle = event.handle
         try:
@@ -402,7 +406,7 @@ class SipDialer:
         # not at the first RTP packet as an answered one does
         call._start()
         try:
-            await run_call(call, handler, handler_grace=self.handler_grace)
+            await run_call(call, lambda _: handler(call), handler_grace=self.handler_grace)
         finally:
             self._calls.pop(handle, None)
             if self._transport is not None:

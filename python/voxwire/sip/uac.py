@@ -23,9 +23,10 @@ What it does
   REGISTER or REFER is answered once per challenge with the request again, CSeq one up,
   carrying ``Authorization`` or ``Proxy-Authorization``; a second challenge for the
   same request that is not ``stale`` fails it (wrong credentials).
-* **CANCEL** (section 9.1): :meth:`SipClient.hangup` on a call without a final response
-  sends CANCEL once a provisional response came (at once when one had); the 487 is
-  acknowledged and the call is :class:`CallFailed` 487.
+* **CANCEL** (section 9.1): :meth:`SipClient.hangup` on a call that had a provisional
+  response but no final one sends CANCEL; the 487 is acknowledged and the call is
+  :class:`CallFailed` 487. A call without any response yet is abandoned at once
+  (:class:`CallFailed` 408 "no response"; its retransmissions stop).
 * **BYE** both ways: :meth:`SipClient.hangup` of an answered call sends one (a
   non-INVITE client transaction, Timer E/F, section 17.1.2); a BYE from the peer gets 200
   and :class:`CallEnded`.
@@ -411,6 +412,13 @@ class SipClient:
             return
         if call.state == "confirmed":
             self._bye(call, now)
+        elif call.state == "calling":
+            # no provisional response at all: nothing to CANCEL yet (section 9.1), and
+            # nobody there, it seems; the INVITE is abandoned
+            if call.invite is not None:
+                self._tx.pop(call.invite.branch, None)
+            self._events.append(CallFailed(call.handle, 408, "no response"))
+            self._forget(call)
         elif not call.cancelled:
             call.cancel_pending = True
             if call.state == "early":
