@@ -671,13 +671,14 @@ class SipClient:
             self._refer_response(tx, response, now)
 
     def _invite_response(self, tx: _ClientTx, response: Response, now: float) -> None:
-        call = self._calls.get(tx.owner)
         status = response.status
-        if call is None:
-            return
         if tx.state == "completed":
             if status >= 300 and tx.ack is not None:
                 self._send(tx.ack, tx.dest)  # a retransmitted final response
+                self.counters["ack_retransmitted"] += 1
+            return
+        call = self._calls.get(tx.owner)
+        if call is None:
             return
         if status < 200:
             tx.state = "proceeding"
