@@ -399,6 +399,32 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--sip-realm", default="voxwire", help="sip: the digest realm (default voxwire)"
     )
     serve.add_argument(
+        "--sip-register",
+        metavar="AOR",
+        help="sip: register as this extension (sip:ext@pbx[:port]) and keep the binding "
+        "refreshed; unregistered on shutdown",
+    )
+    serve.add_argument(
+        "--sip-registrar", metavar="URI", help="sip: where to register (default the AOR's host)"
+    )
+    serve.add_argument(
+        "--sip-user", help="sip: the registration's digest and Contact user (default the AOR's)"
+    )
+    serve.add_argument(
+        "--sip-password-env",
+        default="VOXWIRE_SIP_PASSWORD",
+        metavar="VAR",
+        help="sip: the environment variable holding the registration's digest password "
+        "(default VOXWIRE_SIP_PASSWORD)",
+    )
+    serve.add_argument(
+        "--sip-register-expires",
+        type=_number(int, 60, 86400),
+        default=3600,
+        metavar="S",
+        help="sip: the registration's Expires asked, 60-86400 (default 3600)",
+    )
+    serve.add_argument(
         "--sip-digest",
         default="SHA-256,MD5",
         metavar="LIST",
@@ -1316,6 +1342,20 @@ def _serve_sip(args: argparse.Namespace) -> int:
         )
         port = server.local_addr[1]
         transports = "udp, tcp" if args.tcp else "udp"
+        registration = None
+        if args.sip_register:
+            from voxwire.aio.sip_register import register_server
+
+            registration = await register_server(
+                server,
+                args.sip_register,
+                registrar=args.sip_registrar,
+                user=args.sip_user,
+                password=os.environ.get(args.sip_password_env) or None,
+                expires=args.sip_register_expires,
+            )
+            if not registration.registered:
+                log.warning("sip: not registered yet as %s (retrying)", args.sip_register)
         if auth is not None:
             log.info("sip calls authenticated: %r", auth)  # user count and networks only
         print(
@@ -1330,6 +1370,8 @@ def _serve_sip(args: argparse.Namespace) -> int:
             while server.calls and loop.time() < deadline and not stop.is_set():
                 await asyncio.sleep(0.1)
         finally:
+            if registration is not None:
+                await registration.aclose()  # Expires: 0 before the socket goes
             await server.aclose()
             await pacer.aclose()
 

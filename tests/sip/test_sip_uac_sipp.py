@@ -395,3 +395,61 @@ def test_cli_nobody_there_exits_1() -> None:
 def test_cli_usage_errors_exit_2() -> None:
     assert voxwire_dial("tel:+15551234").returncode == 2
     assert voxwire_dial(f"sip:a@{HOST}", "--codecs", "gsm").returncode == 2
+
+
+def test_serve_registers_as_an_extension_refreshes_and_unregisters_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    async def scenario() -> None:
+        sipp = Sipp("registrar.xml", tmp_path, "-set", "password", "ext-secret")
+        await sipp.start()
+        root = Path(__file__).resolve().parents[2]
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "voxwire",
+            "serve",
+            "--protocol",
+            "sip",
+            "--echo",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--sip-register",
+            f"sip:alice@{sipp.uri_host}",
+            "--sip-register-expires",
+            "60",
+            env={
+                **os.environ,
+                "PYTHONPATH": str(root / "python"),
+                "VOXWIRE_SIP_PASSWORD": "ext-secret",
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            # the challenged REGISTER, the answered one, and the refresh 1 s after the 200
+            while loop.time() < deadline:
+                log = sipp.messages.read_text(errors="replace") if sipp.messages.exists() else ""
+                if received(log, "REGISTER ") >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert received(log, "REGISTER ") >= 3, log
+            serve.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(serve.communicate(), 15)
+        finally:
+            if serve.returncode is None:
+                serve.kill()
+                await serve.wait()
+        assert serve.returncode == 0, err.decode()
+        assert b"ext-secret" not in out + err
+        code = await sipp.finish()
+        assert code == 0, sipp.log()
+        assert received(sipp.messages.read_text(), "REGISTER ") == 4
+
+    run(scenario())

@@ -54,6 +54,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
+from typing import Protocol
 
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
@@ -238,6 +239,13 @@ class SipCall(RtpCall):
         self._close_now(CLOSE_NORMAL, reason)
 
 
+class DatagramClaim(Protocol):
+    """Something else that speaks on the server's socket (a registration,
+    :mod:`voxwire.aio.sip_register`): it takes the datagrams that are its own."""
+
+    def claims(self, data: bytes, addr: Address) -> bool: ...
+
+
 class _SignallingProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: SipCallServer) -> None:
         self.server = server
@@ -371,6 +379,8 @@ class SipCallServer:
         self.unsent = 0
         #: calls that could not be answered (no RTP port could be bound)
         self.media_failures = 0
+        #: the registration sharing the UDP socket (its REGISTER responses), or None
+        self.registration: DatagramClaim | None = None
 
     async def _bind(self, host: str, port: int, sip: dict[str, object]) -> None:
         loop = asyncio.get_running_loop()
@@ -451,6 +461,8 @@ class SipCallServer:
         return asyncio.get_running_loop().time()
 
     def _datagram(self, data: bytes, addr: Address) -> None:
+        if self.registration is not None and self.registration.claims(data, addr):
+            return
         self.sip.receive(data, addr, self._now())
         self._pump(self.sip)
 
