@@ -453,3 +453,67 @@ def test_serve_registers_as_an_extension_refreshes_and_unregisters_on_sigterm(
         assert received(sipp.messages.read_text(), "REGISTER ") == 4
 
     run(scenario())
+
+
+def test_the_echo_agent_runs_on_an_outbound_call(tmp_path: Path) -> None:
+    import functools
+
+    from tests.sip.test_sip_sipp import Recorder, caller_audio, echo_correlation
+    from voxwire.agents.echo import EchoStats, echo_handler
+
+    _, words = caller_audio(tmp_path)
+    (tmp_path / "callee.ulaw").write_bytes((tmp_path / "caller.ulaw").read_bytes())
+    stats: list[EchoStats] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        rtp, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
+        try:
+            port = rtp.get_extra_info("sockname")[1]
+            sipp = Sipp("uas_speaks.xml", tmp_path, "-set", "rtp_port", str(port))
+            await sipp.start()
+            echo = functools.partial(echo_handler, rate=16000, on_end=lambda c, s: stats.append(s))
+            async with await open_dialer(HOST) as dialer:
+                result = await dialer.dial(f"sip:callee@{sipp.uri_host}", echo, ring_timeout=10)
+            code = await sipp.finish()
+            assert code == 0, sipp.log()
+            assert result.outcome == "answered"
+            assert result.call is not None
+            assert result.call.ended_by_remote
+            assert echo_correlation(recorder, words) > 0.8
+        finally:
+            rtp.close()
+
+    run(scenario())
+    assert stats
+    assert stats[0].utterances >= 1
+
+
+def test_cli_a_voice_agent_greets_on_an_outbound_call(tmp_path: Path) -> None:
+    pytest.importorskip("pocketsphinx", reason="the demo agent's recogniser")
+    pytest.importorskip("espeakng_loader", reason="the demo agent's voice")
+    from tests.sip.test_sip_sipp import Recorder
+
+    # the callee says nothing (mu-law silence), so nothing talks over the greeting
+    (tmp_path / "callee.ulaw").write_bytes(b"\xff" * 160 * 300)
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], int, Recorder, Sipp]:
+        loop = asyncio.get_running_loop()
+        rtp, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
+        try:
+            port = rtp.get_extra_info("sockname")[1]
+            sipp = Sipp("uas_speaks.xml", tmp_path, "-set", "rtp_port", str(port))
+            await sipp.start()
+            uri = f"sip:callee@{sipp.uri_host}"
+            result = await asyncio.to_thread(voxwire_dial, uri, "--agent", "demo")
+            return result, await sipp.finish(), recorder, sipp
+        finally:
+            rtp.close()
+
+    result, code, recorder, sipp = run(scenario(), timeout=60)
+    assert code == 0, sipp.log()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report(result)["ended_by_remote"] is True
+    # the demo agent speaks first (its greeting): a second of speech at least
+    voiced = [p for p in recorder.packets if p.payload_type == 0]
+    assert len(voiced) >= 50, len(voiced)
