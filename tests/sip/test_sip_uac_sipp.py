@@ -517,3 +517,32 @@ def test_cli_a_voice_agent_greets_on_an_outbound_call(tmp_path: Path) -> None:
     # the demo agent speaks first (its greeting): a second of speech at least
     voiced = [p for p in recorder.packets if p.payload_type == 0]
     assert len(voiced) >= 50, len(voiced)
+
+
+def test_an_agent_transfers_an_inbound_caller_to_a_human(tmp_path: Path) -> None:
+    from tests.sip.test_sip_sipp import sipp as run_sipp
+    from voxwire.aio.sip import SipCall, serve_sip
+
+    outcome: list[bool] = []
+    calls: list[SipCall] = []
+
+    async def agent(call: SipCall) -> None:
+        calls.append(call)
+        outcome.append(await call.transfer("sip:human@192.0.2.50:5060"))
+
+    async def scenario() -> None:
+        server = await serve_sip(agent, HOST, 0)  # type: ignore[arg-type]
+        try:
+            result = await run_sipp("caller_transferred.xml", server.local_addr, tmp_path)
+            assert result.returncode == 0, result.errors or result.stdout
+            counters = server.sip.counters
+            assert counters["request_sent_REFER"] == 1
+            assert counters["request_NOTIFY"] == 2
+            assert counters["request_sent_BYE"] == 1
+        finally:
+            await server.aclose()
+
+    run(scenario())
+    assert outcome == [True]
+    assert calls[0].transferred
+    assert calls[0].transfer_statuses == [202, 100, 200]

@@ -51,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Protocol
@@ -72,6 +72,7 @@ from voxwire.sip.uas import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
+    CallTransfer,
     CallUpdated,
     IncomingCall,
     SipServer,
@@ -123,6 +124,56 @@ class SipCall(RtpCall):
         self._rtp: asyncio.DatagramTransport | None = None
         #: keys sent with :meth:`send_dtmf`
         self.dtmf_sent = 0
+        #: the statuses of the last :meth:`transfer`: the REFER's, then each NOTIFY's
+        self.transfer_statuses: list[int] = []
+        #: True when the call ended because the caller was transferred
+        self.transferred = False
+        self._transfer: asyncio.Future[int] | None = None
+        self._refer: Callable[[str], None] | None = None  # sends the REFER (the driver's)
+        self._confirmed = asyncio.Event()  # the ACK of the 200 came
+
+    async def transfer(self, target: str, *, timeout: float = 32.0) -> bool:
+        """Blind-transfer the peer to ``target`` (a ``sip:`` URI; RFC 3515): send REFER
+        and follow its NOTIFYs; when the peer reached the target the call ends (a BYE)
+        and this returns True. False when the transfer was refused or failed (the call
+        goes on), or no final NOTIFY came within ``timeout`` seconds.
+
+        Raises
+        ------
+        RuntimeError
+            The call has ended, or a transfer of it is in progress.
+        """
+        if self.close_code is not None or self._refer is None:
+            raise RuntimeError("transfer: the call has ended")
+        if self._transfer is not None:
+            raise RuntimeError("transfer: a transfer of this call is in progress")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._transfer = future
+        self.transfer_statuses = []
+        try:
+            # no request in the dialog before the 200 is acknowledged (RFC 3261 13.3.1.4)
+            await asyncio.wait_for(self._confirmed.wait(), timeout)
+            if self.close_code is not None:
+                raise RuntimeError("transfer: the call has ended")
+            self._refer(target)
+            status = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._transfer = None
+        if not 200 <= status < 300:
+            return False
+        self.transferred = True
+        log.info("sip call %s transferred to %s", self.call_id, target)
+        self._deliver(Stopped("transferred"))
+        self._close_now(CLOSE_NORMAL, "transferred")
+        return True
+
+    def _transfer_progress(self, status: int, final: bool) -> None:
+        self.transfer_statuses.append(status)
+        future = self._transfer
+        if final and future is not None and not future.done():
+            future.set_result(status)
 
     async def send_dtmf(self, digits: str, *, duration_ms: int = 100, gap_ms: int = 60) -> None:
         """Press ``digits`` (``0-9 * # A-D``) towards the caller as RFC 4733 telephone
@@ -527,6 +578,13 @@ class SipCallServer:
                 call._renegotiated(event, self._now())
         elif isinstance(event, CallConfirmed):
             log.debug("sip call %s confirmed", event.handle)
+            call = self._calls.get(event.handle)
+            if call is not None:
+                call._confirmed.set()
+        elif isinstance(event, CallTransfer):
+            call = self._calls.get(event.handle)
+            if call is not None:
+                call._transfer_progress(event.status, event.final)
 
     # --- media -----------------------------------------------------------------------
 
@@ -561,6 +619,10 @@ class SipCallServer:
         options.update(self.session_options)
         return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
 
+    def _refer(self, sip: SipServer, handle: str, target: str) -> None:
+        sip.refer(handle, target, self._now())
+        self._pump(sip)
+
     def _forget(self, handle: str) -> None:
         self._tasks.pop(handle, None)
         self._owner.pop(handle, None)
@@ -594,6 +656,7 @@ class SipCallServer:
             protocol.call = call
             call._media = protocol
             call._rtp = transport
+            call._refer = lambda target: self._refer(sip, handle, target)
             port = int(transport.get_extra_info("sockname")[1])
             sip.answer(handle, self.media_host, port, self._now())
             answered = True

@@ -119,43 +119,14 @@ class DialResult:
 
 
 class OutboundCall(SipCall):
-    """An answered outbound call: a :class:`SipCall` with :meth:`transfer`."""
+    """An answered outbound call: a :class:`SipCall` (with :meth:`SipCall.transfer`)
+    whose handle is the dialer's."""
 
     def __init__(self, dialer: SipDialer, handle: str, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._dialer = dialer
         self.handle = handle
-        #: the statuses of the last transfer: the REFER's response, then each NOTIFY's
-        self.transfer_statuses: list[int] = []
-        #: True when the call ended because the callee was transferred
-        self.transferred = False
-        self._transfer: asyncio.Future[int] | None = None
-
-    async def transfer(self, target: str, *, timeout: float = 32.0) -> bool:
-        """Blind-transfer the callee to ``target`` (a ``sip:`` URI; RFC 3515): send
-        REFER, follow the NOTIFYs; when the callee reached the target the call ends
-        (a BYE) and this returns True. False when the transfer was refused or failed
-        (the call goes on), or no final NOTIFY came within ``timeout`` seconds."""
-        if self.close_code is not None:
-            raise RuntimeError("transfer: the call has ended")
-        loop = asyncio.get_running_loop()
-        self._transfer = loop.create_future()
-        self.transfer_statuses = []
-        client = self._dialer.client
-        client.refer(self.handle, target, loop.time())
-        self._dialer._pump()
-        try:
-            status = await asyncio.wait_for(asyncio.shield(self._transfer), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._transfer = None
-        return 200 <= status < 300
-
-    def _transfer_progress(self, event: TransferProgress) -> None:
-        self.transfer_statuses.append(event.status)
-        if event.final and self._transfer is not None and not self._transfer.done():
-            self._transfer.set_result(event.status)
+        self._refer = lambda target: dialer._refer(handle, target)
+        self._confirmed.set()  # the dialer acknowledged the 200 before the call was made
 
 
 class _Signalling(asyncio.DatagramProtocol):
@@ -259,19 +230,21 @@ class SipDialer:
         if isinstance(event, TransferProgress):
             call = self._calls.get(handle)
             if call is not None:
-                call._transfer_progress(event)
+                call._transfer_progress(event.status, event.final)
             return
         if isinstance(event, CallEnded):
             call = self._calls.get(handle)
-            if call is not None:
-                call.transferred = event.reason == "transferred"
-                call._remote_end(
-                    "transferred" if event.reason == "transferred" else "remote hung up"
-                )
+            if call is not None and event.reason == "remote_bye":
+                call._remote_end("remote hung up")
+            # "transferred": the client sent the BYE; SipCall.transfer closes the call
             return
         queue = self._waiters.get(handle)
         if queue is not None:
             queue.put_nowait(event)
+
+    def _refer(self, handle: str, target: str) -> None:
+        self.client.refer(handle, target, self._now())
+        self._pump()
 
     async def _resolve(self, uri: str) -> Address:
         hostport = uri_address(uri)

@@ -65,6 +65,7 @@ from voxwire.sip.message import (
     parse_message,
     parse_name_addr,
 )
+from voxwire.sip.sipfrag import sipfrag_status
 
 __all__ = [
     "CallAnswered",
@@ -875,7 +876,7 @@ class SipClient:
             self._reply(request, 489, dest, now)
             return
         self._reply(request, 200, dest, now)
-        status = _sipfrag_status(request.body)
+        status = sipfrag_status(request.body)
         terminated = (
             (request.header("Subscription-State") or "").strip().lower().startswith("terminated")
         )
@@ -939,13 +940,3 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _sipfrag_status(body: bytes) -> int | None:
-    # RFC 3420: the body's first line is a status line, "SIP/2.0 200 OK"
-    line = body.split(b"\n", 1)[0].strip().decode("utf-8", "replace")
-    parts = line.split(" ", 2)
-    if len(parts) >= 2 and parts[0].upper() == "SIP/2.0" and parts[1].isdigit():
-        status = int(parts[1])
-        return status if 100 <= status <= 699 else None
-    return None

@@ -68,7 +68,11 @@ What it does
   each refresh (re-INVITE or UPDATE) starts it again; without one the server sends BYE
   ``min(32, N/3)`` seconds before the session expires (section 10,
   :class:`CallEnded` ``session_expired``).
-* REGISTER, SUBSCRIBE, NOTIFY, REFER, INFO, PRACK, MESSAGE and PUBLISH get 405 with Allow;
+* **Blind transfer** (RFC 3515): :meth:`SipServer.refer` sends REFER in a confirmed
+  dialog; its response and the NOTIFYs of that dialog (each answered 200, their sipfrag
+  status read) are :class:`CallTransfer` events.
+* REGISTER, SUBSCRIBE, NOTIFY (outside a transfer), REFER, INFO, PRACK, MESSAGE and
+  PUBLISH get 405 with Allow;
   any other method 501; a Require naming an extension but ``timer`` gets 420 (section
   8.2.2.3); a
   Request-URI that is not ``sip:``/``sips:`` 416; an INVITE body other than
@@ -105,11 +109,13 @@ from voxwire.sip.message import (
     parse_name_addr,
 )
 from voxwire.sip.sdp import Answer, answer_offer, parse_sdp
+from voxwire.sip.sipfrag import sipfrag_status
 
 __all__ = [
     "CallCancelled",
     "CallConfirmed",
     "CallEnded",
+    "CallTransfer",
     "CallUpdated",
     "EndReason",
     "IncomingCall",
@@ -220,7 +226,18 @@ class CallEnded:
     reason: EndReason
 
 
-SipEvent = IncomingCall | CallCancelled | CallConfirmed | CallUpdated | CallEnded
+@dataclass(frozen=True, slots=True)
+class CallTransfer:
+    """Where a blind transfer (:meth:`SipServer.refer`, RFC 3515) is: the REFER's response
+    (202), then each NOTIFY's sipfrag status; ``final`` when it is over (2xx: the caller
+    reached the target)."""
+
+    handle: str
+    status: int
+    final: bool
+
+
+SipEvent = IncomingCall | CallCancelled | CallConfirmed | CallUpdated | CallEnded | CallTransfer
 
 
 def _token() -> str:
@@ -418,6 +435,8 @@ class SipServer:
         self._events: list[SipEvent] = []
         self._server_tx: dict[tuple[str, ...], _ServerTx] = {}
         self._client_tx: dict[str, _ClientTx] = {}
+        self._refer_tx: dict[str, str] = {}  # a REFER's branch -> its call
+        self._transfers: dict[str, bool] = {}  # call -> whether its transfer is over
         self._dialogs: dict[str, _Dialog] = {}  # by local tag (the handle)
         self._negotiated: dict[str, Answer] = {}
 
@@ -510,7 +529,11 @@ class SipServer:
         for branch, ctx in list(self._client_tx.items()):
             if now >= ctx.expires_at:
                 del self._client_tx[branch]  # Timer F or K
-                if ctx.state != "completed":
+                refer = self._refer_tx.pop(branch, None)
+                if ctx.state != "completed" and refer is not None:
+                    self.counters["refer_timeout"] += 1
+                    self._refer_response(refer, 408)
+                elif ctx.state != "completed":
                     self.counters["bye_timeout"] += 1
                 continue
             if ctx.retransmit_at is not None and now >= ctx.retransmit_at:
@@ -585,6 +608,89 @@ class SipServer:
             return
         dialog.ok_at = None
         self._bye(dialog, now)
+
+    def refer(self, handle: str, target: str, now: float) -> None:
+        """Ask the caller of a confirmed call to call ``target`` instead (a blind
+        transfer, RFC 3515): REFER with ``Refer-To`` and ``Referred-By``; the 202 and the
+        NOTIFYs' sipfrag statuses come back as :class:`CallTransfer` events (each NOTIFY
+        gets 200). The call stays up: the application hangs up once it succeeded."""
+        dialog = self._dialog(handle)
+        if dialog.state != "confirmed":
+            raise KeyError(f"refer: the call {handle!r} is not confirmed")
+        if self._transfers.get(handle) is False:
+            raise RuntimeError("refer: a transfer of this call is in progress")
+        branch = MAGIC_COOKIE + _token()
+        wire, dest = self._in_dialog_request(
+            dialog,
+            "REFER",
+            branch,
+            [
+                ("Contact", f"<sip:{self._hostport()}{self._uri_transport()}>"),
+                ("Refer-To", f"<{target}>"),
+                ("Referred-By", f"<{dialog.local.uri}>"),
+            ],
+        )
+        self._client_tx[branch] = _ClientTx(
+            wire, dest, now, self.t1, None if self.reliable else now + self.t1, now + 64 * self.t1
+        )
+        self._refer_tx[branch] = handle
+        self._transfers[handle] = False
+        self.counters["request_sent_REFER"] += 1
+        self._send(wire, dest)
+
+    def _in_dialog_request(
+        self, dialog: _Dialog, method: str, branch: str, extra: list[tuple[str, str]]
+    ) -> tuple[bytes, Address]:
+        dialog.local_cseq += 1
+        headers = [
+            ("Via", f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"),
+            ("Max-Forwards", "70"),
+        ]
+        headers += [("Route", r) for r in dialog.route_set]
+        headers += [
+            ("From", dialog.local.encode()),
+            ("To", dialog.remote.encode()),
+            ("Call-ID", dialog.call_id),
+            ("CSeq", f"{dialog.local_cseq} {method}"),
+            ("User-Agent", self.user_agent),
+            *extra,
+        ]
+        wire = Request(method, dialog.remote_target, headers).encode()
+        first_hop = (
+            parse_name_addr(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
+        )
+        dest = dialog.source if self.reliable else _uri_address(first_hop) or dialog.source
+        return wire, dest
+
+    def _transfer_notify(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
+        # RFC 3515 section 2.4.5: the progress of the REFER, as a sipfrag status line
+        request = tx.request
+        event = (request.header("Event") or "").split(";")[0].strip().lower()
+        if event != "refer":
+            self._final(tx, 489, now, dialog=dialog)
+            return
+        self._final(tx, 200, now, dialog=dialog)
+        if self._transfers.get(dialog.handle) is not False:
+            return  # over already: a late NOTIFY
+        status = sipfrag_status(request.body)
+        state = (request.header("Subscription-State") or "").strip().lower()
+        terminated = state.startswith("terminated")
+        if status is None:
+            if terminated:
+                self._transfers[dialog.handle] = True
+                self._events.append(CallTransfer(dialog.handle, 500, True))
+            return
+        final = status >= 200 or terminated
+        if final:
+            self._transfers[dialog.handle] = True
+        self._events.append(CallTransfer(dialog.handle, status, final))
+
+    def _refer_response(self, handle: str, status: int) -> None:
+        if self._transfers.get(handle) is not False or status < 200:
+            return
+        if status >= 300:
+            self._transfers[handle] = True
+        self._events.append(CallTransfer(handle, status, status >= 300))
 
     # --- requests ----------------------------------------------------------------------
 
@@ -661,6 +767,8 @@ class SipServer:
                 self._final(tx, 503, now, extra=[("Retry-After", str(self.retry_after))])
             else:
                 self._final(tx, 200, now, dialog=dialog, extra=self._capabilities())
+        elif method == "NOTIFY" and dialog is not None and dialog.handle in self._transfers:
+            self._transfer_notify(tx, dialog, now)
         elif method in _KNOWN_UNSUPPORTED:
             self._final(tx, 405, now, dialog=dialog, extra=[("Allow", ALLOW)])
         else:
@@ -933,7 +1041,10 @@ class SipServer:
     def _response(self, response: Response, now: float) -> None:
         via = response.vias[0]
         ctx = self._client_tx.get(via.branch)
-        if ctx is None or response.cseq[1] != "BYE":
+        handle = self._refer_tx.get(via.branch)
+        if ctx is not None and handle is not None and response.cseq[1] == "REFER":
+            self._refer_response(handle, response.status)
+        elif ctx is None or response.cseq[1] != "BYE":
             self.counters["stray_response"] += 1
             return
         self.counters[f"received_{response.status}"] += 1
@@ -1080,6 +1191,7 @@ class SipServer:
         self._end(dialog)
 
     def _end(self, dialog: _Dialog) -> None:
+        self._transfers.pop(dialog.handle, None)
         dialog.state = "ended"
         dialog.ok_at = None
         self._dialogs.pop(dialog.handle, None)
