@@ -3,9 +3,12 @@ the peer scripted: every timer by ``now``, every message checked."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voxwire.sip.auth import Authenticator, parse_digest
 from voxwire.sip.digest import DigestClient, parse_challenges
@@ -432,3 +435,87 @@ def test_malformed_datagrams_are_counted_and_stray_responses_ignored() -> None:
     assert client.counters["stray_response"] == 1
     assert sent(client) == []
     assert client.events() == []
+
+
+_STATUSES = st.sampled_from([100, 180, 183, 200, 202, 401, 407, 423, 486, 487, 500, 603])
+_MUTATIONS = st.sampled_from(["none", "to", "cseq", "contact", "branch", "expires", "body"])
+
+
+@st.composite
+def _peer_traffic(draw: st.DrawFn) -> list[tuple[str, int, str, float]]:
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["reply", "bye", "notify", "timer"]),
+                _STATUSES,
+                _MUTATIONS,
+                st.floats(0, 5),
+            ),
+            max_size=25,
+        )
+    )
+    return steps
+
+
+def _mutate(wire: bytes, how: str) -> bytes:
+    if how == "to":
+        return wire.replace(b"To: ", b"To: <<broken", 1)
+    if how == "cseq":
+        return wire.replace(b"CSeq: ", b"CSeq: x", 1)
+    if how == "contact":
+        return wire.replace(b"Contact: <sip:", b"Contact: <nope", 1)
+    if how == "branch":
+        return wire.replace(b"branch=z9hG4bK", b"branch=z9hG4bKzz", 1)
+    if how == "expires":
+        return wire.replace(b"\r\n\r\n", b"\r\nExpires: 99999999999999999999\r\n\r\n", 1)
+    if how == "body":
+        return wire.replace(b"Content-Length: 0", b"Content-Length: 5", 1)
+    return wire
+
+
+@settings(max_examples=150, deadline=None)
+@given(_peer_traffic())
+def test_fuzz_the_client_never_raises_and_forgets_everything_in_the_end(
+    steps: list[tuple[str, int, str, float]],
+) -> None:
+    client = SipClient(*ME, user="alice", password="pw")
+    handle, request = invite(client)
+    client.register("sip:192.0.2.9", "sip:alice@192.0.2.9", 0.0, expires=60)
+    last: list[Request] = [request, *[m for m in sent(client) if isinstance(m, Request)]]
+    now = 0.0
+    cseq = 1
+    challenge = (("WWW-Authenticate", 'Digest realm="r", nonce="n", qop="auth"'),)
+    for kind, status, how, dt in steps:
+        now += dt
+        if kind == "reply" and last:
+            target = last[-1]
+            extra = challenge if status == 401 else ()
+            wire = reply(target, status, body=b"v=0\r\n" if status == 200 else b"", extra=extra)
+            client.receive(_mutate(wire, how), PEER, now)
+        elif kind in ("bye", "notify"):
+            cseq += 1
+            frag = (("Event", "refer"), ("Subscription-State", "terminated"))
+            body = b"SIP/2.0 %d X\r\n" % status if kind == "notify" else b""
+            wire = in_dialog(
+                kind.upper(), request, cseq, body=body, extra=frag, branch=f"z9hG4bKf{cseq}"
+            )
+            client.receive(_mutate(wire, how), PEER, now)
+        else:
+            client.handle_timer(now)
+        if client.calls and status == 202:
+            with contextlib.suppress(KeyError, RuntimeError):
+                client.refer(handle, "sip:human@192.0.2.50", now)
+        last += [m for m in sent(client) if isinstance(m, Request)]
+        client.events()
+    client.hangup(handle, now)
+    client.unregister(now)
+    for _ in range(200):
+        when = client.get_timer()
+        if when is None:
+            break
+        now = max(now, when)
+        client.handle_timer(now)
+        sent(client)
+    # every transaction and refresh timer ends once the call and registration are gone
+    assert client.transactions == 0
+    assert client.get_timer() is None

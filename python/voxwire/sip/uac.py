@@ -308,10 +308,13 @@ class SipClient:
         except SipParseError as e:
             self.errors[e.reason] += 1
             return
-        if isinstance(message, Response):
-            self._response(message, now)
-        else:
-            self._request(message, source, now)
+        try:
+            if isinstance(message, Response):
+                self._response(message, now)
+            else:
+                self._request(message, source, now)
+        except SipParseError as e:  # a header read lazily (To, Contact...) that is malformed
+            self.errors[e.reason] += 1
 
     def datagrams(self) -> list[tuple[bytes, Address]]:
         """What to send, as ``(bytes, (host, port))``, since the last call."""
@@ -770,7 +773,7 @@ class SipClient:
                     return
         if status == 423 and not reg.stopping:
             minimum = (response.header("Min-Expires") or "").strip()
-            if minimum.isdigit() and int(minimum) > reg.expires:
+            if minimum.isdigit() and len(minimum) < 10 and int(minimum) > reg.expires:
                 reg.expires = int(minimum)
                 self._send_register(reg, now, None)
                 return
@@ -801,10 +804,10 @@ class SipClient:
             except SipParseError:
                 continue
             text = contact.params.get("expires", "")
-            if contact.uri == ours and text.isdigit():
+            if contact.uri == ours and text.isdigit() and len(text) < 10:
                 return int(text)
         text = (response.header("Expires") or "").strip()
-        return int(text) if text.isdigit() else reg.expires
+        return int(text) if text.isdigit() and len(text) < 10 else reg.expires
 
     def _timeout(self, tx: _ClientTx, now: float) -> None:
         self.counters[f"timeout_{tx.method}"] += 1
