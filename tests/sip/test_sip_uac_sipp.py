@@ -10,6 +10,7 @@ SIPp's exit code (0: the scenario went as written) and voxwire's outcome.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from tests.sip.audio_match import windowed_correlation
 from tests.sip.test_sip_sipp import free_udp_port, received
 from voxwire.aio.sip_uac import OutboundCall, open_dialer
 from voxwire.protocols.events import Audio, CallStarted, Stopped
+from voxwire.sip.auth import parse_digest
 from voxwire.sip.uac import Registered
 
 SIPP = shutil.which("sipp")
@@ -186,6 +188,41 @@ def test_a_digest_challenge_is_answered_and_the_callees_bye_ends_the_call(tmp_pa
             assert counters["request_sent_BYE"] == 0
 
     run(scenario())
+
+
+def test_a_proxy_challenge_is_answered_with_proxy_authorization(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        sipp = Sipp("uas_proxy_digest.xml", tmp_path)
+        await sipp.start()
+        async with await open_dialer(HOST, user="alice", password="proxy-pw") as dialer:
+            result = await dialer.dial(f"sip:callee@{sipp.uri_host}", _until_end, ring_timeout=10)
+            code = await sipp.finish()
+            assert code == 0, sipp.log()
+            assert result.outcome == "answered", result
+            assert dialer.client.counters["received_407"] == 1
+        # the digest as SIPp received it, checked here (RFC 7616 section 3.4.1, MD5)
+        line = next(
+            x
+            for x in sipp.messages.read_text().splitlines()
+            if x.startswith("Proxy-Authorization:")
+        )
+        p = parse_digest(line.partition(":")[2]) or {}
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5("alice:voxwire-proxy:proxy-pw")
+        ha2 = md5(f"INVITE:{p['uri']}")
+        expected = md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
+        assert p["response"] == expected
+        assert p["nonce"] == "4f2a9c1b7d3e"
+
+    run(scenario())
+
+
+async def _until_end(call: OutboundCall) -> None:
+    async for _ in call:
+        pass
 
 
 def test_wrong_credentials_fail_the_call(tmp_path: Path) -> None:
