@@ -519,3 +519,21 @@ def test_fuzz_the_client_never_raises_and_forgets_everything_in_the_end(
     # every transaction and refresh timer ends once the call and registration are gone
     assert client.transactions == 0
     assert client.get_timer() is None
+
+
+def test_a_challenged_refer_is_sent_again_with_credentials() -> None:
+    client = SipClient(*ME, user="alice", password="pw")
+    handle, _ = answered(client)
+    client.refer(handle, "sip:human@192.0.2.50", 1.0)
+    [refer] = sent(client)
+    assert isinstance(refer, Request)
+    challenge = ("Proxy-Authenticate", 'Digest realm="p", nonce="n9", qop="auth"')
+    client.receive(reply(refer, 407, extra=(challenge,)), PEER, 1.1)
+    [again] = sent(client)
+    assert isinstance(again, Request)
+    assert again.method == "REFER"
+    assert again.cseq[0] == refer.cseq[0] + 1
+    assert (again.header("Proxy-Authorization") or "").startswith("Digest ")
+    assert client.events() == []
+    client.receive(reply(again, 407, extra=(challenge,)), PEER, 1.2)
+    assert client.events() == [TransferProgress(handle, 407, True)]  # once only
