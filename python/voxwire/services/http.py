@@ -18,10 +18,11 @@ import codecs
 import importlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from voxwire.errors import ServiceError
+from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "aiohttp_module",
     "error_text",
     "positive",
+    "warm_up",
 ]
 
 MAX_LINE: Final = 1 << 20
@@ -214,6 +216,54 @@ def positive(name: str, value: object) -> float:
     return float(value)
 
 
+WARM_BODY: Final = 1 << 16
+"""The most of a warm-up answer read (bytes); a longer one closes its connection."""
+
+
+async def warm_up(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    *,
+    service: str,
+    seconds: float,
+    scrub: Callable[[str], str] | None = None,
+) -> int:
+    """``GET url`` and read the answer, so the session holds an open, kept-alive
+    connection to the server (TCP and TLS done) for the next request; return the status.
+
+    The status does not matter (a 401 or 404 leaves the connection open as well as a 200):
+    only a connection that cannot be made, or no answer within ``seconds``, is an error.
+
+    Raises
+    ------
+    ServiceError
+        ``connect``: no connection (refused, unknown host, TLS).
+    ServiceTimeout
+        No answer within ``seconds``.
+    """
+    import aiohttp as aiohttp_
+
+    async def get() -> int:
+        async with session.get(url, headers=headers, allow_redirects=False) as response:
+            total = 0
+            while total <= WARM_BODY:
+                data = await response.content.readany()
+                if not data:
+                    return response.status
+                total += len(data)
+            response.close()  # too long for a model list: not worth keeping
+            return response.status
+
+    try:
+        return await asyncio.wait_for(get(), seconds)
+    except asyncio.TimeoutError:
+        raise ServiceTimeout(service, seconds) from None
+    except (aiohttp_.ClientError, OSError) as e:
+        text = f"{service}: could not connect to {url}: {type(e).__name__}: {e}"
+        raise ServiceError(service, "connect", scrub(text) if scrub else text) from None
+
+
 # --- the session ----------------------------------------------------------------------------
 
 
@@ -224,6 +274,8 @@ class HttpSession:
 
     _aiohttp: Any
     _api_key: str | None
+    _kind: str = "llm"
+    """The ``service`` of the errors (``"llm"``, ``"tts"``)."""
     timeout: float
     connect_timeout: float
     retry: RetryPolicy
@@ -249,13 +301,37 @@ class HttpSession:
             self._loop = loop
         return self._session
 
-    async def prepare(self) -> None:
-        """Make the session now, in the running loop (the agent calls it at call start).
+    def _warm_url(self) -> str:  # pragma: no cover - always overridden
+        raise NotImplementedError
 
-        The connection itself opens with the first request and is kept alive for the
-        next ones.
+    def _warm_headers(self) -> dict[str, str]:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """Open the connection now, so the first turn does not pay the TCP and TLS
+        handshakes (the voice agent calls it when a call starts).
+
+        It makes the session in the running loop and sends one ``GET`` of the API's model
+        list (``/models``, free on OpenAI, Anthropic and the OpenAI-compatible servers),
+        whose answer is read and whose connection is kept alive: the first request of the
+        call goes on it. aiohttp closes a connection left idle for 15 s; the next request
+        then opens a new one.
+
+        Raises
+        ------
+        ServiceError
+            ``connect``: the server cannot be reached; ``timeout``: it did not answer within
+            ``connect_timeout + timeout`` seconds.
         """
-        self._session_now()
+        session = self._session_now()
+        await warm_up(
+            session,
+            self._warm_url(),
+            self._warm_headers(),
+            service=self._kind,
+            seconds=self.connect_timeout + self.timeout,
+            scrub=self._scrub,
+        )
 
     def _retried(self, error: ServiceError, wait: float) -> None:
         self.retries += 1

@@ -450,5 +450,11 @@ class AnthropicModel(HttpLlmModel):
             "Accept": "text/event-stream",
         }
 
+    def _warm_url(self) -> str:
+        return self._url.removesuffix("/messages") + "/models"
+
+    def _warm_headers(self) -> dict[str, str]:
+        return {**self._headers(), "Accept": "application/json"}
+
     def _decoder(self) -> AnthropicEventDecoder:
         return AnthropicEventDecoder()

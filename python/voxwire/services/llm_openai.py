@@ -891,5 +891,11 @@ class OpenAIChatModel(HttpLlmModel):
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
+    def _warm_url(self) -> str:
+        return self._url.removesuffix("/chat/completions") + "/models"
+
+    def _warm_headers(self) -> dict[str, str]:
+        return {**self._headers(), "Accept": "application/json"}
+
     def _decoder(self) -> ChatChunkDecoder:
         return ChatChunkDecoder()

@@ -49,7 +49,7 @@ import numpy as np
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, StreamMixin, Transcript, Word
-from voxwire.services.http import HttpStatusError
+from voxwire.services.http import HttpStatusError, warm_up
 from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 __all__ = ["OpenAITranscriptionStream", "OpenAITranscriptionStt", "wav_bytes"]
@@ -238,6 +238,12 @@ class OpenAITranscriptionStream(StreamMixin):
         if pcm.size:
             self._chunks.append(pcm.copy())
             self._held += pcm.size
+        if self._jobs is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._queue()  # the session opens its connection now, while the caller speaks
 
     def finalize(self) -> None:
         """Post the utterance: one final result follows (``text=""`` for no audio)."""
@@ -291,21 +297,12 @@ class OpenAITranscriptionStream(StreamMixin):
         )
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                while (job := await jobs.get()) is not None:
-                    pcm, start, asked = job
-                    rate = self._stt.sample_rate
-                    t0 = start / rate
-                    if pcm.size == 0:
-                        result = Transcript("", True, t0, t0, from_finalize=True)
-                    else:
-                        result = await with_retries(
-                            self._stt.retry,
-                            functools.partial(self._post, session, pcm, t0),
-                            fresh=lambda: not self._closed,
-                            on_retry=self._retried,
-                        )
-                    self.last_latency = asyncio.get_running_loop().time() - asked
-                    self._out.put(result)
+                warm = asyncio.ensure_future(self._warm(session))
+                try:
+                    await self._jobs_loop(session, jobs)
+                finally:
+                    warm.cancel()
+                    await asyncio.wait([warm])
         except asyncio.CancelledError:
             self._out.drop()
             raise
@@ -314,6 +311,41 @@ class OpenAITranscriptionStream(StreamMixin):
             self._out.finish(e)
         else:
             self._out.finish()
+
+    async def _warm(self, session: Any) -> None:
+        """Open the connection before the first utterance ends (a failure is only logged:
+        the utterance's own request reports it)."""
+        stt = self._stt
+        try:
+            await warm_up(
+                session,
+                stt.url.removesuffix("/audio/transcriptions") + "/models",
+                {**stt._headers(), "Accept": "application/json"},
+                service="stt",
+                seconds=stt.connect_timeout + stt.timeout,
+                scrub=stt._redact,
+            )
+        except ServiceError as e:
+            log.debug("%s", e)
+
+    async def _jobs_loop(
+        self, session: Any, jobs: asyncio.Queue[tuple[PCM, int, float] | None]
+    ) -> None:
+        while (job := await jobs.get()) is not None:
+            pcm, start, asked = job
+            rate = self._stt.sample_rate
+            t0 = start / rate
+            if pcm.size == 0:
+                result = Transcript("", True, t0, t0, from_finalize=True)
+            else:
+                result = await with_retries(
+                    self._stt.retry,
+                    functools.partial(self._post, session, pcm, t0),
+                    fresh=lambda: not self._closed,
+                    on_retry=self._retried,
+                )
+            self.last_latency = asyncio.get_running_loop().time() - asked
+            self._out.put(result)
 
     def _retried(self, error: ServiceError, wait: float) -> None:
         self.retries += 1

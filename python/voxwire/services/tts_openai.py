@@ -107,6 +107,8 @@ class OpenAISpeechTts(HttpSession):
         A parameter is out of range or of the wrong type.
     """
 
+    _kind = "tts"
+
     def __init__(
         self,
         base_url: str,
@@ -188,6 +190,12 @@ class OpenAISpeechTts(HttpSession):
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
+
+    def _warm_url(self) -> str:
+        return self._url.removesuffix("/audio/speech") + "/models"
+
+    def _warm_headers(self) -> dict[str, str]:
+        return {**self._headers(), "Accept": "application/json"}
 
     async def __aenter__(self) -> OpenAISpeechTts:
         return self

@@ -35,12 +35,57 @@ A fake that sees the client break the protocol records it in ``violations`` (a t
 asserts it stays empty) and answers as the vendor would to a bad request: the HTTP fakes
 with a 500, the WebSocket fakes by closing the connection.
 
+The HTTP fakes also answer ``GET .../models`` (the request an HTTP client makes in
+``prepare()`` to open its connection before the first turn) and record it in
+``warmups``; each request records the client's address (``peer``), the same for the
+requests of one connection.
+
 The fakes are for tests: they keep every request and message they see in memory.
 """
 
 from __future__ import annotations
 
-__all__ = ["Checks", "ProtocolViolation"]
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Checks", "ProtocolViolation", "WarmUp", "models_route", "peer_of"]
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """One ``GET .../models`` an HTTP fake took (a client opening its connection early)."""
+
+    path: str
+    headers: dict[str, str]
+    peer: tuple[str, int]  # the client's address: the same for requests on one connection
+    at: float  # the loop time it arrived
+
+
+def peer_of(request: Any) -> tuple[str, int]:
+    """The client's address of an aiohttp request (the same for one connection)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return (str(peer[0]), int(peer[1])) if peer else ("", 0)
+
+
+def models_route(app: Any, path: str, seen: list[WarmUp]) -> None:
+    """Answer ``GET path`` on the aiohttp ``app`` with an empty OpenAI-style model list,
+    recording each request in ``seen`` (the clients' warm-up request)."""
+    from aiohttp import web
+
+    async def models(request: web.Request) -> web.Response:
+        seen.append(
+            WarmUp(
+                request.path,
+                dict(request.headers),
+                peer_of(request),
+                asyncio.get_running_loop().time(),
+            )
+        )
+        return web.json_response({"object": "list", "data": []})
+
+    app.router.add_get(path, models)
 
 
 class ProtocolViolation(AssertionError):

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from voxwire.services.testing import WarmUp, models_route
+
 Piece = bytes | float
 """Bytes to write, or seconds to wait before the next piece."""
 
@@ -58,6 +60,8 @@ class FakeServer:
     def __init__(self, scripts: Sequence[Script]) -> None:
         self.scripts = list(scripts)
         self.requests: list[Recorded] = []
+        self.warmups: list[WarmUp] = []
+        """The ``GET .../models`` requests (warm-ups), not in :attr:`requests`."""
         self.sent = 0
         self.total = 0
         self.disconnected = asyncio.Event()
@@ -72,6 +76,7 @@ class FakeServer:
 
     async def __aenter__(self) -> FakeServer:
         app = web.Application()
+        models_route(app, "/{tail:.*}/models", self.warmups)
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()

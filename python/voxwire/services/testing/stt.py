@@ -35,7 +35,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from voxwire.services.testing import Checks
+from voxwire.services.testing import Checks, WarmUp, models_route, peer_of
 
 KEY = "dg-secret-key-123"
 SERVER_LOG = logging.getLogger("voxwire.services.testing.deepgram")
@@ -261,6 +261,7 @@ class Upload:
     content_type: str
     rate: int
     samples: int
+    peer: tuple[str, int] = ("", 0)  # the client's address: the same on one connection
 
 
 @dataclass
@@ -284,6 +285,8 @@ class FakeTranscriptions(Checks):
         self.answers = list(answers or [])
         self.words = words
         self.uploads: list[Upload] = []
+        self.warmups: list[WarmUp] = []
+        """The ``GET /v1/models`` requests (warm-ups), not in :attr:`uploads`."""
         self.handling: list[float] = []  # seconds the server spent on each request
         self.left_at: float | None = None  # loop time a client left a stalled request
         self._runner: web.AppRunner | None = None
@@ -295,6 +298,7 @@ class FakeTranscriptions(Checks):
 
     async def __aenter__(self) -> FakeTranscriptions:
         app = web.Application()
+        models_route(app, "/v1/models", self.warmups)
         app.router.add_post("/v1/audio/transcriptions", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -330,7 +334,14 @@ class FakeTranscriptions(Checks):
                 fields.setdefault(name, []).append(bytes(data).decode())
         self.uploads.append(
             Upload(
-                request.path, dict(request.headers), fields, filename, content_type, rate, samples
+                request.path,
+                dict(request.headers),
+                fields,
+                filename,
+                content_type,
+                rate,
+                samples,
+                peer_of(request),
             )
         )
         answer = self.answers.pop(0) if self.answers else Answer()

@@ -30,7 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from voxwire.services.testing import Checks, ProtocolViolation
+from voxwire.services.testing import Checks, ProtocolViolation, WarmUp, models_route, peer_of
 
 CHAR_SECONDS = 0.02
 """The audio length of each character, in seconds."""
@@ -381,6 +381,7 @@ class SpeechRequest:
 
     headers: dict[str, str]
     body: dict[str, Any]
+    peer: tuple[str, int] = ("", 0)  # the client's address: the same on one connection
 
 
 class OpenAISpeechFake(Checks):
@@ -394,6 +395,8 @@ class OpenAISpeechFake(Checks):
         self.sse = sse
         self.key = key
         self.requests: list[SpeechRequest] = []
+        self.warmups: list[WarmUp] = []
+        """The ``GET /v1/models`` requests (warm-ups), not in :attr:`requests`."""
         self.samples = 0
         self.left = asyncio.Event()
         self.left_at: float | None = None  # loop time the client left a request
@@ -407,6 +410,7 @@ class OpenAISpeechFake(Checks):
 
     async def __aenter__(self) -> OpenAISpeechFake:
         app = web.Application()
+        models_route(app, "/v1/models", self.warmups)
         app.router.add_post("/v1/audio/speech", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -422,7 +426,7 @@ class OpenAISpeechFake(Checks):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(SpeechRequest(dict(request.headers), body))
+        self.requests.append(SpeechRequest(dict(request.headers), body, peer_of(request)))
         if (
             request.headers.get("Authorization") != f"Bearer {self.key}"
             or self.mode == "status_401"
