@@ -419,3 +419,55 @@ def test_fault_table(client: str, fault: str, caplog: pytest.LogCaptureFixture) 
         assert first_error.partial, "a failure before any output must fall back in the turn"
         assert chain.switches == 0
     assert not leaks(caplog)
+
+
+# --- Retry-After: honoured, and bounded by the policy's budget ------------------------------
+
+
+@contextlib.asynccontextmanager
+async def rate_limited(client: str, retry_after: str) -> AsyncIterator[Any]:
+    """The client's fake, answering every attempt 429 with this ``Retry-After``."""
+    h = HARNESSES[client]()
+    if h.kind == "llm":
+        error = b'{"error": {"message": "slow down", "type": "rate_limit_error"}}'
+        scripts = [Script([error], status=429, headers={"Retry-After": retry_after})] * 3
+        async with FakeServer(scripts) as fake:
+            yield fake
+        return
+    async with h.serve("429") as fake:
+        fake.retry_after = retry_after
+        yield fake
+
+
+@pytest.mark.parametrize(("retry_after", "attempts"), [("0.3", 2), ("3600", 1)])
+@pytest.mark.parametrize("client", list(HARNESSES))
+def test_retry_after_is_waited_or_given_up_on_past_the_budget(
+    client: str, retry_after: str, attempts: int
+) -> None:
+    h = HARNESSES[client]()
+    policy = RetryPolicy(attempts=2, base_delay=0.0, budget=2.0)
+
+    async def main() -> tuple[ServiceError, int, float]:
+        async with rate_limited(client, retry_after) as fake:
+            service = h.make(fake, "429")
+            service.retry = policy
+            if client in ("elevenlabs-tts", "cartesia-tts"):
+                # a reply's wait for audio covers its connection's retries: keep it longer
+                service.timeout = 3.0
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                with pytest.raises(ServiceError) as info:
+                    # a wait of an hour would time out here: the policy gives up instead
+                    await asyncio.wait_for(h.turn(service), 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await service.aclose()
+            return info.value, h.attempts(fake), loop.time() - began
+
+    error, seen, elapsed = asyncio.run(main())
+    assert error.reason == "status_429"
+    assert getattr(error, "retry_after", None) == float(retry_after)
+    assert seen == attempts
+    if attempts == 2:
+        assert elapsed >= 0.3  # the second attempt waited what the server asked

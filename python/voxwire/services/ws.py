@@ -40,7 +40,8 @@ import numpy as np
 
 from voxwire.errors import ServiceError, ServiceTimeout
 from voxwire.services.base import PCM, Outbox, SpeechAudio, StreamMixin
-from voxwire.services.retry import RetryPolicy, with_retries
+from voxwire.services.http import HttpStatusError
+from voxwire.services.retry import RetryPolicy, parse_retry_after, with_retries
 
 __all__ = ["Redacting", "WsTtsClient", "WsTtsStream", "b64_pcm"]
 
@@ -303,8 +304,11 @@ class WsTtsClient:
         except ws_mod.InvalidStatus as e:
             status = e.response.status_code
             body = self._scrub(bytes(e.response.body or b"").decode("utf-8", "replace"))
-            raise ServiceError(
-                "tts", f"status_{status}", f"tts: the handshake got HTTP {status}: {body[:300]}"
+            raise HttpStatusError(
+                "tts",
+                status,
+                f"tts: the handshake got HTTP {status}: {body[:300]}",
+                parse_retry_after(e.response.headers.get("Retry-After")),
             ) from None
         except (OSError, ws_mod.InvalidHandshake) as e:
             raise ServiceError(

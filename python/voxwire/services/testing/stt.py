@@ -78,6 +78,8 @@ class FakeDeepgram:
         self.latency = latency
         self.mode = mode
         self.status = status
+        self.retry_after = "0"
+        """The ``Retry-After`` of a 429 refusal."""
         self.sessions: list[DeepgramSession] = []
         self.disconnected = asyncio.Event()
         self.disconnected_at: float | None = None  # loop time the connection ended
@@ -108,7 +110,7 @@ class FakeDeepgram:
         if self.status is not None:
             response = connection.respond(self.status, "refused\n")
             if self.status == 429:
-                response.headers["Retry-After"] = "0"
+                response.headers["Retry-After"] = self.retry_after
             return response
         if request.headers.get("Authorization") != f"Token {self.key}":
             return connection.respond(401, "bad credentials\n")
@@ -285,6 +287,8 @@ class FakeTranscriptions(Checks):
         self.answers = list(answers or [])
         self.words = words
         self.uploads: list[Upload] = []
+        self.retry_after = "0"
+        """The ``Retry-After`` of a 429 answer."""
         self.warmups: list[WarmUp] = []
         """The ``GET /v1/models`` requests (warm-ups), not in :attr:`uploads`."""
         self.handling: list[float] = []  # seconds the server spent on each request
@@ -355,7 +359,7 @@ class FakeTranscriptions(Checks):
             message = "rate limited" if answer.status == 429 else "server error"
             if answer.echo_key:
                 message += f": {request.headers.get('Authorization')}"
-            headers = {"Retry-After": "0"} if answer.status == 429 else None
+            headers = {"Retry-After": self.retry_after} if answer.status == 429 else None
             return web.json_response(
                 {"error": {"message": message}}, status=answer.status, headers=headers
             )

@@ -85,6 +85,8 @@ class WsFake(Checks):
         self.rate = rate
         self.mode = mode
         self.key = key
+        self.retry_after = "0"
+        """The ``Retry-After`` of a 429 refusal."""
         self.paths: list[str] = []
         self.headers: list[Headers] = []
         self.contexts: dict[str, Context] = {}
@@ -126,7 +128,7 @@ class WsFake(Checks):
             return connection.respond(HTTPStatus.INTERNAL_SERVER_ERROR, "oops\n")
         if self.mode == "status_429":
             response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "slow down\n")
-            response.headers["Retry-After"] = "0"
+            response.headers["Retry-After"] = self.retry_after
             return response
         return None
 
@@ -395,6 +397,8 @@ class OpenAISpeechFake(Checks):
         self.sse = sse
         self.key = key
         self.requests: list[SpeechRequest] = []
+        self.retry_after = "0"
+        """The ``Retry-After`` of a 429 answer."""
         self.warmups: list[WarmUp] = []
         """The ``GET /v1/models`` requests (warm-ups), not in :attr:`requests`."""
         self.samples = 0
@@ -438,7 +442,9 @@ class OpenAISpeechFake(Checks):
             return web.json_response({"error": {"message": "server broke"}}, status=500)
         if self.mode == "status_429":
             return web.json_response(
-                {"error": {"message": "rate limited"}}, status=429, headers={"Retry-After": "0"}
+                {"error": {"message": "rate limited"}},
+                status=429,
+                headers={"Retry-After": self.retry_after},
             )
         if self.mode == "json":
             return web.json_response({"audio": "nope"})
