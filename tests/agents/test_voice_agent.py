@@ -68,9 +68,19 @@ ASKED = ["twilio", "vonage", "audiosocket"]
 BARGED = ["twilio", "telnyx", "jambonz"]
 
 
+class PreparedLlm(FakeLlm):
+    """The fake model, counting the agent's calls of ``prepare()`` (a hosted client's
+    warm-up)."""
+
+    prepares = 0
+
+    async def prepare(self) -> None:
+        self.prepares += 1
+
+
 def answering_agent() -> VoiceAgent:
     return VoiceAgent(
-        FakeStt([SAY.lower()]), FakeLlm(answer(ANSWER)), FakeTts(), system_prompt="Be brief."
+        FakeStt([SAY.lower()]), PreparedLlm(answer(ANSWER)), FakeTts(), system_prompt="Be brief."
     )
 
 
@@ -213,6 +223,9 @@ def test_the_agent_answers_a_question(outcomes: dict[str, Outcome], protocol: st
     assert turn.reply_latency is not None
     assert turn.reply_latency > 0.1 + 0.2  # the recogniser's and the model's latencies
     assert not turn.interrupted
+    # warmed up at the call's start, and again as the caller began to speak
+    assert isinstance(agent.llm, PreparedLlm)
+    assert agent.llm.prepares >= 2
 
 
 @pytest.mark.parametrize("protocol", BARGED)

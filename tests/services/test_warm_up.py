@@ -83,6 +83,27 @@ def test_llm_first_turn_goes_on_the_connection_prepare_opened(vendor: str) -> No
     asyncio.run(main())
 
 
+def test_prepare_again_sends_nothing_on_a_recently_used_session_and_rewarms_an_idle_one() -> None:
+    async def main() -> None:
+        pieces = openai_text(["Hi", " there."])
+        async with FakeServer([Script(pieces)]) as server:
+            model = OpenAIChatModel(f"{server.base}/v1", "m", api_key=KEY)
+            model.rewarm_after = 0.3
+            try:
+                await model.prepare()
+                await model.prepare()  # just warmed: taken as open
+                await reply(model)
+                await model.prepare()  # just used
+                assert len(server.warmups) == 1
+                await asyncio.sleep(0.4)  # idle for longer than rewarm_after
+                await model.prepare()
+                assert len(server.warmups) == 2
+            finally:
+                await model.aclose()
+
+    asyncio.run(main())
+
+
 def test_openai_speech_first_reply_goes_on_the_connection_prepare_opened() -> None:
     async def main() -> None:
         async with OpenAISpeechFake(key=KEY) as server:

@@ -297,6 +297,7 @@ class _AgentCall:
         self.timer: asyncio.TimerHandle | None = None
         self.inbound: Resampler[np.int16] | None = None
         self.hung_up = False
+        self.caller_was_speaking = False
         self.line_rate = 0
         self.stt_failures = 0
         # the store: this call's key, what was stored before this stream, the saves
@@ -338,6 +339,12 @@ class _AgentCall:
                     if self.stt is None:
                         self._open(event.sample_rate, now)
                     self.apply(self.conversation.audio(self._inbound(event), now))
+                    speaking = self.conversation.caller_speaking
+                    if speaking and not self.caller_was_speaking:
+                        # a reply will be wanted soon: re-open a connection the services'
+                        # servers may have closed while idle (a no-op when recently used)
+                        self._spawn(self._prepare())
+                    self.caller_was_speaking = speaking
                 elif isinstance(event, MarkPlayed):
                     if not event.cleared:
                         self._echoed(event.name, now)
@@ -499,7 +506,8 @@ class _AgentCall:
         self.apply(self.conversation.start(now, resumed=self.resumed))
 
     async def _prepare(self) -> None:
-        """Warm the services up (pre-connect) so the first turn pays no handshake."""
+        """Warm the services up (pre-connect) so the turn to come pays no handshake: at
+        call start, and again whenever the caller starts to speak."""
         for kind, service in (("llm", self.agent.llm), ("tts", self.agent.tts)):
             if isinstance(service, Preparable):
                 try:

@@ -284,12 +284,18 @@ class HttpSession:
     """Requests tried again so far (each retry counts once)."""
     _session: aiohttp.ClientSession | None
     _loop: asyncio.AbstractEventLoop | None
+    rewarm_after: float = 4.0
+    """:meth:`prepare` sends its warm-up request only when the session has not been used
+    for this many seconds (a server may have closed the idle connection: vLLM's uvicorn
+    after 5 s); sooner, the connection is taken as open and nothing is sent."""
+    _used: float | None = None  # the loop time of the session's last use
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
+        self._used = loop.time()
         if self._session is None or self._session.closed or self._loop is not loop:
             aiohttp = self._aiohttp
             self._session = aiohttp.ClientSession(
@@ -314,8 +320,10 @@ class HttpSession:
         It makes the session in the running loop and sends one ``GET`` of the API's model
         list (``/models``, free on OpenAI, Anthropic and the OpenAI-compatible servers),
         whose answer is read and whose connection is kept alive: the first request of the
-        call goes on it. aiohttp closes a connection left idle for 15 s; the next request
-        then opens a new one.
+        call goes on it. aiohttp closes a connection left idle for 15 s, and a server may
+        close it sooner; so the voice agent calls this again when the caller starts to
+        speak, and it sends its request only when the session has been idle for
+        :attr:`rewarm_after` seconds (otherwise it returns at once).
 
         Raises
         ------
@@ -323,6 +331,16 @@ class HttpSession:
             ``connect``: the server cannot be reached; ``timeout``: it did not answer within
             ``connect_timeout + timeout`` seconds.
         """
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if (
+            session is not None
+            and not session.closed
+            and self._loop is loop
+            and self._used is not None
+            and loop.time() - self._used < self.rewarm_after
+        ):
+            return
         session = self._session_now()
         await warm_up(
             session,

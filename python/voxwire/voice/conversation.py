@@ -958,6 +958,11 @@ class Conversation:
         return out
 
     @property
+    def caller_speaking(self) -> bool:
+        """The VAD is in the caller's speech (a turn, or talk over the reply)."""
+        return self._user_open
+
+    @property
     def live_reply(self) -> int | None:
         """The reply under way (being written, spoken or paused), if any."""
         return self._reply.id if self._reply is not None else None
