@@ -31,6 +31,12 @@ def test_every_registered_protocol_has_a_simulated_side_and_no_other() -> None:
     assert list(PROVIDERS) == list(CODECS)
 
 
+@pytest.mark.parametrize("protocol", list(CODECS))
+def test_each_simulated_side_mirrors_its_codecs_module(protocol: str) -> None:
+    module = CODECS[protocol].__module__.rsplit(".", 1)[-1]
+    assert PROVIDERS[protocol].__module__ == f"voxwire.sim.providers.{module}"
+
+
 @pytest.mark.parametrize("protocol", sorted(CODECS))
 def test_the_simulated_side_takes_the_codecs_facts(protocol: str) -> None:
     side, codec = PROVIDERS[protocol], CODECS[protocol]
