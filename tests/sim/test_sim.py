@@ -3,14 +3,18 @@ the phone's playout clock, and the correlation measure."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import numpy as np
 import pytest
 
 import voxwire
 from voxwire.protocols import CODECS, Audio, CallStarted, Cleared, MarkPlayed, protocol_names
 from voxwire.resample import Resampler
+from voxwire.sim import providers
 from voxwire.sim.caller import Playout, aligned_correlation
-from voxwire.sim.providers import PROVIDERS, ClearAudio, PlayAudio, PlayMark, Unexpected
+from voxwire.sim.providers import PROVIDERS, ClearAudio, PlayAudio, PlayMark, Unexpected, events
 
 G711 = {"twilio", "telnyx", "plivo"}
 MARKS = set(protocol_names(supports_marks=True))
@@ -29,6 +33,16 @@ def on_line(protocol: str, rate: int, pcm: np.ndarray) -> np.ndarray:
 
 def test_every_registered_protocol_has_a_simulated_side_and_no_other() -> None:
     assert list(PROVIDERS) == list(CODECS)
+
+
+def test_the_former_module_name_gives_the_same_sides_with_a_warning() -> None:
+    sys.modules.pop("voxwire.sim.provider", None)
+    with pytest.warns(DeprecationWarning, match="voxwire.sim.providers"):
+        former = importlib.import_module("voxwire.sim.provider")
+    assert former.PROVIDERS is PROVIDERS
+    for name in former.__all__:
+        assert getattr(former, name) is getattr(providers, name, getattr(events, name, None))
+    assert {side.__name__ for side in PROVIDERS.values()} <= set(former.__all__)
 
 
 @pytest.mark.parametrize("protocol", list(CODECS))
