@@ -52,6 +52,7 @@ from voxwire.media_path import MediaDecoder, MediaEncoder
 from voxwire.protocols.events import Audio
 from voxwire.protocols.twilio import TwilioCodec
 from voxwire.resample import Resampler
+from voxwire.sim.providers.twilio import TwilioSide
 
 __all__ = [
     "LINE_RATE",
@@ -93,19 +94,21 @@ def _voice(rng: np.random.Generator, n: int, rate: int) -> npt.NDArray[np.int16]
     return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
+def _side() -> TwilioSide:
+    """Twilio's side of the benchmark's stream (``streamSid`` :data:`STREAM_SID`)."""
+    return TwilioSide(call_id=STREAM_SID[2:])
+
+
 def inbound_messages(rng: np.random.Generator, count: int) -> list[str]:
-    """``count`` consecutive Twilio ``media`` messages of 20 ms mu-law at 8 kHz."""
+    """``count`` consecutive Twilio ``media`` messages of 20 ms mu-law at 8 kHz, as the
+    simulated Twilio side writes them (re-serialised with :func:`json.dumps`'s spacing)."""
     frame = int(LINE_RATE * FRAME_S)
-    codes = encode_ulaw(_voice(rng, count * frame, LINE_RATE)).tobytes()
-    out = []
-    for i in range(count):
-        payload = base64.b64encode(codes[i * frame : (i + 1) * frame]).decode("ascii")
-        media = {"track": "inbound", "chunk": str(i + 1), "timestamp": str(20 * i)}
-        media["payload"] = payload
-        msg = {"event": "media", "sequenceNumber": str(i + 3), "media": media}
-        msg["streamSid"] = STREAM_SID
-        out.append(json.dumps(msg))
-    return out
+    pcm = _voice(rng, count * frame, LINE_RATE)
+    side = _side()
+    side.opening()  # the start message takes the first sequence number
+    return [
+        json.dumps(json.loads(side.audio(pcm[i * frame : (i + 1) * frame]))) for i in range(count)
+    ]
 
 
 def tts_chunks(rng: np.random.Generator, count: int) -> list[npt.NDArray[np.int16]]:
@@ -116,21 +119,9 @@ def tts_chunks(rng: np.random.Generator, count: int) -> list[npt.NDArray[np.int1
 
 
 def _start_message() -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "start": {
-                "streamSid": STREAM_SID,
-                "accountSid": "AC0",
-                "callSid": "CA0",
-                "tracks": ["inbound"],
-                "customParameters": {},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-            "streamSid": STREAM_SID,
-        }
-    )
+    start = _side().opening()[-1]
+    assert isinstance(start, str)  # Twilio's messages are JSON text
+    return start
 
 
 def _codec() -> TwilioCodec:
