@@ -356,7 +356,9 @@ def test_teler_chunk_ids_are_unique_and_interrupt_names_one() -> None:
         for message in codec.send_audio(tone(8000, 160, i)):
             peer.deliver(message)
     assert peer.side.chunk_ids == [1, 2, 3]
-    assert json.loads(codec.send_interrupt(2)[0]) == {"type": "interrupt", "chunk_id": 2}
+    (interrupt,) = codec.send_interrupt(2)
+    assert json.loads(interrupt) == {"type": "interrupt", "chunk_id": 2}
+    assert peer.deliver(interrupt) == []  # the strict side checks it names a chunk it got
     with pytest.raises(voxwire.errors.LocalProtocolError):
         codec.send_interrupt(4)
     with pytest.raises(voxwire.errors.LocalProtocolError, match="no marks"):

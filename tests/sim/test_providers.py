@@ -96,6 +96,18 @@ SPECIFIC: dict[str, list[tuple[str, Callable[[str | bytes], str | bytes]]]] = {
     "teler": [
         ("no chunk_id", lambda a: edited(a, lambda o: o["data"].pop("chunk_id"))),
         ("a chunk_id used twice", lambda a: a),
+        (
+            "a chunk_id that is a boolean",
+            lambda a: edited(a, lambda o: o["data"].update(chunk_id=True)),
+        ),
+        (
+            "an interrupt of a chunk never sent",
+            lambda a: json.dumps({"type": "interrupt", "chunk_id": 9}),
+        ),
+        (
+            "an interrupt without an integer",
+            lambda a: json.dumps({"type": "interrupt", "chunk_id": "1"}),
+        ),
     ],
     "vonage": [("not 20 ms", lambda a: bytes(100))],
     "jambonz": [("odd byte count", lambda a: bytes(3))],

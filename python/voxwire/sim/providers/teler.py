@@ -17,6 +17,11 @@ from voxwire.sim.providers.events import PCM, ClearAudio, Message, PhoneEvent, P
 __all__ = ["TelerSide"]
 
 
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is a JSON integer (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class TelerSide(ProviderSide):
     """Teler's side of a media stream: L16 at 8 or 16 kHz.
 
@@ -59,7 +64,7 @@ class TelerSide(ProviderSide):
             self._keys(field(msg, "data"), {"audio_b64", "chunk_id"}, "audio.data")
             chunk_id = field(msg, "data", "chunk_id")
             self._require(
-                isinstance(chunk_id, int) and chunk_id not in self.chunk_ids,
+                _is_int(chunk_id) and chunk_id not in self.chunk_ids,
                 f"chunk_id must be a unique integer, got {chunk_id!r}",
             )
             if isinstance(chunk_id, int):
@@ -72,5 +77,10 @@ class TelerSide(ProviderSide):
             return [ClearAudio()]
         if kind == "interrupt":
             self._keys(msg, {"type", "chunk_id"}, "interrupt")
+            chunk_id = field(msg, "chunk_id")
+            self._require(
+                _is_int(chunk_id) and chunk_id in self.chunk_ids,
+                f"interrupt must name a chunk_id sent earlier, got {chunk_id!r}",
+            )
             return []
         return self._refuse(f"Teler does not accept {message!r:.80}")
