@@ -559,6 +559,12 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "token or one from 'voxwire token'); default $VOXWIRE_TOKEN",
     )
     call.add_argument("--save-heard", metavar="WAV", help="write what the phone played to a WAV")
+    call.add_argument(
+        "--strict",
+        action="store_true",
+        help="check every message the server sends against the provider's documented "
+        "format; report each violation and exit 1 if there was one",
+    )
     call.add_argument("--json", action="store_true", help="print the report as JSON")
     call.add_argument(
         "--tls-ca",
@@ -1464,7 +1470,14 @@ def _call(args: argparse.Namespace) -> int:
     async def run() -> CallReport:
         return await asyncio.wait_for(
             place_call(
-                args.url, args.protocol, plan, rate=rate, network=network, ssl=tls, token=token
+                args.url,
+                args.protocol,
+                plan,
+                rate=rate,
+                network=network,
+                ssl=tls,
+                token=token,
+                strict=args.strict,
             ),
             args.timeout,
         )
@@ -1487,7 +1500,7 @@ def _call(args: argparse.Namespace) -> int:
         write_wav(args.save_heard, report.heard, report.rate)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
     replied = all(u.reply_start is not None for u in report.utterances)
-    return 0 if replied and report.utterances else 1
+    return 0 if replied and report.utterances and not report.violations else 1
 
 
 def _demo(args: argparse.Namespace) -> int:

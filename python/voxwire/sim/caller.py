@@ -45,6 +45,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from voxwire.errors import ConformanceError
 from voxwire.netsim import Impairment
 from voxwire.protocols.base import PCM
 from voxwire.sim.phone import FakePhone, Playout
@@ -205,6 +206,8 @@ class CallReport:
     clears: list[float] = field(default_factory=list)  # arrival times, seconds from t0
     marks: list[MarkRecord] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    #: with a strict side, each message that broke the provider's documented format
+    violations: list[str] = field(default_factory=list)
     messages_sent: int = 0
     messages_received: int = 0
     media_lost: int = 0
@@ -261,6 +264,7 @@ class CallReport:
             "messages_received": self.messages_received,
             "media_lost": self.media_lost,
             "unexpected": self.unexpected[:10],
+            "violations": self.violations[:10],
             "closed_by_server": self.closed_by_server,
             "close_code": self.close_code,
             "close_reason": self.close_reason,
@@ -304,6 +308,10 @@ class CallReport:
         if self.unexpected:
             lines.append(
                 f"  unexpected messages: {len(self.unexpected)}, first: {self.unexpected[0]}"
+            )
+        if self.violations:
+            lines.append(
+                f"  wire-format violations: {len(self.violations)}, first: {self.violations[0]}"
             )
         if self.close_code is not None:
             by = "the server" if self.closed_by_server else "the phone"
@@ -428,6 +436,7 @@ class _Phone(FakePhone[ProviderSide], ABC, Generic[R]):
         self.messages_received = 0
         self.media_lost = 0
         self.closed_by_server = False
+        self.violations: list[str] = []  # a strict side's ConformanceErrors
         self.closed_at: float | None = None  # when the server closed, seconds from t0
         self.ended: float | None = None  # when the call ended (loop time)
         self._out: list[tuple[float, int, Message]] = []
@@ -506,7 +515,12 @@ class _Phone(FakePhone[ProviderSide], ABC, Generic[R]):
         self._handle(message, now)
 
     def _handle(self, message: Message, now: float) -> None:
-        for reply in self.deliver(message, now):
+        try:
+            replies = self.deliver(message, now)
+        except ConformanceError as exc:  # a strict side: kept for the report, the call goes on
+            self.violations.append(str(exc))
+            replies = []
+        for reply in replies:
             self._put(reply, now)
         self._tick_wake.set()
 
@@ -689,6 +703,7 @@ class _Caller(_Phone[CallReport]):
         report.clears = self.clears
         report.marks = self.marks
         report.unexpected = self.unexpected
+        report.violations = self.violations
         report.messages_sent = self.messages_sent
         report.messages_received = self.messages_received
         report.media_lost = self.media_lost
@@ -734,6 +749,7 @@ async def place_call(
     network: Network | None = None,
     ssl: SSLContext | None = None,
     token: str | None = None,
+    strict: bool = False,
 ) -> CallReport:
     """Call ``url`` as the provider of ``protocol`` would, follow ``plan``, and report.
 
@@ -744,10 +760,13 @@ async def place_call(
     and reason the server sent.
     ``plan.speech`` must be at the line ``rate`` (the protocol's default when None).
     Bound the call with :func:`asyncio.wait_for`; it also ends when the server closes.
+    With ``strict`` the provider side checks every message the server sends against the
+    provider's documented format; each one that breaks it is listed in the report's
+    ``violations`` (the message is not played), and the call goes on.
     """
     if protocol not in PROVIDERS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROVIDERS)}")
-    side = PROVIDERS[protocol](rate)
+    side = PROVIDERS[protocol](rate, strict=strict)
     caller = _Caller(side, plan, network or Network())
     headers = {"Authorization": f"Bearer {token}"} if token else None
     closed: list[tuple[int | None, str]] = []
