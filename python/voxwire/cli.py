@@ -431,6 +431,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="sip: digest algorithms offered, in order (default SHA-256,MD5; MD5 alone or "
         "first for peers that take only the first challenge or know only MD5)",
     )
+    serve.add_argument(
+        "--sip-challenge",
+        type=int,
+        choices=(401, 407),
+        default=401,
+        help="sip: challenge as a user agent (401, WWW-Authenticate; the default) or as a "
+        "proxy (407, Proxy-Authenticate) for callers that expect their proxy's challenge",
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
 
@@ -1418,7 +1426,13 @@ def _sip_auth(args: argparse.Namespace) -> Any:
     if not credentials and not allow:
         return None
     algorithms = tuple(a.strip().upper() for a in args.sip_digest.split(",") if a.strip())
-    return Authenticator(credentials, realm=args.sip_realm, allow=allow, algorithms=algorithms)
+    return Authenticator(
+        credentials,
+        realm=args.sip_realm,
+        allow=allow,
+        algorithms=algorithms,
+        proxy=args.sip_challenge == 407,
+    )
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -250,3 +250,36 @@ def test_parse_digest() -> None:
     assert parse_digest("Basic abc") is None
     assert parse_digest('Digest a="unterminated') is None
     assert parse_digest("Digest") == {}
+
+
+def test_as_a_proxy_the_challenge_is_407_and_only_proxy_authorization_counts() -> None:
+    auth = Authenticator(USERS, realm="edge", secret=b"p" * 32, proxy=True)
+    assert auth.status == 407
+    assert "challenge=407" in repr(auth)
+    s = server(auth)
+    caller = Caller()
+    s.receive(caller.invite(), CALLER, 0.0)
+    (response,) = responses(s.datagrams())
+    assert (response.status, response.reason) == (407, "Proxy Authentication Required")
+    assert response.header_values("WWW-Authenticate") == []
+    offered = []
+    for value in response.header_values("Proxy-Authenticate"):
+        params = parse_digest(value)
+        assert params is not None
+        offered.append(params)
+    assert [p["algorithm"] for p in offered] == ["SHA-256", "MD5"]
+    s.receive(caller.ack(branch=caller.branches["INVITE"], to_tag=response.to.tag), CALLER, 0.0)
+    name, value = authorization(offered[0])
+    # the right digest in the header a UAS reads is not a proxy's credentials
+    caller.cseq = 2
+    s.receive(caller.invite(extra=((name, value),)), CALLER, 0.1)
+    assert statuses(s.datagrams()) == [407]
+    assert s.counters["auth_no_credentials"] == 2
+    caller.cseq = 3
+    s.receive(caller.invite(extra=(("Proxy-Authorization", value),)), CALLER, 0.2)
+    assert statuses(s.datagrams()) == [100]
+    (call,) = s.events()
+    assert isinstance(call, IncomingCall)
+    assert call.user == "trunk"
+    assert s.counters["response_401"] == 0
+    assert s.counters["response_407"] == 2

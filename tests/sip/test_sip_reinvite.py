@@ -266,3 +266,41 @@ def test_fuzz_in_dialog_traffic_never_raises_and_leaves_nothing_behind(
     assert s.transactions == 0
     assert s.get_timer() is None
     assert s.calls == 0
+
+
+def test_a_new_offer_while_voxwires_offer_is_pending_gets_491() -> None:
+    s = server()
+    caller = Caller()
+    handle, first = confirmed(s, caller)
+    ok = reinvite(s, caller, b"", 1.0)  # no offer: the 200 offers, the ACK will answer
+    assert ok.status == 200
+    offerless = caller.cseq
+    # an UPDATE with an offer crosses voxwire's (RFC 3311 section 5.2)
+    caller.cseq += 1
+    s.receive(caller.request("UPDATE", body=offer("inactive")), CALLER, 1.1)
+    (pending,) = responses(s.datagrams())
+    assert (pending.status, pending.reason, pending.cseq[1]) == (491, "Request Pending", "UPDATE")
+    assert pending.header("Retry-After") is None  # the caller picks its own wait (s. 14.1)
+    # so does a re-INVITE with one
+    crossing = reinvite(s, caller, offer("sendonly"), 1.2)
+    assert crossing.status == 491
+    s.receive(caller.request("ACK", branch=caller.branches["INVITE"]), CALLER, 1.25)
+    assert s.datagrams() == []  # the 491's ACK ends its transaction
+    assert s.events() == []  # the session is as it was
+    assert s._dialogs[handle].answer is not None
+    assert s._dialogs[handle].answer.direction == "sendrecv"  # type: ignore[union-attr]
+    # an UPDATE without a body is only a refresh: not refused
+    caller.cseq += 1
+    s.receive(caller.request("UPDATE"), CALLER, 1.3)
+    assert statuses(s.datagrams()) == [200]
+    # the ACK of the offerless re-INVITE brings the answer, which applies
+    s.receive(caller.request("ACK", cseq=offerless, body=offer("sendonly")), CALLER, 1.4)
+    (event,) = s.events()
+    assert isinstance(event, CallUpdated)
+    assert (event.method, event.answer.direction) == ("ACK", "recvonly")
+    assert s.counters["offer_pending"] == 2
+    assert s.counters["response_491"] == 2
+    # with no offer pending, the same re-INVITE is answered
+    again = reinvite(s, caller, offer("sendrecv"), 2.0)
+    assert again.status == 200
+    assert again.body == first.body  # back to the first session, sent as it was

@@ -699,6 +699,82 @@ def test_cli_sigterm_drains_then_hangs_up(tmp_path: Path) -> None:
             server.communicate()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_proxy_challenge_407_is_answered_with_proxy_authorization(
+    tmp_path: Path, transport: str
+) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        auth = Authenticator(
+            {"trunk": "pw-of-the-trunk"}, realm="edge", algorithms=("MD5", "SHA-256"), proxy=True
+        )
+        server = await serving(calls, auth=auth)
+        try:
+            ok = await sipp(
+                "proxy_digest.xml",
+                server.local_addr,
+                tmp_path,
+                "-au",
+                "trunk",
+                "-ap",
+                "pw-of-the-trunk",
+                "-t",
+                transport,
+            )
+            for _ in range(100):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+            c = Counter(sip_of(server, transport).counters)
+            wrong = await sipp(
+                "proxy_digest.xml", server.local_addr, tmp_path, "-au", "trunk", "-ap", "guess"
+            )
+        finally:
+            await server.aclose()
+        assert ok.returncode == 0, ok.errors or ok.stdout
+        assert wrong.returncode == 1, wrong.errors or wrong.stdout
+        assert "Proxy-Authorization: Digest" in ok.messages  # SIPp answered the 407 as such
+        assert c["response_407"] == 1
+        assert c["response_401"] == 0
+        assert c["auth_no_credentials"] == 1
+        assert c["auth_authorized"] == 1
+        assert c["response_200"] == 2
+        w = server.sip.counters
+        assert w["auth_wrong_password"] == 1
+        assert w["response_407"] == c["response_407"] * (transport == "u1") + 2
+        (call,) = calls.calls
+        assert call.incoming.user == "trunk"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_offers_crossing_voxwires_pending_offer_get_491(tmp_path: Path, transport: str) -> None:
+    async def scenario() -> None:
+        calls = Calls()
+        server = await serving(calls)
+        try:
+            result = await sipp("offer_pending.xml", server.local_addr, tmp_path, "-t", transport)
+            for _ in range(100):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        c = sip_of(server, transport).counters
+        assert c["response_491"] == 2  # the crossing UPDATE and re-INVITE
+        assert c["offer_pending"] == 2
+        assert c["response_500"] == 0
+        assert c["response_200"] == 4  # two INVITEs, the bodiless UPDATE, the BYE
+        (call,) = calls.calls
+        assert call.updates == 1  # only the ACK's answer changed the session
+        assert call.on_hold
+        assert call.ended_by_remote
+
+    run(scenario())
+
+
 def test_cli_serve_sip_challenges_with_credentials_from_the_environment(tmp_path: Path) -> None:
     password = "never-in-a-log-8f3a"
     server = _voxwire(
@@ -722,6 +798,36 @@ def test_cli_serve_sip_challenges_with_credentials_from_the_environment(tmp_path
         assert wrong.returncode == 1, wrong.errors or wrong.stdout
         out, err = _stop(server)
         assert "sip calls authenticated: Authenticator(users=1, realm='bot'" in err
+        assert password not in out + err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_cli_serve_sip_challenges_as_a_proxy_with_407(tmp_path: Path) -> None:
+    password = "never-in-a-log-27c1"
+    server = _voxwire(
+        "serve",
+        "--protocol",
+        "sip",
+        "--echo",
+        "--port",
+        "0",
+        "--sip-challenge",
+        "407",
+        "--sip-digest",
+        "MD5,SHA-256",
+        env={"VOXWIRE_SIP_CREDENTIALS": f"trunk:{password}\n"},
+    )
+    try:
+        target = _listening(server)
+        ok = run(sipp("proxy_digest.xml", target, tmp_path, "-au", "trunk", "-ap", password))
+        plain = run(sipp("digest.xml", target, tmp_path, "-au", "trunk", "-ap", password))
+        assert ok.returncode == 0, ok.errors or ok.stdout
+        assert plain.returncode == 1, plain.errors or plain.stdout  # it wanted a 401
+        out, err = _stop(server)
+        assert "challenge=407" in err
         assert password not in out + err
     finally:
         if server.poll() is None:

@@ -784,9 +784,9 @@ async def serve_sip(
         and a connection whose stream breaks the framing is closed (counted in
         :attr:`SipCallServer.stream_errors`).
     auth : Authenticator, optional
-        Who may call: a digest challenge (401) for INVITEs from outside its allow-list,
-        403 when it has no credentials (:mod:`voxwire.sip.auth`); the user a call
-        authenticated as is ``metadata["sip_user"]`` of its CallStarted.
+        Who may call: a digest challenge (401, 407 with ``proxy``) for INVITEs from
+        outside its allow-list, 403 when it has no credentials (:mod:`voxwire.sip.auth`);
+        the user a call authenticated as is ``metadata["sip_user"]`` of its CallStarted.
     min_se, session_expires : int
         RFC 4028 session timers: the smallest session interval taken (less gets 422) and
         the largest granted, seconds. A caller that asks for a session timer refreshes

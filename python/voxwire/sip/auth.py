@@ -18,6 +18,12 @@ passes as it is. Any other INVITE must carry an ``Authorization`` that
 section 2.4), each with ``qop="auth"``. Without credentials (only ``allow``), every other
 source is refused (403).
 
+With ``proxy=True`` the challenge is a proxy's (section 22.3): 407 with
+``Proxy-Authenticate``, and the credentials are read from ``Proxy-Authorization``. That is
+for a server that stands where a proxy would (a trunk's calls reach it as they would reach
+the carrier's edge proxy, and the trunk's equipment answers only 407), or a caller that
+expects it; the digest, nonces and checks are the same.
+
 Nonces are stateless and bound to the server's secret: the issue time (milliseconds of
 ``now``) and an HMAC-SHA256 of it and the realm under ``secret`` (random per server
 unless given), so a forged or altered nonce fails and no table of issued nonces is kept.
@@ -145,6 +151,10 @@ class Authenticator:
         servers that share a realm behind one balancer).
     max_nonces : int
         Nonces whose last nonce count is remembered.
+    proxy : bool
+        Challenge as a proxy: 407 with ``Proxy-Authenticate``, credentials in
+        ``Proxy-Authorization`` (section 22.3); default 401 with ``WWW-Authenticate``,
+        credentials in ``Authorization``.
     """
 
     def __init__(
@@ -157,6 +167,7 @@ class Authenticator:
         nonce_ttl: float = 300.0,
         secret: bytes | None = None,
         max_nonces: int = 4096,
+        proxy: bool = False,
     ) -> None:
         if not realm or any(c in realm for c in '"\\\r\n'):
             raise ValueError("Authenticator: the realm must be non-empty, without quotes")
@@ -180,11 +191,17 @@ class Authenticator:
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self.max_nonces = max_nonces
         self._counts: OrderedDict[str, int] = OrderedDict()
+        self.proxy = proxy
+        #: The status of a challenge: 401, or 407 with ``proxy``.
+        self.status: Final[int] = 407 if proxy else 401
+        self._challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        self._credentials_header = "Proxy-Authorization" if proxy else "Authorization"
 
     def __repr__(self) -> str:  # never the passwords
         return (
             f"Authenticator(users={len(self._credentials)}, realm={self.realm!r}, "
-            f"allow={[str(n) for n in self.allow]}, algorithms={self.algorithms})"
+            f"allow={[str(n) for n in self.allow]}, algorithms={self.algorithms}, "
+            f"challenge={self.status})"
         )
 
     @property
@@ -215,12 +232,13 @@ class Authenticator:
         return now - int.from_bytes(raw[:8], "big") / 1000
 
     def challenge(self, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
-        """The ``WWW-Authenticate`` headers of a 401: one per algorithm, one nonce."""
+        """The ``WWW-Authenticate`` headers of a 401 (``Proxy-Authenticate`` of a 407 with
+        ``proxy``): one per algorithm, one nonce."""
         nonce = self.nonce(now)
         extra = ", stale=true" if stale else ""
         return [
             (
-                "WWW-Authenticate",
+                self._challenge_header,
                 f'Digest realm="{self.realm}", algorithm={algorithm}, qop="auth", '
                 f'nonce="{nonce}"{extra}',
             )
@@ -243,7 +261,7 @@ class Authenticator:
             return AuthResult("pass", "allowed")
         if not self._credentials:
             return AuthResult("forbidden", "not_allowed")
-        values = request.header_values("Authorization")
+        values = request.header_values(self._credentials_header)
         if not values:
             return AuthResult("challenge", "no_credentials")
         reason = "bad_header"

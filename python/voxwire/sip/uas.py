@@ -46,7 +46,8 @@ What it does
   while :attr:`SipServer.draining` (a balancer's health probe takes the server out). New
   INVITEs while draining, or past ``max_calls``, get 503 too.
 * **Authentication** (section 22, with ``auth``, :mod:`voxwire.sip.auth`): a new INVITE
-  from outside the allow-list gets 401 with a digest challenge (SHA-256 and MD5) until it
+  from outside the allow-list gets 401 (407 as a proxy would, ``Authenticator(proxy=True)``)
+  with a digest challenge (SHA-256 and MD5) until it
   carries valid credentials, or 403 when there are none to check; the challenge's
   transaction is an ordinary non-2xx one (Timer G until its ACK).
 * **re-INVITE and UPDATE** (section 14, RFC 3311) inside a confirmed dialog: a new offer
@@ -60,8 +61,11 @@ What it does
   dialog's last INVITE is open (no final response yet, or its 2xx not acknowledged) gets
   500 with a random Retry-After of 0-10 s (section 14.2), an UPDATE before the INVITE's
   offer was answered too (RFC 3311 section 5.2); an UPDATE outside a dialog 481. An
-  UPDATE without a body gets 200 (a session refresh). voxwire sends no re-INVITE or UPDATE
-  of its own, so it never meets glare and never sends 491.
+  UPDATE without a body gets 200 (a session refresh). While voxwire's own offer is
+  outstanding (the 2xx of a re-INVITE without an offer, until the ACK brings the
+  answer), a re-INVITE or an UPDATE with a new offer gets 491 Request Pending (RFC 3264
+  section 4, RFC 3311 section 5.2; the caller retries after a random wait, section
+  14.1) and the session stays as it was; the ACK's answer still applies.
 * **Session timers** (RFC 4028 section 9): a request with ``Session-Expires`` from a
   caller that supports ``timer`` gets 422 with ``Min-SE`` below ``min_se``; otherwise the
   interval is granted with the caller as the refresher (voxwire sends no refreshes) and
@@ -138,6 +142,7 @@ _REASONS: Final[dict[int, str]] = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
+    407: "Proxy Authentication Required",
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
@@ -149,6 +154,7 @@ _REASONS: Final[dict[int, str]] = {
     486: "Busy Here",
     487: "Request Terminated",
     488: "Not Acceptable Here",
+    491: "Request Pending",
     500: "Server Internal Error",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -370,9 +376,9 @@ class SipServer:
         less) and the largest one granted, seconds.
     auth : Authenticator, optional
         Who may call (:mod:`voxwire.sip.auth`): each new INVITE from outside its
-        allow-list is challenged (401, digest) until it carries valid credentials, or
-        refused (403) when there are none to check. OPTIONS, CANCEL, ACK and requests
-        inside a dialog are not challenged. None: anyone may call.
+        allow-list is challenged (401, or 407 as a proxy; digest) until it carries valid
+        credentials, or refused (403) when there are none to check. OPTIONS, CANCEL, ACK
+        and requests inside a dialog are not challenged. None: anyone may call.
     """
 
     def __init__(
@@ -831,7 +837,8 @@ class SipServer:
                 self._final(tx, 403, now)
                 return
             if verdict.outcome == "challenge":
-                self._final(tx, 401, now, extra=self.auth.challenge(now, stale=verdict.stale))
+                challenge = self.auth.challenge(now, stale=verdict.stale)
+                self._final(tx, self.auth.status, now, extra=challenge)
                 return
             user = verdict.user
         busy = self.draining or len(self._dialogs) >= self.max_calls
@@ -891,7 +898,16 @@ class SipServer:
         extra = [("Retry-After", str(secrets.randbelow(11)))]
         self._final(tx, 500, now, dialog=dialog, extra=extra)
 
+    def _offer_pending(self, tx: _ServerTx, now: float, dialog: _Dialog) -> None:
+        # voxwire's own offer (the 2xx of a re-INVITE without one) awaits the ACK's
+        # answer: a new offer crosses it (RFC 3264 section 4, RFC 3311 section 5.2)
+        self.counters["offer_pending"] += 1
+        self._final(tx, 491, now, dialog=dialog)
+
     def _reinvite(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
+        if dialog.state == "answered" and dialog.offer_in_ok:
+            self._offer_pending(tx, now, dialog)
+            return
         if dialog.state != "confirmed":
             # an INVITE while the dialog's last one is open: no final response to it yet
             # (early), or its 2xx not yet acknowledged
@@ -920,6 +936,9 @@ class SipServer:
             # the INVITE's offer is not answered yet (RFC 3311 section 5.2)
             self.counters["overlapping_UPDATE"] += 1
             self._retry_later(tx, now, dialog)
+            return
+        if dialog.offer_in_ok and tx.request.body:
+            self._offer_pending(tx, now, dialog)
             return
         tx.dialog = dialog
         interval = self._session_timer(tx, now)  # an UPDATE refreshes the session
