@@ -261,7 +261,7 @@ def test_serve_webrtc_refuses_the_options_it_does_not_honour(
 
 
 def test_serve_sip_refuses_the_options_it_does_not_take() -> None:
-    options = ["--tls-cert", "a.pem", "--tls-key", "b.pem", "--workers", "2"]
+    options = ["--key-file", "keys", "--workers", "2"]
     done = subprocess.run(
         [sys.executable, "-m", "voxwire", "serve", "--protocol", "sip", "--echo", *options],
         capture_output=True,
@@ -269,5 +269,5 @@ def test_serve_sip_refuses_the_options_it_does_not_take() -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "--workers, --tls-cert, --tls-key: not available with --protocol sip" in done.stderr
+    assert "--workers, --key-file: not available with --protocol sip" in done.stderr
     assert "Traceback" not in done.stderr

@@ -247,8 +247,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument(
         "--tls-cert",
         metavar="PEM",
-        help="serve wss:// (AudioSocket: TLS; webrtc: https://) with this certificate chain; "
-        "needs --tls-key",
+        help="serve wss:// (AudioSocket: TLS; webrtc: https://; sip: SIP over TLS on "
+        "--sip-tls-port) with this certificate chain; needs --tls-key",
     )
     serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument(
@@ -367,6 +367,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument(
         "--tcp", action="store_true", help="sip: listen on TCP too, on the same port"
+    )
+    serve.add_argument(
+        "--sip-tls-port",
+        type=_number(int, 0, 65535),
+        default=5061,
+        metavar="PORT",
+        help="sip: with --tls-cert/--tls-key, listen for SIP over TLS on PORT "
+        "(default 5061; 0: any free port)",
     )
     serve.add_argument(
         "--codecs",
@@ -804,8 +812,6 @@ _NOT_TAKEN = {
         "agent_port",
         "metrics",
         "control",
-        "tls_cert",
-        "tls_key",
         "key_file",
         "used_tokens",
         "record",
@@ -1307,6 +1313,20 @@ def _serve_sip(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_cert is not None:
+        import ssl
+
+        from voxwire.aio.tls import server_context
+
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -1348,6 +1368,8 @@ def _serve_sip(args: argparse.Namespace) -> int:
             rtp_ports=args.rtp_ports,
             codecs=args.codecs,
             tcp=args.tcp,
+            tls=tls,
+            tls_port=args.sip_tls_port,
             pipeline_rate=rate,
             idle_timeout=args.rtp_timeout,
             max_calls=args.max_calls or 100,
@@ -1356,6 +1378,8 @@ def _serve_sip(args: argparse.Namespace) -> int:
         )
         port = server.local_addr[1]
         transports = "udp, tcp" if args.tcp else "udp"
+        if server.tls_addr is not None:
+            transports += f", tls {server.tls_addr[1]}"
         registration = None
         if args.sip_register:
             from voxwire.aio.sip_register import register_server

@@ -1,4 +1,4 @@
-"""SIP calls over UDP (and TCP): the asyncio driver of :class:`voxwire.sip.uas.SipServer`.
+"""SIP calls over UDP (and TCP, TLS): the asyncio driver of :class:`voxwire.sip.uas.SipServer`.
 
 >>> async def main():                                                  # doctest: +SKIP
 ...     server = await serve_sip(echo_handler, "192.0.2.1", 5060)
@@ -6,7 +6,8 @@
 ...     await server.aclose()
 
 :func:`serve_sip` binds one UDP socket for signalling (and, with ``tcp=True``, a TCP
-listener on the same port, with a server of its own) and runs the sans-I/O server on it:
+listener on the same port, and with ``tls=`` a TLS listener on ``tls_port``, 5061 by
+default, each with a server of its own) and runs the sans-I/O server on it:
 each datagram goes to :meth:`SipServer.receive` with the loop's clock, what it returns is
 sent, and its next timer is armed with ``loop.call_at``.
 
@@ -51,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
@@ -411,9 +413,13 @@ class SipCallServer:
         self.sip: SipServer
         #: the SIP server of the TCP listener (``tcp=True``), or None
         self.sip_tcp: SipServer | None = None
+        #: the SIP server of the TLS listener (``tls=``), or None
+        self.sip_tls: SipServer | None = None
+        self._tls: asyncio.Server | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._writers: dict[Address, asyncio.StreamWriter] = {}
+        # the open connections by transport ("TCP", "TLS") and peer address
+        self._writers: dict[tuple[str, Address], asyncio.StreamWriter] = {}
         self._readers: set[asyncio.Task[None]] = set()
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._owner: dict[str, SipServer] = {}
@@ -445,15 +451,39 @@ class SipCallServer:
     async def _listen_tcp(self, host: str, sip: dict[str, object]) -> None:
         # the same port number as the UDP socket (section 18: a server listens on both)
         port = self.sip.port
-        self._tcp = await asyncio.start_server(self._connection, host, port)
-        self.sip_tcp = SipServer(self.media_host, port, transport="TCP", **sip)  # type: ignore[arg-type]
+        self.sip_tcp = tcp = SipServer(self.media_host, port, transport="TCP", **sip)  # type: ignore[arg-type]
+        self._tcp = await asyncio.start_server(lambda r, w: self._connection(tcp, r, w), host, port)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _listen_tls(
+        self, host: str, port: int, context: ssl.SSLContext, sip: dict[str, object]
+    ) -> None:
+        # section 26.2: SIP over TLS, 5061 by default; the handshake is bounded so a peer
+        # that connects and says nothing does not hold a task for long
+        self._tls = await asyncio.start_server(
+            lambda r, w: self._connection(tls, r, w),
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=10.0,
+        )
+        bound = int(self._tls.sockets[0].getsockname()[1])
+        self.sip_tls = tls = SipServer(self.media_host, bound, transport="TLS", **sip)  # type: ignore[arg-type]
+
+    @property
+    def tls_addr(self) -> Address | None:
+        """The bound (host, port) of the TLS listener, or None without one."""
+        if self._tls is None or not self._tls.sockets:
+            return None
+        host, port = self._tls.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def _connection(
+        self, sip: SipServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         peer = writer.get_extra_info("peername")
         addr: Address = (str(peer[0]), int(peer[1]))
-        sip = self.sip_tcp
-        assert sip is not None
-        self._writers[addr] = writer
+        key = (sip.transport, addr)
+        self._writers[key] = writer
         task = asyncio.current_task()
         if task is not None:
             self._readers.add(task)
@@ -480,7 +510,8 @@ class SipCallServer:
         except (ConnectionError, OSError):
             return
         finally:
-            self._writers.pop(addr, None)
+            if self._writers.get(key) is writer:
+                del self._writers[key]
             if task is not None:
                 self._readers.discard(task)
             writer.close()
@@ -504,7 +535,7 @@ class SipCallServer:
             sip.draining = True
 
     def _servers(self) -> list[SipServer]:
-        return [self.sip] if self.sip_tcp is None else [self.sip, self.sip_tcp]
+        return [s for s in (self.sip, self.sip_tcp, self.sip_tls) if s is not None]
 
     # --- signalling ------------------------------------------------------------------
 
@@ -528,7 +559,7 @@ class SipCallServer:
             if transport is not None and not transport.is_closing():
                 transport.sendto(wire, dest)
             return
-        writer = self._writers.get(dest)
+        writer = self._writers.get((sip.transport, dest))
         if writer is None or writer.is_closing():
             self.unsent += 1
             return
@@ -694,15 +725,17 @@ class SipCallServer:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._tcp is not None:
-            self._tcp.close()
-            for writer in list(self._writers.values()):
-                writer.close()
-            for reader in list(self._readers):
-                reader.cancel()
-            await asyncio.gather(*self._readers, return_exceptions=True)
-            await self._tcp.wait_closed()
-            self._tcp = None
+        listeners = [x for x in (self._tcp, self._tls) if x is not None]
+        for listener in listeners:
+            listener.close()
+        for writer in list(self._writers.values()):
+            writer.close()
+        for reader in list(self._readers):
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for listener in listeners:
+            await listener.wait_closed()
+        self._tcp = self._tls = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -740,6 +773,8 @@ async def serve_sip(
     pacer: Pacer | None = None,
     latch: bool = True,
     tcp: bool = False,
+    tls: ssl.SSLContext | None = None,
+    tls_port: int = 5061,
     auth: Authenticator | None = None,
     min_se: int = 90,
     session_expires: int = 1800,
@@ -783,6 +818,13 @@ async def serve_sip(
         connection's byte stream is cut into messages by Content-Length (section 18.3),
         and a connection whose stream breaks the framing is closed (counted in
         :attr:`SipCallServer.stream_errors`).
+    tls : ssl.SSLContext, optional
+        Listen for SIP over TLS too (section 26.2), on ``tls_port`` (5061 by default; 0:
+        any free port, see :attr:`SipCallServer.tls_addr`), with this server context
+        (:func:`voxwire.aio.tls.server_context` of the user's certificate and key). The
+        stream is framed as over TCP; the server's Via says ``TLS``, its Contact is
+        ``sips:`` for a ``sips:`` Request-URI (else ``;transport=tls``), and a ``sips:``
+        Request-URI over UDP or TCP gets 416.
     auth : Authenticator, optional
         Who may call: a digest challenge (401, 407 with ``proxy``) for INVITEs from
         outside its allow-list, 403 when it has no credentials (:mod:`voxwire.sip.auth`);
@@ -824,10 +866,12 @@ async def serve_sip(
     if limits is not None:
         sip["limits"] = limits
     await server._bind(host, port, sip)
-    if tcp:
-        try:
+    try:
+        if tcp:
             await server._listen_tcp(host, sip)
-        except OSError:
-            await server.aclose()
-            raise
+        if tls is not None:
+            await server._listen_tls(host, tls_port, tls, sip)
+    except OSError:
+        await server.aclose()
+        raise
     return server

@@ -79,12 +79,17 @@ What it does
   PUBLISH get 405 with Allow;
   any other method 501; a Require naming an extension but ``timer`` gets 420 (section
   8.2.2.3); a
-  Request-URI that is not ``sip:``/``sips:`` 416; an INVITE body other than
+  Request-URI that is not ``sip:``/``sips:`` 416, and so does a ``sips:`` one that did not
+  come over TLS (the caller asked for TLS on every hop, section 26.2.2); an INVITE body
+  other than
   ``application/sdp`` 415; an INVITE without an offer (the offer in the ACK) or whose offer
   has nothing voxwire can take 488; an SDP that does not parse 400.
 * Responses go where section 18.2.2 and RFC 3581 say: to the Via's ``received`` address,
-  to the source port when the Via has ``rport``, else to the sent-by port; over TCP
-  (``transport="TCP"``) to the connection the request came on.
+  to the source port when the Via has ``rport``, else to the sent-by port; over TCP or TLS
+  (``transport="TCP"``, ``"TLS"``) to the connection the request came on.
+* Over TLS (section 26, ``transport="TLS"``; the driver does the handshake) the server's
+  Via says ``SIP/2.0/TLS`` and its Contact is ``sips:`` when the INVITE's Request-URI was
+  (section 12.1.1), else ``sip:...;transport=tls``.
 
 Malformed datagrams raise nothing: they are dropped and counted in :attr:`SipServer.errors`
 by :class:`~voxwire.errors.SipParseError` reason. Transactions are bounded
@@ -362,8 +367,8 @@ class SipServer:
         RFC 3261 timer values in seconds (section 17.1.1.1: 0.5, 4 and 5).
     user_agent : str
         Value of the Server and User-Agent headers.
-    transport : {"UDP", "TCP"}
-        The transport of the socket this server reads. Over TCP (reliable, section 18)
+    transport : {"UDP", "TCP", "TLS"}
+        The transport of the socket this server reads. Over TCP or TLS (reliable, section 18)
         responses go back to the connection the request came on (the source address),
         the server's BYE goes on the dialog's connection, and the retransmission timers
         of unreliable transports (G, E) do not run; Timers I, J and K are zero. The 200
@@ -395,7 +400,7 @@ class SipServer:
         t4: float = 5.0,
         user_agent: str = "voxwire",
         retry_after: int = 5,
-        transport: Literal["UDP", "TCP"] = "UDP",
+        transport: Literal["UDP", "TCP", "TLS"] = "UDP",
         auth: Authenticator | None = None,
         min_se: int = 90,
         session_expires: int = 1800,
@@ -413,8 +418,10 @@ class SipServer:
         self.max_transactions = max_transactions
         self.limits = limits
         self.t1, self.t2, self.t4 = t1, t2, t4
-        if transport not in ("UDP", "TCP"):
-            raise ValueError(f"SipServer: transport must be 'UDP' or 'TCP', got {transport!r}")
+        if transport not in ("UDP", "TCP", "TLS"):
+            raise ValueError(
+                f"SipServer: transport must be 'UDP', 'TCP' or 'TLS', got {transport!r}"
+            )
         self.transport = transport
         self.reliable = transport != "UDP"
         self.user_agent = user_agent
@@ -736,7 +743,12 @@ class SipServer:
         if to_tag and dialog is None:
             self._final(tx, 481, now)  # section 12.2.2
             return
-        if request.uri.split(":")[0].lower() not in ("sip", "sips"):
+        scheme = request.uri.split(":")[0].lower()
+        if scheme not in ("sip", "sips"):
+            self._final(tx, 416, now)
+            return
+        if scheme == "sips" and self.transport != "TLS":
+            self.counters["sips_without_tls"] += 1
             self._final(tx, 416, now)
             return
         unsupported = [r for r in request.header_values("Require") if r.lower() != SUPPORTED]
@@ -1135,7 +1147,7 @@ class SipServer:
         ]
         if request.method in ("INVITE", "UPDATE") and dialog is not None and 100 < status < 300:
             headers += [("Record-Route", r) for r in request.header_values("Record-Route")]
-            headers.append(("Contact", f"<sip:{self._hostport()}{self._uri_transport()}>"))
+            headers.append(("Contact", f"<{self._contact(request)}>"))
         if status == 200 and request.method in ("INVITE", "UPDATE"):
             headers += [("Allow", ALLOW), ("Supported", SUPPORTED)]
         headers.append(("Server", self.user_agent))
@@ -1168,7 +1180,13 @@ class SipServer:
             tx.expires_at = now + (0.0 if self.reliable else 64 * self.t1)  # Timer J
 
     def _uri_transport(self) -> str:
-        return ";transport=tcp" if self.transport == "TCP" else ""
+        return {"TCP": ";transport=tcp", "TLS": ";transport=tls"}.get(self.transport, "")
+
+    def _contact(self, request: Request) -> str:
+        # section 12.1.1: a sips Request-URI gets a sips Contact (it came over TLS)
+        if self.transport == "TLS" and request.uri[:5].lower() == "sips:":
+            return f"sips:{self._hostport()}"
+        return f"sip:{self._hostport()}{self._uri_transport()}"
 
     def _hostport(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
