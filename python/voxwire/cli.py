@@ -440,6 +440,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "first for peers that take only the first challenge or know only MD5)",
     )
     serve.add_argument(
+        "--sip-srtp",
+        choices=("tls", "always", "never"),
+        default="tls",
+        help="sip: take RTP/SAVP offers (SDES-SRTP, needs voxwire[sip-srtp]) over SIP over TLS "
+        "only (default), on any transport (always: insecure, the keys cross the network in "
+        "the clear), or never; a refused SRTP-only offer gets 488",
+    )
+    serve.add_argument(
         "--sip-challenge",
         type=int,
         choices=(401, 407),
@@ -1370,6 +1378,7 @@ def _serve_sip(args: argparse.Namespace) -> int:
             tcp=args.tcp,
             tls=tls,
             tls_port=args.sip_tls_port,
+            srtp=args.sip_srtp,
             pipeline_rate=rate,
             idle_timeout=args.rtp_timeout,
             max_calls=args.max_calls or 100,

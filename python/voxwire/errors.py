@@ -97,7 +97,9 @@ class SdpError(_Reasoned, RemoteProtocolError):
     Reasons: ``too_large``, ``nul_byte``, ``bad_line``, ``bad_version``, ``bad_origin``,
     ``bad_connection``, ``bad_media``, ``too_many_media``, ``too_many_formats``,
     ``too_many_attributes``, ``no_connection``, ``no_media`` (none at all),
-    ``no_common_codec`` (no stream voxwire can take: the answer is 488).
+    ``no_common_codec`` (no stream voxwire can take: the answer is 488),
+    ``srtp_needs_tls`` (only an SRTP stream, offered where SRTP is not taken: 488),
+    ``crypto_changed`` (a re-offer with other SRTP keys: 488).
     """
 
 

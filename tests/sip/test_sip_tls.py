@@ -6,6 +6,7 @@ and baresip calling over TLS and recording what it heard; ``voxwire serve`` with
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import shutil
@@ -189,7 +190,7 @@ def test_a_peer_that_speaks_no_tls_is_dropped(certificate: tuple[Path, Path]) ->
     assert server.sip_tls.counters["request_OPTIONS"] == 1
 
 
-def _baresip_config(directory: Path, cafile: Path) -> None:
+def _baresip_config(directory: Path, cafile: Path, menc: str = "") -> None:
     (directory / "dump").mkdir()
     (directory / "config").write_text(
         "\n".join(
@@ -205,6 +206,7 @@ def _baresip_config(directory: Path, cafile: Path) -> None:
                 "module aufile.so",
                 "module alsa.so",
                 "module sndfile.so",
+                *(["module srtp.so"] if menc else []),
                 "module_app account.so",
                 "module_app menu.so",
                 f"snd_path {directory / 'dump'}",
@@ -213,15 +215,22 @@ def _baresip_config(directory: Path, cafile: Path) -> None:
         )
     )
     (directory / "accounts").write_text(
-        f"<sip:caller@{HOST};transport=tls>;regint=0;audio_codecs=PCMU\n"
+        f"<sip:caller@{HOST};transport=tls>;regint=0;audio_codecs=PCMU"
+        + (f";mediaenc={menc}" if menc else "")
+        + "\n"
     )
 
 
 @pytest.mark.skipif(BARESIP is None, reason="needs baresip (apt-get install baresip)")
+@pytest.mark.parametrize("menc", ["", "srtp-mand"], ids=["rtp", "srtp"])
 def test_baresip_calls_over_tls_and_hears_its_words_echoed(
-    tmp_path: Path, certificate: tuple[Path, Path]
+    tmp_path: Path, certificate: tuple[Path, Path], menc: str
 ) -> None:
     pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    if menc:
+        pytest.importorskip("pylibsrtp", reason="SRTP needs pip install 'voxwire[sip-srtp]'")
+        if not Path("/usr/lib/baresip/modules/srtp.so").exists():
+            pytest.skip("baresip's srtp module is missing (apt-get install baresip)")
     from voxwire.sim import synthesize
 
     cert, key = certificate
@@ -232,7 +241,7 @@ def test_baresip_calls_over_tls_and_hears_its_words_echoed(
         f.setsampwidth(2)
         f.setframerate(8000)
         f.writeframes(line.tobytes())
-    _baresip_config(tmp_path, cert)
+    _baresip_config(tmp_path, cert, menc)
 
     async def scenario() -> tuple[int, str, list[SipCall], SipCallServer]:
         calls: list[SipCall] = []
@@ -285,6 +294,20 @@ def test_baresip_calls_over_tls_and_hears_its_words_echoed(
     assert server.sip.counters["request_INVITE"] == 0
     (call,) = calls
     assert call.ended_by_remote
+    if menc:
+        # RTP/SAVP answered with a=crypto; every packet each way went through SRTP
+        assert call.answer.crypto is not None
+        assert call.srtp is not None
+        assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in output, output[-3000:]
+        print(call.srtp)
+        assert call.srtp.unprotected > 100
+        assert call.srtp.protected > 40  # the echoed sentence: 73 packets in the runs here
+        assert dict(call.srtp.dropped) == {}
+        assert call.stats.rtp is not None
+        assert call.stats.rtp.received == call.srtp.unprotected
+        assert base64.b64encode(call.answer.crypto.local_key).decode() not in output
+    else:
+        assert call.srtp is None
     (decoded,) = (tmp_path / "dump").glob("*-dec.wav")
     with wave.open(str(decoded)) as f:
         heard = np.frombuffer(f.readframes(f.getnframes()), np.int16)
@@ -338,3 +361,54 @@ def test_cli_serve_sip_over_tls_with_tls_cert_and_key(certificate: tuple[Path, P
     out, err = bad.communicate(timeout=30)
     assert bad.returncode == 2, (out, err)
     assert "cannot load the TLS certificate and key" in err
+
+
+@pytest.mark.parametrize(("policy", "status"), [("tls", 488), ("always", 200)])
+def test_cli_serve_sip_takes_srtp_over_udp_only_when_told(policy: str, status: int) -> None:
+    pytest.importorskip("pylibsrtp", reason="SRTP needs pip install 'voxwire[sip-srtp]'")
+    server = _voxwire(
+        "serve", "--protocol", "sip", "--echo", "--port", "0", "--sip-srtp", policy,
+        "--drain-timeout", "1",
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        port = int(line.split(" on sip:", 1)[1].split()[0].rsplit(":", 1)[1])
+        key = base64.b64encode(bytes(range(30))).decode()
+        body = (
+            f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio 40000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+        ).encode()
+
+        async def invite() -> Response:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Queue[bytes] = asyncio.Queue()
+
+            class Peer(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: object) -> None:
+                    got.put_nowait(data)
+
+            transport, _ = await loop.create_datagram_endpoint(Peer, local_addr=(HOST, 0))
+            try:
+                local = int(transport.get_extra_info("sockname")[1])
+                wire = tls_request(Caller(call_id="savp"), "INVITE", local, scheme="sip", body=body)
+                transport.sendto(wire.replace(b"SIP/2.0/TLS", b"SIP/2.0/UDP"), (HOST, port))
+                while True:
+                    message = parse_message(await asyncio.wait_for(got.get(), 10))
+                    if isinstance(message, Response) and message.status >= 200:
+                        return message
+            finally:
+                transport.close()
+
+        final = asyncio.run(asyncio.wait_for(invite(), 20))
+        assert final.status == status
+        if status == 200:
+            assert b"RTP/SAVP 0" in final.body
+            assert b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" in final.body
+        server.terminate()
+        out, err = server.communicate(timeout=15)
+        assert key not in out + err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()

@@ -56,7 +56,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
@@ -70,6 +70,7 @@ from voxwire.rtp import parse_rtp
 from voxwire.sip.auth import Authenticator
 from voxwire.sip.message import Limits, message_length
 from voxwire.sip.sdp import Answer
+from voxwire.sip.srtp import SrtpContext, SrtpUnavailable
 from voxwire.sip.uas import (
     CallCancelled,
     CallConfirmed,
@@ -124,6 +125,8 @@ class SipCall(RtpCall):
         self._offered = incoming.answer.remote  # the last address an offer named
         self._sending = True
         self._rtp: asyncio.DatagramTransport | None = None
+        #: the call's SRTP keys and counters (an ``RTP/SAVP`` stream), or None
+        self.srtp: SrtpContext | None = None
         #: keys sent with :meth:`send_dtmf`
         self.dtmf_sent = 0
         #: the statuses of the last :meth:`transfer`: the REFER's, then each NOTIFY's
@@ -310,8 +313,35 @@ class _SignallingProtocol(asyncio.DatagramProtocol):
         self.server.socket_errors += 1
 
 
+class _SrtpTransport(asyncio.DatagramTransport):
+    """The call's RTP socket seen through SRTP: what is sent is protected first."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, srtp: SrtpContext) -> None:
+        super().__init__()
+        self._inner = transport
+        self._srtp = srtp
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: object = None) -> None:
+        packet = self._srtp.protect(bytes(data))
+        if packet is not None:
+            self._inner.sendto(packet, addr)  # type: ignore[arg-type]
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._inner.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+
 class _MediaProtocol(asyncio.DatagramProtocol):
     def __init__(self, remote_host: str, latch: bool, answer: Answer) -> None:
+        self.srtp: SrtpContext | None = None
         self.remote_host = remote_host
         self.latch = latch
         self.call: SipCall | None = None
@@ -336,6 +366,11 @@ class _MediaProtocol(asyncio.DatagramProtocol):
             endpoint.remote_addr = source
             if self.call is not None:
                 self.call.latched_to = source
+        if self.srtp is not None:
+            clear = self.srtp.unprotect(data)  # forged, damaged or replayed: dropped
+            if clear is None:
+                return
+            data = clear
         if self.event_pt is not None and len(data) >= 12 and data[1] & 0x7F == self.event_pt:
             self._telephone_event(data)
             return
@@ -674,8 +709,14 @@ class SipCallServer:
                 self._pump(sip)
                 return
             session = self._session(incoming.answer)
+            media: asyncio.DatagramTransport = transport
+            srtp = None
+            if incoming.answer.crypto is not None:
+                srtp = SrtpContext(incoming.answer.crypto)
+                media = _SrtpTransport(transport, srtp)
+                protocol.srtp = srtp
             endpoint = RtpEndpoint.attach(
-                session, transport, incoming.answer.remote, lead=self.lead, pacer=self.pacer
+                session, media, incoming.answer.remote, lead=self.lead, pacer=self.pacer
             )
             call = SipCall(
                 endpoint,
@@ -686,7 +727,8 @@ class SipCallServer:
             protocol.endpoint = endpoint
             protocol.call = call
             call._media = protocol
-            call._rtp = transport
+            call._rtp = media
+            call.srtp = srtp
             call._refer = lambda target: self._refer(sip, handle, target)
             port = int(transport.get_extra_info("sockname")[1])
             sip.answer(handle, self.media_host, port, self._now())
@@ -778,6 +820,7 @@ async def serve_sip(
     auth: Authenticator | None = None,
     min_se: int = 90,
     session_expires: int = 1800,
+    srtp: Literal["tls", "always", "never"] = "tls",
 ) -> SipCallServer:
     """Listen for SIP over UDP on ``host:port`` and run ``handler`` on every answered call.
 
@@ -833,6 +876,13 @@ async def serve_sip(
         RFC 4028 session timers: the smallest session interval taken (less gets 422) and
         the largest granted, seconds. A caller that asks for a session timer refreshes
         it (re-INVITE or UPDATE); a session not refreshed in time ends with a BYE.
+    srtp : {"tls", "always", "never"}
+        SDES-SRTP (RFC 4568, :mod:`voxwire.sip.srtp`): ``RTP/SAVP`` offers are taken
+        over TLS only (``"tls"``, the default: the keys are in the SDP, so they must not
+        cross the network in the clear), on any transport (``"always"``: insecure,
+        for a network the operator trusts), or never. An offer whose only audio stream is
+        SRTP where it is not taken gets 488. Without pylibsrtp installed SRTP is never
+        taken (a warning at start).
     latch : bool
         Symmetric RTP (RFC 4961): when the call's first RTP packet of the negotiated
         payload type comes from another host than the offer names (a caller behind NAT,
@@ -855,7 +905,16 @@ async def serve_sip(
         pacer=pacer,
         latch=latch,
     )
+    if srtp != "never":
+        try:
+            import pylibsrtp  # noqa: F401
+        except ImportError:
+            log.warning(
+                "sip: SRTP offers refused: pylibsrtp is not installed (%s)", SrtpUnavailable.__doc__
+            )
+            srtp = "never"
     sip: dict[str, object] = {
+        "srtp": srtp,
         "codecs": codecs,
         "max_calls": max_calls,
         "t1": t1,

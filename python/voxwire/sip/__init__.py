@@ -2,10 +2,12 @@
 (RFC 3264), so that a SIP trunk, a PBX or a softphone can call an agent.
 
 * :mod:`voxwire.sip.message`: the bounded parser and the serializer;
-* :mod:`voxwire.sip.sdp`: one audio stream's offer/answer;
+* :mod:`voxwire.sip.sdp`: one audio stream's offer/answer, SDES ``a=crypto`` keys;
+* :mod:`voxwire.sip.srtp`: SRTP with those keys (libsrtp2 through pylibsrtp,
+  ``voxwire[sip-srtp]``);
 * :mod:`voxwire.sip.uas`: transactions, dialogs and timers, driven by ``now``;
 * :mod:`voxwire.sip.auth`: the digest challenge and the source allow-list;
-* :mod:`voxwire.aio.sip`: the asyncio driver over UDP, which runs an RTP call per
+* :mod:`voxwire.aio.sip`: the asyncio driver over UDP, TCP and TLS, which runs an RTP call per
   answered INVITE (:func:`voxwire.aio.sip.serve_sip`).
 """
 

@@ -28,7 +28,8 @@ Negotiation (RFC 3264 section 6)
 --------------------------------
 The answer has one m-line per offered m-line, in order. The first ``audio`` stream over
 ``RTP/AVP`` (or ``RTP/AVPF``, whose feedback voxwire does not use) with a non-zero port
-and a codec voxwire takes is accepted; every other stream is rejected with port 0 and
+(or ``RTP/SAVP``/``RTP/SAVPF`` with ``srtp=True``, below) and a codec voxwire takes is
+accepted; every other stream is rejected with port 0 and
 the offer's formats (section 6). In the accepted stream the codec is the first of the
 offer's formats, in the offer's order of preference, that is in ``codecs``: PCMU
 (static type 0), PCMA (8), or Opus (``opus/48000/2``, a dynamic type; RFC 7587). The
@@ -41,21 +42,53 @@ offer's mirrored (sendonly/recvonly swap, section 6.1). When no stream can be ac
 :func:`answer_offer` raises :class:`~voxwire.errors.SdpError` ``no_common_codec``, which a
 UAS answers with 488.
 
+SDES-SRTP (RFC 4568)
+--------------------
+With ``srtp=True`` an ``RTP/SAVP`` (or ``RTP/SAVPF``) audio stream is taken too: the
+first of its ``a=crypto`` lines with a suite of :data:`SRTP_SUITES`, a well-formed
+``inline:`` key of the suite's length and no lifetime or MKI voxwire cannot honour is
+chosen (section 7.1.1), and the answer carries one ``a=crypto`` line with the same tag
+and suite and a fresh random key of voxwire's (section 6.1: each side sends with its own
+key). A SAVP stream without a usable crypto line is rejected like a stream without a
+codec. With ``srtp=False`` (a UAS reached over plain UDP or TCP, where the keys would
+cross the network in the clear) an offer whose only audio stream is SAVP raises
+:class:`~voxwire.errors.SdpError` ``srtp_needs_tls``. The keys are kept out of every
+``repr``.
+
 Not supported: IPv6 connection addresses are parsed but only ``IN IP4``/``IN IP6`` with
-a literal address are used (no host names), more than one audio stream, RED, SRTP
-(``RTP/SAVP`` streams are rejected with port 0).
+a literal address are used (no host names), more than one audio stream, RED, several
+keys per stream (MKI), key lifetimes other than the default, session parameters
+(``UNENCRYPTED_SRTP`` and the like: such a crypto line is not chosen).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
 from voxwire.errors import SdpError
 from voxwire.protocols.rtp_session import Codec
 
-__all__ = ["Answer", "MediaDescription", "SessionDescription", "answer_offer", "parse_sdp"]
+__all__ = [
+    "SRTP_SUITES",
+    "Answer",
+    "Crypto",
+    "MediaDescription",
+    "SessionDescription",
+    "answer_offer",
+    "parse_sdp",
+]
+
+SRTP_SUITES: Final[dict[str, int]] = {
+    "AEAD_AES_128_GCM": 28,
+    "AES_CM_128_HMAC_SHA1_80": 30,
+}
+"""The SDES crypto suites voxwire takes (RFC 4568 section 6.2, RFC 7714 section 14.2) and
+the length of their master key plus salt, in bytes; the first offered of them is chosen."""
 
 MAX_SDP: Final = 16384
 MAX_MEDIA: Final = 16
@@ -87,6 +120,25 @@ class MediaDescription:
     fmtp: dict[int, str] = field(default_factory=dict)
     ptime: int | None = None
     direction: str | None = None
+    crypto: list[tuple[int, str, str]] = field(default_factory=list, repr=False)
+    """The ``a=crypto`` lines (RFC 4568 section 9.1): tag, suite, key parameters."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crypto:
+    """The SRTP keys of a call (RFC 4568): the suite, the offerer's master key and salt
+    (to decrypt what it sends) and voxwire's (to encrypt what it sends). Never in a
+    ``repr``."""
+
+    tag: int
+    suite: str
+    remote_key: bytes = field(repr=False)
+    local_key: bytes = field(repr=False)
+
+    def line(self) -> str:
+        """The answer's ``a=crypto`` attribute value."""
+        inline = base64.b64encode(self.local_key).decode("ascii")
+        return f"{self.tag} {self.suite} inline:{inline}"
 
 
 @dataclass(slots=True)
@@ -177,6 +229,10 @@ def parse_sdp(data: bytes) -> SessionDescription:
                     current.fmtp[int(pt)] = params.strip()
             elif name == "ptime" and rest.strip().isdigit():
                 current.ptime = int(rest.strip())
+            elif name == "crypto":
+                fields = rest.split()
+                if len(fields) >= 3 and fields[0].isdigit() and len(fields[0]) <= 9:
+                    current.crypto.append((int(fields[0]), fields[1], " ".join(fields[2:])))
     if not origin:
         raise SdpError("bad_origin", "no o= line")
     return SessionDescription(origin, connection, media, session_direction)
@@ -207,6 +263,8 @@ class Answer:
     direction: str
     remote: tuple[str, int]
     """Where the offerer receives the stream (its connection address and port)."""
+    crypto: Crypto | None = None
+    """The SRTP keys of an ``RTP/SAVP`` stream, None for plain RTP."""
 
     def render(self, host: str, port: int, *, session_id: int, version: int | None = None) -> bytes:
         """The answer's SDP with the accepted stream on ``host:port`` (RFC 3264 section 6)."""
@@ -238,6 +296,8 @@ class Answer:
                 )
             lines.append(f"a=ptime:{self.ptime}")
             lines.append(f"a={self.direction}")
+            if self.crypto is not None:
+                lines.append(f"a=crypto:{self.crypto.line()}")
         return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
@@ -248,19 +308,64 @@ def _codec_of(m: MediaDescription, pt: int) -> tuple[str, int, int] | None:
     return (*_STATIC[pt], 1) if pt in _STATIC else None
 
 
-def answer_offer(offer: SessionDescription, codecs: tuple[Codec, ...] = ("pcmu", "pcma")) -> Answer:
+def _offered_key(m: MediaDescription) -> tuple[int, str, bytes] | None:
+    # the first crypto line voxwire can honour (RFC 4568 section 7.1.1)
+    for tag, suite, params in m.crypto:
+        length = SRTP_SUITES.get(suite)
+        if length is None or " " in params or "|" in params:
+            continue  # unknown suite, session parameters, a lifetime or an MKI
+        if not params.startswith("inline:"):
+            continue
+        try:
+            key = base64.b64decode(params[7:], validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == length:
+            return tag, suite, key
+    return None
+
+
+def answer_offer(
+    offer: SessionDescription,
+    codecs: tuple[Codec, ...] = ("pcmu", "pcma"),
+    *,
+    srtp: bool = False,
+    keep: Crypto | None = None,
+) -> Answer:
     """Choose the stream and codec to answer ``offer`` with (see the module docstring).
+
+    ``srtp``: take ``RTP/SAVP`` streams (SDES keys); ``keep``: the keys of the call so
+    far, whose local key the answer keeps when the offer keeps the suite and its key (a
+    re-INVITE).
 
     Raises
     ------
     voxwire.errors.SdpError
         ``no_media`` for an offer without streams, ``no_connection`` for an audio stream
-        without a connection address, ``no_common_codec`` when nothing can be accepted.
+        without a connection address, ``no_common_codec`` when nothing can be accepted,
+        ``srtp_needs_tls`` when only an SRTP stream was offered and ``srtp`` is False.
     """
     if not offer.media:
         raise SdpError("no_media", "the offer has no m-line")
+    savp_refused = False
     for index, m in enumerate(offer.media):
-        if m.media != "audio" or m.port == 0 or m.proto not in ("RTP/AVP", "RTP/AVPF"):
+        if m.media != "audio" or m.port == 0:
+            continue
+        crypto: Crypto | None = None
+        if m.proto in ("RTP/SAVP", "RTP/SAVPF"):
+            if not srtp:
+                savp_refused = True
+                continue
+            offered = _offered_key(m)
+            if offered is None:
+                continue
+            tag, suite, remote_key = offered
+            if keep is not None and (keep.suite, keep.remote_key) == (suite, remote_key):
+                local_key = keep.local_key
+            else:
+                local_key = secrets.token_bytes(SRTP_SUITES[suite])
+            crypto = Crypto(tag, suite, remote_key, local_key)
+        elif m.proto not in ("RTP/AVP", "RTP/AVPF"):
             continue
         for fmt in m.formats:
             if not fmt.isdigit():
@@ -293,6 +398,17 @@ def answer_offer(offer: SessionDescription, codecs: tuple[Codec, ...] = ("pcmu",
             direction = _MIRROR[m.direction or offer.direction or "sendrecv"]
             ptime = m.ptime if m.ptime in (10, 20) else 20
             return Answer(
-                offer, index, codec, pt, rate, event, ptime, direction, (connection, m.port)
+                offer,
+                index,
+                codec,
+                pt,
+                rate,
+                event,
+                ptime,
+                direction,
+                (connection, m.port),
+                crypto,
             )
+    if savp_refused:
+        raise SdpError("srtp_needs_tls", "an RTP/SAVP stream is taken over SIP over TLS only")
     raise SdpError("no_common_codec", f"no audio stream with one of {', '.join(codecs)}")

@@ -379,6 +379,11 @@ class SipServer:
         RFC 4028 session timers: the smallest session interval taken (a request that
         asks for less gets 422 with this Min-SE; RFC 4028 says 90 s at least, tests use
         less) and the largest one granted, seconds.
+    srtp : {"tls", "always", "never"}
+        When ``RTP/SAVP`` offers (SDES-SRTP, RFC 4568, :mod:`voxwire.sip.sdp`) are taken:
+        on a TLS server only (the default: the keys are in the SDP), on any transport
+        (``always``, insecure), or never. An offer whose only audio stream is SRTP where
+        it is not taken gets 488; a re-offer must keep the call's keys (else 488).
     auth : Authenticator, optional
         Who may call (:mod:`voxwire.sip.auth`): each new INVITE from outside its
         allow-list is challenged (401, or 407 as a proxy; digest) until it carries valid
@@ -404,6 +409,7 @@ class SipServer:
         auth: Authenticator | None = None,
         min_se: int = 90,
         session_expires: int = 1800,
+        srtp: Literal["tls", "always", "never"] = "tls",
     ) -> None:
         if not (0 < t1 <= t2) or t4 <= 0 or max_calls < 1 or max_transactions < 1:
             raise ValueError(
@@ -423,6 +429,12 @@ class SipServer:
                 f"SipServer: transport must be 'UDP', 'TCP' or 'TLS', got {transport!r}"
             )
         self.transport = transport
+        if srtp not in ("tls", "always", "never"):
+            raise ValueError(f"SipServer: srtp must be 'tls', 'always' or 'never', got {srtp!r}")
+        #: whether RTP/SAVP offers (SDES-SRTP, RFC 4568) are taken: over TLS by default
+        #: (the keys cross the signalling path), on any transport with ``srtp="always"``
+        #: (insecure: the keys are readable on the wire), never with ``"never"``
+        self.srtp = srtp == "always" or (srtp == "tls" and transport == "TLS")
         self.reliable = transport != "UDP"
         self.user_agent = user_agent
         self.retry_after = retry_after
@@ -866,10 +878,10 @@ class SipServer:
             self._final(tx, 488, now, extra=[("Warning", '399 voxwire "no SDP offer"')])
             return
         try:
-            answer = answer_offer(parse_sdp(request.body), self.codecs)
+            answer = answer_offer(parse_sdp(request.body), self.codecs, srtp=self.srtp)
         except SdpError as e:
             self.errors[f"sdp_{e.reason}"] += 1
-            if e.reason in ("no_common_codec", "no_media"):
+            if e.reason in ("no_common_codec", "no_media", "srtp_needs_tls"):
                 self._final(
                     tx, 488, now, extra=[("Warning", '305 voxwire "Incompatible media format"')]
                 )
@@ -970,9 +982,13 @@ class SipServer:
         # session is made for them), everything else may change
         assert dialog.answer is not None
         current = dialog.answer
-        new = answer_offer(parse_sdp(body), (current.codec,))
+        new = answer_offer(parse_sdp(body), (current.codec,), srtp=self.srtp, keep=current.crypto)
         if (new.payload_type, new.clock_rate) != (current.payload_type, current.clock_rate):
             raise SdpError("codec_changed", "a new offer must keep the call's codec")
+        old_keys = None if current.crypto is None else current.crypto.remote_key
+        if old_keys != (None if new.crypto is None else new.crypto.remote_key):
+            # the media path is keyed once per call: a re-offer keeps its SRTP or its RTP
+            raise SdpError("crypto_changed", "a new offer must keep the call's SRTP keys")
         new = replace(new, ptime=current.ptime)
         if new.remote[0] in _NOWHERE:
             # RFC 3264 section 8.4 (RFC 2543 hold): nothing may be sent to 0.0.0.0
@@ -992,7 +1008,13 @@ class SipServer:
             new = self._negotiate(request.body, dialog)
         except SdpError as e:
             self.errors[f"sdp_{e.reason}"] += 1
-            if e.reason in ("no_common_codec", "no_media", "codec_changed"):
+            if e.reason in (
+                "no_common_codec",
+                "no_media",
+                "codec_changed",
+                "crypto_changed",
+                "srtp_needs_tls",
+            ):
                 warning = '305 voxwire "Incompatible media format"'
                 self._final(tx, 488, now, dialog=dialog, extra=[("Warning", warning)])
             else:
