@@ -39,16 +39,15 @@ from __future__ import annotations
 from typing import Final, overload
 
 import numpy as np
-import numpy.typing as npt
 
 from voxwire import _core
+from voxwire._types import PCM as PCM
 
 __all__ = ["RATES", "Agc"]
 
 RATES: Final = (8000, 16000, 24000, 32000, 48000)
 """Sample rates the gain control accepts, in Hz."""
 
-PCM = npt.NDArray[np.int16]
 BytesLike = bytes | bytearray | memoryview
 
 

@@ -40,14 +40,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from voxwire._types import PCM as PCM
 from voxwire.errors import QueueFull
 from voxwire.protocols.events import MarkPlayed
 
 __all__ = ["MarkDue", "MarkOut", "PacedItem", "PacedStream", "PacingScheduler"]
 
-PCM = npt.NDArray[np.int16]
 _EPS = 1e-9
 
 

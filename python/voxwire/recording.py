@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from voxwire._types import PCM as PCM
 from voxwire.aio.surface import CallSurface
 from voxwire.protocols.events import Audio, CallStarted, Event
 from voxwire.resample import Resampler
@@ -47,7 +48,6 @@ __all__ = ["Recorder", "RecordingCall"]
 
 log = logging.getLogger("voxwire.recording")
 
-PCM = np.ndarray[Any, np.dtype[np.int16]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 SWEEP_EVERY = 3600.0
 

@@ -34,11 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 from voxwire import _core
+from voxwire._types import PCM as PCM
 from voxwire.jitter import JitterBuffer, PlayoutUnit
 
 __all__ = ["Playout", "Stretched", "TimeStretcher"]
-
-PCM = npt.NDArray[np.int16]
 
 
 @dataclass(frozen=True, slots=True)

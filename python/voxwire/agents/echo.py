@@ -26,16 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from voxwire._types import PCM as PCM
 from voxwire.aio.surface import CallSurface, CallT
 from voxwire.protocols.events import Audio, CallStarted, MarkPlayed, Stopped
 from voxwire.resample import Resampler
 from voxwire.vad import SpeechEnd, SpeechStart, Vad
 
 __all__ = ["Action", "Clear", "EchoAgent", "EchoStats", "Mark", "Play", "echo_handler"]
-
-PCM = npt.NDArray[np.int16]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

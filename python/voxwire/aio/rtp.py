@@ -56,8 +56,8 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 import numpy as np
-import numpy.typing as npt
 
+from voxwire._types import PCM as PCM
 from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.pacing import MarkDue, PacedItem, PacedStream
 from voxwire.protocols.events import MarkPlayed
@@ -67,7 +67,6 @@ __all__ = ["RtpEndpoint"]
 
 log = logging.getLogger("voxwire.aio")
 
-PCM = npt.NDArray[np.int16]
 Address = tuple[str, int]
 
 _DRAIN = "voxwire-drain-"  # prefix of the endpoint's own marks (drain)

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from voxwire._types import PCM as PCM
 from voxwire.agc import Agc
 from voxwire.benchmarks import corpus
 from voxwire.benchmarks._harness import Impl, Table, environment_note, time_interleaved
@@ -66,7 +67,6 @@ __all__ = [
     "word_accuracy",
 ]
 
-PCM = npt.NDArray[np.int16]
 RATE = 16000
 TARGET_DBFS = -26.0
 NOISE_DBFS = -70.0

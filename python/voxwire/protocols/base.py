@@ -65,9 +65,9 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from voxwire import _core
+from voxwire._types import PCM as PCM
 from voxwire.errors import LocalProtocolError, PayloadError, RemoteProtocolError
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.media_path import MediaDecoder, MediaEncoder, WireEncoding
@@ -87,8 +87,6 @@ __all__ = [
 
 Outbound = str | bytes
 """One message to send: ``str`` as a WebSocket text frame, ``bytes`` as a binary frame."""
-
-PCM = npt.NDArray[np.int16]
 
 MIN_LINE_RATE = 1000
 """Lowest line rate in Hz a start message may announce (lower is refused as a protocol error)."""

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import numpy.typing as npt
 
+from voxwire._types import PCM as PCM
 from voxwire.errors import OpusPacketError, RtpError
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.jitter import (
@@ -93,8 +93,6 @@ __all__ = [
     "RtpSession",
     "RtpSessionStats",
 ]
-
-PCM = npt.NDArray[np.int16]
 
 Codec = Literal["pcmu", "pcma", "opus"]
 """The session's codec: G.711 mu-law, G.711 A-law, or Opus."""

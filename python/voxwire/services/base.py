@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
+from voxwire._types import PCM as PCM
 
 __all__ = [
     "PCM",
@@ -58,9 +57,6 @@ __all__ = [
     "Usage",
     "Word",
 ]
-
-PCM = npt.NDArray[np.int16]
-"""Mono PCM16 audio: a 1-D numpy ``int16`` array."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,9 +45,9 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from voxwire._types import PCM
 from voxwire.errors import ConformanceError
 from voxwire.netsim import Impairment
-from voxwire.protocols.base import PCM
 from voxwire.sim.phone import FakePhone, Playout
 from voxwire.sim.providers import PROVIDERS, Message, ProviderSide
 from voxwire.sim.speech import speech_bounds

@@ -72,9 +72,9 @@ from typing import Any
 
 import numpy as np
 
+from voxwire._types import PCM
 from voxwire.errors import RtpError
 from voxwire.g711 import decode_ulaw, encode_ulaw
-from voxwire.protocols.base import PCM
 from voxwire.rtp import RtpSender, parse_rtp
 from voxwire.sim.caller import MarkRecord, Network, Recv, Send, _connect, _Phone
 from voxwire.sim.providers import (

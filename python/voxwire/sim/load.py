@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from voxwire.protocols.base import PCM
+from voxwire._types import PCM
 from voxwire.protocols.registry import CODECS
 from voxwire.sim.caller import Network, Recv, Send, _connect
 from voxwire.sim.dialog import Turn, _Dialog, _Said

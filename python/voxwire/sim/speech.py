@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voxwire.protocols.base import PCM
+from voxwire._types import PCM
 from voxwire.resample import resample
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voxwire.protocols.base import PCM
+from voxwire._types import PCM
 
 __all__ = ["PCM", "ClearAudio", "Message", "PhoneEvent", "PlayAudio", "PlayMark", "Unexpected"]
 
