@@ -62,7 +62,6 @@ from voxwire.aio.rtp import Address, RtpEndpoint
 from voxwire.aio.session import CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_NORMAL
 from voxwire.errors import RtpError
 from voxwire.pacing import PacedStream
-from voxwire.protocols.base import as_pcm
 from voxwire.protocols.events import (
     Audio,
     CallStarted,
@@ -73,6 +72,7 @@ from voxwire.protocols.events import (
     MediaFormat,
     Stopped,
 )
+from voxwire.protocols.payload import as_pcm
 from voxwire.protocols.rtp_session import Codec, ReceivedFrame, RtpSession, RtpSessionStats
 from voxwire.resample import Resampler
 from voxwire.rtp import parse_rtp

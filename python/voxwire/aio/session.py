@@ -92,8 +92,9 @@ from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.audit import audit, safe_parameters
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
-from voxwire.protocols.base import MediaStreamCodec, Outbound, SessionStats
+from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.events import Audio, CallStarted, Event, MarkPlayed, Stopped
+from voxwire.protocols.stats import SessionStats
 from voxwire.security import TokenAuth, TokenClaims
 
 __all__ = [

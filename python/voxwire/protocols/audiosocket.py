@@ -35,14 +35,8 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
-from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
-    Outbound,
-    ResamplerFactory,
-    Skip,
-    Transport,
-)
+from voxwire._types import PCM
+from voxwire.protocols.base import MediaStreamCodec, Outbound, ResamplerFactory, Transport
 from voxwire.protocols.events import (
     CallStarted,
     Dtmf,
@@ -51,6 +45,7 @@ from voxwire.protocols.events import (
     RemoteError,
     Stopped,
 )
+from voxwire.protocols.parsing import Skip
 
 __all__ = ["KIND_RATES", "AudioSocketCodec", "Kind", "pack"]
 

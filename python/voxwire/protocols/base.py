@@ -17,6 +17,15 @@ What a protocol can do is stated once, as class attributes of its codec
 ``supports_clear``, ``default_rate``, ``rates``, ``frame_ms``), and
 :data:`voxwire.protocols.registry.CODECS` lists the codecs; see that module.
 
+Layout
+------
+This module holds the codec base classes (:class:`MediaStreamCodec`,
+:class:`Base64MediaCodec`) and the wire types. The helpers they build on live by role:
+:mod:`voxwire.protocols.parsing` (``Skip`` and the JSON readers and writers),
+:mod:`voxwire.protocols.payload` (payload bytes to and from PCM16) and
+:mod:`voxwire.protocols.stats` (:class:`SessionStats`). Every name this module offered
+before the split is still importable from here.
+
 Bad input
 ---------
 Input that breaks the protocol in a way the session survives (malformed JSON, bad base64,
@@ -56,12 +65,8 @@ step-by-step path lets through.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
 from typing import ClassVar, Literal, Protocol
 
 import numpy as np
@@ -69,9 +74,21 @@ import numpy as np
 from voxwire import _core
 from voxwire._types import PCM as PCM
 from voxwire.errors import LocalProtocolError, PayloadError, RemoteProtocolError
-from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.media_path import MediaDecoder, MediaEncoder, WireEncoding
 from voxwire.protocols.events import Audio, CallStarted, Event, MediaFormat
+from voxwire.protocols.parsing import Skip as Skip
+from voxwire.protocols.parsing import b64decode as b64decode
+from voxwire.protocols.parsing import b64encode as b64encode
+from voxwire.protocols.parsing import dumps as dumps
+from voxwire.protocols.parsing import get_int as get_int
+from voxwire.protocols.parsing import get_obj as get_obj
+from voxwire.protocols.parsing import get_str as get_str
+from voxwire.protocols.parsing import parse_json_object as parse_json_object
+from voxwire.protocols.parsing import str_mapping as str_mapping
+from voxwire.protocols.payload import as_pcm as as_pcm
+from voxwire.protocols.payload import decode_payload as decode_payload
+from voxwire.protocols.payload import encode_payload as encode_payload
+from voxwire.protocols.stats import SessionStats
 
 __all__ = [
     "MAX_LINE_RATE",
@@ -107,198 +124,6 @@ class Resampler(Protocol):
 
 ResamplerFactory = Callable[[int, int], Resampler]
 """``factory(in_rate, out_rate)`` returns a new :class:`Resampler`: the resampler hook."""
-
-
-_SKIP_KINDS = (
-    "malformed",
-    "bad_base64",
-    "bad_frame_size",
-    "unknown_event",
-    "media_before_start",
-    "duplicate_start",
-    "after_stop",
-    "wrong_frame_type",
-)
-
-
-@dataclass
-class SessionStats:
-    """Per-call counters. Skipped input is counted by kind; see :meth:`note`."""
-
-    messages_in: int = 0
-    bytes_in: int = 0
-    audio_chunks_in: int = 0
-    audio_samples_in: int = 0
-    messages_out: int = 0
-    audio_samples_out: int = 0
-    marks_out: int = 0
-    clears_out: int = 0
-    # input skipped, by kind (the session went on)
-    malformed: int = 0
-    bad_base64: int = 0
-    bad_frame_size: int = 0
-    unknown_event: int = 0
-    media_before_start: int = 0
-    duplicate_start: int = 0
-    after_stop: int = 0
-    wrong_frame_type: int = 0
-    # network conditions, not errors: reordering of Telnyx media
-    reordered: int = 0
-    late_dropped: int = 0
-    duplicates_dropped: int = 0
-    gaps: int = 0
-    first_reason: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def skipped(self) -> int:
-        """Messages skipped as bad input, all kinds together."""
-        return sum(getattr(self, kind) for kind in _SKIP_KINDS)
-
-    def note(self, kind: str, reason: str) -> bool:
-        """Count one skipped message of ``kind``; return True the first time (log it once)."""
-        if kind not in _SKIP_KINDS:
-            raise ValueError(f"unknown skip kind {kind!r}; expected one of {_SKIP_KINDS}")
-        setattr(self, kind, getattr(self, kind) + 1)
-        if kind in self.first_reason:
-            return False
-        self.first_reason[kind] = reason
-        return True
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict (for logs and metrics)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "first_reason"}
-
-
-class Skip(Exception):
-    """Raised inside a codec to drop one message; ``receive`` counts it and goes on."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-# --- parsing helpers: each raises Skip with the expected and the received value -------
-
-
-def parse_json_object(data: str | bytes, *, binary_ok: bool = False) -> dict[str, object]:
-    """Parse one JSON text message into a dict, or raise :class:`Skip`."""
-    if isinstance(data, bytes):
-        if not binary_ok:
-            raise Skip("wrong_frame_type", f"expected a JSON text frame, got {len(data)} bytes")
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise Skip("malformed", f"binary frame is not UTF-8 JSON: {exc}") from None
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise Skip("malformed", f"invalid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise Skip("malformed", f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def get_str(obj: Mapping[str, object], key: str, default: str | None = None) -> str:
-    """``obj[key]`` as a string; a missing key gives ``default`` or skips."""
-    value = obj.get(key)
-    if value is None:
-        if default is not None:
-            return default
-        raise Skip("malformed", f"missing string field {key!r}")
-    if not isinstance(value, str):
-        raise Skip("malformed", f"field {key!r}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def get_obj(obj: Mapping[str, object], key: str, *, required: bool = True) -> dict[str, object]:
-    """``obj[key]`` as a JSON object; a missing optional key gives ``{}``."""
-    value = obj.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise Skip("malformed", f"field {key!r}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def get_int(obj: Mapping[str, object], key: str, *, required: bool = False) -> int | None:
-    """``obj[key]`` as an int, accepting the decimal strings many providers send."""
-    value = obj.get(key)
-    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 20:
-        return int(value)  # the common case (counters sent as decimal strings), first
-    if value is None:
-        if required:
-            raise Skip("malformed", f"missing integer field {key!r}")
-        return None
-    if isinstance(value, bool):
-        raise Skip("malformed", f"field {key!r}: expected an integer, got bool")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
-        if len(value) > 20:
-            raise Skip("malformed", f"field {key!r}: integer string too long ({len(value)})")
-        return int(value)
-    raise Skip("malformed", f"field {key!r}: expected an integer, got {value!r:.40}")
-
-
-def str_mapping(value: object, key: str) -> dict[str, str]:
-    """A JSON object of custom parameters, values converted to strings."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise Skip("malformed", f"field {key!r}: expected an object, got {type(value).__name__}")
-    try:
-        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
-    except (ValueError, RecursionError) as exc:
-        raise Skip("malformed", f"field {key!r}: {exc}") from None
-
-
-def b64decode(payload: str) -> bytes:
-    """Strict base64 (RFC 4648 alphabet, padding required), or skip as ``bad_base64``."""
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Skip("bad_base64", f"payload is not valid base64: {exc}") from None
-
-
-def b64encode(data: bytes) -> str:
-    """Base64 text of ``data``."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def decode_payload(raw: bytes, fmt: MediaFormat) -> PCM:
-    """Wire bytes to mono PCM16 in native byte order, or skip as ``bad_frame_size``."""
-    if not raw:
-        raise Skip("bad_frame_size", "empty audio payload")
-    if fmt.encoding == "mulaw":
-        return decode_ulaw(np.frombuffer(raw, dtype=np.uint8))
-    if fmt.encoding == "alaw":
-        return decode_alaw(np.frombuffer(raw, dtype=np.uint8))
-    if len(raw) % 2:
-        raise Skip("bad_frame_size", f"L16 payload of {len(raw)} bytes is not whole samples")
-    dtype = ">i2" if fmt.big_endian else "<i2"
-    return np.frombuffer(raw, dtype=dtype).astype(np.int16)
-
-
-def encode_payload(pcm: PCM, fmt: MediaFormat) -> bytes:
-    """Mono PCM16 to wire bytes in ``fmt``."""
-    if fmt.encoding == "mulaw":
-        return bytes(encode_ulaw(pcm))
-    if fmt.encoding == "alaw":
-        return bytes(encode_alaw(pcm))
-    return pcm.astype(">i2" if fmt.big_endian else "<i2", copy=False).tobytes()
-
-
-def as_pcm(pcm: object) -> PCM:
-    """Validate outbound audio: a 1-D numpy int16 array, or bytes of native PCM16."""
-    if isinstance(pcm, (bytes, bytearray, memoryview)):
-        raw = bytes(pcm)
-        if len(raw) % 2:
-            raise ValueError(f"PCM16 bytes must have an even length, got {len(raw)}")
-        return np.frombuffer(raw, dtype=np.int16)
-    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
-        raise TypeError(f"expected a 1-D numpy int16 array or bytes, got {pcm!r:.60}")
-    return pcm
 
 
 class MediaStreamCodec(ABC):
@@ -633,13 +458,3 @@ class Base64MediaCodec(MediaStreamCodec):
     @abstractmethod
     def _payload_messages(self, payload: str) -> list[Outbound]:
         """The messages carrying one base64 audio payload."""
-
-
-# One encoder for every message: json.dumps with non-default separators builds a new
-# JSONEncoder on each call, which costs more than encoding a 20 ms media message.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-
-
-def dumps(obj: Mapping[str, object]) -> str:
-    """Compact JSON text, as the providers' examples are sent."""
-    return _COMPACT.encode(obj)

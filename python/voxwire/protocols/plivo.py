@@ -34,16 +34,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from voxwire.errors import RemoteProtocolError
-from voxwire.protocols.base import (
-    Base64MediaCodec,
-    Outbound,
-    Skip,
-    dumps,
-    get_int,
-    get_obj,
-    get_str,
-    parse_json_object,
-)
+from voxwire.protocols.base import Base64MediaCodec, Outbound
 from voxwire.protocols.events import (
     CallStarted,
     Cleared,
@@ -54,6 +45,7 @@ from voxwire.protocols.events import (
     MediaFormat,
     Stopped,
 )
+from voxwire.protocols.parsing import Skip, dumps, get_int, get_obj, get_str, parse_json_object
 
 __all__ = ["PlivoCodec"]
 

@@ -18,20 +18,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from voxwire._types import PCM
 from voxwire.errors import RemoteProtocolError
-from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
-    Outbound,
-    ResamplerFactory,
-    Skip,
-    dumps,
-    encode_payload,
-    get_int,
-    get_str,
-    parse_json_object,
-    str_mapping,
-)
+from voxwire.protocols.base import MediaStreamCodec, Outbound, ResamplerFactory
 from voxwire.protocols.events import (
     CallStarted,
     Cleared,
@@ -41,6 +30,8 @@ from voxwire.protocols.events import (
     MediaFormat,
     Stopped,
 )
+from voxwire.protocols.parsing import Skip, dumps, get_int, get_str, parse_json_object, str_mapping
+from voxwire.protocols.payload import encode_payload
 
 __all__ = ["RawPcmCodec"]
 

@@ -24,18 +24,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from voxwire.errors import LocalProtocolError, RemoteProtocolError
-from voxwire.protocols.base import (
-    Base64MediaCodec,
-    Outbound,
-    ResamplerFactory,
-    Skip,
-    dumps,
-    get_int,
-    get_obj,
-    get_str,
-    parse_json_object,
-)
+from voxwire.protocols.base import Base64MediaCodec, Outbound, ResamplerFactory
 from voxwire.protocols.events import CallStarted, Event, MediaFormat, Stopped
+from voxwire.protocols.parsing import Skip, dumps, get_int, get_obj, get_str, parse_json_object
 
 __all__ = ["TelerCodec"]
 

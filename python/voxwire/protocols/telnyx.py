@@ -36,18 +36,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from voxwire.errors import RemoteProtocolError
-from voxwire.protocols.base import (
-    Base64MediaCodec,
-    Outbound,
-    ResamplerFactory,
-    Skip,
-    dumps,
-    get_int,
-    get_obj,
-    get_str,
-    parse_json_object,
-    str_mapping,
-)
+from voxwire.protocols.base import Base64MediaCodec, Outbound, ResamplerFactory
 from voxwire.protocols.events import (
     Audio,
     CallStarted,
@@ -59,6 +48,15 @@ from voxwire.protocols.events import (
     MediaFormat,
     RemoteError,
     Stopped,
+)
+from voxwire.protocols.parsing import (
+    Skip,
+    dumps,
+    get_int,
+    get_obj,
+    get_str,
+    parse_json_object,
+    str_mapping,
 )
 from voxwire.protocols.reorder import ReorderBuffer
 

@@ -27,17 +27,7 @@ from typing import ClassVar
 from xml.sax.saxutils import quoteattr
 
 from voxwire.errors import RemoteProtocolError
-from voxwire.protocols.base import (
-    Base64MediaCodec,
-    Outbound,
-    Skip,
-    dumps,
-    get_int,
-    get_obj,
-    get_str,
-    parse_json_object,
-    str_mapping,
-)
+from voxwire.protocols.base import Base64MediaCodec, Outbound
 from voxwire.protocols.events import (
     CallStarted,
     Connected,
@@ -47,6 +37,15 @@ from voxwire.protocols.events import (
     MarkPlayed,
     MediaFormat,
     Stopped,
+)
+from voxwire.protocols.parsing import (
+    Skip,
+    dumps,
+    get_int,
+    get_obj,
+    get_str,
+    parse_json_object,
+    str_mapping,
 )
 
 __all__ = ["TwilioCodec", "connect_stream_twiml"]

@@ -29,20 +29,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from voxwire._types import PCM
 from voxwire.errors import LocalProtocolError, RemoteProtocolError
-from voxwire.protocols.base import (
-    PCM,
-    MediaStreamCodec,
-    Outbound,
-    Skip,
-    dumps,
-    encode_payload,
-    get_int,
-    get_obj,
-    get_str,
-    parse_json_object,
-    str_mapping,
-)
+from voxwire.protocols.base import MediaStreamCodec, Outbound
 from voxwire.protocols.events import (
     CallStarted,
     Cleared,
@@ -52,6 +41,16 @@ from voxwire.protocols.events import (
     MarkPlayed,
     MediaFormat,
 )
+from voxwire.protocols.parsing import (
+    Skip,
+    dumps,
+    get_int,
+    get_obj,
+    get_str,
+    parse_json_object,
+    str_mapping,
+)
+from voxwire.protocols.payload import encode_payload
 
 __all__ = ["VonageCodec", "parse_content_type"]
 
