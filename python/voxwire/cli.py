@@ -838,6 +838,23 @@ def _refuse(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def _serve_tls(args: argparse.Namespace) -> Any:
+    """The server's TLS context from ``--tls-cert`` and ``--tls-key`` (None without them);
+    refused (status 2) when only one is given or they cannot be loaded."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        _refuse("--tls-cert and --tls-key go together")
+    if args.tls_cert is None:
+        return None
+    import ssl
+
+    from voxwire.aio.tls import server_context
+
+    try:
+        return server_context(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        _refuse(f"cannot load the TLS certificate and key: {exc}")
+
+
 def _chosen_services(args: argparse.Namespace, protocol: str) -> Any:
     """The services ``--stt/--llm/--tts`` chose for ``protocol``; refused (status 2) when
     they cannot be had or come without ``--agent``."""
@@ -925,20 +942,7 @@ def _serve(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"voxwire serve: the control token: {exc}", file=sys.stderr)
             return 2
-    tls = None
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
-    if args.tls_cert is not None:
-        import ssl
-
-        from voxwire.aio.tls import server_context
-
-        try:
-            tls = server_context(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
-            return 2
+    tls = _serve_tls(args)
 
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -1111,20 +1115,7 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
         tokens = _key_set(args.key_file, "serve", required=False, used_tokens=args.used_tokens)
     except SystemExit as exc:
         return int(exc.code or 2)
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
-    tls = None
-    if args.tls_cert is not None:
-        import ssl
-
-        from voxwire.aio.tls import server_context
-
-        try:
-            tls = server_context(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
-            return 2
+    tls = _serve_tls(args)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -1321,20 +1312,7 @@ def _serve_sip(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 2
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("voxwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
-    tls = None
-    if args.tls_cert is not None:
-        import ssl
-
-        from voxwire.aio.tls import server_context
-
-        try:
-            tls = server_context(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            print(f"voxwire serve: cannot load the TLS certificate and key: {exc}", file=sys.stderr)
-            return 2
+    tls = _serve_tls(args)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
