@@ -832,9 +832,9 @@ _NOT_TAKEN = {
 """The serve options the WebRTC and SIP servers do not take yet: refused, not ignored."""
 
 
-def _refuse(message: str) -> NoReturn:
-    """Print ``voxwire serve: message`` and leave with status 2 (``main`` returns it)."""
-    print(f"voxwire serve: {message}", file=sys.stderr)
+def _refuse(message: str, command: str = "serve") -> NoReturn:
+    """Print ``voxwire COMMAND: message`` and leave with status 2 (``main`` returns it)."""
+    print(f"voxwire {command}: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -863,9 +863,9 @@ def _chosen_services(args: argparse.Namespace, protocol: str) -> Any:
     try:
         services = _services(args, protocol)
     except ServiceConfigError as exc:
-        _refuse(str(exc))
+        _refuse(str(exc), args.command)
     if services and not args.agent:
-        _refuse("--stt, --llm and --tts need --agent")
+        _refuse("--stt, --llm and --tts need --agent", args.command)
     return services
 
 
@@ -879,9 +879,9 @@ def _chosen_agent(args: argparse.Namespace, services: Any) -> Any:
     try:
         return _load_agent(args.agent, services)
     except ServiceConfigError as exc:
-        _refuse(str(exc))
+        _refuse(str(exc), args.command)
     except (ImportError, AttributeError, ValueError) as exc:
-        _refuse(f"cannot load the agent: {exc}")
+        _refuse(f"cannot load the agent: {exc}", args.command)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -297,3 +297,12 @@ def test_no_rtp_is_due_while_held_inactive_and_a_moved_stream_is_followed() -> N
     assert call.updates == 2
     assert call.endpoint.remote_addr is not None
     assert to_moved >= 8  # the bot's audio went to the port the last offer named
+
+
+def test_dial_names_itself_when_it_refuses_an_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    from voxwire.cli import main
+
+    assert main(["dial", "sip:a@127.0.0.1:9", "--agent", "no.such.module:agent"]) == 2
+    err = capsys.readouterr().err
+    assert "voxwire dial: cannot load the agent" in err
+    assert "voxwire serve" not in err
