@@ -190,6 +190,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the agent FACTORY() returns (a voxwire.agents.pipeline.VoiceAgent, or any "
         "async handler of a call); 'demo' is the built-in offline demo agent",
     )
+    which.add_argument(
+        "--gateway",
+        metavar="PROTOCOL:URL",
+        help="bridge each SIP call to a bot written for a WebSocket media stream, playing "
+        "the provider's side, e.g. twilio:wss://bot.example.com/media (--protocol sip)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
         "--port",
@@ -889,6 +895,9 @@ def _serve(args: argparse.Namespace) -> int:
     from voxwire.aio.admission import Admission
     from voxwire.security import TokenAuth
 
+    if args.gateway and args.protocol != "sip":
+        _refuse("--gateway bridges SIP calls: use it with --protocol sip")
+
     if args.workers < 0 or (args.max_calls is not None and args.max_calls < 1):
         print("voxwire serve: --workers must be >= 0 and --max-calls >= 1", file=sys.stderr)
         return 2
@@ -1330,7 +1339,17 @@ def _serve_sip(args: argparse.Namespace) -> int:
 
     services = _chosen_services(args, "sip")
     handler: Any = _chosen_agent(args, services)
-    if handler is not None:
+    if args.gateway:
+        from voxwire.agents.gateway import gateway
+
+        protocol, _, url = args.gateway.partition(":")
+        try:
+            handler = gateway(protocol, url)
+        except ValueError as exc:
+            _refuse(f"--gateway: {exc}")
+        kind = f"gateway to the {protocol} bot at {url}"
+        rate = PIPELINE_RATE
+    elif handler is not None:
         kind = f"agent {args.agent}"
         rate = getattr(handler, "pipeline_rate", PIPELINE_RATE)
     else:

@@ -852,3 +852,54 @@ def test_cli_serve_sip_refuses_bad_credentials(tmp_path: Path) -> None:
         assert server.returncode == 2, (args, out, err)
         assert message in err, err
         assert "s3cret-value" not in out + err
+
+
+def test_cli_serve_sip_gateway_to_a_twilio_bot(tmp_path: Path) -> None:
+    """A SIPp call through `voxwire serve --protocol sip --gateway twilio:URL` to a bot
+    served as a Twilio Media Streams endpoint (voxwire's echo): SIPp hears its words."""
+    from tests.serving import serving
+
+    _, heard_words = caller_audio(tmp_path)
+    with serving("--protocol", "twilio", "--echo", "--port", "0") as bot:
+        server = _voxwire(
+            "serve", "--protocol", "sip", "--gateway", f"twilio:{bot.url}", "--port", "0"
+        )
+        try:
+            target = _listening(server)
+
+            async def call() -> tuple[SippRun, Recorder]:
+                loop = asyncio.get_running_loop()
+                transport, recorder = await loop.create_datagram_endpoint(
+                    Recorder, local_addr=(HOST, 0)
+                )
+                port = str(transport.get_extra_info("sockname")[1])
+                try:
+                    return await sipp(
+                        "call_audio.xml", target, tmp_path, "-set", "rtp_port", port
+                    ), recorder
+                finally:
+                    transport.close()
+
+            result, recorder = run(call())
+            assert result.returncode == 0, result.errors or result.stdout
+            assert echo_correlation(recorder, heard_words) > 0.9
+            _stop(server)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.communicate()
+    assert "1 utterance(s) echoed" in bot.stderr  # the bot, not the gateway, echoed
+
+
+def test_cli_serve_gateway_refusals(capsys: pytest.CaptureFixture[str]) -> None:
+    from voxwire.cli import main
+
+    sip = ["serve", "--protocol", "sip", "--port", "0"]
+    assert main([*sip, "--gateway", "audiosocket:ws://127.0.0.1:9/"]) == 2
+    assert "--gateway: the gateway speaks a WebSocket dialect" in capsys.readouterr().err
+    assert main([*sip, "--gateway", "twilio"]) == 2
+    assert "ws:// or wss://" in capsys.readouterr().err
+    assert main(["serve", "--protocol", "twilio", "--gateway", "twilio:ws://x/"]) == 2
+    assert "use it with --protocol sip" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one of --echo, --agent, --gateway
+        main([*sip, "--gateway", "twilio:ws://x/", "--echo"])
