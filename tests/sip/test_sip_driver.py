@@ -306,3 +306,72 @@ def test_dial_names_itself_when_it_refuses_an_agent(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "voxwire dial: cannot load the agent" in err
     assert "voxwire serve" not in err
+
+
+def test_a_caller_that_offers_red_has_its_lost_packets_rebuilt_from_the_copies() -> None:
+    """An offer with ``red/8000`` (blocks of PCMU) is answered with it, and packets the
+    network lost are rebuilt from the redundant copy in the next packet (RFC 2198)."""
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    from voxwire.rtp import RedBlock, build_red
+    from voxwire.sim import synthesize
+
+    words = synthesize("Hello, redundancy test.", 8000, seed=1)
+    red_offer = (
+        f"v=0\r\no=caller 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+        "m=audio {port} RTP/AVP 0 99\r\na=rtpmap:99 red/8000\r\na=fmtp:99 0/0\r\n"
+        "a=ptime:20\r\n"
+    )
+
+    async def scenario() -> tuple[SipCall, EchoStats, bytes]:
+        calls: list[SipCall] = []
+        ended: list[EchoStats] = []
+
+        async def handler(call: SipCall) -> None:
+            calls.append(call)
+            await echo_handler(call, rate=16000, on_end=lambda c, s: ended.append(s))
+
+        server = await serve_sip(handler, HOST, 0, idle_timeout=1.0)
+        sip, media = await open_peer(True), await open_peer(False)
+        caller = Caller()
+        try:
+            assert sip.transport is not None
+            assert media.transport is not None
+            body = red_offer.replace("{port}", str(media.port)).encode()
+            at = f"{HOST}:{sip.port}".encode()
+            invite = caller.request("INVITE", body=body).replace(b"192.0.2.9:5062", at)
+            sip.transport.sendto(invite, server.local_addr)
+            ok = await sip.expect(200)
+            caller.to_tag = ok.to.tag
+            sip.transport.sendto(caller.ack().replace(b"192.0.2.9:5062", at), server.local_addr)
+            while not calls:
+                await asyncio.sleep(0.01)
+            to = calls[0].endpoint.local_addr
+            sender = RtpSender(99, ssrc=0x5ED0)
+            frames = np.concatenate([words, np.zeros(12000 + (-len(words) % 160), np.int16)])
+            loop = asyncio.get_running_loop()
+            start, previous = loop.time(), b""
+            for k, i in enumerate(range(0, len(frames), 160)):
+                primary = encode_ulaw(frames[i : i + 160]).tobytes()
+                copies = [RedBlock(0, 160, previous)] if previous else []
+                packet = sender.packet(build_red(RedBlock(0, 0, primary), copies), 160)
+                previous = primary
+                if k % 5 != 2:  # every fifth packet lost on the way
+                    media.transport.sendto(packet, to)
+                await asyncio.sleep(max(0.0, start + (k + 1) * 0.02 - loop.time()))
+            for _ in range(150):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+            sip.close()
+            media.close()
+        return calls[0], ended[0], ok.body
+
+    call, stats, answer = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert b"m=audio" in answer
+    assert b" RTP/AVP 0 99" in answer
+    assert b"a=rtpmap:99 red/8000\r\na=fmtp:99 0/0\r\n" in answer
+    rtp = call.stats
+    assert rtp.red_copies >= 0.8 * (len(words) // 160) / 5, rtp  # the lost ones, rebuilt
+    assert stats.utterances == 1

@@ -56,6 +56,35 @@ def test_opus_keeps_its_dynamic_type_and_asks_for_in_band_fec() -> None:
     assert answer_offer(parse_sdp(mono), ("opus", "pcmu")).codec == "pcmu"
 
 
+def test_red_of_the_chosen_codec_is_kept_and_other_red_is_not() -> None:
+    sdp = offer(
+        "m=audio 5004 RTP/AVP 111 63 101\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n"
+        "a=rtpmap:101 telephone-event/48000\r\n"
+    )
+    answer = answer_offer(parse_sdp(sdp), ("opus",))
+    assert (answer.payload_type, answer.red, answer.telephone_event) == (111, 63, 101)
+    body = answer.render("192.0.2.1", 40000, session_id=1).decode()
+    assert "m=audio 40000 RTP/AVP 111 63 101\r\n" in body
+    assert "a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n" in body
+    # G.711 with RED at 8 kHz
+    g711 = offer("m=audio 5004 RTP/AVP 0 99\r\na=rtpmap:99 red/8000\r\na=fmtp:99 0/0/0\r\n")
+    answer = answer_offer(parse_sdp(g711))
+    assert (answer.codec, answer.red) == ("pcmu", 99)
+    body = answer.render("192.0.2.1", 40000, session_id=1).decode()
+    # the answer names its own blocks: one redundant copy of PCMU
+    assert "m=audio 40000 RTP/AVP 0 99\r\na=rtpmap:0 PCMU/8000\r\n" in body
+    assert "a=rtpmap:99 red/8000\r\na=fmtp:99 0/0\r\n" in body
+    # RED of another codec, of mixed codecs, without fmtp, or not in the m-line: no RED
+    for red in (
+        "m=audio 5004 RTP/AVP 0 99\r\na=rtpmap:99 red/8000\r\na=fmtp:99 8/8\r\n",
+        "m=audio 5004 RTP/AVP 0 99\r\na=rtpmap:99 red/8000\r\na=fmtp:99 0/8\r\n",
+        "m=audio 5004 RTP/AVP 0 99\r\na=rtpmap:99 red/8000\r\n",
+        "m=audio 5004 RTP/AVP 0\r\na=rtpmap:99 red/8000\r\na=fmtp:99 0/0\r\n",
+    ):
+        assert answer_offer(parse_sdp(offer(red))).red is None, red
+
+
 def test_every_other_stream_is_rejected_with_port_0() -> None:
     sdp = offer(
         "m=video 6000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",

@@ -679,6 +679,8 @@ class SipCallServer:
 
     def _session(self, answer: Answer) -> RtpSession:
         options: dict[str, object] = {"payload_type": answer.payload_type, "frame_ms": answer.ptime}
+        if answer.red is not None:
+            options["red_payload_type"] = answer.red
         if answer.codec == "opus":
             rate = self.pipeline_rate if self.pipeline_rate in _OPUS_RATES else 48000
             options["sample_rate"] = rate

@@ -36,8 +36,11 @@ offer's formats, in the offer's order of preference, that is in ``codecs``: PCMU
 answer keeps the offerer's payload type numbers, adds ``telephone-event`` at the chosen
 codec's clock rate when it is offered (RFC 4733 section 7.1.1; its type and fmtp kept),
 answers Opus with ``useinbandfec=1`` (voxwire decodes in-band FEC, RFC 7587 section
-6.1), and repeats the offer's ``ptime`` when it is 10 or 20 ms (the frame durations of
-:class:`~voxwire.protocols.rtp_session.RtpSession`), else 20. The direction is the
+6.1), keeps ``red`` (RFC 2198) when offered at the codec's rate with blocks of the
+chosen codec only (``a=fmtp:PT C/C``: voxwire then takes the redundant copies of lost
+packets, and sends plain packets), and repeats the offer's ``ptime`` when it is 10 or
+20 ms (the frame durations of :class:`~voxwire.protocols.rtp_session.RtpSession`), else
+20. The direction is the
 offer's mirrored (sendonly/recvonly swap, section 6.1). When no stream can be accepted
 :func:`answer_offer` raises :class:`~voxwire.errors.SdpError` ``no_common_codec``, which a
 UAS answers with 488.
@@ -56,7 +59,7 @@ cross the network in the clear) an offer whose only audio stream is SAVP raises
 ``repr``.
 
 Not supported: IPv6 connection addresses are parsed but only ``IN IP4``/``IN IP6`` with
-a literal address are used (no host names), more than one audio stream, RED, several
+a literal address are used (no host names), more than one audio stream, several
 keys per stream (MKI), key lifetimes other than the default, session parameters
 (``UNENCRYPTED_SRTP`` and the like: such a crypto line is not chosen).
 """
@@ -265,6 +268,8 @@ class Answer:
     """Where the offerer receives the stream (its connection address and port)."""
     crypto: Crypto | None = None
     """The SRTP keys of an ``RTP/SAVP`` stream, None for plain RTP."""
+    red: int | None = None
+    """Payload type of RFC 2198 redundancy (``red``) of the chosen codec, when offered."""
 
     def render(self, host: str, port: int, *, session_id: int, version: int | None = None) -> bytes:
         """The answer's SDP with the accepted stream on ``host:port`` (RFC 3264 section 6)."""
@@ -281,6 +286,8 @@ class Answer:
                 lines.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
                 continue
             pts = [self.payload_type]
+            if self.red is not None:
+                pts.append(self.red)
             if self.telephone_event is not None:
                 pts.append(self.telephone_event)
             lines.append(f"m=audio {port} {m.proto} {' '.join(map(str, pts))}")
@@ -289,6 +296,10 @@ class Answer:
                 lines.append(f"a=fmtp:{self.payload_type} useinbandfec=1")
             else:
                 lines.append(f"a=rtpmap:{self.payload_type} {self.codec.upper()}/8000")
+            if self.red is not None:
+                channels = "/2" if self.codec == "opus" else ""
+                lines.append(f"a=rtpmap:{self.red} red/{self.clock_rate}{channels}")
+                lines.append(f"a=fmtp:{self.red} {self.payload_type}/{self.payload_type}")
             if self.telephone_event is not None:
                 lines.append(f"a=rtpmap:{self.telephone_event} telephone-event/{self.clock_rate}")
                 lines.append(
@@ -306,6 +317,20 @@ def _codec_of(m: MediaDescription, pt: int) -> tuple[str, int, int] | None:
     if mapped is not None:
         return mapped
     return (*_STATIC[pt], 1) if pt in _STATIC else None
+
+
+def _red_of(m: MediaDescription, pt: int, rate: int) -> int | None:
+    """The offered ``red`` type carrying blocks of ``pt`` only (RFC 2198 section 5: its
+    fmtp lists the redundant encodings, ``pt/pt``), at ``rate``; None when there is none."""
+    for p, (name, r, _) in m.rtpmap.items():
+        if name.lower() != "red" or r != rate or str(p) not in m.formats:
+            continue
+        if not (0 <= p <= 63 or 96 <= p <= 127):
+            continue
+        blocks = (m.fmtp.get(p) or "").strip().split("/")
+        if blocks and all(b.strip() == str(pt) for b in blocks):
+            return p
+    return None
 
 
 def _offered_key(m: MediaDescription) -> tuple[int, str, bytes] | None:
@@ -395,6 +420,7 @@ def answer_offer(
                 ),
                 None,
             )
+            red = _red_of(m, pt, rate)
             direction = _MIRROR[m.direction or offer.direction or "sendrecv"]
             ptime = m.ptime if m.ptime in (10, 20) else 20
             return Answer(
@@ -408,6 +434,7 @@ def answer_offer(
                 direction,
                 (connection, m.port),
                 crypto,
+                red,
             )
     if savp_refused:
         raise SdpError("srtp_needs_tls", "an RTP/SAVP stream is taken over SIP over TLS only")
