@@ -20,7 +20,10 @@ from voxwire.agents.gateway import Gateway, GatewayStats, gateway
 from voxwire.aio.sip import SipCall, serve_sip
 from voxwire.aio.surface import CallSurface
 from voxwire.g711 import decode_ulaw
+from voxwire.protocols.events import Dtmf
+from voxwire.protocols.registry import CODECS
 from voxwire.rtp import parse_rtp
+from voxwire.sim.providers import PROVIDERS
 
 pytest.importorskip("websockets", reason="the bot is a WebSocket server")
 pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
@@ -133,3 +136,81 @@ def test_the_gateway_refuses_what_it_cannot_bridge(protocol: str, url: str, mess
         Gateway(protocol, url)
     with pytest.raises(ValueError, match="lines run at"):
         Gateway("twilio", "ws://x/", rate=16000)
+
+
+@pytest.mark.parametrize("protocol", [n for n, s in PROVIDERS.items() if not s.raw_tcp])
+def test_each_dialects_key_press_reaches_the_bot_as_its_codec_reads_it(protocol: str) -> None:
+    side = PROVIDERS[protocol]()
+    codec = CODECS[protocol]()
+    for message in side.opening():
+        codec.receive(message, 0.0)
+    message = side.dtmf("7", 120)
+    if message is None:
+        assert protocol == "teler"  # the one dialect without a key-press message
+        return
+    events = [e for e in codec.receive(message, 0.1) if isinstance(e, Dtmf)]
+    assert [e.digit for e in events] == ["7"]
+
+
+def test_key_presses_go_to_the_bot_and_a_dialect_without_them_counts_them() -> None:
+    from voxwire.agents.gateway import _bridge
+    from voxwire.protocols.events import Audio, Stopped
+
+    class Call:
+        """A call whose caller says 100 ms, presses 5 and hangs up."""
+
+        def __init__(self) -> None:
+            self.events = [
+                Audio(np.zeros(1600, np.int16), 16000, 8000),
+                Dtmf("5", 80),
+                Stopped(),
+            ]
+
+        def __aiter__(self) -> Call:
+            return self
+
+        async def __anext__(self) -> object:
+            if not self.events:
+                await asyncio.sleep(3600)
+            return self.events.pop(0)
+
+        async def close(self, code: int = 1000, reason: str = "") -> None:
+            pass
+
+    class Bot:
+        """The bot's WebSocket: keeps what it is sent, sends nothing."""
+
+        def __init__(self) -> None:
+            self.sent: list[str | bytes] = []
+            self.closed = asyncio.Event()
+
+        async def send(self, message: str | bytes) -> None:
+            self.sent.append(message)
+
+        async def close(self) -> None:
+            self.closed.set()
+
+        def __aiter__(self) -> Bot:
+            return self
+
+        async def __anext__(self) -> str:
+            await self.closed.wait()
+            raise StopAsyncIteration
+
+    from websockets.exceptions import ConnectionClosed
+
+    for protocol in ("twilio", "teler"):
+        stats, bot = GatewayStats(), Bot()
+        side = PROVIDERS[protocol]()
+        asyncio.run(_bridge(Call(), bot, side, stats, ConnectionClosed))  # type: ignore[arg-type]
+        codec = CODECS[protocol]()
+        events = [e for m in bot.sent for e in codec.receive(m, 0.0)]
+        assert (
+            4 <= stats.frames_sent <= 5
+        )  # 100 ms at the provider's rate, less the resampler's delay
+        assert stats.ended_by == "caller"
+        if protocol == "twilio":
+            assert (stats.dtmf, stats.dtmf_dropped) == (1, 0)
+            assert [e.digit for e in events if isinstance(e, Dtmf)] == ["5"]
+        else:
+            assert (stats.dtmf, stats.dtmf_dropped) == (0, 1)

@@ -8,10 +8,10 @@ to the bot's URL, sends what the provider sends when a call is answered (``conne
 provider's line rate; what the bot sends back is played to the caller (paced, through the
 call's own codec), its marks are echoed once the audio before them has played at the
 caller, a clear drops the queued audio at once (a barge-in) and is answered as the
-provider answers it, and key presses go on as the provider's DTMF messages where the
-dialect has them (Twilio). When either side ends, the other is ended: the caller's hang-up
-sends the provider's closing messages and closes the WebSocket; the bot closing it ends
-the call.
+provider answers it, and key presses go on as the provider's DTMF messages (counted as
+dropped for a dialect without one: Teler). When either side ends, the other is ended:
+the caller's hang-up sends the provider's closing messages and closes the WebSocket; the
+bot closing it ends the call.
 
 The provider sides are the simulated providers of :mod:`voxwire.sim.providers`, the one
 place each dialect's provider half is written; lenient here: a message the provider
@@ -62,6 +62,8 @@ class GatewayStats:
     """Clears the bot sent."""
     dtmf: int = 0
     """Key presses passed on to the bot."""
+    dtmf_dropped: int = 0
+    """Key presses the dialect has no message for (Teler)."""
     unexpected: list[str] = field(default_factory=list)
     """Why each message the provider would not have accepted was refused."""
     ended_by: str = ""
@@ -219,10 +221,12 @@ async def _bridge(
                     for reply in side.mark_played(event.name):
                         await send(reply)
             elif isinstance(event, Dtmf):
-                dtmf = getattr(side, "dtmf", None)
-                if dtmf is not None:
+                message = side.dtmf(event.digit, event.duration_ms or 100)
+                if message is None:
+                    stats.dtmf_dropped += 1
+                else:
                     stats.dtmf += 1
-                    await send(dtmf(event.digit))
+                    await send(message)
             elif isinstance(event, Stopped):
                 break
 

@@ -167,6 +167,11 @@ class ProviderSide(ABC):
         """What the provider sends when the caller hangs up (empty: it closes the socket)."""
         return []
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message | None:
+        """What the provider sends when the caller presses ``digit`` (None: the dialect
+        carries no key presses)."""
+        return None
+
     @abstractmethod
     def parse(self, message: Message) -> list[PhoneEvent]:
         """What one message from the application asks for.

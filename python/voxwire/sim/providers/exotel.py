@@ -65,6 +65,16 @@ class ExotelSide(ProviderSide):
             }
         )
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps(
+            {
+                "event": "dtmf",
+                "sequence_number": str(self._next()),
+                "stream_sid": self.sid,
+                "dtmf": {"digit": digit, "duration": str(duration_ms)},
+            }
+        )
+
     def closing(self) -> list[Message]:
         stop = {"call_sid": self.call_id, "account_sid": "voxwire", "reason": "callended"}
         msg = {"event": "stop", "sequence_number": str(self._next()), "stop": stop}

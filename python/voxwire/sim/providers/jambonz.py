@@ -38,6 +38,9 @@ class JambonzSide(ProviderSide):
     def audio(self, pcm: PCM) -> Message:
         return pcm.astype("<i2").tobytes()
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps({"event": "dtmf", "dtmf": digit, "duration": duration_ms})
+
     def parse(self, message: Message) -> list[PhoneEvent]:
         if isinstance(message, bytes):
             pcm = l16(message)

@@ -74,6 +74,17 @@ class PlivoSide(ProviderSide):
             }
         )
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps(
+            {
+                "event": "dtmf",
+                "sequenceNumber": self._next(),
+                "streamId": self.stream_id,
+                "dtmf": {"digit": digit},
+                "extra_headers": self._extra_headers(),
+            }
+        )
+
     def closing(self) -> list[Message]:
         return [
             dumps({"event": "stop", "sequenceNumber": self._next(), "streamId": self.stream_id})

@@ -26,6 +26,9 @@ class RawPcmSide(ProviderSide):
     def audio(self, pcm: PCM) -> Message:
         return pcm.astype("<i2").tobytes()
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps({"event": "dtmf", "digit": digit})
+
     def closing(self) -> list[Message]:
         return [dumps({"event": "stop", "reason": "hung up"})]
 

@@ -98,6 +98,16 @@ class TelnyxSide(ProviderSide):
             }
         )
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps(
+            {
+                "event": "dtmf",
+                "sequence_number": str(self._next()),
+                "dtmf": {"digit": digit},
+                "stream_id": self.call_id,
+            }
+        )
+
     def closing(self) -> list[Message]:
         stop = {"user_id": _USER, "call_control_id": "v3:" + self.call_id}
         msg = {"event": "stop", "sequence_number": str(self._next()), "stop": stop}

@@ -72,7 +72,7 @@ class TwilioSide(ProviderSide):
             }
         )
 
-    def dtmf(self, digit: str) -> Message:
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
         """The caller pressed ``digit``."""
         return dumps(
             {

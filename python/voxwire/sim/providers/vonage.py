@@ -34,6 +34,9 @@ class VonageSide(ProviderSide):
     def audio(self, pcm: PCM) -> Message:
         return pcm.astype("<i2").tobytes()
 
+    def dtmf(self, digit: str, duration_ms: int = 100) -> Message:
+        return dumps({"event": "websocket:dtmf", "digit": digit, "duration": duration_ms})
+
     def parse(self, message: Message) -> list[PhoneEvent]:
         if isinstance(message, bytes):
             if len(message) != self.frame * 2:
