@@ -623,26 +623,22 @@ def _stop(server: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+async def audio_call(target: tuple[str, int], cwd: Path) -> tuple[SippRun, Recorder]:
+    """One call_audio.xml call to ``target``, the bot's RTP recorded."""
+    loop = asyncio.get_running_loop()
+    transport, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(HOST, 0))
+    port = str(transport.get_extra_info("sockname")[1])
+    try:
+        return await sipp("call_audio.xml", target, cwd, "-set", "rtp_port", port), recorder
+    finally:
+        transport.close()
+
+
 def test_cli_serve_sip_echo(tmp_path: Path) -> None:
     _, heard_words = caller_audio(tmp_path)
     server = _voxwire("serve", "--protocol", "sip", "--echo", "--port", "0")
     try:
-        target = _listening(server)
-
-        async def call() -> tuple[SippRun, Recorder]:
-            loop = asyncio.get_running_loop()
-            transport, recorder = await loop.create_datagram_endpoint(
-                Recorder, local_addr=(HOST, 0)
-            )
-            port = str(transport.get_extra_info("sockname")[1])
-            try:
-                return await sipp(
-                    "call_audio.xml", target, tmp_path, "-set", "rtp_port", port
-                ), recorder
-            finally:
-                transport.close()
-
-        result, recorder = run(call())
+        result, recorder = run(audio_call(_listening(server), tmp_path))
         assert result.returncode == 0, result.errors or result.stdout
         assert echo_correlation(recorder, heard_words) > 0.9
         _, err = _stop(server)
@@ -865,22 +861,7 @@ def test_cli_serve_sip_gateway_to_a_twilio_bot(tmp_path: Path) -> None:
             "serve", "--protocol", "sip", "--gateway", f"twilio:{bot.url}", "--port", "0"
         )
         try:
-            target = _listening(server)
-
-            async def call() -> tuple[SippRun, Recorder]:
-                loop = asyncio.get_running_loop()
-                transport, recorder = await loop.create_datagram_endpoint(
-                    Recorder, local_addr=(HOST, 0)
-                )
-                port = str(transport.get_extra_info("sockname")[1])
-                try:
-                    return await sipp(
-                        "call_audio.xml", target, tmp_path, "-set", "rtp_port", port
-                    ), recorder
-                finally:
-                    transport.close()
-
-            result, recorder = run(call())
+            result, recorder = run(audio_call(_listening(server), tmp_path))
             assert result.returncode == 0, result.errors or result.stdout
             assert echo_correlation(recorder, heard_words) > 0.9
             _stop(server)
