@@ -130,9 +130,9 @@ def codec_seeds() -> list[bytes]:
             pcm = (rng.standard_normal(side.rate // 50) * 3000).astype(np.int16)
             messages: list[str | bytes] = list(side.opening())
             messages += [side.audio(pcm) for _ in range(3)]
-            dtmf = getattr(side, "dtmf", None)
-            if dtmf is not None:
-                messages.append(dtmf("5"))
+            key = side.dtmf("5")  # None for a dialect without key presses
+            if key is not None:
+                messages.append(key)
             if side.supports_marks:
                 messages += side.mark_played("m1")
             messages += side.closing()
