@@ -678,14 +678,7 @@ class SipCallServer:
         raise OSError(f"no free RTP port in {self.rtp_ports}")
 
     def _session(self, answer: Answer) -> RtpSession:
-        options: dict[str, object] = {"payload_type": answer.payload_type, "frame_ms": answer.ptime}
-        if answer.red is not None:
-            options["red_payload_type"] = answer.red
-        if answer.codec == "opus":
-            rate = self.pipeline_rate if self.pipeline_rate in _OPUS_RATES else 48000
-            options["sample_rate"] = rate
-        options.update(self.session_options)
-        return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
+        return rtp_session_for(answer, self.pipeline_rate, self.session_options)
 
     def _refer(self, sip: SipServer, handle: str, target: str) -> None:
         sip.refer(handle, target, self._now())
@@ -795,6 +788,21 @@ class SipCallServer:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def rtp_session_for(
+    answer: Answer, pipeline_rate: int, session_options: Mapping[str, object]
+) -> RtpSession:
+    """The RTP session of a call's negotiated stream (``answer``): its payload type,
+    ptime and RED; Opus decoded at the pipeline rate where Opus has it (else 48 kHz);
+    ``session_options`` on top (for inbound and outbound calls alike)."""
+    options: dict[str, object] = {"payload_type": answer.payload_type, "frame_ms": answer.ptime}
+    if answer.red is not None:
+        options["red_payload_type"] = answer.red
+    if answer.codec == "opus":
+        options["sample_rate"] = pipeline_rate if pipeline_rate in _OPUS_RATES else 48000
+    options.update(session_options)
+    return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
 
 
 async def serve_sip(

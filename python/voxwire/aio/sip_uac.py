@@ -41,7 +41,7 @@ from typing import Literal
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
 from voxwire.aio.rtp_call import run_call
-from voxwire.aio.sip import SipCall, _MediaProtocol
+from voxwire.aio.sip import SipCall, _MediaProtocol, rtp_session_for
 from voxwire.errors import SdpError
 from voxwire.protocols.rtp_session import Codec, RtpSession
 from voxwire.sip.message import Request, parse_message
@@ -388,14 +388,7 @@ class SipDialer:
         return DialResult("answered", event.response.status, "", call=call, progress=progress)
 
     def _session(self, answer: Answer) -> RtpSession:
-        options: dict[str, object] = {"payload_type": answer.payload_type, "frame_ms": answer.ptime}
-        if answer.red is not None:
-            options["red_payload_type"] = answer.red
-        if answer.codec == "opus":
-            rate = self.pipeline_rate if self.pipeline_rate in _OPUS_RATES else 48000
-            options["sample_rate"] = rate
-        options.update(self.session_options)
-        return RtpSession(answer.codec, **options)  # type: ignore[arg-type]
+        return rtp_session_for(answer, self.pipeline_rate, self.session_options)
 
     async def register(
         self, aor: str, *, registrar: str | None = None, expires: int = 3600, timeout: float = 10.0
