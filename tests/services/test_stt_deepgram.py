@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -296,6 +299,58 @@ def test_garbage_is_bad_message() -> None:
     error = run(main)
     assert error.reason == "bad_message"
     assert "not JSON" in str(error)
+
+
+def test_an_error_is_reported_before_a_close_the_server_never_answers() -> None:
+    """A server that upgrades, sends one bad message and then reads nothing more: the
+    closing handshake waits for the close timeout, the reader must not."""
+
+    async def main() -> tuple[ServiceError, float, float]:
+        closed = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            key = next(
+                line.split(":", 1)[1].strip()
+                for line in head.split("\r\n")
+                if line.lower().startswith("sec-websocket-key:")
+            )
+            magic = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+            accept = base64.b64encode(hashlib.sha1((key + magic).encode()).digest()).decode()
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+            )
+            text = b"<html>not json</html>"
+            writer.write(bytes([0x81, len(text)]) + text)  # one unmasked text frame
+            await writer.drain()
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # the client's abort ends this (nothing is answered)
+            closed.set()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        try:
+            stt = DeepgramStt(api_key=KEY, url=f"ws://127.0.0.1:{port}/v1/listen")
+            s = stt.stream()
+            began = loop.time()
+            s.push(tone(0.1))
+            with pytest.raises(ServiceError) as info:
+                await collect(s, [])
+            reported = loop.time() - began
+            await s.aclose()  # during the unanswered close: the socket is aborted
+            await asyncio.wait_for(closed.wait(), 2.0)
+            return info.value, reported, loop.time() - began
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    error, reported, gone = run(main)
+    assert error.reason == "bad_message"
+    assert reported < 0.5, reported  # not after the 1 s close timeout
+    assert gone < 1.0, gone  # aclose did not wait for the close timeout either
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,16 @@ _CLOSE_STREAM: Final = '{"type":"CloseStream"}'
 _MAX_MESSAGE: Final = 1 << 20  # bytes of one server message
 
 
+async def _close(ws: ClientConnection) -> None:
+    """The closing handshake (bounded by the connection's close timeout); the socket is
+    aborted when the task is cancelled during it, so no connection outlives its stream."""
+    try:
+        await ws.close()
+    except asyncio.CancelledError:
+        ws.transport.abort()
+        raise
+
+
 def _reason(reason: str) -> str:
     return f", {reason}" if reason else ""
 
@@ -497,25 +507,42 @@ class DeepgramStream(StreamMixin):
                 fresh=lambda: not self._closed,
                 on_retry=self._retried,
             )
-            try:
-                sender = asyncio.ensure_future(self._send(ws))
-                try:
-                    await self._receive(ws, sender)
-                finally:
-                    sender.cancel()
-                    await asyncio.wait([sender])
-                    if not sender.cancelled():
-                        sender.exception()  # retrieved: the receiver reported the failure
-            finally:
-                await ws.close()
         except asyncio.CancelledError:
             self._out.drop()
             raise
         except ServiceError as e:
-            log.warning("%s", e)
-            self._out.finish(e)
-        else:
+            self._fail(e)
+            return
+        failed = cancelled = False
+        try:
+            sender = asyncio.ensure_future(self._send(ws))
+            try:
+                await self._receive(ws, sender)
+            except ServiceError as e:
+                # Reported before the connection is closed: a server that does not answer
+                # the close keeps this task for up to the close timeout, not the reader.
+                failed = True
+                self._fail(e)
+            finally:
+                sender.cancel()
+                await asyncio.wait([sender])
+                if not sender.cancelled():
+                    sender.exception()  # retrieved: the receiver reported the failure
+        except asyncio.CancelledError:
+            cancelled = True
+            self._out.drop()
+            raise
+        finally:
+            if cancelled:
+                ws.transport.abort()  # a stream given up waits for no closing handshake
+            else:
+                await _close(ws)
+        if not failed:
             self._out.finish()
+
+    def _fail(self, error: ServiceError) -> None:
+        log.warning("%s", error)
+        self._out.finish(error)
 
     async def _send(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
