@@ -508,6 +508,36 @@ def test_a_session_timer_is_refreshed_then_ends_with_the_bots_bye(tmp_path: Path
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("scenario", "method", "refreshes"),
+    [("session_refresh_update.xml", "UPDATE", 2), ("session_refresh_reinvite.xml", "INVITE", 1)],
+)
+def test_voxwire_refreshes_the_session_when_it_is_the_refresher(
+    tmp_path: Path, scenario: str, method: str, refreshes: int
+) -> None:
+    async def run_it() -> None:
+        calls = Calls()
+        server = await serving(calls, min_se=2)  # RFC 4028 wants 90 s at least; a test, 2
+        try:
+            result = await sipp(scenario, server.local_addr, tmp_path)
+            for _ in range(100):
+                if server.calls_finished:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await server.aclose()
+        assert result.returncode == 0, result.errors or result.stdout
+        c = server.sip.counters
+        assert c[f"request_sent_{method}"] == refreshes
+        assert c["session_refreshed"] == refreshes  # each answered 200
+        assert c["session_expired"] == c["session_refresh_failed"] == 0
+        assert c["request_BYE"] == 1  # the caller hung up: the refreshes kept the session
+        (call,) = calls.calls
+        assert call.ended_by_remote
+
+    run(run_it())
+
+
 class TimedRecorder(Recorder):
     """A Recorder that keeps each packet's arrival time too."""
 

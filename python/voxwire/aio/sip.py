@@ -90,6 +90,7 @@ _END_REASONS = {
     "remote_bye": "remote hung up",
     "no_ack": "no ACK for the 200",
     "session_expired": "the session expired (no refresh)",
+    "session_refresh_failed": "the session refresh failed",
 }
 
 

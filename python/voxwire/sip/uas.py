@@ -68,10 +68,14 @@ What it does
   14.1) and the session stays as it was; the ACK's answer still applies.
 * **Session timers** (RFC 4028 section 9): a request with ``Session-Expires`` from a
   caller that supports ``timer`` gets 422 with ``Min-SE`` below ``min_se``; otherwise the
-  interval is granted with the caller as the refresher (voxwire sends no refreshes) and
-  each refresh (re-INVITE or UPDATE) starts it again; without one the server sends BYE
-  ``min(32, N/3)`` seconds before the session expires (section 10,
-  :class:`CallEnded` ``session_expired``).
+  interval is granted with the refresher the request names (the caller when it names
+  none) and each refresh (re-INVITE or UPDATE) starts it again; without one the server
+  sends BYE ``min(32, N/3)`` seconds before the session expires (section 10,
+  :class:`CallEnded` ``session_expired``). When voxwire is the refresher (the request
+  said ``refresher=uas``, or a proxy put ``Session-Expires`` into the request of a caller
+  without ``timer``) it refreshes at half the interval: UPDATE without a body when the
+  caller allows UPDATE, else a re-INVITE offering the session as it is (section 7.4); a
+  408, a 481 or no answer ends the call with a BYE (``session_refresh_failed``).
 * **Blind transfer** (RFC 3515): :meth:`SipServer.refer` sends REFER in a confirmed
   dialog; its response and the NOTIFYs of that dialog (each answered 200, their sipfrag
   status read) are :class:`CallTransfer` events.
@@ -102,7 +106,7 @@ import ipaddress
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from voxwire.errors import SdpError, SipParseError
 from voxwire.protocols.rtp_session import Codec
@@ -166,9 +170,10 @@ _REASONS: Final[dict[int, str]] = {
     603: "Decline",
 }
 
-EndReason = Literal["remote_bye", "no_ack", "session_expired"]
-"""Why the server ended a call by itself: the peer's BYE, no ACK for the 200, or no
-session refresh in time (RFC 4028 section 10: the server sent a BYE)."""
+EndReason = Literal["remote_bye", "no_ack", "session_expired", "session_refresh_failed"]
+"""Why the server ended a call by itself: the peer's BYE, no ACK for the 200, no session
+refresh in time, or voxwire's own refresh answered 408/481 or never answered (RFC 4028
+section 10: the server sent a BYE)."""
 SUPPORTED: Final = "timer"
 """The extensions voxwire takes (RFC 4028 session timers)."""
 
@@ -308,6 +313,8 @@ class _ClientTx:
     retransmit_at: float | None
     expires_at: float
     state: str = "trying"  # trying, proceeding, completed
+    method: str = "BYE"
+    ack: bytes = b""  # a refresh INVITE's ACK, sent again for a retransmitted final
 
 
 @dataclass(eq=False)
@@ -338,13 +345,47 @@ class _Dialog:
     sdp_version: int = 0
     sdp: bytes = b""
     offer_in_ok: bool = False  # a re-INVITE without an offer: its answer is in the ACK
-    # RFC 4028: the negotiated interval (0: no session timer) and when to send the BYE
+    # RFC 4028: the negotiated interval (0: no session timer), when to send the BYE, and
+    # when voxwire is the refresher, when its next refresh goes and the one in flight
     session_expires: int = 0
     expire_at: float | None = None
+    we_refresh: bool = False
+    refresh_at: float | None = None
+    refreshing: str = ""  # the branch of voxwire's refresh in flight
+    refresh_method: str = ""
+    timer_supported: bool = False  # the caller said Supported: timer
+    update_allowed: bool = False  # the caller's Allow names UPDATE
+    min_se: int = 0
 
     def deadline(self) -> float | None:
-        times = [t for t in (self.ok_at, self.expire_at) if t is not None]
+        times = [t for t in (self.ok_at, self.expire_at, self.refresh_at) if t is not None]
         return min(times) if times else None
+
+
+class _Grant(NamedTuple):
+    interval: int  # seconds, 0: no session timer
+    we_refresh: bool
+    supported: bool  # the caller said Supported: timer
+    update_allowed: bool  # its Allow names UPDATE
+    min_se: int
+
+
+def _session_expires(value: str) -> tuple[int, str] | None:
+    """``Session-Expires: N;refresher=...`` as (N, refresher or ""); None when malformed."""
+    text, _, params = value.partition(";")
+    text = text.strip()
+    if not text.isdigit() or len(text) > 10:
+        return None
+    refresher = ""
+    for param in params.split(";"):
+        name, _, v = param.partition("=")
+        if name.strip().lower() == "refresher":
+            refresher = v.strip().lower()
+    return int(text), refresher
+
+
+def _side(we_refresh: bool) -> str:
+    return "uas" if we_refresh else "uac"
 
 
 class SipServer:
@@ -461,6 +502,7 @@ class SipServer:
         self._server_tx: dict[tuple[str, ...], _ServerTx] = {}
         self._client_tx: dict[str, _ClientTx] = {}
         self._refer_tx: dict[str, str] = {}  # a REFER's branch -> its call
+        self._refresh_tx: dict[str, str] = {}  # a session refresh's branch -> its call
         self._transfers: dict[str, bool] = {}  # call -> whether its transfer is over
         self._dialogs: dict[str, _Dialog] = {}  # by local tag (the handle)
         self._negotiated: dict[str, Answer] = {}
@@ -538,6 +580,8 @@ class SipServer:
                 self._bye(dialog, now)
                 self._events.append(CallEnded(dialog.handle, "session_expired"))
                 continue
+            if dialog.refresh_at is not None and now >= dialog.refresh_at:
+                self._refresh(dialog, now)
             if dialog.ok_at is None or now < dialog.ok_at or dialog.ok is None:
                 continue
             if now >= dialog.ok_give_up:
@@ -553,20 +597,27 @@ class SipServer:
             dialog.ok_at = min(now + dialog.ok_interval, dialog.ok_give_up)
         for branch, ctx in list(self._client_tx.items()):
             if now >= ctx.expires_at:
-                del self._client_tx[branch]  # Timer F or K
+                del self._client_tx[branch]  # Timer B, D, F or K
                 refer = self._refer_tx.pop(branch, None)
+                refreshed = self._refresh_tx.pop(branch, None)
                 if ctx.state != "completed" and refer is not None:
                     self.counters["refer_timeout"] += 1
                     self._refer_response(refer, 408)
+                elif ctx.state != "completed" and refreshed is not None:
+                    self.counters["session_refresh_timeout"] += 1
+                    self._refresh_failed(refreshed, now)
                 elif ctx.state != "completed":
                     self.counters["bye_timeout"] += 1
                 continue
             if ctx.retransmit_at is not None and now >= ctx.retransmit_at:
-                self._send(ctx.request, ctx.dest)  # Timer E
-                self.counters["retransmitted_BYE"] += 1
-                ctx.interval = (
-                    self.t2 if ctx.state == "proceeding" else min(2 * ctx.interval, self.t2)
-                )
+                self._send(ctx.request, ctx.dest)  # Timer A or E
+                self.counters[f"retransmitted_{ctx.method}"] += 1
+                if ctx.method == "INVITE":
+                    ctx.interval *= 2  # Timer A doubles without a cap (section 17.1.1.2)
+                elif ctx.state == "proceeding":
+                    ctx.interval = self.t2
+                else:
+                    ctx.interval = min(2 * ctx.interval, self.t2)
                 ctx.retransmit_at = now + ctx.interval
 
     # --- the application's answers -----------------------------------------------------
@@ -600,7 +651,7 @@ class SipServer:
     ) -> None:
         # the 2xx of an INVITE, retransmitted by the core until the ACK (section 13.3.1.4)
         dialog.ok = self._reply(
-            tx, 200, dialog=dialog, body=sdp, extra=self._timer_headers(interval)
+            tx, 200, dialog=dialog, body=sdp, extra=self._timer_headers(dialog, interval)
         )
         self._arm_session(dialog, interval, now)
         dialog.state = "answered"
@@ -664,9 +715,20 @@ class SipServer:
         self._send(wire, dest)
 
     def _in_dialog_request(
-        self, dialog: _Dialog, method: str, branch: str, extra: list[tuple[str, str]]
+        self,
+        dialog: _Dialog,
+        method: str,
+        branch: str,
+        extra: list[tuple[str, str]],
+        *,
+        body: bytes = b"",
+        cseq: int | None = None,
     ) -> tuple[bytes, Address]:
-        dialog.local_cseq += 1
+        """A request in ``dialog`` and where it goes: the next local CSeq, or ``cseq`` (an
+        ACK's, which is the INVITE's)."""
+        if cseq is None:
+            dialog.local_cseq += 1
+            cseq = dialog.local_cseq
         headers = [
             ("Via", f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"),
             ("Max-Forwards", "70"),
@@ -676,11 +738,11 @@ class SipServer:
             ("From", dialog.local.encode()),
             ("To", dialog.remote.encode()),
             ("Call-ID", dialog.call_id),
-            ("CSeq", f"{dialog.local_cseq} {method}"),
+            ("CSeq", f"{cseq} {method}"),
             ("User-Agent", self.user_agent),
             *extra,
         ]
-        wire = Request(method, dialog.remote_target, headers).encode()
+        wire = Request(method, dialog.remote_target, headers, body).encode()
         first_hop = (
             parse_name_addr(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
         )
@@ -807,48 +869,62 @@ class SipServer:
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", SUPPORTED)]
 
-    def _session_timer(self, tx: _ServerTx, now: float) -> int | None:
+    def _session_timer(self, tx: _ServerTx, now: float) -> _Grant | None:
         """The session interval to grant an INVITE, re-INVITE or UPDATE (RFC 4028 section
-        9), 0 for none; None when it was answered 422 (too small) or 400."""
+        9) and who refreshes; None when it was answered 422 (too small) or 400."""
         request = tx.request
+        supported = "timer" in {v.lower() for v in request.header_values("Supported")}
+        allow = {v.upper() for v in request.header_values("Allow")}
         value = request.header("Session-Expires")
         if value is None:
-            return 0
-        text, _, params = value.partition(";")
-        if not text.strip().isdigit() or len(text.strip()) > 10:
+            return _Grant(0, False, supported, "UPDATE" in allow, self.min_se)
+        parsed = _session_expires(value)
+        if parsed is None:
             self._final(tx, 400, now, dialog=tx.dialog)
             return None
-        interval = int(text.strip())
+        interval, refresher = parsed
         min_se = self.min_se
         peer_min = (request.header("Min-SE") or "").split(";")[0].strip()
         if peer_min.isdigit() and len(peer_min) <= 10:
             min_se = max(min_se, int(peer_min))
-        supported = {v.lower() for v in request.header_values("Supported")}
-        if "timer" not in supported:
-            # the caller cannot refresh (or understand a 422), and voxwire does not refresh
-            # sessions itself: no session timer
-            self.counters["session_timer_declined"] += 1
-            return 0
+        if not supported:
+            # a proxy asked for the timer, the caller cannot refresh (or act on a 422):
+            # voxwire refreshes, at no less than its Min-SE (section 9, table 2)
+            self.counters["session_refreshed_by_voxwire"] += 1
+            interval = max(min(interval, self.session_expires), min_se)
+            return _Grant(interval, True, False, "UPDATE" in allow, min_se)
         if interval < self.min_se:
             self.counters["session_too_small"] += 1
             self._final(tx, 422, now, dialog=tx.dialog, extra=[("Min-SE", str(self.min_se))])
             return None
-        del params  # the refresher is always the caller: voxwire sends no refreshes
-        return max(min(interval, self.session_expires), min_se)
+        # the request's refresher is kept; when it names none, the caller refreshes
+        interval = max(min(interval, self.session_expires), min_se)
+        return _Grant(interval, refresher == "uas", True, "UPDATE" in allow, min_se)
 
-    def _timer_headers(self, interval: int) -> list[tuple[str, str]]:
+    def _timer_headers(self, dialog: _Dialog, interval: int) -> list[tuple[str, str]]:
         if not interval:
             return []
-        return [
-            ("Session-Expires", f"{interval};refresher=uac"),
-            ("Require", "timer"),
-        ]
+        # the refresher is named as the request's sides: uac the caller, uas voxwire
+        headers = [("Session-Expires", f"{interval};refresher={_side(dialog.we_refresh)}")]
+        if dialog.timer_supported:
+            headers.append(("Require", "timer"))  # never to a caller that does not know it
+        return headers
+
+    def _grant(self, dialog: _Dialog, grant: _Grant) -> None:
+        dialog.session_expires = grant.interval
+        dialog.we_refresh = grant.we_refresh and grant.interval > 0
+        dialog.timer_supported = grant.supported
+        dialog.update_allowed = dialog.update_allowed or grant.update_allowed
+        dialog.min_se = max(dialog.min_se, grant.min_se)
 
     def _arm_session(self, dialog: _Dialog, interval: int, now: float) -> None:
         # RFC 4028 section 10: the side that does not refresh sends its BYE a third of the
-        # interval (at most 32 s) before the session would expire
+        # interval (at most 32 s) before the session would expire; the refresher sends its
+        # refresh at half the interval, and its BYE at the same time before the end when no
+        # refresh went through
         dialog.session_expires = interval
         dialog.expire_at = now + interval - min(32.0, interval / 3) if interval else None
+        dialog.refresh_at = now + interval / 2 if interval and dialog.we_refresh else None
 
     def _invite(self, tx: _ServerTx, now: float) -> None:
         request = tx.request
@@ -888,8 +964,8 @@ class SipServer:
             else:
                 self._final(tx, 400, now)
             return
-        interval = self._session_timer(tx, now)
-        if interval is None:
+        grant = self._session_timer(tx, now)
+        if grant is None:
             return
         contact = request.header_values("Contact")
         remote_target = parse_name_addr(contact[0]).uri if contact else request.from_.uri
@@ -909,7 +985,7 @@ class SipServer:
             invite_cseq=request.cseq[0],
             remote_cseq=request.cseq[0],
         )
-        dialog.session_expires = interval
+        self._grant(dialog, grant)
         self._dialogs[handle] = dialog
         self._negotiated[handle] = answer
         tx.dialog = dialog
@@ -922,14 +998,20 @@ class SipServer:
         extra = [("Retry-After", str(secrets.randbelow(11)))]
         self._final(tx, 500, now, dialog=dialog, extra=extra)
 
+    @staticmethod
+    def _inviting(dialog: _Dialog) -> bool:
+        """voxwire's refresh re-INVITE (an offer) is waiting for its final response."""
+        return bool(dialog.refreshing) and dialog.refresh_method == "INVITE"
+
     def _offer_pending(self, tx: _ServerTx, now: float, dialog: _Dialog) -> None:
-        # voxwire's own offer (the 2xx of a re-INVITE without one) awaits the ACK's
-        # answer: a new offer crosses it (RFC 3264 section 4, RFC 3311 section 5.2)
+        # voxwire's own offer (the 2xx of a re-INVITE without one, awaiting the ACK's
+        # answer, or its refresh re-INVITE, awaiting the final response): a new offer
+        # crosses it (RFC 3261 section 14.2, RFC 3264 section 4, RFC 3311 section 5.2)
         self.counters["offer_pending"] += 1
         self._final(tx, 491, now, dialog=dialog)
 
     def _reinvite(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
-        if dialog.state == "answered" and dialog.offer_in_ok:
+        if (dialog.state == "answered" and dialog.offer_in_ok) or self._inviting(dialog):
             self._offer_pending(tx, now, dialog)
             return
         if dialog.state != "confirmed":
@@ -939,21 +1021,23 @@ class SipServer:
             self._retry_later(tx, now, dialog)
             return
         tx.dialog = dialog
-        interval = self._session_timer(tx, now)  # a re-INVITE refreshes the session
-        if interval is None:
+        grant = self._session_timer(tx, now)  # a re-INVITE refreshes the session
+        if grant is None:
             return
         if not tx.request.body:
             # no offer: the 200 offers the session as it is, the ACK answers (RFC 3264 s. 8)
             dialog.offer_in_ok = True
             dialog.invite = tx
-            self._accept(tx, dialog, dialog.sdp, now, interval)
+            self._grant(dialog, grant)
+            self._accept(tx, dialog, dialog.sdp, now, grant.interval)
             return
         sdp = self._renegotiate(tx, dialog, now)
         if sdp is None:
             return
         dialog.offer_in_ok = False
         dialog.invite = tx
-        self._accept(tx, dialog, sdp, now, interval)
+        self._grant(dialog, grant)
+        self._accept(tx, dialog, sdp, now, grant.interval)
 
     def _update(self, tx: _ServerTx, dialog: _Dialog, now: float) -> None:
         if dialog.state == "early" or dialog.answer is None:
@@ -961,12 +1045,12 @@ class SipServer:
             self.counters["overlapping_UPDATE"] += 1
             self._retry_later(tx, now, dialog)
             return
-        if dialog.offer_in_ok and tx.request.body:
+        if (dialog.offer_in_ok or self._inviting(dialog)) and tx.request.body:
             self._offer_pending(tx, now, dialog)
             return
         tx.dialog = dialog
-        interval = self._session_timer(tx, now)  # an UPDATE refreshes the session
-        if interval is None:
+        grant = self._session_timer(tx, now)  # an UPDATE refreshes the session
+        if grant is None:
             return
         sdp = b""
         if tx.request.body:
@@ -974,8 +1058,10 @@ class SipServer:
             if new is None:
                 return
             sdp = new
-        self._final(tx, 200, now, dialog=dialog, body=sdp, extra=self._timer_headers(interval))
-        self._arm_session(dialog, interval, now)
+        self._grant(dialog, grant)
+        extra = self._timer_headers(dialog, grant.interval)
+        self._final(tx, 200, now, dialog=dialog, body=sdp, extra=extra)
+        self._arm_session(dialog, grant.interval, now)
 
     def _negotiate(self, body: bytes, dialog: _Dialog) -> Answer:
         # a new offer of the call's stream: the codec and its payload type stay (the RTP
@@ -1094,6 +1180,10 @@ class SipServer:
     def _response(self, response: Response, now: float) -> None:
         via = response.vias[0]
         ctx = self._client_tx.get(via.branch)
+        refreshed = self._refresh_tx.get(via.branch)
+        if ctx is not None and refreshed is not None and response.cseq[1] == ctx.method:
+            self._refresh_response(ctx, refreshed, via.branch, response, now)
+            return
         handle = self._refer_tx.get(via.branch)
         if ctx is not None and handle is not None and response.cseq[1] == "REFER":
             self._refer_response(handle, response.status)
@@ -1109,6 +1199,116 @@ class SipServer:
             ctx.state = "completed"
             ctx.retransmit_at = None
             ctx.expires_at = now + (0.0 if self.reliable else self.t4)  # Timer K
+
+    # --- voxwire as the session refresher (RFC 4028 section 7.4) -----------------------
+
+    def _refresh(self, dialog: _Dialog, now: float) -> None:
+        """Send the session refresh: UPDATE without a body when the caller allows it, else
+        a re-INVITE offering the session as it is (the last SDP sent, its version kept)."""
+        dialog.refresh_at = None
+        if dialog.refreshing:
+            return  # one is in flight: its response arms the next
+        if dialog.state != "confirmed":
+            dialog.refresh_at = now + 1.0  # the caller's re-INVITE is open: after it
+            return
+        branch = MAGIC_COOKIE + _token()
+        method = "UPDATE" if dialog.update_allowed else "INVITE"
+        extra = [
+            ("Contact", f"<sip:{self._hostport()}{self._uri_transport()}>"),
+            ("Supported", SUPPORTED),
+            ("Session-Expires", f"{dialog.session_expires};refresher=uac"),  # voxwire's
+            ("Min-SE", str(dialog.min_se or self.min_se)),
+        ]
+        body = b""
+        if method == "INVITE":
+            extra.append(("Content-Type", "application/sdp"))
+            body = dialog.sdp
+        wire, dest = self._in_dialog_request(dialog, method, branch, extra, body=body)
+        self._client_tx[branch] = _ClientTx(
+            wire,
+            dest,
+            now,
+            self.t1,
+            None if self.reliable else now + self.t1,  # Timer A or E
+            now + 64 * self.t1,  # Timer B or F
+            method=method,
+        )
+        self._refresh_tx[branch] = dialog.handle
+        dialog.refreshing = branch
+        dialog.refresh_method = method
+        self.counters[f"request_sent_{method}"] += 1
+        self._send(wire, dest)
+
+    def _refresh_response(
+        self, ctx: _ClientTx, handle: str, branch: str, response: Response, now: float
+    ) -> None:
+        self.counters[f"received_{response.status}"] += 1
+        status = response.status
+        if status < 200:
+            if ctx.state == "trying":
+                ctx.state = "proceeding"
+                if ctx.method == "INVITE":
+                    ctx.retransmit_at = None  # section 17.1.1.2: no more retransmissions
+            return
+        if ctx.state == "completed":
+            if ctx.ack:
+                self._send(ctx.ack, ctx.dest)  # the final again: so is its ACK
+            return
+        ctx.state = "completed"
+        ctx.retransmit_at = None
+        dialog = self._dialogs.get(handle)
+        if ctx.method == "INVITE":
+            # a 2xx is acknowledged end to end (a new branch, section 13.2.2.4), a failure
+            # within the transaction (its branch, section 17.1.1.3); either ACK is sent
+            # again for each retransmission of the final, which keeps coming for 64*T1
+            if dialog is not None:
+                ack_branch = MAGIC_COOKIE + _token() if status < 300 else branch
+                ctx.ack, _ = self._in_dialog_request(
+                    dialog, "ACK", ack_branch, [], cseq=response.cseq[0]
+                )
+                self._send(ctx.ack, ctx.dest)
+            ctx.expires_at = now + 64 * self.t1  # Timer D at least, and the 2xx's span
+        else:
+            ctx.expires_at = now + (0.0 if self.reliable else self.t4)  # Timer K
+        if dialog is None or dialog.refreshing != branch:
+            return
+        dialog.refreshing = ""
+        if status < 300:
+            self.counters["session_refreshed"] += 1
+            parsed = _session_expires(response.header("Session-Expires") or "")
+            if parsed is None:
+                # a 2xx without Session-Expires: the session no longer expires (section 7.2)
+                dialog.we_refresh = False
+                self._arm_session(dialog, 0, now)
+                return
+            interval, refresher = parsed
+            dialog.we_refresh = refresher != "uas"  # uac: voxwire, who sent the refresh
+            self._arm_session(dialog, max(interval, 1), now)
+        elif status == 422:
+            wanted = (response.header("Min-SE") or "").split(";")[0].strip()
+            if wanted.isdigit() and len(wanted) <= 10 and int(wanted) > dialog.session_expires:
+                # section 7.3 (via 8.1): again at once, with the interval the peer wants
+                dialog.min_se = int(wanted)
+                dialog.session_expires = int(wanted)
+                self._refresh(dialog, now)
+            else:
+                self.counters["session_refresh_rejected"] += 1
+        elif status == 491:
+            # section 14.1: glare; the Call-ID is the caller's, so again in 0-2 s
+            dialog.refresh_at = now + secrets.randbelow(2001) / 1000
+        elif status in (408, 481):
+            self._refresh_failed(handle, now)  # section 10: the session is gone
+        else:
+            # the session stands until it expires; the caller may still refresh it
+            self.counters["session_refresh_rejected"] += 1
+
+    def _refresh_failed(self, handle: str, now: float) -> None:
+        dialog = self._dialogs.get(handle)
+        if dialog is None:
+            return
+        self.counters["session_refresh_failed"] += 1
+        self._bye(dialog, now)
+        self._events.append(CallEnded(handle, "session_refresh_failed"))
 
     # --- building and sending --------------------------------------------------------
 
@@ -1218,25 +1418,8 @@ class SipServer:
         if dialog.state == "ended":
             return
         branch = MAGIC_COOKIE + _token()
-        dialog.local_cseq += 1
-        headers = [
-            ("Via", f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"),
-            ("Max-Forwards", "70"),
-        ]
-        headers += [("Route", r) for r in dialog.route_set]
-        headers += [
-            ("From", dialog.local.encode()),
-            ("To", dialog.remote.encode()),
-            ("Call-ID", dialog.call_id),
-            ("CSeq", f"{dialog.local_cseq} BYE"),
-            ("User-Agent", self.user_agent),
-        ]
-        wire = Request("BYE", dialog.remote_target, headers).encode()
-        first_hop = (
-            parse_name_addr(dialog.route_set[0]).uri if dialog.route_set else dialog.remote_target
-        )
         # over TCP the dialog's connection; over UDP the first hop, when it is an address
-        dest = dialog.source if self.reliable else _uri_address(first_hop) or dialog.source
+        wire, dest = self._in_dialog_request(dialog, "BYE", branch, [])
         self._client_tx[branch] = _ClientTx(
             wire,
             dest,
