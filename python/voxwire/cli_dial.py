@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from voxwire.sip.uac import uri_address
 
@@ -38,7 +38,8 @@ def add_dial(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     dial = sub.add_parser(
         "dial",
         help="place an outbound SIP call and run an agent on it",
-        description="Call sip:user@host[:port] over UDP, run the echo agent or --agent on "
+        description="Call sip:user@host[:port] over UDP, TCP or TLS, run the echo agent or "
+        "--agent on "
         "the answered call, and leave with a status that says how it went: 0 answered, "
         "1 failed, 3 busy, 4 no answer, 5 transferred (2: usage).",
     )
@@ -50,6 +51,22 @@ def add_dial(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
         "--host", default="127.0.0.1", help="the address to send from (default 127.0.0.1)"
     )
     dial.add_argument("--port", type=int, default=0, help="the local SIP port (default: any)")
+    dial.add_argument(
+        "--transport",
+        choices=("udp", "tcp", "tls"),
+        help="the signalling transport (default: tls for a sips: URI or ;transport=tls, "
+        "tcp for ;transport=tcp, else udp)",
+    )
+    dial.add_argument(
+        "--srtp",
+        action="store_true",
+        help="offer SDES-SRTP only (RTP/SAVP, AES_CM_128_HMAC_SHA1_80); needs --transport tls",
+    )
+    dial.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="over TLS, trust the certificates in FILE (PEM) instead of the system's store",
+    )
     dial.add_argument(
         "--media-host", help="the address RTP binds to and the SDP names (default --host)"
     )
@@ -94,6 +111,19 @@ def add_dial(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argpar
     return dial
 
 
+def _uri_transport(uri: str) -> Literal["udp", "tcp", "tls"]:
+    """The transport a URI asks for: TLS for ``sips:`` (RFC 3261 section 19.1), else its
+    ``transport`` parameter, else UDP."""
+    if uri.lower().startswith("sips:"):
+        return "tls"
+    for param in uri.split("?")[0].split(";")[1:]:
+        name, _, value = param.partition("=")
+        value = value.strip().lower()
+        if name.strip().lower() == "transport" and value in ("tcp", "tls"):
+            return "tcp" if value == "tcp" else "tls"
+    return "udp"
+
+
 def _fail(message: str) -> int:
     print(f"voxwire dial: {message}", file=sys.stderr)
     return 2
@@ -106,6 +136,7 @@ def dial_main(args: argparse.Namespace, load_agent: Any) -> int:
     from voxwire.agents.server import PIPELINE_RATE
     from voxwire.aio.pacer import Pacer
     from voxwire.aio.sip_uac import OutboundCall, open_dialer
+    from voxwire.sip.srtp import SrtpUnavailable
 
     if uri_address(args.uri) is None:
         return _fail(f"not a sip: URI with a host: {args.uri!r}")
@@ -116,6 +147,19 @@ def dial_main(args: argparse.Namespace, load_agent: Any) -> int:
         return _fail("--ring-timeout, --max-duration and --rtp-timeout must be > 0")
     if args.transfer_to is not None and uri_address(args.transfer_to) is None:
         return _fail(f"--transfer-to: not a sip: URI with a host: {args.transfer_to!r}")
+    transport: Literal["udp", "tcp", "tls"] = args.transport or _uri_transport(args.uri)
+    context = None
+    if args.tls_ca is not None:
+        if transport != "tls":
+            return _fail("--tls-ca is for --transport tls")
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=args.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            return _fail(f"--tls-ca: cannot load {args.tls_ca!r} ({exc})")
+    if args.srtp and transport != "tls":
+        return _fail("--srtp needs --transport tls (the keys travel in the SDP)")
     password = os.environ.get(args.sip_password_env) or None
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -159,6 +203,9 @@ def dial_main(args: argparse.Namespace, load_agent: Any) -> int:
             pipeline_rate=rate,
             idle_timeout=args.rtp_timeout,
             pacer=pacer,
+            transport=transport,
+            ssl_context=context,
+            srtp=args.srtp,
         )
         loop = asyncio.get_running_loop()
         task = loop.create_task(dialer.dial(args.uri, on_call, ring_timeout=args.ring_timeout))
@@ -188,7 +235,7 @@ def dial_main(args: argparse.Namespace, load_agent: Any) -> int:
 
     try:
         report = asyncio.run(run())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SrtpUnavailable) as exc:
         print(f"voxwire dial: {exc}", file=sys.stderr)
         return 1
     if args.json:

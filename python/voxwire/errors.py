@@ -99,7 +99,8 @@ class SdpError(_Reasoned, RemoteProtocolError):
     ``too_many_attributes``, ``no_connection``, ``no_media`` (none at all),
     ``no_common_codec`` (no stream voxwire can take: the answer is 488),
     ``srtp_needs_tls`` (only an SRTP stream, offered where SRTP is not taken: 488),
-    ``crypto_changed`` (a re-offer with other SRTP keys: 488).
+    ``crypto_changed`` (a re-offer with other SRTP keys: 488), ``no_srtp`` (an answer
+    to an SRTP offer without a key for it).
     """
 
 

@@ -1,5 +1,5 @@
 """voxwire's SIP client (outbound calls, transfer, registration) against SIPp as the callee
-or the registrar, over loopback UDP.
+or the registrar, over loopback UDP (and TCP for the answered call).
 
 Each test starts SIPp in server mode with a scenario written for voxwire
 (``scenarios/uas_*.xml``, ``scenarios/registrar*.xml``), makes the call or the
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import pytest
@@ -133,14 +133,18 @@ async def play_and_listen(call: OutboundCall, heard: list[np.ndarray], said: np.
             return
 
 
-def test_an_answered_call_runs_the_handler_hears_its_echo_and_hangs_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_an_answered_call_runs_the_handler_hears_its_echo_and_hangs_up(
+    tmp_path: Path, transport: Literal["udp", "tcp"]
+) -> None:
     said = tone(2.0)
     heard: list[np.ndarray] = []
 
     async def scenario() -> None:
-        sipp = Sipp("uas_answer.xml", tmp_path, "-rtp_echo")
+        # over TCP SIPp listens on its port and answers on the connection voxwire makes
+        sipp = Sipp("uas_answer.xml", tmp_path, "-rtp_echo", *(["-t", "t1"] * (transport == "tcp")))
         await sipp.start()
-        async with await open_dialer(HOST) as dialer:
+        async with await open_dialer(HOST, transport=transport) as dialer:
 
             async def handler(call: OutboundCall) -> None:
                 await play_and_listen(call, heard, said)
@@ -155,6 +159,10 @@ def test_an_answered_call_runs_the_handler_hears_its_echo_and_hangs_up(tmp_path:
             assert code == 0, sipp.log()
             assert dialer.client.counters["request_sent_BYE"] == 1
             assert dialer.client.counters["received_200"] >= 2  # the INVITE's and the BYE's
+            if transport == "tcp":
+                assert dialer.client.counters["retransmitted_INVITE"] == 0  # reliable
+                assert dialer.connect_errors == 0
+                assert "SIP/2.0/TCP" in sipp.messages.read_text()  # the Via said so
 
     run(scenario())
     back = np.concatenate(heard)

@@ -251,8 +251,9 @@ class SipClient:
         The address peers reach this socket at (Via, Contact, From).
     user, password : str, optional
         Digest credentials (``user`` is also the From user, default ``voxwire``).
-    transport : {"UDP", "TCP"}
-        Over TCP nothing is retransmitted (section 17.1.1.2).
+    transport : {"UDP", "TCP", "TLS"}
+        Over TCP or TLS nothing is retransmitted (section 17.1.1.2), and the Via and the
+        Contact (``;transport=tcp`` or ``tls``) name the transport.
     t1 : float
         RFC 3261 T1, seconds.
     retry : float
@@ -278,6 +279,8 @@ class SipClient:
         self.port = port
         self.user = user or "voxwire"
         self.transport = transport.upper()
+        if self.transport not in ("UDP", "TCP", "TLS"):
+            raise ValueError(f"SipClient: transport must be UDP, TCP or TLS, got {transport!r}")
         self.reliable = self.transport != "UDP"
         self.t1 = t1
         self.retry = retry
@@ -487,7 +490,7 @@ class SipClient:
         return f"{host}:{self.port}"
 
     def _uri_transport(self) -> str:
-        return ";transport=tcp" if self.transport == "TCP" else ""
+        return "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
 
     def _via(self, branch: str) -> str:
         return f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"
@@ -809,29 +812,41 @@ class SipClient:
         text = (response.header("Expires") or "").strip()
         return int(text) if text.isdigit() and len(text) < 10 else reg.expires
 
-    def _timeout(self, tx: _ClientTx, now: float) -> None:
-        self.counters[f"timeout_{tx.method}"] += 1
+    def transport_error(self, dest: Address, now: float) -> None:
+        """The connection to ``dest`` could not be made or broke: each transaction to
+        it that has no final response fails as if it had got a 503 (section 8.1.3.1)."""
+        for tx in list(self._tx.values()):
+            if tx.dest == dest and tx.state != "completed":
+                del self._tx[tx.branch]
+                self.counters[f"transport_error_{tx.method}"] += 1
+                self._timeout(tx, now, status=503, reason="transport error")
+
+    def _timeout(
+        self, tx: _ClientTx, now: float, *, status: int = 408, reason: str = "no response"
+    ) -> None:
+        if status == 408:
+            self.counters[f"timeout_{tx.method}"] += 1
         if tx.owner.startswith("reg:"):
             reg = self._registrations.get(tx.owner[4:])
             if reg is None:
                 return
             if reg.stopping:
                 self._registrations.pop(reg.aor, None)
-                self._events.append(RegistrationFailed(reg.aor, 408))
+                self._events.append(RegistrationFailed(reg.aor, status))
                 return
             reg.granted = 0
             reg.refresh_at = now + self.retry
-            self._events.append(RegistrationFailed(reg.aor, 408))
+            self._events.append(RegistrationFailed(reg.aor, status))
             return
         call = self._calls.get(tx.owner)
         if call is None:
             return
         if tx.method == "INVITE":
-            self._events.append(CallFailed(call.handle, 408, "no response"))
+            self._events.append(CallFailed(call.handle, status, reason))
             self._forget(call)
         elif tx.method == "REFER":
             call.transfer_done = True
-            self._events.append(TransferProgress(call.handle, 408, True))
+            self._events.append(TransferProgress(call.handle, status, True))
 
     def _forget(self, call: _Call) -> None:
         call.state = "ended"
