@@ -53,14 +53,28 @@ async def _callee(call: SipCall) -> None:
         pass
 
 
+invites: list[Request] = []
+
+
+async def _recording_callee(call: SipCall) -> None:
+    invites.append(call.incoming.request)
+    await _callee(call)
+
+
 def test_a_call_over_tls_to_a_server_with_the_trusted_certificate(
     certificate: tuple[Path, Path],
 ) -> None:
     cert, key = certificate
 
     async def scenario() -> None:
+        invites.clear()
         server = await serve_sip(
-            _callee, HOST, 0, tls=server_context(cert, key), tls_port=0, codecs=("pcmu",)
+            _recording_callee,
+            HOST,
+            0,
+            tls=server_context(cert, key),
+            tls_port=0,
+            codecs=("pcmu",),
         )
         try:
             assert server.tls_addr is not None
@@ -85,6 +99,9 @@ def test_a_call_over_tls_to_a_server_with_the_trusted_certificate(
             tls = server.sip_tls.counters
             assert tls["request_INVITE"] == 1  # every request came over TLS
             assert tls["request_BYE"] == 1
+            (invite,) = invites
+            assert (invite.header("Contact") or "").startswith("<sips:voxwire@")  # §8.1.1.8
+            assert invite.vias[0].transport == "TLS"
             assert server.sip.counters["request_INVITE"] == 0
         finally:
             await server.aclose()

@@ -495,7 +495,10 @@ class SipClient:
     def _via(self, branch: str) -> str:
         return f"SIP/2.0/{self.transport} {self._hostport()};branch={branch};rport"
 
-    def _contact(self) -> str:
+    def _contact(self, target: str = "") -> str:
+        # a sips: target wants a sips: Contact (section 8.1.1.8), over TLS only
+        if self.transport == "TLS" and target[:5].lower() == "sips:":
+            return f"<sips:{self.user}@{self._hostport()}>"
         return f"<sip:{self.user}@{self._hostport()}{self._uri_transport()}>"
 
     def _send(self, wire: bytes, dest: Address) -> None:
@@ -528,7 +531,7 @@ class SipClient:
             ("To", NameAddr(call.target).encode()),
             ("Call-ID", call.call_id),
             ("CSeq", f"{call.cseq} INVITE"),
-            ("Contact", self._contact()),
+            ("Contact", self._contact(call.target)),
             ("Allow", ALLOW),
             ("User-Agent", self.user_agent),
             *call.extra,
@@ -613,7 +616,7 @@ class SipClient:
         call.refer_cseq = call.cseq
         headers = self._in_dialog(call, "REFER", call.cseq, branch)
         headers += [
-            ("Contact", self._contact()),
+            ("Contact", self._contact(call.target)),
             ("Refer-To", f"<{call.refer_target}>"),
             ("Referred-By", f"<{call.local.uri}>"),
             ("User-Agent", self.user_agent),
