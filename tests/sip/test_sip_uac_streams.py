@@ -393,3 +393,59 @@ def test_the_transport_comes_from_the_uri_unless_given() -> None:
     assert _uri_transport("sip:bot@example.com;transport=udp") == "udp"
     assert _uri_transport("sip:bot@example.com") == "udp"
     assert _uri_transport("sip:bot@example.com?x=1;transport=tcp") == "udp"  # a header
+
+
+def test_the_callees_bye_on_a_connection_of_its_own_to_the_contact_ends_the_call() -> None:
+    """A callee that answers, takes the ACK, drops its connection and then hangs up by
+    connecting to the Contact voxwire gave (RFC 3261 section 18: no connection reuse)."""
+
+    async def scenario() -> tuple[OutboundCall, Response]:
+        callee = OneShotCallee()
+        port = await callee.start()
+        stopped: list[str] = []
+
+        async def handler(call: OutboundCall) -> None:
+            stopped.extend([e.reason async for e in call if hasattr(e, "reason")])
+
+        try:
+            async with await open_dialer(HOST, transport="tcp") as dialer:
+                dial = asyncio.ensure_future(
+                    dialer.dial(f"sip:callee@{HOST}:{port};transport=tcp", handler)
+                )
+                for _ in range(250):
+                    if [r.method for r in callee.requests] == ["INVITE", "ACK"]:
+                        break
+                    await asyncio.sleep(0.02)
+                invite = callee.requests[0]
+                contact = (invite.header("Contact") or "").strip("<>").split(";")[0]
+                host, _, contact_port = contact.rpartition("@")[2].partition(":")
+                assert (host, int(contact_port)) == dialer.local_addr
+                reader, writer = await asyncio.open_connection(host, int(contact_port))
+                bye = Request(
+                    "BYE",
+                    contact,
+                    [
+                        ("Via", f"SIP/2.0/TCP {HOST}:{port};branch=z9hG4bK-own-bye"),
+                        ("Max-Forwards", "70"),
+                        ("From", (invite.header("To") or "") + ";tag=callee"),
+                        ("To", invite.header("From") or ""),
+                        ("Call-ID", invite.call_id),
+                        ("CSeq", "1 BYE"),
+                    ],
+                )
+                writer.write(bye.encode())
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+                writer.close()
+                result = await asyncio.wait_for(dial, 10.0)
+        finally:
+            assert callee.server is not None
+            callee.server.close()
+        assert result.call is not None
+        assert stopped == ["remote hung up"]
+        response = parse_message(head)
+        assert isinstance(response, Response)
+        return result.call, response
+
+    call, response = run(scenario())
+    assert response.status == 200  # on the connection the BYE came on
+    assert call.ended_by_remote
