@@ -207,6 +207,23 @@ async def serving(calls: Calls, **options: object) -> SipCallServer:
     return await serve_sip(handler, HOST, 0, tcp=True, **options)  # type: ignore[arg-type]
 
 
+async def one_call(
+    calls: Calls, scenario: str, cwd: Path, *args: str, **options: object
+) -> tuple[SippRun, SipCallServer]:
+    """Run ``scenario`` once against a server made with ``options``; wait (2 s at most)
+    for its call to finish, then close the server."""
+    server = await serving(calls, **options)
+    try:
+        result = await sipp(scenario, server.local_addr, cwd, *args)
+        for _ in range(100):
+            if server.calls_finished:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await server.aclose()
+    return result, server
+
+
 def caller_audio(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     """Write the caller's line audio for call_audio.xml; return (line, the words as the
     bot hears them after G.711)."""
@@ -302,15 +319,7 @@ def test_a_key_press_reaches_the_handler_once(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         calls = Calls()
-        server = await serving(calls)
-        try:
-            result = await sipp("dtmf.xml", server.local_addr, tmp_path)
-            for _ in range(100):
-                if server.calls_finished:
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            await server.aclose()
+        result, _ = await one_call(calls, "dtmf.xml", tmp_path)
         assert result.returncode == 0, result.errors or result.stdout
         (events,) = calls.events
         keys = [e for e in events if isinstance(e, Dtmf)]
@@ -481,15 +490,8 @@ def test_a_digest_challenge_is_answered_and_the_call_taken(tmp_path: Path, trans
 def test_a_session_timer_is_refreshed_then_ends_with_the_bots_bye(tmp_path: Path) -> None:
     async def scenario() -> None:
         calls = Calls()
-        server = await serving(calls, min_se=2)  # RFC 4028 wants 90 s at least; a test, 2
-        try:
-            result = await sipp("session_timer.xml", server.local_addr, tmp_path)
-            for _ in range(100):
-                if server.calls_finished:
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            await server.aclose()
+        # RFC 4028 wants a Min-SE of 90 s at least; a test, 2
+        result, server = await one_call(calls, "session_timer.xml", tmp_path, min_se=2)
         assert result.returncode == 0, result.errors or result.stdout
         c = server.sip.counters
         assert c["session_too_small"] == c["response_422"] == 1
@@ -517,15 +519,7 @@ def test_voxwire_refreshes_the_session_when_it_is_the_refresher(
 ) -> None:
     async def run_it() -> None:
         calls = Calls()
-        server = await serving(calls, min_se=2)  # RFC 4028 wants 90 s at least; a test, 2
-        try:
-            result = await sipp(scenario, server.local_addr, tmp_path)
-            for _ in range(100):
-                if server.calls_finished:
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            await server.aclose()
+        result, server = await one_call(calls, scenario, tmp_path, min_se=2)
         assert result.returncode == 0, result.errors or result.stdout
         c = server.sip.counters
         assert c[f"request_sent_{method}"] == refreshes

@@ -523,28 +523,15 @@ class SipCallServer:
         task = asyncio.current_task()
         if task is not None:
             self._readers.add(task)
-        buffer = bytearray()
+
+        def deliver(message: bytes) -> None:
+            sip.receive(message, addr, self._now())
+            self._pump(sip)
+
         try:
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                while True:
-                    try:
-                        length = message_length(buffer, sip.limits)
-                    except SipParseError as e:
-                        # a stream cannot be resynchronised after bad framing: close it
-                        self.stream_errors[e.reason] = self.stream_errors.get(e.reason, 0) + 1
-                        return
-                    if length is None:
-                        break
-                    message = bytes(buffer[:length])
-                    del buffer[:length]
-                    sip.receive(message, addr, self._now())
-                    self._pump(sip)
-        except (ConnectionError, OSError):
-            return
+            bad = await read_sip_stream(reader, sip.limits, deliver)
+            if bad is not None:
+                self.stream_errors[bad] = self.stream_errors.get(bad, 0) + 1
         finally:
             if self._writers.get(key) is writer:
                 del self._writers[key]
@@ -789,6 +776,34 @@ class SipCallServer:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def read_sip_stream(
+    reader: asyncio.StreamReader, limits: Limits, deliver: Callable[[bytes], None]
+) -> str | None:
+    """Hand each SIP message on a TCP or TLS stream to ``deliver``, framed by its
+    Content-Length (RFC 3261 section 18.3), until the peer closes it or it breaks (None);
+    bad framing cannot be resynchronised, so it ends the reading with the
+    :class:`~voxwire.errors.SipParseError` reason (the caller closes the stream)."""
+    buffer = bytearray()
+    try:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return None
+            buffer += chunk
+            while True:
+                try:
+                    length = message_length(buffer, limits)
+                except SipParseError as e:
+                    return e.reason
+                if length is None:
+                    break
+                message = bytes(buffer[:length])
+                del buffer[:length]
+                deliver(message)
+    except (ConnectionError, OSError):
+        return None
 
 
 def rtp_session_for(

@@ -49,10 +49,16 @@ from typing import Literal
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, RtpEndpoint
 from voxwire.aio.rtp_call import run_call
-from voxwire.aio.sip import SipCall, _MediaProtocol, _SrtpTransport, rtp_session_for
-from voxwire.errors import SdpError, SipParseError
+from voxwire.aio.sip import (
+    SipCall,
+    _MediaProtocol,
+    _SrtpTransport,
+    read_sip_stream,
+    rtp_session_for,
+)
+from voxwire.errors import SdpError
 from voxwire.protocols.rtp_session import Codec, RtpSession
-from voxwire.sip.message import Request, message_length, parse_message
+from voxwire.sip.message import Request, parse_message
 from voxwire.sip.sdp import SRTP_SUITES, Answer, Crypto, answer_offer, parse_sdp
 from voxwire.sip.srtp import SrtpContext, SrtpUnavailable
 from voxwire.sip.uac import (
@@ -317,30 +323,16 @@ class SipDialer:
     async def _read(
         self, addr: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        # messages are framed by their Content-Length (section 18.3); bad framing cannot
-        # be resynchronised, so it closes the connection
         self._writers[addr] = writer
-        buffer = bytearray()
+
+        def deliver(message: bytes) -> None:
+            self.client.receive(message, addr, self._now())
+            self._pump()
+
         try:
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                while True:
-                    try:
-                        length = message_length(buffer, self.client.limits)
-                    except SipParseError as e:
-                        self.stream_errors[e.reason] = self.stream_errors.get(e.reason, 0) + 1
-                        return
-                    if length is None:
-                        break
-                    message = bytes(buffer[:length])
-                    del buffer[:length]
-                    self.client.receive(message, addr, self._now())
-                    self._pump()
-        except (ConnectionError, OSError):
-            return
+            bad = await read_sip_stream(reader, self.client.limits, deliver)
+            if bad is not None:
+                self.stream_errors[bad] = self.stream_errors.get(bad, 0) + 1
         finally:
             if self._writers.get(addr) is writer:
                 del self._writers[addr]
