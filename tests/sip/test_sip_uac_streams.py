@@ -449,3 +449,27 @@ def test_the_callees_bye_on_a_connection_of_its_own_to_the_contact_ends_the_call
     call, response = run(scenario())
     assert response.status == 200  # on the connection the BYE came on
     assert call.ended_by_remote
+
+
+def test_a_callee_whose_stream_cannot_be_framed_fails_the_call_at_once() -> None:
+    async def scenario() -> None:
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"SIP/2.0 100 Trying\r\nContent-Length: many\r\n\r\n")
+            await reader.read()  # until voxwire closes it
+            writer.close()
+
+        server = await asyncio.start_server(garbage, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        try:
+            async with await open_dialer(HOST, transport="tcp") as dialer:
+                began = loop.time()
+                result = await dialer.dial(f"sip:bot@{HOST}:{port}", _never, ring_timeout=20)
+                assert (result.outcome, result.status) == ("failed", 503)
+                assert loop.time() - began < 5.0
+                assert dialer.stream_errors == {"bad_content_length": 1}
+        finally:
+            server.close()
+
+    run(scenario())

@@ -337,6 +337,10 @@ class SipDialer:
             if self._writers.get(addr) is writer:
                 del self._writers[addr]
             writer.close()
+        if self._open:
+            # the connection is gone: what still waits for a response on it has failed
+            self.client.transport_error(addr, self._now())
+            self._pump()
 
     def _event(self, event: ClientEvent) -> None:
         if isinstance(event, Registered | RegistrationFailed):
