@@ -222,6 +222,9 @@ _HEADERS = [
     (),
     (("Supported", "timer"), ("Session-Expires", "120")),
     (("Supported", "timer"), ("Session-Expires", "5")),
+    # voxwire as the refresher: its UPDATEs or re-INVITEs go unanswered and time out
+    (("Supported", "timer"), ("Allow", "UPDATE"), ("Session-Expires", "30;refresher=uas")),
+    (("Session-Expires", "40"),),
     (("Session-Expires", "abc"),),
     (("Require", "timer"), ("Min-SE", "99999999999")),
     (("Content-Type", "text/plain"),),
