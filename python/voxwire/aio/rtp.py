@@ -54,6 +54,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
@@ -73,16 +74,27 @@ _DRAIN = "voxwire-drain-"  # prefix of the endpoint's own marks (drain)
 _ACCEPTED = ("stored", "duplicate", "late")  # packets of the stream, played or not
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: RtpEndpoint) -> None:
-        self.endpoint = endpoint
+class _CountsSocketErrors(Protocol):
+    socket_errors: int
+
+
+class DatagramForwarder(asyncio.DatagramProtocol):
+    """The protocol of a UDP socket whose ``owner`` handles what comes in: each datagram
+    goes to ``deliver`` with its source as a ``(host, port)`` pair, and each ICMP error
+    (port unreachable while the peer is not up yet) is counted in the owner's
+    ``socket_errors``: UDP goes on."""
+
+    def __init__(
+        self, owner: _CountsSocketErrors, deliver: Callable[[bytes, Address], None]
+    ) -> None:
+        self.owner = owner
+        self.deliver = deliver
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.endpoint.datagram_received(data, (str(addr[0]), int(addr[1])))
+        self.deliver(data, (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable while the peer is not up yet): UDP goes on.
-        self.endpoint.socket_errors += 1
+        self.owner.socket_errors += 1
 
 
 class RtpEndpoint:
@@ -209,7 +221,7 @@ class RtpEndpoint:
         )
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(endpoint), local_addr=local_addr
+            lambda: DatagramForwarder(endpoint, endpoint.datagram_received), local_addr=local_addr
         )
         endpoint._begin(transport)
         return endpoint

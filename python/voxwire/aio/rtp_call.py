@@ -58,7 +58,7 @@ from types import TracebackType
 import numpy as np
 
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.rtp import Address, RtpEndpoint
+from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.session import CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_NORMAL
 from voxwire.errors import RtpError
 from voxwire.pacing import PacedStream
@@ -463,17 +463,6 @@ async def _guarded(handler: RtpHandler, call: RtpCall) -> None:
         await call.close(CLOSE_INTERNAL, "handler error")
 
 
-class _ServerProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: RtpServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.server._datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        self.server.socket_errors += 1
-
-
 class RtpServer:
     """One UDP port, one :class:`RtpCall` per remote peer; made by :func:`serve_rtp`.
 
@@ -534,7 +523,7 @@ class RtpServer:
     async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _ServerProtocol(self), local_addr=(host, port)
+            lambda: DatagramForwarder(self, self._datagram), local_addr=(host, port)
         )
         self._transport = transport
 

@@ -59,7 +59,7 @@ from types import TracebackType
 from typing import Literal, Protocol
 
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.rtp import Address, RtpEndpoint
+from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
 from voxwire.aio.session import CLOSE_NORMAL
 from voxwire.errors import RtpError, SipParseError
@@ -303,17 +303,6 @@ class DatagramClaim(Protocol):
     def claims(self, data: bytes, addr: Address) -> bool: ...
 
 
-class _SignallingProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: SipCallServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.server._datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        self.server.socket_errors += 1
-
-
 class _SrtpTransport(asyncio.DatagramTransport):
     """The call's RTP socket seen through SRTP: what is sent is protected first."""
 
@@ -478,7 +467,7 @@ class SipCallServer:
     async def _bind(self, host: str, port: int, sip: dict[str, object]) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _SignallingProtocol(self), local_addr=(host, port)
+            lambda: DatagramForwarder(self, self._datagram), local_addr=(host, port)
         )
         self._transport = transport
         bound = int(transport.get_extra_info("sockname")[1])

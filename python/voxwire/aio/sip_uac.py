@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import Literal
 
 from voxwire.aio.pacer import Pacer
-from voxwire.aio.rtp import Address, RtpEndpoint
+from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.rtp_call import run_call
 from voxwire.aio.sip import (
     SipCall,
@@ -153,17 +153,6 @@ class OutboundCall(SipCall):
         self.handle = handle
         self._refer = lambda target: dialer._refer(handle, target)
         self._confirmed.set()  # the dialer acknowledged the 200 before the call was made
-
-
-class _Signalling(asyncio.DatagramProtocol):
-    def __init__(self, dialer: SipDialer) -> None:
-        self.dialer = dialer
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.dialer._datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        self.dialer.socket_errors += 1
 
 
 class SipDialer:
@@ -699,7 +688,7 @@ async def open_dialer(
     dialer.srtp = srtp
     if transport == "udp":
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Signalling(dialer), local_addr=(host, port)
+            lambda: DatagramForwarder(dialer, dialer._datagram), local_addr=(host, port)
         )
         dialer._transport = udp
         bound = int(udp.get_extra_info("sockname")[1])
