@@ -22,20 +22,12 @@ from tests.sip.test_sip_sipp import _voxwire
 from tests.sip.uac import Caller
 from voxwire.agents.echo import echo_handler
 from voxwire.aio.sip import SipCall, SipCallServer, serve_sip
-from voxwire.aio.tls import NoCertificate, client_context, self_signed, server_context
+from voxwire.aio.tls import client_context, self_signed, server_context
 from voxwire.resample import Resampler
 from voxwire.sip.message import Request, Response, parse_message
 
 HOST = "127.0.0.1"
 BARESIP = shutil.which("baresip")
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    try:
-        return self_signed(tmp_path)
-    except NoCertificate as exc:
-        pytest.skip(f"{exc} (pip install cryptography, or apt-get install openssl)")
 
 
 def tls_request(

@@ -18,7 +18,7 @@ import pytest
 from tests.sip.test_sip_sipp import free_udp_port
 from voxwire.aio.sip import SipCall, serve_sip
 from voxwire.aio.sip_uac import OutboundCall, open_dialer
-from voxwire.aio.tls import NoCertificate, client_context, self_signed, server_context
+from voxwire.aio.tls import client_context, self_signed, server_context
 from voxwire.protocols.events import CallStarted
 from voxwire.sip.message import Request, Response, message_length, parse_message
 
@@ -31,14 +31,6 @@ def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    try:
-        return self_signed(tmp_path)
-    except NoCertificate as exc:
-        pytest.skip(f"{exc} (pip install cryptography, or apt-get install openssl)")
 
 
 async def _hang_up_after_start(call: OutboundCall) -> None:
