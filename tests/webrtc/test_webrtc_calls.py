@@ -109,7 +109,11 @@ def to16k(pcm: np.ndarray) -> np.ndarray:
     return np.concatenate([r.process(pcm), r.flush()])
 
 
-SAID = synthesize("Hello there, this is a test of the echo over web RTC.", RATE, seed=3)
+# One utterance to the echo agent's VAD: no comma, so its longest pause is 60 ms against
+# the 200 ms hangover (with "Hello there," the pause was 180 ms, and a jitter buffer that
+# stretched it on a loaded machine split the phrase: the second half's start cleared the
+# first half's echo as a barge-in)
+SAID = synthesize("Hello there this is a test of the echo over web RTC.", RATE, seed=3)
 
 
 def test_the_aiortc_internals_used_are_where_voxwire_expects_them() -> None:
@@ -175,8 +179,8 @@ def test_a_browser_call_is_echoed_through_voxwires_media_path() -> None:
     # compared with all of what was said)
     padded = np.concatenate([heard, np.zeros(len(SAID), np.int16)])
     value, _ = aligned_correlation(to16k(SAID), to16k(padded))
-    # 0.89 on an idle machine (a loaded one makes the jitter buffers stretch and conceal);
-    # unrelated speech scores below 0.2
+    # 0.89 on an idle machine, 0.76-0.89 with four busy loops beside it (the jitter
+    # buffers stretch and conceal); unrelated speech scores below 0.2
     assert value > 0.5, (value, len(heard), len(SAID), peer._sender.sent, stats)
 
 
