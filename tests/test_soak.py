@@ -91,7 +91,10 @@ def test_a_short_soak_stays_flat_with_no_errors() -> None:
     assert abs(report.trend("tasks")) < COUNT_BOUND, summary
     before, after = report.idle_before, report.idle_after
     assert after.calls_up == 0
-    assert (after.fds, after.tasks) == (before.fds, before.tasks), summary
+    # back to idle: no more than before the first call (one fewer has been seen, a
+    # descriptor still closing when the idle reading before was taken; a leak is more)
+    assert after.fds <= before.fds, summary
+    assert after.tasks <= before.tasks, summary
 
     # a call's state, measured: RSS with the calls up, less idle RSS, per call
     up = max(steady, key=lambda s: s.calls_up)
