@@ -45,6 +45,8 @@ def test_the_barge_in_leaves_the_history_cut_at_what_was_heard(report: DemoRepor
 
 
 def test_the_booking_is_in_sqlite(report: DemoReport) -> None:
+    # what each turn said, what the recogniser heard and the agent answered, if not
+    assert len(report.bookings) == 1, [(t.said, t.stt, t.agent) for t in report.turns]
     (booking,) = report.bookings
     assert booking["name"] == "Maria"
     assert booking["time"] == "15:00"
