@@ -772,15 +772,7 @@ def test_a_proxy_challenge_407_is_answered_with_proxy_authorization(
 def test_offers_crossing_voxwires_pending_offer_get_491(tmp_path: Path, transport: str) -> None:
     async def scenario() -> None:
         calls = Calls()
-        server = await serving(calls)
-        try:
-            result = await sipp("offer_pending.xml", server.local_addr, tmp_path, "-t", transport)
-            for _ in range(100):
-                if server.calls_finished:
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            await server.aclose()
+        result, server = await one_call(calls, "offer_pending.xml", tmp_path, "-t", transport)
         assert result.returncode == 0, result.errors or result.stdout
         c = sip_of(server, transport).counters
         assert c["response_491"] == 2  # the crossing UPDATE and re-INVITE
