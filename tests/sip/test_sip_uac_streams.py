@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
 
-from tests.sip.test_sip_sipp import free_udp_port
+from tests.sip.test_sip_sipp import free_udp_port, run
 from voxwire.aio.sip import SipCall, serve_sip
 from voxwire.aio.sip_uac import OutboundCall, open_dialer
 from voxwire.aio.tls import client_context, self_signed, server_context
@@ -23,14 +21,6 @@ from voxwire.protocols.events import CallStarted
 from voxwire.sip.message import Request, Response, message_length, parse_message
 
 HOST = "127.0.0.1"
-T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
 
 
 async def _hang_up_after_start(call: OutboundCall) -> None:
