@@ -907,8 +907,7 @@ def _run_served(main: Coroutine[Any, Any, _T], args: argparse.Namespace) -> _T:
         except ImportError:
             main.close()
             _refuse("--loop uvloop needs uvloop: pip install 'voxwire[uvloop]'")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main)
+        return uvloop.run(main)
     return asyncio.run(main)
 
 
