@@ -287,7 +287,6 @@ class _Espeak:
         self.fresh = self._unload is not None
         self._lib: Any = None
         lib = self._load()
-        self.rate = self._rate
         if self.fresh:
             self._close(lib)
         else:
@@ -318,7 +317,7 @@ class _Espeak:
             if self.fresh:
                 self._close(lib)
             raise CorpusUnavailable(f"espeak-ng failed to initialise (returned {rate})")
-        self._rate = int(rate)
+        self.rate = int(rate)
         lib.espeak_SetSynthCallback(self._callback)
         set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
         if set_seed is not None:
@@ -329,10 +328,8 @@ class _Espeak:
 
     def _close(self, lib: Any) -> None:
         lib.espeak_Terminate()
-        handle = lib._handle
-        del lib
         self._set_seed = None
-        self._unload(handle)
+        self._unload(lib._handle)
 
     def _collect(self, wav: Any, count: int, _events: Any) -> int:
         if count > 0 and wav:
