@@ -273,11 +273,14 @@ def test_serve_sip_refuses_the_options_it_does_not_take() -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_serve_on_uvloop_echoes_a_call() -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_serve_on_uvloop_echoes_a_call(workers: int) -> None:
     pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
     pytest.importorskip("uvloop", reason="--loop uvloop needs voxwire[uvloop]")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     serve = ["--protocol", "twilio", "--echo", "--port", "0", "--loop", "uvloop", "-q"]
+    if workers:
+        serve += ["--workers", str(workers)]
     with serving(*serve, env=env) as server:
         call = [sys.executable, "-m", "voxwire", "call", "--protocol", "twilio", server.url]
         done = subprocess.run(
@@ -285,7 +288,12 @@ def test_serve_on_uvloop_echoes_a_call() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert "echo correlation" in done.stdout
-    assert "voxwire serve: event loop uvloop.Loop" in server.stdout
+    line = "voxwire serve: event loop uvloop.Loop"
+    if not workers:
+        assert line in server.stdout
+    else:  # each worker runs its own loop; the supervisor passes on what they print
+        for index in range(workers):
+            assert f"[worker {index}] {line}" in server.stderr
 
 
 def test_serve_without_uvloop_refuses_the_loop(
