@@ -2,6 +2,7 @@
 
 python bench/echo_levers.py --harness ../shared/anchors/pipecat_load [--ns 160,320,500]
     [--levers asyncio,uvloop] [--rounds 1] [--duration 30] [--warmup 6] [--outdir DIR]
+    [--baseline CHECKOUT]
 
 For every round, every N and every lever (in that order, so the levers are interleaved and a
 neighbour's load on a shared machine falls on all of them alike) this starts a fresh
@@ -11,12 +12,18 @@ neighbour's load on a shared machine falls on all of them alike) this starts a f
 pid), missed replies, the outbound message interval, reply latency and its own CPU and send
 lateness; the table prints them per lever. Needs psutil and numpy for the harness, uvloop
 for the uvloop lever, and ``taskset``.
+
+``--baseline CHECKOUT`` adds a row per N for another voxwire checkout (its ``python/``
+folder first on ``PYTHONPATH``, its native module built and copied in; on asyncio's loop,
+without ``--loop``, which older checkouts do not take), interleaved with the levers: the
+way to tell a regression from a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -43,12 +50,21 @@ def _wait_port(port: int, timeout: float = 60.0) -> bool:
     return False
 
 
+BASELINE = "baseline"
+
+
 def run_one(lever: str, n: int, args: argparse.Namespace, out: Path) -> dict[str, object]:
     serve = [sys.executable, "-m", "voxwire", "serve", "--protocol", "twilio", "--echo"]
-    serve += ["--host", "127.0.0.1", "--port", str(PORT), "-q", *LEVERS[lever]]
+    serve += ["--host", "127.0.0.1", "--port", str(PORT), "-q"]
+    env = dict(os.environ)
+    if lever == BASELINE:
+        package = str(args.baseline / "python")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    else:
+        serve += LEVERS[lever]
     with open(out / f"{lever}_n{n}.server.log", "w") as log:
         server = subprocess.Popen(
-            ["taskset", "-c", "1", *serve], stdout=log, stderr=subprocess.STDOUT
+            ["taskset", "-c", "1", *serve], stdout=log, stderr=subprocess.STDOUT, env=env
         )
         try:
             if not _wait_port(PORT):
@@ -111,12 +127,20 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=6.0)
     ap.add_argument("--outdir", type=Path, default=None)
+    ap.add_argument(
+        "--baseline", type=Path, default=None, help="another voxwire checkout, run beside"
+    )
     args = ap.parse_args()
     args.harness = args.harness.resolve()
     levers = args.levers.split(",")
     unknown = [lever for lever in levers if lever not in LEVERS]
     if unknown:
         ap.error(f"unknown lever(s) {unknown}; known: {list(LEVERS)}")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not list((args.baseline / "python" / "voxwire").glob("_core*.so")):
+            ap.error(f"{args.baseline}: no python/voxwire/_core*.so (build it and copy it in)")
+        levers.insert(0, BASELINE)
     out = args.outdir or Path(tempfile.mkdtemp(prefix="echo_levers_"))
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
