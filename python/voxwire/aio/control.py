@@ -1,9 +1,12 @@
 """The control API of a server: list the calls up, hang one up, mute or unmute its agent,
-have it say a text.
+have it say a text, transfer it.
 
 Served on the WebSocket port, beside ``/health``, ``/ready`` and ``/metrics``, before any
 upgrade (``voxwire serve --control``; :func:`voxwire.agents.server.serve_agent` with
-``control=``). Every request carries the bearer token (``Authorization: Bearer TOKEN``,
+``control=``), or, for a SIP server, on an HTTP listener of its own
+(:func:`serve_control`; ``voxwire serve --protocol sip --control --control-port``). The
+routes work over :class:`ControlledCall`, which the WebSocket session's call (wrapped
+here) and the SIP call (:class:`voxwire.aio.sip.SipControlled`) implement. Every request carries the bearer token (``Authorization: Bearer TOKEN``,
 compared in constant time); without it, or with another, the answer is 401 with
 ``WWW-Authenticate: Bearer``. Bodies are JSON.
 
@@ -23,6 +26,14 @@ request                     answer
                             409 when the call's agent cannot say a text (the echo
                             agent) or refuses it, with its reason (over 2000
                             characters, 8 texts already wait, not started yet)
+``POST /calls/ID/transfer?target=``  a blind transfer (SIP: REFER), answered once it
+                            ended: 200 ``CALL`` with ``"transfer": {"target",
+                            "transferred", "statuses"}`` when the caller reached the
+                            target (the call ends), 502 when it refused or failed,
+                            504 without a final NOTIFY; 400 for a bad target
+                            (:func:`check_target`: nothing is sent); 409 while a
+                            transfer runs, and on a transport that cannot transfer
+                            (a WebSocket media stream)
 ==========================  ========================================================
 
 A ``CALL`` is ``{"call_id", "protocol", "state", "muted", "duration_s",
