@@ -271,3 +271,28 @@ def test_serve_sip_refuses_the_options_it_does_not_take() -> None:
     assert done.returncode == 2
     assert "--workers, --key-file: not available with --protocol sip" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_on_uvloop_echoes_a_call() -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    pytest.importorskip("uvloop", reason="--loop uvloop needs voxwire[uvloop]")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    serve = ["--protocol", "twilio", "--echo", "--port", "0", "--loop", "uvloop", "-q"]
+    with serving(*serve, env=env) as server:
+        call = [sys.executable, "-m", "voxwire", "call", "--protocol", "twilio", server.url]
+        done = subprocess.run(
+            [*call, "--say-text", "Hello there."], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "echo correlation" in done.stdout
+    assert "voxwire serve: event loop uvloop.Loop" in server.stdout
+
+
+def test_serve_without_uvloop_refuses_the_loop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    assert main(["serve", "--protocol", "twilio", "--echo", "--port", "0", "--loop", "uvloop"]) == 2
+    err = capsys.readouterr().err
+    assert "--loop uvloop needs uvloop" in err
+    assert "Traceback" not in err

@@ -39,8 +39,8 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from voxwire import __version__
 from voxwire.benchmarks import BENCHMARKS
@@ -49,6 +49,8 @@ from voxwire.cli_dial import add_dial, dial_main
 from voxwire.protocols.registry import CODECS
 
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 
 def _parse_only(value: str) -> list[str]:
@@ -467,6 +469,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=401,
         help="sip: challenge as a user agent (401, WWW-Authenticate; the default) or as a "
         "proxy (407, Proxy-Authenticate) for callers that expect their proxy's challenge",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop: asyncio's own (the default) or uvloop (the uvloop extra); "
+        "bench/echo_levers.py measures what each costs per call",
     )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
@@ -896,6 +905,18 @@ def _chosen_agent(args: argparse.Namespace, services: Any) -> Any:
         _refuse(f"cannot load the agent: {exc}", args.command)
 
 
+def _run_served(main: Coroutine[Any, Any, _T], args: argparse.Namespace) -> _T:
+    """Run ``main`` on the event loop ``--loop`` names (asyncio's own or uvloop's)."""
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            main.close()
+            _refuse("--loop uvloop needs uvloop: pip install 'voxwire[uvloop]'")
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from voxwire.agents.server import PIPELINE_RATE, serve_agent, serve_echo
     from voxwire.aio.admission import Admission
@@ -980,6 +1001,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(describe(url), flush=True)
         for line in services.describe().splitlines():
             print(f"voxwire serve: {line}", flush=True)
+        if args.loop != "asyncio":
+            running = type(asyncio.get_running_loop())
+            print(f"voxwire serve: event loop {running.__module__}.{running.__name__}", flush=True)
 
     if args.metrics and importlib.util.find_spec("prometheus_client") is None:
         print(
@@ -1086,7 +1110,7 @@ def _serve(args: argparse.Namespace) -> int:
             orphan.cancel()
 
     try:
-        asyncio.run(run())
+        _run_served(run(), args)
     except OSError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 1
@@ -1154,7 +1178,7 @@ def _serve_webrtc(args: argparse.Namespace) -> int:
             await services.aclose()
 
     try:
-        asyncio.run(run())
+        _run_served(run(), args)
     except OSError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 1
@@ -1465,7 +1489,7 @@ def _serve_sip(args: argparse.Namespace) -> int:
             await pacer.aclose()
 
     try:
-        asyncio.run(run())
+        _run_served(run(), args)
     except (OSError, ValueError) as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ different seeds as well; :data:`SPLITS` names the voices and noises of each.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import hashlib
 import importlib.util
@@ -43,6 +44,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +232,17 @@ class Condition:
 
 
 class _Espeak:
-    """espeak-ng in synchronous mode, collecting samples through the synth callback."""
+    """espeak-ng in synchronous mode, collecting samples through the synth callback.
+
+    espeak-ng keeps part of its synthesizer state in C statics that neither
+    ``espeak_Initialize`` nor ``espeak_Terminate`` resets (the wave generator's pitch
+    flutter index among them), so an utterance also depends on what the library spoke
+    before it in the same process. With ``fresh=True`` every :meth:`say` runs in a
+    pristine instance instead: a private copy of the shared library, loaded, used and
+    unloaded again, so the same arguments always give the same samples. It costs a few
+    milliseconds an utterance. Where the platform cannot unload a library, ``fresh``
+    falls back to one instance (:attr:`fresh` tells which).
+    """
 
     _CALLBACK = ctypes.CFUNCTYPE(
         ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -240,7 +253,7 @@ class _Espeak:
     _PARAM_RANGE = 4
     _CHARS_UTF8 = 1
 
-    def __init__(self) -> None:
+    def __init__(self, *, fresh: bool = False) -> None:
         if not espeak_available():
             raise CorpusUnavailable(
                 "the VAD corpus needs espeak-ng from the espeakng-loader wheel: "
@@ -248,7 +261,39 @@ class _Espeak:
             )
         import espeakng_loader  # type: ignore[import-untyped,unused-ignore]
 
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._data = espeakng_loader.get_data_path().encode()
+        self._chunks: list[npt.NDArray[np.int16]] = []
+        self._callback = self._CALLBACK(self._collect)  # kept alive as long as self
+        self._srand: Any = None
+        try:
+            self._srand = ctypes.CDLL(None).srand  # the C runtime's rand(), process-wide
+            self._srand.argtypes = [ctypes.c_uint]
+            self._srand.restype = None
+        except (OSError, AttributeError, TypeError):
+            self._srand = None
+        self._lock = threading.Lock()
+        self._path = str(espeakng_loader.get_library_path())
+        self._private_dir: str | None = None
+        unload = getattr(_ctypes, "dlclose", None)
+        if fresh and unload is not None:
+            # A copy under a name of its own: the same file loaded elsewhere in the process
+            # (the espeak-ng TTS service) would keep the library, and its statics, resident.
+            self._private_dir = tempfile.mkdtemp(prefix="voxwire-espeak-")
+            private = os.path.join(self._private_dir, "libespeak-ng-private.so")
+            shutil.copyfile(self._path, private)
+            self._path = private
+            weakref.finalize(self, shutil.rmtree, self._private_dir, True)
+        self._unload: Any = unload if self._private_dir is not None else None
+        self.fresh = self._unload is not None
+        self._lib: Any = None
+        lib = self._load()
+        if self.fresh:
+            self._close(lib)
+        else:
+            self._lib = lib
+
+    def _load(self) -> Any:
+        lib = ctypes.CDLL(self._path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -267,26 +312,24 @@ class _Espeak:
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
-        data = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(self._OUTPUT_SYNCHRONOUS, 0, data, 0)
+        rate = lib.espeak_Initialize(self._OUTPUT_SYNCHRONOUS, 0, self._data, 0)
         if rate <= 0:
+            if self.fresh:
+                self._close(lib)
             raise CorpusUnavailable(f"espeak-ng failed to initialise (returned {rate})")
         self.rate = int(rate)
-        self._chunks: list[npt.NDArray[np.int16]] = []
-        self._callback = self._CALLBACK(self._collect)  # kept alive as long as self
         lib.espeak_SetSynthCallback(self._callback)
-        self._lib = lib
-        self._set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
-        if self._set_seed is not None:
-            self._set_seed.argtypes = [ctypes.c_long]
-            self._set_seed.restype = None
-        self._srand: Any = None
-        try:
-            self._srand = ctypes.CDLL(None).srand  # the C runtime's rand(), process-wide
-            self._srand.argtypes = [ctypes.c_uint]
-            self._srand.restype = None
-        except (OSError, AttributeError, TypeError):
-            self._srand = None
+        set_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if set_seed is not None:
+            set_seed.argtypes = [ctypes.c_long]
+            set_seed.restype = None
+        self._set_seed = set_seed
+        return lib
+
+    def _close(self, lib: Any) -> None:
+        lib.espeak_Terminate()
+        self._set_seed = None
+        self._unload(lib._handle)
 
     def _collect(self, wav: Any, count: int, _events: Any) -> int:
         if count > 0 and wav:
@@ -294,21 +337,32 @@ class _Espeak:
         return 0
 
     def say(self, text: str, voice: str, wpm: int, pitch: int, seed: int) -> npt.NDArray[np.int16]:
+        with self._lock:
+            lib = self._load() if self.fresh else self._lib
+            try:
+                return self._say(lib, text, voice, wpm, pitch, seed)
+            finally:
+                if self.fresh:
+                    self._close(lib)
+
+    def _say(
+        self, lib: Any, text: str, voice: str, wpm: int, pitch: int, seed: int
+    ) -> npt.NDArray[np.int16]:
         # Some voices mix in random noise (breath): seed both generators the library draws
         # from, so an utterance depends on its arguments, not on the process it runs in.
         if self._srand is not None:
             self._srand(seed)
         if self._set_seed is not None:
             self._set_seed(seed)
-        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise CorpusUnavailable(f"espeak-ng has no voice {voice!r}")
-        self._lib.espeak_SetParameter(self._PARAM_RATE, wpm, 0)
-        self._lib.espeak_SetParameter(self._PARAM_PITCH, pitch, 0)
-        self._lib.espeak_SetParameter(self._PARAM_RANGE, 50, 0)
+        lib.espeak_SetParameter(self._PARAM_RATE, wpm, 0)
+        lib.espeak_SetParameter(self._PARAM_PITCH, pitch, 0)
+        lib.espeak_SetParameter(self._PARAM_RANGE, 50, 0)
         self._chunks = []
         raw = text.encode() + b"\0"
-        status = self._lib.espeak_Synth(raw, len(raw), 0, 0, 0, self._CHARS_UTF8, None, None)
-        self._lib.espeak_Synchronize()
+        status = lib.espeak_Synth(raw, len(raw), 0, 0, 0, self._CHARS_UTF8, None, None)
+        lib.espeak_Synchronize()
         if status != 0 or not self._chunks:
             raise CorpusUnavailable(f"espeak-ng failed on {text!r} (status {status})")
         return np.concatenate(self._chunks)

@@ -347,9 +347,13 @@ def _trim_end(synth: _Synthesis, pcm: PCM, start: int, end: int) -> int:
 
 
 def _restore_other_users() -> None:
-    """Give the synth callback back to the simulated caller's espeak-ng, if one is loaded.
+    """Give the synth callback back to the simulated caller's espeak-ng, if it shares the
+    library with this engine.
 
-    espeak-ng has one callback per process; :mod:`voxwire.sim.speech` sets its own once.
+    espeak-ng has one callback per loaded library. :mod:`voxwire.sim.speech` normally
+    speaks each phrase in a private copy of the library (nothing shared, nothing to give
+    back); only where a library cannot be unloaded does it keep one instance of the shared
+    library, with its callback set once.
     """
     module = sys.modules.get("voxwire.sim.speech")
     engine_fn = getattr(module, "_engine", None) if module is not None else None
@@ -358,6 +362,8 @@ def _restore_other_users() -> None:
         return
     try:
         other = engine_fn()
+        if other.fresh:
+            return
         other._lib.espeak_SetSynthCallback(other._callback)
     except Exception:  # pragma: no cover - the other engine is best effort
         return

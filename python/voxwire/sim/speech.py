@@ -1,7 +1,9 @@
 """Speech for the simulated caller: espeak-ng phrases, WAV files, and where speech is.
 
 Phrases are synthesized with espeak-ng from the ``espeakng-loader`` wheel, through the
-same ctypes binding the VAD corpus uses (:mod:`voxwire.benchmarks.corpus`).
+same ctypes binding the VAD corpus uses (:mod:`voxwire.benchmarks.corpus`). Each phrase
+is spoken by a pristine instance of the library, so the same text and settings give the
+same samples whatever the process synthesized before.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _engine() -> Any:
             "(or give a WAV file with --say)"
         )
     try:
-        return _Espeak()
+        return _Espeak(fresh=True)
     except CorpusUnavailable as exc:
         raise SpeechUnavailable(str(exc)) from None
 
@@ -57,7 +59,8 @@ def synthesize(
     text: str, rate: int, *, voice: str = "en", wpm: int = 165, pitch: int = 50, seed: int = 1
 ) -> PCM:
     """``text`` spoken by espeak-ng, as mono PCM16 at ``rate``, leading and trailing
-    silence trimmed and the level set to a peak of -6 dBFS."""
+    silence trimmed and the level set to a peak of -6 dBFS. The same arguments always give
+    the same samples."""
     engine = _engine()
     raw = engine.say(text, voice, wpm, pitch, seed)
     pcm = resample(np.ascontiguousarray(raw, dtype=np.int16), engine.rate, rate)
