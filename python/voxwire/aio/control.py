@@ -6,9 +6,10 @@ upgrade (``voxwire serve --control``; :func:`voxwire.agents.server.serve_agent` 
 ``control=``), or, for a SIP server, on an HTTP listener of its own
 (:func:`serve_control`; ``voxwire serve --protocol sip --control --control-port``). The
 routes work over :class:`ControlledCall`, which the WebSocket session's call (wrapped
-here) and the SIP call (:class:`voxwire.aio.sip.SipControlled`) implement. Every request carries the bearer token (``Authorization: Bearer TOKEN``,
-compared in constant time); without it, or with another, the answer is 401 with
-``WWW-Authenticate: Bearer``. Bodies are JSON.
+here) and the SIP call (:class:`voxwire.aio.sip.SipControlled`) implement. Every request
+carries the bearer token (``Authorization: Bearer TOKEN``, compared in constant time);
+without it, or with another, the answer is 401 with ``WWW-Authenticate: Bearer``. Bodies
+are JSON.
 
 ==========================  ========================================================
 request                     answer
