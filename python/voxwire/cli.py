@@ -349,9 +349,16 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument(
         "--control",
         action="store_true",
-        help="serve the control API on the WebSocket port (GET /calls, POST "
-        "/calls/ID/hangup, /mute, /unmute, /say?text=) for the bearer token of "
-        "$VOXWIRE_CONTROL_TOKEN or --control-token-file",
+        help="serve the control API on the WebSocket port, or with --protocol sip on "
+        "--control-port (GET /calls, POST /calls/ID/hangup, /mute, /unmute, /say?text=, "
+        "/transfer?target= on SIP) for the bearer token of $VOXWIRE_CONTROL_TOKEN or "
+        "--control-token-file",
+    )
+    serve.add_argument(
+        "--control-port",
+        type=int,
+        metavar="PORT",
+        help="--protocol sip: the HTTP port of the control API, on --host (default 8080)",
     )
     serve.add_argument(
         "--control-token-file",
@@ -834,7 +841,6 @@ _NOT_TAKEN = {
         "workers",
         "agent_port",
         "metrics",
-        "control",
         "key_file",
         "used_tokens",
         "record",
@@ -948,30 +954,15 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.token or tokens is not None) and tcp:
         print("voxwire serve: AudioSocket carries no token", file=sys.stderr)
         return 2
-    control_token = None
-    if args.control or args.control_token_file:
-        from voxwire.aio.control import load_token
-
-        if tcp:
-            print("voxwire serve: AudioSocket has no HTTP port for --control", file=sys.stderr)
-            return 2
-        if not args.control:
-            print("voxwire serve: --control-token-file needs --control", file=sys.stderr)
-            return 2
-        env = os.environ.get("VOXWIRE_CONTROL_TOKEN")
-        if env is None and not args.control_token_file:
-            print(
-                "voxwire serve: --control needs $VOXWIRE_CONTROL_TOKEN or --control-token-file",
-                file=sys.stderr,
-            )
-            return 2
-        try:
-            control_token = load_token(
-                None if args.control_token_file else env, args.control_token_file
-            )
-        except (ValueError, OSError) as exc:
-            print(f"voxwire serve: the control token: {exc}", file=sys.stderr)
-            return 2
+    if tcp and (args.control or args.control_token_file):
+        print("voxwire serve: AudioSocket has no HTTP port for --control", file=sys.stderr)
+        return 2
+    if args.control_port is not None:
+        print("voxwire serve: --control-port is for --protocol sip", file=sys.stderr)
+        return 2
+    control_token = _control_token(args)
+    if isinstance(control_token, int):
+        return control_token
     tls = _serve_tls(args)
 
     logging.basicConfig(
@@ -1329,6 +1320,30 @@ def _supervise(args: argparse.Namespace, port: int, describe: Any) -> int:
     return status
 
 
+def _control_token(args: argparse.Namespace) -> str | int | None:
+    """The control API's token of ``--control``/``--control-token-file``: None without
+    them, the exit status 2 (said on stderr) when they are wrong."""
+    if not (args.control or args.control_token_file):
+        return None
+    from voxwire.aio.control import load_token
+
+    if not args.control:
+        print("voxwire serve: --control-token-file needs --control", file=sys.stderr)
+        return 2
+    env = os.environ.get("VOXWIRE_CONTROL_TOKEN")
+    if env is None and not args.control_token_file:
+        print(
+            "voxwire serve: --control needs $VOXWIRE_CONTROL_TOKEN or --control-token-file",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return load_token(None if args.control_token_file else env, args.control_token_file)
+    except (ValueError, OSError) as exc:
+        print(f"voxwire serve: the control token: {exc}", file=sys.stderr)
+        return 2
+
+
 def _serve_sip(args: argparse.Namespace) -> int:
     import functools
 
@@ -1345,6 +1360,15 @@ def _serve_sip(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"voxwire serve: {exc}", file=sys.stderr)
         return 2
+    if args.control_port is not None and not (args.control or args.control_token_file):
+        print("voxwire serve: --control-port needs --control", file=sys.stderr)
+        return 2
+    if args.control_port is not None and not 0 <= args.control_port < 65536:
+        print("voxwire serve: --control-port must be a port number", file=sys.stderr)
+        return 2
+    control_token = _control_token(args)
+    if isinstance(control_token, int):
+        return control_token
     tls = _serve_tls(args)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -1429,6 +1453,24 @@ def _serve_sip(args: argparse.Namespace) -> int:
         print(
             f"voxwire serve: sip {kind} on sip:{server.sip.host}:{port} ({transports})", flush=True
         )
+        listener = None
+        if control_token is not None:
+            from voxwire.aio.control import Control, serve_control
+
+            control = Control(control_token, server_delay_ms=20.0 + 1000 * args.lead)
+            try:
+                listener = await serve_control(
+                    control,
+                    server.controlled_calls,
+                    args.host,
+                    8080 if args.control_port is None else args.control_port,
+                )
+            except OSError:
+                await server.aclose()
+                await pacer.aclose()
+                raise
+            at = listener.sockets[0].getsockname()
+            print(f"voxwire serve: control API on http://{at[0]}:{at[1]}/calls", flush=True)
         try:
             await stop.wait()
             # drain: OPTIONS and new INVITEs get 503 while the calls up finish
@@ -1438,6 +1480,9 @@ def _serve_sip(args: argparse.Namespace) -> int:
             while server.calls and loop.time() < deadline and not stop.is_set():
                 await asyncio.sleep(0.1)
         finally:
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
             if registration is not None:
                 await registration.aclose()  # Expires: 0 before the socket goes
             await server.aclose()

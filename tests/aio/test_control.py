@@ -90,7 +90,12 @@ def test_list_mute_unmute_and_hang_up_calls() -> None:
                 break
         seen["get hangup"] = await request(port, "GET", f"/calls/{one}/hangup")
         seen["unknown"] = await request(port, "POST", "/calls/MZnothing/hangup")
-        seen["bad action"] = await request(port, "POST", f"/calls/{one}/transfer")
+        seen["bad action"] = await request(port, "POST", f"/calls/{one}/forward")
+        seen["transfer"] = await request(port, "POST", f"/calls/{one}/transfer?target=sip:a@b")
+        seen["no target"] = await request(port, "POST", f"/calls/{one}/transfer")
+        seen["crlf target"] = await request(
+            port, "POST", f"/calls/{one}/transfer?target=sip:a@b%0D%0AX:%20y"
+        )
         seen["echo say"] = await request(port, "POST", f"/calls/{one}/say?text=Hello")
         seen["no text"] = await request(port, "POST", f"/calls/{one}/say")
         seen["hangup"] = await request(port, "POST", f"/calls/{one}/hangup")
@@ -137,6 +142,11 @@ def test_list_mute_unmute_and_hang_up_calls() -> None:
     assert seen["get hangup"][1]["Allow"] == "POST"
     assert seen["unknown"][0] == 404
     assert seen["bad action"][0] == 404
+    # a media stream cannot transfer its call: a clear refusal, and the call goes on
+    assert seen["transfer"][0] == 409
+    assert "twilio media stream cannot transfer" in seen["transfer"][2]["error"]
+    assert seen["no target"][0] == 400
+    assert seen["crlf target"][0] == 400
     assert seen["echo say"][0] == 409  # the echo agent says no text it is given
     assert "cannot say" in seen["echo say"][2]["error"]
     assert seen["no text"][0] == 400
@@ -240,9 +250,12 @@ def test_cli_control_options(tmp_path: Path) -> None:
     tcp = serve("--protocol", "audiosocket", "--control", extra={"VOXWIRE_CONTROL_TOKEN": TOKEN})
     assert tcp.returncode == 2
     assert "no HTTP port" in tcp.stderr
-    sip = serve("--protocol", "sip", "--control", extra={"VOXWIRE_CONTROL_TOKEN": TOKEN})
-    assert sip.returncode == 2
-    assert "--control" in sip.stderr
+    webrtc = serve("--protocol", "webrtc", "--control", extra={"VOXWIRE_CONTROL_TOKEN": TOKEN})
+    assert webrtc.returncode == 2
+    assert "--control" in webrtc.stderr
+    port = serve("--protocol", "twilio", "--control-port", "0")
+    assert port.returncode == 2
+    assert "for --protocol sip" in port.stderr
 
 
 def test_cli_serves_the_control_api(tmp_path: Path) -> None:

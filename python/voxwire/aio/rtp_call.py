@@ -173,6 +173,10 @@ class RtpCall:
         self.dtmf_dropped = 0
         self.close_code: int | None = None
         self.close_reason = ""
+        #: True while the agent is muted (:meth:`mute`)
+        self.muted = False
+        #: line-rate samples :meth:`play` dropped while muted
+        self.muted_samples = 0
         endpoint.on_mark = self._mark_played
 
     # --- application API (CallSurface) -----------------------------------------------
@@ -211,11 +215,16 @@ class RtpCall:
     def play(self, pcm: object, sample_rate: int | None = None) -> None:
         """Queue audio for paced sending (at ``sample_rate``, default the line rate).
 
-        Audio played after the call was closed is dropped.
+        Audio played after the call was closed is dropped, and so is audio played while
+        the call is muted (counted, at the line rate, in :attr:`muted_samples`).
         """
         self._require_started()
         data = as_pcm(pcm)
         if self.close_code is not None:
+            return
+        if self.muted:
+            rate = sample_rate or self.line_rate
+            self.muted_samples += len(data) * self.line_rate // rate if rate > 0 else 0
             return
         if sample_rate is not None and sample_rate != self.line_rate:
             if sample_rate <= 0:
@@ -247,6 +256,19 @@ class RtpCall:
             self._deliver(event)
         # the converters hold the last milliseconds of the dropped audio
         self._outbound.clear()
+
+    def mute(self) -> None:
+        """Silence the agent: what is queued is dropped (as :meth:`clear` does) and what
+        it plays next is not sent until :meth:`unmute`. Marks still pass."""
+        if self.muted:
+            return
+        self.muted = True
+        if self._started is not None and self.close_code is None:
+            self.clear()
+
+    def unmute(self) -> None:
+        """Let the agent's audio through again (from what it plays next)."""
+        self.muted = False
 
     def playout_position(self, now: float) -> int:
         """Line-rate samples the peer has played by ``now`` (the send clock's estimate,

@@ -53,11 +53,13 @@ import asyncio
 import itertools
 import logging
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from voxwire.aio.control import Refused, TransferOutcome, say_into
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
@@ -81,7 +83,7 @@ from voxwire.sip.uas import (
     SipServer,
 )
 
-__all__ = ["SipCall", "SipCallServer", "serve_sip"]
+__all__ = ["SipCall", "SipCallServer", "SipControlled", "serve_sip"]
 
 log = logging.getLogger("voxwire.aio")
 
@@ -137,6 +139,8 @@ class SipCall(RtpCall):
         self._transfer: asyncio.Future[int] | None = None
         self._refer: Callable[[str], None] | None = None  # sends the REFER (the driver's)
         self._confirmed = asyncio.Event()  # the ACK of the 200 came
+        #: when the call was answered (``time.monotonic()``), None before
+        self.answered_at: float | None = None
 
     async def transfer(self, target: str, *, timeout: float = 32.0) -> bool:
         """Blind-transfer the peer to ``target`` (a ``sip:`` URI; RFC 3515): send REFER
@@ -294,6 +298,93 @@ class SipCall(RtpCall):
         self.ended_by_remote = True
         self._deliver(Stopped(reason))
         self._close_now(CLOSE_NORMAL, reason)
+
+
+class SipControlled:
+    """A :class:`SipCall` as the control API's
+    :class:`~voxwire.aio.control.ControlledCall`: listed from its answer on, by its SIP
+    Call-ID; ``connecting`` until the ACK of the 200, then ``up``; ``messages_in`` and
+    ``messages_out`` count RTP packets, and the quality is the E-model estimate for
+    the stream's RTP loss (RFC 3550 A.3). It transfers by REFER
+    (:meth:`SipCall.transfer`)."""
+
+    def __init__(self, call: SipCall) -> None:
+        self.call = call
+
+    @property
+    def control_id(self) -> str | None:
+        return self.call.call_id if self.call.answered_at is not None else None
+
+    @property
+    def state(self) -> str:
+        call = self.call
+        if call.close_code is not None:
+            return "closing"
+        return "up" if call._confirmed.is_set() else "connecting"
+
+    @property
+    def duration_s(self) -> float | None:
+        begun = self.call.answered_at
+        return None if begun is None else round(time.monotonic() - begun, 3)
+
+    def describe(self, server_delay_ms: float, network_delay_ms: float) -> dict[str, Any]:
+        from voxwire.quality import mos, r_factor
+
+        call = self.call
+        stats = call.stats
+        rtp = stats.rtp
+        received = rtp.received if rtp is not None else 0
+        loss = rtp.lost / rtp.expected if rtp is not None and rtp.expected > 0 else 0.0
+        loss = min(max(loss, 0.0), 1.0)  # duplicates can make RFC 3550's count negative
+        delay = server_delay_ms + network_delay_ms
+        r = r_factor(delay, 100 * loss, codec="g711-plc")
+        rate = call.line_rate
+        return {
+            "protocol": call.codec.name,
+            "muted": call.muted,
+            "messages_in": received,
+            "messages_out": stats.packets_sent,
+            "audio_in_s": round(received * call.session.frame_ms / 1000, 3),
+            "audio_out_s": round(call.committed_samples / rate, 3),
+            "muted_audio_s": round(call.muted_samples / rate, 3),
+            "quality": {
+                "loss_ratio": round(loss, 5),
+                "delay_ms": round(delay, 1),
+                "r_factor": round(r, 2),
+                "mos": round(mos(r), 3),
+            },
+        }
+
+    def hangup(self) -> None:
+        asyncio.get_running_loop().create_task(
+            self.call.close(CLOSE_NORMAL, "hung up by the control API")
+        )
+
+    def mute(self) -> None:
+        self.call.mute()
+
+    def unmute(self) -> None:
+        self.call.unmute()
+
+    def say(self, text: str) -> None:
+        say_into(self.call.on_say, text)
+
+    def check_transfer(self) -> None:
+        call = self.call
+        if call.close_code is not None or call._refer is None:
+            raise Refused(409, "the call has ended")
+        if call._transfer is not None:
+            raise Refused(409, "a transfer of this call is in progress")
+
+    async def transfer(self, target: str, timeout: float) -> TransferOutcome:
+        self.check_transfer()
+        try:
+            transferred = await self.call.transfer(target, timeout=timeout)
+        except RuntimeError as exc:  # it ended, or another transfer began, meanwhile
+            raise Refused(409, str(exc).removeprefix("transfer: ")) from None
+        except (KeyError, ValueError) as exc:  # the dialog went away under the REFER
+            raise Refused(409, f"the call cannot be transferred: {exc}") from None
+        return TransferOutcome(transferred, tuple(self.call.transfer_statuses))
 
 
 class DatagramClaim(Protocol):
@@ -541,6 +632,15 @@ class SipCallServer:
         """Calls in progress (ringing or answered)."""
         return len(self._tasks)
 
+    def answered_calls(self) -> list[SipCall]:
+        """The calls answered and not ended yet."""
+        return list(self._calls.values())
+
+    def controlled_calls(self) -> list[SipControlled]:
+        """:meth:`answered_calls` for the control API
+        (:func:`voxwire.aio.control.serve_control`)."""
+        return [SipControlled(call) for call in self._calls.values()]
+
     def drain(self) -> None:
         """Answer OPTIONS and new INVITEs with 503 from now on; calls in progress go on."""
         for sip in self._servers():
@@ -705,6 +805,7 @@ class SipCallServer:
             port = int(transport.get_extra_info("sockname")[1])
             sip.answer(handle, self.media_host, port, self._now())
             answered = True
+            call.answered_at = time.monotonic()
             self._calls[handle] = call
             self._pump(sip)
             await run_call(call, self.handler, handler_grace=self.handler_grace)
