@@ -23,7 +23,8 @@ from voxwire.aio.aiohttp_adapter import media_stream_handler
 from voxwire.aio.asgi import MediaStreamApp
 from voxwire.aio.tcp import serve_audiosocket
 from voxwire.pacing import PacedStream
-from voxwire.protocols import MarkPlayed
+from voxwire.protocols import CallStarted, MarkPlayed
+from voxwire.protocols.audiosocket import AudioSocketCodec
 from voxwire.security import TokenAuth
 from voxwire.sim.phone import FakePhone
 from voxwire.sim.providers import AudioSocketSide, TelnyxSide, TwilioSide, VonageSide
@@ -175,6 +176,46 @@ def test_audiosocket_tcp_echo_and_hangup() -> None:
         # the server answered the hangup with its own hangup message and closed
         assert report.closed
         assert peer.side.hung_up
+
+    run(main())
+
+
+def test_audiosocket_takes_a_codec_factory() -> None:
+    made: list[AudioSocketCodec] = []
+
+    def factory() -> AudioSocketCodec:
+        made.append(AudioSocketCodec(resampler=voxwire.Resampler))
+        return made[-1]
+
+    async def answer_at_16k(call: Call) -> None:
+        async for event in call:
+            if isinstance(event, CallStarted):
+                # 16 kHz on an 8 kHz line: only the factory's resampler makes this playable
+                call.play(speech(0.2, rate=16000), 16000)
+                call.flush()
+
+    async def main() -> None:
+        server = await serve_audiosocket(answer_at_16k, "127.0.0.1", 0, codec_factory=factory)
+        port = server.sockets[0].getsockname()[1]
+        peer = FakePhone(AudioSocketSide(strict=True))
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+            async def send(message: str | bytes) -> None:
+                assert isinstance(message, bytes)
+                writer.write(message)
+                await writer.drain()
+
+            async def recv() -> bytes | None:
+                data = await reader.read(1000)
+                return data or None
+
+            await play_call(peer, send, recv, speech(0.4), tail=0.3)
+            writer.close()
+            await writer.wait_closed()
+        assert len(made) == 1
+        assert made[0].stats.audio_samples_out == 1600  # 0.2 s at the 8 kHz line rate
+        assert len(peer.heard()) == 1600
 
     run(main())
 

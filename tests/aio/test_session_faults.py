@@ -27,10 +27,10 @@ from voxwire.aio.session import (
     CLOSE_PROTOCOL_ERROR,
     ERRORS,
     CallErrors,
-    _Budget,
     run_call,
 )
 from voxwire.aio.websockets_server import serve
+from voxwire.call.policy import RateWindow
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.protocols import Audio
 from voxwire.protocols.registry import CODECS
@@ -398,7 +398,7 @@ def test_the_codec_refuses_a_rate_before_recording_the_start() -> None:
 
 
 def test_budget_lets_a_6_s_stall_through_at_once() -> None:
-    budget = _Budget(Limits(), 0.0)
+    budget = RateWindow(Limits(), 0.0)
     now = 0.0
     for _ in range(3000):  # a minute of real-time audio, 20 ms frames
         now += 0.02
@@ -412,7 +412,7 @@ def test_budget_lets_a_6_s_stall_through_at_once() -> None:
 
 
 def test_budget_refuses_20_s_of_audio_in_1_s() -> None:
-    budget = _Budget(Limits(), 0.0)
+    budget = RateWindow(Limits(), 0.0)
     reasons = [budget.audio(i / 1000, 0.02) for i in range(1000)]
     assert reasons[400] == ""  # 8 s ahead of real time is within the burst
     refused = reasons.index(next(r for r in reasons if r))
@@ -421,9 +421,9 @@ def test_budget_refuses_20_s_of_audio_in_1_s() -> None:
 
 
 def test_budget_refuses_tiny_media_and_control_messages_at_a_huge_rate() -> None:
-    tiny = _Budget(Limits(), 0.0)
+    tiny = RateWindow(Limits(), 0.0)
     assert any(tiny.audio(i / 5000, 1 / 8000) for i in range(5000))
-    control = _Budget(Limits(), 0.0)
+    control = RateWindow(Limits(), 0.0)
     reasons = [control.message(i / 5000) for i in range(5000)]
     refused = reasons.index(next(r for r in reasons if r))
     assert 250 < refused < 400

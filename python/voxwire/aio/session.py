@@ -85,11 +85,22 @@ import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.audit import audit, safe_parameters
+from voxwire.call.policy import (
+    CLOSE_IDLE,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_SLOW_PEER,
+    CLOSE_TOO_BIG,
+    CallPolicy,
+    CloseDecision,
+    Limits,
+)
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
 from voxwire.protocols.base import MediaStreamCodec, Outbound
@@ -117,14 +128,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("voxwire.aio")
-
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_IDLE = 4000
-CLOSE_SLOW_PEER = 4001
 
 _STAGES = ("recv", "receive", "dispatch", "timer", "sink", "writer", "handler", "task")
 
@@ -211,63 +214,6 @@ calls' ``too_big``, ``audio_rate``, ``message_rate``, ``idle``, ``slow_peer``, `
 _serial = itertools.count(1)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-connection limits, enforced with the close codes of the module docstring."""
-
-    #: largest message accepted, in bytes (text frames counted as UTF-8 characters)
-    max_message_bytes: int = 64 * 1024
-    #: messages without audio (control, marks, skipped input) allowed per second, with
-    #: one second of burst; audio is limited by the three fields below instead
-    max_messages_per_second: float = 250.0
-    #: seconds of audio that may arrive ahead of real time at once (held audio a stalled
-    #: network delivers in one burst)
-    max_audio_burst: float = 10.0
-    #: seconds of audio per second allowed sustained (a little above real time)
-    max_audio_rate: float = 1.05
-    #: the least a message carrying audio costs, in seconds (tiny media messages at a huge
-    #: rate exhaust the audio budget)
-    min_message_audio: float = 0.01
-    #: seconds without any message before the connection is closed
-    idle_timeout: float = 15.0
-    #: seconds the handler may run on after the stream ended
-    handler_grace: float = 2.0
-    #: inbound events queued for a slow handler before audio is dropped (and counted)
-    max_pending_events: int = 1000
-    #: outbound messages waiting for the peer to read them before the call is closed with
-    #: ``CLOSE_SLOW_PEER`` (the pacer adds 50 a second: 500 is about 10 s of audio)
-    max_pending_out: int = 500
-    #: seconds the peer may take to answer a read probe before the call is closed with
-    #: ``CLOSE_SLOW_PEER`` (transports that can probe only; see "Slow peers")
-    max_read_lag: float = 10.0
-    #: seconds between read probes
-    read_probe_interval: float = 2.0
-    #: seconds a connection that showed no token on the upgrade has to show it in its
-    #: start message before it is closed with ``CLOSE_POLICY``
-    auth_timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "max_message_bytes",
-            "max_messages_per_second",
-            "max_audio_burst",
-            "max_audio_rate",
-            "idle_timeout",
-            "max_pending_events",
-            "max_pending_out",
-            "max_read_lag",
-            "read_probe_interval",
-            "auth_timeout",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"Limits.{name} must be positive, got {value!r}")
-        for name in ("min_message_audio", "handler_grace"):
-            value = getattr(self, name)
-            if not value >= 0:
-                raise ValueError(f"Limits.{name} must be >= 0, got {value!r}")
-
-
 class Transport(Protocol):
     """What an adapter provides: one connection, message by message."""
 
@@ -330,7 +276,9 @@ class Call:
         self._closed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
-        self._last_rx = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
+        #: the call's limits as decisions (its clocks start when the read loop does)
+        self.policy = CallPolicy(limits, 0.0, authenticated=authenticated)
         #: a process-unique number naming the call in logs before its stream id is known
         self.serial = next(_serial)
         #: the client's address where the transport knows it (for logs and the audit log)
@@ -483,14 +431,10 @@ class Call:
             return
         else:
             messages = self.codec.send_audio(item)
-        if self._out.qsize() + len(messages) > self.limits.max_pending_out:
-            # The peer has stopped reading: holding its audio would grow without bound.
-            self._limit(
-                "slow_peer",
-                CLOSE_SLOW_PEER,
-                f"peer not reading: {self._out.qsize()} messages pending "
-                f"(max_pending_out={self.limits.max_pending_out})",
-            )
+        # A peer that has stopped reading: holding its audio would grow without bound.
+        refused = self.policy.check_pending_out(self._out.qsize(), len(messages))
+        if refused is not None:
+            self._close_for(refused)
             return
         for message in messages:
             self._out.put_nowait(message)
@@ -509,6 +453,7 @@ class Call:
             if not credential.ok:
                 return f"authentication failed: {credential.reason}"
             self._authenticated = True
+            self.policy.authenticated()
             self.credential = credential.claims
         fmt = started.media_format
         self.stream = PacedStream(
@@ -545,6 +490,7 @@ class Call:
                     self._pacer.close(self.stream)
                     self.stream = None
                     self._authenticated = True
+                    self.policy.authenticated()
                 refused = self._on_started(event)
                 if refused:
                     self._limit("auth", CLOSE_POLICY, refused)
@@ -560,6 +506,9 @@ class Call:
             if isinstance(event, Stopped):
                 return False
         return True
+
+    def _close_for(self, decision: CloseDecision) -> None:
+        self._limit(decision.kind, decision.code, decision.reason)
 
     def _limit(self, kind: str, code: int, reason: str) -> None:
         """Close for a limit (or a failed authentication): log, count, close."""
@@ -633,20 +582,22 @@ class Call:
         if self.close_code is not None:
             return
         loop = asyncio.get_running_loop()
-        due = self._last_rx + self.limits.idle_timeout
-        if loop.time() >= due:
-            self._limit("idle", CLOSE_IDLE, f"idle for {self.limits.idle_timeout:g} s")
+        refused = self.policy.check_idle(loop.time())
+        if refused is not None:
+            self._close_for(refused)
         else:
-            self._idle = loop.call_at(due, self._check_idle)
+            self._idle = loop.call_at(self.policy.idle_due, self._check_idle)
 
     def _check_auth_deadline(self) -> None:
+        self._deadline = None
         if self._authenticated or self.close_code is not None:
             return
-        self._limit(
-            "auth_deadline",
-            CLOSE_POLICY,
-            f"not authenticated within {self.limits.auth_timeout:g} s (auth_timeout)",
-        )
+        loop = asyncio.get_running_loop()
+        refused = self.policy.check_auth_deadline(loop.time())
+        if refused is not None:
+            self._close_for(refused)
+        elif self.policy.auth_due is not None:  # woken a clock tick early
+            self._deadline = loop.call_at(self.policy.auth_due, self._check_auth_deadline)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -655,14 +606,10 @@ class Call:
         codec = self.codec
         stats = codec.stats
         logged: set[str] = set()
-        budget = _Budget(limits, loop.time())
-        self._last_rx = loop.time()
-        self._idle = loop.call_at(self._last_rx + limits.idle_timeout, self._check_idle)
-        deadline = (
-            None
-            if self._authenticated
-            else loop.call_later(limits.auth_timeout, self._check_auth_deadline)
-        )
+        policy = self.policy = CallPolicy(limits, loop.time(), authenticated=self._authenticated)
+        self._idle = loop.call_at(policy.idle_due, self._check_idle)
+        if policy.auth_due is not None:
+            self._deadline = loop.call_at(policy.auth_due, self._check_auth_deadline)
         stage = "recv"
         try:
             while self.close_code is None:
@@ -671,19 +618,12 @@ class Call:
                     message = await recv()
                 except ConnectionClosed as exc:
                     if exc.local and exc.code == CLOSE_TOO_BIG:
-                        self._limit(
-                            "too_big",
-                            CLOSE_TOO_BIG,
-                            f"message over {limits.max_message_bytes} bytes ({exc.reason})",
-                        )
+                        self._close_for(policy.too_big_closed(exc.reason))
                     return
-                now = self._last_rx = loop.time()
-                if len(message) > limits.max_message_bytes:
-                    self._limit(
-                        "too_big",
-                        CLOSE_TOO_BIG,
-                        f"message of {len(message)} bytes, limit {limits.max_message_bytes}",
-                    )
+                now = loop.time()
+                refused = policy.received(len(message), now)
+                if refused is not None:
+                    self._close_for(refused)
                     return
                 stage = "receive"
                 samples = stats.audio_samples_in
@@ -701,14 +641,14 @@ class Call:
                             )
                 audio = stats.audio_samples_in - samples
                 started = codec.started
-                if audio and started is not None:
-                    refused = budget.audio(now, audio / started.media_format.sample_rate)
-                    kind = "audio_rate"
-                else:
-                    refused = budget.message(now)
-                    kind = "message_rate"
-                if refused:
-                    self._limit(kind, CLOSE_POLICY, refused)
+                seconds = (
+                    audio / started.media_format.sample_rate
+                    if audio and started is not None
+                    else 0.0
+                )
+                refused = policy.charge(now, seconds)
+                if refused is not None:
+                    self._close_for(refused)
                     return
                 stage = "dispatch"
                 if not self._dispatch(events):
@@ -721,8 +661,9 @@ class Call:
             if self._idle is not None:  # idleness is the reader's to judge, not the grace's
                 self._idle.cancel()
                 self._idle = None
-            if deadline is not None:
-                deadline.cancel()
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
             self._events.put_nowait(_END)
 
     async def _write_loop(self) -> None:
@@ -748,12 +689,7 @@ class Call:
             try:
                 await asyncio.wait_for(probe(), limits.max_read_lag)
             except asyncio.TimeoutError:
-                self._limit(
-                    "slow_peer",
-                    CLOSE_SLOW_PEER,
-                    f"peer not reading: no answer to a read probe in "
-                    f"{limits.max_read_lag:g} s (max_read_lag)",
-                )
+                self._close_for(self.policy.read_lag_exceeded())
                 return
             except ConnectionClosed:
                 return
@@ -764,6 +700,9 @@ class Call:
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self.stream is not None:
             self._pacer.close(self.stream)
 
@@ -859,43 +798,3 @@ async def _guarded(handler: Handler, call: Call) -> None:
         ERRORS.note("handler", exc)
         log.exception("handler of %s call %r raised", call.codec.name, call._ident())
         await call.close(CLOSE_INTERNAL, "handler error")
-
-
-class _Budget:
-    """The two token buckets of the module docstring's rate limits."""
-
-    __slots__ = ("_audio", "_audio_at", "_limits", "_messages", "_messages_at")
-
-    def __init__(self, limits: Limits, now: float) -> None:
-        self._limits = limits
-        self._audio = limits.max_audio_burst
-        self._audio_at = now
-        self._messages = float(limits.max_messages_per_second)
-        self._messages_at = now
-
-    def audio(self, now: float, seconds: float) -> str:
-        """Charge one message carrying ``seconds`` of audio; a reason when refused."""
-        limits = self._limits
-        level = self._audio + (now - self._audio_at) * limits.max_audio_rate
-        if level > limits.max_audio_burst:
-            level = limits.max_audio_burst
-        self._audio_at = now
-        self._audio = level - max(seconds, limits.min_message_audio)
-        if self._audio < 0.0:
-            return (
-                f"audio faster than real time: more than {limits.max_audio_burst:g} s ahead "
-                f"(sustained {limits.max_audio_rate:g} s/s)"
-            )
-        return ""
-
-    def message(self, now: float) -> str:
-        """Charge one message without audio; a reason when refused."""
-        rate = self._limits.max_messages_per_second
-        level = self._messages + (now - self._messages_at) * rate
-        if level > rate:
-            level = rate
-        self._messages_at = now
-        self._messages = level - 1.0
-        if self._messages < 0.0:
-            return f"more than {rate:g} messages/s without audio"
-        return ""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl as _ssl
 from collections.abc import Callable
 
@@ -94,6 +95,7 @@ async def serve_audiosocket(
     reuse_port: bool = False,
     on_end: Callable[[Call], object] | None = None,
     ssl: _ssl.SSLContext | None = None,
+    codec_factory: Callable[[], AudioSocketCodec] | None = None,
 ) -> asyncio.Server:
     """Start an AudioSocket server; each connection runs ``handler`` on a :class:`Call`.
 
@@ -102,8 +104,15 @@ async def serve_audiosocket(
     ``SO_REUSEPORT`` (workers sharing the port). ``on_end`` receives each finished
     :class:`~voxwire.aio.session.Call`. ``ssl`` (see :func:`voxwire.aio.tls.server_context`)
     makes it a TLS listener, for peers that reach it through a TLS tunnel.
+    ``codec_factory`` makes each connection's codec (as the WebSocket adapters' factories
+    do: to give it a resampler, say); by default ``AudioSocketCodec(sample_rate=...)``.
     """
     lim = limits or Limits()
+    make_codec: Callable[[], AudioSocketCodec] = (
+        codec_factory
+        if codec_factory is not None
+        else functools.partial(AudioSocketCodec, sample_rate=sample_rate)
+    )
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         transport = StreamTransport(reader, writer, hangup=pack(Kind.HANGUP))
@@ -112,7 +121,7 @@ async def serve_audiosocket(
             return
         try:
             call = await run_call(
-                AudioSocketCodec(sample_rate=sample_rate),
+                make_codec(),
                 transport,
                 handler,
                 pacer=pacer,
