@@ -253,7 +253,7 @@ async def run_server(
                 await proc.wait()
 
 
-async def serve_voxwire(reply: str, port: int) -> None:
+async def serve_voxwire(reply: str, port: int, ws_library: str = "websockets") -> None:
     """The voxwire agent server: prints ``ready URL`` and a JSON line per finished call."""
     from voxwire.agents.pipeline import AgentCallResult, VoiceAgent
     from voxwire.agents.server import serve_agent
@@ -292,6 +292,7 @@ async def serve_voxwire(reply: str, port: int) -> None:
         pipeline_rate=agent.pipeline_rate,
         stop=stop,
         ready=lambda url: print(f"ready {url}", flush=True),
+        ws_library=ws_library,
     )
 
 
@@ -475,9 +476,10 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reply", default=ANSWER, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--ws", default="websockets", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve_voxwire(args.reply, args.port))
+        asyncio.run(serve_voxwire(args.reply, args.port, args.ws))
         return
     if args.turns < 1 or args.barge_ins < 1:
         parser.error("--turns and --barge-ins must be at least 1")

@@ -1,6 +1,7 @@
 """CPU per concurrent voice-agent call on one core, side by side with pipecat.
 
 python bench/agent_load.py [--ns 10,50,100,200] [--pipecat-ns 10,20] [--window 20]
+    [--ws websockets,picows]
 
 For each N a fresh server runs pinned to CPU 1 (``taskset -c 1``) and this process, the
 load generator, to CPU 0. The servers are those of ``bench/agent_latency.py``: voxwire's
@@ -390,9 +391,12 @@ async def profile(pid: int, py_spy: str, after: float, seconds: float, out: Path
     await proc.wait()
 
 
-async def run_one(kind: str, n: int, args: argparse.Namespace) -> LoadResult:
+async def run_one(
+    kind: str, n: int, args: argparse.Namespace, ws_library: str = "websockets"
+) -> LoadResult:
+    extra = ["--ws", ws_library] if kind == "voxwire" else []
     async with al.run_server(
-        kind, al.ANSWER, Path(args.pipecat_python), cpu=args.server_cpu
+        kind, al.ANSWER, Path(args.pipecat_python), cpu=args.server_cpu, extra=extra
     ) as server:
         await asyncio.sleep(1.0)  # let the server settle (pipecat loads Silero per call)
         spy = None
@@ -451,8 +455,10 @@ async def run(args: argparse.Namespace) -> None:
         return
     rows: list[tuple[str, LoadResult | str]] = []
     for n in args.ns:
-        rows.append(("voxwire", await run_one("voxwire", n, args)))
-        print("\n".join(table(rows[-1:])[2:]), file=sys.stderr, flush=True)
+        for library in args.ws:  # interleaved, so a neighbour's load falls on each alike
+            name = "voxwire" if library == "websockets" else f"voxwire on {library}"
+            rows.append((name, await run_one("voxwire", n, args, library)))
+            print("\n".join(table(rows[-1:])[2:]), file=sys.stderr, flush=True)
     why = al.pipecat_available(Path(args.pipecat_python))
     if why:
         rows.append(("pipecat 1.14", f"not measured: {why}"))
@@ -468,6 +474,16 @@ async def run(args: argparse.Namespace) -> None:
     )
     print()
     print("\n".join(table(rows)))
+
+
+def _libraries(text: str) -> list[str]:
+    from voxwire.agents.server import WS_LIBRARIES
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in WS_LIBRARIES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected names from {WS_LIBRARIES}, got {text!r}")
+    return names
 
 
 def _ns(text: str) -> list[int]:
@@ -486,6 +502,12 @@ def main() -> None:
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--generator-cpu", type=int, default=0)
     parser.add_argument("--pipecat-python", default=str(al.DEFAULT_PIPECAT_PYTHON))
+    parser.add_argument(
+        "--ws",
+        type=_libraries,
+        default=["websockets"],
+        help="the WebSocket libraries of the voxwire server, e.g. websockets,picows",
+    )
     parser.add_argument(
         "--profile", default="", help="folder for py-spy profiles of the voxwire server"
     )

@@ -11,7 +11,7 @@ neighbour's load on a shared machine falls on all of them alike) this starts a f
 20 ms each), and stops the server. The harness measures the server's CPU time (psutil on its
 pid), missed replies, the outbound message interval, reply latency and its own CPU and send
 lateness; the table prints them per lever. Needs psutil and numpy for the harness, uvloop
-for the uvloop lever, and ``taskset``.
+for the uvloop levers, picows for the picows ones, and ``taskset``.
 
 ``--baseline CHECKOUT`` adds a row per N for another voxwire checkout (its ``python/``
 folder first on ``PYTHONPATH``, its native module built and copied in; on asyncio's loop,
@@ -35,6 +35,8 @@ from pathlib import Path
 LEVERS: dict[str, list[str]] = {
     "asyncio": ["--loop", "asyncio"],
     "uvloop": ["--loop", "uvloop"],
+    "picows": ["--ws", "picows"],
+    "picows+uvloop": ["--ws", "picows", "--loop", "uvloop"],
 }
 PORT = 8767
 

@@ -296,6 +296,39 @@ def test_serve_on_uvloop_echoes_a_call(workers: int) -> None:
             assert f"[worker {index}] {line}" in server.stderr
 
 
+def test_serve_on_picows_echoes_a_call_and_answers_health() -> None:
+    pytest.importorskip("espeakng_loader", reason="the caller's speech is made with espeak-ng")
+    pytest.importorskip("picows", reason="--ws picows needs voxwire[picows]")
+    import urllib.request
+
+    serve = ["--protocol", "twilio", "--echo", "--port", "0", "--ws", "picows", "-q"]
+    with serving(*serve) as server:
+        call = [sys.executable, "-m", "voxwire", "call", "--protocol", "twilio", server.url]
+        done = subprocess.run(
+            [*call, "--say-text", "Hello there."], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "echo correlation" in done.stdout
+        health = f"http://127.0.0.1:{server.port}/health"
+        with urllib.request.urlopen(health, timeout=10) as answer:
+            assert answer.read() == b"ok\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--protocol", "audiosocket"], "--protocol audiosocket is not served over a WebSocket"),
+        (["--protocol", "sip"], "--protocol sip is not served over a WebSocket"),
+        (["--protocol", "twilio", "--control"], "no --control there"),
+    ],
+)
+def test_serve_refuses_picows_where_it_cannot_serve(
+    options: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", *options, "--echo", "--port", "0", "--ws", "picows"]) == 2
+    assert f"voxwire serve: --ws picows: {why}" in capsys.readouterr().err
+
+
 def test_serve_without_uvloop_refuses_the_loop(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

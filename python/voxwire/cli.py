@@ -477,6 +477,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the event loop: asyncio's own (the default) or uvloop (the uvloop extra); "
         "bench/echo_levers.py measures what each costs per call",
     )
+    serve.add_argument(
+        "--ws",
+        choices=("websockets", "picows"),
+        default="websockets",
+        help="the WebSocket library: websockets (the default) or picows (the picows extra; "
+        "no --control there); bench/echo_levers.py measures what each costs per call",
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     _add_services(serve)
 
@@ -932,6 +939,17 @@ def _serve(args: argparse.Namespace) -> int:
         print("voxwire serve: --drain-timeout must be >= 0", file=sys.stderr)
         return 2
 
+    if args.ws == "picows":
+        why = None
+        if args.protocol in _NOT_TAKEN or CODECS[args.protocol].transport == "tcp":
+            why = f"--protocol {args.protocol} is not served over a WebSocket"
+        elif args.control or args.control_token_file:
+            why = "no --control there (picows reads GET requests only)"
+        elif importlib.util.find_spec("picows") is None:
+            why = "it needs picows: pip install 'voxwire[picows]'"
+        if why is not None:
+            print(f"voxwire serve: --ws picows: {why}", file=sys.stderr)
+            return 2
     if args.protocol in _NOT_TAKEN:
         unsupported = [
             "--" + option.replace("_", "-")
@@ -1066,6 +1084,8 @@ def _serve(args: argparse.Namespace) -> int:
             "agent_check": None if args.agent_port is None else (args.host, args.agent_port),
             "recorder": recorder,
         }
+        if args.ws != "websockets":
+            options["ws_library"] = args.ws
         auth = (
             TokenAuth(args.token or None, tokens=tokens)
             if args.token or tokens is not None

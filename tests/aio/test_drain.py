@@ -81,12 +81,24 @@ def children(pid: int) -> set[int]:
     return out
 
 
-def test_sigterm_lets_the_open_call_finish_and_refuses_new_ones(servers: list[Server]) -> None:
+def _library(name: str) -> list[str]:
+    """``voxwire serve``'s options for the WebSocket library ``name``."""
+    if name == "picows":
+        pytest.importorskip("picows", reason="--ws picows needs voxwire[picows]")
+        return ["--ws", "picows"]
+    return []
+
+
+@pytest.mark.parametrize("library", ["websockets", "picows"])
+def test_sigterm_lets_the_open_call_finish_and_refuses_new_ones(
+    servers: list[Server], library: str
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         agent_port = s.getsockname()[1]
     server = Server(
-        "--protocol", "vonage", "--echo", "--drain-timeout", "20", "--agent-port", str(agent_port)
+        "--protocol", "vonage", "--echo", "--drain-timeout", "20", "--agent-port", str(agent_port),
+        *_library(library),
     )  # fmt: skip
     servers.append(server)
 
@@ -120,8 +132,9 @@ def test_sigterm_lets_the_open_call_finish_and_refuses_new_ones(servers: list[Se
     assert "draining: 1 call(s) up" in err
 
 
-def test_drain_deadline_closes_calls_going_away(servers: list[Server]) -> None:
-    server = Server("--protocol", "twilio", "--echo", "--drain-timeout", "1")
+@pytest.mark.parametrize("library", ["websockets", "picows"])
+def test_drain_deadline_closes_calls_going_away(servers: list[Server], library: str) -> None:
+    server = Server("--protocol", "twilio", "--echo", "--drain-timeout", "1", *_library(library))
     servers.append(server)
 
     async def main() -> tuple[LoadReport, tuple[int, str, str, float]]:

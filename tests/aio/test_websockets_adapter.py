@@ -1,4 +1,5 @@
-"""The websockets adapter over real loopback sockets, against simulated providers."""
+"""The WebSocket adapters (websockets, picows) over real loopback sockets, against
+simulated providers: every test runs on each adapter."""
 
 from __future__ import annotations
 
@@ -30,10 +31,31 @@ def run(coro: Awaitable[Any], timeout: float = 15.0) -> Any:
     return asyncio.run(bounded())
 
 
+ADAPTERS = ["websockets", "picows"]
+_adapter = {"name": "websockets"}
+
+
+@pytest.fixture(params=ADAPTERS, autouse=True)
+def adapter(request: pytest.FixtureRequest) -> str:
+    """The adapter :func:`server` starts, for each test in turn."""
+    name: str = request.param
+    if name == "picows":
+        pytest.importorskip("picows", reason="the picows adapter needs voxwire[picows]")
+    _adapter["name"] = name
+    return name
+
+
 @asynccontextmanager
 async def server(
     handler: Callable[[Call], Awaitable[None]], protocol: str, **kw: Any
 ) -> AsyncIterator[str]:
+    if _adapter["name"] == "picows":
+        from voxwire.aio.picows_server import serve as picows_serve
+
+        async with await picows_serve(handler, protocol, "127.0.0.1", 0, **kw) as srv:
+            port = next(iter(srv.sockets)).getsockname()[1]
+            yield f"ws://127.0.0.1:{port}"
+        return
     async with serve(handler, protocol, "127.0.0.1", 0, **kw) as srv:
         port = next(iter(srv.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}"

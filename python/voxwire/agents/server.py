@@ -43,6 +43,7 @@ __all__ = [
     "ACCEPT_BACKLOG",
     "CLOSE_GOING_AWAY",
     "PIPELINE_RATE",
+    "WS_LIBRARIES",
     "agent_server",
     "codec_factory",
     "serve_agent",
@@ -58,6 +59,8 @@ CLOSE_GOING_AWAY = 1001
 """WebSocket close code sent to every call when the server shuts down."""
 
 ACCEPT_BACKLOG = 1024
+#: the WebSocket libraries :func:`serve_agent` serves on (``ws_library=``)
+WS_LIBRARIES = ("websockets", "picows")
 """Connections the kernel holds for the WebSocket server before it accepts them. asyncio's
 default, 100, is less than a burst of calls starting together: the connections over it
 wait for SYN retransmits (1 s, then 3 s, ...) before they are even seen."""
@@ -162,6 +165,7 @@ async def serve_agent(
     caps: ConnectionCaps | None = None,
     recorder: Recorder | None = None,
     control: Control | None = None,
+    ws_library: str = "websockets",
 ) -> None:
     """Serve ``handler`` (an agent) for ``protocol`` until ``stop`` is set.
 
@@ -184,8 +188,13 @@ async def serve_agent(
     (:class:`~voxwire.aio.handshake.ConnectionCaps`). ``recorder`` records every call
     (:class:`~voxwire.recording.Recorder`; nothing is recorded without one). ``control``
     serves the control API on the WebSocket port (:class:`~voxwire.aio.control.Control`:
-    list the calls, hang up, mute).
+    list the calls, hang up, mute). ``ws_library`` is the WebSocket library: ``"websockets"`` (the
+    default) or ``"picows"`` (:mod:`voxwire.aio.picows_server`; no control API there).
     """
+    if ws_library not in WS_LIBRARIES:
+        raise ValueError(f"unknown WebSocket library {ws_library!r}; choose from {WS_LIBRARIES}")
+    if ws_library == "picows" and control is not None:
+        raise ValueError("the control API needs the websockets library (picows reads GET only)")
     if protocol not in CODECS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(CODECS)}")
     if not drain_timeout >= 0:
@@ -265,6 +274,36 @@ async def serve_agent(
                 await stop.wait()
                 await drain()
                 tcp.close()
+                await shut_down()
+            return
+
+        if ws_library == "picows":
+            from voxwire.aio.picows_server import serve as picows_serve
+
+            server = await picows_serve(
+                tracked,
+                codec_factory(protocol, pipeline_rate),
+                host,
+                port,
+                path=path,
+                auth=auth,
+                pacer=pacer,
+                admission=admission,
+                metrics=None if metrics is None else metrics.exposition,
+                on_end=None if metrics is None else metrics.call_ended,
+                reuse_port=reuse_port or None,
+                ssl=ssl,
+                caps=caps,
+                backlog=ACCEPT_BACKLOG,
+            )
+            async with server:
+                bound = server.sockets[0].getsockname()
+                if ready is not None:
+                    scheme = "ws" if ssl is None else "wss"
+                    ready(f"{scheme}://{bound[0]}:{bound[1]}{path or '/'}")
+                await stop.wait()
+                await drain()
+                server.close()  # stops listening; the calls up are closed next
                 await shut_down()
             return
 
