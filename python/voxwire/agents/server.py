@@ -277,24 +277,24 @@ async def serve_agent(
                 await shut_down()
             return
 
+        # what either WebSocket library's server takes alike
+        common: dict[str, Any] = {
+            "path": path,
+            "auth": auth,
+            "pacer": pacer,
+            "admission": admission,
+            "metrics": None if metrics is None else metrics.exposition,
+            "on_end": None if metrics is None else metrics.call_ended,
+            "reuse_port": reuse_port or None,
+            "ssl": ssl,
+            "caps": caps,
+            "backlog": ACCEPT_BACKLOG,
+        }
         if ws_library == "picows":
             from voxwire.aio.picows_server import serve as picows_serve
 
             server = await picows_serve(
-                tracked,
-                codec_factory(protocol, pipeline_rate),
-                host,
-                port,
-                path=path,
-                auth=auth,
-                pacer=pacer,
-                admission=admission,
-                metrics=None if metrics is None else metrics.exposition,
-                on_end=None if metrics is None else metrics.call_ended,
-                reuse_port=reuse_port or None,
-                ssl=ssl,
-                caps=caps,
-                backlog=ACCEPT_BACKLOG,
+                tracked, codec_factory(protocol, pipeline_rate), host, port, **common
             )
             async with server:
                 bound = server.sockets[0].getsockname()
@@ -314,16 +314,7 @@ async def serve_agent(
             codec_factory(protocol, pipeline_rate),
             host,
             port,
-            path=path,
-            auth=auth,
-            pacer=pacer,
-            admission=admission,
-            metrics=None if metrics is None else metrics.exposition,
-            on_end=None if metrics is None else metrics.call_ended,
-            reuse_port=reuse_port or None,
-            ssl=ssl,
-            caps=caps,
-            backlog=ACCEPT_BACKLOG,
+            **common,
             control=None
             if control is None
             else (
