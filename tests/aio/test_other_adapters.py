@@ -180,7 +180,8 @@ def test_audiosocket_tcp_echo_and_hangup() -> None:
     run(main())
 
 
-def test_audiosocket_takes_a_codec_factory() -> None:
+@pytest.mark.parametrize("default", [False, True], ids=["factory", "default-codec"])
+def test_audiosocket_takes_a_codec_factory_and_plays_any_rate_by_default(default: bool) -> None:
     made: list[AudioSocketCodec] = []
 
     def factory() -> AudioSocketCodec:
@@ -190,12 +191,13 @@ def test_audiosocket_takes_a_codec_factory() -> None:
     async def answer_at_16k(call: Call) -> None:
         async for event in call:
             if isinstance(event, CallStarted):
-                # 16 kHz on an 8 kHz line: only the factory's resampler makes this playable
+                # 16 kHz on an 8 kHz line: the codec's resampler makes this playable
                 call.play(speech(0.2, rate=16000), 16000)
                 call.flush()
 
     async def main() -> None:
-        server = await serve_audiosocket(answer_at_16k, "127.0.0.1", 0, codec_factory=factory)
+        options = {} if default else {"codec_factory": factory}
+        server = await serve_audiosocket(answer_at_16k, "127.0.0.1", 0, **options)
         port = server.sockets[0].getsockname()[1]
         peer = FakePhone(AudioSocketSide(strict=True))
         async with server:
@@ -213,8 +215,9 @@ def test_audiosocket_takes_a_codec_factory() -> None:
             await play_call(peer, send, recv, speech(0.4), tail=0.3)
             writer.close()
             await writer.wait_closed()
-        assert len(made) == 1
-        assert made[0].stats.audio_samples_out == 1600  # 0.2 s at the 8 kHz line rate
+        assert len(made) == (0 if default else 1)
+        if not default:
+            assert made[0].stats.audio_samples_out == 1600  # 0.2 s at the 8 kHz line rate
         assert len(peer.heard()) == 1600
 
     run(main())

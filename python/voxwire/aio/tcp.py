@@ -105,13 +105,16 @@ async def serve_audiosocket(
     :class:`~voxwire.aio.session.Call`. ``ssl`` (see :func:`voxwire.aio.tls.server_context`)
     makes it a TLS listener, for peers that reach it through a TLS tunnel.
     ``codec_factory`` makes each connection's codec (as the WebSocket adapters' factories
-    do: to give it a resampler, say); by default ``AudioSocketCodec(sample_rate=...)``.
+    do); by default ``AudioSocketCodec(sample_rate=..., resampler=Resampler)``, so that a
+    handler may play audio at any rate, as on the WebSocket adapters.
     """
+    from voxwire.resample import Resampler
+
     lim = limits or Limits()
     make_codec: Callable[[], AudioSocketCodec] = (
         codec_factory
         if codec_factory is not None
-        else functools.partial(AudioSocketCodec, sample_rate=sample_rate)
+        else functools.partial(AudioSocketCodec, sample_rate=sample_rate, resampler=Resampler)
     )
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
