@@ -73,6 +73,7 @@ from voxwire.aio.session import CLOSE_NORMAL, Call
 __all__ = [
     "CALLS_PATH",
     "MAX_TARGET",
+    "CallControls",
     "Control",
     "ControlledCall",
     "Refused",
@@ -171,8 +172,47 @@ class ControlledCall(Protocol):
     async def transfer(self, target: str, timeout: float) -> TransferOutcome: ...
 
 
-class _SessionCall:
+class _Steerable(Protocol):
+    """What :class:`CallControls` needs of a call."""
+
+    on_say: Callable[[str], None] | None
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+    def mute(self) -> None: ...
+
+    def unmute(self) -> None: ...
+
+
+_closing: set[asyncio.Task[None]] = set()  # hang-ups under way, held until they end
+
+
+class CallControls:
+    """The hang-up, mute, unmute and say of a :class:`ControlledCall`, over its ``call``:
+    the same for every transport's call."""
+
+    call: _Steerable
+
+    def hangup(self) -> None:
+        close = self.call.close(CLOSE_NORMAL, "hung up by the control API")
+        task = asyncio.get_running_loop().create_task(close)
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    def mute(self) -> None:
+        self.call.mute()
+
+    def unmute(self) -> None:
+        self.call.unmute()
+
+    def say(self, text: str) -> None:
+        say_into(self.call.on_say, text)
+
+
+class _SessionCall(CallControls):
     """A WebSocket (or AudioSocket) :class:`Call` as a :class:`ControlledCall`."""
+
+    call: Call
 
     def __init__(self, call: Call, begun: float | None) -> None:
         self.call = call
@@ -211,20 +251,6 @@ class _SessionCall:
             "muted_audio_s": round(call.muted_samples / rate, 3) if rate else 0.0,
             "quality": call_quality(call, server_delay_ms, network_delay_ms),
         }
-
-    def hangup(self) -> None:
-        asyncio.get_running_loop().create_task(
-            self.call.close(CLOSE_NORMAL, "hung up by the control API")
-        )
-
-    def mute(self) -> None:
-        self.call.mute()
-
-    def unmute(self) -> None:
-        self.call.unmute()
-
-    def say(self, text: str) -> None:
-        say_into(self.call.on_say, text)
 
     def check_transfer(self) -> None:
         raise Refused(

@@ -59,7 +59,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from voxwire.aio.control import Refused, TransferOutcome, say_into
+from voxwire.aio.control import CallControls, Refused, TransferOutcome
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.rtp_call import CLOSE_GOING_AWAY, RtpCall, RtpHandler, run_call
@@ -300,13 +300,15 @@ class SipCall(RtpCall):
         self._close_now(CLOSE_NORMAL, reason)
 
 
-class SipControlled:
+class SipControlled(CallControls):
     """A :class:`SipCall` as the control API's
     :class:`~voxwire.aio.control.ControlledCall`: listed from its answer on, by its SIP
     Call-ID; ``connecting`` until the ACK of the 200, then ``up``; ``messages_in`` and
     ``messages_out`` count RTP packets, and the quality is the E-model estimate for
     the stream's RTP loss (RFC 3550 A.3). It transfers by REFER
     (:meth:`SipCall.transfer`)."""
+
+    call: SipCall
 
     def __init__(self, call: SipCall) -> None:
         self.call = call
@@ -354,20 +356,6 @@ class SipControlled:
                 "mos": round(mos(r), 3),
             },
         }
-
-    def hangup(self) -> None:
-        asyncio.get_running_loop().create_task(
-            self.call.close(CLOSE_NORMAL, "hung up by the control API")
-        )
-
-    def mute(self) -> None:
-        self.call.mute()
-
-    def unmute(self) -> None:
-        self.call.unmute()
-
-    def say(self, text: str) -> None:
-        say_into(self.call.on_say, text)
 
     def check_transfer(self) -> None:
         call = self.call
