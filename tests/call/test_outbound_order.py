@@ -13,23 +13,7 @@ from voxwire.aio.session import Call, Limits, run_call
 from voxwire.errors import ConnectionClosed
 from voxwire.protocols import CallStarted, Outbound
 from voxwire.protocols.twilio import TwilioCodec
-
-SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
-START = json.dumps(
-    {
-        "event": "start",
-        "sequenceNumber": "1",
-        "start": {
-            "accountSid": "AC0123456789abcdef0123456789abcdef",
-            "streamSid": SID,
-            "callSid": "CA362b4a5ea1be6d9c3d1c4a8cb0b2d6f5",
-            "tracks": ["inbound"],
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {},
-        },
-        "streamSid": SID,
-    }
-)
+from voxwire.sim.providers import TwilioSide
 
 
 class CountingCodec(TwilioCodec):
@@ -54,7 +38,7 @@ class OneStart:
 
     def __init__(self) -> None:
         self.sent: list[Outbound] = []
-        self._start: list[str] = [START]
+        self._start: list[str] = TwilioSide(strict=True).opening()
         self._closed = asyncio.Event()
 
     async def recv(self) -> str | bytes:
