@@ -244,10 +244,7 @@ class _SessionCall(CallControls):
         return {
             "protocol": call.codec.name,
             "muted": call.muted,
-            "messages_in": stats.messages_in,
-            "messages_out": stats.messages_out,
-            "audio_in_s": round(stats.audio_samples_in / rate, 3) if rate else 0.0,
-            "audio_out_s": round(stats.audio_samples_out / rate, 3) if rate else 0.0,
+            **stats.traffic(rate),
             "muted_audio_s": round(call.muted_samples / rate, 3) if rate else 0.0,
             "quality": call_quality(call, server_delay_ms, network_delay_ms),
         }

@@ -66,6 +66,17 @@ class SessionStats:
         self.first_reason[kind] = reason
         return True
 
+    def traffic(self, rate: int) -> dict[str, int | float]:
+        """The call's traffic as the call summary, the control API and the audit log
+        report it: ``messages_in``, ``messages_out``, and ``audio_in_s``/``audio_out_s``
+        (seconds of line-rate audio at ``rate``, 0 before the rate is known)."""
+        return {
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "audio_in_s": round(self.audio_samples_in / rate, 3) if rate else 0.0,
+            "audio_out_s": round(self.audio_samples_out / rate, 3) if rate else 0.0,
+        }
+
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict (for logs and metrics)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "first_reason"}
