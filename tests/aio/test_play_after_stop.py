@@ -21,7 +21,7 @@ def test_audio_played_after_the_provider_stopped_is_dropped() -> None:
         side = TwilioSide(strict=True)
         events = [e for m in side.opening() for e in codec.receive(m, 0.0)]
         call = Call(codec, NeverReads(), pacer=Pacer(), limits=Limits())
-        call._dispatch(events)  # the start: the paced stream exists
+        call.core.route(events)  # the start: the paced stream exists
         frame = np.zeros(160, dtype=np.int16)
         call.play(frame)
         queued = call.queued_total

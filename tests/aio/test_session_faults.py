@@ -30,6 +30,7 @@ from voxwire.aio.session import (
     run_call,
 )
 from voxwire.aio.websockets_server import serve
+from voxwire.call.core import CallCore
 from voxwire.call.policy import RateWindow
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
 from voxwire.protocols import Audio
@@ -189,10 +190,10 @@ def test_transport_recv_raising_is_counted_under_recv(caplog: pytest.LogCaptureF
 def test_dispatch_raising_closes_1011(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def deliver(self: Call, event: object) -> None:
+    def deliver(self: CallCore, event: object) -> None:
         raise Boom("queue broke")
 
-    monkeypatch.setattr(Call, "_deliver", deliver)
+    monkeypatch.setattr(CallCore, "_deliver", deliver)
     peer = twilio()
     transport = ScriptTransport([*peer.opening(), *media(peer, 0.1)])
     one_call(transport)

@@ -56,7 +56,7 @@ def test_outbound_queue_is_bounded_and_the_call_closes() -> None:
     call = asyncio.run(main())
     assert call.close_code == CLOSE_SLOW_PEER
     assert "peer not reading: 5 messages pending (max_pending_out=5)" in call.close_reason
-    assert call._out.qsize() == 6  # the five messages and the end marker; nothing more
+    assert len(call.core.outbox) == 5  # the five messages; nothing more
 
 
 # --- over a socket: the read probe ------------------------------------------------------

@@ -1,10 +1,13 @@
 """One call over any transport: the glue every asyncio adapter shares.
 
 An adapter wraps its connection in a :class:`Transport` (receive one message, send one,
-close with a code) and calls :func:`run_call`. Everything else is here, once: the read
-loop feeding the codec, limits, deferred token authentication, the codec's timer, the
-write loop, the pacer registration, and the :class:`Call` object handed to the
-application's handler.
+close with a code) and calls :func:`run_call`. The call's decisions (limits, deferred
+token authentication, mark resolution, the outbound order, close decisions) are made by
+a :class:`voxwire.call.core.CallCore`, which does no I/O; this module drives it, once
+for every adapter: the read loop handing it messages with the loop's clock, the write
+loop sending what it queues, one timer at its next deadline, the pacer registration of
+its paced stream, the reports of its closes (logs, counts, the audit log), and the
+:class:`Call` object handed to the application's handler.
 
 The handler is ``async def handler(call: Call) -> None``. It iterates the call's events
 and plays audio::
@@ -89,6 +92,7 @@ from typing import Protocol
 
 from voxwire.aio.pacer import Pacer, get_pacer
 from voxwire.audit import audit, safe_parameters
+from voxwire.call.core import CallCore
 from voxwire.call.policy import (
     CLOSE_IDLE,
     CLOSE_INTERNAL,
@@ -102,9 +106,9 @@ from voxwire.call.policy import (
     Limits,
 )
 from voxwire.errors import ConnectionClosed, RemoteProtocolError
-from voxwire.pacing import MarkDue, MarkOut, PacedItem, PacedStream
+from voxwire.pacing import PacedItem, PacedStream
 from voxwire.protocols.base import MediaStreamCodec, Outbound
-from voxwire.protocols.events import Audio, CallStarted, Event, MarkPlayed, Stopped
+from voxwire.protocols.events import CallStarted, Event
 from voxwire.protocols.stats import SessionStats
 from voxwire.security import TokenAuth, TokenClaims
 
@@ -241,11 +245,14 @@ class ProbingTransport(Transport, Protocol):
 
 Handler = Callable[["Call"], Awaitable[None]]
 
-_END = object()
-
 
 class Call:
-    """One call as the application sees it: events in, paced audio out."""
+    """One call as the application sees it: events in, paced audio out.
+
+    The decisions are the :class:`~voxwire.call.core.CallCore`'s (:attr:`core`); this
+    object drives it: it reads, writes, keeps its timer and its paced stream's pacer
+    registration, and reports its closes.
+    """
 
     def __init__(
         self,
@@ -263,30 +270,22 @@ class Call:
         self.limits = limits
         self._pacer = pacer
         self._auth = auth
-        self._authenticated = authenticated
-        #: the claims of the signed per-call token the call authenticated with, if any
-        self.credential = credential
-        self._events: asyncio.Queue[object] = asyncio.Queue()
-        self._out: asyncio.Queue[Outbound | None] = asyncio.Queue()
-        self.stream: PacedStream | None = None
-        #: inbound audio events dropped because the handler fell behind
-        self.events_dropped = 0
-        self.close_code: int | None = None
-        self.close_reason = ""
+        #: the call's decisions (its clocks start when the read loop does)
+        self.core = CallCore(
+            codec, limits, auth=auth, authenticated=authenticated, credential=credential
+        )
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._events_end = False
+        self._paced: PacedStream | None = None  # the stream registered with the pacer
+        self._reported: CloseDecision | None = None
         self._closed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        #: the call's limits as decisions (its clocks start when the read loop does)
-        self.policy = CallPolicy(limits, 0.0, authenticated=authenticated)
+        self._timer_at = 0.0
         #: a process-unique number naming the call in logs before its stream id is known
         self.serial = next(_serial)
         #: the client's address where the transport knows it (for logs and the audit log)
         self.remote = str(getattr(transport, "remote", ""))
-        #: while set, :meth:`play` drops the agent's audio (:meth:`mute`)
-        self.muted = False
-        #: line-rate samples :meth:`play` dropped while muted
-        self.muted_samples = 0
         #: says a text into the call as the agent, where the call's agent can (set by
         #: :class:`voxwire.agents.pipeline.VoiceAgent`; the control API's ``say``)
         self.on_say: Callable[[str], None] | None = None
@@ -303,167 +302,178 @@ class Call:
         """The codec's :class:`~voxwire.protocols.base.SessionStats`."""
         return self.codec.stats
 
+    @property
+    def policy(self) -> CallPolicy:
+        """The call's limits as decisions (:attr:`core`'s)."""
+        return self.core.policy
+
+    @property
+    def credential(self) -> TokenClaims | None:
+        """The claims of the signed per-call token the call authenticated with, if any."""
+        return self.core.credential
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the call has shown a valid token (or none was asked for)."""
+        return self.core.authenticated
+
+    @property
+    def stream(self) -> PacedStream | None:
+        """The outbound paced stream, once the call started."""
+        return self.core.stream
+
+    @property
+    def events_dropped(self) -> int:
+        """Inbound audio events dropped because the handler fell behind."""
+        return self.core.events_dropped
+
+    @property
+    def muted(self) -> bool:
+        """While set, :meth:`play` drops the agent's audio (:meth:`mute`)."""
+        return self.core.muted
+
+    @property
+    def muted_samples(self) -> int:
+        """Line-rate samples :meth:`play` dropped while muted."""
+        return self.core.muted_samples
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the call closes with, once decided."""
+        closing = self.core.closing
+        return None if closing is None else closing.code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason sent with :attr:`close_code` ("" before)."""
+        closing = self.core.closing
+        return "" if closing is None else closing.reason
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Event]:
+        events = self.core.events
+        readable = self._readable
         while True:
-            item = await self._events.get()
-            if item is _END:
-                self._events.put_nowait(_END)
+            if events:
+                yield events.popleft()
+            elif self._events_end:
                 return
-            yield item  # type: ignore[misc]
+            else:
+                readable.clear()
+                await readable.wait()
 
     def play(self, pcm: object, sample_rate: int | None = None) -> None:
         """Queue audio for paced playback (at ``sample_rate``, default the line rate);
         dropped (and counted in :attr:`muted_samples`) while :attr:`muted`, and dropped
         once the provider has stopped the stream: a handler still working through the
         events queued before the stop is not failed for answering a caller who left."""
-        stream = self._require_stream()
-        if self.codec.stopped:
-            return
-        line = self.codec.line_pcm(pcm, sample_rate)
-        if self.muted:
-            self.muted_samples += len(line)
-            return
-        stream.push(line)
+        self.core.play(pcm, sample_rate)
 
     def mute(self) -> None:
         """Silence the agent: what is queued is dropped, here and at the provider (as
         :meth:`clear` does), and what it plays next is not sent until :meth:`unmute`.
         Marks still pass, so an agent waiting for its audio to be heard is not stuck."""
-        if self.muted:
-            return
-        self.muted = True
-        if self.stream is not None and self.close_code is None:
-            self.clear()
+        self.core.mute()
+        self._wake()
 
     def unmute(self) -> None:
         """Let the agent's audio through again (from what it plays next)."""
-        self.muted = False
+        self.core.unmute()
 
     def flush(self) -> None:
         """Pad and queue the last partial frame (call at the end of an utterance)."""
-        self._require_stream().flush()
+        self.core.flush()
 
     def mark(self, name: str) -> None:
         """Queue a mark after the audio queued so far; a :class:`MarkPlayed` follows."""
-        self._require_stream().mark(name)
+        self.core.mark(name)
 
     def clear(self) -> None:
         """Barge-in: drop queued audio here and at the provider, now."""
-        stream = self._require_stream()
-        for event in stream.clear():
-            self._deliver(event)
-        if not self.codec.stopped and self.close_code is None:
-            for message in self.codec.send_clear():
-                self._out.put_nowait(message)
+        self.core.clear()
+        self._wake()
 
     @property
     def played_samples(self) -> int:
         """Line-rate samples the caller is known to have heard (from marks)."""
-        return self.stream.played_samples if self.stream else 0
+        return self.core.played_samples
 
     @property
     def played_seconds(self) -> float:
         """:attr:`played_samples` in seconds of line-rate audio."""
-        return self.stream.played_seconds if self.stream else 0.0
+        return self.core.played_seconds
 
     def playout_position(self, now: float) -> int:
         """Line-rate samples the phone has played by ``now`` (the send clock's estimate,
         :meth:`voxwire.pacing.PacedStream.playout_position`); 0 before the call starts."""
-        return self.stream.playout_position(now) if self.stream else 0
+        return self.core.playout_position(now)
 
     @property
     def committed_samples(self) -> int:
         """Line-rate samples the caller hears whatever happens now: those its marks have
         confirmed played (a clear drops the rest at the provider)."""
-        return self.stream.played_samples if self.stream else 0
+        return self.core.played_samples
 
     @property
     def queued_total(self) -> int:
         """Line-rate samples queued since the call started: where the next audio begins."""
-        return self.stream.queued_total if self.stream else 0
+        return self.core.queued_total
 
     @property
     def queued_samples(self) -> int:
         """Line-rate samples waiting in the pacer."""
-        return self.stream.queued_samples if self.stream else 0
+        return self.core.queued_samples
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close the connection (idempotent)."""
-        self._close_now(code, reason)
+        self.core.close(code, reason)
+        self._settle()
 
-    def _close_now(self, code: int, reason: str) -> None:
-        if self.close_code is not None:
+    # --- the driver ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """After the core changed: wake the reader and the writer, report a close."""
+        if self.core.events:
+            self._readable.set()
+        if self.core.outbox:
+            self._writable.set()
+        if self.core.closing is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        """The core decided to close: report it once, end the events, stop the writer
+        after what is queued, wake whoever waits."""
+        decision = self.core.closing
+        if decision is None or self._reported is not None:
             return
-        self.close_code = code
-        self.close_reason = reason
-        self._out.put_nowait(None)
+        self._reported = decision
+        if decision.kind:
+            self._report_limit(decision)
+            self._end_events()
+        self._writable.set()
         self._closed.set()
 
-    def _require_stream(self) -> PacedStream:
-        if self.stream is None:
-            raise RuntimeError("the call has not started yet: wait for CallStarted")
-        return self.stream
+    def _end_events(self) -> None:
+        self._events_end = True
+        self._readable.set()
 
-    # --- internals -------------------------------------------------------------------
-
-    def _deliver(self, event: Event) -> None:
-        if isinstance(event, Audio) and self._events.qsize() >= self.limits.max_pending_events:
-            self.events_dropped += 1
+    def _sync_stream(self) -> None:
+        """Register the core's paced stream with the pacer (a new start opens a new one)."""
+        stream = self.core.stream
+        if stream is self._paced:
             return
-        self._events.put_nowait(event)
-
-    def _sink(self, item: PacedItem) -> None:
-        try:
-            self._sink_item(item)
-        except Exception as exc:
-            self._fail("sink", exc)
-
-    def _sink_item(self, item: PacedItem) -> None:
-        if self.codec.stopped or self.close_code is not None:
-            return  # the stream ended with audio still queued: nothing more goes out
-        if isinstance(item, MarkOut):
-            messages = self.codec.send_mark(item.name)
-        elif isinstance(item, MarkDue):
-            self._deliver(MarkPlayed(item.name))
+        if self._paced is not None:
+            self._pacer.close(self._paced)
+        self._paced = stream
+        if stream is None:
             return
-        else:
-            messages = self.codec.send_audio(item)
-        # A peer that has stopped reading: holding its audio would grow without bound.
-        refused = self.policy.check_pending_out(self._out.qsize(), len(messages))
-        if refused is not None:
-            self._close_for(refused)
-            return
-        for message in messages:
-            self._out.put_nowait(message)
-
-    @property
-    def authenticated(self) -> bool:
-        """Whether the call has shown a valid token (or none was asked for)."""
-        return self._authenticated
-
-    def _on_started(self, started: CallStarted) -> str:
-        """Open the paced stream; the reason when the start is refused."""
-        if not self._authenticated:
-            if self._auth is None:
-                return "authentication failed"
-            credential = self._auth.check_started(started)
-            if not credential.ok:
-                return f"authentication failed: {credential.reason}"
-            self._authenticated = True
-            self.policy.authenticated()
-            self.credential = credential.claims
+        self._pacer.open(stream, self._sink)
+        started = self.codec.started
+        assert started is not None
         fmt = started.media_format
-        self.stream = PacedStream(
-            fmt.sample_rate,
-            frame_ms=self.codec.frame_ms,
-            local_marks=not self.codec.supports_marks,
-            name=started.stream_id,
-        )
-        self._pacer.open(self.stream, self._sink)
-        claims = self.credential
+        claims = self.core.credential
         audit(
             "call_start",
             call=self.serial,
@@ -479,41 +489,25 @@ class Call:
             token_call=claims.call if claims else None,
             key_id=claims.key_id if claims else None,
         )
-        return ""
 
-    def _dispatch(self, events: list[Event]) -> bool:
-        """Route codec events; False when the call must end."""
-        for event in events:
-            if isinstance(event, CallStarted):
-                if self.stream is not None:
-                    # AudioSocket re-announces the rate: restart the paced stream
-                    self._pacer.close(self.stream)
-                    self.stream = None
-                    self._authenticated = True
-                    self.policy.authenticated()
-                refused = self._on_started(event)
-                if refused:
-                    self._limit("auth", CLOSE_POLICY, refused)
-                    return False
-            elif not self._authenticated:
-                continue
-            if isinstance(event, MarkPlayed) and self.stream is not None:
-                resolved = self.stream.resolve_mark(event.name)
-                if resolved is None:
-                    continue
-                event = resolved
-            self._deliver(event)
-            if isinstance(event, Stopped):
-                return False
-        return True
-
-    def _close_for(self, decision: CloseDecision) -> None:
-        self._limit(decision.kind, decision.code, decision.reason)
-
-    def _limit(self, kind: str, code: int, reason: str) -> None:
-        """Close for a limit (or a failed authentication): log, count, close."""
-        if self.close_code is not None:
+    def _sink(self, item: PacedItem) -> None:
+        core = self.core
+        try:
+            refused = core.paced(item)
+        except Exception as exc:
+            self._fail("sink", exc)
             return
+        if refused is not None:
+            self._settle()
+            return
+        if core.outbox:
+            self._writable.set()
+        if core.events:
+            self._readable.set()
+
+    def _report_limit(self, decision: CloseDecision) -> None:
+        """A close for a limit (or a failed authentication): log, count, audit."""
+        kind, code, reason = decision.kind, decision.code, decision.reason
         VIOLATIONS.note(kind)
         log.warning(
             "closing %s call %r for %s: %d %s", self.codec.name, self._ident(), kind, code, reason
@@ -527,8 +521,6 @@ class Call:
             code=code,
             reason=reason,
         )
-        self._events.put_nowait(_END)
-        self._close_now(code, reason)
 
     def _ident(self) -> str:
         started = self.codec.started
@@ -552,82 +544,64 @@ class Call:
                 exc_info=exc,
             )
             code, reason = CLOSE_INTERNAL, f"internal error in {stage}: {type(exc).__name__}"
-        if self.close_code is None:
-            self._events.put_nowait(_END)
-            self._close_now(code, reason)
+        if self.core.closing is None:
+            self._end_events()
+            self.core.close(code, reason)
+            self._settle()
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        when = self.codec.get_timer()
-        if when is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(when, self._fire_timer)
+        """Keep one timer at the core's next deadline. Deadlines that moved later (the
+        idle one moves with every message) are not re-armed: the early wake-up finds
+        nothing due and arms the new deadline."""
+        when = self.core.get_timer()
+        timer = self._timer
+        if when is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is not None:
+            if when >= self._timer_at:
+                return
+            timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire_timer)
 
     def _fire_timer(self) -> None:
         self._timer = None
-        if self.close_code is not None:
+        if self.core.closing is not None:
             return
         try:
-            events = self.codec.handle_timer(asyncio.get_running_loop().time())
-            if self._dispatch(events):
-                self._arm_timer()
+            self.core.handle_timer(asyncio.get_running_loop().time())
+            self._sync_stream()
         except Exception as exc:
             self._fail("timer", exc)
-
-    def _check_idle(self) -> None:
-        """The one idle timer: close if nothing came for ``idle_timeout``, else re-arm."""
-        self._idle = None
-        if self.close_code is not None:
             return
-        loop = asyncio.get_running_loop()
-        refused = self.policy.check_idle(loop.time())
-        if refused is not None:
-            self._close_for(refused)
-        else:
-            self._idle = loop.call_at(self.policy.idle_due, self._check_idle)
-
-    def _check_auth_deadline(self) -> None:
-        self._deadline = None
-        if self._authenticated or self.close_code is not None:
-            return
-        loop = asyncio.get_running_loop()
-        refused = self.policy.check_auth_deadline(loop.time())
-        if refused is not None:
-            self._close_for(refused)
-        elif self.policy.auth_due is not None:  # woken a clock tick early
-            self._deadline = loop.call_at(self.policy.auth_due, self._check_auth_deadline)
+        self._wake()
+        self._arm_timer()
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        limits = self.limits
         recv = self.transport.recv
         codec = self.codec
+        core = self.core
         stats = codec.stats
         logged: set[str] = set()
-        policy = self.policy = CallPolicy(limits, loop.time(), authenticated=self._authenticated)
-        self._idle = loop.call_at(policy.idle_due, self._check_idle)
-        if policy.auth_due is not None:
-            self._deadline = loop.call_at(policy.auth_due, self._check_auth_deadline)
+        core.begin(loop.time())
+        self._arm_timer()
         stage = "recv"
         try:
-            while self.close_code is None:
+            while not core.input_ended:
                 stage = "recv"
                 try:
                     message = await recv()
                 except ConnectionClosed as exc:
                     if exc.local and exc.code == CLOSE_TOO_BIG:
-                        self._close_for(policy.too_big_closed(exc.reason))
-                    return
-                now = loop.time()
-                refused = policy.received(len(message), now)
-                if refused is not None:
-                    self._close_for(refused)
+                        core.close_for(core.policy.too_big_closed(exc.reason))
+                        self._settle()
                     return
                 stage = "receive"
-                samples = stats.audio_samples_in
-                events = codec.receive(message, now)
+                events = core.decode(message, loop.time())
                 if len(stats.first_reason) != len(logged):
                     for kind, reason in stats.first_reason.items():
                         if kind not in logged:
@@ -639,57 +613,60 @@ class Call:
                                 kind,
                                 reason,
                             )
-                audio = stats.audio_samples_in - samples
-                started = codec.started
-                seconds = (
-                    audio / started.media_format.sample_rate
-                    if audio and started is not None
-                    else 0.0
-                )
-                refused = policy.charge(now, seconds)
-                if refused is not None:
-                    self._close_for(refused)
-                    return
                 stage = "dispatch"
-                if not self._dispatch(events):
+                if events:
+                    core.route(events)
+                    if core.stream is not self._paced:
+                        self._sync_stream()
+                    if core.events:
+                        self._readable.set()
+                if core.closing is not None:
+                    self._settle()
                     return
                 stage = "timer"
-                self._arm_timer()
+                when = core.get_timer()
+                if when is None or self._timer is None or when < self._timer_at:
+                    self._arm_timer()
         except Exception as exc:
             self._fail(stage, exc)
         finally:
-            if self._idle is not None:  # idleness is the reader's to judge, not the grace's
-                self._idle.cancel()
-                self._idle = None
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-            self._events.put_nowait(_END)
+            core.end_of_input()
+            if self._timer is not None:  # idleness is the reader's to judge, not the grace's
+                self._timer.cancel()
+                self._timer = None
+            self._end_events()
 
     async def _write_loop(self) -> None:
+        outbox = self.core.outbox
+        writable = self._writable
+        send = self.transport.send
         while True:
-            message = await self._out.get()
-            if message is None:
+            if outbox:
+                try:
+                    await send(outbox.popleft())
+                except ConnectionClosed:
+                    return
+                except Exception as exc:
+                    self._fail("writer", exc)
+                    return
+            elif self._reported is not None:
                 return
-            try:
-                await self.transport.send(message)
-            except ConnectionClosed:
-                return
-            except Exception as exc:
-                self._fail("writer", exc)
-                return
+            else:
+                writable.clear()
+                await writable.wait()
 
     async def _probe_loop(self, probe: Callable[[], Awaitable[None]]) -> None:
         """Probe the peer's reading (see "Slow peers"); close it when it lags."""
         limits = self.limits
-        while self.close_code is None:
+        while self.core.closing is None:
             await asyncio.sleep(limits.read_probe_interval)
-            if self.close_code is not None:
+            if self.core.closing is not None:
                 return
             try:
                 await asyncio.wait_for(probe(), limits.max_read_lag)
             except asyncio.TimeoutError:
-                self._close_for(self.policy.read_lag_exceeded())
+                self.core.close_for(self.policy.read_lag_exceeded())
+                self._settle()
                 return
             except ConnectionClosed:
                 return
@@ -697,14 +674,10 @@ class Call:
     def _shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        if self.stream is not None:
-            self._pacer.close(self.stream)
+            self._timer = None
+        if self._paced is not None:
+            self._pacer.close(self._paced)
+            self._paced = None
 
 
 async def run_call(
@@ -751,7 +724,7 @@ async def run_call(
             await call.close(CLOSE_NORMAL, "")
         if not user.done():
             # the stream ended or the connection is closing: let the handler finish
-            call._events.put_nowait(_END)
+            call._end_events()
             done, _ = await asyncio.wait({user}, timeout=limits.handler_grace)
             if not done:
                 user.cancel()
@@ -779,11 +752,9 @@ async def run_call(
             code=code,
             reason=call.close_reason,
             seconds=round(loop.time() - began, 3),
-            audio_in_seconds=round(
-                codec.stats.audio_samples_in / started.media_format.sample_rate, 3
-            )
-            if started
-            else 0.0,
+            audio_in_seconds=codec.stats.traffic(
+                started.media_format.sample_rate if started else 0
+            )["audio_in_s"],
             skipped=codec.stats.skipped,
         )
     return call
