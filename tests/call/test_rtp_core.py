@@ -7,12 +7,13 @@ core returns is parsed with :func:`voxwire.rtp.parse_rtp`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 import pytest
 
-from voxwire.call.rtp import DRAIN_MARK_PREFIX, RtpEndpointCore
+from voxwire.call.rtp import DRAIN_MARK_PREFIX, RtpEndpointCore, rtp_call_started, rtp_frame_step
 from voxwire.pacing import MarkDue, PacingScheduler
 from voxwire.protocols.rtp_session import RtpSession
 from voxwire.rtp import RtpPacket, parse_rtp
@@ -336,3 +337,40 @@ def test_marks_of_the_driver_s_own_prefix_are_refused() -> None:
     assert core.drain_mark().startswith(DRAIN_MARK_PREFIX)
     assert core.drain_mark() != core.drain_mark()
     assert core.send(MarkDue("x"), 0.0) is None
+
+
+# --- the call on the stream -----------------------------------------------------------
+
+
+def test_the_call_waits_for_its_stream_then_starts_then_plays() -> None:
+    step = functools.partial(rtp_frame_step, idle_since=0.0, idle_timeout=15.0)
+    assert step(1.0, started=False, last_received=None) == "wait"
+    assert step(1.0, started=False, last_received=0.9) == "start"
+    assert step(1.0, started=True, last_received=0.9) == "audio"
+
+
+def test_the_call_is_idle_only_past_the_timeout() -> None:
+    step = functools.partial(rtp_frame_step, started=True, last_received=10.0, idle_timeout=2.0)
+    assert step(12.0, idle_since=10.0) == "audio"  # exactly the timeout: not yet
+    assert step(12.01, idle_since=10.0) == "idle"
+    # before any packet the timeout counts from when the call was made
+    never = functools.partial(rtp_frame_step, started=False, last_received=None, idle_timeout=2.0)
+    assert never(1.9, idle_since=0.0) == "wait"
+    assert never(2.1, idle_since=0.0) == "idle"
+
+
+def test_the_call_started_names_the_stream_by_address_and_ssrc() -> None:
+    started = rtp_call_started(RtpSession("pcma"), PEER, 0xBEEF)
+    assert started.stream_id == started.call_id == "192.0.2.10:4000/0000beef"
+    assert (started.media_format.encoding, started.media_format.sample_rate) == ("alaw", 8000)
+    assert started.metadata == {
+        "remote_addr": "192.0.2.10:4000",
+        "ssrc": 0xBEEF,
+        "codec": "pcma",
+        "payload_type": 8,
+        "clock_rate": 8000,
+    }
+    opus = rtp_call_started(RtpSession("opus", payload_type=111), None, None)
+    assert opus.stream_id == ":0/00000000"
+    assert (opus.media_format.encoding, opus.metadata["codec"]) == ("l16", "opus")
+    assert opus.media_format.sample_rate == RtpSession("opus", payload_type=111).sample_rate

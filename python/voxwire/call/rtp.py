@@ -52,9 +52,11 @@ frame duration, at most ``lead`` ahead of real time), and the frame is encoded i
 RTP packet then. When the queued audio ran out (a pause between replies, or a stall, which
 the paced stream counts as an underrun), after :meth:`~RtpEndpointCore.clear` and after a
 mute, the stream restarts as a new talkspurt: the RTP timestamp skips over the time
-nothing was sent, in whole frames (rounded; no skip when less than half a frame passed),
-and the packet after a skip carries the marker bit, so the peer plays a pause instead of
-a loss (RFC 3551 section 4.1). While :attr:`~RtpEndpointCore.muted` the frames' time
+nothing was sent, in whole frames, from the end of the audio sent before (on the send
+clock) to the time the first frame after it leaves (rounded; no skip when less than half
+a frame passed, as when new audio follows a clear at once), and the packet after a skip
+carries the marker bit, as the stream's first packet does, so the peer plays a pause
+instead of a loss (RFC 3551 section 4.1). While :attr:`~RtpEndpointCore.muted` the frames' time
 passes unsent (counted in :attr:`~RtpEndpointCore.muted_frames`); the sequence numbers go
 on unbroken afterwards. A frame due before any remote address is known is encoded but not
 sent (counted in :attr:`~RtpEndpointCore.unsent_frames`).
@@ -65,21 +67,43 @@ audio queued so far; the paced stream times it itself (RTP carries no marks) and
 out as :class:`~voxwire.pacing.MarkDue` when that audio's play-out time has passed. Marks
 whose names start with ``voxwire-drain-`` are the driver's own
 (:meth:`~RtpEndpointCore.drain_mark`): :meth:`~RtpEndpointCore.clear` does not report them.
+
+The call on the stream
+----------------------
+:class:`voxwire.aio.rtp_call.RtpCall` turns the stream into a call with two rules of its
+own. :func:`rtp_frame_step` says what each frame of playout is to the call: the call
+starts with the first frame after the stream's first packet came (silence before it is
+not part of the call), and ends (``"idle"``) on the first frame when no packet has come
+for more than ``idle_timeout`` seconds, counted from the last packet, or from when the
+call was made while none has come. :func:`rtp_call_started` builds the
+:class:`~voxwire.protocols.events.CallStarted` of that first packet: its ``stream_id``
+is ``host:port/ssrc`` (the SSRC in hex) and its :class:`MediaFormat` the session's codec
+at the session's rate (``mulaw`` or ``alaw`` at 8000 Hz; for Opus, which
+:data:`~voxwire.protocols.events.Encoding` has no name for, ``l16`` at the decoder's rate,
+with ``metadata["codec"] == "opus"``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import numpy as np
 
 from voxwire._types import PCM as PCM
 from voxwire.pacing import PacedItem, PacedStream
-from voxwire.protocols.events import MarkPlayed
+from voxwire.protocols.events import CallStarted, Encoding, MarkPlayed, MediaFormat
 from voxwire.protocols.rtp_session import ReceivedFrame, ReceiveResult, RtpSession
 
-__all__ = ["DRAIN_MARK_PREFIX", "Address", "RtpEndpointCore"]
+__all__ = [
+    "DRAIN_MARK_PREFIX",
+    "Address",
+    "RtpEndpointCore",
+    "RtpFrameStep",
+    "rtp_call_started",
+    "rtp_frame_step",
+]
 
 Address = tuple[str, int]
 
@@ -287,3 +311,57 @@ class RtpEndpointCore:
     def queued_seconds(self) -> float:
         """Audio waiting to be sent, seconds."""
         return self.stream.queued_samples / self.session.sample_rate
+
+
+# --- the call on the stream -----------------------------------------------------------
+
+RtpFrameStep = Literal["wait", "start", "audio", "idle"]
+"""What a frame of playout is to the call: before its stream (``wait``, dropped), its
+first frame (``start``: deliver :class:`CallStarted`, then the frame), a frame of the call
+(``audio``), or the end of an idle stream (``idle``)."""
+
+_ENCODING: dict[str, Encoding] = {"pcmu": "mulaw", "pcma": "alaw", "opus": "l16"}
+
+
+def rtp_frame_step(
+    now: float,
+    *,
+    started: bool,
+    last_received: float | None,
+    idle_since: float,
+    idle_timeout: float,
+) -> RtpFrameStep:
+    """What the frame of playout at ``now`` is to the call.
+
+    ``started`` says whether the call has started, ``last_received`` when the stream's
+    last packet came (None: none yet), ``idle_since`` when the inactivity timeout started
+    counting (the last packet, or when the call was made; a signalled call may count from
+    elsewhere, such as the end of a hold).
+    """
+    if now - idle_since > idle_timeout:
+        return "idle"
+    if not started:
+        return "wait" if last_received is None else "start"
+    return "audio"
+
+
+def rtp_call_started(
+    session: RtpSession, remote_addr: Address | None, ssrc: int | None
+) -> CallStarted:
+    """The :class:`CallStarted` of a stream from ``remote_addr`` whose SSRC is ``ssrc``
+    (its ids are ``host:port/ssrc``; a signalled call adds its own)."""
+    host, port = remote_addr or ("", 0)
+    ssrc = ssrc or 0
+    ident = f"{host}:{port}/{ssrc:08x}"
+    return CallStarted(
+        stream_id=ident,
+        call_id=ident,
+        media_format=MediaFormat(_ENCODING[session.codec], session.sample_rate),
+        metadata={
+            "remote_addr": f"{host}:{port}",
+            "ssrc": ssrc,
+            "codec": session.codec,
+            "payload_type": session.payload_type,
+            "clock_rate": session.clock_rate,
+        },
+    )
