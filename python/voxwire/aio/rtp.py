@@ -6,25 +6,19 @@
 ...         async for frame in ep:              # one ReceivedFrame every 20 ms
 ...             ep.send(reply_for(frame.pcm))   # paced out in real time
 
-The endpoint only moves datagrams and time; the session does the rest.
+The endpoint is a driver: it only moves datagrams and time. The rules (latching onto
+the stream's source, the playout clock's schedule, talkspurts, mute) are those of its
+:class:`~voxwire.call.rtp.RtpEndpointCore` (:attr:`RtpEndpoint.core`), documented in
+:mod:`voxwire.call.rtp`; the endpoint feeds it and does what it returns.
 
 Receiving
 ---------
-Every datagram goes to :meth:`RtpSession.receive` with the loop's clock as its arrival
-time. A playout clock started when the endpoint opens calls :meth:`RtpSession.pull` once
-per frame: tick ``k`` is armed with ``loop.call_at(start + k * frame)``, computed from the
-start time and never accumulated, so the clock does not drift over a long call. When the
-loop was held up past one or more ticks, the frames that fell due are pulled at once (no
-audio is lost); after a stall longer than ``max_catch_up`` the clock is re-based to now
-and the skipped ticks are counted in :attr:`RtpEndpoint.stalls`. Frames go to the
-``on_frame`` callback and to the async iterator, whose queue holds ``max_queue`` frames
-and drops the oldest (counted in :attr:`RtpEndpoint.frames_dropped`) when nobody reads.
-
-Without a ``remote_addr``, the endpoint answers where the stream comes from: it latches
-onto the source of the first valid RTP packet of the session's payload type (symmetric
-RTP, as NAT traversal needs) and ignores datagrams from anyone else afterwards.
-:attr:`RtpEndpoint.last_received` and :attr:`RtpEndpoint.remote_ssrc` tell when the last
-such packet came and from which source.
+Every datagram goes to the core with the loop's clock as its arrival time. The core's
+playout timer is armed with ``loop.call_at(core.get_timer())``; when it fires, the frames
+the core returns (one per tick that fell due, all of them after a short stall, see
+:mod:`voxwire.call.rtp`) go to the ``on_frame`` callback and to the async iterator, whose
+queue holds ``max_queue`` frames and drops the oldest (counted in
+:attr:`RtpEndpoint.frames_dropped`) when nobody reads.
 
 :meth:`RtpEndpoint.open` binds a socket of its own; :meth:`RtpEndpoint.attach` runs an
 endpoint for one remote address on a socket shared with others, whose owner hands it that
@@ -32,34 +26,32 @@ address's datagrams (:meth:`RtpEndpoint.datagram_received`).
 
 Sending
 -------
-:meth:`RtpEndpoint.send` queues PCM of any length on a
-:class:`~voxwire.pacing.PacedStream` driven by the process's one
+:meth:`RtpEndpoint.send` queues PCM of any length on the core's
+:class:`~voxwire.pacing.PacedStream`, driven by the process's one
 :class:`~voxwire.aio.pacer.Pacer`: one frame leaves per frame duration, computed from an
-epoch, at most ``lead`` ahead of real time, with no burst after a stall. Each frame is
-encoded into one RTP packet when it leaves. When the queued audio ran out (a pause
-between replies, or a stall) the RTP timestamp skips over the gap in whole frames and the
-next packet carries the marker bit, so the peer sees a new talkspurt instead of loss
-(RFC 3551 section 4.1). :meth:`clear` drops the queued audio (barge-in); :meth:`drain`
-waits until the queued audio has been sent and its time has passed. :meth:`mark` queues a
-named mark after the audio queued so far; ``on_mark`` is called with its name when that
-audio's play-out time has passed (RTP carries no marks: the send clock times them).
+epoch, at most ``lead`` ahead of real time, with no burst after a stall. The pacer hands
+each frame to the endpoint, which asks the core for its packet (encoded then, marker bit
+and timestamp skip after a pause, none while muted) and sends it to
+:attr:`RtpEndpoint.remote_addr`. :meth:`clear` drops the queued audio (barge-in);
+:meth:`drain` waits until the queued audio has been sent and its time has passed.
+:meth:`mark` queues a named mark after the audio queued so far; ``on_mark`` is called with
+its name when that audio's play-out time has passed (RTP carries no marks: the send clock
+times them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Protocol
 
-import numpy as np
-
 from voxwire._types import PCM as PCM
 from voxwire.aio.pacer import Pacer, get_pacer
+from voxwire.call.rtp import DRAIN_MARK_PREFIX, RtpEndpointCore
+from voxwire.call.rtp import Address as Address
 from voxwire.pacing import MarkDue, PacedItem, PacedStream
 from voxwire.protocols.events import MarkPlayed
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
@@ -67,11 +59,6 @@ from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
 __all__ = ["RtpEndpoint"]
 
 log = logging.getLogger("voxwire.aio")
-
-Address = tuple[str, int]
-
-_DRAIN = "voxwire-drain-"  # prefix of the endpoint's own marks (drain)
-_ACCEPTED = ("stored", "duplicate", "late")  # packets of the stream, played or not
 
 
 class _CountsSocketErrors(Protocol):
@@ -138,58 +125,89 @@ class RtpEndpoint:
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"RtpEndpoint: max_queue must be >= 1, got {max_queue}")
+        #: the stream's rules (:mod:`voxwire.call.rtp`); the endpoint only drives it
+        self.core = RtpEndpointCore(
+            session, remote_addr=remote_addr, lead=lead, max_catch_up=max_catch_up
+        )
         self.session = session
-        self.remote_addr = remote_addr
         self.on_frame = on_frame
         self.on_mark = on_mark
-        self.frame_duration = session.frame_ms / 1000
-        self.max_catch_up = max_catch_up
+        self.frame_duration = self.core.frame_duration
         self._transport: asyncio.DatagramTransport | None = None
         self._owns_transport = True
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._latched = remote_addr is not None
-        # playout clock
-        self._start = 0.0
-        self._tick_index = 0
         self._timer: asyncio.TimerHandle | None = None
         self._frames: deque[ReceivedFrame] = deque(maxlen=max_queue)
         self._readable: asyncio.Event | None = None
         self._closed = False
-        # send side
         self._pacer = pacer
-        self._stream = PacedStream(
-            session.sample_rate,
-            frame_ms=session.frame_ms,
-            lead=max(lead, self.frame_duration),
-            local_marks=True,
-            name="rtp",
-        )
-        self._tx_end: float | None = None
-        self._tx_underruns = 0
-        self._tx_restart = False
         self._drains: dict[str, asyncio.Future[None]] = {}
-        self._mark_names = itertools.count()
         #: frames the async iterator dropped because nobody read them
         self.frames_dropped = 0
-        #: playout ticks skipped after stalls longer than ``max_catch_up``
-        self.stalls = 0
-        #: datagrams ignored because they came from another address than the latched one
-        self.foreign_datagrams = 0
-        #: frames sent before any remote address was known (encoded, not sent)
-        self.unsent_frames = 0
-        #: while True the paced audio goes on (its time passes, its marks come back) but
-        #: no packet is made or sent: a signalled call on hold (RFC 3264 section 8.4)
-        self.muted = False
-        #: frames that were due while muted
-        self.muted_frames = 0
         #: ICMP errors reported by the socket
         self.socket_errors = 0
         #: exceptions raised by ``on_frame`` (logged; the clock goes on)
         self.callback_errors = 0
-        #: loop time of the last packet of the stream received (None: none yet)
-        self.last_received: float | None = None
-        #: SSRC of the last packet of the stream received
-        self.remote_ssrc: int | None = None
+
+    # --- the core's state, read (and for a few, set) through the endpoint -------------
+
+    @property
+    def remote_addr(self) -> Address | None:
+        """Where packets go: the address given, the latched source, or None yet."""
+        return self.core.remote_addr
+
+    @remote_addr.setter
+    def remote_addr(self, addr: Address | None) -> None:
+        self.core.remote_addr = addr
+
+    @property
+    def muted(self) -> bool:
+        """While True the paced audio goes on (its time passes, its marks come back) but
+        no packet is made or sent: a signalled call on hold (RFC 3264 section 8.4)."""
+        return self.core.muted
+
+    @muted.setter
+    def muted(self, value: bool) -> None:
+        self.core.muted = value
+
+    @property
+    def max_catch_up(self) -> float:
+        """Longest stall, seconds, after which missed ticks are pulled at once."""
+        return self.core.max_catch_up
+
+    @max_catch_up.setter
+    def max_catch_up(self, value: float) -> None:
+        self.core.max_catch_up = value
+
+    @property
+    def muted_frames(self) -> int:
+        """Frames that were due while muted."""
+        return self.core.muted_frames
+
+    @property
+    def stalls(self) -> int:
+        """Playout ticks skipped after stalls longer than ``max_catch_up``."""
+        return self.core.stalls
+
+    @property
+    def foreign_datagrams(self) -> int:
+        """Datagrams ignored because they came from another address than the latched one."""
+        return self.core.foreign_datagrams
+
+    @property
+    def unsent_frames(self) -> int:
+        """Frames due before any remote address was known (encoded, not sent)."""
+        return self.core.unsent_frames
+
+    @property
+    def last_received(self) -> float | None:
+        """Loop time of the last packet of the stream received (None: none yet)."""
+        return self.core.last_received
+
+    @property
+    def remote_ssrc(self) -> int | None:
+        """SSRC of the last packet of the stream received."""
+        return self.core.remote_ssrc
 
     @classmethod
     async def open(
@@ -268,8 +286,8 @@ class RtpEndpoint:
         self._transport = transport
         if self._pacer is None:
             self._pacer = get_pacer()
-        self._pacer.open(self._stream, self._sent)
-        self._start = loop.time()
+        self._pacer.open(self.core.stream, self._sent)
+        self.core.start(loop.time())
         self._arm()
 
     @property
@@ -284,38 +302,21 @@ class RtpEndpoint:
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Take one datagram that came from ``addr`` (the socket's owner calls this)."""
-        if self._closed or self._loop is None:
+        loop = self._loop
+        if self._closed or loop is None:
             return
-        if self._latched and addr != self.remote_addr:
-            self.foreign_datagrams += 1
-            return
-        now = self._loop.time()
-        result = self.session.receive(data, now)
-        if result in _ACCEPTED:
-            self.last_received = now
-            self.remote_ssrc = int.from_bytes(data[8:12], "big")
-            if not self._latched:
-                self.remote_addr = addr
-                self._latched = True
+        self.core.receive(data, addr, loop.time())
 
     def _arm(self) -> None:
         assert self._loop is not None
-        when = self._start + self._tick_index * self.frame_duration
+        when = self.core.get_timer()
+        assert when is not None  # the core was started in _begin
         self._timer = self._loop.call_at(when, self._tick)
 
     def _tick(self) -> None:
         assert self._loop is not None
-        now = self._loop.time()
-        f = self.frame_duration
-        behind = now - (self._start + self._tick_index * f)
-        if behind > self.max_catch_up:
-            # re-base: skip the ticks of the stall instead of pulling them all at once
-            skipped = math.floor(behind / f)
-            self.stalls += skipped
-            self._tick_index += skipped
-        while self._start + self._tick_index * f <= now + 1e-6:
-            self._deliver(self.session.pull(now))
-            self._tick_index += 1
+        for frame in self.core.handle_timer(self._loop.time()):
+            self._deliver(frame)
             if self._closed:
                 return
         self._arm()
@@ -359,18 +360,16 @@ class RtpEndpoint:
 
     def send(self, pcm: PCM) -> None:
         """Queue mono PCM16 at the session's rate; it leaves frame by frame, paced."""
-        self._stream.push(pcm)
+        self.core.push(pcm)
 
     def flush(self) -> None:
         """Pad a partial frame with silence and queue it (the end of an utterance)."""
-        self._stream.flush()
+        self.core.flush()
 
     def mark(self, name: str) -> None:
         """Queue a mark after the audio queued so far (a partial frame is padded);
         ``on_mark(name)`` follows once that audio's play-out time has passed."""
-        if name.startswith(_DRAIN):
-            raise ValueError(f"mark names starting with {_DRAIN!r} are the endpoint's own")
-        self._stream.mark(name)
+        self.core.mark(name)
 
     def clear(self) -> list[MarkPlayed]:
         """Drop the audio not sent yet (barge-in); the next audio starts a talkspurt.
@@ -378,76 +377,50 @@ class RtpEndpoint:
         Returns the marks (of :meth:`mark`) that were still pending, as cleared; their
         ``on_mark`` never comes.
         """
-        cleared = [m for m in self._stream.clear() if not m.name.startswith(_DRAIN)]
+        cleared = self.core.clear()
         for future in self._drains.values():
             if not future.done():
                 future.set_result(None)
         self._drains.clear()
-        self._tx_restart = True
         return cleared
 
     async def drain(self) -> None:
         """Wait until the audio queued so far has been sent and its time has passed."""
         assert self._loop is not None
-        name = f"{_DRAIN}{next(self._mark_names)}"
         future: asyncio.Future[None] = self._loop.create_future()
-        self._drains[name] = future
-        self._stream.mark(name)
+        self._drains[self.core.drain_mark()] = future
         await future
 
     @property
     def stream(self) -> PacedStream:
         """The paced outbound stream: its send clock, queue and played position."""
-        return self._stream
+        return self.core.stream
 
     @property
     def queued_seconds(self) -> float:
         """Audio waiting to be sent, seconds."""
-        return self._stream.queued_samples / self.session.sample_rate
+        return self.core.queued_seconds
 
     def _sent(self, item: PacedItem) -> None:
-        # The pacer's sink: one frame is due now, or a drain mark's audio has played.
+        # The pacer's sink: one frame is due now, or a mark's audio has played.
         if isinstance(item, MarkDue):
-            if not item.name.startswith(_DRAIN):
+            name = item.name
+            if not name.startswith(DRAIN_MARK_PREFIX):
                 if self.on_mark is not None:
-                    self.on_mark(item.name)
+                    self.on_mark(name)
                 return
-            future = self._drains.pop(item.name, None)
+            future = self._drains.pop(name, None)
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if not isinstance(item, np.ndarray):
-            return
-        if self.muted:
-            # the frame's time passes unsent; the stream resumes as a new talkspurt, with
-            # the sequence numbers unbroken and the timestamp skipped over the pause
-            self.muted_frames += 1
-            self._tx_restart = True
-            return
         assert self._loop is not None
-        now = self._loop.time()
-        f = self.frame_duration
-        restarted = self._tx_restart or self._stream.underruns != self._tx_underruns
-        self._tx_restart = False
-        self._tx_underruns = self._stream.underruns
-        if self._tx_end is None or restarted:
-            # The stream (re)started at `now`: skip the timestamp over the time nothing was
-            # sent, in whole frames, so the peer plays a pause rather than a loss.
-            if self._tx_end is not None:
-                gap = round((now - self._tx_end) / f)
-                if gap > 0:
-                    self.session.pause(gap)
-            start = now
-        else:
-            start = self._tx_end
-        self._tx_end = start + f
-        wire = self.session.send(item)
-        if self._transport is None or self._transport.is_closing():
+        core = self.core
+        wire = core.send(item, self._loop.time())
+        transport = self._transport
+        addr = core.remote_addr
+        if wire is None or addr is None or transport is None or transport.is_closing():
             return
-        if self.remote_addr is None:
-            self.unsent_frames += 1
-            return
-        self._transport.sendto(wire, self.remote_addr)
+        transport.sendto(wire, addr)
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -460,7 +433,7 @@ class RtpEndpoint:
         if self._timer is not None:
             self._timer.cancel()
         if self._pacer is not None:
-            self._pacer.close(self._stream)
+            self._pacer.close(self.core.stream)
         for future in self._drains.values():
             if not future.done():
                 future.cancel()

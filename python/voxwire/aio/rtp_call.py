@@ -21,7 +21,9 @@ with ``metadata["codec"] == "opus"``). Each frame from then on is resampled once
 streaming :class:`voxwire.Resampler`, to ``pipeline_rate`` and delivered as an
 :class:`Audio` event (silence and concealment included: the audio never has gaps). When
 no packet has come for ``idle_timeout`` seconds the call delivers
-:class:`Stopped` and ends (close code :data:`~voxwire.aio.session.CLOSE_IDLE`).
+:class:`Stopped` and ends (close code :data:`~voxwire.aio.session.CLOSE_IDLE`). These two
+rules, when the call starts and when it is idle, are :func:`voxwire.call.rtp.rtp_frame_step`
+and :func:`voxwire.call.rtp.rtp_call_started`, without I/O.
 
 Outbound
 --------
@@ -60,16 +62,15 @@ import numpy as np
 from voxwire.aio.pacer import Pacer
 from voxwire.aio.rtp import Address, DatagramForwarder, RtpEndpoint
 from voxwire.aio.session import CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_NORMAL
+from voxwire.call.rtp import rtp_call_started, rtp_frame_step
 from voxwire.errors import RtpError
 from voxwire.pacing import PacedStream
 from voxwire.protocols.events import (
     Audio,
     CallStarted,
     Dtmf,
-    Encoding,
     Event,
     MarkPlayed,
-    MediaFormat,
     Stopped,
 )
 from voxwire.protocols.payload import as_pcm
@@ -97,7 +98,6 @@ RtpHandler = Callable[["RtpCall"], Awaitable[None]]
 """``async def handler(call)``: any handler of :class:`~voxwire.aio.surface.CallSurface`."""
 
 _END = object()
-_ENCODING: dict[str, Encoding] = {"pcmu": "mulaw", "pcma": "alaw", "opus": "l16"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,22 +356,8 @@ class RtpCall:
 
     def _call_started(self) -> CallStarted:
         # the CallStarted of the stream's first packet (a signalled call adds its own ids)
-        host, port = self.endpoint.remote_addr or ("", 0)
-        ssrc = self.endpoint.remote_ssrc or 0
-        ident = f"{host}:{port}/{ssrc:08x}"
-        session = self.session
-        return CallStarted(
-            stream_id=ident,
-            call_id=ident,
-            media_format=MediaFormat(_ENCODING[session.codec], session.sample_rate),
-            metadata={
-                "remote_addr": f"{host}:{port}",
-                "ssrc": ssrc,
-                "codec": session.codec,
-                "payload_type": session.payload_type,
-                "clock_rate": session.clock_rate,
-            },
-        )
+        endpoint = self.endpoint
+        return rtp_call_started(self.session, endpoint.remote_addr, endpoint.remote_ssrc)
 
     def _start(self) -> None:
         self._started = self._call_started()
@@ -409,14 +395,20 @@ class RtpCall:
             async for frame in self.endpoint:
                 if self.close_code is not None:
                     return
-                now = loop.time()
                 last = self.endpoint.last_received
-                if now - self._idle_since(last) > self.idle_timeout:
+                step = rtp_frame_step(
+                    loop.time(),
+                    started=self._started is not None,
+                    last_received=last,
+                    idle_since=self._idle_since(last),
+                    idle_timeout=self.idle_timeout,
+                )
+                if step == "idle":
                     self._idle()
                     return
-                if self._started is None:
-                    if last is None:
-                        continue  # silence before the stream began
+                if step == "wait":
+                    continue  # silence before the stream began
+                if step == "start":
                     self._start()
                 self._frame(frame)
         finally:
