@@ -348,7 +348,7 @@ async def close_code(ws: ClientConnection) -> tuple[int | None, str]:
 REFUSED = [
     (protocol, rate, pipeline)
     for protocol in sorted(OPENINGS)
-    for rate in (7999, 1, 384000, 10**30)
+    for rate in (7999, 4000, 1, 384000, 10**30)
     for pipeline in (None, 16000)
     # 384 kHz at the line rate is a valid (if unusual) stream, except on Vonage
     if not (rate == 384000 and pipeline is None and protocol != "vonage")

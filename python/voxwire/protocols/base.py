@@ -105,8 +105,10 @@ __all__ = [
 Outbound = str | bytes
 """One message to send: ``str`` as a WebSocket text frame, ``bytes`` as a binary frame."""
 
-MIN_LINE_RATE = 1000
-"""Lowest line rate in Hz a start message may announce (lower is refused as a protocol error)."""
+MIN_LINE_RATE = 8000
+"""Lowest line rate in Hz a start message may announce (lower is refused as a protocol
+error): telephony's narrowest band. Below it the audio an agent plays (TTS at 16-48 kHz)
+could not be brought to the line rate in one resampling step."""
 MAX_LINE_RATE = 384000
 """Highest line rate in Hz a start message may announce."""
 
