@@ -1,20 +1,21 @@
 """Barge-in at the page: how soon the agent's reply stops playing in headless Chromium
 after the caller starts speaking over it.
 
-python bench/webrtc_barge_in.py [--barge-ins 8]
+python bench/webrtc_barge_in.py [--barge-ins 8] [--clear-tail 0,3] [--profile]
 
 Debian's ``chromium`` (headless, driven by Playwright with ``executable_path``) opens
 voxwire's talk page against a ``WebRtcServer`` running the echo agent on loopback. Its
-fake microphone plays a WAV of ``--barge-ins`` rounds: a long sentence, a pause in
-which the echo of that sentence starts, a second sentence over the echo (the barge-in),
-then silence while the second sentence's echo plays. In the page the microphone's level
-as the sender takes it and the reply's level as it is played out are read from
-``getStats()`` every 10 ms (``SAMPLER``); the barge-in time is from the microphone's
-onset, while the reply plays, to the last sound of the reply before it stays quiet
-(``barge_ins``). It includes the
-agent's VAD onset, Opus both ways, the network and Chrome's jitter buffer, and the
-reply packets already sent. Needs chromium, playwright, aiortc, opuslib and
-espeakng-loader.
+fake microphone plays a WAV of ``--barge-ins`` rounds: a long sentence voiced nearly
+all the way, a pause in which the echo of that sentence starts, a second sentence over the echo
+(the barge-in), then silence while the second sentence's echo plays. In the page every
+10 ms block of both tracks is read with ``MediaStreamTrackProcessor`` (``TAP``): the
+microphone as the sender takes it and the reply as the page plays it, on one clock. The
+barge-in time is from the microphone's onset, while the reply sounds, to the end of the
+reply's last sound before it stays quiet (``barge_ins``). It includes the agent's VAD
+onset, Opus both ways, the network and Chrome's jitter buffer, and the reply packets
+already sent. ``--clear-tail`` runs a session per setting of the faded silence voxwire
+sends at a clear (``voxwire.webrtc.peer.CLEAR_TAIL``), 0 and 3 frames by default.
+Needs chromium, playwright, aiortc, opuslib and espeakng-loader.
 """
 
 from __future__ import annotations
@@ -28,38 +29,57 @@ from typing import Any
 
 import numpy as np
 
-SAMPLER = """() => {
-  // the levels as WebRTC itself accounts them: the microphone at the sender
-  // (media-source) and the reply at the playout (inbound-rtp), from the running sums of
-  // energy and duration, read every 10 ms
-  const rows = [], last = {};
-  const level = (r, key) => {
-    const prev = last[key] || [r.totalAudioEnergy, r.totalSamplesDuration];
-    last[key] = [r.totalAudioEnergy, r.totalSamplesDuration];
-    const d = r.totalSamplesDuration - prev[1];
-    return d > 0 ? Math.sqrt((r.totalAudioEnergy - prev[0]) / d) : 0;
+TAP = """() => {
+  // every 10 ms block of audio as the page has it, both tracks on one clock: the
+  // microphone as the sender takes it and the reply as the page plays it
+  // (MediaStreamTrackProcessor: the samples themselves, each block with its timestamp)
+  const audio = {mic: [], agent: [], errors: []};
+  window.voxwireAudio = audio;
+  const tap = async (track, rows) => {
+    try {
+      const reader = new MediaStreamTrackProcessor({track}).readable.getReader();
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        const n = value.numberOfFrames, buf = new Float32Array(n);
+        value.copyTo(buf, {planeIndex: 0, format: "f32-planar"});
+        let sum = 0;
+        for (let i = 0; i < n; i++) sum += buf[i] * buf[i];
+        rows.push([value.timestamp / 1000, performance.timeOrigin + performance.now(),
+                   Math.sqrt(sum / n), 1000 * n / value.sampleRate]);
+        value.close();
+      }
+    } catch (e) { audio.errors.push(String(e)); }
   };
-  window.voxwireLevels = rows;
+  tap(state.pc.getSenders().find(s => s.track && s.track.kind === "audio").track, audio.mic);
+  tap(state.pc.getReceivers().find(r => r.track.kind === "audio").track, audio.agent);
+  // Chrome's jitter buffer, from getStats() every 10 ms
+  const jb = [];
+  window.voxwireJitter = jb;
   window.voxwireSampler = setInterval(async () => {
-    let mic = 0, agent = 0, jb = {d: 0, n: 0, t: 0};
     for (const r of (await state.pc.getStats()).values()) {
-      if (r.type === "media-source" && r.kind === "audio") mic = level(r, "mic");
       if (r.type === "inbound-rtp" && r.kind === "audio") {
-        agent = level(r, "agent");
-        jb = {d: r.jitterBufferDelay || 0, n: r.jitterBufferEmittedCount || 0,
-              t: r.jitterBufferTargetDelay || 0};
+        jb.push([performance.timeOrigin + performance.now(), r.jitterBufferDelay || 0,
+                 r.jitterBufferEmittedCount || 0, r.jitterBufferTargetDelay || 0]);
       }
     }
-    rows.push([performance.timeOrigin + performance.now(), mic, agent, jb.d, jb.n, jb.t]);
   }, 10);
   return true;
 }"""
-"""Starts sampling both tracks' levels into ``window.voxwireLevels``: rows of (epoch ms,
-mic RMS, agent RMS, then Chrome's running jitterBufferDelay, jitterBufferEmittedCount and
-jitterBufferTargetDelay) since the previous row, from ``getStats()``: the microphone as the
-sender takes it (``media-source``) and the reply as it is played out (``inbound-rtp``),
-both from WebRTC's own sums of energy and duration, so both at the same place in the
-page (an analyser node on the local track lags it by its own buffering)."""
+"""Starts recording, in ``window.voxwireAudio``, the RMS level of every block of audio
+(10 ms) of both tracks, read with ``MediaStreamTrackProcessor``: ``mic`` as the sender
+takes it, ``agent`` as the page plays it; rows of (block timestamp ms, epoch ms when the
+page read it, RMS of full scale, block ms). Both timestamps are on one clock, so onsets and
+stops compare to the sample block. ``window.voxwireJitter`` gets Chrome's running
+jitterBufferDelay, jitterBufferEmittedCount and jitterBufferTargetDelay every 10 ms
+(epoch ms first).
+
+Not the levels of ``getStats()``: WebRTC's ``totalAudioEnergy`` is built from its audio
+level, which is the peak of the last 11 blocks (about 110 ms), updated once per 11
+blocks, the held peak then divided by four. After the reply's last sound it stays high a
+block period and falls 12 dB per period, so a reply above -40 dBFS reads as sound for
+200-350 ms after it stopped, and an onset reads up to a period late."""
+
 
 ACTIVE = 10 ** (-40 / 20)
 """A level above -40 dBFS RMS is sound."""
@@ -69,12 +89,29 @@ SETTLED_MS = 400.0
 """The reply has stopped when it stays quiet this long (longer than espeak's word gaps)."""
 
 
+def levels(tap: dict[str, list[list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The tap's two tracks as arrays of rows (start, end, RMS), times in epoch ms: each
+    block's timestamp moved onto the epoch by the smallest gap seen between a block's
+    timestamp and when the page read it (both tracks are on the block clock)."""
+    rows = [r for key in ("mic", "agent") for r in tap[key]]
+    if not rows:
+        raise SystemExit(f"the page recorded no audio: {tap.get('errors')}")
+    offset = min(r[1] - r[0] for r in rows)
+    out = []
+    for key in ("mic", "agent"):
+        a = np.array([r[:4] for r in tap[key]], dtype=np.float64).reshape(-1, 4)
+        start = a[:, 0] + offset
+        out.append(np.stack([start, start + a[:, 3], a[:, 2]], axis=1))
+    return out[0], out[1]
+
+
 class Probe:
     """Server-side timestamps on the epoch clock (``time.time()``, the clock the page's
     ``performance.timeOrigin`` is on), taken by wrapping the methods each stage runs in:
     an RTP packet reaching the endpoint (after SRTP), voxwire's jitter buffer releasing a
     frame, the echo agent's VAD deciding a barge-in, the clear reaching the endpoint's
-    paced queue, and every reply packet handed to the DTLS transport."""
+    paced queue, every reply packet handed to the DTLS transport, and the level of the
+    audio each Opus packet was encoded from."""
 
     def __init__(self) -> None:
         import time
@@ -82,6 +119,7 @@ class Probe:
         from voxwire.agents.echo import Clear, EchoAgent
         from voxwire.aio.rtp import RtpEndpoint
         from voxwire.aio.rtp_call import RtpCall
+        from voxwire.protocols.rtp_session import RtpSession
         from voxwire.webrtc.peer import _SrtpSender
 
         self.arrivals: list[tuple[float, int]] = []
@@ -89,13 +127,15 @@ class Probe:
         self.decisions: list[float] = []
         self.clears: list[float] = []
         self.sent: list[tuple[float, int]] = []
+        self.encoded: list[tuple[float, float]] = []
         probe = self
-        received, frame, feed, clear, sendto = (
+        received, frame, feed, clear, sendto, encode = (
             RtpEndpoint.datagram_received,
             RtpCall._frame,
             EchoAgent.feed,
             RtpCall.clear,
             _SrtpSender.sendto,
+            RtpSession.send,
         )
 
         def datagram_received(self: Any, data: bytes, addr: Any) -> None:
@@ -114,40 +154,49 @@ class Probe:
             return actions
 
         def on_clear(self: Any) -> None:
+            probe.clears.append(time.time())  # before the clear's own tail is sent
             clear(self)
-            probe.clears.append(time.time())
 
         def on_sendto(self: Any, data: Any, addr: Any = None) -> None:
             probe.sent.append((time.time(), int.from_bytes(bytes(data[4:8]), "big")))
             sendto(self, data, addr)
+
+        def on_encode(self: Any, pcm: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.codec == "opus":
+                rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) / 32768
+                probe.encoded.append((time.time(), rms))
+            return encode(self, pcm, *args, **kwargs)
 
         RtpEndpoint.datagram_received = datagram_received  # type: ignore[method-assign]
         RtpCall._frame = on_frame  # type: ignore[method-assign]
         EchoAgent.feed = on_feed  # type: ignore[method-assign]
         RtpCall.clear = on_clear  # type: ignore[method-assign]
         _SrtpSender.sendto = on_sendto  # type: ignore[method-assign]
+        RtpSession.send = on_encode  # type: ignore[method-assign]
 
     def stages(self, onset_ms: float, stop_ms: float, rows: list[list[float]]) -> dict[str, float]:
-        """One barge-in's stages, in ms from the page's microphone onset (epoch ms)."""
+        """One barge-in's stages, in ms from the page's microphone onset (epoch ms);
+        ``rows`` are the page's ``window.voxwireJitter``."""
         t0 = onset_ms / 1000
-        # the page's level lags the sender by up to a sampling window: look from 100 ms
-        # before its onset for the first loud frame after 300 ms of quiet ones
+        # the first loud frame after 300 ms of quiet ones, from just before the onset
         quiet_since = None
         released, seq = float("nan"), -1
         for when, sequence, rms in self.released:
             if rms <= ACTIVE:
                 quiet_since = when if quiet_since is None else quiet_since
                 continue
-            if when >= t0 - 0.1 and quiet_since is not None and when - quiet_since >= 0.3:
+            if when >= t0 - 0.02 and quiet_since is not None and when - quiet_since >= 0.3:
                 released, seq = when, sequence
                 break
             quiet_since = None
         if seq < 0:
             return {}
         arrived = max((t for t, s in self.arrivals if s == seq and t <= released), default=released)
-        decided = next((t for t in self.decisions if t >= t0 - 0.1), float("nan"))
+        decided = next((t for t in self.decisions if t >= t0 - 0.02), float("nan"))
         cleared = next((t for t in self.clears if t >= decided), float("nan"))
         before = [x for x in self.sent if x[0] <= cleared]
+        tail = sum(1 for x in self.sent if cleared < x[0] <= cleared + 0.002)
+        sounding = [rms for when, rms in self.encoded if cleared - 0.06 <= when <= cleared]
         last_sent, last_ts = before[-1] if before else (float("nan"), 0)
         # the talkspurt the last packet belongs to: how far its media ran ahead of the clock
         i = len(before) - 1
@@ -157,7 +206,7 @@ class Probe:
         lead = ((last_ts - ts0) % 2**32) / 48000 + 0.02 - (last_sent - s0)
         t = np.array([r[0] for r in rows])
         window = (t >= onset_ms - 1000) & (t <= onset_ms)
-        d, n, tgt = (np.array([r[k] for r in rows])[window] for k in (3, 4, 5))
+        d, n, tgt = (np.array([r[k] for r in rows])[window] for k in (1, 2, 3))
         emitted = n[-1] - n[0] if len(n) else 0
         jb = 1000 * (d[-1] - d[0]) / emitted if emitted else float("nan")
         jbt = 1000 * (tgt[-1] - tgt[0]) / emitted if emitted else float("nan")
@@ -170,37 +219,40 @@ class Probe:
             "last reply packet sent": ms(last_sent),
             "last reply sound at the page": stop_ms,
             "send-ahead lead of the last packet": 1000 * lead,
+            "reply level encoded in the 60 ms before the clear (dBFS)": 20
+            * np.log10(max(max(sounding, default=0.0), 1e-5)),
+            "packets sent by the clear (its tail)": tail,
             "Chrome jitterBufferDelay per sample": jb,
             "Chrome jitterBufferTargetDelay per sample": jbt,
         }
 
 
-def barge_ins(rows: list[list[float]]) -> list[tuple[float, float]]:
-    """Per microphone onset heard while the agent was playing (agent sound in the 60 ms
-    before it): the onset's time and the milliseconds from it to the end of the agent's
-    last sound before a quiet of ``SETTLED_MS`` (or before the end of the rows)."""
-    t = np.array([r[0] for r in rows])
-    mic = np.array([r[1] for r in rows]) > ACTIVE
-    agent = np.array([r[2] for r in rows]) > ACTIVE
+def barge_ins(mic: np.ndarray, agent: np.ndarray) -> list[tuple[float, float]]:
+    """Per microphone onset (a block above -40 dBFS after ``QUIET_BEFORE_MS`` of quiet)
+    heard over a sounding reply (half the agent's blocks in the 60 ms before it above
+    -40 dBFS): the onset's time and the milliseconds from it to the end of the agent's
+    last block of sound before a quiet of ``SETTLED_MS`` (or before the end of the tap).
+    ``mic`` and ``agent`` are :func:`levels` rows."""
     out: list[tuple[float, float]] = []
     last_mic = -1e9
-    for i in range(len(t)):
-        if not mic[i]:
+    a_start, a_end, a_loud = agent[:, 0], agent[:, 1], agent[:, 2] > ACTIVE
+    for start, _, rms in mic:
+        if rms <= ACTIVE:
             continue
-        onset = t[i] - last_mic > QUIET_BEFORE_MS
-        last_mic = t[i]
+        onset = start - last_mic > QUIET_BEFORE_MS
+        last_mic = start
         if not onset:
             continue
-        before = (t >= t[i] - 60) & (t <= t[i])
-        if not agent[before].any():
+        before = (a_end > start - 60) & (a_start < start)
+        if not before.any() or a_loud[before].mean() < 0.5:
             continue
-        last_sound = t[i]
-        for j in range(i, len(t)):
-            if agent[j]:
-                last_sound = t[j]
-            elif t[j] - last_sound >= SETTLED_MS:
+        last_sound = start
+        for j in np.nonzero(a_end > start)[0]:
+            if a_loud[j]:
+                last_sound = a_end[j]
+            elif a_start[j] - last_sound >= SETTLED_MS:
                 break
-        out.append((float(t[i]), float(last_sound - t[i])))
+        out.append((float(start), float(last_sound - start)))
     return out
 
 
@@ -208,8 +260,12 @@ def barge_in_wav(path: Path, rounds: int) -> float:
     """The fake microphone's WAV at 48 kHz; returns its length in seconds."""
     from voxwire.sim.speech import synthesize, write_wav
 
+    # voiced nearly all the way (vowels, nasals, liquids), so the echo is sounding where
+    # the caller cuts in (about a second into it), and one utterance to the agent's VAD
+    # after Chrome's Opus (a sentence with a weak stretch can end early and be echoed in
+    # two parts, the second over before the caller cuts in)
     long = synthesize(
-        "Please tell me about the opening hours of the shop on the main street",
+        "Many men and women were lining up along the lane all morning in the rain",
         48000,
         seed=4,
     )
@@ -230,6 +286,8 @@ def barge_in_wav(path: Path, rounds: int) -> float:
 async def run(
     rounds: int, chromium: str, workdir: Path, probe: Probe | None = None
 ) -> tuple[list[tuple[float, float]], list[list[float]]]:
+    """One browser session of ``rounds`` barge-ins: the barge-ins heard over a reply
+    (:func:`barge_ins`) and the page's jitter-buffer rows."""
     import aioice.ice
     from playwright.async_api import async_playwright
 
@@ -265,20 +323,27 @@ async def run(
             await page.goto(url + "?raw=1")
             await page.click("#talk")
             await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=20000)
-            await page.evaluate(SAMPLER)
+            await page.evaluate(TAP)
             await asyncio.sleep(seconds - 1.5)  # the WAV began before the call was up
-            rows: list[list[float]] = await page.evaluate("window.voxwireLevels")
+            tap: dict[str, list[list[float]]] = await page.evaluate("window.voxwireAudio")
+            jitter: list[list[float]] = await page.evaluate("window.voxwireJitter")
             await page.click("#talk")
         finally:
             await browser.close()
     for s in stats:
         print(f"the agent: {s.utterances} utterances, {s.barge_ins} barge-ins")
-    return barge_ins(rows), rows
+    return barge_ins(*levels(tap)), jitter
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--barge-ins", type=int, default=8)
+    parser.add_argument(
+        "--clear-tail",
+        default="0,3",
+        help="comma-separated frames of faded silence sent at a clear, one browser "
+        "session each (voxwire.webrtc.peer.CLEAR_TAIL; default: 0 then 3, its default)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="also time each stage of every barge-in"
     )
@@ -286,28 +351,40 @@ def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("needs Chromium: apt-get install chromium")
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Probe() if args.profile else None
-        times, rows = asyncio.run(run(args.barge_ins, chromium, Path(tmp), probe))
-    if not times:
-        raise SystemExit("no barge-in was heard over a reply")
-    ms = np.array([stop for _, stop in times])
-    print(f"barge-ins heard over a reply: {len(ms)} of {args.barge_ins}")
-    print(
-        "reply stopped at the page after the caller's onset (ms): "
-        + ", ".join(f"{v:.0f}" for v in ms)
-    )
-    print(f"p50 {np.percentile(ms, 50):.0f} ms, p95 {np.percentile(ms, 95):.0f} ms (goal 150 ms)")
-    if probe is not None:
-        table = [probe.stages(onset, stop, rows) for onset, stop in times]
-        table = [r for r in table if r]
-        print(f"stages, ms from the page's microphone onset, median of {len(table)}:")
-        for key in table[0] if table else []:
-            values = np.array([r[key] for r in table])
-            print(
-                f"| {key} | {np.nanmedian(values):.0f} | {np.nanmin(values):.0f}-"
-                f"{np.nanmax(values):.0f} |"
-            )
+    import voxwire.webrtc.peer
+
+    summary = []
+    for tail in (int(v) for v in args.clear_tail.split(",")):
+        voxwire.webrtc.peer.CLEAR_TAIL = tail
+        print(f"--- clear tail: {tail} frames")
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Probe() if args.profile else None
+            times, rows = asyncio.run(run(args.barge_ins, chromium, Path(tmp), probe))
+        if not times:
+            raise SystemExit("no barge-in was heard over a reply")
+        ms = np.array([stop for _, stop in times])
+        print(f"barge-ins heard over a reply: {len(ms)} of {args.barge_ins}")
+        print(
+            "reply stopped at the page after the caller's onset (ms): "
+            + ", ".join(f"{v:.0f}" for v in ms)
+        )
+        p50, p95 = np.percentile(ms, 50), np.percentile(ms, 95)
+        print(f"p50 {p50:.0f} ms, p95 {p95:.0f} ms (goal 150 ms)")
+        summary.append((tail, len(ms), p50, p95, ms.max()))
+        if probe is not None:
+            table = [probe.stages(onset, stop, rows) for onset, stop in times]
+            table = [r for r in table if r]
+            print(f"stages, ms from the page's microphone onset, median of {len(table)}:")
+            for key in table[0] if table else []:
+                values = np.array([r[key] for r in table])
+                print(
+                    f"| {key} | {np.nanmedian(values):.0f} | {np.nanmin(values):.0f} to "
+                    f"{np.nanmax(values):.0f} |"
+                )
+    print("| clear tail (frames) | barge-ins | p50 (ms) | p95 (ms) | max (ms) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for tail, n, p50, p95, top in summary:
+        print(f"| {tail} | {n} | {p50:.0f} | {p95:.0f} | {top:.0f} |")
 
 
 if __name__ == "__main__":

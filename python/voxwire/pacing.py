@@ -182,6 +182,17 @@ class PacedStream:
         self._queue.append(_QueuedMark(name, self.queued_total))
         self._wake()
 
+    def next_audio(self) -> PCM | None:
+        """The audio that would be sent next: the first queued frame, else the partial
+        frame (None when nothing is queued). Read it before :meth:`clear` to fade out
+        what a clear cuts."""
+        for item in self._queue:
+            if not isinstance(item, _QueuedMark):
+                return item
+        if self._partial_len:
+            return np.concatenate(self._partial) if len(self._partial) > 1 else self._partial[0]
+        return None
+
     def clear(self) -> list[MarkPlayed]:
         """Drop everything queued; return every pending mark as cleared (barge-in)."""
         dropped = [item.name for item in self._queue if isinstance(item, _QueuedMark)]

@@ -180,6 +180,35 @@ def test_sender_paces_numbers_and_marks_talkspurts() -> None:
     assert len(burst) <= 3  # the lead (two frames), not the 15 frames the stall held
 
 
+def test_a_clear_sends_its_tail_after_the_packets_already_sent() -> None:
+    async def main() -> tuple[list[tuple[float, RtpPacket]], float]:
+        loop = asyncio.get_running_loop()
+        transport, capture = await loop.create_datagram_endpoint(Capture, local_addr=LOCAL)
+        target = transport.get_extra_info("sockname")[:2]
+        tx = await RtpEndpoint.open(RtpSession("pcmu"), LOCAL, target, clear_tail=3)
+        tx.send(voiced(8000, 1.0))
+        await asyncio.sleep(0.3)
+        cleared_at = loop.time()
+        tx.clear()
+        await asyncio.sleep(0.2)
+        await tx.aclose()
+        transport.close()
+        return capture.packets, cleared_at
+
+    packets, cleared_at = run(main())
+    before = [p for t, p in packets if t < cleared_at]
+    after = [(t, p) for t, p in packets if t >= cleared_at]
+    assert len(after) == 3  # the tail, at once, and nothing of the reply after it
+    assert after[-1][0] - cleared_at < 0.05
+    seqs = [p.sequence for p in before] + [p.sequence for _, p in after]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    ts = [p.timestamp for p in before] + [p.timestamp for _, p in after]
+    assert all(b - a == 160 for a, b in itertools.pairwise(ts))
+    assert not any(p.marker for _, p in after)
+    silence = [decode_ulaw(np.frombuffer(p.payload, np.uint8)) for _, p in after]
+    assert not np.asarray(silence[-1]).any()
+
+
 def test_playout_clock_is_steady_and_latches_on_the_sender() -> None:
     async def main() -> tuple[list[float], RtpEndpoint, float]:
         loop = asyncio.get_running_loop()

@@ -13,7 +13,14 @@ import itertools
 import numpy as np
 import pytest
 
-from voxwire.call.rtp import DRAIN_MARK_PREFIX, RtpEndpointCore, rtp_call_started, rtp_frame_step
+from voxwire.call.rtp import (
+    DRAIN_MARK_PREFIX,
+    TAIL_FADE_MS,
+    RtpEndpointCore,
+    rtp_call_started,
+    rtp_frame_step,
+)
+from voxwire.g711 import decode_ulaw
 from voxwire.pacing import MarkDue, PacingScheduler
 from voxwire.protocols.rtp_session import RtpSession
 from voxwire.rtp import RtpPacket, parse_rtp
@@ -26,6 +33,10 @@ OTHER = ("198.51.100.20", 5000)
 
 def _frames(count: int, value: int = 1000) -> np.ndarray:
     return np.full(count * N, value, np.int16)
+
+
+def _pcm(packet: RtpPacket) -> np.ndarray:
+    return np.asarray(decode_ulaw(np.frombuffer(packet.payload, np.uint8)))
 
 
 def _packet(peer: RtpSession) -> bytes:
@@ -283,6 +294,91 @@ def test_audio_right_after_a_clear_goes_on_while_the_peer_still_has_audio() -> N
     core.push(_frames(5))  # the reply replaced at once: the sent audio runs to 0.54
     wire.run_until(2.0)
     _steady([p for _, p in wire.sent])
+
+
+def test_a_clear_with_a_tail_ends_the_stream_with_a_fade_into_silence() -> None:
+    core = RtpEndpointCore(RtpSession("pcmu"), remote_addr=PEER, clear_tail=3)
+    wire = Wire(core)
+    core.push(_frames(50, value=8000))
+    wire.run_until(0.5)
+    sent = len(wire.sent)  # frames up to 0.54
+    core.clear(now=0.5)
+    assert core.stream.sent_samples == sent * N  # the tail is not the reply's audio
+    tail = [parse_rtp(w) for w in core.outbox]
+    assert len(tail) == 3
+    assert core.tail_frames == 3
+    # it follows the last packet sent: the next sequence numbers and timestamps, no marker
+    _steady([wire.sent[-1][1], *tail])
+    first = _pcm(tail[0]).astype(np.int64)
+    fade = 8000 * TAIL_FADE_MS // 1000
+    assert first[0] > 7000  # the cut audio, faded out over TAIL_FADE_MS ...
+    assert all(a >= b for a, b in itertools.pairwise(first[:fade]))
+    assert first[fade - 1] < 1000
+    assert not first[fade:].any()  # ... into silence
+    assert all(not _pcm(p).any() for p in tail[1:])
+    # the next talkspurt skips its timestamp over the time from the tail's end
+    core.outbox.clear()
+    wire.run_until(1.0)
+    core.push(_frames(5))
+    wire.run_until(2.0)
+    after = wire.sent[sent][1]
+    assert after.marker
+    assert after.sequence == (tail[-1].sequence + 1) & 0xFFFF
+    gap = round((1.0 - (sent + 3) * F) / F)  # the tail ended at 0.60
+    assert (after.timestamp - tail[-1].timestamp) & 0xFFFFFFFF == N * (1 + gap)
+
+
+def test_a_clear_sends_a_tail_only_after_a_stream_still_playing() -> None:
+    def cleared(core: RtpEndpointCore, wire: Wire, now: float | None) -> int:
+        core.clear(now=now)
+        count = len(core.outbox)
+        core.outbox.clear()
+        return count
+
+    core = RtpEndpointCore(RtpSession("pcmu"), remote_addr=PEER, clear_tail=2)
+    wire = Wire(core)
+    assert cleared(core, wire, 0.0) == 0  # nothing sent yet
+    core.push(_frames(10))
+    wire.run_until(0.1)
+    assert cleared(core, wire, None) == 0  # no time given: no tail
+    core.push(_frames(10))
+    wire.run_until(0.3)
+    assert cleared(core, wire, 0.3) == 2
+    assert cleared(core, wire, 0.3) == 0  # a second clear: the stream has already ended
+    core.push(_frames(5))  # 5 frames from 0.3, played out by 0.4 ...
+    wire.run_until(0.5)
+    assert cleared(core, wire, 0.5) == 0  # ... the peer's stream ran out before the clear
+    core.push(_frames(10))
+    wire.run_until(0.6)
+    core.muted = True
+    assert cleared(core, wire, 0.6) == 0  # muted: no packet at all
+    core.muted = False
+    assert core.tail_frames == 2
+    with pytest.raises(ValueError, match="clear_tail"):
+        RtpEndpointCore(RtpSession("pcmu"), clear_tail=-1)
+
+
+def test_the_tail_fades_a_partial_frame_and_is_silence_when_nothing_was_queued() -> None:
+    core = RtpEndpointCore(RtpSession("pcmu"), remote_addr=PEER, clear_tail=1)
+    wire = Wire(core)
+    core.push(_frames(10, value=8000))
+    wire.run_until(0.5)  # all sent; the peer plays it until 0.2, so the stream ended
+    core.push(_frames(3, value=8000))
+    core.push(np.full(N // 4, 8000, np.int16))  # a partial frame behind the whole ones
+    wire.run_until(0.56)  # the three whole frames sent (0.5 + lead)
+    assert core.stream.next_audio() is not None
+    assert len(core.stream.next_audio()) == N // 4
+    core.clear(now=0.56)
+    first = _pcm(parse_rtp(core.outbox.popleft()))
+    assert first[0] > 7000
+    assert not first[8000 * TAIL_FADE_MS // 1000 :].any()
+    core.push(_frames(2, value=8000))
+    wire.run_until(0.6)
+    core.flush()
+    wire.run_until(0.7)  # sent, nothing queued behind it
+    assert core.stream.next_audio() is None
+    core.clear(now=0.62)
+    assert not _pcm(parse_rtp(core.outbox.popleft())).any()
 
 
 def test_mute_lets_the_time_pass_unsent_and_resumes_as_a_talkspurt() -> None:

@@ -288,29 +288,31 @@ def test_without_webrtc_the_page_falls_back_to_the_raw_pcm_websocket(tmp_path: P
 
 
 def test_a_barge_in_stops_the_reply_at_the_page_in_chromium(tmp_path: Path) -> None:
-    from bench.webrtc_barge_in import ACTIVE, SAMPLER, SETTLED_MS, barge_in_wav, barge_ins
+    from bench.webrtc_barge_in import ACTIVE, SETTLED_MS, TAP, barge_in_wav, barge_ins, levels
 
     from voxwire.agents.echo import EchoStats
 
     wav = tmp_path / "barge.wav"
     seconds = barge_in_wav(wav, 1)
     stats: list[EchoStats] = []
+    tails: list[int] = []
 
     async def handler(call: RtpCall) -> None:
         await echo_handler(call, on_end=lambda _call, s: stats.append(s))
+        tails.append(call.endpoint.core.tail_frames)
 
     server = WebRtcServer(handler)
 
-    async def main() -> list[list[float]]:
+    async def main() -> dict[str, list[list[float]]]:
         async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
             browser = await launch(p, wav)
             page = await browser.new_page()
             await page.goto(url + "?raw=1")
             await page.click("#talk")
             await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=20000)
-            await page.evaluate(SAMPLER)  # both levels from getStats(), every 10 ms
+            await page.evaluate(TAP)  # every 10 ms block of both tracks' audio
             await asyncio.sleep(seconds - 1.5)  # the WAV began before the call was up
-            rows: list[list[float]] = await page.evaluate("window.voxwireLevels")
+            tap: dict[str, list[list[float]]] = await page.evaluate("window.voxwireAudio")
             await page.click("#talk")
             await page.wait_for_function("window.voxwireStatus === 'idle'")
             for _ in range(100):
@@ -318,26 +320,29 @@ def test_a_barge_in_stops_the_reply_at_the_page_in_chromium(tmp_path: Path) -> N
                     break
                 await asyncio.sleep(0.05)
             await browser.close()
-        return rows
+        return tap
 
-    rows = asyncio.run(asyncio.wait_for(main(), 30 + 2 * seconds))
+    tap = asyncio.run(asyncio.wait_for(main(), 30 + 2 * seconds))
     # the agent heard the caller speak over its reply (Chromium loops the WAV: more may follow)
     assert len(stats) == 1
     assert stats[0].barge_ins >= 1, stats
-    # at the page: the caller's onset came while the reply played, and the reply went
+    assert tap["errors"] == []
+    # voxwire ended the cut reply with its tail of faded silence
+    assert len(tails) == 1
+    assert tails[0] >= 3, tails
+    # at the page: the caller's onset came while the reply sounded, and the reply went
     # quiet (for SETTLED_MS, longer than a word gap) within a generous bound; the 150 ms
     # figure is bench/webrtc_barge_in.py's (timing is not asserted on a loaded machine)
-    found = barge_ins(rows)
-    assert found, [(round(r[0]), round(r[1], 3), round(r[2], 3)) for r in rows[::40]]
+    mic, agent = levels(tap)
+    found = barge_ins(mic, agent)
+    assert found, [(round(r[0]), round(r[2], 3)) for r in agent[::40]]
     onset, stop_ms = found[0]
     assert 0 <= stop_ms < 1500, found
     # the interrupted reply did not come back: from its stop to the end of the caller's
     # interruption (its echo comes only after), the agent's track stays quiet (a stray
-    # 10 ms reading allowed; the reply going on would be sound in most of them)
-    t = np.array([r[0] for r in rows])
-    mic, agent = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    over_end = t[(mic > ACTIVE) & (t > onset)].max()
+    # 10 ms block allowed; the reply going on would be sound in most of them)
+    over_end = mic[(mic[:, 2] > ACTIVE) & (mic[:, 0] > onset), 0].max()
     assert over_end - onset - stop_ms > SETTLED_MS
-    gap = (t > onset + stop_ms + 20) & (t < over_end)
+    gap = (agent[:, 0] > onset + stop_ms + 20) & (agent[:, 1] < over_end)
     assert gap.any()
-    assert (agent[gap] > ACTIVE).mean() < 0.05, (found, agent[gap].round(3).tolist())
+    assert (agent[gap, 2] > ACTIVE).mean() < 0.05, (found, agent[gap, 2].round(3).tolist())

@@ -109,6 +109,11 @@ class RtpEndpoint:
         The pacer for outbound audio; the loop's default one by default.
     on_mark : callable, optional
         Called with the name of each :meth:`mark` whose audio has played out.
+    clear_tail : int
+        Frames of silence :meth:`clear` sends straight after a stream it cuts, the first
+        fading the cut audio out (:meth:`voxwire.call.rtp.RtpEndpointCore.clear`), so that
+        the peer's decoder ends the reply rather than concealing it; 0 (the default) sends
+        none.
     """
 
     def __init__(
@@ -122,12 +127,17 @@ class RtpEndpoint:
         max_catch_up: float = 0.2,
         pacer: Pacer | None = None,
         on_mark: Callable[[str], None] | None = None,
+        clear_tail: int = 0,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"RtpEndpoint: max_queue must be >= 1, got {max_queue}")
         #: the stream's rules (:mod:`voxwire.call.rtp`); the endpoint only drives it
         self.core = RtpEndpointCore(
-            session, remote_addr=remote_addr, lead=lead, max_catch_up=max_catch_up
+            session,
+            remote_addr=remote_addr,
+            lead=lead,
+            max_catch_up=max_catch_up,
+            clear_tail=clear_tail,
         )
         self.session = session
         self.on_frame = on_frame
@@ -222,6 +232,7 @@ class RtpEndpoint:
         max_catch_up: float = 0.2,
         pacer: Pacer | None = None,
         on_mark: Callable[[str], None] | None = None,
+        clear_tail: int = 0,
     ) -> RtpEndpoint:
         """Bind ``local_addr``, start the playout clock and return the endpoint.
 
@@ -236,6 +247,7 @@ class RtpEndpoint:
             max_catch_up=max_catch_up,
             pacer=pacer,
             on_mark=on_mark,
+            clear_tail=clear_tail,
         )
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
@@ -257,6 +269,7 @@ class RtpEndpoint:
         max_catch_up: float = 0.2,
         pacer: Pacer | None = None,
         on_mark: Callable[[str], None] | None = None,
+        clear_tail: int = 0,
     ) -> RtpEndpoint:
         """Run an endpoint for ``remote_addr`` on a socket it shares (and does not close).
 
@@ -274,6 +287,7 @@ class RtpEndpoint:
             max_catch_up=max_catch_up,
             pacer=pacer,
             on_mark=on_mark,
+            clear_tail=clear_tail,
         )
         endpoint._owns_transport = False
         endpoint._begin(transport)
@@ -377,7 +391,9 @@ class RtpEndpoint:
         Returns the marks (of :meth:`mark`) that were still pending, as cleared; their
         ``on_mark`` never comes.
         """
-        cleared = self.core.clear()
+        core = self.core
+        cleared = core.clear(None if self._loop is None else self._loop.time())
+        self._send_outbox()
         for future in self._drains.values():
             if not future.done():
                 future.set_result(None)
@@ -421,6 +437,16 @@ class RtpEndpoint:
         if wire is None or addr is None or transport is None or transport.is_closing():
             return
         transport.sendto(wire, addr)
+
+    def _send_outbox(self) -> None:
+        outbox = self.core.outbox
+        transport = self._transport
+        addr = self.core.remote_addr
+        if addr is None or transport is None or transport.is_closing():
+            outbox.clear()
+            return
+        while outbox:
+            transport.sendto(outbox.popleft(), addr)
 
     # --- life cycle ------------------------------------------------------------------
 

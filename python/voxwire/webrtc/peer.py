@@ -48,6 +48,10 @@ log = logging.getLogger("voxwire.webrtc")
 
 _ids = itertools.count(1)
 
+CLEAR_TAIL = 3
+"""Frames (20 ms each) of faded-out silence sent after a barge-in's clear: the browser's
+decoder plays them instead of concealing the cut reply (``docs/webrtc.md``)."""
+
 
 class WebRtcUnavailable(VoxwireError):
     """aiortc is missing, or the aiortc internals voxwire's media path uses moved."""
@@ -224,7 +228,7 @@ class WebRtcPeer:
         dtls = transceiver.receiver.transport
         sender = _SrtpSender(dtls)
         peer_id = f"{next(_ids):x}"
-        endpoint = RtpEndpoint.attach(session, sender, ("webrtc", 0))
+        endpoint = RtpEndpoint.attach(session, sender, ("webrtc", 0), clear_tail=CLEAR_TAIL)
         call = RtpCall(endpoint, pipeline_rate=pipeline_rate, idle_timeout=idle_timeout)
         call.codec = dataclasses.replace(call.codec, name="webrtc")
         peer = cls(pc, offer, fix_answer(pc.localDescription.sdp, offer), call)
