@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from typing import cast
 
 import pytest
 
@@ -150,3 +151,74 @@ def test_udp_proxy_keeps_the_queue_order_when_delivery_times_tie() -> None:
     received = asyncio.run(main())
     assert len(received) == 200
     assert received == sorted(received)
+
+
+def test_udp_proxy_with_replies_relays_both_ways_and_impairs_one() -> None:
+    # An echo server behind the proxy: requests are impaired (10% lost), the answers come
+    # back to the sender unimpaired, through the proxy's own ports.
+    async def main() -> tuple[list[tuple[bytes, tuple[str, int]]], int, int, tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        answers: list[tuple[bytes, tuple[str, int]]] = []
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.DatagramTransport, transport)
+
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                self.transport.sendto(b"re:" + data, addr)
+
+        class Caller(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                answers.append((data, (str(addr[0]), int(addr[1]))))
+
+        echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        net = Impairment(seed=4, delay=0.002, loss=0.1)
+        proxy = UdpImpairmentProxy(echo.get_extra_info("sockname")[:2], net, replies=True)
+        address = await proxy.start()
+        caller, _ = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1", 0))
+        for i in range(200):
+            caller.sendto(i.to_bytes(4, "big"), address)
+        await asyncio.sleep(0.3)
+        for transport in (caller, echo):
+            transport.close()
+        proxy.close()
+        return answers, net.stats.delivered, proxy.replied, address
+
+    answers, delivered, replied, address = asyncio.run(main())
+    assert 150 < delivered < 200  # the requests were impaired
+    assert len(answers) == replied == delivered  # every answer came back
+    assert all(source == address for _, source in answers)  # from the proxy's port
+    assert all(data.startswith(b"re:") for data, _ in answers)
+
+
+def test_udp_proxy_without_replies_drops_what_the_target_sends_back() -> None:
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.DatagramTransport, transport)
+
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                self.transport.sendto(data, addr)
+
+        class Caller(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                got.append(data)
+
+        echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        proxy = UdpImpairmentProxy(echo.get_extra_info("sockname")[:2], Impairment())
+        address = await proxy.start()
+        caller, _ = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1", 0))
+        for i in range(10):
+            caller.sendto(bytes([i]), address)
+        await asyncio.sleep(0.1)
+        for transport in (caller, echo):
+            transport.close()
+        proxy.close()
+        return len(got), proxy.forwarded
+
+    got, forwarded = asyncio.run(main())
+    assert forwarded == 10
+    assert got == 0

@@ -157,7 +157,16 @@ class _Forwarder(asyncio.DatagramProtocol):
         self.proxy = proxy
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.proxy._client = (str(addr[0]), int(addr[1]))
         self.proxy._forward(data)
+
+
+class _Replies(asyncio.DatagramProtocol):
+    def __init__(self, proxy: UdpImpairmentProxy) -> None:
+        self.proxy = proxy
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.proxy._reply(data)
 
 
 class UdpImpairmentProxy:
@@ -173,14 +182,29 @@ class UdpImpairmentProxy:
     event loop's clock), and are kept with ``loop.call_at``; nothing sleeps per packet.
     Datagrams whose delivery times tie (packets leaving the model's queue together) go out
     in the order they came in.
+
+    With ``replies`` the proxy is a relay both ways: what ``target`` sends back to the
+    proxy's forwarding socket goes, unimpaired, to the address the last datagram came from
+    (:attr:`replied` counts them; without a sender yet they are dropped). Two peers that
+    answer each other (ICE, DTLS, RTCP) then talk through it, and only the direction
+    towards ``target`` is impaired.
     """
 
     def __init__(
-        self, target: tuple[str, int], impairment: Impairment, host: str = "127.0.0.1"
+        self,
+        target: tuple[str, int],
+        impairment: Impairment,
+        host: str = "127.0.0.1",
+        *,
+        replies: bool = False,
     ) -> None:
         self.target = target
         self.impairment = impairment
         self.host = host
+        self.replies = replies
+        self._client: tuple[str, int] | None = None
+        #: datagrams relayed back from ``target`` (with ``replies``)
+        self.replied = 0
         self._listen: asyncio.DatagramTransport | None = None
         self._send: asyncio.DatagramTransport | None = None
         self._handles: set[asyncio.TimerHandle] = set()
@@ -192,7 +216,8 @@ class UdpImpairmentProxy:
         """Bind the listening socket and return its address."""
         loop = asyncio.get_running_loop()
         self._send, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=self.target
+            (lambda: _Replies(self)) if self.replies else asyncio.DatagramProtocol,
+            remote_addr=self.target,
         )
         self._listen, _ = await loop.create_datagram_endpoint(
             lambda: _Forwarder(self), local_addr=(self.host, port)
@@ -220,6 +245,12 @@ class UdpImpairmentProxy:
             if self._send is not None and not self._send.is_closing():
                 self._send.sendto(data)
                 self.forwarded += 1
+
+    def _reply(self, data: bytes) -> None:
+        listen, client = self._listen, self._client
+        if listen is not None and client is not None and not listen.is_closing():
+            listen.sendto(data, client)
+            self.replied += 1
 
     def close(self) -> None:
         """Stop listening and drop what is still in flight."""
