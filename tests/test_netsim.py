@@ -222,3 +222,33 @@ def test_udp_proxy_without_replies_drops_what_the_target_sends_back() -> None:
     got, forwarded = asyncio.run(main())
     assert forwarded == 10
     assert got == 0
+
+
+def test_udp_proxy_impairs_only_the_datagrams_it_is_told_to() -> None:
+    async def main() -> tuple[list[bytes], Impairment]:
+        loop = asyncio.get_running_loop()
+        received: list[bytes] = []
+
+        class Sink(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                received.append(data)
+
+        sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+        net = Impairment(seed=1, loss=1.0)  # every impaired datagram is lost
+        proxy = UdpImpairmentProxy(
+            sink.get_extra_info("sockname")[:2], net, only=lambda d: d.startswith(b"media")
+        )
+        src, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=await proxy.start()
+        )
+        for i in range(20):
+            src.sendto(b"media %d" % i if i % 2 else b"control %d" % i)
+        await asyncio.sleep(0.1)
+        src.close()
+        proxy.close()
+        sink.close()
+        return received, net
+
+    received, net = asyncio.run(main())
+    assert received == [b"control %d" % i for i in range(0, 20, 2)]
+    assert net.stats.sent == net.stats.lost == 10

@@ -33,6 +33,7 @@ import asyncio
 import heapq
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Impairment", "ImpairmentStats", "UdpImpairmentProxy"]
@@ -187,7 +188,8 @@ class UdpImpairmentProxy:
     proxy's forwarding socket goes, unimpaired, to the address the last datagram came from
     (:attr:`replied` counts them; without a sender yet they are dropped). Two peers that
     answer each other (ICE, DTLS, RTCP) then talk through it, and only the direction
-    towards ``target`` is impaired.
+    towards ``target`` is impaired. ``only`` picks the datagrams the impairment applies to
+    (say, RTP but not the ICE and DTLS handshakes); the others are forwarded at once.
     """
 
     def __init__(
@@ -197,11 +199,13 @@ class UdpImpairmentProxy:
         host: str = "127.0.0.1",
         *,
         replies: bool = False,
+        only: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.target = target
         self.impairment = impairment
         self.host = host
         self.replies = replies
+        self.only = only
         self._client: tuple[str, int] | None = None
         #: datagrams relayed back from ``target`` (with ``replies``)
         self.replied = 0
@@ -226,6 +230,11 @@ class UdpImpairmentProxy:
         return address
 
     def _forward(self, data: bytes) -> None:
+        if self.only is not None and not self.only(data):
+            if self._send is not None and not self._send.is_closing():
+                self._send.sendto(data)
+                self.forwarded += 1
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         for when in self.impairment.schedule(now):
