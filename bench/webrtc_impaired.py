@@ -96,6 +96,8 @@ class Call:
     """RTP timestamp -> when voxwire's playout played it (normal or FEC)."""
     aiortc: dict[int, float] = field(default_factory=dict)
     """RTP timestamp -> when aiortc's reader took it."""
+    fec: int = 0
+    """Frames voxwire rebuilt from the next packet's in-band FEC."""
 
 
 class AiortcPath:
@@ -212,7 +214,9 @@ def install(setting: Setting) -> None:
 
     def played(self: Any, f: Any) -> None:
         if f.kind in ("normal", "fec") and setting.calls:
-            setting.calls[-1].voxwire.setdefault(f.timestamp, asyncio.get_running_loop().time())
+            call = setting.calls[-1]
+            call.voxwire.setdefault(f.timestamp, asyncio.get_running_loop().time())
+            call.fec += f.kind == "fec"
         frame(self, f)
 
     RtpCall._frame = played  # type: ignore[method-assign]
@@ -315,8 +319,8 @@ def main() -> None:
         results = asyncio.run(run(chromium, wav, profiles, args.seconds, args.seed))
     print(
         "| profile | network: sent / lost / reordered / duplicated | frames scored "
-        "| voxwire delay mean / p50 / p95 (ms) | voxwire heard loss | aiortc delay mean "
-        "/ p50 / p95 (ms) | aiortc heard loss |"
+        "| voxwire delay mean / p50 / p95 (ms) | voxwire heard loss (frames from FEC) "
+        "| aiortc delay mean / p50 / p95 (ms) | aiortc heard loss |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, call, stats in results:
@@ -328,7 +332,7 @@ def main() -> None:
         )
         print(
             f"| {name} | {net} | {v[4]} | {v[0]:.0f} / {v[1]:.0f} / {v[2]:.0f} | "
-            f"{v[3]:.2f}% | {a[0]:.0f} / {a[1]:.0f} / {a[2]:.0f} | {a[3]:.2f}% |"
+            f"{v[3]:.2f}% ({call.fec}) | {a[0]:.0f} / {a[1]:.0f} / {a[2]:.0f} | {a[3]:.2f}% |"
         )
 
 

@@ -15,9 +15,11 @@ from voxwire.errors import RemoteProtocolError, RtpError
 from voxwire.rtp import (
     RED_MAX_BLOCKS,
     RedBlock,
+    ReportBlock,
     RtpExtension,
     RtpPacket,
     RtpSource,
+    build_receiver_report,
     build_red,
     parse_red,
     parse_rtp,
@@ -286,6 +288,54 @@ def test_probation_jitter_interval_and_reset() -> None:
     src.reset()
     assert not src.valid
     assert src.stats().received == 0
+
+
+def test_receiver_report_wire_format_and_its_block_from_a_stream() -> None:
+    src = RtpSource(8000)
+    s = stream(65530, 0, 20)  # the sequence numbers wrap
+    for i, packet in enumerate(s):
+        if i not in (4, 5):  # two of twenty lost
+            src.receive(packet, 0.02 * i)
+    block = src.report_block()
+    assert block is not None
+    assert block.fraction_lost == (2 << 8) // 20
+    assert block.cumulative_lost == 2
+    assert block.highest_sequence == 65536 + 13  # one wrap, then 0..13
+    assert block.ssrc == s[0].ssrc
+    wire = build_receiver_report(0xCAFE, [block])
+    assert wire[:8] == bytes([0x81, 201, 0, 7]) + (0xCAFE).to_bytes(4, "big")
+    ssrc, frac, lost, high, jitter, lsr, dlsr = struct.unpack("!IB3sIIII", wire[8:])
+    assert (ssrc, frac, int.from_bytes(lost, "big"), high) == (
+        block.ssrc,
+        block.fraction_lost,
+        2,
+        65549,
+    )
+    assert (jitter, lsr, dlsr) == (block.jitter, 0, 0)
+    # the next interval has no loss; the cumulative count stays
+    for i in range(20, 30):
+        src.receive(stream(65530, 0, 30)[i], 0.02 * i)
+    later = src.report_block()
+    assert later is not None
+    assert (later.fraction_lost, later.cumulative_lost) == (0, 2)
+    assert RtpSource(8000).report_block() is None  # nothing received yet
+
+
+def test_receiver_report_clamps_and_refuses_what_it_cannot_hold() -> None:
+    wild = ReportBlock(
+        ssrc=1, fraction_lost=999, cumulative_lost=-(1 << 30), highest_sequence=5, jitter=-4
+    )
+    wire = build_receiver_report(2, [wild])
+    assert wire[12] == 255  # fraction lost at most 255/256
+    assert wire[13:16] == b"\x80\x00\x00"  # the most negative 24-bit count
+    assert wire[20:24] == bytes(4)  # no negative jitter
+    assert len(build_receiver_report(2, [])) == 8
+    with pytest.raises(ValueError, match="at most 31"):
+        build_receiver_report(2, [wild] * 32)
+    with pytest.raises(ValueError, match="sender_ssrc"):
+        build_receiver_report(1 << 32, [wild])
+    with pytest.raises(ValueError, match="highest_sequence"):
+        build_receiver_report(2, [ReportBlock(1, 0, 0, -1, 0)])
 
 
 def test_bad_configuration() -> None:

@@ -27,6 +27,16 @@ lost (:meth:`voxwire.jitter.JitterBuffer.insert_redundant`).
 >>> red = build_red(RedBlock(111, 0, b"new"), [RedBlock(111, 960, b"old")])
 >>> parse_red(red).redundant[0]
 RedBlock(payload_type=111, timestamp_offset=960, data=b'old')
+
+:func:`build_receiver_report` writes an RTCP receiver report (RFC 3550 section 6.4.2)
+from :class:`ReportBlock` s, which :meth:`RtpSource.report_block` fills from a stream's
+statistics: what a sender needs to learn the loss its packets meet (a WebRTC browser's
+Opus encoder adds in-band FEC from it).
+
+>>> block = ReportBlock(ssrc=7, fraction_lost=64, cumulative_lost=3, highest_sequence=70000,
+...                     jitter=12)
+>>> len(build_receiver_report(0x1234, [block]))
+32
 """
 
 from __future__ import annotations
@@ -48,12 +58,14 @@ __all__ = [
     "Arrival",
     "RedBlock",
     "RedPayload",
+    "ReportBlock",
     "RtpExtension",
     "RtpPacket",
     "RtpSender",
     "RtpSource",
     "RtpStats",
     "Verdict",
+    "build_receiver_report",
     "build_red",
     "parse_red",
     "parse_rtp",
@@ -194,6 +206,60 @@ class Arrival:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportBlock:
+    """One reception report block of an RTCP SR or RR (RFC 3550 section 6.4.1)."""
+
+    ssrc: int
+    """The source reported on."""
+    fraction_lost: int
+    """Loss since the previous report, in 1/256 (0-255)."""
+    cumulative_lost: int
+    """Packets lost since the start (expected less received; may be negative with
+    duplicates), clamped to 24 bits signed."""
+    highest_sequence: int
+    """The highest extended sequence number received (32 bits)."""
+    jitter: int
+    """Interarrival jitter in timestamp units."""
+    last_sr: int = 0
+    """The middle 32 bits of the NTP timestamp of the last sender report received (0:
+    none)."""
+    delay_since_last_sr: int = 0
+    """Time since that sender report, in 1/65536 s (0: none)."""
+
+
+def build_receiver_report(sender_ssrc: int, blocks: Sequence[ReportBlock]) -> bytes:
+    """An RTCP receiver report (RR, packet type 201) from ``sender_ssrc`` with ``blocks``
+    (at most 31), every field range-checked and clamped where RFC 3550 says to.
+
+    Raises
+    ------
+    ValueError
+        More than 31 blocks, or an SSRC or sequence number outside 32 bits.
+    """
+    if len(blocks) > 31:
+        raise ValueError(f"an RTCP RR holds at most 31 report blocks, got {len(blocks)}")
+    out = bytearray()
+    out += bytes([0x80 | len(blocks), 201])
+    out += (1 + 6 * len(blocks)).to_bytes(2, "big")
+    out += _u32(sender_ssrc, "sender_ssrc")
+    for b in blocks:
+        lost = max(-0x800000, min(0x7FFFFF, b.cumulative_lost)) & 0xFFFFFF
+        out += _u32(b.ssrc, "ssrc")
+        out += bytes([max(0, min(255, b.fraction_lost))]) + lost.to_bytes(3, "big")
+        out += _u32(b.highest_sequence, "highest_sequence")
+        out += max(0, min(0xFFFFFFFF, b.jitter)).to_bytes(4, "big")
+        out += _u32(b.last_sr, "last_sr")
+        out += _u32(b.delay_since_last_sr, "delay_since_last_sr")
+    return bytes(out)
+
+
+def _u32(value: int, name: str) -> bytes:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{name} must fit in 32 bits, got {value}")
+    return value.to_bytes(4, "big")
+
+
+@dataclass(frozen=True, slots=True)
 class RtpStats:
     """Receiver statistics, cumulative (RFC 3550 A.3, W3C RTCInboundRtpStreamStats)."""
 
@@ -265,6 +331,20 @@ class RtpSource:
     def interval_report(self) -> RtpStats:
         """Close a reporting interval and return the statistics with its fraction lost."""
         return RtpStats(**self._src.interval_report())
+
+    def report_block(self) -> ReportBlock | None:
+        """Close a reporting interval and return its RTCP report block (None before the
+        first accepted packet). The jitter is A.8's estimate in timestamp units."""
+        if not self._src.valid:
+            return None
+        stats = self.interval_report()
+        return ReportBlock(
+            ssrc=self._src.ssrc,
+            fraction_lost=stats.fraction_lost,
+            cumulative_lost=stats.lost,
+            highest_sequence=self._src.highest_sequence & 0xFFFFFFFF,
+            jitter=round(stats.jitter),
+        )
 
     def reset(self) -> None:
         """Forget the stream: the next packet starts a new source."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 import time
 from typing import Any
 
@@ -265,6 +266,43 @@ def test_the_loss_the_browser_reports_adapts_voxwires_opus() -> None:
     assert start == 24000  # a call starts lean; the browser's first reports say clean
     assert (bitrate, percent) == (40000, 20)
     assert reports >= 1
+
+
+def test_voxwire_reports_the_loss_of_the_browser_s_stream_in_rtcp() -> None:
+    # Every tenth packet of the browser's stream is dropped on the way in; voxwire's
+    # receiver reports (aiortc's own receiver never sees the packets) tell the browser.
+    async def main() -> tuple[list[Any], int]:
+        browser = Browser(np.tile(SAID, 2))
+        peer = await WebRtcPeer.accept(await browser.offer())
+        endpoint = peer.call.endpoint
+        received = endpoint.datagram_received
+        count = itertools.count()
+
+        def lossy(data: bytes, addr: Any) -> None:
+            if next(count) % 10 != 9:
+                received(data, addr)
+
+        endpoint.datagram_received = lossy  # type: ignore[method-assign]
+        peer.start(echo_handler)
+        await browser.answer(peer.answer)
+        sender = browser.pc.getTransceivers()[0].sender
+        remote: list[Any] = []
+        for _ in range(80):
+            await asyncio.sleep(0.1)
+            stats = await sender.getStats()
+            remote = [r for r in stats.values() if r.type == "remote-inbound-rtp"]
+            if remote and remote[0].packetsLost >= 5:
+                break
+        sent = peer.receiver_reports
+        await browser.close()
+        await peer.close()
+        return remote, sent
+
+    remote, sent = asyncio.run(asyncio.wait_for(main(), 30))
+    assert sent >= 1
+    assert len(remote) == 1
+    assert remote[0].packetsLost >= 5
+    assert 0.05 <= remote[0].fractionLost / 256 <= 0.15  # about one packet in ten (1/256s)
 
 
 def test_bad_requests_are_refused_with_their_status_and_counted() -> None:

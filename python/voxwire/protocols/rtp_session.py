@@ -73,6 +73,7 @@ from voxwire.rtp import (
     RED_MAX_BLOCK_SIZE,
     RED_MAX_OFFSET,
     RedBlock,
+    ReportBlock,
     RtpPacket,
     RtpSender,
     RtpSource,
@@ -575,6 +576,11 @@ class RtpSession:
     def latency(self) -> float:
         """Receive-side delay the jitter buffer aims for, seconds."""
         return self._jb.latency
+
+    def report_block(self) -> ReportBlock | None:
+        """The RTCP reception report on the received stream for the interval since the
+        last call (:meth:`voxwire.rtp.RtpSource.report_block`), None before any packet."""
+        return None if self._source is None else self._source.report_block()
 
     def stats(self) -> RtpSessionStats:
         """Cumulative statistics of both directions."""
