@@ -273,6 +273,27 @@ def test_batch_equals_streaming_across_calls() -> None:
     )
 
 
+def test_bench_end_delay_and_held_utterances() -> None:
+    from voxwire.benchmarks import vad as bench_vad
+
+    # 3 s on the 10 ms label grid: utterances at 0.5-1.0, 1.3-1.8 and 2.5-2.8 s.
+    labels = np.zeros(300, dtype=bool)
+    utterances = np.array([(50, 100), (130, 180), (250, 280)], dtype=np.int64)
+    for a, b in utterances:
+        labels[a:b] = True
+    active = np.zeros(150, dtype=bool)  # 20 ms frames
+    active[25:60] = True  # ends in frame 60, known at 1.22 s: 0.22 s after the first
+    active[65:130] = True  # held from the second into the third; ends 0.18 s before its end
+    s = bench_vad.score(labels, utterances, bench_vad.Detection(0.02, active, active))
+    assert (s.utterances, s.missed, s.held) == (3, 0, 1)
+    np.testing.assert_allclose(s.end_delays, [0.22, -0.18], atol=1e-9)
+    assert s.end_delay_ms == pytest.approx((20.0, 200.0))
+    # A detection still open at the clip's end is held too.
+    active[130:] = True
+    s = bench_vad.score(labels, utterances, bench_vad.Detection(0.02, active, active))
+    assert (s.held, len(s.end_delays)) == (2, 1)
+
+
 # --- a fixed corpus slice with an F1 floor --------------------------------------------------
 
 

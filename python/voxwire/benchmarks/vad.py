@@ -10,6 +10,13 @@ same run. Scores:
 * **Onset latency**: for each utterance, from its first labelled block to the end of the
   first frame at which the detector is in an utterance (the moment a caller's code could
   know), median and 95th percentile.
+* **End delay**: for each utterance the detector found, from its last labelled block to the
+  end of the frame in which the detector's utterance that overlaps it last ends (the frame
+  of the ``SpeechEnd`` event, when a voice agent learns that the turn is over), median and
+  95th percentile, over the utterances whose end comes before the next labelled utterance
+  begins. It includes the hangover. **Held**: found utterances whose detected utterance
+  instead runs on into the next labelled one (or past the clip's end), so no end comes in
+  the pause at all; their delay is at least that pause and is left out of the percentiles.
 * **Missed**: utterances during which the detector never enters an utterance.
 * **False alarms per minute**: detected utterances that overlap no labelled speech, per
   minute of non-speech.
@@ -77,6 +84,8 @@ class Scores:
     fp: int = 0
     fn: int = 0
     latencies: list[float] = field(default_factory=list)
+    end_delays: list[float] = field(default_factory=list)
+    held: int = 0
     utterances: int = 0
     missed: int = 0
     false_alarms: int = 0
@@ -87,6 +96,8 @@ class Scores:
         self.fp += other.fp
         self.fn += other.fn
         self.latencies += other.latencies
+        self.end_delays += other.end_delays
+        self.held += other.held
         self.utterances += other.utterances
         self.missed += other.missed
         self.false_alarms += other.false_alarms
@@ -99,14 +110,22 @@ class Scores:
 
     @property
     def latency_ms(self) -> tuple[float, float]:
-        if not self.latencies:
-            return (float("nan"), float("nan"))
-        a = np.asarray(self.latencies) * 1000
-        return (float(np.median(a)), float(np.percentile(a, 95)))
+        return _p50_p95_ms(self.latencies)
+
+    @property
+    def end_delay_ms(self) -> tuple[float, float]:
+        return _p50_p95_ms(self.end_delays)
 
     @property
     def fa_per_min(self) -> float:
         return self.false_alarms / (self.nonspeech_s / 60) if self.nonspeech_s else 0.0
+
+
+def _p50_p95_ms(seconds: list[float]) -> tuple[float, float]:
+    if not seconds:
+        return (float("nan"), float("nan"))
+    a = np.asarray(seconds) * 1000
+    return (float(np.median(a)), float(np.percentile(a, 95)))
 
 
 def _on_grid(decisions: npt.NDArray[np.bool_], frame_s: float, cells: int) -> npt.NDArray[np.bool_]:
@@ -141,7 +160,9 @@ def score(
 
     fs = det.frame_s
     active = det.active
-    for u0, u1 in utterances:
+    runs = _runs(active)
+    n_utt = len(utterances)
+    for j, (u0, u1) in enumerate(utterances):
         t0, t1 = u0 * _GRID, u1 * _GRID
         first = int(np.floor(t0 / fs))
         last = min(len(active), int(np.ceil(t1 / fs)))
@@ -151,8 +172,18 @@ def score(
             s.missed += 1
         else:
             s.latencies.append((first + int(hits[0]) + 1) * fs - t0)
+            # The last detected utterance that overlaps this one: the run holding its last
+            # active frame. It ends in the frame after its last active one (the end event's
+            # frame), known at that frame's end.
+            run = int(np.searchsorted(runs[:, 0], first + int(hits[-1]), side="right")) - 1
+            stop = int(runs[run, 1])
+            resumed = utterances[j + 1][0] * _GRID if j + 1 < n_utt else len(active) * fs
+            if stop >= len(active) or (stop + 1) * fs > resumed:
+                s.held += 1
+            else:
+                s.end_delays.append((stop + 1) * fs - t1)
     speech_cells = np.concatenate([[False], labels, [False]])
-    for a, b in _runs(active):
+    for a, b in runs:
         c0 = int(np.floor(a * fs / _GRID))
         c1 = int(np.ceil(b * fs / _GRID))
         if not speech_cells[1 + c0 : 1 + min(c1, cells)].any():
@@ -380,10 +411,14 @@ def _cpu(quick: bool, silero: _Silero | None) -> Table:
 
 def _fmt(s: Scores) -> list[str]:
     med, p95 = s.latency_ms
+    end_med, end_p95 = s.end_delay_ms
     return [
         f"{s.f1:.3f}",
         f"{med:.0f}",
         f"{p95:.0f}",
+        f"{end_med:.0f}",
+        f"{end_p95:.0f}",
+        f"{s.held}/{s.utterances - s.missed}",
         f"{s.missed}/{s.utterances}",
         f"{s.fa_per_min:.1f}",
     ]
@@ -404,7 +439,18 @@ def run(quick: bool = False, split: str = "heldout", seed: int | None = None) ->
     if seed is None and split == "heldout":
         seed = HELDOUT_SEED
     per, overall, notes, silero = evaluate(quick, split=split, seed=seed)
-    cols = ["detector", "F1", "onset p50 ms", "onset p95 ms", "missed", "FA/min", "FA vs w3"]
+    cols = [
+        "detector",
+        "F1",
+        "onset p50 ms",
+        "onset p95 ms",
+        "end p50 ms",
+        "end p95 ms",
+        "held",
+        "missed",
+        "FA/min",
+        "FA vs w3",
+    ]
     ref = overall.get("webrtcvad 3")
     ref_hang = overall.get("webrtcvad 3 +hang")
 
@@ -428,9 +474,14 @@ def run(quick: bool = False, split: str = "heldout", seed: int | None = None) ->
                 "FA vs w3: false alarms per minute over webrtcvad mode 3's (raw decisions; "
                 "+hang rows over webrtcvad 3 +hang); voxwire's utterances come from its own "
                 "segmenter",
+                "end: from the labelled end of each utterance found to the end of the frame "
+                "in which the detector's utterance ends (raw rows: the first non-speech frame), "
+                "over those ended before the next labelled utterance; held: found utterances "
+                "whose detected utterance runs on into the next one",
             ],
         )
     ]
+    tables.append(_end_by_noise(per))
     names = list(overall)
     webrtc = [n for n in names if n.startswith("webrtcvad") and not n.endswith("+hang")]
     rows = []
@@ -462,3 +513,34 @@ def run(quick: bool = False, split: str = "heldout", seed: int | None = None) ->
     )
     tables.append(_cpu(quick, silero))
     return tables
+
+
+def _end_by_noise(per: dict[str, dict[str, Scores]]) -> Table:
+    """End delay p50 / p95 per noise (all SNRs and both rates), for every detector."""
+    by_noise: dict[str, dict[str, Scores]] = {}
+    for cond, row in per.items():
+        noise = cond.split(" ", 1)[0]  # Condition.name: "<noise> <snr> dB @<rate>k"
+        for name, s in row.items():
+            by_noise.setdefault(noise, {}).setdefault(name, Scores()).add(s)
+    names = list(next(iter(per.values()))) if per else []
+    rows = []
+    for noise, row in by_noise.items():
+        cells = [noise]
+        for name in names:
+            sc = row[name]
+            med, p95 = sc.end_delay_ms
+            found = sc.utterances - sc.missed
+            held = 100 * sc.held / found if found else 0.0
+            cells.append(f"{med:.0f} / {p95:.0f} ({held:.0f}%)")
+        rows.append(cells)
+    return Table(
+        "VAD end delay per noise, p50 / p95 ms (held %)",
+        ["noise", *names],
+        rows,
+        [
+            "from the labelled end of each utterance found to the end of the frame in which "
+            "the detector's utterance ends, over those ended before the next labelled one; "
+            "held: share of found utterances whose detected utterance runs on into the next "
+            "one; every SNR and both rates of a noise together"
+        ],
+    )
