@@ -81,6 +81,39 @@ block period and falls 12 dB per period, so a reply above -40 dBFS reads as soun
 200-350 ms after it stopped, and an onset reads up to a period late."""
 
 
+CHROMIUM_FLAGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+]
+"""Headless Chromium for the talk page: the fake microphone (a WAV given with
+``--use-file-for-fake-audio-capture``) without asking, ICE on loopback with plain IP
+candidates, and audio that plays without a gesture."""
+
+
+async def open_talk_page(p: Any, chromium: str, wav: Path, url: str) -> tuple[Any, Any]:
+    """Launch Chromium (Playwright ``p``) with ``wav`` as its microphone, open the talk page
+    at ``url`` without audio processing (``?raw=1``), press "talk" and wait for the call to
+    connect; returns (browser, page). The caller closes the browser."""
+    browser = await p.chromium.launch(
+        executable_path=chromium,
+        headless=True,
+        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
+    )
+    try:
+        page = await browser.new_page()
+        await page.goto(url + "?raw=1")
+        await page.click("#talk")
+        await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=30000)
+    except BaseException:
+        await browser.close()
+        raise
+    return browser, page
+
+
 ACTIVE = 10 ** (-40 / 20)
 """A level above -40 dBFS RMS is sound."""
 QUIET_BEFORE_MS = 300.0
@@ -305,24 +338,8 @@ async def run(
 
     server = WebRtcServer(handler)
     async with server.serve("127.0.0.1", 0) as url, async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                "--autoplay-policy=no-user-gesture-required",
-                "--no-sandbox",
-            ],
-        )
+        browser, page = await open_talk_page(p, chromium, wav, url)
         try:
-            page = await browser.new_page()
-            await page.goto(url + "?raw=1")
-            await page.click("#talk")
-            await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=20000)
             await page.evaluate(TAP)
             await asyncio.sleep(seconds - 1.5)  # the WAV began before the call was up
             tap: dict[str, list[list[float]]] = await page.evaluate("window.voxwireAudio")

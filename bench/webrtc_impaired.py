@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from webrtc_barge_in import open_talk_page
+
 PROFILES: dict[str, dict[str, Any]] = {
     "clean LAN": {"delay": 0.002},
     "broadband": {"delay": 0.02, "jitter": 0.008, "correlation": 0.5, "loss": 0.005},
@@ -67,14 +69,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 """Impairment of the browser's RTP towards the server (``voxwire.netsim.Impairment``
 parameters, seconds and probabilities)."""
 
-FLAGS = [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-    "--no-sandbox",
-]
 WARMUP_S = 2.0
 COOLDOWN_S = 1.0
 FRAME_S = 0.02
@@ -259,16 +253,8 @@ async def run(
         setting.calls.clear()
         server = WebRtcServer(echo_handler)
         async with server.serve("127.0.0.1", 0) as url, async_playwright() as p:
-            browser = await p.chromium.launch(
-                executable_path=chromium,
-                headless=True,
-                args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}"],
-            )
+            browser, page = await open_talk_page(p, chromium, wav, url)
             try:
-                page = await browser.new_page()
-                await page.goto(url + "?raw=1")
-                await page.click("#talk")
-                await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=30000)
                 await asyncio.sleep(seconds)
                 peers = list(server.peers.values())
                 await page.click("#talk")

@@ -21,6 +21,7 @@ if CHROMIUM is None:
     pytest.skip("needs Chromium (apt-get install chromium)", allow_module_level=True)
 
 import aioice.ice  # noqa: E402
+from bench.webrtc_barge_in import CHROMIUM_FLAGS  # noqa: E402
 
 from voxwire.agents.echo import echo_handler  # noqa: E402
 from voxwire.aio.rtp_call import RtpCall  # noqa: E402
@@ -30,22 +31,13 @@ from voxwire.sim.caller import aligned_correlation  # noqa: E402
 from voxwire.sim.speech import synthesize, write_wav  # noqa: E402
 from voxwire.webrtc import WebRtcServer  # noqa: E402
 
-FLAGS = [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-    "--no-sandbox",
-]
-
 
 async def launch(p: Any, wav: Path, *extra: str) -> Any:
     """Headless Chromium whose microphone plays ``wav`` (looped)."""
     return await p.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
-        args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}", *extra],
+        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}", *extra],
     )
 
 
