@@ -249,3 +249,57 @@ def test_the_peers_close_frame_is_answered_and_ends_recv_with_its_code() -> None
             await transport.send("late")
 
     run(main())
+
+
+class _Feed:
+    """Stands in for a Call: records what the transport pushes into it."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.fed: list[str | bytes] = []
+        self.ended: list[ConnectionClosed | None] = []
+        self.stop_after = stop_after
+
+    def feed(self, message: str | bytes) -> bool:
+        self.fed.append(message)
+        return self.stop_after is None or len(self.fed) < self.stop_after
+
+    def feed_end(self, closed: ConnectionClosed | None) -> None:
+        self.ended.append(closed)
+
+
+def test_an_attached_call_is_fed_each_message_in_the_callback_after_the_queued_ones() -> None:
+    async def main() -> None:
+        transport, ws = _connected()
+        text = picows.WSMsgType.TEXT
+        for i in range(QUEUE_PAUSE + 3):  # queued before the call is attached: paused
+            transport.on_ws_frame(ws, _Frame(text, str(i).encode()))  # type: ignore[arg-type]
+        assert ws.underlying_transport.paused == [True]
+        call = _Feed()
+        transport.attach(call)  # type: ignore[arg-type]
+        assert call.fed == [str(i) for i in range(QUEUE_PAUSE + 3)]  # in order, none lost
+        assert ws.underlying_transport.paused == [True, False]  # reading again
+        transport.on_ws_frame(ws, _Frame(text, b"now"))  # type: ignore[arg-type]
+        assert call.fed[-1] == "now"  # straight from the callback, not queued
+        assert not transport._queue
+        transport.on_ws_frame(ws, _Frame(picows.WSMsgType.CLOSE, (1000).to_bytes(2, "big")))  # type: ignore[arg-type]
+        assert len(call.ended) == 1
+        assert call.ended[0] is not None
+        assert call.ended[0].code == 1000
+
+    run(main())
+
+
+def test_an_end_before_the_attach_reaches_the_call_and_a_full_call_takes_no_more() -> None:
+    async def main() -> None:
+        transport, ws = _connected()
+        text = picows.WSMsgType.TEXT
+        for i in range(5):
+            transport.on_ws_frame(ws, _Frame(text, str(i).encode()))  # type: ignore[arg-type]
+        transport.on_ws_frame(ws, _Frame(picows.WSMsgType.CLOSE, (1001).to_bytes(2, "big")))  # type: ignore[arg-type]
+        call = _Feed(stop_after=2)  # the call decides to close on the second message
+        transport.attach(call)  # type: ignore[arg-type]
+        assert call.fed == ["0", "1"]
+        assert not transport._queue  # the rest dropped: the call's input has ended
+        assert [c.code for c in call.ended if c is not None] == [1001]
+
+    run(main())

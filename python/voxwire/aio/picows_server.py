@@ -14,10 +14,12 @@ upgrade (the media ``path``, ``/health`` and ``/ready``, ``/metrics``, the conne
 caps, the token, the subprotocol, admission) and runs each connection through
 :func:`~voxwire.aio.session.run_call` with a new codec, so a call behaves the same on
 either library. What differs is the connection: picows parses frames in compiled code and
-hands each one to :class:`PicowsTransport` in a callback, which queues the messages for
-the call (at most ``QUEUE_PAUSE`` before the socket stops being read) and writes sends
-straight to the socket. picows reads only ``GET`` requests without a body, so the control
-API (``POST``) is not served here: pass ``control`` and :func:`serve` raises.
+hands each one to :class:`PicowsTransport` in a callback, which passes it straight to the
+call (:meth:`voxwire.aio.session.Call.feed`, in the callback: no read task or queue per
+call; before the call is attached the messages wait, at most ``QUEUE_PAUSE`` before the
+socket stops being read) and writes sends straight to the socket. picows reads only
+``GET`` requests without a body, so the control API (``POST``) is not served here: pass
+``control`` and :func:`serve` raises.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class PicowsTransport(_Listener):
         self._disconnected = asyncio.get_running_loop().create_future()
         self._probes: collections.deque[asyncio.Future[None]] = collections.deque()
         self._writable: asyncio.Future[None] | None = None
+        self._call: Call | None = None
 
     # -- picows' side: callbacks -------------------------------------------------------
 
@@ -186,6 +189,10 @@ class PicowsTransport(_Listener):
         return False
 
     def _push(self, message: str | bytes) -> None:
+        call = self._call
+        if call is not None:
+            call.feed(message)  # the call takes it now (False: it takes no more)
+            return
         self._queue.append(message)
         waiter = self._waiter
         if waiter is not None:
@@ -199,6 +206,8 @@ class PicowsTransport(_Listener):
     def _end(self, closed: ConnectionClosed) -> None:
         if self._ended is None:
             self._ended = closed
+            if self._call is not None:
+                self._call.feed_end(closed)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -212,6 +221,22 @@ class PicowsTransport(_Listener):
             self._ws.disconnect()
 
     # -- the call's side: the Transport protocol ---------------------------------------
+
+    def attach(self, call: Call) -> None:
+        """From now on hand every message to ``call.feed`` as picows parses it, in its
+        callback (:func:`~voxwire.aio.session.run_call` does this instead of reading with
+        :meth:`recv`: no read task and no queue per call). The messages queued before are
+        fed first, in order; an end that came before is passed on."""
+        self._call = call
+        queue = self._queue
+        while queue:
+            if not call.feed(queue.popleft()):
+                queue.clear()
+        if self._paused and self._ws is not None:
+            self._paused = False
+            self._ws.underlying_transport.resume_reading()
+        if self._ended is not None:
+            call.feed_end(self._ended)
 
     async def recv(self) -> str | bytes:
         while not self._queue:

@@ -275,6 +275,8 @@ class Call:
             codec, limits, auth=auth, authenticated=authenticated, credential=credential
         )
         self._readable = asyncio.Event()
+        self._logged: set[str] = set()  # the kinds of skipped input logged so far
+        self._input_done = asyncio.Event()  # set once the peer's input has ended
         self._writable = asyncio.Event()
         self._events_end = False
         self._paced: PacedStream | None = None  # the stream registered with the pacer
@@ -580,61 +582,96 @@ class Call:
         self._wake()
         self._arm_timer()
 
-    async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        recv = self.transport.recv
-        codec = self.codec
-        core = self.core
-        stats = codec.stats
-        logged: set[str] = set()
-        core.begin(loop.time())
+    def _begin_input(self) -> None:
+        """Start the core's clock and the timer: the call's input begins."""
+        self.core.begin(asyncio.get_running_loop().time())
         self._arm_timer()
-        stage = "recv"
+
+    def feed(self, message: str | bytes) -> bool:
+        """Take one message from the peer, now (the read loop's body, for a transport
+        that pushes its messages; see :func:`run_call`). Returns False once the call's
+        input has ended (a close was decided, or it had ended before): stop feeding."""
+        core = self.core
+        if core.input_ended or self._input_done.is_set():
+            return False
+        stage = "receive"
         try:
-            while not core.input_ended:
-                stage = "recv"
-                try:
-                    message = await recv()
-                except ConnectionClosed as exc:
-                    if exc.local and exc.code == CLOSE_TOO_BIG:
-                        core.close_for(core.policy.too_big_closed(exc.reason))
-                        self._settle()
-                    return
-                stage = "receive"
-                events = core.decode(message, loop.time())
-                if len(stats.first_reason) != len(logged):
-                    for kind, reason in stats.first_reason.items():
-                        if kind not in logged:
-                            logged.add(kind)
-                            log.warning(
-                                "%s call %r: skipped %s input (logged once): %s",
-                                codec.name,
-                                self._ident(),
-                                kind,
-                                reason,
-                            )
-                stage = "dispatch"
-                if events:
-                    core.route(events)
-                    if core.stream is not self._paced:
-                        self._sync_stream()
-                    if core.events:
-                        self._readable.set()
-                if core.closing is not None:
-                    self._settle()
-                    return
-                stage = "timer"
-                when = core.get_timer()
-                if when is None or self._timer is None or when < self._timer_at:
-                    self._arm_timer()
+            codec = self.codec
+            events = core.decode(message, asyncio.get_running_loop().time())
+            stats = codec.stats
+            logged = self._logged
+            if len(stats.first_reason) != len(logged):
+                for kind, reason in stats.first_reason.items():
+                    if kind not in logged:
+                        logged.add(kind)
+                        log.warning(
+                            "%s call %r: skipped %s input (logged once): %s",
+                            codec.name,
+                            self._ident(),
+                            kind,
+                            reason,
+                        )
+            stage = "dispatch"
+            if events:
+                core.route(events)
+                if core.stream is not self._paced:
+                    self._sync_stream()
+                if core.events:
+                    self._readable.set()
+            if core.closing is not None:
+                self._settle()
+                self.feed_end(None)
+                return False
+            if core.input_ended:  # the stream's own end (a hang-up message)
+                self.feed_end(None)
+                return False
+            stage = "timer"
+            when = core.get_timer()
+            if when is None or self._timer is None or when < self._timer_at:
+                self._arm_timer()
         except Exception as exc:
             self._fail(stage, exc)
+            self.feed_end(None)
+            return False
+        return True
+
+    def feed_end(self, closed: ConnectionClosed | None) -> None:
+        """The peer's input ended (``closed``: how, None when the call ended it)."""
+        if self._input_done.is_set():
+            return
+        core = self.core
+        try:
+            if closed is not None and closed.local and closed.code == CLOSE_TOO_BIG:
+                core.close_for(core.policy.too_big_closed(closed.reason))
+                self._settle()
         finally:
             core.end_of_input()
             if self._timer is not None:  # idleness is the reader's to judge, not the grace's
                 self._timer.cancel()
                 self._timer = None
             self._end_events()
+            self._input_done.set()
+
+    async def _input_ended(self) -> None:
+        await self._input_done.wait()
+
+    async def _read_loop(self) -> None:
+        recv = self.transport.recv
+        feed = self.feed
+        self._begin_input()
+        try:
+            while True:
+                try:
+                    message = await recv()
+                except ConnectionClosed as exc:
+                    self.feed_end(exc)
+                    return
+                if not feed(message):
+                    return
+        except Exception as exc:
+            self._fail("recv", exc)
+        finally:
+            self.feed_end(None)
 
     async def _write_loop(self) -> None:
         outbox = self.core.outbox
@@ -710,7 +747,15 @@ async def run_call(
     )
     loop = asyncio.get_running_loop()
     began = loop.time()
-    reader = loop.create_task(call._read_loop())
+    attach: Callable[[Call], None] | None = getattr(transport, "attach", None)
+    if attach is None:
+        reader = loop.create_task(call._read_loop())
+    else:
+        # the transport pushes each message into call.feed from its own callback: no read
+        # task, no queue per call
+        call._begin_input()
+        attach(call)
+        reader = loop.create_task(call._input_ended())
     writer = loop.create_task(call._write_loop())
     user = loop.create_task(_guarded(handler, call))
     closed = loop.create_task(call._closed.wait())
