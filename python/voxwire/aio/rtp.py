@@ -391,8 +391,7 @@ class RtpEndpoint:
         Returns the marks (of :meth:`mark`) that were still pending, as cleared; their
         ``on_mark`` never comes.
         """
-        core = self.core
-        cleared = core.clear(None if self._loop is None else self._loop.time())
+        cleared = self.core.clear(None if self._loop is None else self._loop.time())
         self._send_outbox()
         for future in self._drains.values():
             if not future.done():

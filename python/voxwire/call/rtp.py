@@ -300,12 +300,12 @@ class RtpEndpointCore:
         plays them straight after the audio it has. The first fades the cut audio out
         over :data:`TAIL_FADE_MS` (a raised-cosine ramp over the start of the first frame
         dropped) into silence, the others are silence. Without them the peer's decoder
-        conceals the missing packets, continuing the reply's last sound while it fades
-        (in Chromium, 125 ms more of it at the median: ``docs/webrtc.md``); with them the reply ends
-        where its last packet does, with no click. The tail is not
-        sent audio of the reply: :attr:`~voxwire.pacing.PacedStream.sent_samples` and the
-        played position stop at the cut, and the next talkspurt's timestamp skip counts
-        from the tail's end. Muted, or with no remote address, nothing is sent.
+        conceals the missing packets, continuing the reply's last sound while it fades (in
+        Chromium, 125 ms more of it at the median: ``docs/webrtc.md``); with them the reply
+        ends where its last packet does, with no click. The tail is not sent audio of the
+        reply: :attr:`~voxwire.pacing.PacedStream.sent_samples` and the played position
+        stop at the cut, and the next talkspurt's timestamp skip counts from the tail's
+        end. Muted, or with no remote address, nothing is sent.
         """
         tail = self._tail_due(now)
         fade_from = self.stream.next_audio() if tail else None
