@@ -517,6 +517,33 @@ TEST(Jitter, ReorderingTermLeavesOutTheFrameAWaitCovers) {
   EXPECT_EQ(target(true), whole - 20);
 }
 
+// When the reordered packets past the lowered term are many (here one in 20, all 42 ms
+// late: every one of them would be waited for and shortened away), the term keeps the
+// frame; once they are rare again (below 2% of packets) it leaves it out again.
+TEST(Jitter, FrequentReorderingPastTheLoweredTermKeepsTheWholeFrame) {
+  const auto target = [](bool stretch, int n, auto transit) {
+    jb::Config cfg;
+    cfg.time_stretch = stretch;
+    jb::Buffer buf(cfg);
+    Feeder f{buf, {}};
+    StretchingCaller caller{buf, 64, 0, {}};
+    drive(buf, caller, f, n, 10, transit);
+    return buf.target_delay_ms();
+  };
+  const auto frequent = [](int k) { return std::int64_t{k % 20 == 5 ? 44 : 2}; };
+  const auto whole = target(false, 1500, frequent);
+  EXPECT_GE(whole, 42);
+  EXPECT_EQ(target(true, 1500, frequent), whole);
+  // Then one in 60, 72 ms late: a reordering the wait covers a frame of, rare enough again.
+  const auto later = [](int k) {
+    if (k < 1500) return std::int64_t{k % 20 == 5 ? 44 : 2};
+    return std::int64_t{k % 60 == 5 ? 74 : 2};
+  };
+  const auto whole_later = target(false, 8000, later);
+  EXPECT_GE(whole_later, 72);
+  EXPECT_EQ(target(true, 8000, later), whole_later - 20);
+}
+
 TEST(Jitter, TimeStretchFallsBackToWholeFramesWhenTheCallerCannot) {
   jb::Config cfg;
   cfg.time_stretch = true;

@@ -24,10 +24,11 @@
 /// a sliding window of about 8 s, so sender clock drift cannot grow the buffer) goes into a
 /// forgetting histogram; the target is a high quantile of it, at least the quantile of a
 /// second histogram of the delays of reordered packets (the ones lost late when too slow;
-/// with time_stretch, less the frame a wait covers, see below), plus one frame of look-ahead while packets are being lost and the stream carries FEC (so
-/// that packet N+1, holding N's FEC, is usually there when N is due), two frames while
-/// losses come in runs and the redundancy reaches two frames back (RFC 2198 copies that
-/// carry in-band FEC themselves, or two redundant blocks). The quantile rises
+/// with time_stretch, less the frame a wait covers while such waits stay under about 3% of
+/// the packets, see below), plus one frame of look-ahead while packets are being lost and the
+/// stream carries FEC (so that packet N+1, holding N's FEC, is usually there when N is due),
+/// two frames while losses come in runs and the redundancy reaches two frames back (RFC 2198
+/// copies that carry in-band FEC themselves, or two redundant blocks). The quantile rises
 /// within a fraction of a second when the delay gets worse and falls over tens of seconds as
 /// the histograms forget; a single stall of an in-order stream is waited out (expand) rather
 /// than learnt.
@@ -287,6 +288,8 @@ class Buffer {
     void add(std::size_t bin, double f) noexcept;
     /// The smallest bin at or below which lies at least fraction `q` of the weight.
     [[nodiscard]] std::size_t quantile(double q) const noexcept;
+    /// The fraction of the weight above `bin`.
+    [[nodiscard]] double share_above(std::size_t bin) const noexcept;
 
    private:
     std::array<double, kBins> w_{};
@@ -349,6 +352,7 @@ class Buffer {
   std::uint64_t observed_ = 0;         // packets fed to the histogram
   std::int64_t quantile_ms_ = 0;
   ForgettingHistogram reorder_hist_;   // relative delay of reordered packets (0 in order), ms
+  bool wait_in_term_ = true;           // the reordering term leaves out the frame a wait covers
   std::int64_t reorder_ms_ = 0;        // the reordering term, ms
   std::int64_t last_loss_ms_ = -1;     // last time a frame was missing at its turn
   std::int64_t last_fec_ms_ = -1;      // last arrival of a packet carrying FEC
