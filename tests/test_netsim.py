@@ -112,7 +112,7 @@ def test_udp_proxy_delivers_what_the_model_says() -> None:
         src.close()
         proxy.close()
         sink.close()
-        assert not proxy._handles  # nothing left in flight
+        assert not proxy._out._handles  # nothing left in flight
         return received, net.stats.delivered, proxy.forwarded
 
     received, expected, forwarded = asyncio.run(main())
@@ -189,6 +189,59 @@ def test_udp_proxy_with_replies_relays_both_ways_and_impairs_one() -> None:
     assert len(answers) == replied == delivered  # every answer came back
     assert all(source == address for _, source in answers)  # from the proxy's port
     assert all(data.startswith(b"re:") for data, _ in answers)
+
+
+def test_udp_proxy_reply_impairment_impairs_the_way_back_on_its_own() -> None:
+    # Requests go out clean; the answers are delayed 30 ms and 20% lost by an impairment of
+    # their own, except the ones ``only`` leaves alone (odd requests), relayed at once.
+    async def main() -> tuple[dict[int, float], dict[int, float], Impairment, Impairment]:
+        loop = asyncio.get_running_loop()
+        sent: dict[int, float] = {}
+        back: dict[int, float] = {}
+
+        class Echo(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.DatagramTransport, transport)
+
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                self.transport.sendto(data, addr)
+
+        class Caller(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                back[int.from_bytes(data, "big")] = loop.time()
+
+        echo, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        out, ret = Impairment(seed=1), Impairment(seed=5, delay=0.03, loss=0.2)
+        proxy = UdpImpairmentProxy(
+            echo.get_extra_info("sockname")[:2],
+            out,
+            replies=True,
+            only=lambda d: d[-1] % 2 == 0,
+            reply_impairment=ret,
+        )
+        address = await proxy.start()
+        caller, _ = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1", 0))
+        for i in range(200):
+            sent[i] = loop.time()
+            caller.sendto(i.to_bytes(2, "big"), address)
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.3)
+        for transport in (caller, echo):
+            transport.close()
+        proxy.close()
+        return sent, back, out, ret
+
+    sent, back, out, ret = asyncio.run(main())
+    assert (out.stats.lost, out.stats.delivered) == (0, 100)  # the even requests, clean
+    assert ret.stats.delivered + ret.stats.lost == 100  # the even answers went through it
+    assert 5 < ret.stats.lost < 40
+    even = [i for i in back if i % 2 == 0]
+    assert len(even) == ret.stats.delivered
+    assert all(back[i] - sent[i] >= 0.03 for i in even)  # delayed on the way back
+    assert all(i in back for i in range(1, 200, 2))  # the others all came back
+    assert statistics.median(back[i] - sent[i] for i in range(1, 200, 2)) < 0.02  # at once
+    with pytest.raises(ValueError, match="replies=True"):
+        UdpImpairmentProxy(("127.0.0.1", 9), Impairment(), reply_impairment=Impairment())
 
 
 def test_udp_proxy_without_replies_drops_what_the_target_sends_back() -> None:

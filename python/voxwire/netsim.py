@@ -170,6 +170,41 @@ class _Replies(asyncio.DatagramProtocol):
         self.proxy._reply(data)
 
 
+class _Lane:
+    """One direction of a proxy: datagrams held for the delivery times an
+    :class:`Impairment` gives them, then handed to ``send``."""
+
+    def __init__(self, impairment: Impairment, send: Callable[[bytes], None]) -> None:
+        self.impairment = impairment
+        self.send = send
+        self._handles: set[asyncio.TimerHandle] = set()
+        self._pending: list[tuple[float, int, bytes]] = []
+        self._order = itertools.count()
+
+    def put(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for when in self.impairment.schedule(loop.time()):
+            # asyncio runs timers with equal deadlines in no set order, so each timer
+            # sends everything up to its own (time, arrival order) key from one heap
+            key = (when, next(self._order))
+            heapq.heappush(self._pending, (*key, data))
+            self._handles.add(loop.call_at(when, self._deliver, key))
+
+    def _deliver(self, key: tuple[float, int]) -> None:
+        # Forget the timers that have fired (this one included); the rest are in flight.
+        now = asyncio.get_running_loop().time()
+        self._handles = {h for h in self._handles if h.when() > now}
+        while self._pending and self._pending[0][:2] <= key:
+            self.send(heapq.heappop(self._pending)[2])
+
+    def clear(self) -> None:
+        """Drop what is still in flight."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        self._pending.clear()
+
+
 class UdpImpairmentProxy:
     """Forwards UDP datagrams from a local port to ``target`` through an :class:`Impairment`.
 
@@ -188,8 +223,10 @@ class UdpImpairmentProxy:
     proxy's forwarding socket goes, unimpaired, to the address the last datagram came from
     (:attr:`replied` counts them; without a sender yet they are dropped). Two peers that
     answer each other (ICE, DTLS, RTCP) then talk through it, and only the direction
-    towards ``target`` is impaired. ``only`` picks the datagrams the impairment applies to
-    (say, RTP but not the ICE and DTLS handshakes); the others are forwarded at once.
+    towards ``target`` is impaired, unless ``reply_impairment`` impairs the way back too
+    (an :class:`Impairment` of its own, its statistics apart). ``only`` picks the
+    datagrams the impairments apply to, both ways (say, RTP but not the ICE and DTLS
+    handshakes); the others are relayed at once.
     """
 
     def __init__(
@@ -200,9 +237,13 @@ class UdpImpairmentProxy:
         *,
         replies: bool = False,
         only: Callable[[bytes], bool] | None = None,
+        reply_impairment: Impairment | None = None,
     ) -> None:
+        if reply_impairment is not None and not replies:
+            raise ValueError("UdpImpairmentProxy: reply_impairment needs replies=True")
         self.target = target
         self.impairment = impairment
+        self.reply_impairment = reply_impairment
         self.host = host
         self.replies = replies
         self.only = only
@@ -211,9 +252,8 @@ class UdpImpairmentProxy:
         self.replied = 0
         self._listen: asyncio.DatagramTransport | None = None
         self._send: asyncio.DatagramTransport | None = None
-        self._handles: set[asyncio.TimerHandle] = set()
-        self._pending: list[tuple[float, int, bytes]] = []
-        self._order = itertools.count()
+        self._out = _Lane(impairment, self._send_out)
+        self._back = None if reply_impairment is None else _Lane(reply_impairment, self._send_back)
         self.forwarded = 0
 
     async def start(self, port: int = 0) -> tuple[str, int]:
@@ -231,31 +271,22 @@ class UdpImpairmentProxy:
 
     def _forward(self, data: bytes) -> None:
         if self.only is not None and not self.only(data):
-            if self._send is not None and not self._send.is_closing():
-                self._send.sendto(data)
-                self.forwarded += 1
+            self._send_out(data)
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for when in self.impairment.schedule(now):
-            # asyncio runs timers with equal deadlines in no set order, so each timer
-            # sends everything up to its own (time, arrival order) key from one heap
-            key = (when, next(self._order))
-            heapq.heappush(self._pending, (*key, data))
-            handle = loop.call_at(when, self._deliver, key)
-            self._handles.add(handle)
+        self._out.put(data)
 
-    def _deliver(self, key: tuple[float, int]) -> None:
-        # Forget the timers that have fired (this one included); the rest are in flight.
-        now = asyncio.get_running_loop().time()
-        self._handles = {h for h in self._handles if h.when() > now}
-        while self._pending and self._pending[0][:2] <= key:
-            data = heapq.heappop(self._pending)[2]
-            if self._send is not None and not self._send.is_closing():
-                self._send.sendto(data)
-                self.forwarded += 1
+    def _send_out(self, data: bytes) -> None:
+        if self._send is not None and not self._send.is_closing():
+            self._send.sendto(data)
+            self.forwarded += 1
 
     def _reply(self, data: bytes) -> None:
+        if self._back is not None and (self.only is None or self.only(data)):
+            self._back.put(data)
+            return
+        self._send_back(data)
+
+    def _send_back(self, data: bytes) -> None:
         listen, client = self._listen, self._client
         if listen is not None and client is not None and not listen.is_closing():
             listen.sendto(data, client)
@@ -263,10 +294,9 @@ class UdpImpairmentProxy:
 
     def close(self) -> None:
         """Stop listening and drop what is still in flight."""
-        for handle in self._handles:
-            handle.cancel()
-        self._handles.clear()
-        self._pending.clear()
+        self._out.clear()
+        if self._back is not None:
+            self._back.clear()
         for transport in (self._listen, self._send):
             if transport is not None:
                 transport.close()
