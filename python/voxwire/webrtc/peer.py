@@ -15,17 +15,17 @@ loss, no Opus FEC or concealment, a 96 kbit/s stereo encoder in a thread pool). 
   talkspurt rule of RTP calls; each packet goes to the DTLS transport to be protected and
   sent (``RTCDtlsTransport._send_rtp``) with the SSRC aiortc announced in the answer.
   aiortc's own sender gets a track that never yields a frame, so it never encodes.
+* **Transport-wide congestion control.** When the offer has it and the answer takes it
+  (:func:`~voxwire.webrtc.sdp.fix_answer`), every packet sent carries a transport-wide
+  sequence number (:class:`~voxwire.twcc.TransportCcSender`), and the browser's RTCP
+  transport feedback is read from the raw compound RTCP
+  (``RTCDtlsTransport._handle_rtcp_data``) before aiortc parses it: aiortc reads an
+  RTPFB packet's FCI as NACKs, and refuses (drops) a padded one with the whole compound
+  packet. Its loss drives the Opus controller while it flows, receiver reports otherwise.
 
 The call is an :class:`~voxwire.aio.rtp_call.RtpCall` (``call.codec.name == "webrtc"``):
 every handler of the other transports (the echo agent, the voice agent) runs on it, with
 barge-in from the send clock.
-
-* **Transport-wide congestion control.** When the offer has it and the answer takes it
-  (:func:`~voxwire.webrtc.sdp.fix_answer`), every packet sent carries a transport-wide
-  sequence number (:class:`~voxwire.twcc.TransportCcSender`), and the browser's RTCP
-  transport feedback is read from the raw compound RTCP (``RTCDtlsTransport.
-  _handle_rtcp_data``) before aiortc parses it: aiortc reads an RTPFB packet's FCI as
-  NACKs, and refuses (drops) a padded one with the whole compound packet.
 
 The private names used are checked when a peer is made (:func:`check_aiortc`):
 if an aiortc release moves them, :class:`WebRtcUnavailable` says so at once, and
@@ -196,7 +196,8 @@ class WebRtcPeer:
         self.task: asyncio.Task[None] | None = None
         #: the Opus rate controller (None: fixed settings)
         self.control: OpusRateController | None = None
-        #: receiver reports about voxwire's stream, and settings changed from them
+        #: receiver-report blocks about voxwire's stream (counted whether fed to the
+        #: controller or not), and settings changed from the loss reported
         self.reports = 0
         self.adaptations = 0
         self._sender: _SrtpSender | None = None
@@ -205,8 +206,9 @@ class WebRtcPeer:
         self.receiver_reports = 0
         #: transport-wide sequence numbers on what voxwire sends (None: not negotiated)
         self.twcc: TransportCcSender | None = None
-        #: transport feedback packets received, refused as malformed, and the loss
-        #: figures (of FEEDBACK_PACKETS packets each) fed to the rate controller from them
+        #: transport feedback packets read; compound RTCP or feedback packets refused as
+        #: malformed; the loss figures (of FEEDBACK_PACKETS packets each) fed to the
+        #: rate controller from the feedback
         self.transport_feedback = 0
         self.feedback_errors = 0
         self.feedback_reports = 0
@@ -266,13 +268,13 @@ class WebRtcPeer:
                 red_payload_type=offer.red,
                 ssrc=transceiver.sender._ssrc,
             )
+            answer_sdp = fix_answer(pc.localDescription.sdp, offer, transport_cc=transport_cc)
+            agreed = parse_offer(answer_sdp).transport_cc
         except BaseException:
             await pc.close()
             raise
-        dtls = transceiver.receiver.transport
-        answer_sdp = fix_answer(pc.localDescription.sdp, offer, transport_cc=transport_cc)
-        agreed = parse_offer(answer_sdp).transport_cc
         twcc = None if agreed is None else TransportCcSender(agreed)
+        dtls = transceiver.receiver.transport
         sender = _SrtpSender(dtls, twcc)
         peer_id = f"{next(_ids):x}"
         endpoint = RtpEndpoint.attach(session, sender, ("webrtc", 0), clear_tail=CLEAR_TAIL)
