@@ -8,10 +8,11 @@ agent on loopback with its fake microphone saying two sentences; one call per
 ``--transport-cc`` setting (``on``: the answer takes Chrome's offer of transport-cc, as
 by default; ``off``: ``WebRtcPeer.accept(transport_cc=False)``). During each call every
 compound RTCP packet the server receives is classified by its packets' (type, count or
-FMT), and the peer's counts are read at the end: packets sent, receiver-report blocks on
-voxwire's stream, transport feedback packets, the packets they reported and reported
-lost, and the loss figures fed to the Opus controller, with the time from voxwire's first
-packet to the first of each.
+FMT), with whether it had the padding bit and whether aiortc's own parser
+(``aiortc.rtp.RtcpPacket.parse``) refused it; the peer's counts are read at the end:
+packets sent, receiver-report blocks on voxwire's stream, transport feedback packets, the
+packets they reported and reported lost, and the loss figures fed to the Opus controller,
+with the time from voxwire's first packet to the first of each.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, Any]:
     import aioice.ice
+    from aiortc.rtp import RtcpPacket
     from bench.webrtc_barge_in import open_talk_page
     from playwright.async_api import async_playwright
 
@@ -49,6 +51,8 @@ async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, A
     if chromium is None:
         raise SystemExit("needs Chromium (apt-get install chromium)")
     kinds: Counter[tuple[tuple[int, int], ...]] = Counter()
+    padded: Counter[tuple[tuple[int, int], ...]] = Counter()
+    refused: Counter[tuple[tuple[int, int], ...]] = Counter()
     firsts: dict[str, float] = {}
     try:
         server = WebRtcServer(echo_handler)
@@ -59,7 +63,14 @@ async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, A
             handle = dtls._handle_rtcp_data
 
             async def classify(data: bytes) -> None:
-                kinds[tuple((t, f) for t, f, _ in split_rtcp(data))] += 1
+                parts = split_rtcp(data)
+                kind = tuple((t, f) for t, f, _ in parts)
+                kinds[kind] += 1
+                padded[kind] += any(packet[0] & 0x20 for _, _, packet in parts)
+                try:
+                    RtcpPacket.parse(data)
+                except ValueError:
+                    refused[kind] += 1
                 await handle(data)
 
             dtls._handle_rtcp_data = classify
@@ -90,6 +101,8 @@ async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, A
                 "errors": peer.feedback_errors,
                 "loss": peer.control.loss if peer.control else None,
                 "rtcp": dict(kinds),
+                "rtcp padded": dict(+padded),
+                "aiortc refused": dict(+refused),
             }
             start = firsts.get("sent")
             for name in ("report", "feedback", "figure"):
