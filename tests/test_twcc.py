@@ -83,6 +83,21 @@ def test_the_element_is_appended_to_a_one_byte_extension_and_csrcs_are_kept() ->
     assert one_byte_elements(packet.extension.data) == {1: b"\x07", 5: b"\x12\x34"}
 
 
+def test_a_packet_with_csrcs_gets_the_extension_after_them() -> None:
+    twcc = TransportCcSender(14, first_sequence=9)
+    wire = RtpPacket(0, 5, 6, 7, b"pcmu", csrcs=(1, 2, 3), marker=True).to_bytes()
+    packet = parse_rtp(twcc.stamp(wire))
+    assert packet.csrcs == (1, 2, 3)
+    assert (packet.sequence, packet.timestamp, packet.marker, packet.payload) == (
+        5,
+        6,
+        True,
+        b"pcmu",
+    )
+    assert packet.extension is not None
+    assert one_byte_elements(packet.extension.data) == {14: b"\x00\x09"}
+
+
 def test_what_is_not_a_numberable_rtp_packet_is_sent_unchanged() -> None:
     twcc = TransportCcSender(3, first_sequence=0)
     two_byte = RtpPacket(0, 1, 2, 3, b"pcm", extension=RtpExtension(0x1000, bytes(4)))

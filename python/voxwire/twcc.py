@@ -72,6 +72,7 @@ _RUN_MAX = 0x1FFF  # 13-bit run length
 _RTCP_HEAD = struct.Struct("!BBH")
 _FB_HEAD = struct.Struct("!BBHIIHHI")  # RTCP header, SSRCs, base, count, ref time + fb count
 _EXT_HEAD = struct.Struct("!HHBHB")  # 0xBEDE, one word, ID/L, sequence, a padding byte
+_PLAIN = struct.Struct("!B11sHHBHB")  # a 12-byte header with X set, then _EXT_HEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,13 +407,17 @@ class TransportCcSender:
         version 2, shorter than its header, another extension profile) is returned
         unchanged and not numbered.
         """
-        data = bytes(packet)
+        data = packet if type(packet) is bytes else bytes(packet)
         if len(data) < 12 or data[0] >> 6 != 2:
             return data
         first = data[0]
         at = 12 + 4 * (first & 0x0F)
         seq = self._next & 0xFFFF
-        if not first & 0x10:
+        if not first & 0x1F:  # no extension, no CSRC: what voxwire sends, in one pack
+            out = (
+                _PLAIN.pack(first | 0x10, data[1:12], 0xBEDE, 1, self._id_byte, seq, 0) + data[12:]
+            )
+        elif not first & 0x10:
             if at > len(data):
                 return data
             out = (
