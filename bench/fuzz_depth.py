@@ -4,15 +4,15 @@
 
 The C++ targets (libFuzzer + ASan + UBSan, ``tests/fuzz/fuzz_*.cpp``) are built with the
 ``fuzz`` preset first when ``build/fuzz`` does not hold them (clang and
-libclang-rt-14-dev); the Python ones (``tests/fuzz/fuzz_codecs.py``, ``fuzz_sip.py``:
-every media-stream codec end to end, the SIP stack) run under atheris
-(``pip install atheris``). Each target starts from an empty corpus plus its seeds and
-runs until ``--runs`` executions; ``--jobs`` targets run at once. A row reports the
-executions libFuzzer counted (``stat::number_of_executed_units``), the wall time, the
-rate, the peak RSS it printed, the coverage reached and the findings: libFuzzer stops at
-the first crash, leak, timeout or out-of-memory and leaves the input as ``crash-*`` (or
-``leak-*``, ``timeout-*``, ``oom-*``) in the target's work directory, which the row
-names. The command exits 1 if any target found anything or fell short of ``--runs``.
+libclang-rt-14-dev); the Python ones (``tests/fuzz/fuzz_codecs.py``, ``fuzz_sip.py``,
+``fuzz_twcc.py``: every media-stream codec end to end, the SIP stack, the RTCP transport
+feedback) run under atheris (``pip install atheris``). Each target starts from an empty
+corpus plus its seeds and runs until ``--runs`` executions; ``--jobs`` targets run at
+once. A row reports the executions libFuzzer counted (``stat::number_of_executed_units``),
+the wall time, the rate, the peak RSS it printed, the coverage reached and the findings:
+libFuzzer stops at the first crash, leak, timeout or out-of-memory and leaves the input
+as ``crash-*`` (or ``leak-*``, ``timeout-*``, ``oom-*``) in the target's work directory,
+which the row names. The command exits 1 if any target found anything or fell short of ``--runs``.
 
 CI runs every target for 30 s; this is the long run. Limits given to every target:
 ``-rss_limit_mb=2048`` (an input that makes a parser hold more is a finding) and
@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "fuzz" / "tests" / "fuzz"
-PYTHON_TARGETS = ("fuzz_codecs", "fuzz_sip")
+PYTHON_TARGETS = ("fuzz_codecs", "fuzz_sip", "fuzz_twcc")
 LIMITS = ("-rss_limit_mb=2048", "-timeout=10")
 
 
@@ -71,7 +71,11 @@ def run_target(name: str, command: list[str], runs: int, workdir: Path) -> Row:
     if name in PYTHON_TARGETS:
         from tests.fuzz import targets
 
-        seeds = targets.codec_seeds() if name == "fuzz_codecs" else targets.sip_seeds()
+        seeds = {
+            "fuzz_codecs": targets.codec_seeds,
+            "fuzz_sip": targets.sip_seeds,
+            "fuzz_twcc": targets.twcc_seeds,
+        }[name]()
         for i, seed in enumerate(seeds):
             (corpus / f"seed-{i:03}").write_bytes(seed)
     args = [*command, f"-runs={runs}", "-seed=1", "-print_final_stats=1", *LIMITS, str(corpus)]

@@ -28,6 +28,7 @@ __all__ = [
     "ServiceError",
     "ServiceTimeout",
     "SipParseError",
+    "TransportFeedbackError",
     "VoxwireError",
 ]
 
@@ -75,6 +76,17 @@ class RtpError(_Reasoned, RemoteProtocolError):
     Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
     ``bad_padding``; for an RFC 2198 (RED) payload ``red_empty``, ``red_header_past_end``,
     ``red_too_many_blocks``, ``red_block_past_end``.
+    """
+
+
+class TransportFeedbackError(_Reasoned, RemoteProtocolError):
+    """A malformed RTCP transport-wide congestion-control feedback packet
+    (draft-holmer-rmcat-transport-wide-cc-extensions-01 section 3.1), or a compound RTCP
+    packet that cannot be split; ``reason`` names the rule it breaks.
+
+    Reasons: ``too_short``, ``bad_version``, ``length_past_end``, ``bad_padding``,
+    ``not_transport_feedback``, ``no_packets``, ``chunks_past_end``, ``reserved_symbol``,
+    ``deltas_past_end``, ``trailing_data``.
     """
 
 

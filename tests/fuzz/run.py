@@ -17,7 +17,8 @@ __all__ = ["fuzz"]
 
 
 def fuzz(target: str) -> None:
-    """Fuzz ``target`` ("codec" or "sip") with the flags and corpora of ``sys.argv``."""
+    """Fuzz ``target`` ("codec", "sip" or "twcc") with the flags and corpora of
+    ``sys.argv``."""
     import atheris
 
     with atheris.instrument_imports(include=["voxwire"]):
@@ -28,8 +29,10 @@ def fuzz(target: str) -> None:
         one_input, seeds = targets.codec_input, targets.codec_seeds()
     elif target == "sip":
         one_input, seeds = targets.sip_input, targets.sip_seeds()
+    elif target == "twcc":
+        one_input, seeds = targets.twcc_input, targets.twcc_seeds()
     else:
-        raise SystemExit(f"unknown target {target!r}: codec or sip")
+        raise SystemExit(f"unknown target {target!r}: codec, sip or twcc")
     argv = list(sys.argv)
     if not any(not a.startswith("-") for a in argv[1:]):
         corpus = Path(tempfile.mkdtemp(prefix=f"voxwire-fuzz-{target}-"))

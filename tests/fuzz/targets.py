@@ -1,4 +1,5 @@
-"""The Python fuzz targets: every media-stream codec end to end, and the SIP stack.
+"""The Python fuzz targets: every media-stream codec end to end, the SIP stack, and the
+transport-wide congestion-control feedback a WebRTC browser sends.
 
 The C++ targets beside this file fuzz the kernels; these fuzz what a hostile peer reaches
 first, in Python: a WebSocket dialect's JSON and base64 (or binary frames), AudioSocket's
@@ -29,9 +30,19 @@ to the same method or status, Call-ID and CSeq; an offer's SDP is answered or re
 with :class:`~voxwire.errors.SdpError`; the user agent server takes any datagram without
 raising and answers a bounded number of datagrams, each within the size limit.
 
+The transport feedback contract (:func:`twcc_input`): an input whose first byte is even
+is a compound RTCP packet: :func:`~voxwire.twcc.split_rtcp` and
+:func:`~voxwire.twcc.parse_transport_feedback` raise only
+:class:`~voxwire.errors.TransportFeedbackError`; a parsed feedback is self-consistent
+(1-65535 statuses of 0-2, one delta per received packet), builds back to a packet that
+parses to the same fields, and moves a :class:`~voxwire.twcc.TransportCcSender`'s counts
+only within what it sent. An odd first byte makes the rest an RTP packet to stamp: it
+comes back unchanged, or (when it parsed) parsed with the same payload and the number in
+its extension.
+
 Run one with atheris (coverage-guided): ``python tests/fuzz/fuzz_codecs.py -runs=1000000``
-(or ``fuzz_sip.py``); ``python bench/fuzz_depth.py`` runs every target, C++ and Python,
-to a million executions each.
+(or ``fuzz_sip.py``, ``fuzz_twcc.py``); ``python bench/fuzz_depth.py`` runs every target,
+C++ and Python, to a million executions each.
 """
 
 from __future__ import annotations
@@ -40,14 +51,23 @@ import math
 
 import numpy as np
 
-from voxwire.errors import ProtocolError, SdpError, SipParseError
+from voxwire.errors import ProtocolError, RtpError, SdpError, SipParseError, TransportFeedbackError
 from voxwire.protocols import CODECS, Audio, MediaStreamCodec, codec_factory
 from voxwire.protocols.base import Base64MediaCodec
 from voxwire.resample import Resampler
+from voxwire.rtp import RtpExtension, RtpPacket, parse_rtp
 from voxwire.sim.providers import PROVIDERS
 from voxwire.sip.message import Request, message_length, parse_message
 from voxwire.sip.sdp import answer_offer, parse_sdp
 from voxwire.sip.uas import SipServer
+from voxwire.twcc import (
+    FMT_TRANSPORT_CC,
+    RTCP_RTPFB,
+    TransportCcSender,
+    build_transport_feedback,
+    parse_transport_feedback,
+    split_rtcp,
+)
 
 __all__ = [
     "NAMES",
@@ -59,6 +79,8 @@ __all__ = [
     "encode_case",
     "sip_input",
     "sip_seeds",
+    "twcc_input",
+    "twcc_seeds",
 ]
 
 #: the protocols in the order the first input byte picks them
@@ -273,3 +295,141 @@ def sip_input(data: bytes) -> None:
     out = server.datagrams()
     if len(out) > 4 or any(len(d) > server.limits.max_message for d, _ in out):
         raise Finding(f"{len(out)} datagrams in answer to one")
+
+
+_TWCC_ID = 3
+_TWCC_FIRST = 65500  # the sender's first number: its 100 packets cross the wrap
+_TWCC_SENT = 100
+
+
+def twcc_seeds() -> list[bytes]:
+    """Feedback as Chrome sends it (alone, and after a receiver report), with each kind
+    of chunk and delta; RTP packets to stamp, with and without an extension."""
+    fb = [
+        build_transport_feedback(
+            1,
+            2,
+            base_sequence=65500,
+            reference_time=192273,
+            feedback_count=0,
+            statuses=[1, 1, 1],
+            deltas=[50, 0, 80],
+        ),
+        build_transport_feedback(
+            1,
+            2,
+            base_sequence=65530,
+            reference_time=-5,
+            feedback_count=1,
+            statuses=[1] * 20 + [0, 2, 1, 0],
+            deltas=[80] * 20 + [-40, 3],
+        ),
+        build_transport_feedback(
+            1,
+            2,
+            base_sequence=10,
+            reference_time=0,
+            feedback_count=255,
+            statuses=[1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1],
+            deltas=[1, 2, 3, 4, 5, 6, 7, 8, 9],
+        ),
+    ]
+    rr = bytes([0x80, 201, 0, 1, 0, 0, 0, 0x42])
+    rtp = RtpPacket(111, 7, 960, 0xABC, b"opus frame").to_bytes()
+    level = RtpPacket(
+        111, 8, 1920, 0xABC, b"frame", extension=RtpExtension(0xBEDE, bytes([0x10, 0x7F, 0, 0]))
+    ).to_bytes()
+    return [b"\x00" + f for f in fb] + [b"\x02" + rr + fb[1]] + [b"\x01" + rtp, b"\x01" + level]
+
+
+def _twcc_sender() -> TransportCcSender:
+    sender = TransportCcSender(_TWCC_ID, first_sequence=_TWCC_FIRST, window=64)
+    packet = RtpPacket(111, 0, 0, 1, b"x").to_bytes()
+    for _ in range(_TWCC_SENT):
+        sender.stamp(packet)
+    return sender
+
+
+def twcc_input(data: bytes) -> None:
+    """A compound RTCP packet into the feedback reader, or an RTP packet to stamp."""
+    if data[:1] and data[0] & 1:
+        _stamp_input(data[1:])
+        return
+    try:
+        parts = split_rtcp(data[1:])
+    except TransportFeedbackError:
+        return
+    except Exception as e:
+        raise Finding(f"split_rtcp: {type(e).__name__}: {e}") from e
+    sender = _twcc_sender()
+    for packet_type, fmt, packet in parts:
+        if (packet_type, fmt) != (RTCP_RTPFB, FMT_TRANSPORT_CC):
+            continue
+        try:
+            fb = parse_transport_feedback(packet)
+        except TransportFeedbackError:
+            continue
+        except Exception as e:
+            raise Finding(f"parse_transport_feedback: {type(e).__name__}: {e}") from e
+        received = sum(1 for s in fb.statuses if s)
+        if not 1 <= len(fb.statuses) <= 0xFFFF or set(fb.statuses) - {0, 1, 2}:
+            raise Finding(f"statuses {fb.statuses[:16]!r}... ({len(fb.statuses)})")
+        if len(fb.deltas) != received:
+            raise Finding(f"{len(fb.deltas)} deltas for {received} received packets")
+        wire = build_transport_feedback(
+            fb.sender_ssrc,
+            fb.media_ssrc,
+            base_sequence=fb.base_sequence,
+            reference_time=fb.reference_time,
+            feedback_count=fb.feedback_count,
+            statuses=list(fb.statuses),
+            deltas=list(fb.deltas),
+        )
+        if parse_transport_feedback(wire) != fb:
+            raise Finding("a parsed feedback does not build back to the same fields")
+        before = (sender.reported, sender.lost)
+        interval = sender.feedback(fb)
+        if not 0 <= interval.reported <= len(fb.statuses) or interval.unknown < 0:
+            raise Finding(f"interval {interval}")
+        if (sender.reported, sender.lost) != (
+            before[0] + interval.reported,
+            before[1] + interval.lost,
+        ):
+            raise Finding("the totals do not add up")
+        if not 0 <= sender.lost <= sender.reported <= _TWCC_SENT:
+            raise Finding(f"{sender.lost} lost of {sender.reported} reported of {_TWCC_SENT}")
+
+
+def _stamp_input(data: bytes) -> None:
+    sender = TransportCcSender(_TWCC_ID, first_sequence=0x1234)
+    try:
+        out = sender.stamp(data)
+    except Exception as e:
+        raise Finding(f"stamp: {type(e).__name__}: {e}") from e
+    if out == data:
+        if sender.sent:
+            raise Finding("a packet counted as numbered came back unchanged")
+        return
+    if sender.sent != 1 or len(out) != len(data) + (8 if not data[0] & 0x10 else 4):
+        raise Finding(f"a stamped packet of {len(out)} bytes from {len(data)}")
+    try:
+        original = parse_rtp(data)
+    except RtpError:
+        return  # a packet that did not parse may be stamped; it need not parse after
+    try:
+        packet = parse_rtp(out)
+    except RtpError as e:
+        raise Finding(f"a valid packet does not parse once stamped: {e}") from e
+    ext = packet.extension
+    if (
+        ext is None
+        or ext.profile != 0xBEDE
+        or (packet.payload, packet.padding)
+        != (
+            original.payload,
+            original.padding,
+        )
+    ):
+        raise Finding("the stamped packet lost its payload or its extension")
+    if bytes([(_TWCC_ID << 4) | 1, 0x12, 0x34]) not in ext.data:
+        raise Finding("the stamped packet does not carry its number")

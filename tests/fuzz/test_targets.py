@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from tests.fuzz import targets
-from tests.fuzz.targets import Finding, codec_input, decode_case, encode_case, sip_input
+from tests.fuzz.targets import (
+    Finding,
+    codec_input,
+    decode_case,
+    encode_case,
+    sip_input,
+    twcc_input,
+)
 from voxwire.errors import SipParseError
 from voxwire.protocols import CODECS, Audio
 from voxwire.protocols.base import MediaStreamCodec
@@ -132,3 +139,53 @@ def test_an_empty_via_is_refused_by_the_parser() -> None:
     data = (Path(__file__).parent / "regressions" / "sip-empty-via.bin").read_bytes()
     with pytest.raises(SipParseError, match="empty Via"):
         parse_message(data)
+
+
+def test_the_twcc_seeds_are_valid_feedback_and_packets_and_mutations_hold() -> None:
+    from voxwire.twcc import parse_transport_feedback, split_rtcp
+
+    seeds = targets.twcc_seeds()
+    kinds = {seed[0] & 1 for seed in seeds}
+    assert kinds == {0, 1}
+    for seed in seeds:
+        twcc_input(seed)
+        if not seed[0] & 1:
+            parts = [p for t, f, p in split_rtcp(seed[1:]) if (t, f) == (205, 15)]
+            assert len(parts) == 1
+            parse_transport_feedback(parts[0])  # valid: raises on any fault
+    rng = random.Random(5)
+    for _ in range(3000):
+        twcc_input(mutate(rng.choice(seeds), rng))
+
+
+def test_the_twcc_checks_catch_a_crash_and_a_miscount(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxwire import twcc
+
+    seed = targets.twcc_seeds()[1]
+
+    def crashes(packet: bytes) -> None:
+        raise IndexError("chunk")
+
+    monkeypatch.setattr(targets, "parse_transport_feedback", crashes)
+    with pytest.raises(Finding, match="IndexError"):
+        twcc_input(seed)
+    monkeypatch.undo()
+
+    def overcounts(self: twcc.TransportCcSender, fb: twcc.TransportFeedback) -> object:
+        got = original(self, fb)
+        self.lost += 1000
+        return got
+
+    original = twcc.TransportCcSender.feedback
+    monkeypatch.setattr(twcc.TransportCcSender, "feedback", overcounts)
+    with pytest.raises(Finding, match="do not add up"):
+        twcc_input(seed)
+    monkeypatch.undo()
+
+    def drops_number(self: twcc.TransportCcSender, packet: bytes) -> bytes:
+        self.sent += 1
+        return bytes(packet)
+
+    monkeypatch.setattr(twcc.TransportCcSender, "stamp", drops_number)
+    with pytest.raises(Finding, match="unchanged"):
+        twcc_input(targets.twcc_seeds()[-1])

@@ -5,6 +5,7 @@ hears the echo agent answer. Skipped without chromium (apt) or playwright (PyPI)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from voxwire.protocols.events import Audio  # noqa: E402
 from voxwire.resample import Resampler  # noqa: E402
 from voxwire.sim.caller import aligned_correlation  # noqa: E402
 from voxwire.sim.speech import synthesize, write_wav  # noqa: E402
+from voxwire.twcc import LARGE_DELTA, SMALL_DELTA  # noqa: E402
 from voxwire.webrtc import WebRtcServer  # noqa: E402
 
 
@@ -338,3 +340,79 @@ def test_a_barge_in_stops_the_reply_at_the_page_in_chromium(tmp_path: Path) -> N
     gap = (agent[:, 0] > onset + stop_ms + 20) & (agent[:, 1] < over_end)
     assert gap.any()
     assert (agent[gap, 2] > ACTIVE).mean() < 0.05, (found, agent[gap, 2].round(3).tolist())
+
+
+def test_chromium_sends_transport_feedback_for_voxwires_packets(tmp_path: Path) -> None:
+    """Chrome offers transport-cc for audio; the answer takes it, voxwire numbers what it
+    sends, and Chrome's feedback on those numbers comes back: no loss on loopback."""
+    from voxwire import twcc as twcc_module
+    from voxwire.webrtc import peer as peer_module
+
+    wav, speech = caller_wav(tmp_path, "Hello from the browser, can you hear me?")
+    server = WebRtcServer(echo_handler)
+    parsed: list[twcc_module.TransportFeedback] = []
+    parse = peer_module.parse_transport_feedback
+
+    def recording_parse(packet: bytes) -> twcc_module.TransportFeedback:
+        fb = parse(packet)
+        parsed.append(fb)
+        return fb
+
+    async def main() -> tuple[str, str, dict[str, Any]]:
+        async with server.serve("127.0.0.1", 0) as url, playwright.async_playwright() as p:
+            browser = await launch(p, wav)
+            page = await browser.new_page()
+            await page.goto(url + "?raw=1")
+            await page.click("#talk")
+            await page.wait_for_function("window.voxwireStatus === 'connected'", timeout=15000)
+            offer = await page.evaluate("state.pc.localDescription.sdp")
+            peer = next(iter(server.peers.values()))
+            assert peer.twcc is not None
+            # the speech and its echo: voxwire sends for a few seconds
+            for _ in range(round((1.5 + 2 * len(speech) / 48000 + 3.0) / 0.1)):
+                if peer.twcc.reported >= 80:
+                    break
+                await asyncio.sleep(0.1)
+            got = {
+                "sent": peer.twcc.sent,
+                "reported": peer.twcc.reported,
+                "lost": peer.twcc.lost,
+                "unknown": peer.twcc.unknown,
+                "feedback": peer.transport_feedback,
+                "figures": peer.feedback_reports,
+                "errors": peer.feedback_errors,
+                "reports": peer.reports,
+                "loss": peer.control.loss if peer.control else None,
+            }
+            answer = peer.answer
+            await page.click("#talk")
+            await page.wait_for_function("window.voxwireStatus === 'idle'")
+            await browser.close()
+        return offer, answer, got
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(peer_module, "parse_transport_feedback", recording_parse)
+        offer, answer, got = asyncio.run(asyncio.wait_for(main(), 60))
+    # Chrome offered it for Opus, and the answer took it with Chrome's ID
+    ext = [x for x in offer.split("\r\n") if x.endswith(twcc_module.TRANSPORT_CC_URI)]
+    assert len(ext) == 1
+    assert "a=rtcp-fb:111 transport-cc" in offer
+    assert ext[0] in answer.split("\r\n")
+    assert "a=rtcp-fb:111 transport-cc" in answer
+    # Chrome's feedback: one after the other (its feedback packet count), each packet
+    # reported once, all received
+    assert got["errors"] == 0, got
+    assert got["feedback"] == len(parsed) > 10, got
+    counts = [fb.feedback_count for fb in parsed]
+    assert counts == [(counts[0] + i) % 256 for i in range(len(counts))]
+    for before, after in itertools.pairwise(parsed):
+        assert after.base_sequence == (before.base_sequence + before.packet_status_count) & 0xFFFF
+    assert all(set(fb.statuses) <= {SMALL_DELTA, LARGE_DELTA} for fb in parsed)
+    # voxwire counted them: every number sent reported (but the last few in flight), none
+    # lost, and at least one loss figure of 0 fed to the controller
+    assert got["unknown"] == 0, got
+    assert got["sent"] - 10 <= got["reported"] <= got["sent"], got
+    assert got["reported"] >= 50, got
+    assert got["lost"] == 0, got
+    assert got["figures"] >= 1, got
+    assert got["loss"] == 0.0, got

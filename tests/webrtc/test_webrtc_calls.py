@@ -29,6 +29,7 @@ from voxwire.resample import Resampler  # noqa: E402
 from voxwire.sim.caller import aligned_correlation  # noqa: E402
 from voxwire.sim.speech import synthesize  # noqa: E402
 from voxwire.webrtc import WebRtcPeer, WebRtcServer, check_aiortc  # noqa: E402
+from voxwire.webrtc.sdp import parse_offer  # noqa: E402
 
 RATE = 48000
 FRAME = 960
@@ -608,3 +609,207 @@ def test_the_raw_pcm_websocket_fallback_echoes_and_checks_the_token() -> None:
     assert server.answered == 1
     value, _ = aligned_correlation(to16k(said), to16k(heard))
     assert value > 0.5, value  # the echo came back over the raw-PCM dialect
+
+
+def offer_transport_cc(sdp: str, ext_id: int = 3) -> str:
+    """``sdp`` (aiortc's offer) with transport-wide congestion control offered for audio
+    as Chrome offers it: the header extension and ``transport-cc`` feedback for Opus."""
+    from voxwire.twcc import TRANSPORT_CC_URI
+
+    opus = parse_offer(sdp).opus
+    lines = sdp.split("\r\n")
+    at = lines.index(next(x for x in lines if x.startswith(f"a=rtpmap:{opus} ")))
+    lines.insert(at + 1, f"a=rtcp-fb:{opus} transport-cc")
+    last_ext = max(i for i, x in enumerate(lines) if x.startswith("a=extmap:"))
+    lines.insert(last_ext + 1, f"a=extmap:{ext_id} {TRANSPORT_CC_URI}")
+    return "\r\n".join(lines)
+
+
+def _elements(data: bytes) -> dict[int, bytes]:
+    """The RFC 8285 one-byte elements of an RTP packet's header extension."""
+    from voxwire.rtp import parse_rtp
+
+    ext = parse_rtp(data).extension
+    assert ext is not None
+    assert ext.profile == 0xBEDE
+    out: dict[int, bytes] = {}
+    i = 0
+    while i < len(ext.data):
+        if ext.data[i] == 0:
+            i += 1
+            continue
+        ident, size = ext.data[i] >> 4, (ext.data[i] & 0x0F) + 1
+        out[ident] = ext.data[i + 1 : i + 1 + size]
+        i += 1 + size
+    return out
+
+
+@pytest.mark.parametrize("mode", ["offered", "not offered", "turned off"])
+def test_transport_cc_numbers_every_packet_voxwire_sends_when_taken(mode: str) -> None:
+    async def main() -> tuple[WebRtcPeer, list[bytes], tuple[int, int, int]]:
+        browser = Browser(np.concatenate([SAID, np.zeros(RATE, np.int16)]))
+        offer = await browser.offer()
+        if mode != "not offered":
+            offer = offer_transport_cc(offer)
+        peer = await WebRtcPeer.accept(offer, transport_cc=mode != "turned off")
+        # what reaches the browser: each packet as its DTLS transport unprotects it
+        dtls = browser.pc.getTransceivers()[0].receiver.transport
+        seen: list[bytes] = []
+        original = dtls._handle_rtp_data
+
+        async def tap(data: bytes, arrival_time_ms: int) -> None:
+            seen.append(data)
+            await original(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = tap
+        peer.start(loopback)
+        await browser.answer(peer.answer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while len(seen) < 60 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        out = peer._sender
+        assert out is not None
+        # packets handed to the DTLS transport (or failed), and those on their way to it
+        counts = (out.sent + out.errors, len(out._pending), peer.twcc.sent if peer.twcc else 0)
+        await browser.close()
+        await peer.close()
+        return peer, seen, counts
+
+    peer, seen, (handed, pending, numbered) = asyncio.run(asyncio.wait_for(main(), 30))
+    assert len(seen) >= 60  # voxwire's echo reached the browser, still valid RTP
+    if mode != "offered":
+        assert peer.twcc is None
+        assert "transport-cc" not in peer.answer
+        assert all(not data[0] & 0x10 for data in seen)  # no header extension at all
+        return
+    assert peer.twcc is not None
+    assert f"a=rtcp-fb:{peer.offer.opus} transport-cc" in peer.answer
+    numbers = [int.from_bytes(_elements(data)[3], "big") for data in seen]
+    first = numbers[0]
+    assert numbers == [(first + i) & 0xFFFF for i in range(len(numbers))]  # +1 a packet
+    assert peer.twcc.sent >= len(seen)
+    assert handed <= numbered <= handed + pending  # every packet sent got a number
+
+
+async def _connected_peer_with_transport_cc() -> tuple[Browser, WebRtcPeer]:
+    browser = Browser(np.tile(SAID, 3))
+    peer = await WebRtcPeer.accept(offer_transport_cc(await browser.offer()))
+    peer.start(loopback)
+    await browser.answer(peer.answer)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    assert peer.twcc is not None
+    while peer.twcc.sent < 130 and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return browser, peer
+
+
+def test_transport_feedback_reporting_loss_moves_voxwires_opus() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    from voxwire.twcc import build_transport_feedback
+
+    async def main() -> dict[str, Any]:
+        browser, peer = await _connected_peer_with_transport_cc()
+        twcc = peer.twcc
+        assert twcc is not None
+        encoder = peer.call.session.opus_encoder
+        assert encoder is not None
+        start = encoder.bitrate
+        dtls = peer.pc.getTransceivers()[0].receiver.transport
+        first = (twcc.next_sequence - twcc.sent) & 0xFFFF
+        assert peer.control is not None
+        # before: the aiortc peer's receiver reports (no loss on loopback), if any came
+        got: dict[str, Any] = {"start": start, "before": peer.control.loss}
+        # 120 packets reported in four feedbacks, 1 in 7 lost: two loss figures
+        statuses = [0 if i % 7 == 3 else 1 for i in range(120)]
+        for fb_count in range(4):
+            part = statuses[30 * fb_count : 30 * fb_count + 30]
+            fb = build_transport_feedback(
+                0x4242,
+                peer.pc.getTransceivers()[0].sender._ssrc,
+                base_sequence=(first + 30 * fb_count) & 0xFFFF,
+                reference_time=100,
+                feedback_count=fb_count,
+                statuses=part,
+                deltas=[80] * part.count(1),
+            )
+            await dtls._handle_rtcp_data(fb)
+            got[f"figures after {fb_count}"] = peer.feedback_reports
+        got["lost"] = (statuses[:60].count(0), statuses[60:].count(0))
+        # the same feedback again: nothing new, no second figure
+        await dtls._handle_rtcp_data(fb)
+        # a receiver report saying no loss, while the feedback flows: counted, not used
+        ours = peer.pc.getTransceivers()[0].sender._ssrc
+        info = RtcpReceiverInfo(
+            ssrc=ours, fraction_lost=0, packets_lost=0, highest_sequence=9, jitter=0, lsr=0, dlsr=0
+        )
+        reports = peer.reports
+        await dtls._handle_rtcp_data(bytes(RtcpRrPacket(ssrc=0x4242, reports=[info])))
+        got |= {
+            "bitrate": encoder.bitrate,
+            "percent": encoder.packet_loss_percent,
+            "feedback": peer.transport_feedback,
+            "figures": peer.feedback_reports,
+            "rr": peer.reports - reports,
+            "loss": peer.control.loss if peer.control else None,
+            "errors": peer.feedback_errors,
+        }
+        # malformed feedback is counted and refused, and aiortc still gets the compound
+        await dtls._handle_rtcp_data(fb[:-4])
+        await dtls._handle_rtcp_data(b"\x8f\xcd\x00\x01" + bytes(4))
+        got["errors after"] = peer.feedback_errors
+        await browser.close()
+        await peer.close()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 40))
+    assert got["start"] == 24000
+    assert [got[f"figures after {i}"] for i in range(4)] == [0, 1, 1, 2]  # one per 60
+    assert got["lost"] == (9, 8)
+    # the controller's smoothing (alpha 0.5) of 9/60 and 8/60 from where it stood
+    loss = 9 / 60 if got["before"] is None else 0.5 * 9 / 60 + 0.5 * got["before"]
+    loss = 0.5 * 8 / 60 + 0.5 * loss
+    assert got["loss"] == pytest.approx(loss)  # and the receiver report did not move it
+    assert got["bitrate"] == 40000  # above 8%: the top tier
+    assert got["percent"] == max(10, round(1.25 * loss * 100 + 1))
+    assert got["feedback"] == 5
+    assert got["figures"] == 2
+    assert got["rr"] == 1  # the report was counted
+    assert got["errors"] == 0
+    assert got["errors after"] == 2
+
+
+def test_receiver_reports_drive_the_encoder_when_no_feedback_flows() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    async def main() -> dict[str, Any]:
+        browser, peer = await _connected_peer_with_transport_cc()
+        encoder = peer.call.session.opus_encoder
+        assert encoder is not None
+        assert peer.control is not None
+        dtls = peer.pc.getTransceivers()[0].receiver.transport
+        ours = peer.pc.getTransceivers()[0].sender._ssrc
+        info = RtcpReceiverInfo(
+            ssrc=ours, fraction_lost=38, packets_lost=9, highest_sequence=9, jitter=0, lsr=0, dlsr=0
+        )
+        got: dict[str, Any] = {"before": peer.control.loss}
+        for _ in range(3):
+            await dtls._handle_rtcp_data(bytes(RtcpRrPacket(ssrc=0x4242, reports=[info])))
+        got |= {
+            "loss": peer.control.loss,
+            "bitrate": encoder.bitrate,
+            "feedback": peer.transport_feedback,
+        }
+        await browser.close()
+        await peer.close()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 40))
+    assert got["feedback"] == 0  # the aiortc peer sends no transport feedback
+    loss = got["before"]
+    for _ in range(3):
+        loss = 38 / 256 if loss is None else 0.5 * 38 / 256 + 0.5 * loss
+    assert got["loss"] == pytest.approx(loss)
+    assert got["bitrate"] == 40000

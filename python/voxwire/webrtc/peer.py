@@ -15,12 +15,19 @@ loss, no Opus FEC or concealment, a 96 kbit/s stereo encoder in a thread pool). 
   talkspurt rule of RTP calls; each packet goes to the DTLS transport to be protected and
   sent (``RTCDtlsTransport._send_rtp``) with the SSRC aiortc announced in the answer.
   aiortc's own sender gets a track that never yields a frame, so it never encodes.
+* **Transport-wide congestion control.** When the offer has it and the answer takes it
+  (:func:`~voxwire.webrtc.sdp.fix_answer`), every packet sent carries a transport-wide
+  sequence number (:class:`~voxwire.twcc.TransportCcSender`), and the browser's RTCP
+  transport feedback is read from the raw compound RTCP
+  (``RTCDtlsTransport._handle_rtcp_data``) before aiortc parses it: aiortc reads an
+  RTPFB packet's FCI as NACKs, and refuses (drops) a padded one with the whole compound
+  packet. Its loss drives the Opus controller while it flows, receiver reports otherwise.
 
 The call is an :class:`~voxwire.aio.rtp_call.RtpCall` (``call.codec.name == "webrtc"``):
 every handler of the other transports (the echo agent, the voice agent) runs on it, with
 barge-in from the send clock.
 
-The two private names used are checked when a peer is made (:func:`check_aiortc`):
+The private names used are checked when a peer is made (:func:`check_aiortc`):
 if an aiortc release moves them, :class:`WebRtcUnavailable` says so at once, and
 ``tests/webrtc`` fails.
 """
@@ -37,10 +44,17 @@ from typing import Any
 
 from voxwire.aio.rtp import RtpEndpoint
 from voxwire.aio.rtp_call import RtpCall, RtpHandler, run_call
-from voxwire.errors import VoxwireError
+from voxwire.errors import TransportFeedbackError, VoxwireError
 from voxwire.opus import OpusRateController
 from voxwire.protocols.rtp_session import RtpSession
 from voxwire.protocols.telephone_event import TelephoneEvents
+from voxwire.twcc import (
+    FMT_TRANSPORT_CC,
+    RTCP_RTPFB,
+    TransportCcSender,
+    parse_transport_feedback,
+    split_rtcp,
+)
 from voxwire.webrtc.sdp import AudioOffer, fix_answer, parse_offer
 
 __all__ = ["WebRtcPeer", "WebRtcUnavailable", "check_aiortc"]
@@ -53,13 +67,20 @@ CLEAR_TAIL = 3
 """Frames (20 ms each) of faded-out silence sent after a barge-in's clear: the browser's
 decoder plays them instead of concealing the cut reply (``docs/webrtc.md``)."""
 
+FEEDBACK_PACKETS = 50
+"""Packets (1 s of 20 ms frames) of transport feedback gathered into one loss figure for
+the rate controller, whose smoothing weighs each figure as one receiver report."""
+FEEDBACK_FRESH = 5.0
+"""Seconds after the last transport feedback during which receiver reports are counted
+but not fed to the rate controller (the feedback speaks for the same packets)."""
+
 
 class WebRtcUnavailable(VoxwireError):
     """aiortc is missing, or the aiortc internals voxwire's media path uses moved."""
 
 
 def check_aiortc() -> None:
-    """Raise :class:`WebRtcUnavailable` unless aiortc is importable and has the two
+    """Raise :class:`WebRtcUnavailable` unless aiortc is importable and has the
     internals used here, with the signatures used here."""
     try:
         from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -70,6 +91,7 @@ def check_aiortc() -> None:
     for cls, name, params in (
         (RTCDtlsTransport, "_handle_rtp_data", ["self", "data", "arrival_time_ms"]),
         (RTCDtlsTransport, "_send_rtp", ["self", "data"]),
+        (RTCDtlsTransport, "_handle_rtcp_data", ["self", "data"]),
         (RTCRtpSender, "_handle_rtcp_packet", ["self", "packet"]),
     ):
         where = f"{cls.__name__}.{name}"
@@ -91,9 +113,10 @@ class _SrtpSender(asyncio.DatagramTransport):
     """The endpoint's socket: each RTP packet goes to the DTLS transport, which protects
     it and sends it over ICE. Packets before the connection is up are counted, not sent."""
 
-    def __init__(self, dtls: Any) -> None:
+    def __init__(self, dtls: Any, twcc: TransportCcSender | None = None) -> None:
         super().__init__()
         self._dtls = dtls
+        self._twcc = twcc
         self._closing = False
         self._pending: set[asyncio.Task[None]] = set()
         self.sent = 0
@@ -106,7 +129,9 @@ class _SrtpSender(asyncio.DatagramTransport):
         if getattr(self._dtls, "state", "") != "connected":
             self.unsent += 1
             return
-        task = asyncio.get_running_loop().create_task(self._send(bytes(data)))
+        # numbered here, in send order (the tasks run in the order they are made)
+        wire = bytes(data) if self._twcc is None else self._twcc.stamp(data)
+        task = asyncio.get_running_loop().create_task(self._send(wire))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -171,13 +196,25 @@ class WebRtcPeer:
         self.task: asyncio.Task[None] | None = None
         #: the Opus rate controller (None: fixed settings)
         self.control: OpusRateController | None = None
-        #: receiver reports about voxwire's stream, and settings changed from them
+        #: receiver-report blocks about voxwire's stream (counted whether fed to the
+        #: controller or not), and settings changed from the loss reported
         self.reports = 0
         self.adaptations = 0
         self._sender: _SrtpSender | None = None
         self._rtcp: asyncio.Task[None] | None = None
         #: RTCP receiver reports sent about the browser's stream
         self.receiver_reports = 0
+        #: transport-wide sequence numbers on what voxwire sends (None: not negotiated)
+        self.twcc: TransportCcSender | None = None
+        #: transport feedback packets read; compound RTCP or feedback packets refused as
+        #: malformed; the loss figures (of FEEDBACK_PACKETS packets each) fed to the
+        #: rate controller from the feedback
+        self.transport_feedback = 0
+        self.feedback_errors = 0
+        self.feedback_reports = 0
+        self._feedback_at: float | None = None
+        self._pending_reported = 0
+        self._pending_lost = 0
         self._closed = False
 
     @classmethod
@@ -191,6 +228,7 @@ class WebRtcPeer:
         opus_loss_percent: int = 10,
         jitter: dict[str, float | int | bool] | None = None,
         adaptive: bool = True,
+        transport_cc: bool = True,
     ) -> WebRtcPeer:
         """Answer ``offer_sdp``: raise :class:`~voxwire.webrtc.sdp.SdpError` for an offer
         without Opus audio, :class:`WebRtcUnavailable` without a usable aiortc.
@@ -198,7 +236,11 @@ class WebRtcPeer:
         With ``adaptive`` (the default) the Opus bit rate, FEC strength and RED follow the
         loss the browser reports (:class:`voxwire.opus.OpusRateController`), starting from
         the controller's low tier; without it ``opus_bitrate`` and ``opus_loss_percent``
-        hold for the whole call."""
+        hold for the whole call.
+
+        With ``transport_cc`` (the default) transport-wide congestion control is taken
+        when offered: the packets sent are numbered and the browser's transport feedback
+        gives the loss (``docs/webrtc.md``); without it the answer leaves it out."""
         check_aiortc()
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -226,21 +268,27 @@ class WebRtcPeer:
                 red_payload_type=offer.red,
                 ssrc=transceiver.sender._ssrc,
             )
+            answer_sdp = fix_answer(pc.localDescription.sdp, offer, transport_cc=transport_cc)
+            agreed = parse_offer(answer_sdp).transport_cc
         except BaseException:
             await pc.close()
             raise
+        twcc = None if agreed is None else TransportCcSender(agreed)
         dtls = transceiver.receiver.transport
-        sender = _SrtpSender(dtls)
+        sender = _SrtpSender(dtls, twcc)
         peer_id = f"{next(_ids):x}"
         endpoint = RtpEndpoint.attach(session, sender, ("webrtc", 0), clear_tail=CLEAR_TAIL)
         call = RtpCall(endpoint, pipeline_rate=pipeline_rate, idle_timeout=idle_timeout)
         call.codec = dataclasses.replace(call.codec, name="webrtc")
-        peer = cls(pc, offer, fix_answer(pc.localDescription.sdp, offer), call)
+        peer = cls(pc, offer, answer_sdp, call)
         peer.id = peer_id
         peer._sender = sender
         peer.control = control
+        peer.twcc = twcc
         peer._tap(dtls, endpoint)
         peer._watch_reports(transceiver.sender, session)
+        if twcc is not None:
+            peer._watch_feedback(dtls, twcc, session)
         peer._rtcp = asyncio.get_running_loop().create_task(
             peer._send_receiver_reports(dtls, session)
         )
@@ -275,10 +323,55 @@ class WebRtcPeer:
             if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
                 for report in packet.reports:
                     if report.ssrc == ssrc:
-                        self._report(report.fraction_lost / 256, session)
+                        self.reports += 1
+                        if not self._feedback_flowing():
+                            self._adapt(report.fraction_lost / 256, session)
             await original(packet)
 
         sender._handle_rtcp_packet = handle_rtcp_packet
+
+    def _feedback_flowing(self) -> bool:
+        at = self._feedback_at
+        return at is not None and asyncio.get_running_loop().time() - at < FEEDBACK_FRESH
+
+    def _watch_feedback(self, dtls: Any, twcc: TransportCcSender, session: RtpSession) -> None:
+        """Read transport feedback from each compound RTCP packet as it arrives (SRTCP
+        already removed), then let aiortc parse it as before."""
+        original = dtls._handle_rtcp_data
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            try:
+                packets = split_rtcp(data)
+            except TransportFeedbackError:
+                packets = []
+                self.feedback_errors += 1
+            for packet_type, fmt, packet in packets:
+                if packet_type == RTCP_RTPFB and fmt == FMT_TRANSPORT_CC:
+                    self._feedback(packet, twcc, session)
+            await original(data)
+
+        dtls._handle_rtcp_data = handle_rtcp_data
+
+    def _feedback(self, packet: bytes, twcc: TransportCcSender, session: RtpSession) -> None:
+        try:
+            fb = parse_transport_feedback(packet)
+        except TransportFeedbackError as exc:
+            self.feedback_errors += 1
+            log.debug("webrtc %s: transport feedback refused: %s", self.id, exc)
+            return
+        self.transport_feedback += 1
+        interval = twcc.feedback(fb)
+        if interval.reported == 0:
+            return
+        self._feedback_at = asyncio.get_running_loop().time()
+        self._pending_reported += interval.reported
+        self._pending_lost += interval.lost
+        if self._pending_reported < FEEDBACK_PACKETS:
+            return
+        fraction = min(1.0, max(0.0, self._pending_lost / self._pending_reported))
+        self._pending_reported = self._pending_lost = 0
+        self.feedback_reports += 1
+        self._adapt(fraction, session)
 
     async def _send_receiver_reports(self, dtls: Any, session: RtpSession) -> None:
         """Report the browser's stream as RFC 3550 asks (every 0.5-1.5 s, at random), from
@@ -297,8 +390,7 @@ class WebRtcPeer:
                 continue  # not connected (yet, or any more)
             self.receiver_reports += 1
 
-    def _report(self, fraction_lost: float, session: RtpSession) -> None:
-        self.reports += 1
+    def _adapt(self, fraction_lost: float, session: RtpSession) -> None:
         if self.control is None:
             return
         new = self.control.report(fraction_lost)

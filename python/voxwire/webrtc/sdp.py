@@ -14,7 +14,13 @@ with the offerer's payload types:
   receives it, and sends it when the loss the browser reports is high
   (:class:`voxwire.opus.OpusRateController`);
 * ``telephone-event/48000`` (RFC 4733) in the audio m-line, when the offer had it at
-  48 kHz, so the page may send key presses.
+  48 kHz, so the page may send key presses;
+* transport-wide congestion control, when the offer's audio has both the header extension
+  (``a=extmap:<id> http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01``)
+  and ``a=rtcp-fb:<opus> transport-cc`` (or ``a=rtcp-fb:* transport-cc``), as Chrome's
+  does: the answer takes both, with the offer's ID, unless another extension of the answer
+  uses that ID already or it is not a one-byte ID (1-14); voxwire then numbers the
+  packets it sends and reads the browser's feedback (:mod:`voxwire.twcc`).
 
 Limits: at most :data:`MAX_SDP_BYTES` of text and :data:`MAX_LINES` lines; anything
 else raises :class:`SdpError`.
@@ -25,7 +31,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["MAX_LINES", "MAX_SDP_BYTES", "AudioOffer", "SdpError", "fix_answer", "parse_offer"]
+from voxwire.twcc import TRANSPORT_CC_URI
+
+__all__ = [
+    "MAX_LINES",
+    "MAX_SDP_BYTES",
+    "AudioOffer",
+    "SdpError",
+    "fix_answer",
+    "parse_offer",
+]
 
 MAX_SDP_BYTES = 64 * 1024
 """Longest SDP accepted (a browser's audio-only offer is 2-6 KB)."""
@@ -33,6 +48,8 @@ MAX_LINES = 2000
 
 _RTPMAP = re.compile(r"^a=rtpmap:(\d{1,3}) ([A-Za-z0-9_.-]+)/(\d+)(?:/(\d+))?$")
 _FMTP = re.compile(r"^a=fmtp:(\d{1,3}) (.*)$")
+_EXTMAP = re.compile(r"^a=extmap:(\d{1,5})(?:/[a-z]+)? (\S+)")
+_RTCP_FB = re.compile(r"^a=rtcp-fb:(\d{1,3}|\*) (\S+)\s*$")
 
 
 class SdpError(ValueError):
@@ -57,6 +74,11 @@ class AudioOffer:
     """``telephone-event/48000``, when offered."""
     direction: str
     """sendrecv, sendonly, recvonly or inactive."""
+    transport_cc: int | None = None
+    """The transport-wide sequence number extension's ID, when the section has it and
+    ``transport-cc`` feedback for Opus."""
+    extension_ids: frozenset[int] = frozenset()
+    """Every ``a=extmap`` ID of the section."""
 
 
 def _lines(sdp: str) -> list[str]:
@@ -96,6 +118,8 @@ def parse_offer(sdp: str) -> AudioOffer:
         opus = red = event = None
         fmtp: dict[int, str] = {}
         direction = "sendrecv"
+        extensions: dict[str, int] = {}
+        feedback: set[str] = set()
         for line in section[1:]:
             m = _RTPMAP.match(line)
             if m and m.group(1) in listed:
@@ -108,21 +132,63 @@ def parse_offer(sdp: str) -> AudioOffer:
                     event = pt
                 continue
             f = _FMTP.match(line)
+            x = _EXTMAP.match(line)
+            b = _RTCP_FB.match(line)
             if f:
                 fmtp[int(f.group(1))] = f.group(2).strip()
+            elif x:
+                extensions.setdefault(x.group(2), int(x.group(1)))
+            elif b and b.group(2) == "transport-cc":
+                feedback.add(b.group(1))
             elif line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
                 direction = line[2:]
         if opus is None:
             raise SdpError("no_opus", "the offer's audio has no opus/48000")
-        return AudioOffer(opus, fmtp.get(opus, ""), red, event, direction)
+        twcc = extensions.get(TRANSPORT_CC_URI)
+        if not feedback & {str(opus), "*"}:
+            twcc = None
+        return AudioOffer(
+            opus,
+            fmtp.get(opus, ""),
+            red,
+            event,
+            direction,
+            twcc,
+            frozenset(extensions.values()),
+        )
     raise SdpError("no_audio", "the offer has no audio section")
 
 
-def fix_answer(answer: str, offer: AudioOffer) -> str:
-    """``answer`` with Opus's FEC parameters and ``telephone-event`` put back (see the
+def _extension_ids(section: list[str]) -> dict[int, str]:
+    ids: dict[int, str] = {}
+    for line in section:
+        x = _EXTMAP.match(line)
+        if x:
+            ids[int(x.group(1))] = x.group(2)
+    return ids
+
+
+def fix_answer(answer: str, offer: AudioOffer, *, transport_cc: bool = True) -> str:
+    """``answer`` with Opus's FEC parameters and ``telephone-event`` put back, and
+    transport-wide congestion control taken when offered and ``transport_cc`` (see the
     module docstring); other sections and lines are kept as they are."""
     eol = "\r\n"
     session, media = _sections(_lines(answer))
+    # one ID space for the whole BUNDLE group: every section's extensions count
+    used: dict[int, str] = {}
+    for section in media:
+        used.update(_extension_ids(section))
+    twcc = offer.transport_cc if transport_cc else None
+    if twcc is not None and (
+        not 1 <= twcc <= 14 or used.get(twcc, TRANSPORT_CC_URI) != TRANSPORT_CC_URI
+    ):
+        twcc = None
+    if (
+        twcc is not None
+        and TRANSPORT_CC_URI in used.values()
+        and used.get(twcc) != TRANSPORT_CC_URI
+    ):
+        twcc = None  # the answer took the extension under another ID already
     out = list(session)
     done = False
     for section in media:
@@ -133,10 +199,12 @@ def fix_answer(answer: str, offer: AudioOffer) -> str:
         done = True
         listed = fields[3:]
         head = section[0]
+        feedback = f"a=rtcp-fb:{offer.opus} transport-cc"
         body = [
             line
             for line in section[1:]
             if not line.startswith(f"a=fmtp:{offer.opus} ")
+            and (twcc is None or line != feedback)
             and not any(
                 pt is not None and line.startswith((f"a=rtpmap:{pt} ", f"a=fmtp:{pt} "))
                 for pt in (offer.red, offer.telephone_event)
@@ -157,10 +225,21 @@ def fix_answer(answer: str, offer: AudioOffer) -> str:
                 f"a=rtpmap:{offer.red} red/48000/2",
                 f"a=fmtp:{offer.red} {offer.opus}/{offer.opus}",
             ]
+        if twcc is not None:
+            extra.insert(1, feedback)
         if offer.telephone_event is not None:
             extra += [
                 f"a=rtpmap:{offer.telephone_event} telephone-event/48000",
                 f"a=fmtp:{offer.telephone_event} 0-15",
             ]
-        out += [head, *body[:at], *extra, *body[at:]]
+        body = [*body[:at], *extra, *body[at:]]
+        if twcc is not None and twcc not in _extension_ids(body):
+            # after the section's other extensions (or before its first rtpmap)
+            where = [i for i, line in enumerate(body) if line.startswith("a=extmap:")]
+            first_map = next(
+                (i for i, line in enumerate(body) if line.startswith("a=rtpmap:")), len(body)
+            )
+            at_ext = where[-1] + 1 if where else first_map
+            body.insert(at_ext, f"a=extmap:{twcc} {TRANSPORT_CC_URI}")
+        out += [head, *body]
     return eol.join(out) + eol
