@@ -2,6 +2,7 @@
 browser reports, against a fixed setting, heard at the page.
 
 python bench/webrtc_adaptive.py [--seconds 30] [--seed 1] [--profiles "clean,8% random"]
+    [--transport-cc off]
 
 Debian's ``chromium`` (headless, Playwright with ``executable_path``) calls voxwire's talk
 page's server (``WebRtcServer``), whose agent talks the whole call (espeak-ng sentences,
@@ -17,6 +18,10 @@ one call per sender setting:
   the bit rate, the FEC strength and RED (when the browser offered ``red/48000``) with the
   reported loss;
 - ``fixed``: ``adaptive=False``, 32 kb/s with FEC planned for 10% loss for the whole call.
+
+With ``--transport-cc off`` the answer leaves transport-wide congestion control out, so the
+browser's receiver reports (about one in 5 s) are the adaptive sender's only signal; by
+default its transport feedback (about every 100 ms) drives it.
 
 At the page, Chrome's ``inbound-rtp`` statistics for the agent's track, taken after the
 first ``--warmup`` seconds and at the end of the call: the payload bit rate
@@ -176,6 +181,7 @@ async def run(
     seconds: float,
     warmup: float,
     seed: int,
+    transport_cc: bool,
 ) -> list[Result]:
     import aioice.ice
     from playwright.async_api import async_playwright
@@ -188,7 +194,9 @@ async def run(
     out: list[Result] = []
     for name in profiles:
         for setting, kwargs in SETTINGS.items():
-            box.update(profile=PROFILES[name], accept=kwargs, peers=[])
+            box.update(
+                profile=PROFILES[name], accept={**kwargs, "transport_cc": transport_cc}, peers=[]
+            )
             result = Result(name, setting)
             server = WebRtcServer(talker(speech))
             async with server.serve("127.0.0.1", 0) as url, async_playwright() as p:
@@ -225,6 +233,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds left out first")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--transport-cc", choices=["on", "off"], default="on")
     args = parser.parse_args()
     profiles = [p.strip() for p in args.profiles.split(",")]
     for name in profiles:
@@ -253,7 +262,16 @@ def main() -> None:
         wav = Path(tmp) / "silence.wav"
         write_wav(wav, np.zeros(48000, np.int16), 48000)
         results = asyncio.run(
-            run(chromium, wav, speech, profiles, args.seconds, args.warmup, args.seed)
+            run(
+                chromium,
+                wav,
+                speech,
+                profiles,
+                args.seconds,
+                args.warmup,
+                args.seed,
+                args.transport_cc == "on",
+            )
         )
     if results:
         print(f"browser offered red/48000: {results[0].red_offered}")

@@ -75,6 +75,16 @@ async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, A
 
             dtls._handle_rtcp_data = classify
             loop = asyncio.get_running_loop()
+            # the browser's own RTP (SRTP removed), to see whether its sending changes
+            endpoint = peer.call.endpoint
+            deliver = endpoint.datagram_received
+            inbound: list[tuple[float, int]] = []
+
+            def count(data: bytes, addr: Any) -> None:
+                inbound.append((loop.time(), len(data)))
+                deliver(data, addr)
+
+            endpoint.datagram_received = count  # type: ignore[method-assign]
             end = loop.time() + seconds
             sender = peer._sender
             assert sender is not None
@@ -104,6 +114,10 @@ async def one_call(transport_cc: bool, seconds: float, wav: Path) -> dict[str, A
                 "rtcp padded": dict(+padded),
                 "aiortc refused": dict(+refused),
             }
+            if len(inbound) > 1:
+                span = inbound[-1][0] - inbound[0][0]
+                got["browser packets/s"] = round(len(inbound) / span, 1)
+                got["browser kb/s"] = round(8 * sum(n for _, n in inbound) / span / 1000, 1)
             start = firsts.get("sent")
             for name in ("report", "feedback", "figure"):
                 at = firsts.get(name)
