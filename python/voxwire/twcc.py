@@ -98,6 +98,18 @@ class TransportFeedback:
     def packet_status_count(self) -> int:
         return len(self.statuses)
 
+    def to_bytes(self) -> bytes:
+        """This feedback as a packet (:func:`build_transport_feedback`)."""
+        return build_transport_feedback(
+            self.sender_ssrc,
+            self.media_ssrc,
+            base_sequence=self.base_sequence,
+            reference_time=self.reference_time,
+            feedback_count=self.feedback_count,
+            statuses=list(self.statuses),
+            deltas=list(self.deltas),
+        )
+
     def arrivals(self) -> Iterator[tuple[int, int]]:
         """``(sequence, arrival)`` for each received packet: the 16-bit sequence number and
         the arrival time in microseconds on the receiver's clock."""

@@ -376,15 +376,7 @@ def twcc_input(data: bytes) -> None:
             raise Finding(f"statuses {fb.statuses[:16]!r}... ({len(fb.statuses)})")
         if len(fb.deltas) != received:
             raise Finding(f"{len(fb.deltas)} deltas for {received} received packets")
-        wire = build_transport_feedback(
-            fb.sender_ssrc,
-            fb.media_ssrc,
-            base_sequence=fb.base_sequence,
-            reference_time=fb.reference_time,
-            feedback_count=fb.feedback_count,
-            statuses=list(fb.statuses),
-            deltas=list(fb.deltas),
-        )
+        wire = fb.to_bytes()
         if parse_transport_feedback(wire) != fb:
             raise Finding("a parsed feedback does not build back to the same fields")
         before = (sender.reported, sender.lost)
