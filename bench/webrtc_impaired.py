@@ -20,7 +20,10 @@ each frame the browser sent (the proxy records when each RTP packet entered it, 
 impairment) the bench notes when each path played it: delay is that time less the send
 time (the network and the receive buffer: mouth-to-ear less the browser's capture and
 encoding, the same for both), heard loss the share of sent frames a path never played. The
-first 2 s and the last 1 s of each call are left out. Needs chromium, playwright, aiortc,
+last column counts only the frames that carried sound (decoded on the side, above
+``TALK_DBFS``; a frame the server never received counts as sound): a frame of silence
+skipped to bring the delay down is not heard missing. The first 2 s and the last 1 s of
+each call are left out. Needs chromium, playwright, aiortc,
 opuslib and espeakng-loader.
 """
 
@@ -69,6 +72,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 """Impairment of the browser's RTP towards the server (``voxwire.netsim.Impairment``
 parameters, seconds and probabilities)."""
 
+TALK_DBFS = -50.0
+"""A frame above this RMS level (dB of full scale) carries sound; below it, a skipped
+frame is silence skipped, which no listener hears as lost."""
 WARMUP_S = 2.0
 COOLDOWN_S = 1.0
 FRAME_S = 0.02
@@ -92,6 +98,22 @@ class Call:
     """RTP timestamp -> when aiortc's reader took it."""
     fec: int = 0
     """Frames voxwire rebuilt from the next packet's in-band FEC."""
+    payloads: dict[int, bytes] = field(default_factory=dict)
+    """RTP timestamp -> the Opus payload the server received (the first copy)."""
+
+    def talk(self) -> set[int]:
+        """The frames sent that carried sound: decoded in order by a decoder of their own,
+        above ``TALK_DBFS``, and every frame the server never received (its sound is not
+        known: counted as talk, for both paths alike)."""
+        from voxwire.opus import OpusDecoder
+
+        decoder = OpusDecoder(48000)
+        out = {ts for ts in self.sent if ts not in self.payloads}
+        for ts in sorted(self.payloads):
+            pcm = decoder.decode(self.payloads[ts]).astype(np.float64)
+            if len(pcm) and np.mean(pcm * pcm) > (32768.0**2) * 10 ** (TALK_DBFS / 10):
+                out.add(ts)
+        return out
 
 
 class AiortcPath:
@@ -152,6 +174,7 @@ def install(setting: Setting) -> None:
     impairment, and tap both receive paths."""
     from voxwire.aio.rtp_call import RtpCall
     from voxwire.netsim import Impairment, UdpImpairmentProxy
+    from voxwire.rtp import parse_rtp
     from voxwire.webrtc.peer import WebRtcPeer
 
     class RecordingProxy(UdpImpairmentProxy):
@@ -195,6 +218,9 @@ def install(setting: Setting) -> None:
         received = endpoint.datagram_received
 
         def both(data: bytes, addr: Any) -> None:
+            if is_rtp(data) and (data[1] & 0x7F) == call.payload_type:
+                packet = parse_rtp(data)
+                call.payloads.setdefault(packet.timestamp, bytes(packet.payload))
             shadow.add(data)
             received(data, addr)
 
@@ -216,12 +242,19 @@ def install(setting: Setting) -> None:
     RtpCall._frame = played  # type: ignore[method-assign]
 
 
-def score(call: Call, path: dict[int, float]) -> tuple[float, float, float, float, int]:
-    """(mean delay ms, p50, p95, heard loss %, frames) over the call's scored window."""
+def score(
+    call: Call, path: dict[int, float], only: set[int] | None = None
+) -> tuple[float, float, float, float, int]:
+    """(mean delay ms, p50, p95, heard loss %, frames) over the call's scored window (of
+    the frames in ``only``, if given)."""
     if not call.sent:
         return (float("nan"),) * 4 + (0,)  # type: ignore[return-value]
     first, last = min(call.sent.values()), max(call.sent.values())
-    window = [ts for ts, t in call.sent.items() if first + WARMUP_S <= t <= last - COOLDOWN_S]
+    window = [
+        ts
+        for ts, t in call.sent.items()
+        if first + WARMUP_S <= t <= last - COOLDOWN_S and (only is None or ts in only)
+    ]
     delays = np.array([1000 * (path[ts] - call.sent[ts]) for ts in window if ts in path])
     lost = 100 * (1 - len(delays) / len(window)) if window else float("nan")
     if len(delays) == 0:
@@ -306,11 +339,14 @@ def main() -> None:
     print(
         "| profile | network: sent / lost / reordered / duplicated | frames scored "
         "| voxwire delay mean / p50 / p95 (ms) | voxwire heard loss (frames from FEC) "
-        "| aiortc delay mean / p50 / p95 (ms) | aiortc heard loss |"
+        "| aiortc delay mean / p50 / p95 (ms) | aiortc heard loss "
+        "| talk frames never played: voxwire / aiortc |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, call, stats in results:
         v, a = score(call, call.voxwire), score(call, call.aiortc)
+        talk = call.talk()
+        vt, at = score(call, call.voxwire, talk), score(call, call.aiortc, talk)
         net = (
             f"{stats.sent} / {stats.lost} / {stats.reordered} / {stats.duplicated}"
             if stats is not None
@@ -318,7 +354,8 @@ def main() -> None:
         )
         print(
             f"| {name} | {net} | {v[4]} | {v[0]:.0f} / {v[1]:.0f} / {v[2]:.0f} | "
-            f"{v[3]:.2f}% ({call.fec}) | {a[0]:.0f} / {a[1]:.0f} / {a[2]:.0f} | {a[3]:.2f}% |"
+            f"{v[3]:.2f}% ({call.fec}) | {a[0]:.0f} / {a[1]:.0f} / {a[2]:.0f} | {a[3]:.2f}% | "
+            f"{vt[3]:.2f}% / {at[3]:.2f}% of {vt[4]} |"
         )
 
 
