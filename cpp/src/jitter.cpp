@@ -346,7 +346,7 @@ void Buffer::update_target() noexcept {
   // packets back by a fixed time), the lag is caught up by skipping frames. So the frame is
   // kept in the term once the reordered packets beyond the lowered term exceed
   // kWaitShareHigh of all packets, and left out again below kWaitShareLow (measured on the
-  // jitter bench's reordering traces, about 2-2.5% there, and on a live call holding 5% of
+  // jitter bench's reordering traces, about 2-3.5% there, and on a live call holding 5% of
   // packets back 40 ms, 3-5%; see docs/jitter.md), once the histograms hold enough of them
   // to tell.
   std::int64_t waited = 0;
