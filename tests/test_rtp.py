@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 from voxwire.errors import RemoteProtocolError, RtpError
 from voxwire.rtp import (
     RED_MAX_BLOCKS,
+    AudioLevel,
     RedBlock,
     ReportBlock,
     RtpExtension,
     RtpPacket,
     RtpSource,
+    audio_level,
     build_receiver_report,
     build_red,
+    extension_element,
     parse_red,
     parse_rtp,
 )
@@ -391,3 +394,70 @@ def test_sender_arguments() -> None:
         RtpSender(0).packet(b"", -1)
     with pytest.raises(ValueError, match="samples must be >= 0"):
         RtpSender(0).skip(-5)
+
+
+# The extension Chrome puts on an audio packet: a transport-wide sequence number (ID 3, two
+# bytes), the audio level (ID 1, one byte: V set, 44 -dBov), then padding to a word.
+CHROME = RtpExtension(0xBEDE, bytes.fromhex("3100651 0ac000000".replace(" ", "")))
+
+
+def test_extension_elements_of_the_one_byte_form() -> None:
+    assert extension_element(CHROME, 3) == bytes.fromhex("0065")
+    assert extension_element(CHROME, 1) == bytes.fromhex("ac")
+    assert extension_element(CHROME, 2) is None
+    assert audio_level(CHROME, 1) == AudioLevel(level=-44, voice=True)
+    assert audio_level(CHROME, 2) is None
+    assert audio_level(None, 1) is None
+    # padding bytes before an element are skipped; ID 15 ends the reading
+    padded = RtpExtension(0xBEDE, bytes.fromhex("0000107f"))
+    assert audio_level(padded, 1) == AudioLevel(level=-127, voice=False)
+    stopped = RtpExtension(0xBEDE, bytes.fromhex("f0107f00"))
+    assert audio_level(stopped, 1) is None
+    # another profile (not RFC 8285) holds no elements
+    assert extension_element(RtpExtension(0x1234, bytes.fromhex("10ac0000")), 1) is None
+
+
+def test_extension_elements_of_the_two_byte_form() -> None:
+    ext = RtpExtension(0x1000, bytes.fromhex("00 05 02 aabb 01 01 9e 00".replace(" ", "")))
+    assert extension_element(ext, 5) == bytes.fromhex("aabb")
+    assert audio_level(ext, 1) == AudioLevel(level=-30, voice=True)
+    # the two-byte form allows an empty element, which is no audio level
+    empty = RtpExtension(0x1003, bytes.fromhex("01000000"))
+    with pytest.raises(RtpError) as exc:
+        audio_level(empty, 1)
+    assert exc.value.reason == "bad_audio_level"
+
+
+@pytest.mark.parametrize(
+    ("profile", "hexdata"),
+    [
+        (0xBEDE, "13aa0000"),  # ID 1 with four bytes, three left
+        (0xBEDE, "2f000000"),  # ID 2 with sixteen bytes, before the one asked for
+        (0x1000, "0205aabb"),  # five bytes claimed, two left
+        (0x1000, "000000" + "02"),  # an ID with no length byte
+    ],
+)
+def test_extension_elements_past_the_end_raise(profile: int, hexdata: str) -> None:
+    with pytest.raises(RtpError) as exc:
+        audio_level(RtpExtension(profile, bytes.fromhex(hexdata)), 1)
+    assert exc.value.reason == "extension_element_past_end"
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from([0xBEDE, 0x1000, 0x100F, 0x1234]), st.binary(max_size=40), st.integers(1, 255)
+)
+def test_arbitrary_extensions_give_an_element_or_raise_rtp_error(
+    profile: int, data: bytes, ident: int
+) -> None:
+    ext = RtpExtension(profile, data)
+    try:
+        element = extension_element(ext, ident)
+    except RtpError as e:
+        reason, element = e.reason, None
+    else:
+        reason = "ok"
+    assert reason in ("ok", "extension_element_past_end")
+    if element is not None:
+        assert element in data
+        assert len(element) <= (16 if profile == 0xBEDE else 255)

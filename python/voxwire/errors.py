@@ -75,7 +75,8 @@ class RtpError(_Reasoned, RemoteProtocolError):
 
     Reasons: ``too_short``, ``bad_version``, ``csrc_past_end``, ``extension_past_end``,
     ``bad_padding``; for an RFC 2198 (RED) payload ``red_empty``, ``red_header_past_end``,
-    ``red_too_many_blocks``, ``red_block_past_end``.
+    ``red_too_many_blocks``, ``red_block_past_end``; for a header extension element (RFC
+    8285, RFC 6464) ``extension_element_past_end``, ``bad_audio_level``.
     """
 
 

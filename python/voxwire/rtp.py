@@ -10,6 +10,8 @@
 an extension or padding that run past the end raise :class:`voxwire.errors.RtpError` with
 a ``reason``; nothing is ever read outside the packet. Padding is stripped; a header
 extension is skipped correctly and exposed as :class:`RtpExtension`.
+:func:`extension_element` reads one element of it (RFC 8285, one- and two-byte forms),
+and :func:`audio_level` the level a browser puts in every audio packet (RFC 6464).
 
 :class:`RtpSource` follows one incoming stream as RFC 3550 Appendix A.1 describes
 (validation of a new source, restart after a confirmed jump in numbering or a change of
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from voxwire import _core
+from voxwire.errors import RtpError
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -56,6 +59,7 @@ __all__ = [
     "RED_MAX_BLOCK_SIZE",
     "RED_MAX_OFFSET",
     "Arrival",
+    "AudioLevel",
     "RedBlock",
     "RedPayload",
     "ReportBlock",
@@ -65,8 +69,10 @@ __all__ = [
     "RtpSource",
     "RtpStats",
     "Verdict",
+    "audio_level",
     "build_receiver_report",
     "build_red",
+    "extension_element",
     "parse_red",
     "parse_rtp",
 ]
@@ -128,6 +134,90 @@ def parse_rtp(data: Buffer) -> RtpPacket:
     marker, pt, seq, ts, ssrc, csrcs, ext, payload, padding = _core.rtp_parse(data)
     extension = None if ext is None else RtpExtension(ext[0], ext[1])
     return RtpPacket(pt, seq, ts, ssrc, payload, marker, csrcs, extension, padding)
+
+
+def extension_element(extension: RtpExtension, ident: int) -> bytes | None:
+    """The data of element ``ident`` in a header extension of the RFC 8285 general
+    mechanism, one-byte (profile ``0xBEDE``, IDs 1-14) or two-byte (profiles
+    ``0x1000``-``0x100F``, IDs 1-255) form; None when the extension has another profile or
+    no such element.
+
+    Raises
+    ------
+    voxwire.errors.RtpError
+        ``extension_element_past_end``: an element before the one asked for, or that one,
+        claims more bytes than the extension holds.
+    """
+    data = extension.data
+    if extension.profile == 0xBEDE:
+        i = 0
+        while i < len(data):
+            head = data[i]
+            if head == 0:  # a padding byte
+                i += 1
+                continue
+            got, length = head >> 4, (head & 0x0F) + 1
+            if got == 15:  # reserved: the rest is not to be read (RFC 8285 section 4.2)
+                return None
+            if i + 1 + length > len(data):
+                raise RtpError(
+                    "extension_element_past_end",
+                    "a header extension element runs past the end of the extension",
+                )
+            if got == ident:
+                return data[i + 1 : i + 1 + length]
+            i += 1 + length
+        return None
+    if extension.profile & 0xFFF0 == 0x1000:
+        i = 0
+        while i < len(data):
+            got = data[i]
+            if got == 0:
+                i += 1
+                continue
+            if i + 2 > len(data) or i + 2 + data[i + 1] > len(data):
+                raise RtpError(
+                    "extension_element_past_end",
+                    "a header extension element runs past the end of the extension",
+                )
+            length = data[i + 1]
+            if got == ident:
+                return data[i + 2 : i + 2 + length]
+            i += 2 + length
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLevel:
+    """The client-to-mixer audio level of one packet (RFC 6464)."""
+
+    level: int
+    """The level of the packet's audio in dBov, 0 (loudest) down to -127 (digital silence
+    or quieter); the sender measures it before encoding."""
+    voice: bool
+    """The sender's voice activity flag, when it sets one (browsers set it on every
+    packet, so it says little)."""
+
+
+def audio_level(extension: RtpExtension | None, ident: int) -> AudioLevel | None:
+    """The RFC 6464 audio level in a packet's header extension under the negotiated ID
+    (``a=extmap:<ident> urn:ietf:params:rtp-hdrext:ssrc-audio-level``), or None when the
+    packet has none.
+
+    Raises
+    ------
+    voxwire.errors.RtpError
+        ``extension_element_past_end`` (see :func:`extension_element`) or
+        ``bad_audio_level``: the element is empty.
+    """
+    if extension is None:
+        return None
+    element = extension_element(extension, ident)
+    if element is None:
+        return None
+    if not element:
+        raise RtpError("bad_audio_level", "an audio level element holds no byte")
+    return AudioLevel(-(element[0] & 0x7F), bool(element[0] & 0x80))
 
 
 @dataclass(frozen=True, slots=True)

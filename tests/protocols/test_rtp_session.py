@@ -13,7 +13,7 @@ from voxwire.errors import OpusUnavailable
 from voxwire.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voxwire.opus import has_fec
 from voxwire.protocols.rtp_session import ReceivedFrame, RtpSession
-from voxwire.rtp import RedBlock, RtpPacket, build_red, parse_red, parse_rtp
+from voxwire.rtp import RedBlock, RtpExtension, RtpPacket, build_red, parse_red, parse_rtp
 
 F = 0.020
 PCM = npt.NDArray[np.int16]
@@ -544,3 +544,93 @@ def test_a_new_ssrc_restarts_the_stream_and_plays_on() -> None:
     assert stats.rtp is not None
     assert stats.rtp.restarts == 1
     assert stats.jitter.restarts == 1
+
+
+def with_level(wire: bytes, level: int | None, ident: int = 1) -> bytes:
+    """``wire`` with an RFC 6464 audio level element (``level`` -dBov) as Chrome adds it,
+    after a transport-wide sequence number (ID 3); None: that element alone."""
+    packet = parse_rtp(wire)
+    data = bytes([0x31, 0, packet.sequence & 0xFF])
+    if level is not None:
+        data += bytes([ident << 4, 0x80 | level])
+    data += bytes(-len(data) % 4)
+    return RtpPacket(
+        packet.payload_type,
+        packet.sequence,
+        packet.timestamp,
+        packet.ssrc,
+        packet.payload,
+        packet.marker,
+        extension=RtpExtension(0xBEDE, data),
+    ).to_bytes()
+
+
+def talk_and_pauses(rate: int, frames: int) -> tuple[PCM, list[bool]]:
+    """Voiced audio with a 5-frame pause at -60 dBFS after every 10 frames; the quiet flags."""
+    signal = voiced(rate, frames, seed=4)
+    n = rate // 50
+    quiet = [i % 15 >= 10 for i in range(frames)]
+    for i, q in enumerate(quiet):
+        if q:
+            signal[i * n : (i + 1) * n] //= 200
+    return signal, quiet
+
+
+@needs_opus
+def test_opus_frames_the_audio_level_marks_quiet_take_the_delay_adjustments() -> None:
+    # The target starts 60 ms above a 5 ms network and comes down by skipping whole frames
+    # (no time-stretching, so every adjustment is a frame). With the level of each packet,
+    # every skipped frame is a quiet one; without it the first skips fall in the talk.
+    signal, quiet = talk_and_pauses(48000, 150)
+    skipped = {}
+    for ident in (None, 1):
+        tx = RtpSession("opus", first_timestamp=0)
+        rx = RtpSession(
+            "opus", time_stretch=False, audio_level_id=ident, jitter={"initial_delay": 0.06}
+        )
+        packets = [
+            with_level(w, 60 if q else 20) for w, q in zip(encode(tx, signal), quiet, strict=True)
+        ]
+        frames = deliver(rx, packets, delay=0.005)
+        played = {index_of(f, 0, 960) for f in frames if f.kind == "normal"}
+        skipped[ident] = set(range(150)) - played
+        assert rx.stats().audio_levels == (150 if ident else 0)
+        assert rx.stats().extension_errors == 0
+    assert skipped[1], "the buffer never came down"
+    assert all(quiet[i] for i in skipped[1]), sorted(skipped[1])
+    assert not all(quiet[i] for i in skipped[None]), sorted(skipped[None])
+
+
+@needs_opus
+def test_opus_waits_on_quiet_frames_are_silent_and_bad_levels_are_counted() -> None:
+    voice = voiced(48000, 40)
+    kinds = {}
+    for name, level in (("voice", 20), ("quiet", 60), ("at the threshold", 45)):
+        tx = RtpSession("opus", first_sequence=9, first_timestamp=0)
+        rx = RtpSession("opus", audio_level_id=1)
+        packets = [with_level(w, level) for w in encode(tx, voice)]
+        frames = stall(packets, rx, range(20, 26))
+        kinds[name] = {f.kind for f in frames if f.adjustment == "expand"}
+    assert kinds["voice"] == {"concealed"}
+    assert kinds["quiet"] == kinds["at the threshold"] == {"silence"}
+    # A packet without the element, or whose extension cannot be read, still plays.
+    tx = RtpSession("opus", first_timestamp=0)
+    rx = RtpSession("opus", audio_level_id=1)
+    packets = encode(tx, voice)
+    bad = parse_rtp(packets[3])
+    broken = RtpPacket(
+        bad.payload_type,
+        bad.sequence,
+        bad.timestamp,
+        bad.ssrc,
+        bad.payload,
+        extension=RtpExtension(0xBEDE, bytes.fromhex("13aa0000")),
+    ).to_bytes()
+    packets = [with_level(w, None) for w in packets[:3]] + [broken] + packets[4:]
+    frames = deliver(rx, packets, delay=0.005)
+    stats = rx.stats()
+    assert stats.extension_errors == 1
+    assert stats.audio_levels == 0
+    assert 3 in {index_of(f, 0, 960) for f in frames if f.kind == "normal"}
+    with pytest.raises(ValueError, match="audio_level_id"):
+        RtpSession("opus", audio_level_id=0)

@@ -101,3 +101,15 @@ def test_an_id_the_bundle_uses_already_or_out_of_one_byte_range_is_not_taken() -
     fixed = fix_answer(taken, offer)
     assert fixed.count(TRANSPORT_CC_URI) == 1
     assert f"a=extmap:7 {TRANSPORT_CC_URI}" in fixed
+
+
+def test_the_audio_level_extension_s_id_is_read_from_the_section() -> None:
+    assert parse_offer(OFFER_TWCC).audio_level == 1
+    assert parse_offer(OFFER).audio_level is None
+    # aiortc's answer keeps it with the offer's ID; that is the ID the session reads
+    answer = fix_answer(ANSWER_EXT, parse_offer(OFFER_TWCC))
+    assert parse_offer(answer).audio_level == 1
+    two_byte = OFFER_TWCC.replace("a=extmap:1 urn", "a=extmap:200 urn")
+    assert parse_offer(two_byte).audio_level == 200
+    too_big = OFFER_TWCC.replace("a=extmap:1 urn", "a=extmap:4096 urn")
+    assert parse_offer(too_big).audio_level is None

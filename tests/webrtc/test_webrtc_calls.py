@@ -183,6 +183,12 @@ def test_a_browser_call_is_echoed_through_voxwires_media_path() -> None:
     assert f"a=fmtp:{peer.offer.opus} minptime=10;useinbandfec=1" in peer.answer
     stats = peer.call.session.stats()
     assert stats.frames.get("normal", 0) > 100  # voxwire's jitter buffer played the stream
+    # aiortc's sender puts the RFC 6464 level on every packet; the session reads it
+    level_id = parse_offer(peer.answer).audio_level
+    assert level_id is not None
+    assert peer.call.session.audio_level_id == level_id
+    assert stats.audio_levels > 100
+    assert stats.extension_errors == 0
     assert peer._sender.sent > 50  # and voxwire's encoder sent the echo
     assert peer.call.codec.name == "webrtc"
     heard = browser.received()

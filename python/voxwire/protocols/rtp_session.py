@@ -17,8 +17,10 @@ One :class:`RtpSession` per call and direction pair. It never touches a socket o
   receiver statistics (RFC 3550 A.1, A.3, A.8), and stored in a
   :class:`~voxwire.jitter.JitterBuffer`, which reorders it and decides when it plays. An
   Opus payload is inspected for in-band FEC (RFC 6716 4.2.3) so that the buffer can use it
-  for the frame before; a G.711 frame below ``quiet_level`` is flagged low-energy, where
-  the buffer prefers to make its delay adjustments. A malformed packet, an RTCP packet
+  for the frame before; a frame below ``quiet_level`` is flagged low-energy, where the
+  buffer prefers to make its delay adjustments: G.711 from its own samples, any codec from
+  the RFC 6464 audio level the sender puts in its header extension (browsers do, on every
+  packet) when ``audio_level_id`` names the negotiated ID. A malformed packet, an RTCP packet
   on the same port (RFC 5761 section 4) or a payload type other than the session's is
   counted by reason and dropped; nothing here raises for what the network sends.
 * :meth:`RtpSession.pull` is called once per frame on the playout clock and returns a
@@ -74,10 +76,12 @@ from voxwire.rtp import (
     RED_MAX_OFFSET,
     RedBlock,
     ReportBlock,
+    RtpExtension,
     RtpPacket,
     RtpSender,
     RtpSource,
     RtpStats,
+    audio_level,
     build_red,
     parse_red,
     parse_rtp,
@@ -150,6 +154,11 @@ class RtpSessionStats:
     """Redundant (RFC 2198) copies handed to the jitter buffer."""
     red_ignored: int
     """Redundant blocks of another payload type or not a whole number of frames back."""
+    audio_levels: int
+    """Packets that carried an RFC 6464 audio level under ``audio_level_id``."""
+    extension_errors: int
+    """Packets whose header extension could not be read for the audio level (the packet
+    was played, without a level)."""
     shortened: int
     """Frames played one pitch period shorter (time-stretching, to lower the delay)."""
     lengthened: int
@@ -168,6 +177,8 @@ class _Counters:
     rtcp_packets: int = 0
     red_copies: int = 0
     red_ignored: int = 0
+    audio_levels: int = 0
+    extension_errors: int = 0
     packets_sent: int = 0
     bytes_sent: int = 0
 
@@ -193,7 +204,16 @@ class RtpSession:
         G.711 frames whose RMS level is below this many dBFS are flagged to the jitter
         buffer as low-energy: it then makes its delay adjustments (a skipped or inserted
         frame) at those frames, where they are inaudible, and waits on them with silence
-        rather than concealment.
+        rather than concealment. With ``audio_level_id``, so are the packets whose RFC
+        6464 level is at or below it (dBov: WebRTC measures it as the RMS against full
+        scale, as ``quiet_level`` is), whatever the codec.
+    audio_level_id : int, optional
+        The ID of the RFC 6464 client-to-mixer audio level header extension
+        (``a=extmap:<id> urn:ietf:params:rtp-hdrext:ssrc-audio-level`` in SDP). An Opus
+        payload cannot be told quiet without decoding it, so this is what gives the jitter
+        buffer its low-energy hints on an Opus stream. A packet without the element gets
+        no hint; one whose extension cannot be read is still played and is counted in
+        ``extension_errors``.
     opus_bitrate, opus_loss_percent : int
         For sending Opus: bit rate and the loss the encoder's in-band FEC plans for.
     red_payload_type : int, optional
@@ -227,6 +247,7 @@ class RtpSession:
         frame_ms: int = 20,
         jitter: dict[str, float | int | bool] | None = None,
         quiet_level: float = -45.0,
+        audio_level_id: int | None = None,
         opus_bitrate: int = 32000,
         opus_loss_percent: int = 10,
         red_payload_type: int | None = None,
@@ -279,6 +300,10 @@ class RtpSession:
         """RTP timestamp units per frame."""
         # 0 dBFS is the mean square of a full-scale square wave
         self._quiet_power = float(32768.0**2 * 10.0 ** (quiet_level / 10.0))
+        if audio_level_id is not None and not 1 <= audio_level_id <= 255:
+            raise ValueError(f"RtpSession: audio_level_id must be 1..255, got {audio_level_id}")
+        self.audio_level_id = audio_level_id
+        self._quiet_level = quiet_level
         options = {"time_stretch": time_stretch, **(jitter or {})}
         self._jb = JitterBuffer(self.clock_rate, frame_ms=frame_ms, **options)  # type: ignore[arg-type]
         self._playout = Playout(
@@ -365,6 +390,8 @@ class RtpSession:
         except OpusPacketError as e:
             self._n.malformed[f"opus_{e.reason}"] += 1
             return "malformed"
+        if self.audio_level_id is not None and not quiet:
+            quiet = self._level_quiet(packet.extension, self.audio_level_id)
         if self._source is None:
             self._source = RtpSource(self.clock_rate)
         # RtpSource gives the RFC 3550 receiver report; the jitter buffer makes its own
@@ -384,6 +411,18 @@ class RtpSession:
             packet_info(payload)
             return has_fec(payload), False
         return False, self._quiet(payload)
+
+    def _level_quiet(self, extension: RtpExtension | None, ident: int) -> bool:
+        """Whether the packet's RFC 6464 audio level puts it at or below ``quiet_level``."""
+        try:
+            level = audio_level(extension, ident)
+        except RtpError:
+            self._n.extension_errors += 1
+            return False
+        if level is None:
+            return False
+        self._n.audio_levels += 1
+        return level.level <= self._quiet_level
 
     def _insert_copy(self, timestamp: int, block: RedBlock, now: float) -> None:
         # A copy of an earlier frame of this stream: same payload type, a whole number of
@@ -593,6 +632,8 @@ class RtpSession:
             rtcp_packets=n.rtcp_packets,
             red_copies=n.red_copies,
             red_ignored=n.red_ignored,
+            audio_levels=n.audio_levels,
+            extension_errors=n.extension_errors,
             shortened=self._playout.shortened,
             lengthened=self._playout.lengthened,
             frames=dict(n.frames),

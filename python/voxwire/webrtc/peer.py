@@ -8,8 +8,10 @@ loss, no Opus FEC or concealment, a 96 kbit/s stereo encoder in a thread pool). 
   (``RTCDtlsTransport._handle_rtp_data``, before aiortc's routing, depacketising and
   jitter buffer) and handed to an :class:`~voxwire.aio.rtp.RtpEndpoint` over an
   :class:`~voxwire.protocols.rtp_session.RtpSession` for Opus: voxwire's adaptive jitter
-  buffer, in-band FEC recovery and concealment, on the playout clock. Telephone events
-  (RFC 4733) become :class:`~voxwire.protocols.events.Dtmf` events.
+  buffer, in-band FEC recovery and concealment, on the playout clock. The audio level
+  the browser puts in every packet (RFC 6464, when the answer keeps it) marks the quiet
+  frames, where the buffer skips or inserts a frame to change its delay. Telephone
+  events (RFC 4733) become :class:`~voxwire.protocols.events.Dtmf` events.
 * **Outbound.** The endpoint encodes with voxwire's Opus encoder (mono, ``opus_bitrate``,
   in-band FEC planned for ``opus_loss_percent``), paced by the process's pacer, with the
   talkspurt rule of RTP calls; each packet goes to the DTLS transport to be protected and
@@ -258,22 +260,23 @@ class WebRtcPeer:
             if control is not None:
                 opus_bitrate = control.setting.bitrate
                 opus_loss_percent = control.setting.packet_loss_percent
+            answer_sdp = fix_answer(pc.localDescription.sdp, offer, transport_cc=transport_cc)
+            agreed = parse_offer(answer_sdp)
             session = RtpSession(
                 "opus",
                 payload_type=offer.opus,
                 sample_rate=48000,
                 jitter=jitter,
+                audio_level_id=agreed.audio_level,
                 opus_bitrate=opus_bitrate,
                 opus_loss_percent=opus_loss_percent,
                 red_payload_type=offer.red,
                 ssrc=transceiver.sender._ssrc,
             )
-            answer_sdp = fix_answer(pc.localDescription.sdp, offer, transport_cc=transport_cc)
-            agreed = parse_offer(answer_sdp).transport_cc
         except BaseException:
             await pc.close()
             raise
-        twcc = None if agreed is None else TransportCcSender(agreed)
+        twcc = None if agreed.transport_cc is None else TransportCcSender(agreed.transport_cc)
         dtls = transceiver.receiver.transport
         sender = _SrtpSender(dtls, twcc)
         peer_id = f"{next(_ids):x}"

@@ -22,6 +22,11 @@ with the offerer's payload types:
   uses that ID already or it is not a one-byte ID (1-14); voxwire then numbers the
   packets it sends and reads the browser's feedback (:mod:`voxwire.twcc`).
 
+The answer aiortc writes keeps the RFC 6464 audio level extension
+(``a=extmap:<id> urn:ietf:params:rtp-hdrext:ssrc-audio-level``) the browser offers;
+:class:`AudioOffer` gives its ID (:attr:`AudioOffer.audio_level`), and the session reads
+each packet's level from it to tell the jitter buffer which Opus frames are quiet.
+
 Limits: at most :data:`MAX_SDP_BYTES` of text and :data:`MAX_LINES` lines; anything
 else raises :class:`SdpError`.
 """
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from voxwire.twcc import TRANSPORT_CC_URI
 
 __all__ = [
+    "AUDIO_LEVEL_URI",
     "MAX_LINES",
     "MAX_SDP_BYTES",
     "AudioOffer",
@@ -42,6 +48,8 @@ __all__ = [
     "parse_offer",
 ]
 
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+"""The client-to-mixer audio level header extension's URI (RFC 6464)."""
 MAX_SDP_BYTES = 64 * 1024
 """Longest SDP accepted (a browser's audio-only offer is 2-6 KB)."""
 MAX_LINES = 2000
@@ -79,6 +87,8 @@ class AudioOffer:
     ``transport-cc`` feedback for Opus."""
     extension_ids: frozenset[int] = frozenset()
     """Every ``a=extmap`` ID of the section."""
+    audio_level: int | None = None
+    """The RFC 6464 audio level extension's ID (1-255), when the section has it."""
 
 
 def _lines(sdp: str) -> list[str]:
@@ -147,6 +157,9 @@ def parse_offer(sdp: str) -> AudioOffer:
         twcc = extensions.get(TRANSPORT_CC_URI)
         if not feedback & {str(opus), "*"}:
             twcc = None
+        level = extensions.get(AUDIO_LEVEL_URI)
+        if level is not None and not 1 <= level <= 255:
+            level = None
         return AudioOffer(
             opus,
             fmtp.get(opus, ""),
@@ -155,6 +168,7 @@ def parse_offer(sdp: str) -> AudioOffer:
             direction,
             twcc,
             frozenset(extensions.values()),
+            level,
         )
     raise SdpError("no_audio", "the offer has no audio section")
 
