@@ -17,14 +17,15 @@ path run beside it: ``aiortc.jitterbuffer.JitterBuffer(capacity=16, prefetch=4)`
 ``RTCRtpReceiver`` runs it for audio, each packet added on arrival, the frames it releases
 queued for a reader that takes one every 20 ms (a real-time consumer of the track). For
 each frame the browser sent (the proxy records when each RTP packet entered it, before the
-impairment) the bench notes when each path played it: delay is that time less the send
-time (the network and the receive buffer: mouth-to-ear less the browser's capture and
-encoding, the same for both), heard loss the share of sent frames a path never played. The
+impairment) the bench notes when each path played it (for voxwire, when the audio of
+its unit starts: with time-stretching that can be inside a 20 ms frame that begins with
+the rest of the frame before): delay is that time less the send time (the network and the
+receive buffer: mouth-to-ear less the browser's capture and encoding, the same for both),
+heard loss the share of sent frames a path never played. The
 last column counts only the frames that carried sound (decoded on the side, above
 ``TALK_DBFS``; a frame the server never received counts as sound): a frame of silence
 skipped to bring the delay down is not heard missing. The first 2 s and the last 1 s of
-each call are left out. Needs chromium, playwright, aiortc,
-opuslib and espeakng-loader.
+each call are left out. Needs chromium, playwright, aiortc, opuslib and espeakng-loader.
 """
 
 from __future__ import annotations
@@ -233,10 +234,17 @@ def install(setting: Setting) -> None:
     frame = RtpCall._frame
 
     def played(self: Any, f: Any) -> None:
-        if f.kind in ("normal", "fec") and setting.calls:
+        # Every unit whose audio starts in this frame, at the time its audio starts: with
+        # time-stretching a frame may begin with the rest of one shortened before it, and
+        # the frame after that one then starts inside it (its timestamp is not the frame's).
+        if setting.calls:
             call = setting.calls[-1]
-            call.voxwire.setdefault(f.timestamp, asyncio.get_running_loop().time())
-            call.fec += f.kind == "fec"
+            now = asyncio.get_running_loop().time()
+            rate = self.session.sample_rate
+            for unit, offset in self.session.pulled_units:
+                if unit.kind in ("normal", "fec"):
+                    call.voxwire.setdefault(unit.timestamp, now + offset / rate)
+                    call.fec += unit.kind == "fec"
         frame(self, f)
 
     RtpCall._frame = played  # type: ignore[method-assign]

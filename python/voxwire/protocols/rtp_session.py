@@ -317,6 +317,7 @@ class RtpSession:
             first_timestamp=first_timestamp,
         )
         self._n = _Counters()
+        self._pulled: list[tuple[PlayoutUnit, int]] = []
         self._concealer: Concealer | None = None
         self._decoder: OpusDecoder | None = None
         self._encoder: OpusEncoder | None = None
@@ -462,11 +463,22 @@ class RtpSession:
         pulled before.
         """
         pcm, first, started = self._playout.pull(now)
+        self._pulled = started
         for unit, _ in started:
             self._n.frames[unit.kind] += 1
         return ReceivedFrame(
             pcm, first.kind, first.adjustment, first.timestamp, first.sequence, first.delay
         )
+
+    @property
+    def pulled_units(self) -> list[tuple[PlayoutUnit, int]]:
+        """Every unit the jitter buffer gave for the frame :meth:`pull` returned last, as
+        played (after decoding), each with the sample offset in that frame where its audio
+        starts. One per frame without time-stretching; with it, a frame can hold the start
+        of two units (after one was shortened) or of none (after one was lengthened), so
+        a frame of the stream that played is one whose unit is listed here, not only one
+        whose timestamp a :class:`ReceivedFrame` carries."""
+        return self._pulled
 
     def _unit_pcm(self, unit: PlayoutUnit) -> tuple[PlayoutUnit, PCM]:
         kind: PlayoutKind = unit.kind
