@@ -634,3 +634,30 @@ def test_opus_waits_on_quiet_frames_are_silent_and_bad_levels_are_counted() -> N
     assert 3 in {index_of(f, 0, 960) for f in frames if f.kind == "normal"}
     with pytest.raises(ValueError, match="audio_level_id"):
         RtpSession("opus", audio_level_id=0)
+
+
+def test_pulled_units_list_every_frame_a_stretched_playout_starts() -> None:
+    # Time-stretching takes delay out of continuous audio: after shortened frames, a frame
+    # can start inside a 20 ms frame that begins with the rest of the one before, so its
+    # timestamp labels no ReceivedFrame; pulled_units still lists it.
+    tx = RtpSession("pcmu", first_sequence=100, first_timestamp=0)
+    rx = RtpSession("pcmu", jitter={"initial_delay": 0.035})
+    # noise-like audio (no pitch period): a shortened frame loses half its length
+    noise = np.random.default_rng(7).normal(0, 3000, 16000).astype(np.int16)
+    packets = encode(tx, noise)
+    labels: list[int] = []
+    units: list[tuple[int, int]] = []
+    for k in range(120):
+        now = k * F
+        for i, wire in enumerate(packets):
+            if now - F < i * F + 0.005 <= now:
+                rx.receive(wire, i * F + 0.005)
+        frame = rx.pull(now)
+        labels.append(index_of(frame, 0, 160))
+        assert all(0 <= offset < 160 for _, offset in rx.pulled_units)
+        units += [(index_of(u, 0, 160), off) for u, off in rx.pulled_units if u.kind == "normal"]
+    assert rx.stats().shortened >= 1
+    played = [i for i, _ in units if i < 100]
+    assert played == sorted(set(played)) == list(range(100))  # each frame once, in order
+    assert set(range(100)) - set(labels)  # a frame no label names
+    assert any(offset > 0 for _, offset in units)
