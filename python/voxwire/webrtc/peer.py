@@ -69,6 +69,13 @@ CLEAR_TAIL = 3
 """Frames (20 ms each) of faded-out silence sent after a barge-in's clear: the browser's
 decoder plays them instead of concealing the cut reply (``docs/webrtc.md``)."""
 
+QUIET_DBOV = -50.0
+"""A browser packet whose RFC 6464 audio level is at or below this (dBov) is a quiet
+frame, where the jitter buffer may skip or insert a whole frame. -50 is where the
+project's measures take a frame to carry no sound (``bench/webrtc_impaired.py``'s
+``TALK_DBFS``); Chrome's level of a frame near it falls a few dB either side of the
+decoded RMS."""
+
 FEEDBACK_PACKETS = 50
 """Packets (1 s of 20 ms frames) of transport feedback gathered into one loss figure for
 the rate controller, whose smoothing weighs each figure as one receiver report."""
@@ -268,6 +275,7 @@ class WebRtcPeer:
                 sample_rate=48000,
                 jitter=jitter,
                 audio_level_id=agreed.audio_level,
+                quiet_level=QUIET_DBOV,
                 opus_bitrate=opus_bitrate,
                 opus_loss_percent=opus_loss_percent,
                 red_payload_type=offer.red,
