@@ -55,7 +55,7 @@ from voxwire.errors import ProtocolError, RtpError, SdpError, SipParseError, Tra
 from voxwire.protocols import CODECS, Audio, MediaStreamCodec, codec_factory
 from voxwire.protocols.base import Base64MediaCodec
 from voxwire.resample import Resampler
-from voxwire.rtp import RtpExtension, RtpPacket, parse_rtp
+from voxwire.rtp import RtpExtension, RtpPacket, audio_level, parse_rtp
 from voxwire.sim.providers import PROVIDERS
 from voxwire.sip.message import Request, message_length, parse_message
 from voxwire.sip.sdp import answer_offer, parse_sdp
@@ -408,6 +408,7 @@ def _stamp_input(data: bytes) -> None:
         original = parse_rtp(data)
     except RtpError:
         return  # a packet that did not parse may be stamped; it need not parse after
+    _level_input(original.extension)
     try:
         packet = parse_rtp(out)
     except RtpError as e:
@@ -425,3 +426,19 @@ def _stamp_input(data: bytes) -> None:
         raise Finding("the stamped packet lost its payload or its extension")
     if bytes([(_TWCC_ID << 4) | 1, 0x12, 0x34]) not in ext.data:
         raise Finding("the stamped packet does not carry its number")
+    _level_input(ext)
+
+
+def _level_input(ext: RtpExtension | None) -> None:
+    """The RFC 6464 level of a parsed packet's extension (RFC 8285 elements): a level in
+    range or a typed refusal."""
+    try:
+        level = audio_level(ext, 1)
+    except RtpError as e:
+        if e.reason not in ("extension_element_past_end", "bad_audio_level"):
+            raise Finding(f"audio_level: reason {e.reason}") from e
+        return
+    except Exception as e:
+        raise Finding(f"audio_level: {type(e).__name__}: {e}") from e
+    if level is not None and not -127 <= level.level <= 0:
+        raise Finding(f"audio level {level}")
