@@ -1,4 +1,4 @@
-"""WebRTC over an impaired network: the delay and heard loss of voxwire's receive path
+"""WebRTC over an impaired network: the delay and the loss of voxwire's receive path
 against aiortc's stock one, on the same packets from headless Chromium.
 
 python bench/webrtc_impaired.py [--seconds 20] [--seed 1] [--profiles "bursty loss,mobile"]
@@ -21,8 +21,8 @@ impairment) the bench notes when each path played it (for voxwire, when the audi
 its unit starts: with time-stretching that can be inside a 20 ms frame that begins with
 the rest of the frame before): delay is that time less the send time (the network and the
 receive buffer: mouth-to-ear less the browser's capture and encoding, the same for both),
-heard loss the share of sent frames a path never played. The
-last column counts only the frames that carried sound (decoded on the side, above
+frame loss the share of sent frames a path never played. The heard loss (the last
+column) counts only the frames that carried sound (decoded on the side, above
 ``TALK_DBFS``; a frame the server never received counts as sound): a frame of silence
 skipped to bring the delay down is not heard missing. The first 2 s and the last 1 s of
 each call are left out. Needs chromium, playwright, aiortc, opuslib and espeakng-loader.
@@ -253,7 +253,7 @@ def install(setting: Setting) -> None:
 def score(
     call: Call, path: dict[int, float], only: set[int] | None = None
 ) -> tuple[float, float, float, float, int]:
-    """(mean delay ms, p50, p95, heard loss %, frames) over the call's scored window (of
+    """(mean delay ms, p50, p95, frames never played %, frames) over the call's scored window (of
     the frames in ``only``, if given)."""
     if not call.sent:
         return (float("nan"),) * 4 + (0,)  # type: ignore[return-value]
@@ -346,9 +346,9 @@ def main() -> None:
         results = asyncio.run(run(chromium, wav, profiles, args.seconds, args.seed))
     print(
         "| profile | network: sent / lost / reordered / duplicated | frames scored "
-        "| voxwire delay mean / p50 / p95 (ms) | voxwire heard loss (frames from FEC) "
-        "| aiortc delay mean / p50 / p95 (ms) | aiortc heard loss "
-        "| talk frames never played: voxwire / aiortc |"
+        "| voxwire delay mean / p50 / p95 (ms) | voxwire frames never played (rebuilt from FEC) "
+        "| aiortc delay mean / p50 / p95 (ms) | aiortc frames never played "
+        "| heard loss, frames with sound never played: voxwire / aiortc |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, call, stats in results:
