@@ -477,9 +477,18 @@ def main() -> None:
     parser.add_argument("--reply", default=ANSWER, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--ws", default="websockets", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve_voxwire(args.reply, args.port, args.ws))
+        server = serve_voxwire(args.reply, args.port, args.ws)
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(server)
+        else:
+            asyncio.run(server)
         return
     if args.turns < 1 or args.barge_ins < 1:
         parser.error("--turns and --barge-ins must be at least 1")

@@ -1,7 +1,7 @@
 """CPU per concurrent voice-agent call on one core, side by side with pipecat.
 
 python bench/agent_load.py [--ns 10,50,100,200] [--pipecat-ns 10,20] [--window 20]
-    [--ws websockets,picows]
+    [--ws websockets,picows,picows+uvloop]
 
 For each N a fresh server runs pinned to CPU 1 (``taskset -c 1``) and this process, the
 load generator, to CPU 0. The servers are those of ``bench/agent_latency.py``: voxwire's
@@ -394,7 +394,8 @@ async def profile(pid: int, py_spy: str, after: float, seconds: float, out: Path
 async def run_one(
     kind: str, n: int, args: argparse.Namespace, ws_library: str = "websockets"
 ) -> LoadResult:
-    extra = ["--ws", ws_library] if kind == "voxwire" else []
+    library, _, loop = ws_library.partition("+")
+    extra = ["--ws", library, "--loop", loop or "asyncio"] if kind == "voxwire" else []
     async with al.run_server(
         kind, al.ANSWER, Path(args.pipecat_python), cpu=args.server_cpu, extra=extra
     ) as server:
@@ -480,9 +481,13 @@ def _libraries(text: str) -> list[str]:
     from voxwire.agents.server import WS_LIBRARIES
 
     names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in WS_LIBRARIES]
+    unknown = [
+        v for v in names if v not in WS_LIBRARIES and v not in [f"{w}+uvloop" for w in WS_LIBRARIES]
+    ]
     if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected names from {WS_LIBRARIES}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected names from {WS_LIBRARIES}, each optionally with +uvloop, got {text!r}"
+        )
     return names
 
 
@@ -506,7 +511,8 @@ def main() -> None:
         "--ws",
         type=_libraries,
         default=["websockets"],
-        help="the WebSocket libraries of the voxwire server, e.g. websockets,picows",
+        help="the voxwire servers: WebSocket libraries, each optionally on uvloop, "
+        "e.g. websockets,picows,picows+uvloop",
     )
     parser.add_argument(
         "--profile", default="", help="folder for py-spy profiles of the voxwire server"

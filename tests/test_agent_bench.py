@@ -187,3 +187,12 @@ def test_the_inbound_cost_is_cpu_per_call_second() -> None:
     cost = load.inbound_cost(2, 0.4)
     # the work of 0.8 call-seconds was done: some CPU, far less than real time
     assert 0 < cost < 1
+
+
+def test_the_servers_are_websocket_libraries_each_optionally_on_uvloop() -> None:
+    import argparse
+
+    assert load._libraries("websockets, picows+uvloop") == ["websockets", "picows+uvloop"]
+    for bad in ("", "aiohttp", "picows+trio", "picows+"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            load._libraries(bad)
