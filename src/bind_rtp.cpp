@@ -200,16 +200,17 @@ void bind_rtp(py::module_& m) {
       .def(
           "receive",
           [](rtp::Source& self, std::uint16_t sequence, std::uint32_t timestamp,
-             std::uint32_t ssrc, std::int64_t arrival_ms) {
+             std::uint32_t ssrc, std::int64_t arrival_ms, bool timed) {
             rtp::Header h;
             h.sequence = sequence;
             h.timestamp = timestamp;
             h.ssrc = ssrc;
-            const auto r = self.receive(h, arrival_ms);
+            const auto r = self.receive(h, arrival_ms, timed);
             return py::make_tuple(std::string(rtp::to_string(r.verdict)), r.restarted,
                                   r.extended_sequence, r.extended_timestamp);
           },
-          py::arg("sequence"), py::arg("timestamp"), py::arg("ssrc"), py::arg("arrival_ms"))
+          py::arg("sequence"), py::arg("timestamp"), py::arg("ssrc"), py::arg("arrival_ms"),
+          py::arg("timed") = true)
       .def("stats", [](const rtp::Source& self) { return stats_dict(self.stats()); })
       .def("interval_report",
            [](rtp::Source& self) { return stats_dict(self.interval_report()); })

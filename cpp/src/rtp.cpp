@@ -212,7 +212,8 @@ void Source::update_jitter(std::int64_t arrival_ms, std::int64_t ext_ts) noexcep
 
 // Begins a numbering: at the first packet of a source, after a confirmed jump, or on an SSRC
 // switch. Extended numbers continue from the previous numbering, so they stay monotonic.
-Source::Result Source::start(const Header& h, std::int64_t arrival_ms, bool restart) noexcept {
+Source::Result Source::start(const Header& h, std::int64_t arrival_ms, bool restart,
+                             bool timed) noexcept {
   std::int64_t ext_seq = h.sequence;
   std::int64_t ext_ts = h.timestamp;
   if (restart) {
@@ -237,17 +238,17 @@ Source::Result Source::start(const Header& h, std::int64_t arrival_ms, bool rest
   s_.max_arrival_ms = arrival_ms;
   set_seen(ext_seq, true);
   ++s_.stats.received;
-  update_jitter(arrival_ms, ext_ts);
+  if (timed) update_jitter(arrival_ms, ext_ts);
   return {Verdict::accepted, restart, ext_seq, ext_ts};
 }
 
 // RFC 3550 A.1's validation: MIN_SEQUENTIAL packets in sequence before the source counts.
-Source::Result Source::validate(const Header& h, std::int64_t arrival_ms) noexcept {
+Source::Result Source::validate(const Header& h, std::int64_t arrival_ms, bool timed) noexcept {
   ++s_.stats.probation;
   if (s_.started && h.ssrc == s_.ssrc && h.sequence == static_cast<std::uint16_t>(s_.max_seq + 1)) {
     if (--s_.probation_left == 0) {
       --s_.stats.probation;
-      return start(h, arrival_ms, false);
+      return start(h, arrival_ms, false, timed);
     }
   } else {
     s_.probation_left = config_.min_sequential - 1;
@@ -258,23 +259,23 @@ Source::Result Source::validate(const Header& h, std::int64_t arrival_ms) noexce
   return {Verdict::probation, false, 0, 0};
 }
 
-Source::Result Source::receive(const Header& h, std::int64_t arrival_ms) noexcept {
+Source::Result Source::receive(const Header& h, std::int64_t arrival_ms, bool timed) noexcept {
   if (!s_.valid) {
-    if (config_.min_sequential == 1) return start(h, arrival_ms, false);
+    if (config_.min_sequential == 1) return start(h, arrival_ms, false, timed);
     if (!s_.started) {
       s_.probation_left = config_.min_sequential;  // validate() counts this packet
       s_.started = true;
       s_.ssrc = h.ssrc;
       s_.max_seq = static_cast<std::uint16_t>(h.sequence - 1);
     }
-    return validate(h, arrival_ms);
+    return validate(h, arrival_ms, timed);
   }
 
   if (h.ssrc != s_.ssrc) {
     // Another source on the same port: switch only when it sends two packets in sequence, so
     // a stray packet cannot take the stream over.
     if (s_.candidate_count > 0 && h.ssrc == s_.candidate_ssrc && h.sequence == s_.candidate_next) {
-      return start(h, arrival_ms, true);
+      return start(h, arrival_ms, true, timed);
     }
     s_.candidate_ssrc = h.ssrc;
     s_.candidate_count = 1;
@@ -301,7 +302,7 @@ Source::Result Source::receive(const Header& h, std::int64_t arrival_ms) noexcep
     s_.max_arrival_ms = std::max(s_.max_arrival_ms, arrival_ms);
     s_.bad_seq = kNoBadSeq;  // a confirmation must follow its jump directly
     ++s_.stats.received;
-    update_jitter(arrival_ms, ext_ts);
+    if (timed) update_jitter(arrival_ms, ext_ts);
     return {Verdict::accepted, false, ext_seq, ext_ts};
   }
   if (udelta <= 0x10000u - config_.max_misorder) {
@@ -309,7 +310,7 @@ Source::Result Source::receive(const Header& h, std::int64_t arrival_ms) noexcep
     // restarted without telling us); a single one is dropped.
     // A packet far behind is most likely just very late, but it arms the confirmation too:
     // a sender may restart at a lower number.
-    if (h.sequence == s_.bad_seq) return start(h, arrival_ms, true);
+    if (h.sequence == s_.bad_seq) return start(h, arrival_ms, true, timed);
     s_.bad_seq = static_cast<std::uint16_t>(h.sequence + 1);
     if (udelta >= 0x8000) {
       ++s_.stats.too_old;
@@ -330,7 +331,7 @@ Source::Result Source::receive(const Header& h, std::int64_t arrival_ms) noexcep
   const std::int64_t ext_ts = s_.max_ext_ts + ts_delta;
   ++s_.stats.received;
   ++s_.stats.reordered;
-  update_jitter(arrival_ms, ext_ts);
+  if (timed) update_jitter(arrival_ms, ext_ts);
   return {Verdict::reordered, false, ext_seq, ext_ts};
 }
 

@@ -407,10 +407,16 @@ class RtpSource:
             raise ValueError(f"RtpSource: max_misorder must be 0..1023, got {max_misorder}")
         self._src = _core.RtpSource(clock_rate, min_sequential, max_dropout, max_misorder)
 
-    def receive(self, packet: RtpPacket, now: float) -> Arrival:
-        """Take one packet that arrived at ``now`` (seconds, any monotonic clock)."""
+    def receive(self, packet: RtpPacket, now: float, *, timed: bool = True) -> Arrival:
+        """Take one packet that arrived at ``now`` (seconds, any monotonic clock).
+
+        ``timed=False``: the packet counts for the sequence numbers, loss and statistics but
+        not for the jitter estimate, for a packet whose timestamp is not its sampling
+        instant: an RFC 4733 telephone event (stamped with its event's start, section
+        2.3.5), which shares the audio's SSRC and sequence numbers.
+        """
         verdict, restarted, ext_seq, ext_ts = self._src.receive(
-            packet.sequence, packet.timestamp, packet.ssrc, round(now * 1000.0)
+            packet.sequence, packet.timestamp, packet.ssrc, round(now * 1000.0), timed
         )
         return Arrival(verdict, restarted, ext_seq, ext_ts)  # type: ignore[arg-type]
 

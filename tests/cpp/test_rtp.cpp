@@ -188,6 +188,37 @@ TEST(RtpSource, InOrderAcrossSequenceAndTimestampWrap) {
   EXPECT_DOUBLE_EQ(s.jitter, 0.0);
 }
 
+TEST(RtpSource, UntimedPacketsFillTheSequenceButNotTheJitter) {
+  // Audio every 20 ms, then three telephone-event packets of one key press (RFC 4733: every
+  // one stamped with the event's start, 400), then audio again: as the sender numbers them.
+  auto feed = [](rtp::Source& src, bool events_timed) {
+    std::uint16_t seq = 10;
+    std::int64_t t = 0;
+    for (std::uint32_t ts = 0; ts <= 320; ts += 160, t += 20) src.receive(header(seq++, ts), t);
+    for (int i = 0; i < 3; ++i, t += 50) src.receive(header(seq++, 400), t, events_timed);
+    for (std::uint32_t ts = 1600; ts <= 2400; ts += 160, t += 20) {
+      src.receive(header(seq++, ts), t);
+    }
+  };
+  rtp::Source src;
+  feed(src, false);
+  const auto s = src.stats();
+  EXPECT_EQ(s.received, 12u);
+  EXPECT_EQ(s.expected, 12u);
+  EXPECT_EQ(s.lost, 0);
+  // the jump over the key press is in the arrival times and the timestamps alike
+  rtp::Source timed;
+  feed(timed, true);
+  EXPECT_LT(s.jitter, 0.25 * timed.stats().jitter);
+  // left out altogether, as before, the events' sequence numbers read as loss
+  rtp::Source skipped;
+  std::uint16_t seq = 10;
+  for (std::uint32_t ts = 0; ts <= 320; ts += 160) skipped.receive(header(seq++, ts), 0);
+  seq += 3;
+  for (std::uint32_t ts = 1600; ts <= 2400; ts += 160) skipped.receive(header(seq++, ts), 0);
+  EXPECT_EQ(skipped.stats().lost, 3);
+}
+
 TEST(RtpSource, LossReorderDuplicate) {
   rtp::Source src;
   src.receive(header(100, 0), 0);

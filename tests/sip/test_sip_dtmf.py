@@ -68,3 +68,44 @@ def test_event_packets_share_the_streams_ssrc_and_sequence_and_the_audio_goes_on
     assert session.stats().packets_sent == 2 + len(packets)
     with pytest.raises(ValueError, match="send_event"):
         session.send_event(b"\x00\x00\x00\xa0", 200, 0, marker=False)
+
+
+def _key_press_stream(count: bool) -> RtpSession:
+    """A receiving session given 1 s of audio, a key press in the middle (its event
+    packets every 20 ms, the audio paused meanwhile, as a phone sends it), on time: the
+    event packets go to ``count_event`` when ``count``, else nowhere."""
+    sender = RtpSession("pcmu", payload_type=0)
+    receiver = RtpSession("pcmu", payload_type=0)
+    now = 0.0
+    for _ in range(20):
+        receiver.receive(sender.send(np.zeros(160, np.int16)), now)
+        now += 0.02
+    start = sender.next_timestamp
+    payloads = event_payloads("5", 800, 160)  # 100 ms: 4 progress packets, then 3 ends
+    for i, p in enumerate(payloads):
+        packet = sender.send_event(p, 101, start, marker=i == 0)
+        if count:
+            receiver.count_event(parse_rtp(packet), now)
+        now += 0.02
+    sender.pause(len(payloads))
+    for _ in range(20):
+        receiver.receive(sender.send(np.zeros(160, np.int16)), now)
+        now += 0.02
+    return receiver
+
+
+def test_event_packets_counted_beside_the_audio_are_not_loss_nor_jitter() -> None:
+    stats = _key_press_stream(count=True).stats()
+    assert stats.telephone_events == 7
+    assert stats.rtp is not None
+    assert stats.rtp.received == stats.rtp.expected == 47
+    assert stats.rtp.lost == 0
+    # every packet on time: the events' fixed timestamp does not read as jitter
+    assert stats.rtp.jitter < 1.0
+    block = _key_press_stream(count=True).report_block()
+    assert block is not None
+    assert (block.fraction_lost, block.cumulative_lost) == (0, 0)
+    # left out, their sequence numbers are the stream's loss
+    missed = _key_press_stream(count=False).stats()
+    assert missed.rtp is not None
+    assert (missed.rtp.lost, missed.telephone_events) == (7, 0)

@@ -331,6 +331,8 @@ def test_a_key_press_reaches_the_handler_once(tmp_path: Path) -> None:
         (call,) = calls.calls
         assert call.dtmf_dropped == 0
         assert call.stats.other_payload_types == {}  # the events never reached the session
+        # but they were counted in its stream, whose sequence numbers they share
+        assert call.stats.telephone_events == 10
 
     run(scenario())
 

@@ -144,7 +144,11 @@ class Source {
   };
 
   /// Takes one parsed packet that arrived at `arrival_ms` (any monotonic millisecond clock).
-  Result receive(const Header& header, std::int64_t arrival_ms) noexcept;
+  /// With `timed` false the packet counts for the sequence numbers, loss and statistics but
+  /// not for the jitter estimate: a packet whose timestamp is not its sampling instant, such
+  /// as an RFC 4733 telephone event (stamped with its event's start, section 2.3.5), which
+  /// shares the audio's SSRC and sequence numbers.
+  Result receive(const Header& header, std::int64_t arrival_ms, bool timed = true) noexcept;
 
   /// Cumulative statistics (fraction_lost is the last interval_report()'s).
   [[nodiscard]] SourceStats stats() const noexcept;
@@ -164,8 +168,8 @@ class Source {
   void reset() noexcept;
 
  private:
-  Result start(const Header& h, std::int64_t arrival_ms, bool restart) noexcept;
-  Result validate(const Header& h, std::int64_t arrival_ms) noexcept;
+  Result start(const Header& h, std::int64_t arrival_ms, bool restart, bool timed) noexcept;
+  Result validate(const Header& h, std::int64_t arrival_ms, bool timed) noexcept;
   [[nodiscard]] bool seen(std::int64_t ext_seq) const noexcept;
   void set_seen(std::int64_t ext_seq, bool value) noexcept;
   void advance_to(std::int64_t ext_seq) noexcept;

@@ -441,12 +441,12 @@ class _MediaProtocol(asyncio.DatagramProtocol):
                 return
             data = clear
         if self.event_pt is not None and len(data) >= 12 and data[1] & 0x7F == self.event_pt:
-            self._telephone_event(data)
+            self._telephone_event(data, endpoint)
             return
         # the offer's host (or the latched one), from whatever port: the endpoint's stream
         endpoint.datagram_received(data, endpoint.remote_addr)
 
-    def _telephone_event(self, data: bytes) -> None:
+    def _telephone_event(self, data: bytes, endpoint: RtpEndpoint) -> None:
         # RFC 4733 key presses beside the audio: deduplicated by timestamp, one Dtmf each
         assert self.events is not None
         try:
@@ -454,6 +454,8 @@ class _MediaProtocol(asyncio.DatagramProtocol):
         except RtpError:
             self.events.malformed += 1
             return
+        # its sequence number is the stream's: counted, so it does not read as loss
+        endpoint.session.count_event(packet, asyncio.get_running_loop().time())
         for event in self.events.receive(bytes(packet.payload), packet.timestamp):
             if self.call is not None:
                 self.call.dtmf(event)

@@ -159,6 +159,8 @@ class RtpSessionStats:
     extension_errors: int
     """Packets whose header extension could not be read for the audio level (the packet
     was played, without a level)."""
+    telephone_events: int
+    """RFC 4733 telephone-event packets counted by :meth:`RtpSession.count_event`."""
     shortened: int
     """Frames played one pitch period shorter (time-stretching, to lower the delay)."""
     lengthened: int
@@ -179,6 +181,7 @@ class _Counters:
     red_ignored: int = 0
     audio_levels: int = 0
     extension_errors: int = 0
+    telephone_events: int = 0
     packets_sent: int = 0
     bytes_sent: int = 0
 
@@ -628,6 +631,20 @@ class RtpSession:
         """Receive-side delay the jitter buffer aims for, seconds."""
         return self._jb.latency
 
+    def count_event(self, packet: RtpPacket, now: float) -> None:
+        """Count an RFC 4733 telephone-event packet of the received stream, which the
+        transport took aside for its key press (it is not audio, and not played).
+
+        It shares the audio's SSRC and sequence numbers (RFC 4733 section 2.1), so left
+        out it would read as lost in :meth:`stats` and :meth:`report_block`; its timestamp
+        is its event's start, not when it was sent (section 2.3.5), so it is kept out of
+        the jitter estimate.
+        """
+        if self._source is None:
+            self._source = RtpSource(self.clock_rate)
+        self._source.receive(packet, now, timed=False)
+        self._n.telephone_events += 1
+
     def report_block(self) -> ReportBlock | None:
         """The RTCP reception report on the received stream for the interval since the
         last call (:meth:`voxwire.rtp.RtpSource.report_block`), None before any packet."""
@@ -646,6 +663,7 @@ class RtpSession:
             red_ignored=n.red_ignored,
             audio_levels=n.audio_levels,
             extension_errors=n.extension_errors,
+            telephone_events=n.telephone_events,
             shortened=self._playout.shortened,
             lengthened=self._playout.lengthened,
             frames=dict(n.frames),

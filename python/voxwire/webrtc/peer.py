@@ -316,7 +316,7 @@ class WebRtcPeer:
 
         async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
             if event_pt is not None and len(data) >= 12 and data[1] & 0x7F == event_pt:
-                self._telephone_event(data)
+                self._telephone_event(data, endpoint)
                 return
             endpoint.datagram_received(data, ("webrtc", 0))
 
@@ -421,7 +421,7 @@ class WebRtcPeer:
             new.red_depth,
         )
 
-    def _telephone_event(self, data: bytes) -> None:
+    def _telephone_event(self, data: bytes, endpoint: RtpEndpoint) -> None:
         from voxwire.rtp import parse_rtp
 
         try:
@@ -429,6 +429,9 @@ class WebRtcPeer:
         except ValueError:
             self.dtmf.malformed += 1
             return
+        # its sequence number is the stream's: counted, so the receiver reports do not
+        # tell the browser it was lost
+        endpoint.session.count_event(packet, asyncio.get_running_loop().time())
         for event in self.dtmf.receive(bytes(packet.payload), packet.timestamp):
             self.call.dtmf(event)
 
