@@ -63,9 +63,10 @@ void check_source(const std::uint8_t* data, std::size_t size) {
     h.timestamp = static_cast<std::uint32_t>(r[2] << 24 | r[3] << 16 | r[4] << 8);
     h.ssrc = r[5] & 3u;
     arrival += r[6] % 64;
+    const bool timed = (r[5] & 4u) == 0;  // some as telephone events: out of the jitter
     const std::int64_t before = src.highest_sequence();
     const bool was_valid = src.valid();
-    const auto res = src.receive(h, arrival);
+    const auto res = src.receive(h, arrival, timed);
     switch (res.verdict) {
       case rtp::Verdict::accepted:
         ++accepted;
